@@ -1,0 +1,161 @@
+//! The outcome of authorization: allow or deny, with a stable reason.
+
+use serde::{Deserialize, Serialize};
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    Allow,
+    Deny,
+}
+
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Effect> {
+        match s {
+            "allow" => Some(Effect::Allow),
+            "deny" => Some(Effect::Deny),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! reason_codes {
+    ($($(#[$doc:meta])* $variant:ident => $code:literal,)*) => {
+        /// A stable, machine-readable reason for a decision. These strings are an API: clients,
+        /// dashboards and audit queries match on them, so they never change meaning.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ReasonCode {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl ReasonCode {
+            /// Every reason code, for documentation and exhaustive tests.
+            pub const ALL: &'static [ReasonCode] = &[$(ReasonCode::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ReasonCode::$variant => $code,)*
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<ReasonCode> {
+                match s {
+                    $($code => Some(ReasonCode::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+reason_codes! {
+    /// An allow rule matched and no deny rule did.
+    PolicyAllow => "policy_allow",
+    /// Protocol plumbing (initialize, ping, lists, notifications) for an authenticated caller.
+    ProtocolMethod => "protocol_method",
+    /// No rule matched: default deny.
+    NoMatchingRule => "no_matching_rule",
+    /// A deny rule matched (deny overrides allow).
+    ExplicitDeny => "explicit_deny",
+    /// The method is unknown to the gateway.
+    UnknownMethod => "unknown_method",
+    /// The token lacks a scope the operation requires.
+    InsufficientScope => "insufficient_scope",
+    /// No bearer token in the `Authorization` header.
+    TokenMissing => "token_missing",
+    /// The token is not a well-formed JWS compact serialization.
+    TokenMalformed => "token_malformed",
+    /// The token's signature does not verify.
+    TokenBadSignature => "token_bad_signature",
+    /// The token's algorithm is not allowed (including `none`).
+    TokenAlgorithmNotAllowed => "token_algorithm_not_allowed",
+    /// The token names a key the gateway does not know.
+    TokenUnknownKey => "token_unknown_key",
+    /// `exp` has passed.
+    TokenExpired => "token_expired",
+    /// `nbf` is in the future.
+    TokenNotYetValid => "token_not_yet_valid",
+    /// `iss` is not a trusted issuer.
+    TokenWrongIssuer => "token_wrong_issuer",
+    /// `aud` does not name this resource.
+    TokenWrongAudience => "token_wrong_audience",
+    /// A required claim is missing or has the wrong type.
+    TokenInvalidClaims => "token_invalid_claims",
+    /// The token was revoked.
+    TokenRevoked => "token_revoked",
+    /// The token lives longer than the configured maximum lifetime.
+    TokenLifetimeTooLong => "token_lifetime_too_long",
+    /// The request body is not one valid JSON-RPC message.
+    MalformedRequest => "malformed_request",
+    /// The session id belongs to another principal.
+    SessionMismatch => "session_mismatch",
+}
+
+impl std::fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authorization decision. A denial is a value, not an error: an `Err` from a decider means
+/// it could not decide, and callers then fail closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub effect: Effect,
+    pub reason: ReasonCode,
+    /// The policy rule that decided, in the store's own notation (e.g. `p, reader, default,
+    /// tool:tickets/get_*, call, allow`), if a rule decided.
+    pub matched_rule: Option<String>,
+    /// The policy revision the decision was made under.
+    pub policy_revision: i64,
+}
+
+impl Decision {
+    pub fn allow(reason: ReasonCode, matched_rule: Option<String>, policy_revision: i64) -> Self {
+        Self {
+            effect: Effect::Allow,
+            reason,
+            matched_rule,
+            policy_revision,
+        }
+    }
+
+    pub fn deny(reason: ReasonCode, matched_rule: Option<String>, policy_revision: i64) -> Self {
+        Self {
+            effect: Effect::Deny,
+            reason,
+            matched_rule,
+            policy_revision,
+        }
+    }
+
+    pub fn is_allowed(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ReasonCode::ALL {
+            assert!(seen.insert(code.as_str()), "duplicate code {code}");
+            assert_eq!(ReasonCode::parse(code.as_str()), Some(*code));
+            let json = serde_json::to_string(code).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+        assert_eq!(ReasonCode::parse("nope"), None);
+    }
+}
