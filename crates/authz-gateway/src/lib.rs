@@ -1,1 +1,223 @@
-//! placeholder
+//! The MCP authorization gateway: authenticates, authorizes, audits and forwards every MCP
+//! message between agents and upstream MCP servers.
+//!
+//! The binary is a thin `main.rs` over [`run`]; tests build the same router with [`App::new`]
+//! and [`router`] and drive it over loopback or with `tower::ServiceExt::oneshot`.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use authz_gateway::config::{Config, Overrides, RawConfig};
+//! let raw = RawConfig::from_file(std::path::Path::new("gateway.toml"))?;
+//! let config = Config::from_raw(raw, &Overrides::default(), &|k| std::env::var(k).ok())?;
+//! let app = authz_gateway::App::new(config).await?;
+//! let listener = tokio::net::TcpListener::bind(app.config.listen).await?;
+//! authz_gateway::serve(app, listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod filter;
+mod proxy;
+pub mod scopes;
+pub mod sessions;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::json;
+
+pub use cli::run;
+use config::{Config, PolicySource, Upstream};
+use scopes::ScopePolicy;
+use sessions::SessionBindings;
+
+/// Counters exposed at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub allowed: AtomicU64,
+    pub denied: AtomicU64,
+    pub unauthenticated: AtomicU64,
+    pub other_refusals: AtomicU64,
+    pub audit_failures: AtomicU64,
+    pub upstream_errors: AtomicU64,
+}
+
+impl Metrics {
+    fn count_refusal(&self, status: StatusCode) {
+        let c = if status == StatusCode::UNAUTHORIZED { &self.unauthenticated } else { &self.other_refusals };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, sessions: usize, policy_revision: i64) -> String {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "# HELP authz_decisions_total Authorization decisions by outcome.\n\
+             # TYPE authz_decisions_total counter\n\
+             authz_decisions_total{{decision=\"allow\"}} {}\n\
+             authz_decisions_total{{decision=\"deny\"}} {}\n\
+             # HELP authz_unauthenticated_total Requests refused with 401.\n\
+             # TYPE authz_unauthenticated_total counter\n\
+             authz_unauthenticated_total {}\n\
+             # HELP authz_refusals_other_total Requests refused for other reasons (400, 404, 413, 503...).\n\
+             # TYPE authz_refusals_other_total counter\n\
+             authz_refusals_other_total {}\n\
+             # HELP authz_audit_failures_total Audit records the store refused (each failed its request closed).\n\
+             # TYPE authz_audit_failures_total counter\n\
+             authz_audit_failures_total {}\n\
+             # HELP authz_upstream_errors_total Upstream requests that failed or timed out.\n\
+             # TYPE authz_upstream_errors_total counter\n\
+             authz_upstream_errors_total {}\n\
+             # HELP authz_sessions Sessions currently bound to a principal.\n\
+             # TYPE authz_sessions gauge\n\
+             authz_sessions {}\n\
+             # HELP authz_policy_revision The policy revision in force.\n\
+             # TYPE authz_policy_revision gauge\n\
+             authz_policy_revision {}\n",
+            g(&self.allowed),
+            g(&self.denied),
+            g(&self.unauthenticated),
+            g(&self.other_refusals),
+            g(&self.audit_failures),
+            g(&self.upstream_errors),
+            sessions,
+            policy_revision,
+        )
+    }
+}
+
+/// Everything a request needs, built once at start-up.
+#[derive(Debug)]
+pub struct App {
+    pub config: Config,
+    pub verifier: authz_token::Verifier,
+    pub rbac: authz_rbac::Rbac,
+    pub audit: authz_audit::AuditStore,
+    pub scopes: ScopePolicy,
+    pub sessions: SessionBindings,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub metrics: Metrics,
+    http: reqwest::Client,
+}
+
+impl App {
+    /// Loads keys, policies and the audit store. Any failure stops start-up: the gateway never
+    /// serves without all three.
+    pub async fn new(config: Config) -> anyhow::Result<Arc<App>> {
+        let verifier = authz_token::Verifier::from_config(&config.verifier).context("loading token verification keys")?;
+        let rbac = match &config.policy {
+            PolicySource::Files { model, files } => {
+                authz_rbac::Rbac::from_files(model, files).await.context("loading policy files")?
+            }
+            PolicySource::Database { model, url } => {
+                let store = authz_rbac::PolicyStore::connect(url).await.context("connecting to the policy store")?;
+                authz_rbac::Rbac::from_store(model, store).await.context("loading policies from the store")?
+            }
+        };
+        let audit = authz_audit::AuditStore::connect(&config.audit_database_url)
+            .await
+            .context("opening the audit store")?;
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the upstream HTTP client")?;
+        let upstreams = config.upstreams.iter().map(|u| (u.name.clone(), Arc::new(u.clone()))).collect();
+        Ok(Arc::new(App {
+            scopes: ScopePolicy::new(&config.scope_hierarchy),
+            sessions: SessionBindings::new(100_000),
+            upstreams,
+            metrics: Metrics::default(),
+            verifier,
+            rbac,
+            audit,
+            http,
+            config,
+        }))
+    }
+
+    /// The RFC 9728 metadata URL of an upstream route (path-inserted form).
+    pub fn metadata_url(&self, up: &Upstream) -> String {
+        format!("{}/.well-known/oauth-protected-resource/mcp/{}", self.config.public_url, up.name)
+    }
+}
+
+/// The gateway's HTTP surface.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/mcp/{upstream}", any(proxy::handle))
+        .route("/.well-known/oauth-protected-resource/mcp/{upstream}", get(resource_metadata))
+        .route("/.well-known/oauth-protected-resource", get(root_resource_metadata))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+/// Serves until `shutdown` resolves. Sets `TCP_NODELAY` on accepted sockets (axum does not).
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|s| {
+        if let Err(e) = s.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+}
+
+fn metadata_for(app: &App, up: &Upstream) -> Response {
+    let body = json!({
+        "resource": up.resource,
+        "authorization_servers": app.config.authorization_servers,
+        "scopes_supported": scopes::supported_scopes(&up.scopes),
+        "bearer_methods_supported": ["header"],
+    });
+    ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(body)).into_response()
+}
+
+async fn resource_metadata(State(app): State<Arc<App>>, Path(upstream): Path<String>) -> Response {
+    match app.upstreams.get(&upstream) {
+        Some(up) => metadata_for(&app, up),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The root form is only unambiguous with a single upstream.
+async fn root_resource_metadata(State(app): State<Arc<App>>) -> Response {
+    match app.config.upstreams.as_slice() {
+        [only] => metadata_for(&app, only),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let audit_ok = app.audit.ping().await.is_ok();
+    let body = json!({
+        "keys": "loaded",
+        "policy_revision": app.rbac.revision(),
+        "audit_store": if audit_ok { "reachable" } else { "unreachable" },
+    });
+    let status = if audit_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(app.sessions.len(), app.rbac.revision()),
+    )
+        .into_response()
+}

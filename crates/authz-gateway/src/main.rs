@@ -1,1 +1,5 @@
-fn main() {}
+//! The `authz-gateway` binary: a thin wrapper over [`authz_gateway::run`].
+
+fn main() -> std::process::ExitCode {
+    authz_gateway::run()
+}

@@ -1,0 +1,113 @@
+//! Command line, logging set-up and the process lifecycle of the `authz-gateway` binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use crate::config::{Config, Overrides, RawConfig};
+
+/// Flags; each also reads an `AUTHZ_*` environment variable. Precedence: file < env < flag.
+#[derive(Debug, Parser)]
+#[command(name = "authz-gateway", version, about = "MCP authorization gateway: authenticate, authorize, audit, forward.")]
+pub struct Args {
+    /// The TOML configuration file.
+    #[arg(long, env = "AUTHZ_CONFIG")]
+    pub config: PathBuf,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long, env = "AUTHZ_LISTEN")]
+    pub listen: Option<String>,
+    /// Public base URL; canonical resource URIs are <public-url>/mcp/<upstream>.
+    #[arg(long, env = "AUTHZ_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Audit store URL (sqlite://… or postgres://…), overrides audit.database_url.
+    #[arg(long, env = "AUTHZ_AUDIT_DATABASE_URL", hide_env_values = true)]
+    pub audit_database_url: Option<String>,
+    /// Policy store URL, overrides policy.database_url.
+    #[arg(long, env = "AUTHZ_POLICY_DATABASE_URL", hide_env_values = true)]
+    pub policy_database_url: Option<String>,
+    /// Log format.
+    #[arg(long, env = "AUTHZ_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// Parses arguments, validates configuration and runs the gateway until Ctrl-C / SIGTERM.
+/// A configuration mistake exits with status 2 before anything listens.
+pub fn run() -> ExitCode {
+    let args = Args::parse();
+    init_tracing(&args.log_format);
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("authz-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("authz-gateway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_config(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authz-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(args: &Args) -> Result<Config, crate::config::ConfigError> {
+    let raw = RawConfig::from_file(&args.config)?;
+    let overrides = Overrides {
+        listen: args.listen.clone(),
+        public_url: args.public_url.clone(),
+        audit_database_url: args.audit_database_url.clone(),
+        policy_database_url: args.policy_database_url.clone(),
+    };
+    Config::from_raw(raw, &overrides, &|k| std::env::var(k).ok())
+}
+
+async fn serve_config(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let app = crate::App::new(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%local, upstreams = app.upstreams.len(), policy_revision = app.rbac.revision(), "authz-gateway listening");
+    crate::serve(app, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down");
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

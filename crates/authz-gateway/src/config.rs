@@ -1,0 +1,499 @@
+//! Gateway configuration: the raw TOML/env/flag input and its validation into typed config.
+//!
+//! Two phases (ripgrep style): [`RawConfig`] mirrors the file and refuses unknown keys;
+//! [`Config::from_raw`] checks every value and produces what the rest of the program sees.
+//! Precedence: defaults < TOML file < `AUTHZ_*` environment < flags (clap handles the last two).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration mistake: which key, what is wrong, and a hint.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error at `{key}`: {problem}\n  hint: {hint}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+    pub hint: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self { key: key.into(), problem: problem.into(), hint: hint.into() }
+    }
+}
+
+/// A secret value (an upstream credential). `Debug` never prints it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    /// Token verification (trusted issuers, leeway, maximum lifetime): `authz_token`'s config.
+    pub auth: Option<authz_token::VerifierConfig>,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// Scope hierarchy: a scope maps to the narrower scopes it implies.
+    #[serde(default)]
+    pub scope_hierarchy: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    /// The externally visible base URL; canonical resource URIs are `<public_url>/mcp/<name>`.
+    pub public_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    /// Origins allowed to call (DNS-rebinding protection). Requests without `Origin` pass.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Authorization servers advertised in protected resource metadata (default: the issuers).
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub model: Option<PathBuf>,
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: String,
+    pub url: String,
+    /// Name of an environment variable holding the gateway's own bearer credential upstream.
+    pub credential_env: Option<String>,
+    /// Path of a file holding that credential.
+    pub credential_file: Option<PathBuf>,
+    pub timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub scopes: Vec<RawScopeRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScopeRule {
+    /// A JSON-RPC method name, or `*`.
+    pub method: String,
+    /// A glob over the operation's target (`*` matches any text); default `*`.
+    #[serde(default = "star")]
+    pub target: String,
+    pub require: Vec<String>,
+}
+
+fn star() -> String {
+    "*".to_owned()
+}
+
+/// Flags and `AUTHZ_*` environment variables that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub audit_database_url: Option<String>,
+    pub policy_database_url: Option<String>,
+}
+
+/// Where policies come from.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    Files { model: PathBuf, files: Vec<PathBuf> },
+    Database { model: PathBuf, url: String },
+}
+
+/// A validated scope requirement.
+#[derive(Debug, Clone)]
+pub struct ScopeRule {
+    pub method: String,
+    pub target: String,
+    pub require: Vec<String>,
+}
+
+/// A validated upstream route.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub url: reqwest::Url,
+    pub credential: Option<Secret>,
+    pub timeout: std::time::Duration,
+    pub scopes: Vec<ScopeRule>,
+    /// The canonical resource URI of this route (the token audience).
+    pub resource: String,
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub max_body_bytes: usize,
+    pub allowed_origins: Vec<String>,
+    pub authorization_servers: Vec<String>,
+    pub verifier: authz_token::VerifierConfig,
+    pub policy: PolicySource,
+    pub audit_database_url: String,
+    pub scope_hierarchy: BTreeMap<String, Vec<String>>,
+    pub upstreams: Vec<Upstream>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_AUDIT_URL: &str = "sqlite://authz-audit.db?mode=rwc";
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+
+impl RawConfig {
+    /// Reads and parses a TOML file; unknown keys are errors that name the key.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                "--config",
+                format!("cannot read {}: {e}", path.display()),
+                "pass an existing TOML file with --config or AUTHZ_CONFIG",
+            )
+        })?;
+        Self::from_toml(&text).map_err(|mut e| {
+            e.problem = format!("{} (in {})", e.problem, path.display());
+            e
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let span_key = e.message().to_owned();
+            ConfigError::new(
+                key_from_toml_error(text, &e),
+                span_key,
+                "see the configuration reference in README.md; unknown keys are refused",
+            )
+        })
+    }
+}
+
+/// Names the key a TOML error points at, from the error span (best effort).
+fn key_from_toml_error(text: &str, e: &toml::de::Error) -> String {
+    e.span()
+        .and_then(|span| text.get(..span.start))
+        .and_then(|before| {
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+            let line = text[line_start..line_end].trim();
+            let header = before[..line_start]
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| l.starts_with('['))
+                .map(|h| h.trim_matches(|c| c == '[' || c == ']').to_owned());
+            let key = line.split('=').next().map(str::trim).filter(|k| !k.is_empty())?;
+            Some(match header {
+                Some(h) if !line.starts_with('[') => format!("{h}.{key}"),
+                _ => key.to_owned(),
+            })
+        })
+        .unwrap_or_else(|| "<file>".to_owned())
+}
+
+impl Config {
+    /// Validates raw configuration plus overrides. `env` resolves credential variables (injected
+    /// so tests can feed values).
+    pub fn from_raw(
+        raw: RawConfig,
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let listen_text = overrides
+            .listen
+            .clone()
+            .or(raw.server.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            ConfigError::new(
+                "server.listen",
+                format!("`{listen_text}` is not an address"),
+                "use host:port, e.g. 127.0.0.1:8080",
+            )
+        })?;
+        let public_url = overrides
+            .public_url
+            .clone()
+            .or(raw.server.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"));
+        let parsed = reqwest::Url::parse(&public_url).map_err(|e| {
+            ConfigError::new("server.public_url", format!("`{public_url}`: {e}"), "an absolute http(s) URL")
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+            return Err(ConfigError::new(
+                "server.public_url",
+                format!("`{public_url}` must be an http(s) URL without a query"),
+                "e.g. https://gateway.example.com",
+            ));
+        }
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        let max_body_bytes = raw.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+        if max_body_bytes == 0 || max_body_bytes > 64 * 1024 * 1024 {
+            return Err(ConfigError::new(
+                "server.max_body_bytes",
+                format!("{max_body_bytes} is out of range"),
+                "between 1 byte and 64 MiB",
+            ));
+        }
+
+        let auth = raw.auth.ok_or_else(|| {
+            ConfigError::new(
+                "auth",
+                "no [auth] section: the gateway cannot verify tokens",
+                "add [[auth.issuers]] with issuer and jwks_file (authzctl keys generate makes a dev key)",
+            )
+        })?;
+        if auth.issuers.is_empty() {
+            return Err(ConfigError::new(
+                "auth.issuers",
+                "no trusted issuer",
+                "add at least one [[auth.issuers]] entry",
+            ));
+        }
+        let authorization_servers = if raw.server.authorization_servers.is_empty() {
+            auth.issuers.iter().map(|i| i.issuer.clone()).collect()
+        } else {
+            raw.server.authorization_servers
+        };
+
+        let model = raw.policy.model.unwrap_or_else(|| PathBuf::from("policies/model.conf"));
+        let policy = match (overrides.policy_database_url.clone().or(raw.policy.database_url), raw.policy.files) {
+            (Some(_), files) if !files.is_empty() => {
+                return Err(ConfigError::new(
+                    "policy",
+                    "both policy.files and policy.database_url are set",
+                    "choose one policy source",
+                ));
+            }
+            (Some(url), _) => PolicySource::Database { model, url },
+            (None, files) if files.is_empty() => PolicySource::Files {
+                model,
+                files: vec![PathBuf::from("policies/policy.csv")],
+            },
+            (None, files) => PolicySource::Files { model, files },
+        };
+
+        let audit_database_url = overrides
+            .audit_database_url
+            .clone()
+            .or(raw.audit.database_url)
+            .unwrap_or_else(|| DEFAULT_AUDIT_URL.to_owned());
+
+        for (scope, implied) in &raw.scope_hierarchy {
+            if implied.iter().any(|s| s == scope) {
+                return Err(ConfigError::new(
+                    format!("scope_hierarchy.{scope}"),
+                    "a scope cannot imply itself",
+                    "list only narrower scopes",
+                ));
+            }
+        }
+
+        if raw.upstreams.is_empty() {
+            return Err(ConfigError::new(
+                "upstreams",
+                "no upstream MCP server configured",
+                "add an [[upstreams]] entry with name and url",
+            ));
+        }
+        let mut upstreams = Vec::with_capacity(raw.upstreams.len());
+        for (i, u) in raw.upstreams.into_iter().enumerate() {
+            let key = format!("upstreams[{i}]");
+            if u.name.is_empty()
+                || !u.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::new(
+                    format!("{key}.name"),
+                    format!("`{}` is not a valid route name", u.name),
+                    "use letters, digits, '-' and '_'",
+                ));
+            }
+            if upstreams.iter().any(|x: &Upstream| x.name == u.name) {
+                return Err(ConfigError::new(
+                    format!("{key}.name"),
+                    format!("duplicate upstream `{}`", u.name),
+                    "route names must be unique",
+                ));
+            }
+            let url = reqwest::Url::parse(&u.url)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    ConfigError::new(format!("{key}.url"), format!("`{}` is not an http(s) URL", u.url), "e.g. http://127.0.0.1:9100/mcp")
+                })?;
+            let credential = match (&u.credential_env, &u.credential_file) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        format!("{key}.credential_env"),
+                        "both credential_env and credential_file are set",
+                        "choose one",
+                    ));
+                }
+                (Some(var), None) => Some(Secret::new(env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{key}.credential_env"),
+                        format!("environment variable {var} is not set"),
+                        "export it, or remove credential_env",
+                    )
+                })?)),
+                (None, Some(path)) => Some(Secret::new(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| {
+                            ConfigError::new(
+                                format!("{key}.credential_file"),
+                                format!("cannot read {}: {e}", path.display()),
+                                "point it at a readable file holding the credential",
+                            )
+                        })?
+                        .trim()
+                        .to_owned(),
+                )),
+                (None, None) => None,
+            };
+            let timeout_secs = u.timeout_secs.unwrap_or(30);
+            if timeout_secs == 0 || timeout_secs > 3600 {
+                return Err(ConfigError::new(format!("{key}.timeout_secs"), "out of range", "1..=3600 seconds"));
+            }
+            let mut scopes = Vec::with_capacity(u.scopes.len());
+            for (j, r) in u.scopes.into_iter().enumerate() {
+                if r.require.is_empty() || r.require.iter().any(|s| s.is_empty() || s.contains(' ')) {
+                    return Err(ConfigError::new(
+                        format!("{key}.scopes[{j}].require"),
+                        "must list one or more scope names without spaces",
+                        "e.g. require = [\"tickets:read\"]",
+                    ));
+                }
+                scopes.push(ScopeRule { method: r.method, target: r.target, require: r.require });
+            }
+            let resource = format!("{public_url}/mcp/{}", u.name);
+            upstreams.push(Upstream {
+                name: u.name,
+                url,
+                credential,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+                scopes,
+                resource,
+            });
+        }
+
+        Ok(Config {
+            listen,
+            public_url,
+            max_body_bytes,
+            allowed_origins: raw.server.allowed_origins,
+            authorization_servers,
+            verifier: auth,
+            policy,
+            audit_database_url,
+            scope_hierarchy: raw.scope_hierarchy,
+            upstreams,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "https://gw.example/"
+
+[auth]
+[[auth.issuers]]
+issuer = "https://idp.example"
+jwks_file = "keys/jwks.json"
+
+[[upstreams]]
+name = "tickets"
+url = "http://127.0.0.1:9100/mcp"
+credential_env = "TICKETS_TOKEN"
+scopes = [{ method = "tools/call", target = "delete_*", require = ["tickets:write"] }]
+"#;
+
+    fn env(var: &str) -> Option<String> {
+        (var == "TICKETS_TOKEN").then(|| "s3cret".to_owned())
+    }
+
+    #[test]
+    fn a_good_file_validates() {
+        let raw = RawConfig::from_toml(GOOD).expect("parses");
+        let cfg = Config::from_raw(raw, &Overrides::default(), &env).expect("valid");
+        assert_eq!(cfg.public_url, "https://gw.example");
+        assert_eq!(cfg.upstreams[0].resource, "https://gw.example/mcp/tickets");
+        assert_eq!(cfg.authorization_servers, vec!["https://idp.example"]);
+        assert!(!format!("{cfg:?}").contains("s3cret"), "secrets are redacted in Debug");
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let raw = RawConfig::from_toml(GOOD).expect("parses");
+        let o = Overrides { listen: Some("127.0.0.1:9999".into()), ..Default::default() };
+        let cfg = Config::from_raw(raw, &o, &env).expect("valid");
+        assert_eq!(cfg.listen.port(), 9999);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = RawConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").expect_err("unknown key");
+        assert_eq!(err.key, "server.lisen");
+        assert!(err.problem.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        let cases = [
+            (GOOD.replace("127.0.0.1:0", "nowhere"), "server.listen"),
+            (GOOD.replace("http://127.0.0.1:9100/mcp", "ftp://x"), "upstreams[0].url"),
+            (GOOD.replace("TICKETS_TOKEN", "MISSING_VAR"), "upstreams[0].credential_env"),
+            (GOOD.replace("name = \"tickets\"", "name = \"a/b\""), "upstreams[0].name"),
+            (GOOD.replace("[\"tickets:write\"]", "[]"), "upstreams[0].scopes[0].require"),
+        ];
+        for (text, key) in cases {
+            let raw = RawConfig::from_toml(&text).expect("parses");
+            let err = Config::from_raw(raw, &Overrides::default(), &env).expect_err(key);
+            assert_eq!(err.key, key, "{err}");
+        }
+        let err = Config::from_raw(RawConfig::default(), &Overrides::default(), &env).expect_err("no auth");
+        assert_eq!(err.key, "auth");
+    }
+}

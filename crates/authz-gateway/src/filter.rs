@@ -1,0 +1,231 @@
+//! Filtering of list results (`tools/list`, `prompts/list`, `resources/list`,
+//! `resources/templates/list`) to what the caller may use, over JSON and SSE responses alike.
+//!
+//! An item is shown only if the corresponding call (`tools/call` of that tool, `prompts/get` of
+//! that prompt, `resources/read` of that URI) would be allowed right now, so a list never
+//! advertises what a call would refuse. Items that cannot be judged (no name) are dropped.
+
+use std::sync::Arc;
+
+use authz_types::{Method, Operation, Target};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+
+/// Decides whether one item's operation is allowed for the caller.
+pub type ItemAllowed = Arc<dyn Fn(&Operation) -> bool + Send + Sync>;
+
+/// The largest single SSE event or JSON list response the gateway will buffer to filter.
+pub const MAX_FILTERED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Which list a method returns, and how each item maps to an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    ResourceTemplates,
+}
+
+impl ListKind {
+    pub fn of(method: &Method) -> Option<ListKind> {
+        match method {
+            Method::ToolsList => Some(ListKind::Tools),
+            Method::PromptsList => Some(ListKind::Prompts),
+            Method::ResourcesList => Some(ListKind::Resources),
+            Method::ResourcesTemplatesList => Some(ListKind::ResourceTemplates),
+            _ => None,
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
+        }
+    }
+
+    fn operation(self, item: &Value) -> Option<Operation> {
+        let s = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_owned);
+        Some(match self {
+            ListKind::Tools => Operation::new(Method::ToolsCall, Target::Tool(s("name")?)),
+            ListKind::Prompts => Operation::new(Method::PromptsGet, Target::Prompt(s("name")?)),
+            ListKind::Resources => Operation::new(Method::ResourcesRead, Target::Resource(s("uri")?)),
+            ListKind::ResourceTemplates => {
+                Operation::new(Method::ResourcesRead, Target::Resource(s("uriTemplate")?))
+            }
+        })
+    }
+}
+
+/// Filters a JSON-RPC response in place if it is the result of the list request `id`.
+/// Returns how many items were removed.
+pub fn filter_response(kind: ListKind, id: &Value, response: &mut Value, allowed: &ItemAllowed) -> usize {
+    if response.get("id") != Some(id) {
+        return 0;
+    }
+    let Some(items) = response.get_mut("result").and_then(|r| r.get_mut(kind.key())).and_then(Value::as_array_mut)
+    else {
+        return 0;
+    };
+    let before = items.len();
+    items.retain(|item| kind.operation(item).is_some_and(|op| allowed(&op)));
+    before - items.len()
+}
+
+/// Filters a complete JSON body. An unparsable body is refused (`None`): the gateway does not
+/// pass on a list it could not filter.
+pub fn filter_json_body(kind: ListKind, id: &Value, body: &[u8], allowed: &ItemAllowed) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    filter_response(kind, id, &mut v, allowed);
+    serde_json::to_vec(&v).ok()
+}
+
+/// Rewrites one SSE event block (without its terminating blank line) if its data is the list
+/// response; other events are returned unchanged.
+fn filter_sse_event(kind: ListKind, id: &Value, event: &[u8], allowed: &ItemAllowed) -> Result<Vec<u8>, ()> {
+    let text = std::str::from_utf8(event).map_err(|_| ())?;
+    let mut data = String::new();
+    let mut other_lines = Vec::new();
+    let mut has_data = false;
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if let Some(rest) = line.strip_prefix("data:") {
+            if has_data {
+                data.push('\n');
+            }
+            data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
+            has_data = true;
+        } else {
+            other_lines.push(line);
+        }
+    }
+    if !has_data {
+        return Ok(event.to_vec());
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(&data) else {
+        return Ok(event.to_vec());
+    };
+    if v.get("id") != Some(id) {
+        return Ok(event.to_vec());
+    }
+    filter_response(kind, id, &mut v, allowed);
+    let mut out = Vec::with_capacity(event.len());
+    for l in other_lines {
+        out.extend_from_slice(l.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&serde_json::to_vec(&v).map_err(|_| ())?);
+    Ok(out)
+}
+
+/// Finds the end of the first SSE event in `buf`: returns (event length, separator length).
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        if buf[i] == b'\n' && buf[i + 1] == b'\n' {
+            return Some((i, 2));
+        }
+        if buf[i] == b'\n' && buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
+            return Some((i, 3));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// An SSE body whose list response event is filtered as it passes; everything else streams
+/// through event by event without waiting for the end of the stream.
+pub fn filter_sse_stream<S, E>(
+    kind: ListKind,
+    id: Value,
+    allowed: ItemAllowed,
+    upstream: S,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    futures_util::stream::unfold(
+        (upstream, BytesMut::new(), false),
+        move |(mut upstream, mut buf, mut done)| {
+            let id = id.clone();
+            let allowed = allowed.clone();
+            async move {
+                loop {
+                    if let Some((end, sep)) = find_event_end(&buf) {
+                        let event = buf.split_to(end + sep);
+                        let out = match filter_sse_event(kind, &id, &event[..end], &allowed) {
+                            Ok(mut o) => {
+                                o.extend_from_slice(&event[end..]);
+                                Bytes::from(o)
+                            }
+                            Err(()) => {
+                                return Some((Err(std::io::Error::other("unfilterable SSE event")), (upstream, buf, true)));
+                            }
+                        };
+                        return Some((Ok(out), (upstream, buf, done)));
+                    }
+                    if done {
+                        // Trailing bytes without a terminating blank line are not an event per
+                        // the SSE grammar; they are dropped rather than passed unfiltered.
+                        return None;
+                    }
+                    if buf.len() > MAX_FILTERED_BYTES {
+                        return Some((Err(std::io::Error::other("SSE event too large to filter")), (upstream, buf, true)));
+                    }
+                    match upstream.next().await {
+                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        Some(Err(e)) => return Some((Err(std::io::Error::other(e)), (upstream, buf, true))),
+                        None => done = true,
+                    }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn only_get() -> ItemAllowed {
+        Arc::new(|op: &Operation| matches!(&op.target, Target::Tool(n) if n.starts_with("get_")))
+    }
+
+    fn list() -> Value {
+        json!({"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"get_ticket"},{"name":"delete_ticket"},{"noname":1}]}})
+    }
+
+    #[test]
+    fn json_list_is_filtered_only_for_its_own_id() {
+        let mut v = list();
+        assert_eq!(filter_response(ListKind::Tools, &json!(5), &mut v, &only_get()), 2);
+        assert_eq!(v["result"]["tools"], json!([{"name":"get_ticket"}]));
+        let mut other = list();
+        assert_eq!(filter_response(ListKind::Tools, &json!(6), &mut other, &only_get()), 0);
+    }
+
+    #[tokio::test]
+    async fn sse_list_is_filtered_across_chunk_boundaries() {
+        let body = format!(
+            "event: message\nid: 1\ndata: {}\n\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\n",
+            serde_json::to_string(&list()).expect("json")
+        );
+        let bytes = body.into_bytes();
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            bytes.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let out: Vec<Bytes> = filter_sse_stream(ListKind::Tools, json!(5), only_get(), futures_util::stream::iter(chunks))
+            .map(|r| r.expect("ok"))
+            .collect()
+            .await;
+        let text = String::from_utf8(out.concat()).expect("utf8");
+        assert!(text.starts_with("event: message\nid: 1\ndata: "), "{text}");
+        assert!(text.contains("get_ticket") && !text.contains("delete_ticket"), "{text}");
+        assert!(text.ends_with("data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"), "{text}");
+    }
+}

@@ -1,0 +1,453 @@
+//! The request pipeline for `POST|GET|DELETE /mcp/{upstream}`: authenticate, classify, check
+//! scopes, ask RBAC, record the decision, and only then forward with the gateway's own upstream
+//! credentials, streaming the answer back (list results filtered per caller).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use authz_types::{AuditRecord, Decision, Message, MessageKind, Method, Operation, Principal, ReasonCode, Target};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use futures_util::TryStreamExt;
+use serde_json::Value;
+use tracing::{Instrument, info_span, warn};
+
+use crate::App;
+use crate::config::Upstream;
+use crate::error::{ApiError, FORBIDDEN_CODE, HEADER_MISMATCH_CODE, UNSUPPORTED_VERSION_CODE};
+use crate::filter::{self, ItemAllowed, ListKind};
+use crate::sessions::{Owner, SessionCheck};
+
+/// Protocol versions the gateway understands.
+pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+/// The first version with standard `Mcp-Method`/`Mcp-Name` headers and no sessions.
+const STATELESS_VERSION: &str = "2026-07-28";
+
+/// Request headers passed upstream. Everything else — above all `Authorization` — is dropped.
+const FORWARDED_REQUEST_HEADERS: &[&str] =
+    &["content-type", "accept", "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id"];
+/// Response headers passed back to the client.
+const FORWARDED_RESPONSE_HEADERS: &[&str] = &["content-type", "mcp-session-id", "cache-control", "retry-after"];
+
+/// Per-request context shared by the pipeline steps.
+struct Ctx {
+    request_id: String,
+    upstream: Arc<Upstream>,
+    session_id: Option<String>,
+}
+
+pub async fn handle(
+    State(app): State<Arc<App>>,
+    Path(upstream): Path<String>,
+    method: HttpMethod,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let span = info_span!("mcp", request_id = %request_id, upstream = %upstream, http.method = %method,
+        mcp.method = tracing::field::Empty, target = tracing::field::Empty, subject = tracing::field::Empty,
+        decision = tracing::field::Empty);
+    let result = async {
+        let Some(up) = app.upstreams.get(&upstream).cloned() else {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "no such MCP endpoint", -32601));
+        };
+        let session_id = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let ctx = Ctx { request_id: request_id.clone(), upstream: up, session_id };
+        pipeline(&app, &ctx, method, headers, body).await
+    }
+    .instrument(span)
+    .await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            app.metrics.count_refusal(e.status);
+            e.with_request_id(&request_id).into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn pipeline(app: &App, ctx: &Ctx, method: HttpMethod, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    // Transport check first: a browser page on another origin must not reach us at all.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let ok = origin.to_str().is_ok_and(|o| app.config.allowed_origins.iter().any(|a| a == o));
+        if !ok {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", "origin not allowed", -32600));
+        }
+    }
+    let version = headers.get("mcp-protocol-version").map(|v| v.to_str().unwrap_or("")).map(str::to_owned);
+
+    // Authenticate before looking at anything the caller sent.
+    let principal = authenticate(app, ctx, &headers, method.as_str()).await?;
+    tracing::Span::current().record("subject", principal.subject.as_str());
+
+    if let Some(v) = &version {
+        if !SUPPORTED_VERSIONS.contains(&v.as_str()) {
+            return Err(ApiError::bad_request(
+                "unsupported_protocol_version",
+                format!("unsupported MCP-Protocol-Version; supported: {}", SUPPORTED_VERSIONS.join(", ")),
+                UNSUPPORTED_VERSION_CODE,
+            ));
+        }
+    }
+    let stateless = version.as_deref() == Some(STATELESS_VERSION);
+
+    match method {
+        HttpMethod::POST => post(app, ctx, &principal, &headers, body, stateless).await,
+        HttpMethod::GET | HttpMethod::DELETE if stateless => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "MCP 2026-07-28 is stateless: use POST",
+            -32600,
+        )),
+        HttpMethod::GET | HttpMethod::DELETE => stream_or_end(app, ctx, &principal, &headers, method).await,
+        _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST, GET or DELETE", -32600)),
+    }
+}
+
+/// Verifies the bearer token; every failure is answered 401 with a challenge and recorded.
+async fn authenticate(app: &App, ctx: &Ctx, headers: &HeaderMap, method: &str) -> Result<Principal, ApiError> {
+    let up = &ctx.upstream;
+    let auth = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let token = auth.and_then(|a| {
+        let (scheme, rest) = a.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let failure = match (auth, token) {
+        (None, _) => Some((ReasonCode::TokenMissing, None)),
+        (Some(_), None) | (Some(_), Some("")) => {
+            Some((ReasonCode::TokenMalformed, Some("the Authorization header must be `Bearer <token>`")))
+        }
+        (Some(_), Some(t)) => match app.verifier.verify(t, &up.resource) {
+            Ok(p) => return Ok(p),
+            Err(e) => Some((e.reason(), Some(e.description()))),
+        },
+    };
+    let (reason, description) = failure.unwrap_or((ReasonCode::TokenMissing, None));
+    tracing::Span::current().record("decision", "deny");
+    let mut rec = AuditRecord::unauthenticated(&ctx.request_id, &up.name, method, reason, 401);
+    rec.session_id = ctx.session_id.clone();
+    record(app, rec).await?;
+    let mut challenge = format!("Bearer resource_metadata=\"{}\"", app.metadata_url(up));
+    let scopes = crate::scopes::supported_scopes(&up.scopes);
+    if !scopes.is_empty() {
+        challenge.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+    }
+    if let Some(d) = description {
+        challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{d}\""));
+    }
+    Err(ApiError::new(StatusCode::UNAUTHORIZED, reason.as_str(), "authentication required", -32001).with_challenge(challenge))
+}
+
+/// Appends an audit record durably; if the store cannot take it, the request fails closed.
+async fn record(app: &App, rec: AuditRecord) -> Result<(), ApiError> {
+    match app.audit.append(&rec).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            app.metrics.audit_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(error = %e, request_id = %rec.request_id, "audit store rejected a record; failing closed");
+            Err(ApiError::unavailable("audit_unavailable"))
+        }
+    }
+}
+
+async fn post(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+    stateless: bool,
+) -> Result<Response, ApiError> {
+    let up = &ctx.upstream;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "POST bodies must be application/json",
+            -32600,
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, app.config.max_body_bytes).await.map_err(|_| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large", -32600)
+    })?;
+
+    let msg = match authz_types::classify(&bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            let op = Operation::new(Method::Unknown("(malformed)".into()), Target::None);
+            let decision = Decision::deny(ReasonCode::MalformedRequest, None, app.rbac.revision());
+            let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
+            rec.session_id = ctx.session_id.clone();
+            rec.http_status = Some(400);
+            rec.jsonrpc_error = Some(e.jsonrpc_code());
+            record(app, rec).await?;
+            return Err(ApiError::bad_request("malformed_request", e.to_string(), e.jsonrpc_code()));
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("mcp.method", msg.operation.method.as_str());
+    if let Some(t) = msg.operation.target.display() {
+        span.record("target", t.as_str());
+    }
+
+    check_standard_headers(headers, &msg, stateless).map_err(|e| e.with_id(msg.id.clone()))?;
+
+    // A session id presented by anyone but its owner is treated as unknown (404), so a leaked id
+    // is useless; the refusal is recorded.
+    if let Some(sid) = &ctx.session_id {
+        if !matches!(msg.operation.method, Method::Initialize)
+            && app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned
+        {
+            let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
+            deny(app, ctx, principal, &msg, &decision, StatusCode::NOT_FOUND, -32001).await?;
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "session_not_found", "session not found", -32001)
+                .with_id(msg.id.clone()));
+        }
+    }
+
+    let decision = authorize(app, up, principal, &msg.operation)?;
+    tracing::Span::current().record("decision", decision.effect.as_str());
+    if !decision.is_allowed() {
+        if decision.reason == ReasonCode::InsufficientScope {
+            let required = app.scopes.required(&up.scopes, &msg.operation);
+            deny(app, ctx, principal, &msg, &decision, StatusCode::FORBIDDEN, FORBIDDEN_CODE).await?;
+            let challenge = format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
+                required.join(" "),
+                app.metadata_url(up)
+            );
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", "insufficient scope", FORBIDDEN_CODE)
+                .with_id(msg.id.clone())
+                .with_challenge(challenge));
+        }
+        deny(app, ctx, principal, &msg, &decision, StatusCode::FORBIDDEN, FORBIDDEN_CODE).await?;
+        return Err(ApiError::new(StatusCode::FORBIDDEN, decision.reason.as_str(), "forbidden by policy", FORBIDDEN_CODE)
+            .with_id(msg.id.clone()));
+    }
+
+    let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &msg.operation, &decision);
+    rec.session_id = ctx.session_id.clone();
+    record(app, rec).await?;
+    app.metrics.allowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+    let upstream_resp = forward(app, up, reqwest::Method::POST, headers, Some(bytes)).await?;
+    if matches!(msg.operation.method, Method::Initialize) && upstream_resp.status().is_success() {
+        if let Some(sid) = upstream_resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
+            app.sessions.bind(&up.name, sid, Owner::of(principal));
+        }
+    }
+    match (ListKind::of(&msg.operation.method), msg.kind, &msg.id) {
+        (Some(kind), MessageKind::Request, Some(id)) => {
+            let allowed = item_filter(app, up.clone(), principal.clone());
+            filtered_response(kind, id.clone(), allowed, upstream_resp).await
+        }
+        _ => Ok(stream_back(upstream_resp)),
+    }
+}
+
+/// The authorization decision for one operation: scopes first, then RBAC. An `Err` means no
+/// decision could be made and the caller must fail closed.
+fn authorize(app: &App, up: &Upstream, principal: &Principal, op: &Operation) -> Result<Decision, ApiError> {
+    let required = app.scopes.required(&up.scopes, op);
+    if !app.scopes.missing(principal, required).is_empty() {
+        return Ok(Decision::deny(ReasonCode::InsufficientScope, None, app.rbac.revision()));
+    }
+    app.rbac.decide(principal, &up.name, op).map_err(|e| {
+        tracing::error!(error = %e, "policy evaluation failed; failing closed");
+        ApiError::unavailable("policy_unavailable")
+    })
+}
+
+/// A predicate for list filtering: the same decision `tools/call` (etc.) would get.
+fn item_filter(app: &App, up: Arc<Upstream>, principal: Principal) -> ItemAllowed {
+    let scopes = app.scopes.clone();
+    let rbac = app.rbac.clone();
+    Arc::new(move |op: &Operation| {
+        scopes.missing(&principal, scopes.required(&up.scopes, op)).is_empty()
+            && rbac.decide(&principal, &up.name, op).is_ok_and(|d| d.is_allowed())
+    })
+}
+
+async fn deny(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    msg: &Message,
+    decision: &Decision,
+    status: StatusCode,
+    code: i64,
+) -> Result<(), ApiError> {
+    app.metrics.denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut rec = AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, &msg.operation, decision);
+    rec.session_id = ctx.session_id.clone();
+    rec.http_status = Some(status.as_u16());
+    rec.jsonrpc_error = Some(code);
+    record(app, rec).await
+}
+
+/// 2026-07-28 standard headers must agree with the body (the body is the source of truth).
+fn check_standard_headers(headers: &HeaderMap, msg: &Message, stateless: bool) -> Result<(), ApiError> {
+    let mismatch = |what: &str| ApiError::bad_request("header_mismatch", what.to_owned(), HEADER_MISMATCH_CODE);
+    let body_method = match msg.kind {
+        MessageKind::Response => None,
+        _ => Some(msg.operation.method.as_str()),
+    };
+    match (headers.get("mcp-method"), body_method) {
+        (Some(h), Some(m)) if h.to_str().ok() != Some(m) => return Err(mismatch("Mcp-Method does not match the body")),
+        (None, Some(_)) if stateless => return Err(mismatch("Mcp-Method header is required")),
+        _ => {}
+    }
+    let expected = msg.operation.mcp_name();
+    match (headers.get("mcp-name"), expected) {
+        (Some(h), Some(e)) => {
+            if decode_header_value(h).as_deref() != Some(e) {
+                return Err(mismatch("Mcp-Name does not match the body"));
+            }
+        }
+        (Some(_), None) => return Err(mismatch("Mcp-Name is not expected for this method")),
+        (None, Some(_)) if stateless => return Err(mismatch("Mcp-Name header is required")),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Decodes an `Mcp-Name` value, including the `=?base64?…?=` form used for non-ASCII values.
+fn decode_header_value(h: &HeaderValue) -> Option<String> {
+    let s = h.to_str().ok()?;
+    match s.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
+        Some(b64) => {
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            String::from_utf8(raw).ok()
+        }
+        None => Some(s.to_owned()),
+    }
+}
+
+/// GET (server-to-client stream) and DELETE (end session) for session-based protocol versions.
+async fn stream_or_end(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    headers: &HeaderMap,
+    method: HttpMethod,
+) -> Result<Response, ApiError> {
+    let up = &ctx.upstream;
+    let op = Operation::new(Method::Notification(format!("http/{method}")), Target::None);
+    if let Some(sid) = &ctx.session_id {
+        if app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned {
+            let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
+            let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
+            rec.method = method.as_str().to_owned();
+            rec.session_id = Some(sid.clone());
+            rec.http_status = Some(404);
+            record(app, rec).await?;
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "session_not_found", "session not found", -32001));
+        }
+    }
+    let decision = Decision::allow(ReasonCode::ProtocolMethod, None, app.rbac.revision());
+    let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
+    rec.method = method.as_str().to_owned();
+    rec.session_id = ctx.session_id.clone();
+    record(app, rec).await?;
+    let m = if method == HttpMethod::GET { reqwest::Method::GET } else { reqwest::Method::DELETE };
+    let resp = forward(app, up, m, headers, None).await?;
+    if method == HttpMethod::DELETE && resp.status().is_success() {
+        if let Some(sid) = &ctx.session_id {
+            app.sessions.end(&up.name, sid);
+        }
+    }
+    Ok(stream_back(resp))
+}
+
+/// Sends the request upstream with the gateway's own credential; the agent's token never leaves.
+async fn forward(
+    app: &App,
+    up: &Upstream,
+    method: reqwest::Method,
+    headers: &HeaderMap,
+    body: Option<bytes::Bytes>,
+) -> Result<reqwest::Response, ApiError> {
+    let mut req = app.http.request(method, up.url.clone()).timeout(up.timeout);
+    for name in FORWARDED_REQUEST_HEADERS {
+        for v in headers.get_all(*name) {
+            req = req.header(*name, v.as_bytes());
+        }
+    }
+    if let Some(c) = &up.credential {
+        req = req.bearer_auth(c.expose());
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let started = Instant::now();
+    req.send().await.map_err(|e| {
+        app.metrics.upstream_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        warn!(error = %e, upstream = %up.name, elapsed_ms = started.elapsed().as_millis() as u64, "upstream request failed");
+        if e.is_timeout() {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream MCP server timed out", -32603)
+        } else {
+            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream MCP server failed", -32603)
+        }
+    })
+}
+
+fn response_head(resp: &reqwest::Response) -> axum::http::response::Builder {
+    let mut b = Response::builder().status(resp.status().as_u16());
+    for name in FORWARDED_RESPONSE_HEADERS {
+        for v in resp.headers().get_all(*name) {
+            b = b.header(*name, v.as_bytes());
+        }
+    }
+    b
+}
+
+/// Streams the upstream response back unbuffered.
+fn stream_back(resp: reqwest::Response) -> Response {
+    let head = response_head(&resp);
+    let body = Body::from_stream(resp.bytes_stream().map_err(std::io::Error::other));
+    head.body(body).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+async fn filtered_response(
+    kind: ListKind,
+    id: Value,
+    allowed: ItemAllowed,
+    resp: reqwest::Response,
+) -> Result<Response, ApiError> {
+    let ctype = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let head = response_head(&resp);
+    let unfilterable =
+        || ApiError::new(StatusCode::BAD_GATEWAY, "upstream_invalid", "the upstream list response could not be filtered", -32603);
+    let body = if ctype.starts_with("text/event-stream") {
+        Body::from_stream(filter::filter_sse_stream(kind, id, allowed, Box::pin(resp.bytes_stream())))
+    } else if ctype.starts_with("application/json") {
+        if resp.content_length().is_some_and(|l| l as usize > filter::MAX_FILTERED_BYTES) {
+            return Err(unfilterable());
+        }
+        let bytes = resp.bytes().await.map_err(|_| unfilterable())?;
+        if bytes.len() > filter::MAX_FILTERED_BYTES {
+            return Err(unfilterable());
+        }
+        Body::from(filter::filter_json_body(kind, &id, &bytes, &allowed).ok_or_else(unfilterable)?)
+    } else if resp.status().is_success() && resp.status() != StatusCode::ACCEPTED {
+        // A list result in a format we cannot filter is never passed on unfiltered.
+        return Err(unfilterable());
+    } else {
+        Body::from_stream(resp.bytes_stream().map_err(std::io::Error::other))
+    };
+    let mut head = head;
+    if let Some(h) = head.headers_mut() {
+        h.remove(header::CONTENT_LENGTH);
+        // Filtered per principal: never cacheable by shared caches.
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    }
+    head.body(body).map_err(|_| unfilterable())
+}
