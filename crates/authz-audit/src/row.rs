@@ -1,0 +1,256 @@
+//! Mapping between an [`AuditRecord`] and its row in `audit_records`, in both directions.
+//!
+//! Writing never fails for a well-formed record; reading checks every value that has a narrower
+//! type in Rust than in SQL and reports a mismatch as [`Error::Corrupt`] instead of guessing.
+
+use authz_types::{AuditRecord, Effect, ReasonCode};
+
+use crate::{Error, StoredRecord};
+
+/// The column list of an insert, in the order [`Columns`] binds them.
+pub(crate) const INSERT_COLUMNS: &str = "time_ms, request_id, session_id, tenant, subject, issuer, \
+     client_id, actors, token_id, scopes, roles, upstream, method, target, decision, reason, \
+     matched_rule, policy_revision, http_status, jsonrpc_error";
+
+/// How many values one row binds; keep in step with [`INSERT_COLUMNS`].
+pub(crate) const COLUMN_COUNT: usize = 20;
+
+/// The column list of a select: `id` then the insert columns.
+pub(crate) const SELECT_COLUMNS: &str = "id, time_ms, request_id, session_id, tenant, subject, \
+     issuer, client_id, actors, token_id, scopes, roles, upstream, method, target, decision, \
+     reason, matched_rule, policy_revision, http_status, jsonrpc_error";
+
+/// One record as the values bound into an insert. Borrowed from the record except the lists,
+/// which are encoded as JSON array text.
+#[derive(Debug)]
+pub(crate) struct Columns<'a> {
+    pub time_ms: i64,
+    pub request_id: &'a str,
+    pub session_id: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub actors: String,
+    pub token_id: Option<&'a str>,
+    pub scopes: String,
+    pub roles: String,
+    pub upstream: &'a str,
+    pub method: &'a str,
+    pub target: Option<&'a str>,
+    pub decision: &'static str,
+    pub reason: &'static str,
+    pub matched_rule: Option<&'a str>,
+    pub policy_revision: Option<i64>,
+    pub http_status: Option<i64>,
+    pub jsonrpc_error: Option<i64>,
+}
+
+impl<'a> Columns<'a> {
+    pub(crate) fn new(r: &'a AuditRecord) -> Result<Self, Error> {
+        Ok(Self {
+            time_ms: r.time_ms,
+            request_id: &r.request_id,
+            session_id: r.session_id.as_deref(),
+            tenant: r.tenant.as_deref(),
+            subject: r.subject.as_deref(),
+            issuer: r.issuer.as_deref(),
+            client_id: r.client_id.as_deref(),
+            actors: encode_list("actors", &r.actors)?,
+            token_id: r.token_id.as_deref(),
+            scopes: encode_list("scopes", &r.scopes)?,
+            roles: encode_list("roles", &r.roles)?,
+            upstream: &r.upstream,
+            method: &r.method,
+            target: r.target.as_deref(),
+            decision: r.decision.as_str(),
+            reason: r.reason.as_str(),
+            matched_rule: r.matched_rule.as_deref(),
+            policy_revision: r.policy_revision,
+            http_status: r.http_status.map(i64::from),
+            jsonrpc_error: r.jsonrpc_error,
+        })
+    }
+}
+
+fn encode_list(field: &'static str, list: &[String]) -> Result<String, Error> {
+    serde_json::to_string(list).map_err(|source| Error::Encode { field, source })
+}
+
+/// One row as read back, before its values are checked.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RawRow {
+    pub id: i64,
+    pub time_ms: i64,
+    pub request_id: String,
+    pub session_id: Option<String>,
+    pub tenant: Option<String>,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub actors: String,
+    pub token_id: Option<String>,
+    pub scopes: String,
+    pub roles: String,
+    pub upstream: String,
+    pub method: String,
+    pub target: Option<String>,
+    pub decision: String,
+    pub reason: String,
+    pub matched_rule: Option<String>,
+    pub policy_revision: Option<i64>,
+    pub http_status: Option<i64>,
+    pub jsonrpc_error: Option<i64>,
+}
+
+impl RawRow {
+    /// Checks every value and builds the record, or names the first column that does not parse.
+    pub(crate) fn into_stored(self) -> Result<StoredRecord, Error> {
+        let id = self.id;
+        let corrupt = |field: &'static str| Error::Corrupt { id, field };
+        let record = AuditRecord {
+            time_ms: self.time_ms,
+            request_id: self.request_id,
+            session_id: self.session_id,
+            tenant: self.tenant,
+            subject: self.subject,
+            issuer: self.issuer,
+            client_id: self.client_id,
+            actors: decode_list(&self.actors).ok_or_else(|| corrupt("actors"))?,
+            token_id: self.token_id,
+            scopes: decode_list(&self.scopes).ok_or_else(|| corrupt("scopes"))?,
+            roles: decode_list(&self.roles).ok_or_else(|| corrupt("roles"))?,
+            upstream: self.upstream,
+            method: self.method,
+            target: self.target,
+            decision: Effect::parse(&self.decision).ok_or_else(|| corrupt("decision"))?,
+            reason: ReasonCode::parse(&self.reason).ok_or_else(|| corrupt("reason"))?,
+            matched_rule: self.matched_rule,
+            policy_revision: self.policy_revision,
+            http_status: self
+                .http_status
+                .map(u16::try_from)
+                .transpose()
+                .map_err(|_| corrupt("http_status"))?,
+            jsonrpc_error: self.jsonrpc_error,
+        };
+        Ok(StoredRecord { id, record })
+    }
+}
+
+fn decode_list(text: &str) -> Option<Vec<String>> {
+    serde_json::from_str(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full() -> AuditRecord {
+        AuditRecord {
+            time_ms: -5,
+            request_id: "req-1".into(),
+            session_id: Some("sess".into()),
+            tenant: Some("acme".into()),
+            subject: Some("alice".into()),
+            issuer: Some("https://idp.example".into()),
+            client_id: Some("agent-app".into()),
+            actors: vec!["agent-7".into(), "orchestrator \"x\"".into()],
+            token_id: Some("jti-1".into()),
+            scopes: vec!["a".into(), "b c".into()],
+            roles: vec!["reader".into()],
+            upstream: "tickets".into(),
+            method: "tools/call".into(),
+            target: Some("get_ticket".into()),
+            decision: Effect::Allow,
+            reason: ReasonCode::PolicyAllow,
+            matched_rule: Some("p, reader, default, tool:tickets/get_*, call, allow".into()),
+            policy_revision: Some(i64::MAX),
+            http_status: Some(u16::MAX),
+            jsonrpc_error: Some(i64::MIN),
+        }
+    }
+
+    /// The raw row the store would read back for `r`, as if written under `id`.
+    fn raw(id: i64, r: &AuditRecord) -> RawRow {
+        let c = Columns::new(r).expect("encode");
+        RawRow {
+            id,
+            time_ms: c.time_ms,
+            request_id: c.request_id.into(),
+            session_id: c.session_id.map(Into::into),
+            tenant: c.tenant.map(Into::into),
+            subject: c.subject.map(Into::into),
+            issuer: c.issuer.map(Into::into),
+            client_id: c.client_id.map(Into::into),
+            actors: c.actors,
+            token_id: c.token_id.map(Into::into),
+            scopes: c.scopes,
+            roles: c.roles,
+            upstream: c.upstream.into(),
+            method: c.method.into(),
+            target: c.target.map(Into::into),
+            decision: c.decision.into(),
+            reason: c.reason.into(),
+            matched_rule: c.matched_rule.map(Into::into),
+            policy_revision: c.policy_revision,
+            http_status: c.http_status,
+            jsonrpc_error: c.jsonrpc_error,
+        }
+    }
+
+    #[test]
+    fn columns_round_trip_every_field() {
+        let r = full();
+        let stored = raw(7, &r).into_stored().expect("valid");
+        assert_eq!(stored.id, 7);
+        assert_eq!(stored.record, r);
+
+        let minimal = AuditRecord::unauthenticated("r", "u", "GET", ReasonCode::TokenMissing, 401);
+        assert_eq!(
+            raw(1, &minimal).into_stored().expect("valid").record,
+            minimal
+        );
+    }
+
+    #[test]
+    fn lists_are_json_arrays() {
+        let r = full();
+        let c = Columns::new(&r).expect("encode");
+        assert_eq!(c.actors, r#"["agent-7","orchestrator \"x\""]"#);
+        assert_eq!(c.roles, r#"["reader"]"#);
+    }
+
+    #[test]
+    fn every_reason_code_round_trips() {
+        for reason in ReasonCode::ALL {
+            let mut r = full();
+            r.reason = *reason;
+            assert_eq!(
+                raw(1, &r).into_stored().expect("valid").record.reason,
+                *reason
+            );
+        }
+    }
+
+    #[test]
+    fn unparsable_values_are_corrupt_with_the_column_named() {
+        type Spoil = fn(&mut RawRow);
+        let cases: [(&str, Spoil); 6] = [
+            ("reason", |r| r.reason = "not_a_reason".into()),
+            ("decision", |r| r.decision = "maybe".into()),
+            ("actors", |r| r.actors = "agent-7".into()),
+            ("scopes", |r| r.scopes = "[1,2]".into()),
+            ("roles", |r| r.roles = "null".into()),
+            ("http_status", |r| r.http_status = Some(70_000)),
+        ];
+        for (field, spoil) in cases {
+            let mut row = raw(42, &full());
+            spoil(&mut row);
+            match row.into_stored() {
+                Err(Error::Corrupt { id: 42, field: f }) => assert_eq!(f, field),
+                other => panic!("{field}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+}
