@@ -1,1 +1,153 @@
-//! placeholder
+//! JWT bearer-token verification and minting for the MCP authorization gateway (josekit, JWKS).
+//!
+//! [`Verifier`] checks a compact JWS access token against pinned issuers and their JWKS files
+//! and turns it into an [`authz_types::Principal`]; every refusal is a [`TokenError`] with a
+//! stable [`authz_types::ReasonCode`]. [`Signer`] mints tokens (for tests, the demo issuer and
+//! token exchange), and [`generate_key_pair`] makes the keys.
+//!
+//! Verification fails closed:
+//!
+//! - only asymmetric algorithms (`ES256`, `RS256`, `EdDSA`) from the issuer's allow-list; `none`
+//!   and `HS*` are refused before a key is looked up, so RS/HS key confusion is impossible;
+//! - keys come only from configuration, by `kid`; `jku`, `x5u`, `x5c` and `jwk` headers are never
+//!   read, and any `crit` header is refused;
+//! - the header and claims are parsed strictly (duplicate keys are refused), so the claims we read
+//!   are exactly the signed ones;
+//! - `iss` must be a configured issuer, `sub` and `exp` are required, `nbf`/`iat` are honoured
+//!   with a leeway, the lifetime is capped, and `aud` must name the protected resource.
+//!
+//! ```
+//! use authz_token::{
+//!     IssuerConfig, KeyAlgorithm, MintRequest, Signer, Verifier, VerifierConfig, generate_key_pair,
+//! };
+//!
+//! let keys = generate_key_pair(KeyAlgorithm::Es256, "key-1")?;
+//! let dir = tempfile::tempdir()?;
+//! let jwks_file = dir.path().join("jwks.json");
+//! std::fs::write(&jwks_file, &keys.public_jwks)?;
+//!
+//! let issuer = "https://idp.example";
+//! let verifier = Verifier::from_config(&VerifierConfig::new(vec![IssuerConfig::new(
+//!     issuer, jwks_file,
+//! )]))?;
+//! let signer = Signer::from_private_jwk(&keys.private_jwk)?;
+//!
+//! let mut request = MintRequest::new(issuer, "alice", "https://gw.example/mcp/tickets");
+//! request.scopes = vec!["tickets:read".into()];
+//! let token = signer.mint(&request)?;
+//!
+//! let principal = verifier.verify(&token, "https://gw.example/mcp/tickets")?;
+//! assert_eq!(principal.subject, "alice");
+//! assert!(principal.has_scope("tickets:read"));
+//!
+//! let refused = verifier.verify(&token, "https://gw.example/mcp/billing").unwrap_err();
+//! assert_eq!(refused.reason(), authz_types::ReasonCode::TokenWrongAudience);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod b64;
+mod keys;
+mod mint;
+mod verify;
+
+use std::path::PathBuf;
+
+pub use keys::{GeneratedKeys, KeyAlgorithm, generate_key_pair};
+pub use mint::{MintRequest, Signer};
+pub use verify::{
+    IssuerConfig, MAX_ACTOR_DEPTH, MAX_TOKEN_BYTES, TokenError, Verifier, VerifierConfig,
+};
+
+/// Errors of this crate other than token refusals (which are [`TokenError`]): configuration,
+/// key loading, key generation and minting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A key or JWKS file could not be read.
+    #[error("cannot read {path}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JWKS file is not valid JSON (or repeats a key).
+    #[error("JWKS file {path} is not valid JSON")]
+    JwksJson {
+        path: PathBuf,
+        #[source]
+        source: authz_types::StrictJsonError,
+    },
+    /// A JWKS file has the wrong shape.
+    #[error("JWKS file {path} is invalid: {problem}")]
+    InvalidJwks {
+        path: PathBuf,
+        problem: &'static str,
+    },
+    /// A public JWKS contains private key material.
+    #[error("JWKS file {path} contains private key material (kid {kid:?})")]
+    PrivateKeyInJwks { path: PathBuf, kid: String },
+    /// Two usable keys in one JWKS share a `kid`.
+    #[error("JWKS file {path} has more than one key with kid {kid:?}")]
+    DuplicateKid { path: PathBuf, kid: String },
+    /// A JWKS key could not be turned into a verifier.
+    #[error("key {kid:?} in {path} is not a valid verification key")]
+    InvalidKey {
+        path: PathBuf,
+        kid: String,
+        #[source]
+        source: josekit::JoseError,
+    },
+    /// A JWKS file holds no key usable with the issuer's allowed algorithms.
+    #[error("JWKS file {path} has no signature key for the allowed algorithms")]
+    NoUsableKeys { path: PathBuf },
+    /// An algorithm name is not one of `ES256`, `RS256`, `EdDSA` (`none` and `HS*` never are).
+    #[error("algorithm {algorithm:?} is not supported (allowed: ES256, RS256, EdDSA)")]
+    UnsupportedAlgorithm { algorithm: String },
+    /// The verifier configuration names no issuer.
+    #[error("no token issuer is configured")]
+    NoIssuers,
+    /// An issuer is configured with an empty `issuer`.
+    #[error("a token issuer has an empty issuer value")]
+    EmptyIssuer,
+    /// The same issuer is configured twice.
+    #[error("token issuer {issuer:?} is configured more than once")]
+    DuplicateIssuer { issuer: String },
+    /// An issuer allows no algorithm.
+    #[error("token issuer {issuer:?} allows no algorithm")]
+    NoAlgorithms { issuer: String },
+    /// A roles or tenant claim name is empty, reserved, or used twice.
+    #[error("claim name {claim:?} cannot be used for roles or tenant")]
+    ReservedClaimName { claim: String },
+    /// A key was expected to have a non-empty `kid`.
+    #[error("the key has no kid")]
+    MissingKid,
+    /// A private JWK is not valid JSON.
+    #[error("the private JWK is not valid JSON")]
+    PrivateJwkJson {
+        #[source]
+        source: authz_types::StrictJsonError,
+    },
+    /// A private JWK is not usable for signing.
+    #[error("the private JWK is unusable: {problem}")]
+    InvalidPrivateJwk { problem: &'static str },
+    /// josekit refused a private JWK.
+    #[error("the private JWK is not a valid signing key")]
+    PrivateJwk {
+        #[source]
+        source: josekit::JoseError,
+    },
+    /// Key generation failed.
+    #[error("key generation failed")]
+    KeyGeneration {
+        #[source]
+        source: josekit::JoseError,
+    },
+    /// A mint request is invalid.
+    #[error("invalid mint request: {problem}")]
+    InvalidMintRequest { problem: &'static str },
+    /// Signing failed.
+    #[error("signing the token failed")]
+    Sign {
+        #[source]
+        source: josekit::JoseError,
+    },
+}

@@ -1,0 +1,194 @@
+//! Verifier configuration: serde defaults, refused algorithms and broken key files.
+
+use authz_token::{Error, IssuerConfig, KeyAlgorithm, Verifier, VerifierConfig, generate_key_pair};
+use serde_json::json;
+use tempfile::TempDir;
+
+use crate::support::{ISSUER, write};
+
+fn jwks_dir(alg: KeyAlgorithm) -> (TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = generate_key_pair(alg, "k1").expect("keys");
+    let path = write(&dir, "jwks.json", &keys.public_jwks);
+    (dir, path)
+}
+
+fn from_json(value: serde_json::Value) -> Result<Verifier, Error> {
+    let cfg: VerifierConfig = serde_json::from_value(value).expect("config shape");
+    Verifier::from_config(&cfg)
+}
+
+#[test]
+fn serde_defaults_and_unknown_fields() {
+    let cfg: VerifierConfig = serde_json::from_value(json!({
+        "issuers": [{"issuer": ISSUER, "jwks_file": "/x/jwks.json"}]
+    }))
+    .expect("config");
+    assert_eq!(cfg.leeway_secs, 30);
+    assert_eq!(cfg.max_lifetime_secs, 86_400);
+    assert_eq!(cfg.issuers[0], IssuerConfig::new(ISSUER, "/x/jwks.json"));
+    assert_eq!(cfg.issuers[0].algorithms, vec!["ES256", "RS256", "EdDSA"]);
+    assert_eq!(cfg.issuers[0].roles_claim, "roles");
+    assert_eq!(cfg.issuers[0].tenant_claim, "tenant");
+
+    for bad in [
+        json!({"issuers": [], "leeway": 1}),
+        json!({"issuers": [{"issuer": ISSUER, "jwks_file": "/x", "jwks_url": "https://x"}]}),
+    ] {
+        assert!(serde_json::from_value::<VerifierConfig>(bad).is_err());
+    }
+}
+
+#[test]
+fn none_and_hmac_algorithms_are_refused_in_config() {
+    let (_dir, path) = jwks_dir(KeyAlgorithm::Es256);
+    for algorithms in [
+        json!(["none"]),
+        json!(["HS256"]),
+        json!(["ES256", "HS256"]),
+        json!(["es256"]),
+    ] {
+        let err = from_json(json!({
+            "issuers": [{"issuer": ISSUER, "jwks_file": path, "algorithms": algorithms}]
+        }))
+        .expect_err("refused");
+        assert!(
+            matches!(err, Error::UnsupportedAlgorithm { .. }),
+            "{algorithms}: {err}"
+        );
+    }
+    let err =
+        from_json(json!({"issuers": [{"issuer": ISSUER, "jwks_file": path, "algorithms": []}]}))
+            .expect_err("refused");
+    assert!(matches!(err, Error::NoAlgorithms { .. }), "{err}");
+}
+
+#[test]
+fn issuer_list_mistakes_are_refused() {
+    let (_dir, path) = jwks_dir(KeyAlgorithm::Es256);
+    assert!(matches!(
+        Verifier::from_config(&VerifierConfig::new(vec![])),
+        Err(Error::NoIssuers)
+    ));
+    assert!(matches!(
+        Verifier::from_config(&VerifierConfig::new(vec![IssuerConfig::new("", &path)])),
+        Err(Error::EmptyIssuer)
+    ));
+    assert!(matches!(
+        Verifier::from_config(&VerifierConfig::new(vec![
+            IssuerConfig::new(ISSUER, &path),
+            IssuerConfig::new(ISSUER, &path),
+        ])),
+        Err(Error::DuplicateIssuer { .. })
+    ));
+    for (roles, tenant) in [
+        ("sub", "tenant"),
+        ("roles", "scope"),
+        ("", "tenant"),
+        ("x", "x"),
+    ] {
+        let mut ic = IssuerConfig::new(ISSUER, &path);
+        ic.roles_claim = roles.into();
+        ic.tenant_claim = tenant.into();
+        assert!(
+            matches!(
+                Verifier::from_config(&VerifierConfig::new(vec![ic])),
+                Err(Error::ReservedClaimName { .. })
+            ),
+            "{roles}/{tenant}"
+        );
+    }
+}
+
+#[test]
+fn key_file_mistakes_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = generate_key_pair(KeyAlgorithm::Es256, "k1").expect("keys");
+    let private: serde_json::Value = serde_json::from_str(&keys.private_jwk).expect("json");
+    let public: serde_json::Value = serde_json::from_str(&keys.public_jwks).expect("json");
+    let mut no_kid = public["keys"][0].clone();
+    no_kid.as_object_mut().map(|m| m.remove("kid"));
+    let public_text = public["keys"][0].to_string();
+
+    let load = |contents: &str| {
+        let path = write(&dir, "jwks.json", contents);
+        Verifier::from_config(&VerifierConfig::new(vec![IssuerConfig::new(ISSUER, path)]))
+    };
+    // Each row: what is wrong, the file contents, and the error expected for it.
+    type Case = (&'static str, String, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
+        ("not JSON", "{".into(), |e| {
+            matches!(e, Error::JwksJson { .. })
+        }),
+        (
+            "duplicate JSON key",
+            format!("{{\"keys\":[],\"keys\":[{public_text}]}}"),
+            |e| matches!(e, Error::JwksJson { .. }),
+        ),
+        ("no keys array", "{}".into(), |e| {
+            matches!(e, Error::InvalidJwks { .. })
+        }),
+        (
+            "key without kid",
+            json!({"keys": [no_kid]}).to_string(),
+            |e| matches!(e, Error::InvalidJwks { .. }),
+        ),
+        (
+            "private key in JWKS",
+            json!({"keys": [private]}).to_string(),
+            |e| matches!(e, Error::PrivateKeyInJwks { .. }),
+        ),
+        (
+            "duplicate kid",
+            json!({"keys": [public["keys"][0], public["keys"][0]]}).to_string(),
+            |e| matches!(e, Error::DuplicateKid { .. }),
+        ),
+        (
+            "only a symmetric key",
+            json!({"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}).to_string(),
+            |e| matches!(e, Error::NoUsableKeys { .. }),
+        ),
+        (
+            "only an encryption key",
+            json!({"keys": [{"kty": "RSA", "kid": "e", "use": "enc", "n": "AQAB", "e": "AQAB"}]})
+                .to_string(),
+            |e| matches!(e, Error::NoUsableKeys { .. }),
+        ),
+        (
+            "broken EC key",
+            json!({"keys": [{"kty": "EC", "kid": "b", "crv": "P-256", "x": "AA", "y": "AA"}]})
+                .to_string(),
+            |e| matches!(e, Error::InvalidKey { .. }),
+        ),
+    ];
+    for (name, contents, expected) in cases {
+        let err = load(&contents).expect_err(name);
+        assert!(expected(&err), "{name}: {err}");
+    }
+    assert!(matches!(
+        Verifier::from_config(&VerifierConfig::new(vec![IssuerConfig::new(
+            ISSUER,
+            dir.path().join("missing.json")
+        )])),
+        Err(Error::ReadFile { .. })
+    ));
+}
+
+#[test]
+fn keys_outside_the_allow_list_are_skipped_not_trusted() {
+    // One JWKS with an ES256 and an RS256 key; the issuer allows RS256 only.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let es = generate_key_pair(KeyAlgorithm::Es256, "es").expect("keys");
+    let rs = generate_key_pair(KeyAlgorithm::Rs256, "rs").expect("keys");
+    let jwks =
+        crate::support::merge_jwks([es.public_jwks.as_str(), rs.public_jwks.as_str()].into_iter());
+    let path = write(&dir, "jwks.json", &jwks);
+    let mut ic = IssuerConfig::new(ISSUER, path);
+    ic.algorithms = vec!["RS256".into()];
+    let verifier = Verifier::from_config(&VerifierConfig::new(vec![ic])).expect("verifier");
+    let debug = format!("{verifier:?}");
+    assert!(
+        debug.contains("\"rs\"") && !debug.contains("\"es\""),
+        "{debug}"
+    );
+}

@@ -1,0 +1,172 @@
+//! Shared fixtures: generated key files, a configured verifier and a raw token builder.
+
+use std::path::PathBuf;
+
+use authz_token::{
+    GeneratedKeys, IssuerConfig, KeyAlgorithm, MintRequest, Signer, Verifier, VerifierConfig,
+    generate_key_pair,
+};
+use josekit::jwk::Jwk;
+use josekit::jws::{ES256, EdDSA, JwsSigner, RS256};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The trusted issuer with all three algorithms.
+pub const ISSUER: &str = "https://idp.example";
+/// A second trusted issuer that only allows RS256 and has its own keys.
+pub const OTHER_ISSUER: &str = "https://other-idp.example";
+/// The protected resource the tokens are minted for.
+pub const AUDIENCE: &str = "https://gw.example/mcp/tickets";
+/// A fixed "now" so time-dependent tests are deterministic.
+pub const NOW: i64 = 1_900_000_000;
+
+/// Key ids of the trusted issuer, one per algorithm.
+pub fn kid(alg: KeyAlgorithm) -> &'static str {
+    match alg {
+        KeyAlgorithm::Es256 => "es-1",
+        KeyAlgorithm::Rs256 => "rs-1",
+        KeyAlgorithm::EdDsa => "ed-1",
+    }
+}
+
+pub struct Fixture {
+    pub dir: TempDir,
+    pub keys: Vec<(KeyAlgorithm, GeneratedKeys)>,
+    pub other_keys: GeneratedKeys,
+    pub verifier: Verifier,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// Builds the fixture, letting the caller adjust the verifier configuration.
+    pub fn with(adjust: impl FnOnce(&mut VerifierConfig)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys: Vec<_> = KeyAlgorithm::ALL
+            .into_iter()
+            .map(|alg| (alg, generate_key_pair(alg, kid(alg)).expect("generate")))
+            .collect();
+        let jwks = merge_jwks(keys.iter().map(|(_, k)| k.public_jwks.as_str()));
+        let jwks_file = write(&dir, "idp-jwks.json", &jwks);
+
+        let other_keys = generate_key_pair(KeyAlgorithm::Rs256, "other-rs").expect("generate");
+        let other_file = write(&dir, "other-jwks.json", &other_keys.public_jwks);
+        let mut other = IssuerConfig::new(OTHER_ISSUER, other_file);
+        other.algorithms = vec!["RS256".into()];
+
+        let mut cfg = VerifierConfig::new(vec![IssuerConfig::new(ISSUER, jwks_file), other]);
+        adjust(&mut cfg);
+        let verifier = Verifier::from_config(&cfg).expect("verifier");
+        Self {
+            dir,
+            keys,
+            other_keys,
+            verifier,
+        }
+    }
+
+    pub fn private_jwk(&self, alg: KeyAlgorithm) -> &str {
+        &self
+            .keys
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .expect("key for alg")
+            .1
+            .private_jwk
+    }
+
+    pub fn signer(&self, alg: KeyAlgorithm) -> Signer {
+        Signer::from_private_jwk(self.private_jwk(alg)).expect("signer")
+    }
+
+    /// A josekit signer for hand-built tokens with this issuer's key for `alg`.
+    pub fn jose_signer(&self, alg: KeyAlgorithm) -> Box<dyn JwsSigner> {
+        jose_signer(alg, self.private_jwk(alg))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<authz_types::Principal, authz_token::TokenError> {
+        self.verifier.verify_at(token, AUDIENCE, NOW)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A mint request from the trusted issuer to [`AUDIENCE`], issued at [`NOW`].
+pub fn request(subject: &str) -> MintRequest {
+    let mut req = MintRequest::new(ISSUER, subject, AUDIENCE);
+    req.issued_at = Some(NOW);
+    req
+}
+
+pub fn write(dir: &TempDir, name: &str, contents: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).expect("write");
+    path
+}
+
+/// Merges several `{"keys":[...]}` documents into one.
+pub fn merge_jwks<'a>(docs: impl Iterator<Item = &'a str>) -> String {
+    let mut all = Vec::new();
+    for doc in docs {
+        let v: Value = serde_json::from_str(doc).expect("jwks json");
+        all.extend(v["keys"].as_array().expect("keys").iter().cloned());
+    }
+    serde_json::json!({ "keys": all }).to_string()
+}
+
+pub fn jose_signer(alg: KeyAlgorithm, private_jwk: &str) -> Box<dyn JwsSigner> {
+    let jwk = Jwk::from_bytes(private_jwk.as_bytes()).expect("jwk");
+    match alg {
+        KeyAlgorithm::Es256 => Box::new(ES256.signer_from_jwk(&jwk).expect("signer")),
+        KeyAlgorithm::Rs256 => Box::new(RS256.signer_from_jwk(&jwk).expect("signer")),
+        KeyAlgorithm::EdDsa => Box::new(EdDSA.signer_from_jwk(&jwk).expect("signer")),
+    }
+}
+
+/// Builds a compact JWS from exact header and payload bytes, signed by `signer` (or with an
+/// empty signature). Lets tests express tokens no well-behaved library would produce.
+pub fn raw_token(header: &str, payload: &str, signer: Option<&dyn JwsSigner>) -> String {
+    let signing_input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+    let signature = match signer {
+        Some(s) => s.sign(signing_input.as_bytes()).expect("sign"),
+        None => Vec::new(),
+    };
+    format!("{signing_input}.{}", b64(&signature))
+}
+
+/// Valid claims for a hand-built token (JSON object text), with `extra` merged over them and
+/// `null` values in `extra` removing the claim.
+pub fn claims(extra: Value) -> String {
+    let mut base = serde_json::json!({
+        "iss": ISSUER, "sub": "alice", "aud": AUDIENCE, "iat": NOW, "exp": NOW + 300,
+    });
+    let map = base.as_object_mut().expect("object");
+    for (k, v) in extra.as_object().expect("object") {
+        if v.is_null() {
+            map.remove(k);
+        } else {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    base.to_string()
+}
+
+/// Unpadded base64url, written out here so the tests do not share the crate's decoder.
+pub fn b64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let mut n = 0u32;
+        for (i, b) in chunk.iter().enumerate() {
+            n |= u32::from(*b) << (16 - 8 * i);
+        }
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize]));
+        }
+    }
+    out
+}
