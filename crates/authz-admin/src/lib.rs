@@ -317,7 +317,8 @@ pub fn parse_duration(s: &str) -> anyhow::Result<i64> {
 fn token_mint(a: &MintArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let signer = authz_token::Signer::from_private_jwk_file(&a.key)
         .with_context(|| format!("loading the signing key {} (authzctl keys generate makes one)", a.key.display()))?;
-    let mut req = authz_token::MintRequest::new(a.issuer.clone(), a.sub.clone(), a.audiences.clone());
+    let mut req = authz_token::MintRequest::new(a.issuer.clone(), a.sub.clone(), String::new());
+    req.audience = a.audiences.clone();
     req.scopes = a.scopes.iter().flat_map(|s| s.split_whitespace()).map(str::to_owned).collect();
     req.roles = a.roles.clone();
     req.tenant = a.tenant.clone();

@@ -66,8 +66,14 @@ pub fn filter_response(kind: ListKind, id: &Value, response: &mut Value, allowed
     if response.get("id") != Some(id) {
         return 0;
     }
-    let Some(items) = response.get_mut("result").and_then(|r| r.get_mut(kind.key())).and_then(Value::as_array_mut)
-    else {
+    let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) else {
+        return 0;
+    };
+    // 2026-07-28 list results say how they may be cached; a filtered list is per principal.
+    if result.contains_key("cacheScope") {
+        result.insert("cacheScope".to_owned(), Value::String("private".to_owned()));
+    }
+    let Some(items) = result.get_mut(kind.key()).and_then(Value::as_array_mut) else {
         return 0;
     };
     let before = items.len();

@@ -1,0 +1,232 @@
+//! Test harness: starts the demo upstream and a gateway in front of it, mints tokens, reads the
+//! audit trail.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use authz_audit::AuditStore;
+use authz_gateway::config::{Config, Overrides, RawConfig};
+use authz_token::{KeyAlgorithm, MintRequest, Signer};
+use authz_types::{AuditFilter, AuditRecord};
+use demo_upstream::{DemoConfig, DemoUpstream};
+use rmcp::{
+    ClientLifecycleMode, RoleClient, ServiceExt as _,
+    model::ProtocolVersion,
+    service::RunningService,
+    transport::{StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig},
+};
+
+pub const ISSUER: &str = "https://idp.test";
+pub const UPSTREAM_SECRET: &str = "gateway-own-upstream-credential";
+pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+
+pub type Client = RunningService<RoleClient, ()>;
+
+/// A running gateway with its upstream, keys and audit store.
+pub struct Env {
+    pub _dir: tempfile::TempDir,
+    pub base: String,
+    /// `<base>/mcp/tickets`: the route and the token audience.
+    pub route: String,
+    pub upstream: DemoUpstream,
+    pub signer: Signer,
+    /// A key the gateway does not trust, for forged tokens.
+    pub attacker: Signer,
+    pub audit: AuditStore,
+    pub audit_url: String,
+    pub http: reqwest::Client,
+    pub app: Arc<authz_gateway::App>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+/// Which audit backend a test runs against.
+pub enum AuditBackend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// A fresh Postgres database on the server named by `DATABASE_URL`, or `None` (and a printed
+/// skip notice) when it is not set.
+pub async fn postgres_database() -> Option<String> {
+    let Ok(base) = std::env::var("DATABASE_URL") else {
+        println!("skipped: DATABASE_URL not set (run cargo xtask test)");
+        return None;
+    };
+    let name = format!("authz_gw_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&base).await.expect("connect to DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+    admin.close().await;
+    let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL has a database path");
+    Some(format!("{prefix}/{name}"))
+}
+
+pub async fn start(backend: AuditBackend) -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = authz_token::generate_key_pair(KeyAlgorithm::Es256, "test-key").expect("keys");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, &keys.public_jwks).expect("write jwks");
+    let signer = Signer::from_private_jwk(&keys.private_jwk).expect("signer");
+    let evil = authz_token::generate_key_pair(KeyAlgorithm::Es256, "test-key").expect("keys");
+    let attacker = Signer::from_private_jwk(&evil.private_jwk).expect("attacker signer");
+
+    let upstream = demo_upstream::spawn(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream"),
+        DemoConfig { require_bearer: Some(UPSTREAM_SECRET.to_owned()), ..DemoConfig::default() },
+    )
+    .await
+    .expect("demo upstream");
+
+    let audit_url = match backend {
+        AuditBackend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("audit.db").display()),
+        AuditBackend::Postgres(url) => url,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("http://{addr}");
+    let toml = format!(
+        r#"
+[server]
+public_url = "{base}"
+
+[auth]
+leeway_secs = 5
+max_lifetime_secs = 3600
+
+[[auth.issuers]]
+issuer = "{ISSUER}"
+jwks_file = "{jwks}"
+
+[policy]
+model = "{model}"
+files = ["{policy}"]
+
+[audit]
+database_url = "{audit_url}"
+
+[scope_hierarchy]
+"tickets:write" = ["tickets:read"]
+
+[[upstreams]]
+name = "tickets"
+url = "{upstream_url}"
+credential_env = "TICKETS_UPSTREAM_TOKEN"
+scopes = [
+  {{ method = "tools/call", target = "delete_*", require = ["tickets:write"] }},
+  {{ method = "tools/call", target = "create_*", require = ["tickets:write"] }},
+  {{ method = "*", require = ["tickets:read"] }},
+]
+"#,
+        jwks = jwks.display(),
+        model = repo_path("policies/model.conf").display(),
+        policy = repo_path("policies/policy.csv").display(),
+        upstream_url = upstream.url(),
+    );
+    let raw = RawConfig::from_toml(&toml).expect("test config parses");
+    let env = |k: &str| (k == "TICKETS_UPSTREAM_TOKEN").then(|| UPSTREAM_SECRET.to_owned());
+    let config = Config::from_raw(raw, &Overrides::default(), &env).expect("test config validates");
+    let app = authz_gateway::App::new(config).await.expect("gateway starts");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let served = app.clone();
+    tokio::spawn(async move {
+        let _ = authz_gateway::serve(served, listener, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let audit = AuditStore::connect(&audit_url).await.expect("audit store");
+    Env {
+        _dir: dir,
+        route: format!("{base}/mcp/tickets"),
+        base,
+        upstream,
+        signer,
+        attacker,
+        audit,
+        audit_url,
+        http: reqwest::Client::new(),
+        app,
+        shutdown: Some(tx),
+    }
+}
+
+impl Env {
+    /// A request for a token; adjust fields before [`Env::mint`].
+    pub fn token_request(&self, subject: &str, roles: &[&str], scopes: &[&str]) -> MintRequest {
+        let mut req = MintRequest::new(ISSUER, subject, self.route.clone());
+        req.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+        req.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+        req.client_id = Some("test-agent".into());
+        req.ttl_secs = 600;
+        req
+    }
+
+    pub fn mint(&self, req: &MintRequest) -> String {
+        self.signer.mint(req).expect("mint")
+    }
+
+    pub fn token(&self, subject: &str, roles: &[&str], scopes: &[&str]) -> String {
+        self.mint(&self.token_request(subject, roles, scopes))
+    }
+
+    fn transport(&self, token: &str) -> StreamableHttpClientTransport<reqwest::Client> {
+        StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(self.route.clone()).auth_header(token.to_owned()),
+        )
+    }
+
+    /// rmcp's session-based client (initialize handshake, 2025-11-25).
+    pub async fn legacy_client(&self, token: &str) -> Client {
+        ().serve(self.transport(token)).await.expect("initialize through the gateway")
+    }
+
+    /// rmcp's stateless 2026-07-28 client.
+    pub async fn modern_client(&self, token: &str) -> Client {
+        ().serve_with_lifecycle(
+            self.transport(token),
+            ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+        )
+        .await
+        .expect("server/discover through the gateway")
+    }
+
+    /// POSTs one JSON-RPC message with the given headers.
+    pub async fn post(&self, token: Option<&str>, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(&self.route)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT_BOTH)
+            .body(body.to_owned());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("HTTP exchange with the gateway")
+    }
+
+    /// Every audit record of one request (found by the `x-request-id` the gateway returned).
+    pub async fn records_for(&self, resp: &reqwest::Response) -> Vec<AuditRecord> {
+        let id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("x-request-id header");
+        let filter = AuditFilter { request_id: Some(id.to_owned()), ..AuditFilter::default() };
+        self.audit.query(&filter).await.expect("query audit").into_iter().map(|r| r.record).collect()
+    }
+
+    pub async fn all_records(&self) -> Vec<AuditRecord> {
+        let filter = AuditFilter { limit: Some(10_000), ..AuditFilter::default() };
+        self.audit.query(&filter).await.expect("query audit").into_iter().map(|r| r.record).collect()
+    }
+}
