@@ -142,15 +142,18 @@ impl Engine {
     /// thread-local while `enforce` runs; `enforce` is synchronous and evaluates on the calling
     /// thread, so the record belongs to this call. A panic inside Casbin (which validating every
     /// rule should make impossible) is caught and reported as an error: callers fail closed.
-    pub(crate) fn for_each_match(
-        &self,
+    pub(crate) fn for_each_match<'e>(
+        &'e self,
         subject: &str,
         tenant: &str,
         object: &str,
         action: &str,
-        mut on_match: impl FnMut(&LoadedRule),
+        mut on_match: impl FnMut(&'e LoadedRule),
     ) -> Result<(), Error> {
         let request = vec![subject, tenant, object, action];
+        // Cleared here as well as in `new_stream`: should Casbin ever answer without asking the
+        // effector (a disabled enforcer does), no stale matches from an earlier call may remain.
+        MATCHED.with_borrow_mut(Vec::clear);
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.enforcer.enforce(request))) {
             Ok(Ok(_)) => {}
             Ok(Err(source)) => {
@@ -196,9 +199,13 @@ async fn probe(model_path: &Path, model: DefaultModel) -> Result<(), Error> {
             "probe-tenant",
         )?],
     };
+    let as_model_error = |source: casbin::Error| Error::Model {
+        path: model_path.to_owned(),
+        source: Box::new(source),
+    };
     let enforcer = Enforcer::new(model, SetAdapter::new(set))
         .await
-        .map_err(|source| failed(format!("Casbin cannot build it: {source}")))?;
+        .map_err(as_model_error)?;
     let engine = Engine::from_enforcer(enforcer);
     for (tenant, expected) in [("probe-tenant", 1), ("other-tenant", 0)] {
         let mut matched = 0;
@@ -206,7 +213,10 @@ async fn probe(model_path: &Path, model: DefaultModel) -> Result<(), Error> {
             .for_each_match("probe-user", tenant, "tool:probe/x", "call", |_| {
                 matched += 1
             })
-            .map_err(|source| failed(format!("the matcher does not evaluate: {source}")))?;
+            .map_err(|error| match error {
+                Error::Engine { source } => as_model_error(*source),
+                _ => failed("the matcher panicked on a probe request".to_owned()),
+            })?;
         if matched != expected {
             return Err(failed(format!(
                 "the matcher matched {matched} rule(s) instead of {expected} on a probe request \

@@ -418,11 +418,12 @@ fn evaluate(
     let tenant = principal.tenant_or_default();
     let action = op.method.action();
 
-    let mut first_deny: Option<String> = None;
+    // Rule texts are borrowed from the snapshot; only the final decision allocates.
+    let mut first_deny: Option<&str> = None;
     let mut unmatched = false;
-    let mut allows: Vec<String> = Vec::new();
+    let mut allows: Vec<&str> = Vec::new();
     for object in &objects {
-        let mut allow_here: Option<String> = None;
+        let mut allow_here: Option<&str> = None;
         for (candidate, _) in candidates(principal) {
             snapshot
                 .engine
@@ -436,19 +437,17 @@ fn evaluate(
                         });
                     }
                     match rule.effect {
-                        Effect::Deny if first_deny.is_none() => {
-                            first_deny = Some(rule.text.clone())
-                        }
-                        Effect::Allow if allow_here.is_none() => {
-                            allow_here = Some(rule.text.clone());
-                        }
+                        Effect::Deny if first_deny.is_none() => first_deny = Some(&rule.text),
+                        Effect::Allow if allow_here.is_none() => allow_here = Some(&rule.text),
                         _ => {}
                     }
                 })?;
-            if first_deny.is_some() && trace.is_none() {
+            if let Some(rule) = first_deny
+                && trace.is_none()
+            {
                 return Ok(Decision::deny(
                     ReasonCode::ExplicitDeny,
-                    first_deny,
+                    Some(rule.to_owned()),
                     revision,
                 ));
             }
@@ -459,8 +458,8 @@ fn evaluate(
             None => unmatched = true,
         }
     }
-    Ok(if first_deny.is_some() {
-        Decision::deny(ReasonCode::ExplicitDeny, first_deny, revision)
+    Ok(if let Some(rule) = first_deny {
+        Decision::deny(ReasonCode::ExplicitDeny, Some(rule.to_owned()), revision)
     } else if unmatched {
         Decision::deny(ReasonCode::NoMatchingRule, None, revision)
     } else {
