@@ -1,1 +1,148 @@
-//! placeholder
+//! Casbin-backed role-based access control for MCP operations.
+//!
+//! [`Rbac`] decides whether a verified [`Principal`](authz_types::Principal) may perform an
+//! [`Operation`](authz_types::Operation) on an upstream MCP server, per tenant, with deny rules
+//! overriding allow rules and default deny. Policies come from Casbin CSV files or from a SQL
+//! [`PolicyStore`] (SQLite or Postgres) that the admin CLI edits; [`Rbac::reload`] swaps in a new
+//! policy atomically and keeps the old one if the new one does not load.
+//!
+//! The model (`policies/model.conf`) is `r = sub, dom, obj, act`, `p = sub, dom, obj, act, eft`,
+//! `g = _, _, _` (subject, role, tenant). Objects are typed and scoped by upstream —
+//! `tool:<upstream>/<name>`, `resource:<upstream>/<uri>`, `prompt:<upstream>/<name>`,
+//! `task:<upstream>/<id>` — and rules match them with globs (`*` within a `/` segment, `**`
+//! across). Every rule is validated when it is loaded or written, because Casbin panics on an
+//! invalid glob at decision time.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::path::{Path, PathBuf};
+//! use authz_rbac::Rbac;
+//! use authz_types::{Method, Operation, Principal, ReasonCode, Target};
+//!
+//! let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+//! let rbac = Rbac::from_files(&root.join("model.conf"), &[root.join("policy.csv")]).await?;
+//!
+//! let bob = Principal {
+//!     subject: "bob".into(), // holds ticket-reader in tenant `default`
+//!     issuer: "https://idp.example".into(),
+//!     tenant: None,
+//!     client_id: None,
+//!     actors: vec![],
+//!     scopes: vec![],
+//!     roles: vec![],
+//!     token_id: None,
+//!     expires_at: 0,
+//!     issued_at: None,
+//! };
+//! let get = Operation::new(Method::ToolsCall, Target::Tool("get_ticket".into()));
+//! let decision = rbac.decide(&bob, "tickets", &get)?;
+//! assert!(decision.is_allowed());
+//! assert_eq!(
+//!     decision.matched_rule.as_deref(),
+//!     Some("p, ticket-reader, default, tool:tickets/get_*, call, allow")
+//! );
+//!
+//! let delete = Operation::new(Method::ToolsCall, Target::Tool("delete_ticket".into()));
+//! let decision = rbac.decide(&bob, "tickets", &delete)?;
+//! assert_eq!(decision.reason, ReasonCode::NoMatchingRule);
+//! println!("{}", rbac.explain(&bob, "tickets", &delete)?);
+//! # Ok::<(), authz_rbac::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! With a SQL store instead of files:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), authz_rbac::Error> {
+//! use std::path::Path;
+//! use authz_rbac::{PolicyStore, Rbac};
+//! use authz_types::Effect;
+//!
+//! let store = PolicyStore::connect("sqlite://policy.db?mode=rwc").await?;
+//! store.grant("ticket-reader", "default", "call", "tool:tickets/get_*", Effect::Allow).await?;
+//! store.assign("bob", "ticket-reader", "default").await?;
+//! let rbac = Rbac::from_store(Path::new("policies/model.conf"), store.clone()).await?;
+//! store.revoke("ticket-reader", "default", "call", "tool:tickets/get_*", Effect::Allow).await?;
+//! rbac.reload().await?; // the revoke takes effect here
+//! # Ok(()) }
+//! ```
+
+mod adapter;
+mod engine;
+mod rbac;
+mod rule;
+mod store;
+
+use std::path::PathBuf;
+
+pub use adapter::StoreAdapter;
+pub use rbac::{Candidate, CandidateOrigin, Explanation, Rbac, RuleMatch};
+pub use rule::{
+    ACTIONS, ANY_TENANT, OBJECT_KINDS, PolicyRule, PolicySet, RoleAssignment, check_object_pattern,
+};
+pub use store::{POLICY_NOTIFY_CHANNEL, PolicyStore};
+
+/// Everything that can go wrong in this crate. A denial is never an error: it is a
+/// [`Decision`](authz_types::Decision). An `Err` from [`Rbac::decide`] means "could not decide".
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load the Casbin model {path}")]
+    Model {
+        path: PathBuf,
+        #[source]
+        source: Box<casbin::Error>,
+    },
+    #[error("the Casbin model {path} is not usable here: {reason}")]
+    InvalidModel { path: PathBuf, reason: String },
+    #[error("invalid policy line {line} in {origin}")]
+    InvalidPolicy {
+        origin: String,
+        line: usize,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("invalid rule: {reason}")]
+    InvalidRule { reason: String },
+    #[error("invalid object pattern {pattern:?}")]
+    InvalidPattern {
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error("no such rule or assignment")]
+    NotFound,
+    #[error("the rule or assignment already exists")]
+    AlreadyExists,
+    #[error("not supported: {operation}")]
+    Unsupported { operation: String },
+    #[error("unsupported database URL (expected sqlite: or postgres:)")]
+    UnsupportedUrl,
+    #[error("policy database error")]
+    Database {
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("policy database migration failed")]
+    Migrate {
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("Casbin failed to load the policy")]
+    Casbin {
+        #[source]
+        source: Box<casbin::Error>,
+    },
+    #[error("the policy engine failed while deciding")]
+    Engine {
+        #[source]
+        source: Box<casbin::Error>,
+    },
+    #[error("the policy engine panicked while deciding")]
+    EnginePanicked,
+}

@@ -1,0 +1,289 @@
+//! The Casbin side: loading and checking the model, building an enforcer, and asking it which
+//! rules match one (subject, tenant, object, action) request.
+
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+
+use authz_types::Effect;
+use casbin::{
+    Adapter, CoreApi, DefaultModel, EffectKind, Effector, EffectorStream, Enforcer, Model,
+};
+
+use crate::adapter::SetAdapter;
+use crate::rule::format_line;
+use crate::{Error, PolicyRule, PolicySet, RoleAssignment};
+
+/// The definitions the crate relies on, whitespace removed and `.` written as Casbin stores it
+/// (`p.eft` becomes `p_eft`). The effect must be deny-overrides-allow because [`crate::Rbac`]
+/// combines several candidate subjects with exactly that rule.
+const EXPECTED: &[(&str, &str)] = &[
+    ("r", "sub,dom,obj,act"),
+    ("p", "sub,dom,obj,act,eft"),
+    ("g", "_,_,_"),
+    ("e", "some(where(p_eft==allow))&&!some(where(p_eft==deny))"),
+];
+
+/// Reads the model file and checks that it has the shape the crate relies on.
+pub(crate) async fn load_model(path: &Path) -> Result<DefaultModel, Error> {
+    let model = DefaultModel::from_file(path)
+        .await
+        .map_err(|source| Error::Model {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+    for (section, expected) in EXPECTED {
+        let found = model
+            .get_model()
+            .get(*section)
+            .and_then(|assertions| assertions.get(*section))
+            .map(|assertion| normalise(&assertion.value));
+        if found.as_deref() != Some(*expected) {
+            return Err(Error::InvalidModel {
+                path: path.to_owned(),
+                reason: format!(
+                    "section {section} must be {expected:?} (whitespace aside), found {found:?}"
+                ),
+            });
+        }
+    }
+    let has_matcher = model
+        .get_model()
+        .get("m")
+        .and_then(|assertions| assertions.get("m"))
+        .is_some_and(|assertion| !assertion.value.trim().is_empty());
+    if !has_matcher {
+        return Err(Error::InvalidModel {
+            path: path.to_owned(),
+            reason: "the [matchers] section has no `m` line".to_owned(),
+        });
+    }
+    Ok(model)
+}
+
+fn normalise(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| if c == '.' { '_' } else { c })
+        .collect()
+}
+
+/// A loaded policy: the Casbin enforcer plus its `p` lines in Casbin's own order, printed once,
+/// so a match found by index costs no formatting on the hot path.
+pub(crate) struct Engine {
+    enforcer: Enforcer,
+    rules: Vec<LoadedRule>,
+}
+
+/// One `p` line of the loaded policy.
+pub(crate) struct LoadedRule {
+    /// The line as written in a policy file, e.g. `p, reader, default, tool:t/*, call, allow`.
+    pub(crate) text: String,
+    pub(crate) effect: Effect,
+}
+
+impl Engine {
+    /// Builds the engine from a checked model and an adapter. The matcher is first tried on a
+    /// tiny known policy (see [`probe`]) so a matcher that cannot run or matches wrongly fails
+    /// the load instead of every request.
+    pub(crate) async fn build(
+        model_path: &Path,
+        adapter: impl Adapter + 'static,
+    ) -> Result<Self, Error> {
+        let model = load_model(model_path).await?;
+        probe(model_path, model.clone()).await?;
+        let engine = Self::from_enforcer(
+            Enforcer::new(model, adapter)
+                .await
+                .map_err(crate::adapter::unwrap_adapter_error)?,
+        );
+        Ok(engine)
+    }
+
+    fn from_enforcer(mut enforcer: Enforcer) -> Self {
+        enforcer.set_effector(Box::new(CollectAll));
+        let rules = enforcer
+            .get_model()
+            .get_model()
+            .get("p")
+            .and_then(|assertions| assertions.get("p"))
+            .map(|assertion| {
+                assertion
+                    .get_policy()
+                    .iter()
+                    .map(|values| {
+                        let fields: Vec<&str> = values.iter().map(String::as_str).collect();
+                        LoadedRule {
+                            text: format_line("p", &fields),
+                            // Adapters only load validated rules, so anything but `deny` is
+                            // `allow`.
+                            effect: if values.get(4).map(String::as_str) == Some("deny") {
+                                Effect::Deny
+                            } else {
+                                Effect::Allow
+                            },
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { enforcer, rules }
+    }
+
+    pub(crate) fn enforcer(&self) -> &Enforcer {
+        &self.enforcer
+    }
+
+    /// Calls `on_match` with every policy line that matches the request, in policy order.
+    ///
+    /// Casbin reports only a boolean without its `explain` feature (which drags in its logging
+    /// stack), so the [`CollectAll`] effector records the index of every matching line in a
+    /// thread-local while `enforce` runs; `enforce` is synchronous and evaluates on the calling
+    /// thread, so the record belongs to this call. A panic inside Casbin (which validating every
+    /// rule should make impossible) is caught and reported as an error: callers fail closed.
+    pub(crate) fn for_each_match<'e>(
+        &'e self,
+        subject: &str,
+        tenant: &str,
+        object: &str,
+        action: &str,
+        mut on_match: impl FnMut(&'e LoadedRule),
+    ) -> Result<(), Error> {
+        let request = vec![subject, tenant, object, action];
+        // Cleared here as well as in `new_stream`: should Casbin ever answer without asking the
+        // effector (a disabled enforcer does), no stale matches from an earlier call may remain.
+        MATCHED.with_borrow_mut(Vec::clear);
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.enforcer.enforce(request))) {
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => {
+                return Err(Error::Engine {
+                    source: Box::new(source),
+                });
+            }
+            Err(_) => return Err(Error::EnginePanicked),
+        }
+        MATCHED.with_borrow(|matched| {
+            for &index in matched {
+                // With no `p` line at all Casbin still pushes one effect, for an index that
+                // names no rule; `get` skips it.
+                if let Some(rule) = self.rules.get(index) {
+                    on_match(rule);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Runs the model's matcher against a one-rule policy where every condition holds, and one
+/// where the tenant differs. Casbin evaluates matchers lazily (Rhai short-circuits `&&`), so only
+/// a request that passes every condition reaches, say, a misspelt function at the end.
+async fn probe(model_path: &Path, model: DefaultModel) -> Result<(), Error> {
+    let failed = |reason: String| Error::InvalidModel {
+        path: model_path.to_owned(),
+        reason,
+    };
+    let rule = PolicyRule::new(
+        "probe-role",
+        "probe-tenant",
+        "tool:probe/*",
+        "call",
+        Effect::Allow,
+    )?;
+    let set = PolicySet {
+        rules: vec![rule],
+        assignments: vec![RoleAssignment::new(
+            "probe-user",
+            "probe-role",
+            "probe-tenant",
+        )?],
+    };
+    let as_model_error = |source: casbin::Error| Error::Model {
+        path: model_path.to_owned(),
+        source: Box::new(source),
+    };
+    let enforcer = Enforcer::new(model, SetAdapter::new(set))
+        .await
+        .map_err(as_model_error)?;
+    let engine = Engine::from_enforcer(enforcer);
+    for (tenant, expected) in [("probe-tenant", 1), ("other-tenant", 0)] {
+        let mut matched = 0;
+        engine
+            .for_each_match("probe-user", tenant, "tool:probe/x", "call", |_| {
+                matched += 1
+            })
+            .map_err(|error| match error {
+                Error::Engine { source } => as_model_error(*source),
+                _ => failed("the matcher panicked on a probe request".to_owned()),
+            })?;
+        if matched != expected {
+            return Err(failed(format!(
+                "the matcher matched {matched} rule(s) instead of {expected} on a probe request \
+                 in tenant {tenant}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+thread_local! {
+    /// The indices of the policy lines that matched during the last `enforce` on this thread.
+    static MATCHED: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An effector that never stops early and records every matching line in [`MATCHED`].
+///
+/// Casbin's default effector stops at the first deny, which would hide later matches from
+/// [`crate::Explanation`]; this one costs the same on the common path (the default effector also
+/// visits every line unless a deny matches). Its boolean answer is still deny-overrides-allow
+/// with default deny, though [`crate::Rbac`] decides from the recorded lines.
+#[derive(Debug, Default)]
+struct CollectAll;
+
+impl Effector for CollectAll {
+    fn new_stream(&self, _expr: &str, cap: usize) -> Box<dyn EffectorStream> {
+        MATCHED.with_borrow_mut(Vec::clear);
+        Box::new(CollectAllStream {
+            cap: cap.max(1),
+            idx: 0,
+            allow: false,
+            deny: false,
+            done: false,
+        })
+    }
+}
+
+struct CollectAllStream {
+    cap: usize,
+    idx: usize,
+    allow: bool,
+    deny: bool,
+    done: bool,
+}
+
+impl EffectorStream for CollectAllStream {
+    fn next(&self) -> bool {
+        self.allow && !self.deny
+    }
+
+    fn push_effect(&mut self, eft: EffectKind) -> bool {
+        if self.done {
+            return true;
+        }
+        match eft {
+            EffectKind::Allow => self.allow = true,
+            EffectKind::Deny => self.deny = true,
+            EffectKind::Indeterminate => {}
+        }
+        if eft != EffectKind::Indeterminate {
+            let index = self.idx;
+            MATCHED.with_borrow_mut(|matched| matched.push(index));
+        }
+        self.idx += 1;
+        if self.idx >= self.cap {
+            self.done = true;
+        }
+        self.done
+    }
+}

@@ -1,0 +1,437 @@
+//! Policy lines (`p` rules and `g` role assignments): validation, CSV parsing and printing.
+//!
+//! Every rule is validated before Casbin ever sees it, whether it comes from a file, the SQL
+//! store or an admin command: Casbin's `globMatch` compiles the pattern on every call and panics
+//! on an invalid one, and it only notices a wrong number of fields when it enforces.
+
+use std::fmt;
+
+use authz_types::Effect;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The actions a rule may name: the verbs of [`authz_types::Method::action`] that reach the
+/// policy (protocol-level verbs never do), plus `*` for every action.
+pub const ACTIONS: &[&str] = &["call", "read", "subscribe", "get", "complete", "task", "*"];
+
+/// The typed prefixes every object pattern starts with.
+pub const OBJECT_KINDS: &[&str] = &["tool:", "resource:", "prompt:", "task:"];
+
+/// The tenant value that makes a `p` rule apply in every tenant.
+pub const ANY_TENANT: &str = "*";
+
+/// A `p` line: `p, <role>, <tenant>, <object pattern>, <action>, <effect>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PolicyRule {
+    /// The role the rule is about (or a subject, for a rule that names one directly).
+    pub role: String,
+    /// The tenant the rule applies in, or [`ANY_TENANT`].
+    pub tenant: String,
+    /// A glob over typed objects, e.g. `tool:tickets/get_*` or `resource:tickets/**`.
+    pub object: String,
+    /// One of [`ACTIONS`].
+    pub action: String,
+    pub effect: Effect,
+}
+
+impl PolicyRule {
+    /// Builds a rule and validates it (see [`PolicyRule::validate`]).
+    pub fn new(
+        role: &str,
+        tenant: &str,
+        object: &str,
+        action: &str,
+        effect: Effect,
+    ) -> Result<Self, Error> {
+        let rule = Self {
+            role: role.to_owned(),
+            tenant: tenant.to_owned(),
+            object: object.to_owned(),
+            action: action.to_owned(),
+            effect,
+        };
+        rule.validate()?;
+        Ok(rule)
+    }
+
+    /// Checks every field: names are non-empty and printable, the tenant is a name or `*`, the
+    /// action is known, and the object pattern has a typed prefix and compiles as a glob exactly
+    /// the way Casbin's `globMatch` compiles it.
+    pub fn validate(&self) -> Result<(), Error> {
+        check_name("role", &self.role)?;
+        if self.tenant != ANY_TENANT {
+            check_name("tenant", &self.tenant)?;
+        }
+        if !ACTIONS.contains(&self.action.as_str()) {
+            return Err(invalid(format!(
+                "unknown action {:?} (expected one of {})",
+                self.action,
+                ACTIONS.join(", ")
+            )));
+        }
+        check_object_pattern(&self.object)
+    }
+
+    /// The Casbin policy values, in `p = sub, dom, obj, act, eft` order.
+    pub fn to_casbin(&self) -> Vec<String> {
+        vec![
+            self.role.clone(),
+            self.tenant.clone(),
+            self.object.clone(),
+            self.action.clone(),
+            self.effect.as_str().to_owned(),
+        ]
+    }
+
+    /// Parses Casbin policy values (without the `p` type) into a validated rule.
+    pub fn from_casbin(values: &[String]) -> Result<Self, Error> {
+        let [role, tenant, object, action, effect] = values else {
+            return Err(invalid(format!(
+                "a p rule has 5 fields (role, tenant, object, action, effect), found {}",
+                values.len()
+            )));
+        };
+        let effect = Effect::parse(effect)
+            .ok_or_else(|| invalid(format!("unknown effect {effect:?} (allow or deny)")))?;
+        Self::new(role, tenant, object, action, effect)
+    }
+}
+
+impl fmt::Display for PolicyRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_line(
+            f,
+            "p",
+            &[
+                &self.role,
+                &self.tenant,
+                &self.object,
+                &self.action,
+                self.effect.as_str(),
+            ],
+        )
+    }
+}
+
+/// A `g` line: `g, <subject or role>, <role>, <tenant>`: the subject holds the role (or one role
+/// inherits another) within one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RoleAssignment {
+    pub subject: String,
+    pub role: String,
+    pub tenant: String,
+}
+
+impl RoleAssignment {
+    /// Builds an assignment and validates it (see [`RoleAssignment::validate`]).
+    pub fn new(subject: &str, role: &str, tenant: &str) -> Result<Self, Error> {
+        let assignment = Self {
+            subject: subject.to_owned(),
+            role: role.to_owned(),
+            tenant: tenant.to_owned(),
+        };
+        assignment.validate()?;
+        Ok(assignment)
+    }
+
+    /// Checks every field. The tenant must be a concrete tenant: Casbin's role manager matches
+    /// domains exactly, so a `*` tenant here would silently never apply.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.tenant == ANY_TENANT {
+            return Err(invalid(
+                "role assignments apply in one tenant; `*` is only allowed in p rules".to_owned(),
+            ));
+        }
+        check_name("subject", &self.subject)?;
+        check_name("role", &self.role)?;
+        check_name("tenant", &self.tenant)?;
+        if self.subject == self.role {
+            return Err(invalid(format!(
+                "{:?} cannot be assigned to itself",
+                self.subject
+            )));
+        }
+        Ok(())
+    }
+
+    /// The Casbin grouping values, in `g = _, _, _` order.
+    pub fn to_casbin(&self) -> Vec<String> {
+        vec![self.subject.clone(), self.role.clone(), self.tenant.clone()]
+    }
+
+    /// Parses Casbin grouping values (without the `g` type) into a validated assignment.
+    pub fn from_casbin(values: &[String]) -> Result<Self, Error> {
+        let [subject, role, tenant] = values else {
+            return Err(invalid(format!(
+                "a g line has 3 fields (subject, role, tenant), found {}",
+                values.len()
+            )));
+        };
+        Self::new(subject, role, tenant)
+    }
+}
+
+impl fmt::Display for RoleAssignment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_line(f, "g", &[&self.subject, &self.role, &self.tenant])
+    }
+}
+
+/// A whole policy: `p` rules and `g` assignments, in source order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySet {
+    pub rules: Vec<PolicyRule>,
+    pub assignments: Vec<RoleAssignment>,
+}
+
+impl PolicySet {
+    /// Parses a Casbin policy CSV. `origin` names the source in errors (a file path, usually).
+    ///
+    /// Blank lines and lines starting with `#` are skipped. Fields are separated by commas and
+    /// trimmed; a field containing a comma (a glob alternation such as `{list,get}_*`) is written
+    /// in double quotes, with `""` for a literal quote. Any invalid line fails the whole parse.
+    pub fn parse_csv(text: &str, origin: &str) -> Result<Self, Error> {
+        let mut set = PolicySet::default();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = |source: Error| Error::InvalidPolicy {
+                origin: origin.to_owned(),
+                line: index + 1,
+                source: Box::new(source),
+            };
+            let fields = split_csv_line(line).map_err(at)?;
+            let Some((ptype, values)) = fields.split_first() else {
+                continue;
+            };
+            match ptype.as_str() {
+                "p" => set.rules.push(PolicyRule::from_casbin(values).map_err(at)?),
+                "g" => set
+                    .assignments
+                    .push(RoleAssignment::from_casbin(values).map_err(at)?),
+                other => {
+                    return Err(at(invalid(format!(
+                        "unknown line type {other:?} (expected p or g)"
+                    ))));
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    /// Appends another set (used when several policy files make one policy).
+    pub fn extend(&mut self, other: PolicySet) {
+        self.rules.extend(other.rules);
+        self.assignments.extend(other.assignments);
+    }
+
+    /// Prints the set as a Casbin CSV that [`PolicySet::parse_csv`] reads back.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::new();
+        for rule in &self.rules {
+            out.push_str(&rule.to_string());
+            out.push('\n');
+        }
+        for assignment in &self.assignments {
+            out.push_str(&assignment.to_string());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Checks an object pattern: a typed prefix and a glob that compiles.
+pub fn check_object_pattern(pattern: &str) -> Result<(), Error> {
+    check_printable("object", pattern)?;
+    if !OBJECT_KINDS.iter().any(|kind| pattern.starts_with(kind)) {
+        return Err(invalid(format!(
+            "object {pattern:?} must start with one of {}",
+            OBJECT_KINDS.join(" ")
+        )));
+    }
+    // The same builder settings as `casbin::function_map::glob_match`, so a pattern that passes
+    // here can never make Casbin panic.
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map(|_| ())
+        .map_err(|source| Error::InvalidPattern {
+            pattern: pattern.to_owned(),
+            source,
+        })
+}
+
+fn check_name(what: &str, value: &str) -> Result<(), Error> {
+    if value.is_empty() {
+        return Err(invalid(format!("{what} is empty")));
+    }
+    check_printable(what, value)?;
+    // Names never need commas or quotes, and refusing them keeps every line printable as plain
+    // CSV and `*` reserved for "every tenant".
+    if value.contains([',', '"']) || value == ANY_TENANT {
+        return Err(invalid(format!(
+            "{what} {value:?} may not contain a comma or a quote, nor be `*`"
+        )));
+    }
+    Ok(())
+}
+
+fn check_printable(what: &str, value: &str) -> Result<(), Error> {
+    if value.trim() != value || value.chars().any(char::is_control) {
+        return Err(invalid(format!(
+            "{what} {value:?} has surrounding whitespace or control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(reason: String) -> Error {
+    Error::InvalidRule { reason }
+}
+
+/// Splits one CSV line into trimmed fields, honouring double quotes.
+fn split_csv_line(line: &str) -> Result<Vec<String>, Error> {
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+            chars.next();
+        }
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                    None => return Err(invalid("unterminated quoted field".to_owned())),
+                }
+            }
+            while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+                chars.next();
+            }
+            match chars.next() {
+                None => {
+                    fields.push(field);
+                    return Ok(fields);
+                }
+                Some(',') => fields.push(field),
+                Some(c) => {
+                    return Err(invalid(format!("unexpected {c:?} after a quoted field")));
+                }
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    None => {
+                        fields.push(field.trim_end().to_owned());
+                        return Ok(fields);
+                    }
+                    Some(',') => break,
+                    Some('"') => {
+                        return Err(invalid(
+                            "a quote may only start a field (quote the whole field)".to_owned(),
+                        ));
+                    }
+                    Some(c) => field.push(c),
+                }
+            }
+            fields.push(field.trim_end().to_owned());
+        }
+    }
+}
+
+/// Prints one policy line the way [`PolicySet::parse_csv`] reads it back.
+pub(crate) fn format_line(ptype: &str, fields: &[&str]) -> String {
+    struct Line<'a>(&'a str, &'a [&'a str]);
+    impl fmt::Display for Line<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write_line(f, self.0, self.1)
+        }
+    }
+    Line(ptype, fields).to_string()
+}
+
+fn write_line(f: &mut fmt::Formatter<'_>, ptype: &str, fields: &[&str]) -> fmt::Result {
+    f.write_str(ptype)?;
+    for field in fields {
+        f.write_str(", ")?;
+        if field.contains([',', '"']) {
+            write!(f, "\"{}\"", field.replace('"', "\"\""))?;
+        } else {
+            f.write_str(field)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_quotes_comments_and_blank_lines() {
+        let text = "# comment\n\np, reader, default, \"tool:t/{list,get}_*\", call, allow\n  g, alice, reader, default  \n";
+        let set = PolicySet::parse_csv(text, "inline").expect("valid");
+        assert_eq!(set.rules.len(), 1);
+        assert_eq!(set.rules[0].object, "tool:t/{list,get}_*");
+        assert_eq!(set.assignments[0].subject, "alice");
+        let printed = set.to_csv();
+        assert_eq!(
+            PolicySet::parse_csv(&printed, "printed").expect("reparse"),
+            set
+        );
+    }
+
+    #[test]
+    fn rejects_bad_lines_with_their_line_number() {
+        for (text, needle) in [
+            ("p, r, default, tool:t/[, call, allow", "pattern"),
+            ("p, r, default, tool:t/x, call", "5 fields"),
+            ("p, r, default, tool:t/x, call, maybe", "effect"),
+            ("p, r, default, tool:t/x, delete, allow", "action"),
+            ("p, r, default, t/x, call, allow", "must start with"),
+            ("g, alice, reader", "3 fields"),
+            ("g, alice, reader, *", "one tenant"),
+            ("x, a, b", "line type"),
+            ("p, r, default, \"tool:t/x, call, allow", "unterminated"),
+            ("p, , default, tool:t/x, call, allow", "empty"),
+        ] {
+            let err = PolicySet::parse_csv(&format!("# first\n{text}"), "f.csv").expect_err(text);
+            let Error::InvalidPolicy { line, source, .. } = &err else {
+                panic!("unexpected error {err:?}");
+            };
+            assert_eq!(*line, 2, "{text}");
+            let chain = format!("{source} {:?}", source);
+            assert!(chain.contains(needle), "{text}: {chain}");
+        }
+    }
+
+    #[test]
+    fn glob_validation_matches_casbin() {
+        // Everything accepted here must compile in Casbin without panicking, and everything
+        // refused must be a pattern Casbin would panic on.
+        for ok in [
+            "tool:t/*",
+            "resource:t/**",
+            "prompt:t/{a,b}",
+            "task:t/[abc]*",
+            "tool:t/a**",
+        ] {
+            check_object_pattern(ok).expect(ok);
+            assert!(!casbin::function_map::glob_match("tool:t/zzz", ok) || ok.contains('*'));
+        }
+        for bad in ["tool:t/[", "tool:t/{a", "tool:t/a\\"] {
+            assert!(check_object_pattern(bad).is_err(), "{bad}");
+            let caught = std::panic::catch_unwind(|| casbin::function_map::glob_match("x", bad));
+            assert!(caught.is_err(), "casbin accepts {bad}");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Behaviour the crate relies on from Casbin, checked on small inline policies.
+
+use std::path::PathBuf;
+
+use authz_rbac::{CandidateOrigin, Rbac};
+use authz_types::{Effect, Method, Operation, ReasonCode, Target};
+
+use crate::common::{model_path, policy_path, principal, tool};
+
+/// Writes `csv` to a temporary policy file and loads it with the real model.
+async fn rbac_with(csv: &str) -> (Rbac, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = dir.path().join("policy.csv");
+    std::fs::write(&path, csv).expect("write policy");
+    let rbac = Rbac::from_files(&model_path(), &[path])
+        .await
+        .expect("load");
+    (rbac, dir)
+}
+
+#[tokio::test]
+async fn deny_overrides_allow_whatever_the_order() {
+    for csv in [
+        "p, r, default, tool:t/*, call, allow\np, r, default, tool:t/drop_*, call, deny\ng, u, r, default\n",
+        "p, r, default, tool:t/drop_*, call, deny\np, r, default, tool:t/*, call, allow\ng, u, r, default\n",
+    ] {
+        let (rbac, _dir) = rbac_with(csv).await;
+        let u = principal("u", &[], None);
+        let d = rbac.decide(&u, "t", &tool("drop_table")).expect("decide");
+        assert_eq!(d.effect, Effect::Deny);
+        assert_eq!(d.reason, ReasonCode::ExplicitDeny);
+        assert_eq!(
+            d.matched_rule.as_deref(),
+            Some("p, r, default, tool:t/drop_*, call, deny")
+        );
+        let d = rbac.decide(&u, "t", &tool("select")).expect("decide");
+        assert_eq!(d.reason, ReasonCode::PolicyAllow);
+    }
+}
+
+#[tokio::test]
+async fn roles_inherit_through_several_levels_and_cycles_terminate() {
+    let csv = "\
+p, base, default, tool:t/read, call, allow
+g, middle, base, default
+g, top, middle, default
+g, u, top, default
+g, loop-a, loop-b, default
+g, loop-b, loop-a, default
+g, v, loop-a, default
+";
+    let (rbac, _dir) = rbac_with(csv).await;
+    let d = rbac
+        .decide(&principal("u", &[], None), "t", &tool("read"))
+        .expect("decide");
+    assert_eq!(d.reason, ReasonCode::PolicyAllow);
+    assert_eq!(
+        d.matched_rule.as_deref(),
+        Some("p, base, default, tool:t/read, call, allow")
+    );
+    // Inheritance is one way: a base holder does not gain what `top` would have.
+    let d = rbac
+        .decide(&principal("v", &[], None), "t", &tool("read"))
+        .expect("a role cycle must not hang or fail");
+    assert_eq!(d.reason, ReasonCode::NoMatchingRule);
+    let e = rbac
+        .explain(&principal("u", &[], None), "t", &tool("read"))
+        .expect("explain");
+    assert_eq!(e.candidates[0].roles, vec!["base", "middle", "top"]);
+}
+
+#[tokio::test]
+async fn tenants_are_isolated_and_star_rules_apply_everywhere() {
+    let csv = "\
+p, r, a, tool:t/only_a, call, allow
+p, r, *, tool:t/everywhere, call, allow
+p, r, *, tool:t/never, call, deny
+p, r, b, tool:t/never, call, allow
+g, u, r, a
+g, u, r, b
+";
+    let (rbac, _dir) = rbac_with(csv).await;
+    let in_a = principal("u", &[], Some("a"));
+    let in_b = principal("u", &[], Some("b"));
+    let in_c = principal("u", &[], Some("c"));
+    let decide = |p, name: &str| rbac.decide(p, "t", &tool(name)).expect("decide").reason;
+    assert_eq!(decide(&in_a, "only_a"), ReasonCode::PolicyAllow);
+    assert_eq!(decide(&in_b, "only_a"), ReasonCode::NoMatchingRule);
+    assert_eq!(decide(&in_a, "everywhere"), ReasonCode::PolicyAllow);
+    assert_eq!(decide(&in_b, "everywhere"), ReasonCode::PolicyAllow);
+    // No assignment in tenant c, so even `*` rules do not reach u there.
+    assert_eq!(decide(&in_c, "everywhere"), ReasonCode::NoMatchingRule);
+    // A `*` deny overrides a tenant allow.
+    assert_eq!(decide(&in_b, "never"), ReasonCode::ExplicitDeny);
+    // A token role is a subject in whatever tenant the token names.
+    let role_in_c = principal("x", &["r"], Some("c"));
+    assert_eq!(decide(&role_in_c, "everywhere"), ReasonCode::PolicyAllow);
+    assert_eq!(decide(&role_in_c, "only_a"), ReasonCode::NoMatchingRule);
+}
+
+#[tokio::test]
+async fn globs_keep_star_within_a_segment() {
+    let csv = "\
+p, r, default, resource:t/*, read, allow
+p, r, default, resource:t/files/**, subscribe, allow
+g, u, r, default
+";
+    let (rbac, _dir) = rbac_with(csv).await;
+    let u = principal("u", &[], None);
+    let read = |uri: &str| {
+        rbac.decide(
+            &u,
+            "t",
+            &Operation::new(Method::ResourcesRead, Target::Resource(uri.into())),
+        )
+        .expect("decide")
+        .reason
+    };
+    let subscribe = |uri: &str| {
+        rbac.decide(
+            &u,
+            "t",
+            &Operation::new(Method::ResourcesSubscribe, Target::Resource(uri.into())),
+        )
+        .expect("decide")
+        .reason
+    };
+    assert_eq!(read("plain-name"), ReasonCode::PolicyAllow);
+    // A URI with slashes needs `**`: `*` does not cross `/`.
+    assert_eq!(read("tickets://open"), ReasonCode::NoMatchingRule);
+    assert_eq!(subscribe("files/a/b/c.txt"), ReasonCode::PolicyAllow);
+    assert_eq!(subscribe("other/a"), ReasonCode::NoMatchingRule);
+}
+
+#[tokio::test]
+async fn explanation_lists_every_match_and_reads_well() {
+    let rbac = Rbac::from_files(&model_path(), &[policy_path()])
+        .await
+        .expect("load");
+    let dave = principal("dave", &["ticket-reader"], None);
+    let e = rbac
+        .explain(&dave, "tickets", &tool("delete_ticket"))
+        .expect("explain");
+    assert_eq!(e.decision.reason, ReasonCode::ExplicitDeny);
+    assert_eq!(e.objects, vec!["tool:tickets/delete_ticket"]);
+    assert_eq!(e.candidates.len(), 2);
+    assert_eq!(e.candidates[0].origin, CandidateOrigin::Subject);
+    assert_eq!(
+        e.candidates[0].roles,
+        vec!["ticket-admin", "ticket-auditor", "ticket-reader"]
+    );
+    assert_eq!(e.candidates[1].origin, CandidateOrigin::TokenRole);
+    // The admin allow and the auditor deny both matched, even though the deny decides.
+    let rules: Vec<(&str, Effect)> = e
+        .matches
+        .iter()
+        .map(|m| (m.rule.as_str(), m.effect))
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            (
+                "p, ticket-admin, default, tool:tickets/*, call, allow",
+                Effect::Allow
+            ),
+            (
+                "p, ticket-auditor, default, tool:tickets/delete_*, call, deny",
+                Effect::Deny
+            ),
+        ]
+    );
+    let text = e.to_string();
+    assert!(
+        text.starts_with("deny (explicit_deny) at policy revision 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("decided by: p, ticket-auditor, default, tool:tickets/delete_*, call, deny"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "dave (token subject; roles in tenant: ticket-admin, ticket-auditor, ticket-reader)"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn decide_never_panics_on_odd_input() {
+    let rbac = Rbac::from_files(&model_path(), &[policy_path()])
+        .await
+        .expect("load");
+    let long = "x".repeat(100_000);
+    let odd: Vec<&str> = vec![
+        "",
+        "[",
+        "]",
+        "{",
+        "}",
+        "{a,",
+        "\\",
+        "**",
+        "*",
+        "?",
+        "[!",
+        "\0",
+        "\u{202e}",
+        "../..",
+        "/",
+        "//",
+        "é€😀",
+        ",",
+        "\"",
+        "'",
+        "eval(1)",
+        "r.sub == p.sub",
+        &long,
+    ];
+    for s in &odd {
+        for (subject, tenant) in [(*s, None), ("mallory", Some(*s)), (*s, Some(*s))] {
+            let who = principal(subject, &[s], tenant);
+            let ops = [
+                Operation::new(Method::ToolsCall, Target::Tool(s.to_string())),
+                Operation::new(Method::ResourcesRead, Target::Resource(s.to_string())),
+                Operation::new(
+                    Method::SubscriptionsListen,
+                    Target::Resources(vec![s.to_string(), "x".into()]),
+                ),
+                Operation::new(Method::PromptsGet, Target::Prompt(s.to_string())),
+                Operation::new(Method::TasksUpdate, Target::Task(s.to_string())),
+                Operation::new(Method::Unknown(s.to_string()), Target::Tool(s.to_string())),
+            ];
+            for op in &ops {
+                for upstream in [*s, "tickets"] {
+                    let d = rbac
+                        .decide(&who, upstream, op)
+                        .expect("decide must not fail");
+                    // None of these principals holds any role, so nothing may be allowed.
+                    assert_eq!(d.effect, Effect::Deny, "{subject:?} {tenant:?} {op:?}");
+                    rbac.explain(&who, upstream, op)
+                        .expect("explain must not fail");
+                }
+            }
+        }
+    }
+}

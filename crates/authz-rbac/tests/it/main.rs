@@ -1,0 +1,7 @@
+//! Integration tests of authz-rbac: decision tables, behaviour, reloads and the SQL stores.
+
+mod behaviour;
+mod common;
+mod decisions;
+mod reload;
+mod store;
