@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use authz_types::{AuditFilter, Effect, Method, Operation, Principal, Target};
+use authz_types::{AuditFilter, Effect, Method, Operation, Principal};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Exit code of `policy check` when the decision is deny.
@@ -116,7 +116,11 @@ pub struct MintArgs {
     #[arg(long)]
     pub actor: Option<String>,
     /// The private signing key (JWK).
-    #[arg(long, default_value = ".authz/signing-key.jwk", env = "AUTHZ_SIGNING_KEY")]
+    #[arg(
+        long,
+        default_value = ".authz/signing-key.jwk",
+        env = "AUTHZ_SIGNING_KEY"
+    )]
     pub key: PathBuf,
 }
 
@@ -233,7 +237,10 @@ pub struct AuditListArgs {
 /// Parses the process arguments, runs the command and maps the outcome to an exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("authzctl: cannot start the async runtime: {e}");
@@ -254,7 +261,12 @@ pub fn run() -> ExitCode {
 pub async fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let json = cli.output == Output::Json;
     match cli.command {
-        Command::Keys(KeysCommand::Generate { out_dir, alg, kid, force }) => {
+        Command::Keys(KeysCommand::Generate {
+            out_dir,
+            alg,
+            kid,
+            force,
+        }) => {
             keys_generate(&out_dir, &alg, &kid, force, json, out)?;
         }
         Command::Token(TokenCommand::Mint(args)) => token_mint(&args, out)?,
@@ -265,21 +277,44 @@ pub async fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn keys_generate(dir: &Path, alg: &str, kid: &str, force: bool, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let alg: authz_token::KeyAlgorithm = alg.parse().map_err(|_| anyhow::anyhow!("unknown algorithm `{alg}`; use ES256, RS256 or EdDSA"))?;
+fn keys_generate(
+    dir: &Path,
+    alg: &str,
+    kid: &str,
+    force: bool,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let alg: authz_token::KeyAlgorithm = alg
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown algorithm `{alg}`; use ES256, RS256 or EdDSA"))?;
     let private = dir.join("signing-key.jwk");
     let public = dir.join("jwks.json");
     if !force && (private.exists() || public.exists()) {
-        bail!("{} or {} already exists; pass --force to replace them", private.display(), public.display());
+        bail!(
+            "{} or {} already exists; pass --force to replace them",
+            private.display(),
+            public.display()
+        );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let keys = authz_token::generate_key_pair(alg, kid).context("generating the key pair")?;
     write_private(&private, keys.private_jwk.as_bytes())?;
-    std::fs::write(&public, keys.public_jwks.as_bytes()).with_context(|| format!("writing {}", public.display()))?;
+    std::fs::write(&public, keys.public_jwks.as_bytes())
+        .with_context(|| format!("writing {}", public.display()))?;
     if json {
-        writeln!(out, "{}", serde_json::json!({"private_key": private, "jwks": public, "kid": kid, "alg": alg.to_string()}))?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"private_key": private, "jwks": public, "kid": kid, "alg": alg.to_string()})
+        )?;
     } else {
-        writeln!(out, "private key: {} (keep secret)\npublic JWKS: {}\nkid: {kid}, alg: {alg}", private.display(), public.display())?;
+        writeln!(
+            out,
+            "private key: {} (keep secret)\npublic JWKS: {}\nkid: {kid}, alg: {alg}",
+            private.display(),
+            public.display()
+        )?;
     }
     Ok(())
 }
@@ -292,8 +327,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes).with_context(|| format!("writing {}", path.display()))
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Parses `300`, `300s`, `15m`, `2h`, `1d` into seconds.
@@ -303,7 +341,9 @@ pub fn parse_duration(s: &str) -> anyhow::Result<i64> {
         Some(i) => s.split_at(i),
         None => (s, "s"),
     };
-    let n: i64 = num.parse().map_err(|_| anyhow::anyhow!("`{s}` is not a duration (e.g. 300s, 15m, 1h)"))?;
+    let n: i64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{s}` is not a duration (e.g. 300s, 15m, 1h)"))?;
     let mul = match unit {
         "s" => 1,
         "m" => 60,
@@ -311,15 +351,26 @@ pub fn parse_duration(s: &str) -> anyhow::Result<i64> {
         "d" => 86400,
         _ => bail!("`{s}`: unknown unit `{unit}` (use s, m, h or d)"),
     };
-    n.checked_mul(mul).filter(|v| *v > 0).ok_or_else(|| anyhow::anyhow!("`{s}` must be a positive duration"))
+    n.checked_mul(mul)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| anyhow::anyhow!("`{s}` must be a positive duration"))
 }
 
 fn token_mint(a: &MintArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let signer = authz_token::Signer::from_private_jwk_file(&a.key)
-        .with_context(|| format!("loading the signing key {} (authzctl keys generate makes one)", a.key.display()))?;
+    let signer = authz_token::Signer::from_private_jwk_file(&a.key).with_context(|| {
+        format!(
+            "loading the signing key {} (authzctl keys generate makes one)",
+            a.key.display()
+        )
+    })?;
     let mut req = authz_token::MintRequest::new(a.issuer.clone(), a.sub.clone(), String::new());
     req.audience = a.audiences.clone();
-    req.scopes = a.scopes.iter().flat_map(|s| s.split_whitespace()).map(str::to_owned).collect();
+    req.scopes = a
+        .scopes
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_owned)
+        .collect();
     req.roles = a.roles.clone();
     req.tenant = a.tenant.clone();
     req.client_id = a.client_id.clone();
@@ -333,29 +384,69 @@ fn token_mint(a: &MintArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 async fn role(cmd: RoleCommand, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     let connect = |s: &StoreArgs| {
         let url = s.database_url.clone();
-        async move { authz_rbac::PolicyStore::connect(&url).await.context("connecting to the policy store") }
+        async move {
+            authz_rbac::PolicyStore::connect(&url)
+                .await
+                .context("connecting to the policy store")
+        }
     };
     let effect = |deny: bool| if deny { Effect::Deny } else { Effect::Allow };
     let (what, revision) = match cmd {
         RoleCommand::Grant(r) => {
             let store = connect(&r.store).await?;
-            let rev = store.grant(&r.role, &r.tenant, &r.action, &r.object, effect(r.deny)).await?;
-            (format!("granted: {} {} {} {} in tenant {}", r.role, effect(r.deny).as_str(), r.action, r.object, r.tenant), rev)
+            let rev = store
+                .grant(&r.role, &r.tenant, &r.action, &r.object, effect(r.deny))
+                .await?;
+            (
+                format!(
+                    "granted: {} {} {} {} in tenant {}",
+                    r.role,
+                    effect(r.deny).as_str(),
+                    r.action,
+                    r.object,
+                    r.tenant
+                ),
+                rev,
+            )
         }
         RoleCommand::Revoke(r) => {
             let store = connect(&r.store).await?;
-            let rev = store.revoke(&r.role, &r.tenant, &r.action, &r.object, effect(r.deny)).await?;
-            (format!("revoked: {} {} {} {} in tenant {}", r.role, effect(r.deny).as_str(), r.action, r.object, r.tenant), rev)
+            let rev = store
+                .revoke(&r.role, &r.tenant, &r.action, &r.object, effect(r.deny))
+                .await?;
+            (
+                format!(
+                    "revoked: {} {} {} {} in tenant {}",
+                    r.role,
+                    effect(r.deny).as_str(),
+                    r.action,
+                    r.object,
+                    r.tenant
+                ),
+                rev,
+            )
         }
         RoleCommand::Assign(a) => {
             let store = connect(&a.store).await?;
             let rev = store.assign(&a.subject, &a.role, &a.tenant).await?;
-            (format!("assigned: {} has role {} in tenant {}", a.subject, a.role, a.tenant), rev)
+            (
+                format!(
+                    "assigned: {} has role {} in tenant {}",
+                    a.subject, a.role, a.tenant
+                ),
+                rev,
+            )
         }
         RoleCommand::Unassign(a) => {
             let store = connect(&a.store).await?;
             let rev = store.unassign(&a.subject, &a.role, &a.tenant).await?;
-            (format!("unassigned: {} no longer has role {} in tenant {}", a.subject, a.role, a.tenant), rev)
+            (
+                format!(
+                    "unassigned: {} no longer has role {} in tenant {}",
+                    a.subject, a.role, a.tenant
+                ),
+                rev,
+            )
         }
         RoleCommand::List { store } => {
             let store = connect(&store).await?;
@@ -363,7 +454,11 @@ async fn role(cmd: RoleCommand, json: bool, out: &mut dyn Write) -> anyhow::Resu
             let assignments = store.assignments().await?;
             let revision = store.revision().await?;
             if json {
-                writeln!(out, "{}", serde_json::json!({"revision": revision, "rules": rules, "assignments": assignments}))?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"revision": revision, "rules": rules, "assignments": assignments})
+                )?;
             } else {
                 writeln!(out, "policy revision {revision}\n\nRULES")?;
                 for r in &rules {
@@ -378,7 +473,11 @@ async fn role(cmd: RoleCommand, json: bool, out: &mut dyn Write) -> anyhow::Resu
         }
     };
     if json {
-        writeln!(out, "{}", serde_json::json!({"result": what, "revision": revision}))?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"result": what, "revision": revision})
+        )?;
     } else {
         writeln!(out, "{what} (policy revision {revision})")?;
     }
@@ -389,8 +488,12 @@ async fn role(cmd: RoleCommand, json: bool, out: &mut dyn Write) -> anyhow::Resu
 pub fn operation_from_cli(method: &str, target: &str) -> anyhow::Result<Operation> {
     let params = match method {
         "tools/call" | "prompts/get" => serde_json::json!({"name": target}),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => serde_json::json!({"uri": target}),
-        "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => serde_json::json!({"taskId": target}),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            serde_json::json!({"uri": target})
+        }
+        "tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/update" => {
+            serde_json::json!({"taskId": target})
+        }
         "completion/complete" => match target.split_once(':') {
             Some(("prompt", n)) => serde_json::json!({"ref": {"type": "ref/prompt", "name": n}}),
             Some(("resource", u)) => serde_json::json!({"ref": {"type": "ref/resource", "uri": u}}),
@@ -399,7 +502,8 @@ pub fn operation_from_cli(method: &str, target: &str) -> anyhow::Result<Operatio
         _ => serde_json::json!({}),
     };
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let msg = authz_types::classify(&serde_json::to_vec(&body)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let msg =
+        authz_types::classify(&serde_json::to_vec(&body)?).map_err(|e| anyhow::anyhow!("{e}"))?;
     if matches!(msg.operation.method, Method::Unknown(_)) {
         bail!("unknown MCP method `{method}`");
     }
@@ -409,10 +513,16 @@ pub fn operation_from_cli(method: &str, target: &str) -> anyhow::Result<Operatio
 async fn policy_check(a: &CheckArgs, json: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let rbac = match &a.database_url {
         Some(url) => {
-            let store = authz_rbac::PolicyStore::connect(url).await.context("connecting to the policy store")?;
-            authz_rbac::Rbac::from_store(&a.model, store).await.context("loading policies from the store")?
+            let store = authz_rbac::PolicyStore::connect(url)
+                .await
+                .context("connecting to the policy store")?;
+            authz_rbac::Rbac::from_store(&a.model, store)
+                .await
+                .context("loading policies from the store")?
         }
-        None => authz_rbac::Rbac::from_files(&a.model, &a.policies).await.context("loading policy files")?,
+        None => authz_rbac::Rbac::from_files(&a.model, &a.policies)
+            .await
+            .context("loading policy files")?,
     };
     let op = operation_from_cli(&a.method, if a.target == "-" { "" } else { &a.target })?;
     let principal = Principal {
@@ -429,7 +539,11 @@ async fn policy_check(a: &CheckArgs, json: bool, out: &mut dyn Write) -> anyhow:
     }
     .normalize();
     let decision = rbac.decide(&principal, &a.upstream, &op)?;
-    let explanation = if a.explain { Some(rbac.explain(&principal, &a.upstream, &op)?) } else { None };
+    let explanation = if a.explain {
+        Some(rbac.explain(&principal, &a.upstream, &op)?)
+    } else {
+        None
+    };
     if json {
         let mut v = serde_json::json!({
             "subject": a.subject, "method": a.method, "target": op.target.display(), "upstream": a.upstream,
@@ -446,20 +560,31 @@ async fn policy_check(a: &CheckArgs, json: bool, out: &mut dyn Write) -> anyhow:
             "{} ({}){}",
             decision.effect.as_str().to_uppercase(),
             decision.reason,
-            decision.matched_rule.as_deref().map(|r| format!(" by `{r}`")).unwrap_or_default()
+            decision
+                .matched_rule
+                .as_deref()
+                .map(|r| format!(" by `{r}`"))
+                .unwrap_or_default()
         )?;
         if let Some(e) = &explanation {
             writeln!(out, "{e}")?;
         }
     }
-    Ok(if decision.is_allowed() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_DENY) })
+    Ok(if decision.is_allowed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DENY)
+    })
 }
 
 /// Formats Unix milliseconds as RFC 3339 UTC.
 pub fn format_time(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -467,12 +592,15 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
     if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
         return Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000)?);
     }
-    let secs = parse_duration(s).context("--since takes a duration (15m, 2h) or an RFC 3339 time")?;
+    let secs =
+        parse_duration(s).context("--since takes a duration (15m, 2h) or an RFC 3339 time")?;
     Ok(authz_types::now_unix_ms() - secs * 1000)
 }
 
 async fn audit_list(a: &AuditListArgs, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let store = authz_audit::AuditStore::connect(&a.database_url).await.context("opening the audit store")?;
+    let store = authz_audit::AuditStore::connect(&a.database_url)
+        .await
+        .context("opening the audit store")?;
     let filter = AuditFilter {
         subject: a.subject.clone(),
         decision: a.decision.as_deref().and_then(Effect::parse),
@@ -481,14 +609,25 @@ async fn audit_list(a: &AuditListArgs, json: bool, out: &mut dyn Write) -> anyho
         limit: Some(a.limit),
         ..AuditFilter::default()
     };
-    let records = store.query(&filter).await.context("querying the audit store")?;
+    let records = store
+        .query(&filter)
+        .await
+        .context("querying the audit store")?;
     if json {
         for r in &records {
-            writeln!(out, "{}", serde_json::json!({"id": r.id, "record": r.record}))?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"id": r.id, "record": r.record})
+            )?;
         }
         return Ok(());
     }
-    writeln!(out, "{:<24} {:<6} {:<22} {:<10} {:<18} {:<24} {:<26} {}", "TIME", "RESULT", "REASON", "SUBJECT", "ROLES", "METHOD", "TARGET", "RULE")?;
+    writeln!(
+        out,
+        "{:<24} {:<6} {:<22} {:<10} {:<18} {:<24} {:<26} RULE",
+        "TIME", "RESULT", "REASON", "SUBJECT", "ROLES", "METHOD", "TARGET"
+    )?;
     for r in &records {
         let rec = &r.record;
         writeln!(
@@ -498,7 +637,11 @@ async fn audit_list(a: &AuditListArgs, json: bool, out: &mut dyn Write) -> anyho
             rec.decision.as_str(),
             rec.reason.as_str(),
             rec.subject.as_deref().unwrap_or("-"),
-            if rec.roles.is_empty() { "-".to_owned() } else { rec.roles.join(",") },
+            if rec.roles.is_empty() {
+                "-".to_owned()
+            } else {
+                rec.roles.join(",")
+            },
             rec.method,
             rec.target.as_deref().unwrap_or("-"),
             rec.matched_rule.as_deref().unwrap_or("-"),
@@ -510,6 +653,7 @@ async fn audit_list(a: &AuditListArgs, json: bool, out: &mut dyn Write) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+    use authz_types::Target;
 
     #[test]
     fn durations() {

@@ -10,7 +10,11 @@ use crate::config::{Config, Overrides, RawConfig};
 
 /// Flags; each also reads an `AUTHZ_*` environment variable. Precedence: file < env < flag.
 #[derive(Debug, Parser)]
-#[command(name = "authz-gateway", version, about = "MCP authorization gateway: authenticate, authorize, audit, forward.")]
+#[command(
+    name = "authz-gateway",
+    version,
+    about = "MCP authorization gateway: authenticate, authorize, audit, forward."
+)]
 pub struct Args {
     /// The TOML configuration file.
     #[arg(long, env = "AUTHZ_CONFIG")]
@@ -44,7 +48,10 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("authz-gateway: cannot start the async runtime: {e}");
@@ -74,7 +81,9 @@ fn load_config(args: &Args) -> Result<Config, crate::config::ConfigError> {
 async fn serve_config(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let app = crate::App::new(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%local, upstreams = app.upstreams.len(), policy_revision = app.rbac.revision(), "authz-gateway listening");
     crate::serve(app, listener, shutdown_signal()).await
@@ -104,7 +113,9 @@ async fn shutdown_signal() {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {

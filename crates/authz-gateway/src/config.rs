@@ -22,7 +22,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: impl Into<String>, problem: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self { key: key.into(), problem: problem.into(), hint: hint.into() }
+        Self {
+            key: key.into(),
+            problem: problem.into(),
+            hint: hint.into(),
+        }
     }
 }
 
@@ -212,7 +216,9 @@ fn key_from_toml_error(text: &str, e: &toml::de::Error) -> String {
         .and_then(|span| text.get(..span.start))
         .and_then(|before| {
             let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-            let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+            let line_end = text[line_start..]
+                .find('\n')
+                .map_or(text.len(), |i| line_start + i);
             let line = text[line_start..line_end].trim();
             let header = before[..line_start]
                 .lines()
@@ -220,7 +226,11 @@ fn key_from_toml_error(text: &str, e: &toml::de::Error) -> String {
                 .map(str::trim)
                 .find(|l| l.starts_with('['))
                 .map(|h| h.trim_matches(|c| c == '[' || c == ']').to_owned());
-            let key = line.split('=').next().map(str::trim).filter(|k| !k.is_empty())?;
+            let key = line
+                .split('=')
+                .next()
+                .map(str::trim)
+                .filter(|k| !k.is_empty())?;
             Some(match header {
                 Some(h) if !line.starts_with('[') => format!("{h}.{key}"),
                 _ => key.to_owned(),
@@ -255,7 +265,11 @@ impl Config {
             .or(raw.server.public_url)
             .unwrap_or_else(|| format!("http://{listen}"));
         let parsed = reqwest::Url::parse(&public_url).map_err(|e| {
-            ConfigError::new("server.public_url", format!("`{public_url}`: {e}"), "an absolute http(s) URL")
+            ConfigError::new(
+                "server.public_url",
+                format!("`{public_url}`: {e}"),
+                "an absolute http(s) URL",
+            )
         })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
             return Err(ConfigError::new(
@@ -294,8 +308,17 @@ impl Config {
             raw.server.authorization_servers
         };
 
-        let model = raw.policy.model.unwrap_or_else(|| PathBuf::from("policies/model.conf"));
-        let policy = match (overrides.policy_database_url.clone().or(raw.policy.database_url), raw.policy.files) {
+        let model = raw
+            .policy
+            .model
+            .unwrap_or_else(|| PathBuf::from("policies/model.conf"));
+        let policy = match (
+            overrides
+                .policy_database_url
+                .clone()
+                .or(raw.policy.database_url),
+            raw.policy.files,
+        ) {
             (Some(_), files) if !files.is_empty() => {
                 return Err(ConfigError::new(
                     "policy",
@@ -338,7 +361,10 @@ impl Config {
         for (i, u) in raw.upstreams.into_iter().enumerate() {
             let key = format!("upstreams[{i}]");
             if u.name.is_empty()
-                || !u.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                || !u
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
                 return Err(ConfigError::new(
                     format!("{key}.name"),
@@ -357,7 +383,11 @@ impl Config {
                 .ok()
                 .filter(|url| matches!(url.scheme(), "http" | "https"))
                 .ok_or_else(|| {
-                    ConfigError::new(format!("{key}.url"), format!("`{}` is not an http(s) URL", u.url), "e.g. http://127.0.0.1:9100/mcp")
+                    ConfigError::new(
+                        format!("{key}.url"),
+                        format!("`{}` is not an http(s) URL", u.url),
+                        "e.g. http://127.0.0.1:9100/mcp",
+                    )
                 })?;
             let credential = match (&u.credential_env, &u.credential_file) {
                 (Some(_), Some(_)) => {
@@ -367,13 +397,15 @@ impl Config {
                         "choose one",
                     ));
                 }
-                (Some(var), None) => Some(Secret::new(env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                    ConfigError::new(
-                        format!("{key}.credential_env"),
-                        format!("environment variable {var} is not set"),
-                        "export it, or remove credential_env",
-                    )
-                })?)),
+                (Some(var), None) => Some(Secret::new(
+                    env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                        ConfigError::new(
+                            format!("{key}.credential_env"),
+                            format!("environment variable {var} is not set"),
+                            "export it, or remove credential_env",
+                        )
+                    })?,
+                )),
                 (None, Some(path)) => Some(Secret::new(
                     std::fs::read_to_string(path)
                         .map_err(|e| {
@@ -390,18 +422,27 @@ impl Config {
             };
             let timeout_secs = u.timeout_secs.unwrap_or(30);
             if timeout_secs == 0 || timeout_secs > 3600 {
-                return Err(ConfigError::new(format!("{key}.timeout_secs"), "out of range", "1..=3600 seconds"));
+                return Err(ConfigError::new(
+                    format!("{key}.timeout_secs"),
+                    "out of range",
+                    "1..=3600 seconds",
+                ));
             }
             let mut scopes = Vec::with_capacity(u.scopes.len());
             for (j, r) in u.scopes.into_iter().enumerate() {
-                if r.require.is_empty() || r.require.iter().any(|s| s.is_empty() || s.contains(' ')) {
+                if r.require.is_empty() || r.require.iter().any(|s| s.is_empty() || s.contains(' '))
+                {
                     return Err(ConfigError::new(
                         format!("{key}.scopes[{j}].require"),
                         "must list one or more scope names without spaces",
                         "e.g. require = [\"tickets:read\"]",
                     ));
                 }
-                scopes.push(ScopeRule { method: r.method, target: r.target, require: r.require });
+                scopes.push(ScopeRule {
+                    method: r.method,
+                    target: r.target,
+                    require: r.require,
+                });
             }
             let resource = format!("{public_url}/mcp/{}", u.name);
             upstreams.push(Upstream {
@@ -461,20 +502,27 @@ scopes = [{ method = "tools/call", target = "delete_*", require = ["tickets:writ
         assert_eq!(cfg.public_url, "https://gw.example");
         assert_eq!(cfg.upstreams[0].resource, "https://gw.example/mcp/tickets");
         assert_eq!(cfg.authorization_servers, vec!["https://idp.example"]);
-        assert!(!format!("{cfg:?}").contains("s3cret"), "secrets are redacted in Debug");
+        assert!(
+            !format!("{cfg:?}").contains("s3cret"),
+            "secrets are redacted in Debug"
+        );
     }
 
     #[test]
     fn overrides_win_over_the_file() {
         let raw = RawConfig::from_toml(GOOD).expect("parses");
-        let o = Overrides { listen: Some("127.0.0.1:9999".into()), ..Default::default() };
+        let o = Overrides {
+            listen: Some("127.0.0.1:9999".into()),
+            ..Default::default()
+        };
         let cfg = Config::from_raw(raw, &o, &env).expect("valid");
         assert_eq!(cfg.listen.port(), 9999);
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = RawConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").expect_err("unknown key");
+        let err = RawConfig::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n")
+            .expect_err("unknown key");
         assert_eq!(err.key, "server.lisen");
         assert!(err.problem.contains("unknown field"), "{err}");
     }
@@ -483,17 +531,30 @@ scopes = [{ method = "tools/call", target = "delete_*", require = ["tickets:writ
     fn mistakes_name_their_key() {
         let cases = [
             (GOOD.replace("127.0.0.1:0", "nowhere"), "server.listen"),
-            (GOOD.replace("http://127.0.0.1:9100/mcp", "ftp://x"), "upstreams[0].url"),
-            (GOOD.replace("TICKETS_TOKEN", "MISSING_VAR"), "upstreams[0].credential_env"),
-            (GOOD.replace("name = \"tickets\"", "name = \"a/b\""), "upstreams[0].name"),
-            (GOOD.replace("[\"tickets:write\"]", "[]"), "upstreams[0].scopes[0].require"),
+            (
+                GOOD.replace("http://127.0.0.1:9100/mcp", "ftp://x"),
+                "upstreams[0].url",
+            ),
+            (
+                GOOD.replace("TICKETS_TOKEN", "MISSING_VAR"),
+                "upstreams[0].credential_env",
+            ),
+            (
+                GOOD.replace("name = \"tickets\"", "name = \"a/b\""),
+                "upstreams[0].name",
+            ),
+            (
+                GOOD.replace("[\"tickets:write\"]", "[]"),
+                "upstreams[0].scopes[0].require",
+            ),
         ];
         for (text, key) in cases {
             let raw = RawConfig::from_toml(&text).expect("parses");
             let err = Config::from_raw(raw, &Overrides::default(), &env).expect_err(key);
             assert_eq!(err.key, key, "{err}");
         }
-        let err = Config::from_raw(RawConfig::default(), &Overrides::default(), &env).expect_err("no auth");
+        let err = Config::from_raw(RawConfig::default(), &Overrides::default(), &env)
+            .expect_err("no auth");
         assert_eq!(err.key, "auth");
     }
 }

@@ -33,7 +33,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>, jsonrpc_code: i64) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        jsonrpc_code: i64,
+    ) -> Self {
         Self {
             status,
             code,
@@ -93,11 +98,18 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = (self.status, body).into_response();
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Ok(v) = HeaderValue::from_str(&self.request_id) {
             headers.insert("x-request-id", v);
         }
-        if let Some(c) = self.www_authenticate.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        if let Some(c) = self
+            .www_authenticate
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
             headers.insert(header::WWW_AUTHENTICATE, c);
         }
         resp

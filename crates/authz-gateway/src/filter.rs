@@ -52,7 +52,9 @@ impl ListKind {
         Some(match self {
             ListKind::Tools => Operation::new(Method::ToolsCall, Target::Tool(s("name")?)),
             ListKind::Prompts => Operation::new(Method::PromptsGet, Target::Prompt(s("name")?)),
-            ListKind::Resources => Operation::new(Method::ResourcesRead, Target::Resource(s("uri")?)),
+            ListKind::Resources => {
+                Operation::new(Method::ResourcesRead, Target::Resource(s("uri")?))
+            }
             ListKind::ResourceTemplates => {
                 Operation::new(Method::ResourcesRead, Target::Resource(s("uriTemplate")?))
             }
@@ -62,7 +64,12 @@ impl ListKind {
 
 /// Filters a JSON-RPC response in place if it is the result of the list request `id`.
 /// Returns how many items were removed.
-pub fn filter_response(kind: ListKind, id: &Value, response: &mut Value, allowed: &ItemAllowed) -> usize {
+pub fn filter_response(
+    kind: ListKind,
+    id: &Value,
+    response: &mut Value,
+    allowed: &ItemAllowed,
+) -> usize {
     if response.get("id") != Some(id) {
         return 0;
     }
@@ -83,7 +90,12 @@ pub fn filter_response(kind: ListKind, id: &Value, response: &mut Value, allowed
 
 /// Filters a complete JSON body. An unparsable body is refused (`None`): the gateway does not
 /// pass on a list it could not filter.
-pub fn filter_json_body(kind: ListKind, id: &Value, body: &[u8], allowed: &ItemAllowed) -> Option<Vec<u8>> {
+pub fn filter_json_body(
+    kind: ListKind,
+    id: &Value,
+    body: &[u8],
+    allowed: &ItemAllowed,
+) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     filter_response(kind, id, &mut v, allowed);
     serde_json::to_vec(&v).ok()
@@ -91,7 +103,12 @@ pub fn filter_json_body(kind: ListKind, id: &Value, body: &[u8], allowed: &ItemA
 
 /// Rewrites one SSE event block (without its terminating blank line) if its data is the list
 /// response; other events are returned unchanged.
-fn filter_sse_event(kind: ListKind, id: &Value, event: &[u8], allowed: &ItemAllowed) -> Result<Vec<u8>, ()> {
+fn filter_sse_event(
+    kind: ListKind,
+    id: &Value,
+    event: &[u8],
+    allowed: &ItemAllowed,
+) -> Result<Vec<u8>, ()> {
     let text = std::str::from_utf8(event).map_err(|_| ())?;
     let mut data = String::new();
     let mut other_lines = Vec::new();
@@ -170,7 +187,10 @@ where
                                 Bytes::from(o)
                             }
                             Err(()) => {
-                                return Some((Err(std::io::Error::other("unfilterable SSE event")), (upstream, buf, true)));
+                                return Some((
+                                    Err(std::io::Error::other("unfilterable SSE event")),
+                                    (upstream, buf, true),
+                                ));
                             }
                         };
                         return Some((Ok(out), (upstream, buf, done)));
@@ -181,11 +201,16 @@ where
                         return None;
                     }
                     if buf.len() > MAX_FILTERED_BYTES {
-                        return Some((Err(std::io::Error::other("SSE event too large to filter")), (upstream, buf, true)));
+                        return Some((
+                            Err(std::io::Error::other("SSE event too large to filter")),
+                            (upstream, buf, true),
+                        ));
                     }
                     match upstream.next().await {
                         Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                        Some(Err(e)) => return Some((Err(std::io::Error::other(e)), (upstream, buf, true))),
+                        Some(Err(e)) => {
+                            return Some((Err(std::io::Error::other(e)), (upstream, buf, true)));
+                        }
                         None => done = true,
                     }
                 }
@@ -210,10 +235,16 @@ mod tests {
     #[test]
     fn json_list_is_filtered_only_for_its_own_id() {
         let mut v = list();
-        assert_eq!(filter_response(ListKind::Tools, &json!(5), &mut v, &only_get()), 2);
+        assert_eq!(
+            filter_response(ListKind::Tools, &json!(5), &mut v, &only_get()),
+            2
+        );
         assert_eq!(v["result"]["tools"], json!([{"name":"get_ticket"}]));
         let mut other = list();
-        assert_eq!(filter_response(ListKind::Tools, &json!(6), &mut other, &only_get()), 0);
+        assert_eq!(
+            filter_response(ListKind::Tools, &json!(6), &mut other, &only_get()),
+            0
+        );
     }
 
     #[tokio::test]
@@ -223,15 +254,28 @@ mod tests {
             serde_json::to_string(&list()).expect("json")
         );
         let bytes = body.into_bytes();
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            bytes.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let out: Vec<Bytes> = filter_sse_stream(ListKind::Tools, json!(5), only_get(), futures_util::stream::iter(chunks))
-            .map(|r| r.expect("ok"))
-            .collect()
-            .await;
+        let chunks: Vec<Result<Bytes, std::io::Error>> = bytes
+            .chunks(7)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let out: Vec<Bytes> = filter_sse_stream(
+            ListKind::Tools,
+            json!(5),
+            only_get(),
+            futures_util::stream::iter(chunks),
+        )
+        .map(|r| r.expect("ok"))
+        .collect()
+        .await;
         let text = String::from_utf8(out.concat()).expect("utf8");
         assert!(text.starts_with("event: message\nid: 1\ndata: "), "{text}");
-        assert!(text.contains("get_ticket") && !text.contains("delete_ticket"), "{text}");
-        assert!(text.ends_with("data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"), "{text}");
+        assert!(
+            text.contains("get_ticket") && !text.contains("delete_ticket"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"),
+            "{text}"
+        );
     }
 }

@@ -54,7 +54,11 @@ pub struct Metrics {
 
 impl Metrics {
     fn count_refusal(&self, status: StatusCode) {
-        let c = if status == StatusCode::UNAUTHORIZED { &self.unauthenticated } else { &self.other_refusals };
+        let c = if status == StatusCode::UNAUTHORIZED {
+            &self.unauthenticated
+        } else {
+            &self.other_refusals
+        };
         c.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -113,14 +117,19 @@ impl App {
     /// Loads keys, policies and the audit store. Any failure stops start-up: the gateway never
     /// serves without all three.
     pub async fn new(config: Config) -> anyhow::Result<Arc<App>> {
-        let verifier = authz_token::Verifier::from_config(&config.verifier).context("loading token verification keys")?;
+        let verifier = authz_token::Verifier::from_config(&config.verifier)
+            .context("loading token verification keys")?;
         let rbac = match &config.policy {
-            PolicySource::Files { model, files } => {
-                authz_rbac::Rbac::from_files(model, files).await.context("loading policy files")?
-            }
+            PolicySource::Files { model, files } => authz_rbac::Rbac::from_files(model, files)
+                .await
+                .context("loading policy files")?,
             PolicySource::Database { model, url } => {
-                let store = authz_rbac::PolicyStore::connect(url).await.context("connecting to the policy store")?;
-                authz_rbac::Rbac::from_store(model, store).await.context("loading policies from the store")?
+                let store = authz_rbac::PolicyStore::connect(url)
+                    .await
+                    .context("connecting to the policy store")?;
+                authz_rbac::Rbac::from_store(model, store)
+                    .await
+                    .context("loading policies from the store")?
             }
         };
         let audit = authz_audit::AuditStore::connect(&config.audit_database_url)
@@ -131,7 +140,11 @@ impl App {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the upstream HTTP client")?;
-        let upstreams = config.upstreams.iter().map(|u| (u.name.clone(), Arc::new(u.clone()))).collect();
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| (u.name.clone(), Arc::new(u.clone())))
+            .collect();
         Ok(Arc::new(App {
             scopes: ScopePolicy::new(&config.scope_hierarchy),
             sessions: SessionBindings::new(100_000),
@@ -147,7 +160,10 @@ impl App {
 
     /// The RFC 9728 metadata URL of an upstream route (path-inserted form).
     pub fn metadata_url(&self, up: &Upstream) -> String {
-        format!("{}/.well-known/oauth-protected-resource/mcp/{}", self.config.public_url, up.name)
+        format!(
+            "{}/.well-known/oauth-protected-resource/mcp/{}",
+            self.config.public_url, up.name
+        )
     }
 }
 
@@ -155,8 +171,14 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/mcp/{upstream}", any(proxy::handle))
-        .route("/.well-known/oauth-protected-resource/mcp/{upstream}", get(resource_metadata))
-        .route("/.well-known/oauth-protected-resource", get(root_resource_metadata))
+        .route(
+            "/.well-known/oauth-protected-resource/mcp/{upstream}",
+            get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(root_resource_metadata),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -175,7 +197,10 @@ pub async fn serve(
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await.context("serving HTTP")
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
 }
 
 fn metadata_for(app: &App, up: &Upstream) -> Response {
@@ -185,7 +210,11 @@ fn metadata_for(app: &App, up: &Upstream) -> Response {
         "scopes_supported": scopes::supported_scopes(&up.scopes),
         "bearer_methods_supported": ["header"],
     });
-    ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(body)).into_response()
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 async fn resource_metadata(State(app): State<Arc<App>>, Path(upstream): Path<String>) -> Response {
@@ -210,7 +239,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         "policy_revision": app.rbac.revision(),
         "audit_store": if audit_ok { "reachable" } else { "unreachable" },
     });
-    let status = if audit_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if audit_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }
 

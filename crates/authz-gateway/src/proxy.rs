@@ -2,10 +2,16 @@
 //! scopes, ask RBAC, record the decision, and only then forward with the gateway's own upstream
 //! credentials, streaming the answer back (list results filtered per caller).
 
+// `ApiError` is large, but it only travels on the refusal path, where a few bytes of moves are
+// irrelevant next to the audit write; boxing it would add an allocation to every refusal.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 use std::time::Instant;
 
-use authz_types::{AuditRecord, Decision, Message, MessageKind, Method, Operation, Principal, ReasonCode, Target};
+use authz_types::{
+    AuditRecord, Decision, Message, MessageKind, Method, Operation, Principal, ReasonCode, Target,
+};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
@@ -22,15 +28,33 @@ use crate::filter::{self, ItemAllowed, ListKind};
 use crate::sessions::{Owner, SessionCheck};
 
 /// Protocol versions the gateway understands.
-pub const SUPPORTED_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+pub const SUPPORTED_VERSIONS: &[&str] = &[
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
 /// The first version with standard `Mcp-Method`/`Mcp-Name` headers and no sessions.
 const STATELESS_VERSION: &str = "2026-07-28";
 
 /// Request headers passed upstream. Everything else — above all `Authorization` — is dropped.
-const FORWARDED_REQUEST_HEADERS: &[&str] =
-    &["content-type", "accept", "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id"];
+const FORWARDED_REQUEST_HEADERS: &[&str] = &[
+    "content-type",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
+    "last-event-id",
+];
 /// Response headers passed back to the client.
-const FORWARDED_RESPONSE_HEADERS: &[&str] = &["content-type", "mcp-session-id", "cache-control", "retry-after"];
+const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "mcp-session-id",
+    "cache-control",
+    "retry-after",
+];
 
 /// Per-request context shared by the pipeline steps.
 struct Ctx {
@@ -52,10 +76,22 @@ pub async fn handle(
         decision = tracing::field::Empty);
     let result = async {
         let Some(up) = app.upstreams.get(&upstream).cloned() else {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_route", "no such MCP endpoint", -32601));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_route",
+                "no such MCP endpoint",
+                -32601,
+            ));
         };
-        let session_id = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let ctx = Ctx { request_id: request_id.clone(), upstream: up, session_id };
+        let session_id = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let ctx = Ctx {
+            request_id: request_id.clone(),
+            upstream: up,
+            session_id,
+        };
         pipeline(&app, &ctx, method, headers, body).await
     }
     .instrument(span)
@@ -73,28 +109,47 @@ pub async fn handle(
     resp
 }
 
-async fn pipeline(app: &App, ctx: &Ctx, method: HttpMethod, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn pipeline(
+    app: &App,
+    ctx: &Ctx,
+    method: HttpMethod,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     // Transport check first: a browser page on another origin must not reach us at all.
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let ok = origin.to_str().is_ok_and(|o| app.config.allowed_origins.iter().any(|a| a == o));
+        let ok = origin
+            .to_str()
+            .is_ok_and(|o| app.config.allowed_origins.iter().any(|a| a == o));
         if !ok {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "origin_not_allowed", "origin not allowed", -32600));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "origin not allowed",
+                -32600,
+            ));
         }
     }
-    let version = headers.get("mcp-protocol-version").map(|v| v.to_str().unwrap_or("")).map(str::to_owned);
+    let version = headers
+        .get("mcp-protocol-version")
+        .map(|v| v.to_str().unwrap_or(""))
+        .map(str::to_owned);
 
     // Authenticate before looking at anything the caller sent.
     let principal = authenticate(app, ctx, &headers, method.as_str()).await?;
     tracing::Span::current().record("subject", principal.subject.as_str());
 
-    if let Some(v) = &version {
-        if !SUPPORTED_VERSIONS.contains(&v.as_str()) {
-            return Err(ApiError::bad_request(
-                "unsupported_protocol_version",
-                format!("unsupported MCP-Protocol-Version; supported: {}", SUPPORTED_VERSIONS.join(", ")),
-                UNSUPPORTED_VERSION_CODE,
-            ));
-        }
+    if let Some(v) = &version
+        && !SUPPORTED_VERSIONS.contains(&v.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "unsupported_protocol_version",
+            format!(
+                "unsupported MCP-Protocol-Version; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+            UNSUPPORTED_VERSION_CODE,
+        ));
     }
     let stateless = version.as_deref() == Some(STATELESS_VERSION);
 
@@ -106,24 +161,39 @@ async fn pipeline(app: &App, ctx: &Ctx, method: HttpMethod, headers: HeaderMap, 
             "MCP 2026-07-28 is stateless: use POST",
             -32600,
         )),
-        HttpMethod::GET | HttpMethod::DELETE => stream_or_end(app, ctx, &principal, &headers, method).await,
-        _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST, GET or DELETE", -32600)),
+        HttpMethod::GET | HttpMethod::DELETE => {
+            stream_or_end(app, ctx, &principal, &headers, method).await
+        }
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use POST, GET or DELETE",
+            -32600,
+        )),
     }
 }
 
 /// Verifies the bearer token; every failure is answered 401 with a challenge and recorded.
-async fn authenticate(app: &App, ctx: &Ctx, headers: &HeaderMap, method: &str) -> Result<Principal, ApiError> {
+async fn authenticate(
+    app: &App,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    method: &str,
+) -> Result<Principal, ApiError> {
     let up = &ctx.upstream;
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
     let token = auth.and_then(|a| {
         let (scheme, rest) = a.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
     let failure = match (auth, token) {
         (None, _) => Some((ReasonCode::TokenMissing, None)),
-        (Some(_), None) | (Some(_), Some("")) => {
-            Some((ReasonCode::TokenMalformed, Some("the Authorization header must be `Bearer <token>`")))
-        }
+        (Some(_), None) | (Some(_), Some("")) => Some((
+            ReasonCode::TokenMalformed,
+            Some("the Authorization header must be `Bearer <token>`"),
+        )),
         (Some(_), Some(t)) => match app.verifier.verify(t, &up.resource) {
             Ok(p) => return Ok(p),
             Err(e) => Some((e.reason(), Some(e.description()))),
@@ -140,9 +210,17 @@ async fn authenticate(app: &App, ctx: &Ctx, headers: &HeaderMap, method: &str) -
         challenge.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
     }
     if let Some(d) = description {
-        challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{d}\""));
+        challenge.push_str(&format!(
+            ", error=\"invalid_token\", error_description=\"{d}\""
+        ));
     }
-    Err(ApiError::new(StatusCode::UNAUTHORIZED, reason.as_str(), "authentication required", -32001).with_challenge(challenge))
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        reason.as_str(),
+        "authentication required",
+        -32001,
+    )
+    .with_challenge(challenge))
 }
 
 /// Appends an audit record durably; if the store cannot take it, the request fails closed.
@@ -150,7 +228,9 @@ async fn record(app: &App, rec: AuditRecord) -> Result<(), ApiError> {
     match app.audit.append(&rec).await {
         Ok(_) => Ok(()),
         Err(e) => {
-            app.metrics.audit_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            app.metrics
+                .audit_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(error = %e, request_id = %rec.request_id, "audit store rejected a record; failing closed");
             Err(ApiError::unavailable("audit_unavailable"))
         }
@@ -166,8 +246,15 @@ async fn post(
     stateless: bool,
 ) -> Result<Response, ApiError> {
     let up = &ctx.upstream;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -175,21 +262,33 @@ async fn post(
             -32600,
         ));
     }
-    let bytes = axum::body::to_bytes(body, app.config.max_body_bytes).await.map_err(|_| {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large", -32600)
-    })?;
+    let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large",
+                -32600,
+            )
+        })?;
 
     let msg = match authz_types::classify(&bytes) {
         Ok(m) => m,
         Err(e) => {
             let op = Operation::new(Method::Unknown("(malformed)".into()), Target::None);
             let decision = Decision::deny(ReasonCode::MalformedRequest, None, app.rbac.revision());
-            let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
+            let mut rec =
+                AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
             rec.session_id = ctx.session_id.clone();
             rec.http_status = Some(400);
             rec.jsonrpc_error = Some(e.jsonrpc_code());
             record(app, rec).await?;
-            return Err(ApiError::bad_request("malformed_request", e.to_string(), e.jsonrpc_code()));
+            return Err(ApiError::bad_request(
+                "malformed_request",
+                e.to_string(),
+                e.jsonrpc_code(),
+            ));
         }
     };
     let span = tracing::Span::current();
@@ -202,15 +301,28 @@ async fn post(
 
     // A session id presented by anyone but its owner is treated as unknown (404), so a leaked id
     // is useless; the refusal is recorded.
-    if let Some(sid) = &ctx.session_id {
-        if !matches!(msg.operation.method, Method::Initialize)
-            && app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned
-        {
-            let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
-            deny(app, ctx, principal, &msg, &decision, StatusCode::NOT_FOUND, -32001).await?;
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "session_not_found", "session not found", -32001)
-                .with_id(msg.id.clone()));
-        }
+    if let Some(sid) = &ctx.session_id
+        && !matches!(msg.operation.method, Method::Initialize)
+        && app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned
+    {
+        let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
+        deny(
+            app,
+            ctx,
+            principal,
+            &msg,
+            &decision,
+            StatusCode::NOT_FOUND,
+            -32001,
+        )
+        .await?;
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            "session not found",
+            -32001,
+        )
+        .with_id(msg.id.clone()));
     }
 
     let decision = authorize(app, up, principal, &msg.operation)?;
@@ -218,31 +330,71 @@ async fn post(
     if !decision.is_allowed() {
         if decision.reason == ReasonCode::InsufficientScope {
             let required = app.scopes.required(&up.scopes, &msg.operation);
-            deny(app, ctx, principal, &msg, &decision, StatusCode::FORBIDDEN, FORBIDDEN_CODE).await?;
+            deny(
+                app,
+                ctx,
+                principal,
+                &msg,
+                &decision,
+                StatusCode::FORBIDDEN,
+                FORBIDDEN_CODE,
+            )
+            .await?;
             let challenge = format!(
                 "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
                 required.join(" "),
                 app.metadata_url(up)
             );
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", "insufficient scope", FORBIDDEN_CODE)
-                .with_id(msg.id.clone())
-                .with_challenge(challenge));
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "insufficient scope",
+                FORBIDDEN_CODE,
+            )
+            .with_id(msg.id.clone())
+            .with_challenge(challenge));
         }
-        deny(app, ctx, principal, &msg, &decision, StatusCode::FORBIDDEN, FORBIDDEN_CODE).await?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, decision.reason.as_str(), "forbidden by policy", FORBIDDEN_CODE)
-            .with_id(msg.id.clone()));
+        deny(
+            app,
+            ctx,
+            principal,
+            &msg,
+            &decision,
+            StatusCode::FORBIDDEN,
+            FORBIDDEN_CODE,
+        )
+        .await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            decision.reason.as_str(),
+            "forbidden by policy",
+            FORBIDDEN_CODE,
+        )
+        .with_id(msg.id.clone()));
     }
 
-    let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &msg.operation, &decision);
+    let mut rec = AuditRecord::for_decision(
+        &ctx.request_id,
+        &up.name,
+        principal,
+        &msg.operation,
+        &decision,
+    );
     rec.session_id = ctx.session_id.clone();
     record(app, rec).await?;
-    app.metrics.allowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.metrics
+        .allowed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
     let upstream_resp = forward(app, up, reqwest::Method::POST, headers, Some(bytes)).await?;
-    if matches!(msg.operation.method, Method::Initialize) && upstream_resp.status().is_success() {
-        if let Some(sid) = upstream_resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()) {
-            app.sessions.bind(&up.name, sid, Owner::of(principal));
-        }
+    if matches!(msg.operation.method, Method::Initialize)
+        && upstream_resp.status().is_success()
+        && let Some(sid) = upstream_resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        app.sessions.bind(&up.name, sid, Owner::of(principal));
     }
     match (ListKind::of(&msg.operation.method), msg.kind, &msg.id) {
         (Some(kind), MessageKind::Request, Some(id)) => {
@@ -255,10 +407,19 @@ async fn post(
 
 /// The authorization decision for one operation: scopes first, then RBAC. An `Err` means no
 /// decision could be made and the caller must fail closed.
-fn authorize(app: &App, up: &Upstream, principal: &Principal, op: &Operation) -> Result<Decision, ApiError> {
+fn authorize(
+    app: &App,
+    up: &Upstream,
+    principal: &Principal,
+    op: &Operation,
+) -> Result<Decision, ApiError> {
     let required = app.scopes.required(&up.scopes, op);
     if !app.scopes.missing(principal, required).is_empty() {
-        return Ok(Decision::deny(ReasonCode::InsufficientScope, None, app.rbac.revision()));
+        return Ok(Decision::deny(
+            ReasonCode::InsufficientScope,
+            None,
+            app.rbac.revision(),
+        ));
     }
     app.rbac.decide(principal, &up.name, op).map_err(|e| {
         tracing::error!(error = %e, "policy evaluation failed; failing closed");
@@ -271,8 +432,12 @@ fn item_filter(app: &App, up: Arc<Upstream>, principal: Principal) -> ItemAllowe
     let scopes = app.scopes.clone();
     let rbac = app.rbac.clone();
     Arc::new(move |op: &Operation| {
-        scopes.missing(&principal, scopes.required(&up.scopes, op)).is_empty()
-            && rbac.decide(&principal, &up.name, op).is_ok_and(|d| d.is_allowed())
+        scopes
+            .missing(&principal, scopes.required(&up.scopes, op))
+            .is_empty()
+            && rbac
+                .decide(&principal, &up.name, op)
+                .is_ok_and(|d| d.is_allowed())
     })
 }
 
@@ -285,8 +450,16 @@ async fn deny(
     status: StatusCode,
     code: i64,
 ) -> Result<(), ApiError> {
-    app.metrics.denied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut rec = AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, &msg.operation, decision);
+    app.metrics
+        .denied
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut rec = AuditRecord::for_decision(
+        &ctx.request_id,
+        &ctx.upstream.name,
+        principal,
+        &msg.operation,
+        decision,
+    );
     rec.session_id = ctx.session_id.clone();
     rec.http_status = Some(status.as_u16());
     rec.jsonrpc_error = Some(code);
@@ -294,23 +467,29 @@ async fn deny(
 }
 
 /// 2026-07-28 standard headers must agree with the body (the body is the source of truth).
-fn check_standard_headers(headers: &HeaderMap, msg: &Message, stateless: bool) -> Result<(), ApiError> {
-    let mismatch = |what: &str| ApiError::bad_request("header_mismatch", what.to_owned(), HEADER_MISMATCH_CODE);
+fn check_standard_headers(
+    headers: &HeaderMap,
+    msg: &Message,
+    stateless: bool,
+) -> Result<(), ApiError> {
+    let mismatch = |what: &str| {
+        ApiError::bad_request("header_mismatch", what.to_owned(), HEADER_MISMATCH_CODE)
+    };
     let body_method = match msg.kind {
         MessageKind::Response => None,
         _ => Some(msg.operation.method.as_str()),
     };
     match (headers.get("mcp-method"), body_method) {
-        (Some(h), Some(m)) if h.to_str().ok() != Some(m) => return Err(mismatch("Mcp-Method does not match the body")),
+        (Some(h), Some(m)) if h.to_str().ok() != Some(m) => {
+            return Err(mismatch("Mcp-Method does not match the body"));
+        }
         (None, Some(_)) if stateless => return Err(mismatch("Mcp-Method header is required")),
         _ => {}
     }
     let expected = msg.operation.mcp_name();
     match (headers.get("mcp-name"), expected) {
-        (Some(h), Some(e)) => {
-            if decode_header_value(h).as_deref() != Some(e) {
-                return Err(mismatch("Mcp-Name does not match the body"));
-            }
+        (Some(h), Some(e)) if decode_header_value(h).as_deref() != Some(e) => {
+            return Err(mismatch("Mcp-Name does not match the body"));
         }
         (Some(_), None) => return Err(mismatch("Mcp-Name is not expected for this method")),
         (None, Some(_)) if stateless => return Err(mismatch("Mcp-Name header is required")),
@@ -322,7 +501,10 @@ fn check_standard_headers(headers: &HeaderMap, msg: &Message, stateless: bool) -
 /// Decodes an `Mcp-Name` value, including the `=?base64?…?=` form used for non-ASCII values.
 fn decode_header_value(h: &HeaderValue) -> Option<String> {
     let s = h.to_str().ok()?;
-    match s.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
+    match s
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
         Some(b64) => {
             let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
             String::from_utf8(raw).ok()
@@ -341,28 +523,39 @@ async fn stream_or_end(
 ) -> Result<Response, ApiError> {
     let up = &ctx.upstream;
     let op = Operation::new(Method::Notification(format!("http/{method}")), Target::None);
-    if let Some(sid) = &ctx.session_id {
-        if app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned {
-            let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
-            let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
-            rec.method = method.as_str().to_owned();
-            rec.session_id = Some(sid.clone());
-            rec.http_status = Some(404);
-            record(app, rec).await?;
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "session_not_found", "session not found", -32001));
-        }
+    if let Some(sid) = &ctx.session_id
+        && app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned
+    {
+        let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
+        let mut rec =
+            AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
+        rec.method = method.as_str().to_owned();
+        rec.session_id = Some(sid.clone());
+        rec.http_status = Some(404);
+        record(app, rec).await?;
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+            "session not found",
+            -32001,
+        ));
     }
     let decision = Decision::allow(ReasonCode::ProtocolMethod, None, app.rbac.revision());
     let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
     rec.method = method.as_str().to_owned();
     rec.session_id = ctx.session_id.clone();
     record(app, rec).await?;
-    let m = if method == HttpMethod::GET { reqwest::Method::GET } else { reqwest::Method::DELETE };
+    let m = if method == HttpMethod::GET {
+        reqwest::Method::GET
+    } else {
+        reqwest::Method::DELETE
+    };
     let resp = forward(app, up, m, headers, None).await?;
-    if method == HttpMethod::DELETE && resp.status().is_success() {
-        if let Some(sid) = &ctx.session_id {
-            app.sessions.end(&up.name, sid);
-        }
+    if method == HttpMethod::DELETE
+        && resp.status().is_success()
+        && let Some(sid) = &ctx.session_id
+    {
+        app.sessions.end(&up.name, sid);
     }
     Ok(stream_back(resp))
 }
@@ -413,7 +606,8 @@ fn response_head(resp: &reqwest::Response) -> axum::http::response::Builder {
 fn stream_back(resp: reqwest::Response) -> Response {
     let head = response_head(&resp);
     let body = Body::from_stream(resp.bytes_stream().map_err(std::io::Error::other));
-    head.body(body).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+    head.body(body)
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
 async fn filtered_response(
@@ -422,14 +616,33 @@ async fn filtered_response(
     allowed: ItemAllowed,
     resp: reqwest::Response,
 ) -> Result<Response, ApiError> {
-    let ctype = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let ctype = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let head = response_head(&resp);
-    let unfilterable =
-        || ApiError::new(StatusCode::BAD_GATEWAY, "upstream_invalid", "the upstream list response could not be filtered", -32603);
+    let unfilterable = || {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_invalid",
+            "the upstream list response could not be filtered",
+            -32603,
+        )
+    };
     let body = if ctype.starts_with("text/event-stream") {
-        Body::from_stream(filter::filter_sse_stream(kind, id, allowed, Box::pin(resp.bytes_stream())))
+        Body::from_stream(filter::filter_sse_stream(
+            kind,
+            id,
+            allowed,
+            Box::pin(resp.bytes_stream()),
+        ))
     } else if ctype.starts_with("application/json") {
-        if resp.content_length().is_some_and(|l| l as usize > filter::MAX_FILTERED_BYTES) {
+        if resp
+            .content_length()
+            .is_some_and(|l| l as usize > filter::MAX_FILTERED_BYTES)
+        {
             return Err(unfilterable());
         }
         let bytes = resp.bytes().await.map_err(|_| unfilterable())?;
@@ -447,7 +660,10 @@ async fn filtered_response(
     if let Some(h) = head.headers_mut() {
         h.remove(header::CONTENT_LENGTH);
         // Filtered per principal: never cacheable by shared caches.
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
     }
     head.body(body).map_err(|_| unfilterable())
 }

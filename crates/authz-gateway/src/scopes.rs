@@ -22,12 +22,16 @@ impl ScopePolicy {
         let mut implied = BTreeMap::new();
         for scope in hierarchy.keys() {
             let mut seen = BTreeSet::new();
-            let mut stack: Vec<&String> = hierarchy.get(scope).map(|v| v.iter().collect()).unwrap_or_default();
+            let mut stack: Vec<&String> = hierarchy
+                .get(scope)
+                .map(|v| v.iter().collect())
+                .unwrap_or_default();
             while let Some(s) = stack.pop() {
-                if s != scope && seen.insert(s.clone()) {
-                    if let Some(next) = hierarchy.get(s) {
-                        stack.extend(next.iter());
-                    }
+                if s != scope
+                    && seen.insert(s.clone())
+                    && let Some(next) = hierarchy.get(s)
+                {
+                    stack.extend(next.iter());
                 }
             }
             implied.insert(scope.clone(), seen);
@@ -57,10 +61,11 @@ impl ScopePolicy {
             .iter()
             .filter(|need| {
                 !principal.has_scope(need)
-                    && !principal
-                        .scopes
-                        .iter()
-                        .any(|have| self.implied.get(have).is_some_and(|set| set.contains(*need)))
+                    && !principal.scopes.iter().any(|have| {
+                        self.implied
+                            .get(have)
+                            .is_some_and(|set| set.contains(*need))
+                    })
             })
             .cloned()
             .collect()
@@ -126,7 +131,11 @@ mod tests {
             require: s.iter().map(|x| (*x).to_owned()).collect(),
         };
         vec![
-            r("tools/call", "delete_*", &["tickets:write", "tickets:delete"]),
+            r(
+                "tools/call",
+                "delete_*",
+                &["tickets:write", "tickets:delete"],
+            ),
             r("tools/call", "create_*", &["tickets:write"]),
             r("tools/call", "*", &["tickets:read"]),
             r("*", "*", &["tickets:read"]),
@@ -137,9 +146,15 @@ mod tests {
     fn first_matching_rule_applies() {
         let sp = ScopePolicy::default();
         let call = |n: &str| Operation::new(Method::ToolsCall, Target::Tool(n.into()));
-        assert_eq!(sp.required(&rules(), &call("delete_ticket")), ["tickets:write", "tickets:delete"]);
+        assert_eq!(
+            sp.required(&rules(), &call("delete_ticket")),
+            ["tickets:write", "tickets:delete"]
+        );
         assert_eq!(sp.required(&rules(), &call("get_ticket")), ["tickets:read"]);
-        assert_eq!(sp.required(&rules(), &Operation::new(Method::Ping, Target::None)), ["tickets:read"]);
+        assert_eq!(
+            sp.required(&rules(), &Operation::new(Method::Ping, Target::None)),
+            ["tickets:read"]
+        );
         assert!(sp.required(&[], &call("x")).is_empty());
     }
 
@@ -154,7 +169,11 @@ mod tests {
         assert!(sp.missing(&principal(&["tickets:write"]), &need).is_empty());
         assert_eq!(sp.missing(&principal(&["other"]), &need), need);
         let both = vec!["tickets:write".to_owned(), "tickets:delete".to_owned()];
-        assert_eq!(sp.missing(&principal(&["tickets:read"]), &both), both, "all missing scopes are named");
+        assert_eq!(
+            sp.missing(&principal(&["tickets:read"]), &both),
+            both,
+            "all missing scopes are named"
+        );
     }
 
     #[test]

@@ -19,7 +19,11 @@ pub struct Owner {
 
 impl Owner {
     pub fn of(p: &Principal) -> Self {
-        Self { issuer: p.issuer.clone(), subject: p.subject.clone(), tenant: p.tenant_or_default().to_owned() }
+        Self {
+            issuer: p.issuer.clone(),
+            subject: p.subject.clone(),
+            tenant: p.tenant_or_default().to_owned(),
+        }
     }
 }
 
@@ -49,13 +53,18 @@ struct Inner {
 
 impl SessionBindings {
     pub fn new(capacity: usize) -> Self {
-        Self { inner: Mutex::new(Inner::default()), capacity: capacity.max(1) }
+        Self {
+            inner: Mutex::new(Inner::default()),
+            capacity: capacity.max(1),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the map inconsistent (each operation is a
         // single insert/remove), so recovering from poisoning is safe.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn bind(&self, upstream: &str, session_id: &str, owner: Owner) {
@@ -73,7 +82,10 @@ impl SessionBindings {
 
     pub fn check(&self, upstream: &str, session_id: &str, principal: &Principal) -> SessionCheck {
         let inner = self.lock();
-        match inner.owners.get(&(upstream.to_owned(), session_id.to_owned())) {
+        match inner
+            .owners
+            .get(&(upstream.to_owned(), session_id.to_owned()))
+        {
             None => SessionCheck::Unknown,
             Some(o) if *o == Owner::of(principal) => SessionCheck::Owned,
             Some(_) => SessionCheck::Foreign,

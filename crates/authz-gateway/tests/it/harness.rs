@@ -2,7 +2,6 @@
 //! audit trail.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use authz_audit::AuditStore;
 use authz_gateway::config::{Config, Overrides, RawConfig};
@@ -10,10 +9,12 @@ use authz_token::{KeyAlgorithm, MintRequest, Signer};
 use authz_types::{AuditFilter, AuditRecord};
 use demo_upstream::{DemoConfig, DemoUpstream};
 use rmcp::{
-    ClientLifecycleMode, RoleClient, ServiceExt as _,
+    ClientLifecycleMode, ClientServiceExt as _, RoleClient, ServiceExt as _,
     model::ProtocolVersion,
     service::RunningService,
-    transport::{StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig},
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
 };
 
 pub const ISSUER: &str = "https://idp.test";
@@ -35,7 +36,6 @@ pub struct Env {
     pub audit: AuditStore,
     pub audit_url: String,
     pub http: reqwest::Client,
-    pub app: Arc<authz_gateway::App>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -48,7 +48,9 @@ impl Drop for Env {
 }
 
 fn repo_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// Which audit backend a test runs against.
@@ -65,10 +67,17 @@ pub async fn postgres_database() -> Option<String> {
         return None;
     };
     let name = format!("authz_gw_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&base).await.expect("connect to DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+    let admin = sqlx::PgPool::connect(&base)
+        .await
+        .expect("connect to DATABASE_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
     admin.close().await;
-    let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL has a database path");
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database path");
     Some(format!("{prefix}/{name}"))
 }
 
@@ -82,17 +91,27 @@ pub async fn start(backend: AuditBackend) -> Env {
     let attacker = Signer::from_private_jwk(&evil.private_jwk).expect("attacker signer");
 
     let upstream = demo_upstream::spawn(
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream"),
-        DemoConfig { require_bearer: Some(UPSTREAM_SECRET.to_owned()), ..DemoConfig::default() },
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream"),
+        DemoConfig {
+            require_bearer: Some(UPSTREAM_SECRET.to_owned()),
+            ..DemoConfig::default()
+        },
     )
     .await
     .expect("demo upstream");
 
     let audit_url = match backend {
-        AuditBackend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("audit.db").display()),
+        AuditBackend::Sqlite => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("audit.db").display()
+        ),
         AuditBackend::Postgres(url) => url,
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind gateway");
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
     let toml = format!(
@@ -136,7 +155,9 @@ scopes = [
     let raw = RawConfig::from_toml(&toml).expect("test config parses");
     let env = |k: &str| (k == "TICKETS_UPSTREAM_TOKEN").then(|| UPSTREAM_SECRET.to_owned());
     let config = Config::from_raw(raw, &Overrides::default(), &env).expect("test config validates");
-    let app = authz_gateway::App::new(config).await.expect("gateway starts");
+    let app = authz_gateway::App::new(config)
+        .await
+        .expect("gateway starts");
     let (tx, rx) = tokio::sync::oneshot::channel();
     let served = app.clone();
     tokio::spawn(async move {
@@ -156,7 +177,6 @@ scopes = [
         audit,
         audit_url,
         http: reqwest::Client::new(),
-        app,
         shutdown: Some(tx),
     }
 }
@@ -182,27 +202,37 @@ impl Env {
 
     fn transport(&self, token: &str) -> StreamableHttpClientTransport<reqwest::Client> {
         StreamableHttpClientTransport::from_config(
-            StreamableHttpClientTransportConfig::with_uri(self.route.clone()).auth_header(token.to_owned()),
+            StreamableHttpClientTransportConfig::with_uri(self.route.clone())
+                .auth_header(token.to_owned()),
         )
     }
 
     /// rmcp's session-based client (initialize handshake, 2025-11-25).
     pub async fn legacy_client(&self, token: &str) -> Client {
-        ().serve(self.transport(token)).await.expect("initialize through the gateway")
+        ().serve(self.transport(token))
+            .await
+            .expect("initialize through the gateway")
     }
 
     /// rmcp's stateless 2026-07-28 client.
     pub async fn modern_client(&self, token: &str) -> Client {
         ().serve_with_lifecycle(
             self.transport(token),
-            ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
         )
         .await
         .expect("server/discover through the gateway")
     }
 
     /// POSTs one JSON-RPC message with the given headers.
-    pub async fn post(&self, token: Option<&str>, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> reqwest::Response {
         let mut req = self
             .http
             .post(&self.route)
@@ -220,13 +250,35 @@ impl Env {
 
     /// Every audit record of one request (found by the `x-request-id` the gateway returned).
     pub async fn records_for(&self, resp: &reqwest::Response) -> Vec<AuditRecord> {
-        let id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).expect("x-request-id header");
-        let filter = AuditFilter { request_id: Some(id.to_owned()), ..AuditFilter::default() };
-        self.audit.query(&filter).await.expect("query audit").into_iter().map(|r| r.record).collect()
+        let id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("x-request-id header");
+        let filter = AuditFilter {
+            request_id: Some(id.to_owned()),
+            ..AuditFilter::default()
+        };
+        self.audit
+            .query(&filter)
+            .await
+            .expect("query audit")
+            .into_iter()
+            .map(|r| r.record)
+            .collect()
     }
 
     pub async fn all_records(&self) -> Vec<AuditRecord> {
-        let filter = AuditFilter { limit: Some(10_000), ..AuditFilter::default() };
-        self.audit.query(&filter).await.expect("query audit").into_iter().map(|r| r.record).collect()
+        let filter = AuditFilter {
+            limit: Some(10_000),
+            ..AuditFilter::default()
+        };
+        self.audit
+            .query(&filter)
+            .await
+            .expect("query audit")
+            .into_iter()
+            .map(|r| r.record)
+            .collect()
     }
 }

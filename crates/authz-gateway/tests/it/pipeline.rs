@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use crate::harness::{self, AuditBackend, Env, UPSTREAM_SECRET};
 
 fn call(name: &'static str, args: Value) -> CallToolRequestParams {
-    let Value::Object(args) = args else { panic!("arguments must be an object") };
+    let Value::Object(args) = args else {
+        panic!("arguments must be an object")
+    };
     CallToolRequestParams::new(name).with_arguments(args)
 }
 
@@ -19,32 +21,71 @@ fn tools_call(id: u64, name: &str) -> String {
 /// The walk every backend must pass: a reader lists and reads but cannot delete; an admin
 /// deletes; bad tokens are refused; every decision leaves exactly one record.
 async fn scenario(env: &Env) {
-    let reader = env.token("rita", &["ticket-reader"], &["tickets:read", "tickets:write"]);
+    let reader = env.token(
+        "rita",
+        &["ticket-reader"],
+        &["tickets:read", "tickets:write"],
+    );
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
 
     // Session-based rmcp client (2025-11-25).
     let client = env.legacy_client(&reader).await;
-    let mut names: Vec<String> = client.list_all_tools().await.expect("tools/list").into_iter().map(|t| t.name.to_string()).collect();
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
     names.sort();
-    assert_eq!(names, ["get_ticket", "list_tickets"], "the reader sees only what it may call");
-    let got = client.call_tool(call("get_ticket", json!({"id": 1}))).await.expect("get_ticket allowed");
+    assert_eq!(
+        names,
+        ["get_ticket", "list_tickets"],
+        "the reader sees only what it may call"
+    );
+    let got = client
+        .call_tool(call("get_ticket", json!({"id": 1})))
+        .await
+        .expect("get_ticket allowed");
     assert_ne!(got.is_error, Some(true));
-    let refused = client.call_tool(call("delete_ticket", json!({"id": 1}))).await;
-    assert!(refused.is_err(), "delete_ticket must be refused for the reader: {refused:?}");
+    let refused = client
+        .call_tool(call("delete_ticket", json!({"id": 1})))
+        .await;
+    assert!(
+        refused.is_err(),
+        "delete_ticket must be refused for the reader: {refused:?}"
+    );
     drop(client);
 
     let calls = env.upstream.log.tool_calls();
     assert!(calls.contains(&"get_ticket".to_owned()));
-    assert!(!calls.contains(&"delete_ticket".to_owned()), "the refused call never reached the upstream: {calls:?}");
+    assert!(
+        !calls.contains(&"delete_ticket".to_owned()),
+        "the refused call never reached the upstream: {calls:?}"
+    );
 
     // Stateless 2026-07-28 rmcp client.
     let client = env.modern_client(&admin).await;
-    let names: Vec<String> = client.list_all_tools().await.expect("tools/list").into_iter().map(|t| t.name.to_string()).collect();
+    let names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
     assert_eq!(names.len(), 4, "the admin sees every tool: {names:?}");
-    let deleted = client.call_tool(call("delete_ticket", json!({"id": 2}))).await.expect("admin may delete");
+    let deleted = client
+        .call_tool(call("delete_ticket", json!({"id": 2})))
+        .await
+        .expect("admin may delete");
     assert_ne!(deleted.is_error, Some(true));
     drop(client);
-    assert!(env.upstream.log.tool_calls().contains(&"delete_ticket".to_owned()));
+    assert!(
+        env.upstream
+            .log
+            .tool_calls()
+            .contains(&"delete_ticket".to_owned())
+    );
 
     // The upstream only ever saw the gateway's own credential, never an agent token.
     let expected = format!("Bearer {UPSTREAM_SECRET}");
@@ -56,19 +97,29 @@ async fn scenario(env: &Env) {
     let records = env.all_records().await;
     let denied: Vec<_> = records
         .iter()
-        .filter(|r| r.subject.as_deref() == Some("rita") && r.target.as_deref() == Some("delete_ticket"))
+        .filter(|r| {
+            r.subject.as_deref() == Some("rita") && r.target.as_deref() == Some("delete_ticket")
+        })
         .collect();
     assert_eq!(denied.len(), 1, "{denied:?}");
     let d = denied[0];
     assert_eq!(d.decision, Effect::Deny);
-    assert!(matches!(d.reason, ReasonCode::NoMatchingRule | ReasonCode::ExplicitDeny), "{d:?}");
+    assert!(
+        matches!(
+            d.reason,
+            ReasonCode::NoMatchingRule | ReasonCode::ExplicitDeny
+        ),
+        "{d:?}"
+    );
     assert_eq!(d.http_status, Some(403));
     assert_eq!(d.roles, ["ticket-reader"]);
     assert_eq!(d.client_id.as_deref(), Some("test-agent"));
     assert_eq!(d.upstream, "tickets");
     let allowed_delete: Vec<_> = records
         .iter()
-        .filter(|r| r.subject.as_deref() == Some("adam") && r.target.as_deref() == Some("delete_ticket"))
+        .filter(|r| {
+            r.subject.as_deref() == Some("adam") && r.target.as_deref() == Some("delete_ticket")
+        })
         .collect();
     assert_eq!(allowed_delete.len(), 1);
     assert_eq!(allowed_delete[0].decision, Effect::Allow);
@@ -86,33 +137,79 @@ async fn unauthenticated_requests_are_refused_and_recorded(env: &Env) {
     wrong_aud.audience = vec!["http://elsewhere.test/mcp/tickets".into()];
     let mut wrong_iss = env.token_request("eve", &["ticket-admin"], &["tickets:write"]);
     wrong_iss.issuer = "https://evil.test".into();
-    let forged = env.attacker.mint(&env.token_request("eve", &["ticket-admin"], &["tickets:write"])).expect("mint");
+    let forged = env
+        .attacker
+        .mint(&env.token_request("eve", &["ticket-admin"], &["tickets:write"]))
+        .expect("mint");
 
     let cases: Vec<(&str, Option<String>, ReasonCode)> = vec![
         ("missing", None, ReasonCode::TokenMissing),
-        ("expired", Some(env.mint(&expired)), ReasonCode::TokenExpired),
-        ("wrong audience", Some(env.mint(&wrong_aud)), ReasonCode::TokenWrongAudience),
-        ("wrong issuer", Some(env.mint(&wrong_iss)), ReasonCode::TokenWrongIssuer),
+        (
+            "expired",
+            Some(env.mint(&expired)),
+            ReasonCode::TokenExpired,
+        ),
+        (
+            "wrong audience",
+            Some(env.mint(&wrong_aud)),
+            ReasonCode::TokenWrongAudience,
+        ),
+        (
+            "wrong issuer",
+            Some(env.mint(&wrong_iss)),
+            ReasonCode::TokenWrongIssuer,
+        ),
         ("bad signature", Some(forged), ReasonCode::TokenBadSignature),
-        ("garbage", Some("not.a-token".into()), ReasonCode::TokenMalformed),
+        (
+            "garbage",
+            Some("not.a-token".into()),
+            ReasonCode::TokenMalformed,
+        ),
     ];
     let before = env.upstream.log.request_count();
     for (name, token, reason) in cases {
-        let resp = env.post(token.as_deref(), &[], &tools_call(9, "delete_ticket")).await;
+        let resp = env
+            .post(token.as_deref(), &[], &tools_call(9, "delete_ticket"))
+            .await;
         assert_eq!(resp.status(), 401, "{name}");
-        let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let metadata = format!("{}/.well-known/oauth-protected-resource/mcp/tickets", env.base);
-        assert!(challenge.starts_with(&format!("Bearer resource_metadata=\"{metadata}\"")), "{name}: {challenge}");
-        assert!(challenge.contains("scope=\"tickets:read tickets:write\""), "{name}: {challenge}");
-        assert_eq!(challenge.contains("error=\"invalid_token\""), token.is_some(), "{name}: {challenge}");
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let metadata = format!(
+            "{}/.well-known/oauth-protected-resource/mcp/tickets",
+            env.base
+        );
+        assert!(
+            challenge.starts_with(&format!("Bearer resource_metadata=\"{metadata}\"")),
+            "{name}: {challenge}"
+        );
+        assert!(
+            challenge.contains("scope=\"tickets:read tickets:write\""),
+            "{name}: {challenge}"
+        );
+        assert_eq!(
+            challenge.contains("error=\"invalid_token\""),
+            token.is_some(),
+            "{name}: {challenge}"
+        );
         let records = env.records_for(&resp).await;
         assert_eq!(records.len(), 1, "{name}: exactly one record");
         assert_eq!(records[0].reason, reason, "{name}");
         assert_eq!(records[0].decision, Effect::Deny);
         assert_eq!(records[0].http_status, Some(401));
-        assert_eq!(records[0].subject, None, "{name}: an unverified identity is never recorded as fact");
+        assert_eq!(
+            records[0].subject, None,
+            "{name}: an unverified identity is never recorded as fact"
+        );
     }
-    assert_eq!(env.upstream.log.request_count(), before, "nothing unauthenticated reached the upstream");
+    assert_eq!(
+        env.upstream.log.request_count(),
+        before,
+        "nothing unauthenticated reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -123,7 +220,9 @@ async fn end_to_end_with_sqlite_audit() {
 
 #[tokio::test]
 async fn end_to_end_with_postgres_audit() {
-    let Some(url) = harness::postgres_database().await else { return };
+    let Some(url) = harness::postgres_database().await else {
+        return;
+    };
     let env = harness::start(AuditBackend::Postgres(url)).await;
     scenario(&env).await;
 }
@@ -132,16 +231,29 @@ async fn end_to_end_with_postgres_audit() {
 async fn missing_scope_gets_a_challenge_naming_every_needed_scope() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let narrow = env.token("nora", &["ticket-admin"], &["tickets:read"]);
-    let resp = env.post(Some(&narrow), &[], &tools_call(1, "delete_ticket")).await;
+    let resp = env
+        .post(Some(&narrow), &[], &tools_call(1, "delete_ticket"))
+        .await;
     assert_eq!(resp.status(), 403);
-    let challenge = resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    assert!(challenge.starts_with("Bearer error=\"insufficient_scope\", scope=\"tickets:write\""), "{challenge}");
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        challenge.starts_with("Bearer error=\"insufficient_scope\", scope=\"tickets:write\""),
+        "{challenge}"
+    );
     let records = env.records_for(&resp).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].reason, ReasonCode::InsufficientScope);
     let body: Value = resp.json().await.expect("JSON-RPC error body");
     assert_eq!(body["id"], json!(1));
-    assert_eq!(body["error"]["code"], json!(authz_gateway::error::FORBIDDEN_CODE));
+    assert_eq!(
+        body["error"]["code"],
+        json!(authz_gateway::error::FORBIDDEN_CODE)
+    );
     assert_eq!(body["error"]["data"]["reason"], json!("insufficient_scope"));
     assert!(env.upstream.log.tool_calls().is_empty());
 }
@@ -150,15 +262,33 @@ async fn missing_scope_gets_a_challenge_naming_every_needed_scope() {
 async fn rbac_denial_is_a_plain_403_with_a_reason_and_no_policy_text() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let reader = env.token("rita", &["ticket-reader"], &["tickets:write"]);
-    let resp = env.post(Some(&reader), &[], &tools_call(4, "delete_ticket")).await;
+    let resp = env
+        .post(Some(&reader), &[], &tools_call(4, "delete_ticket"))
+        .await;
     assert_eq!(resp.status(), 403);
-    assert!(resp.headers().get("www-authenticate").is_none(), "no scope would help");
-    let request_id = resp.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert!(
+        resp.headers().get("www-authenticate").is_none(),
+        "no scope would help"
+    );
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body: Value = resp.json().await.expect("JSON body");
-    assert_eq!(body["error"]["code"], json!(authz_gateway::error::FORBIDDEN_CODE));
-    assert_eq!(body["error"]["data"]["requestId"].as_str(), request_id.as_deref());
+    assert_eq!(
+        body["error"]["code"],
+        json!(authz_gateway::error::FORBIDDEN_CODE)
+    );
+    assert_eq!(
+        body["error"]["data"]["requestId"].as_str(),
+        request_id.as_deref()
+    );
     let text = body.to_string();
-    assert!(!text.contains("tool:tickets"), "policy text never reaches the client: {text}");
+    assert!(
+        !text.contains("tool:tickets"),
+        "policy text never reaches the client: {text}"
+    );
     assert!(env.upstream.log.tool_calls().is_empty());
 }
 
@@ -167,7 +297,11 @@ async fn malformed_and_ambiguous_bodies_are_refused_and_recorded() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
     let dup = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket","name":"delete_ticket"}}"#;
-    for (body, code) in [(dup, -32700), ("{", -32700), (r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, -32600)] {
+    for (body, code) in [
+        (dup, -32700),
+        ("{", -32700),
+        (r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, -32600),
+    ] {
         let resp = env.post(Some(&admin), &[], body).await;
         assert_eq!(resp.status(), 400, "{body}");
         let records = env.records_for(&resp).await;
@@ -183,12 +317,24 @@ async fn malformed_and_ambiguous_bodies_are_refused_and_recorded() {
 async fn standard_headers_must_match_the_body() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
-    let headers = [("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "get_ticket")];
-    let resp = env.post(Some(&admin), &headers, &tools_call(1, "delete_ticket")).await;
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "get_ticket"),
+    ];
+    let resp = env
+        .post(Some(&admin), &headers, &tools_call(1, "delete_ticket"))
+        .await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.expect("JSON");
     assert_eq!(v["error"]["code"], json!(-32020));
-    let resp = env.post(Some(&admin), &[("mcp-protocol-version", "2099-01-01")], &tools_call(1, "get_ticket")).await;
+    let resp = env
+        .post(
+            Some(&admin),
+            &[("mcp-protocol-version", "2099-01-01")],
+            &tools_call(1, "get_ticket"),
+        )
+        .await;
     assert_eq!(resp.status(), 400);
     assert_eq!(env.upstream.log.request_count(), 0);
 }
@@ -202,9 +348,17 @@ async fn a_session_is_useless_to_anyone_but_its_owner() {
         "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
     let resp = env.post(Some(&alice), &[], &init.to_string()).await;
     assert_eq!(resp.status(), 200);
-    let sid = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).expect("session id").to_owned();
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("session id")
+        .to_owned();
     let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}).to_string();
-    let h = [("mcp-session-id", sid.as_str()), ("mcp-protocol-version", "2025-11-25")];
+    let h = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
     let before = env.upstream.log.request_count();
     let resp = env.post(Some(&mallory), &h, &list).await;
     assert_eq!(resp.status(), 404);
@@ -212,7 +366,11 @@ async fn a_session_is_useless_to_anyone_but_its_owner() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].reason, ReasonCode::SessionMismatch);
     assert_eq!(records[0].subject.as_deref(), Some("mallory"));
-    assert_eq!(env.upstream.log.request_count(), before, "the hijack attempt never reached the upstream");
+    assert_eq!(
+        env.upstream.log.request_count(),
+        before,
+        "the hijack attempt never reached the upstream"
+    );
     let resp = env.post(Some(&alice), &h, &list).await;
     assert_eq!(resp.status(), 200, "the owner keeps using it");
 }
@@ -222,34 +380,84 @@ async fn when_the_audit_store_refuses_nothing_is_forwarded() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
     // Make the real store refuse every insert, as a full disk or a lost database would.
-    let pool = sqlx::SqlitePool::connect(&env.audit_url).await.expect("open audit db");
+    let pool = sqlx::SqlitePool::connect(&env.audit_url)
+        .await
+        .expect("open audit db");
     sqlx::query("CREATE TRIGGER refuse_all BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'refused'); END")
         .execute(&pool)
         .await
         .expect("install trigger");
-    let resp = env.post(Some(&admin), &[], &tools_call(1, "get_ticket")).await;
+    let resp = env
+        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
+        .await;
     assert_eq!(resp.status(), 503);
     let v: Value = resp.json().await.expect("JSON");
     assert_eq!(v["error"]["data"]["reason"], json!("audit_unavailable"));
     let resp = env.post(None, &[], &tools_call(2, "get_ticket")).await;
-    assert_eq!(resp.status(), 503, "even a refusal is not answered without its record");
-    assert_eq!(env.upstream.log.request_count(), 0, "nothing passed without a record");
-    let metrics = env.http.get(format!("{}/metrics", env.base)).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains("authz_audit_failures_total 2"), "{metrics}");
+    assert_eq!(
+        resp.status(),
+        503,
+        "even a refusal is not answered without its record"
+    );
+    assert_eq!(
+        env.upstream.log.request_count(),
+        0,
+        "nothing passed without a record"
+    );
+    let metrics = env
+        .http
+        .get(format!("{}/metrics", env.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("authz_audit_failures_total 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn protected_resource_metadata_describes_each_route() {
     let env = harness::start(AuditBackend::Sqlite).await;
-    for path in ["/.well-known/oauth-protected-resource/mcp/tickets", "/.well-known/oauth-protected-resource"] {
-        let v: Value = env.http.get(format!("{}{path}", env.base)).send().await.expect("get").json().await.expect("json");
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp/tickets",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let v: Value = env
+            .http
+            .get(format!("{}{path}", env.base))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(v["resource"], json!(env.route));
         assert_eq!(v["authorization_servers"], json!([harness::ISSUER]));
-        assert_eq!(v["scopes_supported"], json!(["tickets:read", "tickets:write"]));
+        assert_eq!(
+            v["scopes_supported"],
+            json!(["tickets:read", "tickets:write"])
+        );
         assert_eq!(v["bearer_methods_supported"], json!(["header"]));
     }
-    let resp = env.http.get(format!("{}/.well-known/oauth-protected-resource/mcp/nope", env.base)).send().await.expect("get");
+    let resp = env
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp/nope",
+            env.base
+        ))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(resp.status(), 404);
-    let ready = env.http.get(format!("{}/readyz", env.base)).send().await.expect("readyz");
+    let ready = env
+        .http
+        .get(format!("{}/readyz", env.base))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(ready.status(), 200);
 }
