@@ -8,6 +8,8 @@
 //!   exit status is non-zero.
 //! - `cargo xtask test [-- ARGS]` — only the tests with a Postgres; `ARGS` go to the test runner
 //!   (e.g. `cargo xtask test -- -p authz-audit`).
+//! - `cargo xtask demo` — the gateway on embedded defaults with the demo upstream, two tokens,
+//!   allowed and refused calls, and the audit trail (see [`demo`]).
 //! - `cargo xtask tidy` — the repository rules (dependency rule, `//!` headers, workspace lints,
 //!   no unfinished code, one test binary per crate); they also run as ordinary tests.
 //!
@@ -19,6 +21,7 @@
 
 mod ci;
 mod cmd;
+mod demo;
 mod postgres;
 mod tidy;
 
@@ -37,6 +40,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "the tests with a Postgres; ARGS go to the test runner (nextest or cargo test)",
     ),
     ("tidy", "check the repository rules (also run as tests)"),
+    (
+        "demo",
+        "run the gateway on embedded defaults and walk through allowed and refused calls",
+    ),
     ("help", "print this help"),
 ];
 
@@ -66,6 +73,10 @@ fn dispatch(args: &[String]) -> Result<()> {
         "tidy" => {
             no_arguments(command, rest)?;
             tidy::run()
+        }
+        "demo" => {
+            no_arguments(command, rest)?;
+            demo::demo()
         }
         "help" | "-h" | "--help" => {
             println!("{}", usage());

@@ -439,7 +439,7 @@ fn url_for(port: u16) -> String {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context("could not bind 127.0.0.1:0 to find a free port")?;
     Ok(listener.local_addr()?.port())
