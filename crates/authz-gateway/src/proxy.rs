@@ -581,7 +581,7 @@ async fn forward(
         req = req.body(b);
     }
     let started = Instant::now();
-    req.send().await.map_err(|e| {
+    let resp = req.send().await.map_err(|e| {
         app.metrics.upstream_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         warn!(error = %e, upstream = %up.name, elapsed_ms = started.elapsed().as_millis() as u64, "upstream request failed");
         if e.is_timeout() {
@@ -589,7 +589,23 @@ async fn forward(
         } else {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream MCP server failed", -32603)
         }
-    })
+    })?;
+    // The upstream authenticates the *gateway*, not the agent: its 401/403 means our own
+    // credential is wrong or missing. Passing it on would tell the agent to fix a token that is
+    // fine (and leak the upstream's challenge), so it becomes a 502 and an operator-facing log.
+    if matches!(resp.status().as_u16(), 401 | 403) {
+        app.metrics
+            .upstream_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(upstream = %up.name, status = resp.status().as_u16(), "the upstream refused the gateway's credential");
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_rejected_gateway",
+            "the upstream MCP server refused the gateway",
+            -32603,
+        ));
+    }
+    Ok(resp)
 }
 
 fn response_head(resp: &reqwest::Response) -> axum::http::response::Builder {

@@ -82,6 +82,19 @@ pub async fn postgres_database() -> Option<String> {
 }
 
 pub async fn start(backend: AuditBackend) -> Env {
+    start_with(backend, Options::default()).await
+}
+
+/// Variations of the standard set-up.
+#[derive(Default)]
+pub struct Options {
+    /// The credential the gateway presents upstream (default: the right one).
+    pub upstream_credential: Option<&'static str>,
+    /// Point the gateway at a port where nothing listens.
+    pub dead_upstream: bool,
+}
+
+pub async fn start_with(backend: AuditBackend, opts: Options) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = authz_token::generate_key_pair(KeyAlgorithm::Es256, "test-key").expect("keys");
     let jwks = dir.path().join("jwks.json");
@@ -150,10 +163,18 @@ scopes = [
         jwks = jwks.display(),
         model = repo_path("policies/model.conf").display(),
         policy = repo_path("policies/policy.csv").display(),
-        upstream_url = upstream.url(),
+        upstream_url = if opts.dead_upstream {
+            closed_port_url().await
+        } else {
+            upstream.url()
+        },
     );
     let raw = RawConfig::from_toml(&toml).expect("test config parses");
-    let env = |k: &str| (k == "TICKETS_UPSTREAM_TOKEN").then(|| UPSTREAM_SECRET.to_owned());
+    let credential = opts
+        .upstream_credential
+        .unwrap_or(UPSTREAM_SECRET)
+        .to_owned();
+    let env = |k: &str| (k == "TICKETS_UPSTREAM_TOKEN").then(|| credential.clone());
     let config = Config::from_raw(raw, &Overrides::default(), &env).expect("test config validates");
     let app = authz_gateway::App::new(config)
         .await
@@ -179,6 +200,16 @@ scopes = [
         http: reqwest::Client::new(),
         shutdown: Some(tx),
     }
+}
+
+/// A URL on a loopback port that was free a moment ago and is closed now.
+async fn closed_port_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    format!("http://{addr}/mcp")
 }
 
 impl Env {

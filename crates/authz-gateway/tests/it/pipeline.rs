@@ -461,3 +461,48 @@ async fn protected_resource_metadata_describes_each_route() {
         .expect("readyz");
     assert_eq!(ready.status(), 200);
 }
+
+#[tokio::test]
+async fn an_upstream_that_refuses_the_gateway_credential_is_a_502_not_a_401() {
+    // The demo upstream wants a bearer; this gateway is configured with the wrong one.
+    let opts = harness::Options {
+        upstream_credential: Some("not-the-upstream-secret"),
+        ..Default::default()
+    };
+    let env = harness::start_with(AuditBackend::Sqlite, opts).await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let resp = env
+        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
+        .await;
+    assert_eq!(resp.status(), 502);
+    assert!(
+        resp.headers().get("www-authenticate").is_none(),
+        "the upstream's challenge is not passed on"
+    );
+    let v: Value = resp.json().await.expect("JSON");
+    assert_eq!(
+        v["error"]["data"]["reason"],
+        json!("upstream_rejected_gateway")
+    );
+}
+
+#[tokio::test]
+async fn a_dead_upstream_is_a_502_after_the_decision_was_recorded() {
+    // Nothing listens upstream: the gateway can still decide and record, but cannot forward.
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            dead_upstream: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let resp = env
+        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
+        .await;
+    assert_eq!(resp.status(), 502);
+    let records = env.records_for(&resp).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].decision, Effect::Allow);
+}
