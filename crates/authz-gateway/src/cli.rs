@@ -40,7 +40,6 @@ pub struct Args {
 /// A configuration mistake exits with status 2 before anything listens.
 pub fn run() -> ExitCode {
     let args = Args::parse();
-    init_tracing(&args.log_format);
     let config = match load_config(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -58,7 +57,7 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve_config(config)) {
+    match runtime.block_on(serve_config(config, &args.log_format)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("authz-gateway: {e:#}");
@@ -78,7 +77,16 @@ fn load_config(args: &Args) -> Result<Config, crate::config::ConfigError> {
     Config::from_raw(raw, &overrides, &|k| std::env::var(k).ok())
 }
 
-async fn serve_config(config: Config) -> anyhow::Result<()> {
+async fn serve_config(config: Config, log_format: &str) -> anyhow::Result<()> {
+    // Inside the runtime: the OTLP exporter needs it.
+    let mut telemetry = crate::telemetry::init(log_format, &config.telemetry)?;
+    let result = serve_until_shutdown(config).await;
+    // Flushing waits for the export task; do it off the async workers.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
+async fn serve_until_shutdown(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let app = crate::App::new(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -108,17 +116,4 @@ async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { () = ctrl_c => {}, () = term => {} }
     tracing::info!("shutting down");
-}
-
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

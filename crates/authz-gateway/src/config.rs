@@ -66,6 +66,31 @@ pub struct RawConfig {
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    pub telemetry: Telemetry,
+}
+
+/// Opt-in OpenTelemetry export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`. Unset: no export.
+    pub otlp_endpoint: Option<String>,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "authz-gateway".to_owned()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,6 +201,7 @@ pub struct Config {
     pub audit_database_url: String,
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
     pub upstreams: Vec<Upstream>,
+    pub telemetry: Telemetry,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -350,6 +376,16 @@ impl Config {
             }
         }
 
+        if let Some(ep) = &raw.telemetry.otlp_endpoint
+            && !reqwest::Url::parse(ep).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(ConfigError::new(
+                "telemetry.otlp_endpoint",
+                format!("`{ep}` is not an http(s) URL"),
+                "e.g. http://127.0.0.1:4318/v1/traces",
+            ));
+        }
+
         if raw.upstreams.is_empty() {
             return Err(ConfigError::new(
                 "upstreams",
@@ -466,6 +502,7 @@ impl Config {
             audit_database_url,
             scope_hierarchy: raw.scope_hierarchy,
             upstreams,
+            telemetry: raw.telemetry,
         })
     }
 }

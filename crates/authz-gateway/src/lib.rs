@@ -22,6 +22,7 @@ pub mod filter;
 mod proxy;
 pub mod scopes;
 pub mod sessions;
+pub mod telemetry;
 
 use std::collections::HashMap;
 use std::future::Future;
