@@ -194,7 +194,7 @@ async fn probe(model_path: &Path, model: DefaultModel) -> Result<(), Error> {
     let set = PolicySet {
         rules: vec![rule],
         assignments: vec![RoleAssignment::new(
-            "probe-user",
+            "user:probe-user",
             "probe-role",
             "probe-tenant",
         )?],
@@ -210,7 +210,7 @@ async fn probe(model_path: &Path, model: DefaultModel) -> Result<(), Error> {
     for (tenant, expected) in [("probe-tenant", 1), ("other-tenant", 0)] {
         let mut matched = 0;
         engine
-            .for_each_match("probe-user", tenant, "tool:probe/x", "call", |_| {
+            .for_each_match("user:probe-user", tenant, "tool:probe/x", "call", |_| {
                 matched += 1
             })
             .map_err(|error| match error {

@@ -7,7 +7,11 @@
 //! policy atomically and keeps the old one if the new one does not load.
 //!
 //! The model (`policies/model.conf`) is `r = sub, dom, obj, act`, `p = sub, dom, obj, act, eft`,
-//! `g = _, _, _` (subject, role, tenant). Objects are typed and scoped by upstream —
+//! `g = _, _, _` (subject, role, tenant). Subjects and roles have separate names: the token
+//! subject `alice` is `user:alice` in the policy (`g, user:alice, ticket-agent, default`), roles
+//! are bare names that never start with `user:`, so a user named like a role gets nothing of that
+//! role and a token role can never stand for a user. Token roles are used as given; one that is
+//! not a valid role name is ignored (with a warning). Objects are typed and scoped by upstream —
 //! `tool:<upstream>/<name>`, `resource:<upstream>/<uri>`, `prompt:<upstream>/<name>`,
 //! `task:<upstream>/<id>` — and rules match them with globs (`*` within a `/` segment, `**`
 //! across). Every rule is validated when it is loaded or written, because Casbin panics on an
@@ -23,7 +27,7 @@
 //! let rbac = Rbac::from_files(&root.join("model.conf"), &[root.join("policy.csv")]).await?;
 //!
 //! let bob = Principal {
-//!     subject: "bob".into(), // holds ticket-reader in tenant `default`
+//!     subject: "bob".into(), // `g, user:bob, ticket-reader, default`
 //!     issuer: "https://idp.example".into(),
 //!     tenant: None,
 //!     client_id: None,
@@ -46,6 +50,11 @@
 //! let decision = rbac.decide(&bob, "tickets", &delete)?;
 //! assert_eq!(decision.reason, ReasonCode::NoMatchingRule);
 //! println!("{}", rbac.explain(&bob, "tickets", &delete)?);
+//!
+//! // A user whose `sub` is a role name holds nothing of that role.
+//! let impostor = Principal { subject: "ticket-admin".into(), ..bob.clone() };
+//! let decision = rbac.decide(&impostor, "tickets", &delete)?;
+//! assert_eq!(decision.reason, ReasonCode::NoMatchingRule);
 //! # Ok::<(), authz_rbac::Error>(())
 //! # }).unwrap();
 //! ```
@@ -60,7 +69,7 @@
 //!
 //! let store = PolicyStore::connect("sqlite://policy.db?mode=rwc").await?;
 //! store.grant("ticket-reader", "default", "call", "tool:tickets/get_*", Effect::Allow).await?;
-//! store.assign("bob", "ticket-reader", "default").await?;
+//! store.assign("bob", "ticket-reader", "default").await?; // stored as `g, user:bob, …`
 //! let rbac = Rbac::from_store(Path::new("policies/model.conf"), store.clone()).await?;
 //! store.revoke("ticket-reader", "default", "call", "tool:tickets/get_*", Effect::Allow).await?;
 //! rbac.reload().await?; // the revoke takes effect here
@@ -78,7 +87,8 @@ use std::path::PathBuf;
 pub use adapter::StoreAdapter;
 pub use rbac::{Candidate, CandidateOrigin, Explanation, Rbac, RuleMatch};
 pub use rule::{
-    ACTIONS, ANY_TENANT, OBJECT_KINDS, PolicyRule, PolicySet, RoleAssignment, check_object_pattern,
+    ACTIONS, ANY_TENANT, OBJECT_KINDS, PolicyRule, PolicySet, RoleAssignment, SUBJECT_PREFIX,
+    check_object_pattern, check_role_name, subject_name,
 };
 pub use store::{POLICY_NOTIFY_CHANNEL, PolicyStore};
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapter::{SetAdapter, StoreAdapter};
 use crate::engine::Engine;
-use crate::{Error, PolicySet, PolicyStore};
+use crate::{Error, PolicySet, PolicyStore, check_role_name, subject_name};
 
 /// Casbin-backed RBAC over MCP operations. Cheap to clone; every clone sees the same policy.
 ///
@@ -152,10 +152,12 @@ impl Rbac {
     /// Decides whether `principal` may perform `op` on upstream `upstream`.
     ///
     /// Protocol-level methods are allowed without a rule, unknown methods denied. Otherwise the
-    /// candidates are the token subject (with its roles from `g` lines in its tenant) and every
-    /// role the token carries; a deny rule matching any candidate denies, else an allow rule
-    /// matching any candidate allows, else default deny. `Err` means the engine could not
-    /// decide; callers fail closed. Sync and fast; never panics on any input.
+    /// candidates are the token subject as `user:<sub>` (with its roles from `g` lines in its
+    /// tenant) and every role the token carries, as given; a token role that is not a valid role
+    /// name (one starting with `user:` above all) is ignored with a warning and grants nothing.
+    /// A deny rule matching any candidate denies, else an allow rule matching any candidate
+    /// allows, else default deny. `Err` means the engine could not decide; callers fail closed.
+    /// Sync and fast; never panics on any input.
     pub fn decide(
         &self,
         principal: &Principal,
@@ -163,7 +165,8 @@ impl Rbac {
         op: &Operation,
     ) -> Result<Decision, Error> {
         let snapshot = self.snapshot();
-        evaluate(&snapshot, principal, upstream, op, None)
+        let candidates = Candidates::of(principal);
+        evaluate(&snapshot, principal, &candidates, upstream, op, None)
     }
 
     /// Decides like [`Rbac::decide`] and reports how: the candidates, every rule that matched
@@ -177,8 +180,17 @@ impl Rbac {
         let snapshot = self.snapshot();
         let tenant = principal.tenant_or_default();
         let mut matches = Vec::new();
-        let decision = evaluate(&snapshot, principal, upstream, op, Some(&mut matches))?;
-        let candidates = candidates(principal)
+        let names = Candidates::of(principal);
+        let decision = evaluate(
+            &snapshot,
+            principal,
+            &names,
+            upstream,
+            op,
+            Some(&mut matches),
+        )?;
+        let candidates = names
+            .iter()
             .map(|(name, origin)| {
                 let mut roles = snapshot
                     .engine
@@ -204,6 +216,7 @@ impl Rbac {
             action: op.method.action().to_owned(),
             objects,
             candidates,
+            ignored_roles: names.ignored.iter().map(|r| (*r).to_owned()).collect(),
             matches,
             decision,
         })
@@ -214,15 +227,17 @@ impl Rbac {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CandidateOrigin {
-    /// The token's `sub`.
+    /// The token's `sub`, asked about as `user:<sub>`.
     Subject,
     /// A role carried in the token's roles claim.
     TokenRole,
 }
 
-/// One subject the policy was asked about.
+/// One name the policy was asked about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidate {
+    /// The name as used in the policy: `user:<sub>` for the token subject, the bare role name
+    /// for a token role.
     pub name: String,
     pub origin: CandidateOrigin,
     /// Roles it holds in the tenant through `g` lines, directly or inherited, sorted.
@@ -251,7 +266,10 @@ pub struct Explanation {
     pub action: String,
     /// The objects checked (empty when no rule is consulted).
     pub objects: Vec<String>,
+    /// The names asked about, as used in the policy: `user:<sub>` first, then the token roles.
     pub candidates: Vec<Candidate>,
+    /// Token roles left out because they are not valid role names (e.g. `user:carol`).
+    pub ignored_roles: Vec<String>,
     /// Every rule that matched, allow and deny alike, in candidate then policy order.
     pub matches: Vec<RuleMatch>,
     pub decision: Decision,
@@ -296,6 +314,13 @@ impl fmt::Display for Explanation {
                     c.roles.join(", ")
                 )?;
             }
+        }
+        if !self.ignored_roles.is_empty() {
+            writeln!(
+                f,
+                "  ignored token roles (not valid role names): {}",
+                self.ignored_roles.join(", ")
+            )?;
         }
         if self.matches.is_empty() {
             writeln!(f, "  matched rules: none")?;
@@ -385,13 +410,53 @@ fn objects(op: &Operation, upstream: &str) -> Objects {
     }
 }
 
-fn candidates(principal: &Principal) -> impl Iterator<Item = (&str, CandidateOrigin)> {
-    std::iter::once((principal.subject.as_str(), CandidateOrigin::Subject)).chain(
-        principal
-            .roles
-            .iter()
-            .map(|role| (role.as_str(), CandidateOrigin::TokenRole)),
-    )
+/// The names the policy is asked about for one principal: `user:<sub>`, then every valid token
+/// role as given. Token roles that are not valid role names (above all those starting with
+/// `user:`, which would impersonate a subject) are left out and reported in `ignored`.
+struct Candidates<'p> {
+    subject: String,
+    roles: Vec<&'p str>,
+    ignored: Vec<&'p str>,
+}
+
+impl<'p> Candidates<'p> {
+    fn of(principal: &'p Principal) -> Self {
+        let mut roles = Vec::with_capacity(principal.roles.len());
+        let mut ignored = Vec::new();
+        for role in &principal.roles {
+            if check_role_name(role).is_ok() {
+                roles.push(role.as_str());
+            } else {
+                ignored.push(role.as_str());
+            }
+        }
+        Self {
+            subject: subject_name(&principal.subject),
+            roles,
+            ignored,
+        }
+    }
+
+    /// Says which token roles were left out; called only when the policy is consulted, so
+    /// protocol plumbing stays quiet.
+    fn warn_ignored(&self, principal: &Principal) {
+        for role in &self.ignored {
+            tracing::warn!(
+                subject = %principal.subject,
+                role = %role,
+                "ignoring a token role that is not a valid role name (roles never start with \
+                 `user:`); it grants nothing"
+            );
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, CandidateOrigin)> {
+        std::iter::once((self.subject.as_str(), CandidateOrigin::Subject)).chain(
+            self.roles
+                .iter()
+                .map(|role| (*role, CandidateOrigin::TokenRole)),
+        )
+    }
 }
 
 /// The decision procedure shared by `decide` and `explain`, so the two can never disagree.
@@ -399,6 +464,7 @@ fn candidates(principal: &Principal) -> impl Iterator<Item = (&str, CandidateOri
 fn evaluate(
     snapshot: &Snapshot,
     principal: &Principal,
+    candidates: &Candidates<'_>,
     upstream: &str,
     op: &Operation,
     mut trace: Option<&mut Vec<RuleMatch>>,
@@ -415,6 +481,7 @@ fn evaluate(
         }
         Objects::Checked(objects) => objects,
     };
+    candidates.warn_ignored(principal);
     let tenant = principal.tenant_or_default();
     let action = op.method.action();
 
@@ -424,7 +491,7 @@ fn evaluate(
     let mut allows: Vec<&str> = Vec::new();
     for object in &objects {
         let mut allow_here: Option<&str> = None;
-        for (candidate, _) in candidates(principal) {
+        for (candidate, _) in candidates.iter() {
             snapshot
                 .engine
                 .for_each_match(candidate, tenant, object, action, |rule| {

@@ -3,6 +3,12 @@
 //! Every rule is validated before Casbin ever sees it, whether it comes from a file, the SQL
 //! store or an admin command: Casbin's `globMatch` compiles the pattern on every call and panics
 //! on an invalid one, and it only notices a wrong number of fields when it enforces.
+//!
+//! Subjects and roles live in separate namespaces: a subject (the token's `sub`) is written
+//! `user:<sub>` and a role is a bare name that never starts with `user:`. Subjects come from the
+//! identity provider, so without the prefix a user named like a role (`sub = "ticket-admin"`)
+//! would hold that role's rights, and a token role named like a user would inherit that user's
+//! grants.
 
 use std::fmt;
 
@@ -21,10 +27,47 @@ pub const OBJECT_KINDS: &[&str] = &["tool:", "resource:", "prompt:", "task:"];
 /// The tenant value that makes a `p` rule apply in every tenant.
 pub const ANY_TENANT: &str = "*";
 
-/// A `p` line: `p, <role>, <tenant>, <object pattern>, <action>, <effect>`.
+/// The prefix that marks a subject (a token `sub`) in the policy: `user:alice`. Role names may
+/// never start with it.
+pub const SUBJECT_PREFIX: &str = "user:";
+
+/// The policy name of the token subject `subject`: always `user:<subject>`, even when `subject`
+/// itself starts with `user:`, so that no two subjects ever share a policy name.
+pub fn subject_name(subject: &str) -> String {
+    format!("{SUBJECT_PREFIX}{subject}")
+}
+
+/// Checks a role name: non-empty, printable, no comma or quote, not `*`, and not starting with
+/// [`SUBJECT_PREFIX`] (that prefix marks subjects).
+pub fn check_role_name(role: &str) -> Result<(), Error> {
+    check_name("role", role)?;
+    if role.starts_with(SUBJECT_PREFIX) {
+        return Err(invalid(format!(
+            "role {role:?} may not start with {SUBJECT_PREFIX:?}: that prefix marks subjects \
+             (users), and roles are bare names"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the first field of a `p` or `g` line: `user:<subject>` with a valid, non-empty subject,
+/// or a role name.
+fn check_subject_or_role(value: &str) -> Result<(), Error> {
+    match value.strip_prefix(SUBJECT_PREFIX) {
+        Some(subject) => check_name("subject", subject).map_err(|_| {
+            invalid(format!(
+                "subject {value:?} needs a name after {SUBJECT_PREFIX:?} that is \
+                     non-empty, printable, without a comma or a quote, and not `*`"
+            ))
+        }),
+        None => check_role_name(value),
+    }
+}
+
+/// A `p` line: `p, <role or user:subject>, <tenant>, <object pattern>, <action>, <effect>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PolicyRule {
-    /// The role the rule is about (or a subject, for a rule that names one directly).
+    /// The role the rule is about, or `user:<subject>` for a rule that names a subject directly.
     pub role: String,
     /// The tenant the rule applies in, or [`ANY_TENANT`].
     pub tenant: String,
@@ -55,11 +98,11 @@ impl PolicyRule {
         Ok(rule)
     }
 
-    /// Checks every field: names are non-empty and printable, the tenant is a name or `*`, the
-    /// action is known, and the object pattern has a typed prefix and compiles as a glob exactly
-    /// the way Casbin's `globMatch` compiles it.
+    /// Checks every field: the role is a role name or `user:<subject>`, names are non-empty and
+    /// printable, the tenant is a name or `*`, the action is known, and the object pattern has a
+    /// typed prefix and compiles as a glob exactly the way Casbin's `globMatch` compiles it.
     pub fn validate(&self) -> Result<(), Error> {
-        check_name("role", &self.role)?;
+        check_subject_or_role(&self.role)?;
         if self.tenant != ANY_TENANT {
             check_name("tenant", &self.tenant)?;
         }
@@ -114,17 +157,23 @@ impl fmt::Display for PolicyRule {
     }
 }
 
-/// A `g` line: `g, <subject or role>, <role>, <tenant>`: the subject holds the role (or one role
-/// inherits another) within one tenant.
+/// A `g` line: `g, <user:subject or role>, <role>, <tenant>`: the subject holds the role (or one
+/// role inherits another) within one tenant.
+///
+/// `subject` holds the name exactly as stored, so both its `Display` (the `g` line) and its
+/// serialized form show `user:alice` for a user and a bare name for an inheriting role.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RoleAssignment {
+    /// `user:<subject>` for a user, or a role name when one role inherits another.
     pub subject: String,
+    /// The role held (or inherited); never starts with `user:`.
     pub role: String,
     pub tenant: String,
 }
 
 impl RoleAssignment {
-    /// Builds an assignment and validates it (see [`RoleAssignment::validate`]).
+    /// Builds an assignment from the names as stored (`user:alice` for a user, a bare name for a
+    /// role inheriting `role`) and validates it (see [`RoleAssignment::validate`]).
     pub fn new(subject: &str, role: &str, tenant: &str) -> Result<Self, Error> {
         let assignment = Self {
             subject: subject.to_owned(),
@@ -135,16 +184,30 @@ impl RoleAssignment {
         Ok(assignment)
     }
 
-    /// Checks every field. The tenant must be a concrete tenant: Casbin's role manager matches
-    /// domains exactly, so a `*` tenant here would silently never apply.
+    /// Builds the assignment of a role to the token subject `subject`, stored as
+    /// `user:<subject>`; a `subject` already written `user:<x>` is taken as is (not prefixed
+    /// twice). Validated like [`RoleAssignment::new`].
+    pub fn for_subject(subject: &str, role: &str, tenant: &str) -> Result<Self, Error> {
+        Self::new(&stored_subject(subject), role, tenant)
+    }
+
+    /// The token subject this assignment is about (`alice` for `user:alice`), or `None` when it
+    /// links one role to another.
+    pub fn user(&self) -> Option<&str> {
+        self.subject.strip_prefix(SUBJECT_PREFIX)
+    }
+
+    /// Checks every field: the subject is `user:<subject>` or a role name, the role a role name.
+    /// The tenant must be a concrete tenant: Casbin's role manager matches domains exactly, so a
+    /// `*` tenant here would silently never apply.
     pub fn validate(&self) -> Result<(), Error> {
         if self.tenant == ANY_TENANT {
             return Err(invalid(
                 "role assignments apply in one tenant; `*` is only allowed in p rules".to_owned(),
             ));
         }
-        check_name("subject", &self.subject)?;
-        check_name("role", &self.role)?;
+        check_subject_or_role(&self.subject)?;
+        check_role_name(&self.role)?;
         check_name("tenant", &self.tenant)?;
         if self.subject == self.role {
             return Err(invalid(format!(
@@ -175,6 +238,16 @@ impl RoleAssignment {
 impl fmt::Display for RoleAssignment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_line(f, "g", &[&self.subject, &self.role, &self.tenant])
+    }
+}
+
+/// The stored name of a subject given to an admin command: `user:<subject>`, unless it already
+/// has the prefix.
+pub(crate) fn stored_subject(subject: &str) -> String {
+    if subject.starts_with(SUBJECT_PREFIX) {
+        subject.to_owned()
+    } else {
+        subject_name(subject)
     }
 }
 
@@ -378,11 +451,12 @@ mod tests {
 
     #[test]
     fn parses_quotes_comments_and_blank_lines() {
-        let text = "# comment\n\np, reader, default, \"tool:t/{list,get}_*\", call, allow\n  g, alice, reader, default  \n";
+        let text = "# comment\n\np, reader, default, \"tool:t/{list,get}_*\", call, allow\n  g, user:alice, reader, default  \n";
         let set = PolicySet::parse_csv(text, "inline").expect("valid");
         assert_eq!(set.rules.len(), 1);
         assert_eq!(set.rules[0].object, "tool:t/{list,get}_*");
-        assert_eq!(set.assignments[0].subject, "alice");
+        assert_eq!(set.assignments[0].subject, "user:alice");
+        assert_eq!(set.assignments[0].user(), Some("alice"));
         let printed = set.to_csv();
         assert_eq!(
             PolicySet::parse_csv(&printed, "printed").expect("reparse"),
@@ -398,8 +472,24 @@ mod tests {
             ("p, r, default, tool:t/x, call, maybe", "effect"),
             ("p, r, default, tool:t/x, delete, allow", "action"),
             ("p, r, default, t/x, call, allow", "must start with"),
-            ("g, alice, reader", "3 fields"),
-            ("g, alice, reader, *", "one tenant"),
+            ("g, user:alice, reader", "3 fields"),
+            ("g, user:alice, reader, *", "one tenant"),
+            // Roles never start with `user:`, and a subject needs a name after the prefix.
+            (
+                "g, user:alice, user:bob, default",
+                "may not start with \"user:\"",
+            ),
+            (
+                "g, reader, user:bob, default",
+                "may not start with \"user:\"",
+            ),
+            ("g, user:, reader, default", "needs a name after"),
+            ("g, user:*, reader, default", "needs a name after"),
+            ("g, user: alice, reader, default", "needs a name after"),
+            (
+                "p, user:, default, tool:t/x, call, allow",
+                "needs a name after",
+            ),
             ("x, a, b", "line type"),
             ("p, r, default, \"tool:t/x, call, allow", "unterminated"),
             ("p, , default, tool:t/x, call, allow", "empty"),
@@ -412,6 +502,44 @@ mod tests {
             let chain = format!("{source} {:?}", source);
             assert!(chain.contains(needle), "{text}: {chain}");
         }
+    }
+
+    #[test]
+    fn subjects_and_roles_have_separate_names() {
+        // Users are `user:<sub>`, roles bare; both may head a `g` line and a `p` rule.
+        let text = "\
+p, user:alice, default, tool:t/own, call, allow
+p, reader, default, tool:t/read, call, allow
+g, user:alice, reader, default
+g, agent, reader, default
+";
+        let set = PolicySet::parse_csv(text, "inline").expect("valid");
+        assert_eq!(set.rules[0].role, "user:alice");
+        assert_eq!(set.assignments[0].user(), Some("alice"));
+        assert_eq!(set.assignments[1].user(), None);
+
+        assert_eq!(subject_name("alice"), "user:alice");
+        assert_eq!(subject_name("user:alice"), "user:user:alice");
+        let by_bare = RoleAssignment::for_subject("alice", "reader", "default").expect("valid");
+        let by_prefixed =
+            RoleAssignment::for_subject("user:alice", "reader", "default").expect("valid");
+        assert_eq!(by_bare, by_prefixed);
+        assert_eq!(by_bare.to_string(), "g, user:alice, reader, default");
+
+        for bad in ["user:carol", "user:", ""] {
+            let err = check_role_name(bad).expect_err(bad);
+            assert!(matches!(err, Error::InvalidRule { .. }), "{err:?}");
+        }
+        let err = RoleAssignment::for_subject("alice", "user:carol", "default").expect_err("role");
+        assert!(
+            err.to_string().contains("may not start with \"user:\""),
+            "{err}"
+        );
+        check_role_name("ticket-admin").expect("a role name");
+        // `user:` as a role's first field is a direct subject grant, which stays possible.
+        PolicyRule::new("user:carol", "default", "tool:t/x", "call", Effect::Allow)
+            .expect("direct grant");
+        assert!(PolicyRule::new("user:", "default", "tool:t/x", "call", Effect::Allow).is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use crate::rule::stored_subject;
 use crate::{Error, PolicyRule, PolicySet, RoleAssignment};
 
 /// The Postgres channel every policy change is announced on; the payload is the new revision.
@@ -106,8 +107,8 @@ impl PolicyStore {
         }
     }
 
-    /// Adds a `p` rule. The pattern must compile as a glob and start with a typed prefix; the
-    /// action must be known. [`Error::AlreadyExists`] if the same rule is already there.
+    /// Adds a `p` rule for a role, or for a token subject written `user:<sub>`. The pattern must
+    /// compile as a glob and start with a typed prefix; the action must be known. [`Error::AlreadyExists`] if the same rule is already there.
     pub async fn grant(
         &self,
         role: &str,
@@ -146,17 +147,23 @@ impl PolicyStore {
         self.revoke_rule(&rule).await
     }
 
-    /// Gives `subject` (a user, service or another role) the role in `tenant`.
-    /// [`Error::AlreadyExists`] if it already holds it.
+    /// Gives the token subject `subject` (a bare `sub`, e.g. `alice`) the role in `tenant`,
+    /// stored as `g, user:alice, <role>, <tenant>`; a `subject` already written `user:alice` is
+    /// not prefixed twice. The role must be a role name (never `user:…`).
+    /// [`Error::AlreadyExists`] if the subject already holds it. One role inheriting another is
+    /// written with [`PolicyStore::assign_rule`] or imported from a policy file.
     pub async fn assign(&self, subject: &str, role: &str, tenant: &str) -> Result<i64, Error> {
-        self.assign_rule(&RoleAssignment::new(subject, role, tenant)?)
+        self.assign_rule(&RoleAssignment::for_subject(subject, role, tenant)?)
             .await
     }
 
-    /// Takes the role away again; [`Error::NotFound`] if there is no such assignment.
+    /// Takes the role away from the token subject again (prefixed like [`PolicyStore::assign`]);
+    /// [`Error::NotFound`] if there is no such assignment.
     pub async fn unassign(&self, subject: &str, role: &str, tenant: &str) -> Result<i64, Error> {
+        // Built without validation: an assignment that no longer validates must still be
+        // removable.
         let assignment = RoleAssignment {
-            subject: subject.to_owned(),
+            subject: stored_subject(subject),
             role: role.to_owned(),
             tenant: tenant.to_owned(),
         };
@@ -190,7 +197,8 @@ impl PolicyStore {
         Ok(self.snapshot().await?.0.rules)
     }
 
-    /// Every `g` assignment, in insertion order.
+    /// Every `g` assignment as stored (`user:alice` for a subject, a bare name for a role that
+    /// inherits another), in insertion order.
     pub async fn assignments(&self) -> Result<Vec<RoleAssignment>, Error> {
         Ok(self.snapshot().await?.0.assignments)
     }
@@ -205,8 +213,9 @@ impl PolicyStore {
     }
 
     /// Loads a Casbin policy CSV into the store, adding the lines that are not there yet, in one
-    /// transaction with one revision bump (none if nothing was new). The whole file is validated
-    /// first; an invalid line imports nothing.
+    /// transaction with one revision bump (none if nothing was new). Lines already in the store
+    /// are skipped, not refused, so importing the same file twice is safe. The whole file is
+    /// validated first; an invalid line imports nothing.
     pub async fn import_csv(&self, path: &Path) -> Result<i64, Error> {
         let text = tokio::fs::read_to_string(path)
             .await
@@ -218,8 +227,16 @@ impl PolicyStore {
         self.import(&set).await
     }
 
-    /// [`PolicyStore::import_csv`] for a policy already parsed.
+    /// [`PolicyStore::import_csv`] for a policy already parsed (validated again here).
     pub async fn import(&self, set: &PolicySet) -> Result<i64, Error> {
+        // A set built in code has not been through the parser; nothing unvalidated may reach
+        // the table.
+        for rule in &set.rules {
+            rule.validate()?;
+        }
+        for assignment in &set.assignments {
+            assignment.validate()?;
+        }
         let rows: Vec<Row7> = set
             .rules
             .iter()

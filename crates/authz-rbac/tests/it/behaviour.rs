@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use authz_rbac::{CandidateOrigin, Rbac};
+use authz_rbac::{CandidateOrigin, Error, Rbac};
 use authz_types::{Effect, Method, Operation, ReasonCode, Target};
 
 use crate::common::{model_path, policy_path, principal, tool};
@@ -21,8 +21,8 @@ async fn rbac_with(csv: &str) -> (Rbac, tempfile::TempDir) {
 #[tokio::test]
 async fn deny_overrides_allow_whatever_the_order() {
     for csv in [
-        "p, r, default, tool:t/*, call, allow\np, r, default, tool:t/drop_*, call, deny\ng, u, r, default\n",
-        "p, r, default, tool:t/drop_*, call, deny\np, r, default, tool:t/*, call, allow\ng, u, r, default\n",
+        "p, r, default, tool:t/*, call, allow\np, r, default, tool:t/drop_*, call, deny\ng, user:u, r, default\n",
+        "p, r, default, tool:t/drop_*, call, deny\np, r, default, tool:t/*, call, allow\ng, user:u, r, default\n",
     ] {
         let (rbac, _dir) = rbac_with(csv).await;
         let u = principal("u", &[], None);
@@ -44,10 +44,10 @@ async fn roles_inherit_through_several_levels_and_cycles_terminate() {
 p, base, default, tool:t/read, call, allow
 g, middle, base, default
 g, top, middle, default
-g, u, top, default
+g, user:u, top, default
 g, loop-a, loop-b, default
 g, loop-b, loop-a, default
-g, v, loop-a, default
+g, user:v, loop-a, default
 ";
     let (rbac, _dir) = rbac_with(csv).await;
     let d = rbac
@@ -76,8 +76,8 @@ p, r, a, tool:t/only_a, call, allow
 p, r, *, tool:t/everywhere, call, allow
 p, r, *, tool:t/never, call, deny
 p, r, b, tool:t/never, call, allow
-g, u, r, a
-g, u, r, b
+g, user:u, r, a
+g, user:u, r, b
 ";
     let (rbac, _dir) = rbac_with(csv).await;
     let in_a = principal("u", &[], Some("a"));
@@ -99,11 +99,115 @@ g, u, r, b
 }
 
 #[tokio::test]
+async fn subjects_and_roles_never_share_a_name() {
+    let csv = "\
+p, ticket-admin, default, tool:t/*, call, allow
+p, user:carol, default, tool:t/carols_own, call, allow
+g, user:carol, ticket-admin, default
+";
+    let (rbac, _dir) = rbac_with(csv).await;
+    let decide = |who: &authz_types::Principal, name: &str| {
+        rbac.decide(who, "t", &tool(name)).expect("decide")
+    };
+
+    // carol holds ticket-admin through `g, user:carol` and her own direct grant.
+    let carol = principal("carol", &[], None);
+    assert_eq!(
+        decide(&carol, "delete_ticket").matched_rule.as_deref(),
+        Some("p, ticket-admin, default, tool:t/*, call, allow")
+    );
+    let d = decide(&carol, "carols_own");
+    assert_eq!(d.reason, ReasonCode::PolicyAllow);
+    let e = rbac
+        .explain(&carol, "t", &tool("carols_own"))
+        .expect("explain");
+    assert_eq!(e.candidates[0].name, "user:carol");
+    assert_eq!(e.candidates[0].roles, vec!["ticket-admin"]);
+
+    // A user whose `sub` is a role name holds nothing of that role.
+    let impostor = principal("ticket-admin", &[], None);
+    let d = decide(&impostor, "delete_ticket");
+    assert_eq!(d.reason, ReasonCode::NoMatchingRule);
+    assert_eq!(d.matched_rule, None);
+
+    // A token role written like a subject is ignored; a bare one named like a user is only a
+    // role, which inherits nothing from that user.
+    for roles in [&["user:carol"][..], &["carol"], &["user:carol", "carol"]] {
+        let mallory = principal("mallory", roles, None);
+        for name in ["carols_own", "delete_ticket"] {
+            assert_eq!(
+                decide(&mallory, name).reason,
+                ReasonCode::NoMatchingRule,
+                "{roles:?} {name}"
+            );
+        }
+    }
+    let mallory = principal("mallory", &["user:carol", "ticket-admin"], None);
+    assert_eq!(
+        decide(&mallory, "delete_ticket").reason,
+        ReasonCode::PolicyAllow,
+        "the valid token role still counts"
+    );
+    let e = rbac
+        .explain(&mallory, "t", &tool("carols_own"))
+        .expect("explain");
+    assert_eq!(e.ignored_roles, vec!["user:carol"]);
+    let names: Vec<&str> = e.candidates.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, vec!["user:mallory", "ticket-admin"]);
+    let text = e.to_string();
+    assert!(
+        text.contains("ignored token roles (not valid role names): user:carol"),
+        "{text}"
+    );
+    assert!(
+        text.contains("user:mallory (token subject; no roles in tenant)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn policy_files_refuse_roles_named_like_subjects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.csv");
+    for (line, needle) in [
+        (
+            "g, user:alice, user:carol, default",
+            "may not start with \"user:\"",
+        ),
+        (
+            "g, reader, user:carol, default",
+            "may not start with \"user:\"",
+        ),
+        ("g, user:, reader, default", "needs a name after \"user:\""),
+        (
+            "p, user:, default, tool:t/*, call, allow",
+            "needs a name after \"user:\"",
+        ),
+    ] {
+        std::fs::write(
+            &path,
+            format!("p, reader, default, tool:t/*, call, allow\n{line}\n"),
+        )
+        .expect("write");
+        let err = Rbac::from_files(&model_path(), std::slice::from_ref(&path))
+            .await
+            .expect_err(line);
+        let Error::InvalidPolicy {
+            line: 2, source, ..
+        } = &err
+        else {
+            panic!("{line}: {err:?}");
+        };
+        assert!(source.to_string().contains(needle), "{line}: {source}");
+    }
+}
+
+#[tokio::test]
 async fn globs_keep_star_within_a_segment() {
     let csv = "\
 p, r, default, resource:t/*, read, allow
 p, r, default, resource:t/files/**, subscribe, allow
-g, u, r, default
+g, user:u, r, default
 ";
     let (rbac, _dir) = rbac_with(csv).await;
     let u = principal("u", &[], None);
@@ -144,12 +248,15 @@ async fn explanation_lists_every_match_and_reads_well() {
     assert_eq!(e.decision.reason, ReasonCode::ExplicitDeny);
     assert_eq!(e.objects, vec!["tool:tickets/delete_ticket"]);
     assert_eq!(e.candidates.len(), 2);
+    assert_eq!(e.candidates[0].name, "user:dave");
     assert_eq!(e.candidates[0].origin, CandidateOrigin::Subject);
     assert_eq!(
         e.candidates[0].roles,
         vec!["ticket-admin", "ticket-auditor", "ticket-reader"]
     );
+    assert_eq!(e.candidates[1].name, "ticket-reader");
     assert_eq!(e.candidates[1].origin, CandidateOrigin::TokenRole);
+    assert!(e.ignored_roles.is_empty());
     // The admin allow and the auditor deny both matched, even though the deny decides.
     let rules: Vec<(&str, Effect)> = e
         .matches
@@ -180,7 +287,7 @@ async fn explanation_lists_every_match_and_reads_well() {
     );
     assert!(
         text.contains(
-            "dave (token subject; roles in tenant: ticket-admin, ticket-auditor, ticket-reader)"
+            "user:dave (token subject; roles in tenant: ticket-admin, ticket-auditor, ticket-reader)"
         ),
         "{text}"
     );

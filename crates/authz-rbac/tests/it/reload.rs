@@ -5,8 +5,8 @@ use authz_types::ReasonCode;
 
 use crate::common::{model_path, principal, sqlite_store, tool};
 
-const GOOD: &str = "p, r, default, tool:t/a, call, allow\ng, u, r, default\n";
-const CHANGED: &str = "p, r, default, tool:t/b, call, allow\ng, u, r, default\n";
+const GOOD: &str = "p, r, default, tool:t/a, call, allow\ng, user:u, r, default\n";
+const CHANGED: &str = "p, r, default, tool:t/b, call, allow\ng, user:u, r, default\n";
 
 #[tokio::test]
 async fn file_reload_swaps_and_broken_sources_keep_the_old_policy() {

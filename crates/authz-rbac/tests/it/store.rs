@@ -1,6 +1,6 @@
 //! The SQL policy store: writes validate, bump the revision, and take effect after a reload.
 
-use authz_rbac::{Error, PolicyRule, PolicyStore, Rbac, RoleAssignment};
+use authz_rbac::{Error, PolicyRule, PolicySet, PolicyStore, Rbac, RoleAssignment};
 use authz_types::{Effect, ReasonCode};
 
 use crate::common::{PgDatabase, model_path, policy_path, principal, sqlite_store, tool};
@@ -62,6 +62,29 @@ async fn exercise(store: &PolicyStore) {
         store.assign("u", "reader", "*").await,
         Err(Error::InvalidRule { .. })
     ));
+    // `user:u` is the stored form of `u`: it is not prefixed twice.
+    assert!(matches!(
+        store.assign("user:u", "reader", "default").await,
+        Err(Error::AlreadyExists)
+    ));
+    // Role names never start with `user:`, and a subject needs a name after the prefix.
+    for (subject, role) in [("u", "user:carol"), ("u", "user:"), ("", "reader")] {
+        let err = store
+            .assign(subject, role, "default")
+            .await
+            .expect_err(role);
+        let Error::InvalidRule { reason } = &err else {
+            panic!("{subject:?} {role:?}: {err:?}");
+        };
+        assert!(reason.contains("\"user:\""), "{reason}");
+    }
+    for role in ["user:", "user:*", ""] {
+        let err = store
+            .grant(role, "default", "call", "tool:t/x", Effect::Allow)
+            .await
+            .expect_err(role);
+        assert!(matches!(err, Error::InvalidRule { .. }), "{err:?}");
+    }
     assert!(matches!(
         store
             .revoke("reader", "default", "call", "tool:t/nothing", Effect::Allow)
@@ -115,12 +138,20 @@ async fn exercise(store: &PolicyStore) {
             .expect("rule"),
         ]
     );
+    // Assignments come back as stored, and print and serialize that way.
+    let assignments = store.assignments().await.expect("assignments");
     assert_eq!(
-        store.assignments().await.expect("assignments"),
+        assignments,
         vec![
-            RoleAssignment::new("u", "reader", "default").expect("assignment"),
-            RoleAssignment::new("u", "auditor", "default").expect("assignment"),
+            RoleAssignment::new("user:u", "reader", "default").expect("assignment"),
+            RoleAssignment::new("user:u", "auditor", "default").expect("assignment"),
         ]
+    );
+    assert_eq!(assignments[0].user(), Some("u"));
+    assert_eq!(assignments[0].to_string(), "g, user:u, reader, default");
+    assert_eq!(
+        serde_json::to_value(&assignments[0]).expect("json"),
+        serde_json::json!({"subject": "user:u", "role": "reader", "tenant": "default"})
     );
 
     // Revoke and unassign bump the revision and take effect after the next reload.
@@ -147,13 +178,16 @@ async fn exercise(store: &PolicyStore) {
     assert_eq!(decide("get_x").reason, ReasonCode::NoMatchingRule);
     assert_eq!(decide("get_secret").reason, ReasonCode::NoMatchingRule);
 
-    // Importing adds what is new in one revision, and nothing (no bump) the second time.
+    // Importing adds what is new in one revision, and nothing (no bump, no error, no duplicate)
+    // the second time.
     let after_import = store.import_csv(&policy_path()).await.expect("import");
     assert_eq!(after_import, 7);
+    let (imported, _) = store.snapshot().await.expect("snapshot");
     assert_eq!(
         store.import_csv(&policy_path()).await.expect("re-import"),
         7
     );
+    assert_eq!(store.snapshot().await.expect("snapshot"), (imported, 7));
     assert_eq!(rbac.reload().await.expect("reload"), 7);
     let bob = principal("bob", &[], None);
     assert_eq!(
@@ -162,6 +196,59 @@ async fn exercise(store: &PolicyStore) {
             .reason,
         ReasonCode::PolicyAllow
     );
+    // The imported `g, user:bob, …` is what `unassign("bob", …)` removes.
+    assert_eq!(
+        store
+            .unassign("bob", "ticket-reader", "default")
+            .await
+            .expect("unassign bob"),
+        8
+    );
+    assert_eq!(rbac.reload().await.expect("reload"), 8);
+    assert_eq!(
+        rbac.decide(&bob, "tickets", &tool("get_ticket"))
+            .expect("decide")
+            .reason,
+        ReasonCode::NoMatchingRule
+    );
+
+    // A user whose `sub` is a role name gets nothing from the store either.
+    let impostor = principal("ticket-admin", &[], None);
+    assert_eq!(
+        rbac.decide(&impostor, "tickets", &tool("delete_ticket"))
+            .expect("decide")
+            .reason,
+        ReasonCode::NoMatchingRule
+    );
+
+    // An import with a role named like a subject imports nothing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "g, user:zoe, ticket-reader, default\ng, user:zoe, user:carol, default\n",
+    )
+    .expect("write");
+    let err = store.import_csv(&bad).await.expect_err("invalid import");
+    assert!(
+        matches!(err, Error::InvalidPolicy { line: 2, .. }),
+        "{err:?}"
+    );
+    assert_eq!(store.revision().await.expect("revision"), 8);
+    // So does a set built in code that skips validation.
+    let unchecked = PolicySet {
+        rules: vec![],
+        assignments: vec![RoleAssignment {
+            subject: "user:zoe".to_owned(),
+            role: "user:carol".to_owned(),
+            tenant: "default".to_owned(),
+        }],
+    };
+    assert!(matches!(
+        store.import(&unchecked).await,
+        Err(Error::InvalidRule { .. })
+    ));
+    assert_eq!(store.revision().await.expect("revision"), 8);
 }
 
 #[tokio::test]
