@@ -1,32 +1,66 @@
-//! `authzctl`, the operator's CLI: development keys, tokens, roles, policy checks and the
-//! audit trail.
+//! `authzctl`, the operator's CLI: development keys, tokens, roles, policy import and checks,
+//! and the audit trail.
 //!
-//! The binary is a thin `main.rs`; tests call [`execute`] with parsed arguments and a buffer, so
+//! The binary is a thin `main.rs` over [`run`]; tests parse arguments with
+//! [`Cli::try_parse_from`](clap::Parser::try_parse_from) and call [`execute`] with a buffer, so
 //! no process is spawned.
 //!
-//! Exit codes: 0 success (and "allow" for `policy check`), 1 runtime error, 2 usage error,
-//! 3 "deny" from `policy check`.
+//! Exit codes: 0 success (and "allow" for `policy check`), 1 runtime error ([`EXIT_ERROR`]),
+//! 2 usage error ([`EXIT_USAGE`], clap's own code), 3 "deny" from `policy check` ([`EXIT_DENY`]).
+//! Errors are printed as one `authzctl: error: …` line plus one `caused by:` line per inner
+//! error, never as a backtrace, and database URLs in them have their passwords redacted.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! use authz_admin::{Cli, Outcome, execute};
+//! use clap::Parser as _;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let url = format!("sqlite://{}?mode=rwc", dir.path().join("policy.db").display());
+//! let cli = Cli::try_parse_from([
+//!     "authzctl", "role", "grant", "ticket-reader", "call", "tool:tickets/get_*",
+//!     "--database-url", &url,
+//! ])?;
+//! let mut out = Vec::new();
+//! assert_eq!(execute(cli, &mut out).await?, Outcome::Success);
+//! assert!(String::from_utf8(out)?.contains("policy revision 1"));
+//! # Ok(())
+//! # }
+//! ```
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+use authz_audit::redact_url;
+use authz_token::KeyAlgorithm;
 use authz_types::{AuditFilter, Effect, Method, Operation, Principal};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Exit code of a command that failed at run time (a file, store or key problem).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code of a usage error: clap's code for bad arguments, also used for a missing store URL.
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code of `policy check` when the decision is deny.
 pub const EXIT_DENY: u8 = 3;
+
+/// The environment variable that names the policy store.
+pub const POLICY_URL_ENV: &str = "AUTHZ_POLICY_DATABASE_URL";
+/// The environment variable that names the audit store.
+pub const AUDIT_URL_ENV: &str = "AUTHZ_AUDIT_DATABASE_URL";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "authzctl",
     version,
-    about = "Administer the MCP authorization gateway: keys, tokens, roles, policy checks, audit.",
+    about = "Administer the MCP authorization gateway: keys, tokens, roles, policies, audit.",
     long_about = "Administer the MCP authorization gateway.\n\n\
         Role and policy commands work on the same SQL policy store the gateway reads \
         (--database-url or AUTHZ_POLICY_DATABASE_URL); `policy check` can also read policy files. \
-        `audit list` reads the audit store (AUTHZ_AUDIT_DATABASE_URL)."
+        `audit list` reads the audit store (--database-url or AUTHZ_AUDIT_DATABASE_URL).\n\n\
+        Exit codes: 0 success or allow, 1 error, 2 usage error, 3 deny (policy check)."
 )]
 pub struct Cli {
     /// Output format.
@@ -53,7 +87,7 @@ pub enum Command {
     /// Grant permissions to roles and assign roles to subjects (SQL policy store).
     #[command(subcommand)]
     Role(RoleCommand),
-    /// Ask what the policy decides.
+    /// Import policy files into the store, or ask what the policy decides.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Read the audit trail.
@@ -69,8 +103,8 @@ pub enum KeysCommand {
         #[arg(long, default_value = ".authz")]
         out_dir: PathBuf,
         /// Signature algorithm: ES256, RS256 or EdDSA.
-        #[arg(long, default_value = "ES256")]
-        alg: String,
+        #[arg(long, default_value = "ES256", value_parser = parse_algorithm)]
+        alg: KeyAlgorithm,
         /// Key id written into both files and into every token's header.
         #[arg(long, default_value = "dev-1")]
         kid: String,
@@ -94,9 +128,9 @@ pub struct MintArgs {
     /// Scopes (repeat, or one space-separated value).
     #[arg(long = "scope")]
     pub scopes: Vec<String>,
-    /// Lifetime: e.g. 300, 300s, 15m, 1h.
-    #[arg(long, default_value = "15m")]
-    pub ttl: String,
+    /// Lifetime: e.g. 300, 300s, 15m, 1h (parsed into seconds).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub ttl: i64,
     /// Roles carried by the token (repeatable).
     #[arg(long = "role")]
     pub roles: Vec<String>,
@@ -126,9 +160,32 @@ pub struct MintArgs {
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Policy store URL (sqlite://… or postgres://…).
-    #[arg(long, env = "AUTHZ_POLICY_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    /// Policy store URL: sqlite://path?mode=rwc or postgres://user:password@host/db.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "AUTHZ_POLICY_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    /// The store URL, or a usage error naming the flag and the environment variable.
+    pub fn url(&self) -> anyhow::Result<&str> {
+        self.database_url.as_deref().ok_or_else(|| {
+            UsageError::new(format!(
+                "no policy store given: pass --database-url <URL> or set {POLICY_URL_ENV} \
+                 (sqlite://path?mode=rwc or postgres://…)"
+            ))
+            .into()
+        })
+    }
+
+    async fn connect(&self) -> anyhow::Result<authz_rbac::PolicyStore> {
+        let url = self.url()?;
+        connect_policy_store(url).await
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +221,28 @@ pub struct RuleArgs {
     pub store: StoreArgs,
 }
 
+impl RuleArgs {
+    fn effect(&self) -> Effect {
+        if self.deny {
+            Effect::Deny
+        } else {
+            Effect::Allow
+        }
+    }
+
+    /// The rule as a policy line, for messages.
+    fn line(&self) -> String {
+        format!(
+            "p, {}, {}, {}, {}, {}",
+            self.role,
+            self.tenant,
+            self.object,
+            self.action,
+            self.effect().as_str()
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct AssignArgs {
     pub subject: String,
@@ -176,8 +255,23 @@ pub struct AssignArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
+    /// Validate Casbin policy CSV files and add their lines to the store (existing lines are
+    /// kept; nothing is removed).
+    Import(ImportArgs),
     /// Decide `<subject> <method> <target>` (exit 0 allow, 3 deny).
     Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Policy CSV files (`p` rules and `g` assignments), imported together in one transaction.
+    #[arg(required = true, value_name = "CSV")]
+    pub files: Vec<PathBuf>,
+    /// Validate and count only; the store is not opened (opening it may create its schema).
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -201,11 +295,17 @@ pub struct CheckArgs {
     /// Casbin model.
     #[arg(long, default_value = "policies/model.conf")]
     pub model: PathBuf,
-    /// Policy CSV files (used when no --database-url is given).
-    #[arg(long = "policy", default_value = "policies/policy.csv")]
+    /// Policy CSV files (repeatable). When given, they are used even if a store URL is set;
+    /// with neither, policies/policy.csv is read.
+    #[arg(long = "policy", value_name = "CSV")]
     pub policies: Vec<PathBuf>,
     /// Read policies from this SQL store instead of files.
-    #[arg(long, env = "AUTHZ_POLICY_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "AUTHZ_POLICY_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 }
 
@@ -217,9 +317,14 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct AuditListArgs {
-    /// Audit store URL.
-    #[arg(long, env = "AUTHZ_AUDIT_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    /// Audit store URL: sqlite://path or postgres://user:password@host/db.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "AUTHZ_AUDIT_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     #[arg(long)]
     pub subject: Option<String>,
     /// allow or deny.
@@ -227,38 +332,140 @@ pub struct AuditListArgs {
     pub decision: Option<String>,
     #[arg(long)]
     pub upstream: Option<String>,
-    /// Only records newer than this: a duration ago (15m, 2h) or RFC 3339 time.
-    #[arg(long)]
-    pub since: Option<String>,
+    /// Only records at or after this: a duration ago (15m, 2h) or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<Since>,
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
 }
 
+/// The lower time bound of `audit list --since`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// This many seconds before the command runs.
+    Ago(i64),
+    /// This Unix time in milliseconds.
+    At(i64),
+}
+
+impl Since {
+    /// The bound as Unix milliseconds, given the current time.
+    pub fn to_unix_ms(self, now_ms: i64) -> i64 {
+        match self {
+            Since::Ago(secs) => now_ms.saturating_sub(secs.saturating_mul(1000)),
+            Since::At(ms) => ms,
+        }
+    }
+}
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (or "allow" from `policy check`).
+    Success,
+    /// `policy check` decided deny.
+    Deny,
+}
+
+impl Outcome {
+    /// The process exit code: 0 or [`EXIT_DENY`].
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Deny => EXIT_DENY,
+        }
+    }
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> Self {
+        ExitCode::from(outcome.exit_code())
+    }
+}
+
+/// A mistake in how the command was called that clap cannot see (such as a store URL missing
+/// from both the flag and the environment). It exits with [`EXIT_USAGE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(String);
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit code for an error from [`execute`]: [`EXIT_USAGE`] for a [`UsageError`], else
+/// [`EXIT_ERROR`].
+pub fn exit_code_of(error: &anyhow::Error) -> u8 {
+    if error.downcast_ref::<UsageError>().is_some() {
+        EXIT_USAGE
+    } else {
+        EXIT_ERROR
+    }
+}
+
+/// The text printed for an error: `authzctl: error: …` and one `caused by:` line per source.
+pub fn render_error(error: &anyhow::Error) -> String {
+    let mut text = format!("authzctl: error: {error}");
+    let mut previous = error.to_string();
+    for cause in error.chain().skip(1) {
+        // Some errors (sqlx's among them) repeat their source in their own message; the
+        // repetition is dropped so every line adds something.
+        let line = cause.to_string();
+        if !previous.contains(&line) {
+            text.push_str(&format!("\n  caused by: {line}"));
+        }
+        previous = line;
+    }
+    if error.downcast_ref::<UsageError>().is_some() {
+        text.push_str("\n\nFor more information, try '--help'.");
+    }
+    text
+}
+
 /// Parses the process arguments, runs the command and maps the outcome to an exit code.
+/// Clap reports argument errors itself (exit 2) before anything runs.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    ExitCode::from(run_cli(cli, &mut stdout, &mut stderr))
+}
+
+/// Runs one parsed command on its own runtime, writes output to `out` and a rendered error (see
+/// [`render_error`]) to `err`, and returns the exit code. Call it outside any async runtime.
+pub fn run_cli(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("authzctl: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            // Nothing else can report this, so a failed write to stderr is ignored.
+            let _ = writeln!(err, "authzctl: error: cannot start the async runtime: {e}");
+            return EXIT_ERROR;
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    match runtime.block_on(execute(cli, &mut stdout)) {
-        Ok(code) => code,
+    match runtime.block_on(execute(cli, out)) {
+        Ok(outcome) => outcome.exit_code(),
         Err(e) => {
-            eprintln!("authzctl: error: {e:#}");
-            ExitCode::FAILURE
+            // Nothing else can report this, so a failed write to stderr is ignored.
+            let _ = writeln!(err, "{}", render_error(&e));
+            exit_code_of(&e)
         }
     }
 }
 
 /// Runs one command, writing its output to `out`.
-pub async fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+pub async fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let json = cli.output == Output::Json;
     match cli.command {
         Command::Keys(KeysCommand::Generate {
@@ -266,47 +473,84 @@ pub async fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
             alg,
             kid,
             force,
-        }) => {
-            keys_generate(&out_dir, &alg, &kid, force, json, out)?;
-        }
+        }) => keys_generate(&out_dir, alg, &kid, force, json, out)?,
         Command::Token(TokenCommand::Mint(args)) => token_mint(&args, out)?,
         Command::Role(cmd) => role(cmd, json, out).await?,
+        Command::Policy(PolicyCommand::Import(args)) => policy_import(&args, json, out).await?,
         Command::Policy(PolicyCommand::Check(args)) => return policy_check(&args, json, out).await,
         Command::Audit(AuditCommand::List(args)) => audit_list(&args, json, out).await?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Outcome::Success)
+}
+
+/// How long a Postgres server may take to accept the first connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens one Postgres connection and closes it again, so an unreachable server or a refused
+/// login is reported at once with its real cause. The stores' pools retry until their acquire
+/// timeout (30 s) and then report only "pool timed out", which tells an operator nothing.
+async fn probe_postgres(url: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        return Ok(());
+    }
+    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect(url)).await {
+        Ok(Ok(connection)) => {
+            // The probe has done its job; a failure to say goodbye does not matter.
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => bail!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+    }
+}
+
+async fn connect_policy_store(url: &str) -> anyhow::Result<authz_rbac::PolicyStore> {
+    let context = || format!("cannot open the policy store {}", redact_url(url));
+    probe_postgres(url).await.with_context(context)?;
+    authz_rbac::PolicyStore::connect(url)
+        .await
+        .with_context(context)
+}
+
+/// Parses a JOSE algorithm name for `--alg`.
+fn parse_algorithm(s: &str) -> Result<KeyAlgorithm, String> {
+    s.parse()
+        .map_err(|_| format!("unknown algorithm `{s}`; use ES256, RS256 or EdDSA"))
 }
 
 fn keys_generate(
     dir: &Path,
-    alg: &str,
+    alg: KeyAlgorithm,
     kid: &str,
     force: bool,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let alg: authz_token::KeyAlgorithm = alg
-        .parse()
-        .map_err(|_| anyhow::anyhow!("unknown algorithm `{alg}`; use ES256, RS256 or EdDSA"))?;
     let private = dir.join("signing-key.jwk");
     let public = dir.join("jwks.json");
-    if !force && (private.exists() || public.exists()) {
-        bail!(
-            "{} or {} already exists; pass --force to replace them",
-            private.display(),
-            public.display()
-        );
+    if !force {
+        for path in [&private, &public] {
+            if path.exists() {
+                bail!(
+                    "{} already exists; pass --force to replace the key pair",
+                    path.display()
+                );
+            }
+        }
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let keys = authz_token::generate_key_pair(alg, kid).context("generating the key pair")?;
-    write_private(&private, keys.private_jwk.as_bytes())?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    let keys = authz_token::generate_key_pair(alg, kid)
+        .with_context(|| format!("cannot generate an {alg} key pair"))?;
+    write_private(&private, keys.private_jwk.as_bytes(), force)?;
     std::fs::write(&public, keys.public_jwks.as_bytes())
-        .with_context(|| format!("writing {}", public.display()))?;
+        .with_context(|| format!("cannot write {}", public.display()))?;
     if json {
         writeln!(
             out,
             "{}",
-            serde_json::json!({"private_key": private, "jwks": public, "kid": kid, "alg": alg.to_string()})
+            serde_json::json!({"private_key": private, "jwks": public, "kid": kid, "alg": alg.as_str()})
         )?;
     } else {
         writeln!(
@@ -319,9 +563,17 @@ fn keys_generate(
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes the private key readable by its owner only. Without `force` the file must not exist
+/// (checked again at creation, so a file that appeared meanwhile is not clobbered); with `force`
+/// an existing file is truncated and its mode tightened before the key is written into it.
+fn write_private(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt as _;
@@ -329,13 +581,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     }
     let mut f = opts
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict the permissions of {}", path.display()))?;
+    }
     f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Parses `300`, `300s`, `15m`, `2h`, `1d` into seconds.
-pub fn parse_duration(s: &str) -> anyhow::Result<i64> {
+/// Parses `300`, `300s`, `15m`, `2h`, `1d` into a positive number of seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
@@ -343,23 +601,35 @@ pub fn parse_duration(s: &str) -> anyhow::Result<i64> {
     };
     let n: i64 = num
         .parse()
-        .map_err(|_| anyhow::anyhow!("`{s}` is not a duration (e.g. 300s, 15m, 1h)"))?;
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 300s, 15m, 1h)"))?;
     let mul = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        _ => bail!("`{s}`: unknown unit `{unit}` (use s, m, h or d)"),
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)")),
     };
     n.checked_mul(mul)
         .filter(|v| *v > 0)
-        .ok_or_else(|| anyhow::anyhow!("`{s}` must be a positive duration"))
+        .ok_or_else(|| format!("`{s}` must be a positive duration"))
+}
+
+/// Parses `--since`: an RFC 3339 time, or a duration ago.
+pub fn parse_since(s: &str) -> Result<Since, String> {
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+            .map_err(|_| format!("`{s}` is out of range"))?;
+        return Ok(Since::At(ms));
+    }
+    parse_duration(s)
+        .map(Since::Ago)
+        .map_err(|_| format!("`{s}` is neither a duration (15m, 2h) nor an RFC 3339 time"))
 }
 
 fn token_mint(a: &MintArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let signer = authz_token::Signer::from_private_jwk_file(&a.key).with_context(|| {
         format!(
-            "loading the signing key {} (authzctl keys generate makes one)",
+            "cannot load the signing key {} (`authzctl keys generate` makes one)",
             a.key.display()
         )
     })?;
@@ -375,103 +645,80 @@ fn token_mint(a: &MintArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     req.tenant = a.tenant.clone();
     req.client_id = a.client_id.clone();
     req.actor = a.actor.clone();
-    req.ttl_secs = parse_duration(&a.ttl)?;
-    let token = signer.mint(&req).context("signing the token")?;
+    req.ttl_secs = a.ttl;
+    let token = signer
+        .mint(&req)
+        .with_context(|| format!("cannot mint a token for `{}`", a.sub))?;
     writeln!(out, "{token}")?;
     Ok(())
 }
 
 async fn role(cmd: RoleCommand, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let connect = |s: &StoreArgs| {
-        let url = s.database_url.clone();
-        async move {
-            authz_rbac::PolicyStore::connect(&url)
-                .await
-                .context("connecting to the policy store")
-        }
-    };
-    let effect = |deny: bool| if deny { Effect::Deny } else { Effect::Allow };
-    let (what, revision) = match cmd {
+    let (what, revision, store) = match cmd {
         RoleCommand::Grant(r) => {
-            let store = connect(&r.store).await?;
+            let store = r.store.connect().await?;
             let rev = store
-                .grant(&r.role, &r.tenant, &r.action, &r.object, effect(r.deny))
-                .await?;
-            (
-                format!(
-                    "granted: {} {} {} {} in tenant {}",
-                    r.role,
-                    effect(r.deny).as_str(),
-                    r.action,
-                    r.object,
-                    r.tenant
-                ),
-                rev,
-            )
+                .grant(&r.role, &r.tenant, &r.action, &r.object, r.effect())
+                .await
+                .with_context(|| format!("cannot grant `{}`", r.line()))?;
+            (format!("granted `{}`", r.line()), rev, store)
         }
         RoleCommand::Revoke(r) => {
-            let store = connect(&r.store).await?;
+            let store = r.store.connect().await?;
             let rev = store
-                .revoke(&r.role, &r.tenant, &r.action, &r.object, effect(r.deny))
-                .await?;
-            (
-                format!(
-                    "revoked: {} {} {} {} in tenant {}",
-                    r.role,
-                    effect(r.deny).as_str(),
-                    r.action,
-                    r.object,
-                    r.tenant
-                ),
-                rev,
-            )
+                .revoke(&r.role, &r.tenant, &r.action, &r.object, r.effect())
+                .await
+                .with_context(|| format!("cannot revoke `{}`", r.line()))?;
+            (format!("revoked `{}`", r.line()), rev, store)
         }
         RoleCommand::Assign(a) => {
-            let store = connect(&a.store).await?;
-            let rev = store.assign(&a.subject, &a.role, &a.tenant).await?;
+            let store = a.store.connect().await?;
+            let rev = store
+                .assign(&a.subject, &a.role, &a.tenant)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot assign role {} to {} in tenant {}",
+                        a.role, a.subject, a.tenant
+                    )
+                })?;
             (
                 format!(
                     "assigned: {} has role {} in tenant {}",
                     a.subject, a.role, a.tenant
                 ),
                 rev,
+                store,
             )
         }
         RoleCommand::Unassign(a) => {
-            let store = connect(&a.store).await?;
-            let rev = store.unassign(&a.subject, &a.role, &a.tenant).await?;
+            let store = a.store.connect().await?;
+            let rev = store
+                .unassign(&a.subject, &a.role, &a.tenant)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot take role {} from {} in tenant {}",
+                        a.role, a.subject, a.tenant
+                    )
+                })?;
             (
                 format!(
                     "unassigned: {} no longer has role {} in tenant {}",
                     a.subject, a.role, a.tenant
                 ),
                 rev,
+                store,
             )
         }
-        RoleCommand::List { store } => {
-            let store = connect(&store).await?;
-            let rules = store.rules().await?;
-            let assignments = store.assignments().await?;
-            let revision = store.revision().await?;
-            if json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"revision": revision, "rules": rules, "assignments": assignments})
-                )?;
-            } else {
-                writeln!(out, "policy revision {revision}\n\nRULES")?;
-                for r in &rules {
-                    writeln!(out, "  {r}")?;
-                }
-                writeln!(out, "\nASSIGNMENTS")?;
-                for a in &assignments {
-                    writeln!(out, "  {a}")?;
-                }
-            }
-            return Ok(());
+        RoleCommand::List { store: args } => {
+            let store = args.connect().await?;
+            let listed = role_list(&store, json, out).await;
+            store.close().await;
+            return listed;
         }
     };
+    store.close().await;
     if json {
         writeln!(
             out,
@@ -482,6 +729,115 @@ async fn role(cmd: RoleCommand, json: bool, out: &mut dyn Write) -> anyhow::Resu
         writeln!(out, "{what} (policy revision {revision})")?;
     }
     Ok(())
+}
+
+async fn role_list(
+    store: &authz_rbac::PolicyStore,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let (set, revision) = store
+        .snapshot()
+        .await
+        .context("cannot read the policy store")?;
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"revision": revision, "rules": set.rules, "assignments": set.assignments})
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "policy revision {revision}\n\nRULES")?;
+    if set.rules.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for r in &set.rules {
+        writeln!(out, "  {r}")?;
+    }
+    writeln!(out, "\nASSIGNMENTS")?;
+    if set.assignments.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for a in &set.assignments {
+        writeln!(out, "  {a}")?;
+    }
+    Ok(())
+}
+
+async fn policy_import(a: &ImportArgs, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    // The URL is checked before the files are read so a missing one is reported as the usage
+    // error it is, whatever the files contain.
+    let url = if a.dry_run {
+        None
+    } else {
+        Some(a.store.url()?)
+    };
+    let mut set = authz_rbac::PolicySet::default();
+    let mut files = Vec::new();
+    for path in &a.files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+        let parsed = authz_rbac::PolicySet::parse_csv(&text, &path.display().to_string())?;
+        files.push(serde_json::json!({
+            "path": path, "rules": parsed.rules.len(), "assignments": parsed.assignments.len(),
+        }));
+        if !json {
+            writeln!(
+                out,
+                "{}: {} rules, {} assignments",
+                path.display(),
+                parsed.rules.len(),
+                parsed.assignments.len()
+            )?;
+        }
+        set.extend(parsed);
+    }
+    let mut report = serde_json::json!({
+        "files": files, "rules": set.rules.len(), "assignments": set.assignments.len(),
+        "dry_run": a.dry_run,
+    });
+    if let Some(url) = url {
+        let store = a.store.connect().await?;
+        let imported = import_into(&store, &set).await;
+        store.close().await;
+        let (before, after) =
+            imported.with_context(|| format!("cannot import into {}", redact_url(url)))?;
+        report["store"] = redact_url(url).into();
+        report["revision"] = after.into();
+        report["changed"] = (after != before).into();
+        if !json {
+            if after == before {
+                writeln!(
+                    out,
+                    "nothing new: every line is already in {} (policy revision {after})",
+                    redact_url(url)
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "imported into {}: policy revision {before} -> {after}",
+                    redact_url(url)
+                )?;
+            }
+        }
+    } else if !json {
+        writeln!(out, "dry run: the policy is valid; nothing was written")?;
+    }
+    if json {
+        writeln!(out, "{report}")?;
+    }
+    Ok(())
+}
+
+/// Imports `set` and returns the revisions before and after.
+async fn import_into(
+    store: &authz_rbac::PolicyStore,
+    set: &authz_rbac::PolicySet,
+) -> anyhow::Result<(i64, i64)> {
+    let before = store.revision().await?;
+    let after = store.import(set).await?;
+    Ok((before, after))
 }
 
 /// Builds the operation named on the command line, the same way the gateway classifies it.
@@ -502,29 +858,42 @@ pub fn operation_from_cli(method: &str, target: &str) -> anyhow::Result<Operatio
         _ => serde_json::json!({}),
     };
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let msg =
-        authz_types::classify(&serde_json::to_vec(&body)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let msg = authz_types::classify(&serde_json::to_vec(&body)?)
+        .map_err(|e| anyhow::anyhow!("`{method} {target}` is not a valid MCP request: {e}"))?;
     if matches!(msg.operation.method, Method::Unknown(_)) {
         bail!("unknown MCP method `{method}`");
     }
     Ok(msg.operation)
 }
 
-async fn policy_check(a: &CheckArgs, json: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let rbac = match &a.database_url {
-        Some(url) => {
-            let store = authz_rbac::PolicyStore::connect(url)
-                .await
-                .context("connecting to the policy store")?;
-            authz_rbac::Rbac::from_store(&a.model, store)
-                .await
-                .context("loading policies from the store")?
-        }
-        None => authz_rbac::Rbac::from_files(&a.model, &a.policies)
-            .await
-            .context("loading policy files")?,
-    };
+async fn policy_check(a: &CheckArgs, json: bool, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let op = operation_from_cli(&a.method, if a.target == "-" { "" } else { &a.target })?;
+    let (rbac, store) = match (&a.database_url, a.policies.is_empty()) {
+        (Some(url), true) => {
+            let store = connect_policy_store(url).await?;
+            let rbac = authz_rbac::Rbac::from_store(&a.model, store.clone()).await;
+            match rbac {
+                Ok(rbac) => (rbac, Some(store)),
+                Err(e) => {
+                    store.close().await;
+                    return Err(e).with_context(|| {
+                        format!("cannot load the policy from {}", redact_url(url))
+                    });
+                }
+            }
+        }
+        (_, no_files) => {
+            let files = if no_files {
+                vec![PathBuf::from("policies/policy.csv")]
+            } else {
+                a.policies.clone()
+            };
+            let rbac = authz_rbac::Rbac::from_files(&a.model, &files)
+                .await
+                .context("cannot load the policy files")?;
+            (rbac, None)
+        }
+    };
     let principal = Principal {
         subject: a.subject.clone(),
         issuer: "authzctl".into(),
@@ -538,20 +907,20 @@ async fn policy_check(a: &CheckArgs, json: bool, out: &mut dyn Write) -> anyhow:
         issued_at: None,
     }
     .normalize();
-    let decision = rbac.decide(&principal, &a.upstream, &op)?;
-    let explanation = if a.explain {
-        Some(rbac.explain(&principal, &a.upstream, &op)?)
-    } else {
-        None
-    };
+    let decided = decide(&rbac, &principal, &a.upstream, &op, a.explain);
+    if let Some(store) = store {
+        store.close().await;
+    }
+    let (decision, explanation) = decided?;
     if json {
         let mut v = serde_json::json!({
             "subject": a.subject, "method": a.method, "target": op.target.display(), "upstream": a.upstream,
+            "tenant": principal.tenant_or_default(), "roles": principal.roles,
             "decision": decision.effect.as_str(), "reason": decision.reason.as_str(),
             "matched_rule": decision.matched_rule, "policy_revision": decision.policy_revision,
         });
         if let Some(e) = &explanation {
-            v["explain"] = serde_json::Value::String(e.to_string());
+            v["explain"] = serde_json::to_value(e)?;
         }
         writeln!(out, "{v}")?;
     } else {
@@ -567,14 +936,34 @@ async fn policy_check(a: &CheckArgs, json: bool, out: &mut dyn Write) -> anyhow:
                 .unwrap_or_default()
         )?;
         if let Some(e) = &explanation {
-            writeln!(out, "{e}")?;
+            write!(out, "{e}")?;
         }
     }
     Ok(if decision.is_allowed() {
-        ExitCode::SUCCESS
+        Outcome::Success
     } else {
-        ExitCode::from(EXIT_DENY)
+        Outcome::Deny
     })
+}
+
+fn decide(
+    rbac: &authz_rbac::Rbac,
+    principal: &Principal,
+    upstream: &str,
+    op: &Operation,
+    explain: bool,
+) -> anyhow::Result<(authz_types::Decision, Option<authz_rbac::Explanation>)> {
+    if explain {
+        let e = rbac
+            .explain(principal, upstream, op)
+            .context("the policy engine could not decide")?;
+        Ok((e.decision.clone(), Some(e)))
+    } else {
+        let d = rbac
+            .decide(principal, upstream, op)
+            .context("the policy engine could not decide")?;
+        Ok((d, None))
+    }
 }
 
 /// Formats Unix milliseconds as RFC 3339 UTC.
@@ -588,39 +977,40 @@ pub fn format_time(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-fn parse_since(s: &str) -> anyhow::Result<i64> {
-    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        return Ok(i64::try_from(t.unix_timestamp_nanos() / 1_000_000)?);
-    }
-    let secs =
-        parse_duration(s).context("--since takes a duration (15m, 2h) or an RFC 3339 time")?;
-    Ok(authz_types::now_unix_ms() - secs * 1000)
-}
-
 async fn audit_list(a: &AuditListArgs, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let store = authz_audit::AuditStore::connect(&a.database_url)
-        .await
-        .context("opening the audit store")?;
+    let url = a.database_url.as_deref().ok_or_else(|| {
+        UsageError::new(format!(
+            "no audit store given: pass --database-url <URL> or set {AUDIT_URL_ENV} \
+             (sqlite://path or postgres://…)"
+        ))
+    })?;
     let filter = AuditFilter {
         subject: a.subject.clone(),
         decision: a.decision.as_deref().and_then(Effect::parse),
         upstream: a.upstream.clone(),
-        since_ms: a.since.as_deref().map(parse_since).transpose()?,
+        since_ms: a.since.map(|s| s.to_unix_ms(authz_types::now_unix_ms())),
         limit: Some(a.limit),
         ..AuditFilter::default()
     };
-    let records = store
-        .query(&filter)
+    let context = || format!("cannot open the audit store {}", redact_url(url));
+    probe_postgres(url).await.with_context(context)?;
+    let store = authz_audit::AuditStore::connect(url)
         .await
-        .context("querying the audit store")?;
+        .with_context(context)?;
+    let records = store.query(&filter).await;
+    store.close().await;
+    let records =
+        records.with_context(|| format!("cannot query the audit store {}", redact_url(url)))?;
     if json {
-        for r in &records {
-            writeln!(
-                out,
-                "{}",
-                serde_json::json!({"id": r.id, "record": r.record})
-            )?;
-        }
+        let rows = records
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(&r.record)?;
+                v["id"] = r.id.into();
+                Ok(v)
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        writeln!(out, "{}", serde_json::Value::Array(rows))?;
         return Ok(());
     }
     writeln!(
@@ -663,6 +1053,18 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("99999999999999999d").is_err());
+    }
+
+    #[test]
+    fn since_takes_a_duration_or_a_time() {
+        assert_eq!(parse_since("15m").ok(), Some(Since::Ago(900)));
+        assert_eq!(
+            parse_since("2024-01-01T00:00:00Z").ok(),
+            Some(Since::At(1_704_067_200_000))
+        );
+        assert!(parse_since("yesterday").is_err());
+        assert_eq!(Since::Ago(2).to_unix_ms(10_000), 8_000);
     }
 
     #[test]
@@ -671,6 +1073,25 @@ mod tests {
         assert_eq!(op.target, Target::Tool("delete_ticket".into()));
         assert!(operation_from_cli("tools/call", "bad name").is_err());
         assert!(operation_from_cli("nope/nope", "x").is_err());
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_others_1() {
+        let usage = anyhow::Error::new(UsageError::new("no store"));
+        assert_eq!(exit_code_of(&usage), EXIT_USAGE);
+        let runtime = anyhow::anyhow!("disk full").context("cannot write x");
+        assert_eq!(exit_code_of(&runtime), EXIT_ERROR);
+        assert_eq!(
+            render_error(&runtime),
+            "authzctl: error: cannot write x\n  caused by: disk full"
+        );
+        let repeated = anyhow::anyhow!("refused")
+            .context("io error: refused")
+            .context("cannot open");
+        assert_eq!(
+            render_error(&repeated),
+            "authzctl: error: cannot open\n  caused by: io error: refused"
+        );
     }
 
     #[test]

@@ -1,0 +1,145 @@
+//! `audit list` over records appended with `AuditStore`: filters and both output formats.
+
+use authz_audit::AuditStore;
+use authz_types::{AuditRecord, Effect, ReasonCode, now_unix_ms};
+
+use crate::common::{json, ok, sqlite_url};
+
+const MINUTE_MS: i64 = 60_000;
+
+fn record(subject: &str, decision: Effect, tool: &str, minutes_ago: i64) -> AuditRecord {
+    let allowed = decision == Effect::Allow;
+    AuditRecord {
+        time_ms: now_unix_ms() - minutes_ago * MINUTE_MS,
+        request_id: format!("req-{subject}-{tool}"),
+        session_id: None,
+        tenant: Some("default".into()),
+        subject: Some(subject.into()),
+        issuer: Some("authzctl".into()),
+        client_id: None,
+        actors: vec![],
+        token_id: None,
+        scopes: vec!["tickets:read".into()],
+        roles: vec!["ticket-reader".into()],
+        upstream: "tickets".into(),
+        method: "tools/call".into(),
+        target: Some(tool.into()),
+        decision,
+        reason: if allowed {
+            ReasonCode::PolicyAllow
+        } else {
+            ReasonCode::NoMatchingRule
+        },
+        matched_rule: allowed
+            .then(|| "p, ticket-reader, default, tool:tickets/get_*, call, allow".into()),
+        policy_revision: Some(1),
+        http_status: (!allowed).then_some(403),
+        jsonrpc_error: None,
+    }
+}
+
+/// The request ids of a JSON listing, in output order.
+fn ids(listing: &serde_json::Value) -> Vec<String> {
+    listing
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {listing}"))
+        .iter()
+        .map(|r| r["request_id"].as_str().expect("request_id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn audit_list_filters_and_formats() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sqlite_url(dir.path(), "audit.db");
+    let store = AuditStore::connect(&url).await.expect("audit store");
+    store
+        .append(&record("bob", Effect::Allow, "list_tickets", 180))
+        .await
+        .expect("append");
+    store
+        .append(&record("alice", Effect::Allow, "get_ticket", 10))
+        .await
+        .expect("append");
+    store
+        .append(&record("alice", Effect::Deny, "delete_ticket", 1))
+        .await
+        .expect("append");
+    let mut anonymous = AuditRecord::unauthenticated(
+        "req-anon",
+        "tickets",
+        "tools/call",
+        ReasonCode::TokenMissing,
+        401,
+    );
+    anonymous.time_ms = now_unix_ms() - 30 * MINUTE_MS;
+    store.append(&anonymous).await.expect("append");
+    store.close().await;
+
+    let db = ["--database-url", url.as_str()];
+    let list = |extra: &[&'static str]| [&["audit", "list"][..], &db, extra].concat();
+
+    // Newest first.
+    let all = json(&list(&[])).await;
+    assert_eq!(
+        ids(&all),
+        [
+            "req-alice-delete_ticket",
+            "req-alice-get_ticket",
+            "req-anon",
+            "req-bob-list_tickets"
+        ]
+    );
+    assert!(all[0]["id"].as_i64().is_some(), "{all}");
+    assert_eq!(all[0]["decision"], "deny");
+    assert_eq!(all[0]["reason"], "no_matching_rule");
+
+    let alice = json(&list(&["--subject", "alice"])).await;
+    assert_eq!(
+        ids(&alice),
+        ["req-alice-delete_ticket", "req-alice-get_ticket"]
+    );
+    let denied = json(&list(&["--decision", "deny"])).await;
+    assert_eq!(ids(&denied), ["req-alice-delete_ticket", "req-anon"]);
+    let recent = json(&list(&["--since", "1h"])).await;
+    assert_eq!(
+        ids(&recent),
+        [
+            "req-alice-delete_ticket",
+            "req-alice-get_ticket",
+            "req-anon"
+        ]
+    );
+    let newest = json(&list(&["--limit", "1"])).await;
+    assert_eq!(ids(&newest), ["req-alice-delete_ticket"]);
+    let combined = json(&list(&[
+        "--subject",
+        "alice",
+        "--decision",
+        "allow",
+        "--since",
+        "2h",
+    ]))
+    .await;
+    assert_eq!(ids(&combined), ["req-alice-get_ticket"]);
+    // An RFC 3339 bound in the future leaves nothing, and that is still a JSON array.
+    let none = json(&list(&["--since", "2999-01-01T00:00:00Z"])).await;
+    assert_eq!(none, serde_json::json!([]));
+
+    let table = ok(&list(&["--subject", "alice"])).await;
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("TIME"), "{table}");
+    assert!(lines[0].contains("SUBJECT"), "{table}");
+    assert!(
+        lines[1].contains("deny") && lines[1].contains("delete_ticket"),
+        "{table}"
+    );
+    assert!(lines[1].contains("no_matching_rule"), "{table}");
+    assert!(
+        lines[2].contains("allow") && lines[2].contains("get_ticket"),
+        "{table}"
+    );
+    assert!(lines[2].contains("tool:tickets/get_*"), "{table}");
+    assert!(lines[2].contains("ticket-reader"), "{table}");
+}

@@ -1,0 +1,210 @@
+//! User-grade errors: which flag or variable is missing, redacted URLs, exit codes, and what
+//! `run_cli` prints (one error line and its causes, never a backtrace).
+
+use authz_admin::{
+    AUDIT_URL_ENV, EXIT_ERROR, EXIT_USAGE, POLICY_URL_ENV, UsageError, exit_code_of, run_cli,
+};
+
+use crate::common::{fails, model, parse};
+
+/// Runs through `run_cli` like the binary and returns (exit code, stdout, stderr).
+fn run_like_the_binary(args: &[&str]) -> (u8, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run_cli(parse(args), &mut out, &mut err);
+    (
+        code,
+        String::from_utf8(out).expect("utf-8"),
+        String::from_utf8(err).expect("utf-8"),
+    )
+}
+
+#[tokio::test]
+async fn a_missing_policy_store_names_the_flag_and_the_variable() {
+    if crate::common::env_is_set(POLICY_URL_ENV) {
+        return;
+    }
+    for args in [
+        &["role", "list"][..],
+        &["role", "grant", "r", "call", "tool:t/x"],
+        &["role", "assign", "alice", "r"],
+        &["policy", "import", "policies/policy.csv"],
+    ] {
+        let e = fails(args).await;
+        assert!(e.downcast_ref::<UsageError>().is_some(), "{args:?}: {e:#}");
+        assert_eq!(exit_code_of(&e), EXIT_USAGE);
+        let message = e.to_string();
+        assert!(message.contains("--database-url"), "{message}");
+        assert!(message.contains(POLICY_URL_ENV), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_audit_store_names_the_flag_and_the_variable() {
+    if crate::common::env_is_set(AUDIT_URL_ENV) {
+        return;
+    }
+    let e = fails(&["audit", "list"]).await;
+    assert_eq!(exit_code_of(&e), EXIT_USAGE);
+    assert!(e.to_string().contains("--database-url"), "{e}");
+    assert!(e.to_string().contains(AUDIT_URL_ENV), "{e}");
+}
+
+#[test]
+fn usage_errors_print_a_hint_and_exit_2() {
+    if crate::common::env_is_set(POLICY_URL_ENV) {
+        return;
+    }
+    let (code, out, err) = run_like_the_binary(&["role", "list"]);
+    assert_eq!(code, EXIT_USAGE);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.starts_with("authzctl: error: no policy store given"),
+        "{err}"
+    );
+    assert!(err.contains("try '--help'"), "{err}");
+}
+
+#[test]
+fn store_errors_redact_passwords_and_exit_1() {
+    let (code, out, err) = run_like_the_binary(&[
+        "role",
+        "list",
+        "--database-url",
+        "mysql://admin:s3cret@db.example/authz",
+    ]);
+    assert_eq!(code, EXIT_ERROR);
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.starts_with(
+            "authzctl: error: cannot open the policy store mysql://admin:***@db.example/authz"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("caused by: unsupported database URL"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    assert!(
+        !err.contains("backtrace") && !err.contains("panicked"),
+        "{err}"
+    );
+
+    let (code, _, err) = run_like_the_binary(&[
+        "audit",
+        "list",
+        "--database-url",
+        "mysql://admin:s3cret@db.example/audit",
+    ]);
+    assert_eq!(code, EXIT_ERROR);
+    assert!(err.contains("mysql://admin:***@db.example/audit"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+
+    let model = model();
+    let (code, _, err) = run_like_the_binary(&[
+        "policy",
+        "check",
+        "a",
+        "tools/call",
+        "x",
+        "--model",
+        &model,
+        "--database-url",
+        "mysql://admin:s3cret@db.example/authz",
+    ]);
+    assert_eq!(code, EXIT_ERROR);
+    assert!(err.contains("mysql://admin:***@db.example/authz"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn missing_policy_files_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing_model = dir.path().join("model.conf").display().to_string();
+    let missing_policy = dir.path().join("policy.csv").display().to_string();
+    let model = model();
+    let policy = crate::common::policies_dir()
+        .join("policy.csv")
+        .display()
+        .to_string();
+    let (code, _, err) = run_like_the_binary(&[
+        "policy",
+        "check",
+        "a",
+        "tools/call",
+        "x",
+        "--model",
+        &missing_model,
+        "--policy",
+        &policy,
+    ]);
+    assert_eq!(code, EXIT_ERROR);
+    assert!(err.contains(&missing_model), "{err}");
+    let (code, _, err) = run_like_the_binary(&[
+        "policy",
+        "check",
+        "a",
+        "tools/call",
+        "x",
+        "--model",
+        &model,
+        "--policy",
+        &missing_policy,
+    ]);
+    assert_eq!(code, EXIT_ERROR);
+    assert!(err.contains(&missing_policy), "{err}");
+    assert!(err.contains("caused by:"), "{err}");
+}
+
+#[test]
+fn bad_operations_are_explained() {
+    let model = model();
+    let (code, _, err) =
+        run_like_the_binary(&["policy", "check", "a", "tools/nope", "x", "--model", &model]);
+    assert_eq!(code, EXIT_ERROR);
+    assert!(err.contains("unknown MCP method `tools/nope`"), "{err}");
+    let (code, _, err) = run_like_the_binary(&[
+        "policy",
+        "check",
+        "a",
+        "completion/complete",
+        "x",
+        "--model",
+        &model,
+    ]);
+    assert_eq!(code, EXIT_ERROR);
+    assert!(err.contains("prompt:<name> or resource:<uri>"), "{err}");
+}
+
+#[test]
+fn an_unreachable_postgres_is_reported_with_its_cause() {
+    // Nothing listens on port 1, so the connection is refused at once.
+    let (code, _, err) = run_like_the_binary(&[
+        "role",
+        "list",
+        "--database-url",
+        "postgres://admin:s3cret@127.0.0.1:1/authz",
+    ]);
+    assert_eq!(code, EXIT_ERROR);
+    assert!(
+        err.starts_with(
+            "authzctl: error: cannot open the policy store postgres://admin:***@127.0.0.1:1/authz"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("caused by:"), "{err}");
+    assert!(!err.contains("pool timed out"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+
+    let Ok(admin_url) = std::env::var("DATABASE_URL") else {
+        println!("skipped: DATABASE_URL not set (run cargo xtask test)");
+        return;
+    };
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+    let missing = format!("authz_missing_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{base}/{missing}");
+    let (code, _, err) = run_like_the_binary(&["audit", "list", "--database-url", &url]);
+    assert_eq!(code, EXIT_ERROR);
+    assert!(err.contains("cannot open the audit store"), "{err}");
+    assert!(
+        err.contains(&format!("database \"{missing}\" does not exist")),
+        "{err}"
+    );
+}

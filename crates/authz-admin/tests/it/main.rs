@@ -1,0 +1,9 @@
+//! Integration tests of `authzctl`: every command driven through `execute` against real files,
+//! a real SQLite file and (when DATABASE_URL is set) a fresh Postgres database.
+
+mod audit;
+mod common;
+mod errors;
+mod keys;
+mod policy;
+mod roles;
