@@ -293,7 +293,11 @@ pub struct CheckArgs {
     #[arg(long)]
     pub explain: bool,
     /// Casbin model.
-    #[arg(long, default_value = "policies/model.conf")]
+    #[arg(
+        long,
+        default_value = "policies/model.conf",
+        env = "AUTHZ_POLICY_MODEL"
+    )]
     pub model: PathBuf,
     /// Policy CSV files (repeatable). When given, they are used even if a store URL is set;
     /// with neither, policies/policy.csv is read.
