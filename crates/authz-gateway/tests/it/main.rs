@@ -3,5 +3,6 @@
 
 mod binary;
 mod harness;
+mod peers;
 mod pipeline;
 mod telemetry;
