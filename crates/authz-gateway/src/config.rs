@@ -132,9 +132,29 @@ pub struct RawUpstream {
     pub credential_env: Option<String>,
     /// Path of a file holding that credential.
     pub credential_file: Option<PathBuf>,
+    /// OAuth 2.0 client credentials: the gateway fetches (and caches) its own upstream token.
+    pub oauth: Option<RawOAuth>,
+    /// Seconds to wait for the upstream's response head.
     pub timeout_secs: Option<u64>,
+    /// Seconds a response body (an SSE stream) may stay silent before it is cut.
+    pub idle_timeout_secs: Option<u64>,
+    /// Extra CA certificates (PEM) to trust for this upstream's TLS, besides the system roots.
+    pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub scopes: Vec<RawScopeRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// Space-separated scopes to request.
+    pub scope: Option<String>,
+    /// RFC 8707 resource indicator to request the token for.
+    pub resource: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,13 +196,37 @@ pub struct ScopeRule {
     pub require: Vec<String>,
 }
 
+/// How the gateway authenticates itself to an upstream. Never the agent's token.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    None,
+    /// A static bearer token.
+    Bearer(Secret),
+    /// OAuth 2.0 client credentials grant.
+    OAuth(OAuthClient),
+}
+
+/// Validated client-credentials settings.
+#[derive(Debug, Clone)]
+pub struct OAuthClient {
+    pub token_url: reqwest::Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scope: Option<String>,
+    pub resource: Option<String>,
+}
+
 /// A validated upstream route.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
     pub url: reqwest::Url,
-    pub credential: Option<Secret>,
+    pub credential: Credential,
+    /// Time to wait for the response head.
     pub timeout: std::time::Duration,
+    /// Longest silence allowed inside a response body.
+    pub idle_timeout: std::time::Duration,
+    pub ca_file: Option<PathBuf>,
     pub scopes: Vec<ScopeRule>,
     /// The canonical resource URI of this route (the token audience).
     pub resource: String,
@@ -425,37 +469,80 @@ impl Config {
                         "e.g. http://127.0.0.1:9100/mcp",
                     )
                 })?;
-            let credential = match (&u.credential_env, &u.credential_file) {
+            let bearer = secret(
+                &format!("{key}.credential"),
+                u.credential_env.as_deref(),
+                u.credential_file.as_deref(),
+                env,
+            )?;
+            let credential = match (bearer, u.oauth) {
                 (Some(_), Some(_)) => {
                     return Err(ConfigError::new(
-                        format!("{key}.credential_env"),
-                        "both credential_env and credential_file are set",
-                        "choose one",
+                        format!("{key}.oauth"),
+                        "both a static credential and oauth are set",
+                        "choose one way for the gateway to authenticate upstream",
                     ));
                 }
-                (Some(var), None) => Some(Secret::new(
-                    env(var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                        ConfigError::new(
-                            format!("{key}.credential_env"),
-                            format!("environment variable {var} is not set"),
-                            "export it, or remove credential_env",
-                        )
-                    })?,
-                )),
-                (None, Some(path)) => Some(Secret::new(
-                    std::fs::read_to_string(path)
-                        .map_err(|e| {
+                (Some(b), None) => Credential::Bearer(b),
+                (None, Some(o)) => {
+                    let okey = format!("{key}.oauth");
+                    let token_url = reqwest::Url::parse(&o.token_url)
+                        .ok()
+                        .filter(|url| matches!(url.scheme(), "http" | "https"))
+                        .ok_or_else(|| {
                             ConfigError::new(
-                                format!("{key}.credential_file"),
-                                format!("cannot read {}: {e}", path.display()),
-                                "point it at a readable file holding the credential",
+                                format!("{okey}.token_url"),
+                                format!("`{}` is not an http(s) URL", o.token_url),
+                                "the authorization server's token endpoint",
                             )
-                        })?
-                        .trim()
-                        .to_owned(),
-                )),
-                (None, None) => None,
+                        })?;
+                    let client_secret = secret(
+                        &format!("{okey}.client_secret"),
+                        o.client_secret_env.as_deref(),
+                        o.client_secret_file.as_deref(),
+                        env,
+                    )?
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            format!("{okey}.client_secret_env"),
+                            "no client secret",
+                            "set client_secret_env or client_secret_file",
+                        )
+                    })?;
+                    if o.client_id.is_empty() {
+                        return Err(ConfigError::new(
+                            format!("{okey}.client_id"),
+                            "empty",
+                            "the gateway's OAuth client id",
+                        ));
+                    }
+                    Credential::OAuth(OAuthClient {
+                        token_url,
+                        client_id: o.client_id,
+                        client_secret,
+                        scope: o.scope,
+                        resource: o.resource,
+                    })
+                }
+                (None, None) => Credential::None,
             };
+            if let Some(ca) = &u.ca_file
+                && !ca.is_file()
+            {
+                return Err(ConfigError::new(
+                    format!("{key}.ca_file"),
+                    format!("{} is not a readable file", ca.display()),
+                    "a PEM file with one or more CA certificates",
+                ));
+            }
+            let idle_secs = u.idle_timeout_secs.unwrap_or(300);
+            if idle_secs == 0 || idle_secs > 86_400 {
+                return Err(ConfigError::new(
+                    format!("{key}.idle_timeout_secs"),
+                    "out of range",
+                    "1..=86400 seconds",
+                ));
+            }
             let timeout_secs = u.timeout_secs.unwrap_or(30);
             if timeout_secs == 0 || timeout_secs > 3600 {
                 return Err(ConfigError::new(
@@ -486,6 +573,8 @@ impl Config {
                 url,
                 credential,
                 timeout: std::time::Duration::from_secs(timeout_secs),
+                idle_timeout: std::time::Duration::from_secs(idle_secs),
+                ca_file: u.ca_file,
                 scopes,
                 resource,
             });
@@ -504,6 +593,51 @@ impl Config {
             upstreams,
             telemetry: raw.telemetry,
         })
+    }
+}
+
+/// Resolves a secret given by environment variable name or file path (at most one).
+fn secret(
+    key: &str,
+    var: Option<&str>,
+    file: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (var, file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            format!("{key}_env"),
+            format!("both {key}_env and {key}_file are set"),
+            "choose one",
+        )),
+        (Some(var), None) => env(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| Some(Secret::new(v)))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    format!("{key}_env"),
+                    format!("environment variable {var} is not set"),
+                    format!("export it, or remove {key}_env"),
+                )
+            }),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    format!("{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                    "point it at a readable file holding the secret",
+                )
+            })?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}_file"),
+                    format!("{} is empty", path.display()),
+                    "put the secret in the file",
+                ));
+            }
+            Ok(Some(Secret::new(text.to_owned())))
+        }
+        (None, None) => Ok(None),
     }
 }
 

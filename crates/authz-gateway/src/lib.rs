@@ -23,6 +23,7 @@ mod proxy;
 pub mod scopes;
 pub mod sessions;
 pub mod telemetry;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -111,7 +112,8 @@ pub struct App {
     pub sessions: SessionBindings,
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub metrics: Metrics,
-    http: reqwest::Client,
+    /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
+    clients: HashMap<String, upstream::UpstreamClient>,
 }
 
 impl App {
@@ -136,11 +138,17 @@ impl App {
         let audit = authz_audit::AuditStore::connect(&config.audit_database_url)
             .await
             .context("opening the audit store")?;
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("building the upstream HTTP client")?;
+        let clients = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                Ok((
+                    u.name.clone(),
+                    upstream::UpstreamClient::new(u)
+                        .with_context(|| format!("upstream `{}`", u.name))?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?;
         let upstreams = config
             .upstreams
             .iter()
@@ -154,9 +162,13 @@ impl App {
             verifier,
             rbac,
             audit,
-            http,
+            clients,
             config,
         }))
+    }
+
+    fn client(&self, upstream: &str) -> Option<&upstream::UpstreamClient> {
+        self.clients.get(upstream)
     }
 
     /// The RFC 9728 metadata URL of an upstream route (path-inserted form).

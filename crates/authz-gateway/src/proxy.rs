@@ -568,41 +568,79 @@ async fn forward(
     headers: &HeaderMap,
     body: Option<bytes::Bytes>,
 ) -> Result<reqwest::Response, ApiError> {
-    let mut req = app.http.request(method, up.url.clone()).timeout(up.timeout);
+    let upstream_error = |status: StatusCode, code: &'static str, message: &str| {
+        app.metrics
+            .upstream_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ApiError::new(status, code, message, -32603)
+    };
+    let client = app.client(&up.name).ok_or_else(|| {
+        upstream_error(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "the upstream MCP server failed",
+        )
+    })?;
+    let mut req = client.http.request(method, up.url.clone());
     for name in FORWARDED_REQUEST_HEADERS {
         for v in headers.get_all(*name) {
             req = req.header(*name, v.as_bytes());
         }
     }
-    if let Some(c) = &up.credential {
-        req = req.bearer_auth(c.expose());
+    match client.bearer().await {
+        Ok(Some(token)) => req = req.bearer_auth(token.expose()),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, upstream = %up.name, "cannot obtain the gateway's upstream credential");
+            return Err(upstream_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_credentials_unavailable",
+                "the gateway cannot authenticate to the upstream MCP server",
+            ));
+        }
     }
     if let Some(b) = body {
         req = req.body(b);
     }
     let started = Instant::now();
-    let resp = req.send().await.map_err(|e| {
-        app.metrics.upstream_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        warn!(error = %e, upstream = %up.name, elapsed_ms = started.elapsed().as_millis() as u64, "upstream request failed");
-        if e.is_timeout() {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "the upstream MCP server timed out", -32603)
-        } else {
-            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_unavailable", "the upstream MCP server failed", -32603)
+    let resp = match tokio::time::timeout(up.timeout, req.send()).await {
+        Err(_) => {
+            warn!(upstream = %up.name, "upstream response head timed out");
+            return Err(upstream_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream MCP server timed out",
+            ));
         }
-    })?;
+        Ok(Err(e)) => {
+            warn!(error = %e, upstream = %up.name, elapsed_ms = started.elapsed().as_millis() as u64, "upstream request failed");
+            return Err(if e.is_timeout() {
+                upstream_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_timeout",
+                    "the upstream MCP server timed out",
+                )
+            } else {
+                upstream_error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    "the upstream MCP server failed",
+                )
+            });
+        }
+        Ok(Ok(resp)) => resp,
+    };
     // The upstream authenticates the *gateway*, not the agent: its 401/403 means our own
-    // credential is wrong or missing. Passing it on would tell the agent to fix a token that is
-    // fine (and leak the upstream's challenge), so it becomes a 502 and an operator-facing log.
+    // credential is wrong, missing or expired. Passing it on would tell the agent to fix a token
+    // that is fine (and leak the upstream's challenge), so it becomes a 502 and an operator log;
+    // a cached OAuth token is dropped so the next request fetches a fresh one.
     if matches!(resp.status().as_u16(), 401 | 403) {
-        app.metrics
-            .upstream_errors
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        client.invalidate().await;
         tracing::error!(upstream = %up.name, status = resp.status().as_u16(), "the upstream refused the gateway's credential");
-        return Err(ApiError::new(
+        return Err(upstream_error(
             StatusCode::BAD_GATEWAY,
             "upstream_rejected_gateway",
             "the upstream MCP server refused the gateway",
-            -32603,
         ));
     }
     Ok(resp)

@@ -1,0 +1,150 @@
+//! Per-upstream HTTP clients and the gateway's own upstream credentials (static bearer or
+//! OAuth 2.0 client credentials with a cached token). The agent's token is never used here.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use crate::config::{Credential, OAuthClient, Secret, Upstream};
+
+/// Refresh a cached OAuth token this long before it expires.
+const REFRESH_MARGIN: Duration = Duration::from_secs(30);
+/// The largest token endpoint response read.
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// Why the gateway could not obtain its upstream credential.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the token endpoint could not be reached")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("the token endpoint answered HTTP {0}")]
+    Refused(u16),
+    #[error("the token endpoint's answer is not a usable token response")]
+    Invalid,
+}
+
+/// The HTTP client and credential of one upstream.
+#[derive(Debug)]
+pub struct UpstreamClient {
+    pub http: reqwest::Client,
+    credential: CredentialState,
+}
+
+#[derive(Debug)]
+enum CredentialState {
+    None,
+    Bearer(Secret),
+    OAuth {
+        client: Box<OAuthClient>,
+        cached: Mutex<Option<(Secret, Instant)>>,
+    },
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl UpstreamClient {
+    pub fn new(up: &Upstream) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            // An idle limit between body chunks, not a total one: SSE streams may last long.
+            .read_timeout(up.idle_timeout)
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = &up.ca_file {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no valid PEM certificate", path.display()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .context("building the upstream HTTP client")?;
+        let credential = match &up.credential {
+            Credential::None => CredentialState::None,
+            Credential::Bearer(s) => CredentialState::Bearer(s.clone()),
+            Credential::OAuth(c) => CredentialState::OAuth {
+                client: Box::new(c.clone()),
+                cached: Mutex::new(None),
+            },
+        };
+        Ok(Self { http, credential })
+    }
+
+    /// The bearer token to present upstream, if any; fetches or refreshes an OAuth token.
+    pub async fn bearer(&self) -> Result<Option<Secret>, CredentialError> {
+        match &self.credential {
+            CredentialState::None => Ok(None),
+            CredentialState::Bearer(s) => Ok(Some(s.clone())),
+            CredentialState::OAuth { client, cached } => {
+                // Holding the lock across the fetch makes concurrent requests share one fetch.
+                let mut slot = cached.lock().await;
+                if let Some((token, until)) = slot.as_ref()
+                    && Instant::now() < *until
+                {
+                    return Ok(Some(token.clone()));
+                }
+                let (token, lifetime) = self.fetch(client).await?;
+                let until = Instant::now() + lifetime.saturating_sub(REFRESH_MARGIN);
+                *slot = Some((token.clone(), until));
+                Ok(Some(token))
+            }
+        }
+    }
+
+    /// Forgets a cached OAuth token (after the upstream refused it).
+    pub async fn invalidate(&self) {
+        if let CredentialState::OAuth { cached, .. } = &self.credential {
+            *cached.lock().await = None;
+        }
+    }
+
+    async fn fetch(&self, c: &OAuthClient) -> Result<(Secret, Duration), CredentialError> {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(s) = &c.scope {
+            form.push(("scope", s));
+        }
+        if let Some(r) = &c.resource {
+            form.push(("resource", r));
+        }
+        let resp = self
+            .http
+            .post(c.token_url.clone())
+            .basic_auth(&c.client_id, Some(c.client_secret.expose()))
+            .form(&form)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(CredentialError::Unreachable)?;
+        if !resp.status().is_success() {
+            return Err(CredentialError::Refused(resp.status().as_u16()));
+        }
+        let body = resp.bytes().await.map_err(CredentialError::Unreachable)?;
+        if body.len() > MAX_TOKEN_RESPONSE {
+            return Err(CredentialError::Invalid);
+        }
+        let t: TokenResponse =
+            serde_json::from_slice(&body).map_err(|_| CredentialError::Invalid)?;
+        if t.access_token.is_empty()
+            || t.token_type
+                .as_deref()
+                .is_some_and(|tt| !tt.eq_ignore_ascii_case("bearer"))
+        {
+            return Err(CredentialError::Invalid);
+        }
+        // Without expires_in, reuse the token for a minute: long enough to matter, short enough
+        // that a rotated credential is picked up.
+        let lifetime = Duration::from_secs(t.expires_in.unwrap_or(60).min(86_400));
+        Ok((Secret::new(t.access_token), lifetime))
+    }
+}
