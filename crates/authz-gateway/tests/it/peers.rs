@@ -722,23 +722,13 @@ async fn official_sdk_client_without_the_role_is_refused() {
     );
 }
 
-// ---------------------------------------------------------------------------------------------
-// Known gateway bugs, found with the real peers. Each test states the expected (spec) behaviour
-// and fails until the gateway is fixed; see the comment on each for the cause.
-// ---------------------------------------------------------------------------------------------
-
 /// A tool call whose SSE response stays open longer than the upstream's `timeout_secs` must
-/// still complete: the timeout bounds waiting for the upstream to *answer*, not the life of a
-/// stream (elicitation waits for a human, the GET stream lives as long as the session).
-///
-/// Cause: `proxy::forward` sets `RequestBuilder::timeout(up.timeout)`, which reqwest applies
-/// until the response *body* has finished, so every SSE stream (POST and GET) is cut mid-body
-/// after `timeout_secs` (default 30 s). The client sees the stream end without its result and
-/// the call fails (here: the client's own request timeout). Fix: drop the reqwest timeout and
-/// bound only `req.send()` with `tokio::time::timeout(up.timeout, ..)` (504 on expiry), plus the
-/// buffered JSON read in `filtered_response`.
+/// still complete: the timeout bounds waiting for the upstream to *answer* (its response head),
+/// not the life of a stream (elicitation waits for a human, the GET stream lives as long as the
+/// session). Regression test: a reqwest per-request timeout once cut every SSE stream mid-body;
+/// bodies are now bounded by an idle timeout between chunks instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gateway_bug_stream_outliving_upstream_timeout_completes() {
+async fn a_stream_outliving_the_upstream_timeout_completes() {
     if !peers_available().await {
         return;
     }
