@@ -92,6 +92,9 @@ pub struct Options {
     pub upstream_credential: Option<&'static str>,
     /// Point the gateway at a port where nothing listens.
     pub dead_upstream: bool,
+    /// Authenticate upstream with OAuth client credentials from this token endpoint instead of
+    /// a static bearer (client `gateway`, secret `gateway-client-secret`).
+    pub oauth_token_url: Option<String>,
 }
 
 pub async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -153,7 +156,7 @@ database_url = "{audit_url}"
 [[upstreams]]
 name = "tickets"
 url = "{upstream_url}"
-credential_env = "TICKETS_UPSTREAM_TOKEN"
+{credential}
 scopes = [
   {{ method = "tools/call", target = "delete_*", require = ["tickets:write"] }},
   {{ method = "tools/call", target = "create_*", require = ["tickets:write"] }},
@@ -163,6 +166,12 @@ scopes = [
         jwks = jwks.display(),
         model = repo_path("policies/model.conf").display(),
         policy = repo_path("policies/policy.csv").display(),
+        credential = match &opts.oauth_token_url {
+            Some(url) => format!(
+                "oauth = {{ token_url = \"{url}\", client_id = \"gateway\", client_secret_env = \"GW_CLIENT_SECRET\", scope = \"tickets\" }}"
+            ),
+            None => "credential_env = \"TICKETS_UPSTREAM_TOKEN\"".to_owned(),
+        },
         upstream_url = if opts.dead_upstream {
             closed_port_url().await
         } else {
@@ -174,7 +183,11 @@ scopes = [
         .upstream_credential
         .unwrap_or(UPSTREAM_SECRET)
         .to_owned();
-    let env = |k: &str| (k == "TICKETS_UPSTREAM_TOKEN").then(|| credential.clone());
+    let env = |k: &str| match k {
+        "TICKETS_UPSTREAM_TOKEN" => Some(credential.clone()),
+        "GW_CLIENT_SECRET" => Some("gateway-client-secret".to_owned()),
+        _ => None,
+    };
     let config = Config::from_raw(raw, &Overrides::default(), &env).expect("test config validates");
     let app = authz_gateway::App::new(config)
         .await

@@ -14,6 +14,20 @@ fn call(name: &'static str, args: Value) -> CallToolRequestParams {
     CallToolRequestParams::new(name).with_arguments(args)
 }
 
+/// A complete 2026-07-28 stateless `tools/call`: body with `_meta`, and the headers it needs.
+fn stateless_call(id: u64, name: &'static str) -> (Vec<(&'static str, &'static str)>, String) {
+    let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                 "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},
+                 "io.modelcontextprotocol/clientCapabilities":{}}}});
+    let headers = vec![
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", name),
+    ];
+    (headers, body.to_string())
+}
+
 fn tools_call(id: u64, name: &str) -> String {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1}}}).to_string()
 }
@@ -505,4 +519,97 @@ async fn a_dead_upstream_is_a_502_after_the_decision_was_recorded() {
     let records = env.records_for(&resp).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].decision, Effect::Allow);
+}
+
+/// A stand-in OAuth token endpoint that checks the client's credentials and counts requests.
+async fn token_endpoint(
+    tokens: Vec<&'static str>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let seen = seen.clone();
+            let tokens = tokens.clone();
+            async move {
+                let basic = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                // base64("gateway:gateway-client-secret")
+                if basic != "Basic Z2F0ZXdheTpnYXRld2F5LWNsaWVudC1zZWNyZXQ="
+                    || !body.contains("grant_type=client_credentials")
+                {
+                    return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+                }
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let token = tokens[n.min(tokens.len() - 1)];
+                (
+                    axum::http::StatusCode::OK,
+                    json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+                        .to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/token"), calls)
+}
+
+#[tokio::test]
+async fn oauth_client_credentials_are_fetched_once_and_refreshed_after_a_refusal() {
+    use std::sync::atomic::Ordering;
+    // The first token the endpoint hands out is not the one the upstream accepts; the second is.
+    let (url, calls) = token_endpoint(vec!["stale-token", UPSTREAM_SECRET]).await;
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            oauth_token_url: Some(url),
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let resp = env
+        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
+        .await;
+    assert_eq!(resp.status(), 502, "the upstream refuses the first token");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    for id in 2..5 {
+        let (headers, body) = stateless_call(id, "get_ticket");
+        let resp = env.post(Some(&admin), &headers, &body).await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(
+            status, 200,
+            "a fresh token was fetched after the refusal: {text}"
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the good token is cached and reused"
+    );
+    let expected = format!("Bearer {UPSTREAM_SECRET}");
+    let headers = env.upstream.log.authorization_headers();
+    assert_eq!(
+        headers
+            .iter()
+            .filter(|h| h.as_deref() == Some(expected.as_str()))
+            .count(),
+        3
+    );
+    assert!(
+        headers
+            .iter()
+            .all(|h| !h.as_deref().unwrap_or("").contains(&admin)),
+        "the agent token never went upstream"
+    );
 }
