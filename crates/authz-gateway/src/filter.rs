@@ -1,5 +1,7 @@
-//! Filtering of list results (`tools/list`, `prompts/list`, `resources/list`,
-//! `resources/templates/list`) to what the caller may use, over JSON and SSE responses alike.
+//! Rewriting of upstream responses as they pass: list results (`tools/list`, `prompts/list`,
+//! `resources/list`, `resources/templates/list`, `tasks/list`) filtered to what the caller may
+//! use, and task creation observed so tasks can be bound to their owner — over JSON and SSE
+//! responses alike.
 //!
 //! An item is shown only if the corresponding call (`tools/call` of that tool, `prompts/get` of
 //! that prompt, `resources/read` of that URI) would be allowed right now, so a list never
@@ -14,6 +16,10 @@ use serde_json::Value;
 
 /// Decides whether one item's operation is allowed for the caller.
 pub type ItemAllowed = Arc<dyn Fn(&Operation) -> bool + Send + Sync>;
+
+/// Rewrites (or just inspects) the JSON-RPC response to the forwarded request; returns whether
+/// it changed the value. Only the response whose `id` is the request's is ever handed to it.
+pub type Rewrite = Arc<dyn Fn(&mut Value) -> bool + Send + Sync>;
 
 /// The largest single SSE event or JSON list response the gateway will buffer to filter.
 pub const MAX_FILTERED_BYTES: usize = 16 * 1024 * 1024;
@@ -62,17 +68,9 @@ impl ListKind {
     }
 }
 
-/// Filters a JSON-RPC response in place if it is the result of the list request `id`.
-/// Returns how many items were removed.
-pub fn filter_response(
-    kind: ListKind,
-    id: &Value,
-    response: &mut Value,
-    allowed: &ItemAllowed,
-) -> usize {
-    if response.get("id") != Some(id) {
-        return 0;
-    }
+/// Filters a JSON-RPC response in place (its `id` already matched). Returns how many items were
+/// removed.
+pub fn filter_response(kind: ListKind, response: &mut Value, allowed: &ItemAllowed) -> usize {
     let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) else {
         return 0;
     };
@@ -88,27 +86,27 @@ pub fn filter_response(
     before - items.len()
 }
 
-/// Filters a complete JSON body. An unparsable body is refused (`None`): the gateway does not
-/// pass on a list it could not filter.
-pub fn filter_json_body(
-    kind: ListKind,
-    id: &Value,
-    body: &[u8],
-    allowed: &ItemAllowed,
-) -> Option<Vec<u8>> {
+/// A [`Rewrite`] that filters a list result.
+pub fn list_filter(kind: ListKind, allowed: ItemAllowed) -> Rewrite {
+    Arc::new(move |v: &mut Value| {
+        filter_response(kind, v, &allowed);
+        true
+    })
+}
+
+/// Rewrites a complete JSON body. `None` when it cannot be parsed: the gateway does not pass on
+/// a response it was asked to rewrite but could not read. Unchanged bodies keep their bytes.
+pub fn rewrite_json_body(id: &Value, body: &[u8], rw: &Rewrite) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
-    filter_response(kind, id, &mut v, allowed);
+    if v.get("id") != Some(id) || !rw(&mut v) {
+        return Some(body.to_vec());
+    }
     serde_json::to_vec(&v).ok()
 }
 
-/// Rewrites one SSE event block (without its terminating blank line) if its data is the list
-/// response; other events are returned unchanged.
-fn filter_sse_event(
-    kind: ListKind,
-    id: &Value,
-    event: &[u8],
-    allowed: &ItemAllowed,
-) -> Result<Vec<u8>, ()> {
+/// Rewrites one SSE event block (without its terminating blank line) if its data is the response
+/// to `id`; other events are returned unchanged.
+fn rewrite_sse_event(id: &Value, event: &[u8], rw: &Rewrite) -> Result<Vec<u8>, ()> {
     let text = std::str::from_utf8(event).map_err(|_| ())?;
     let mut data = String::new();
     let mut other_lines = Vec::new();
@@ -131,10 +129,9 @@ fn filter_sse_event(
     let Ok(mut v) = serde_json::from_str::<Value>(&data) else {
         return Ok(event.to_vec());
     };
-    if v.get("id") != Some(id) {
+    if v.get("id") != Some(id) || !rw(&mut v) {
         return Ok(event.to_vec());
     }
-    filter_response(kind, id, &mut v, allowed);
     let mut out = Vec::with_capacity(event.len());
     for l in other_lines {
         out.extend_from_slice(l.as_bytes());
@@ -160,12 +157,11 @@ fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// An SSE body whose list response event is filtered as it passes; everything else streams
-/// through event by event without waiting for the end of the stream.
-pub fn filter_sse_stream<S, E>(
-    kind: ListKind,
+/// An SSE body whose response event is rewritten as it passes; everything else streams through
+/// event by event without waiting for the end of the stream.
+pub fn rewrite_sse_stream<S, E>(
     id: Value,
-    allowed: ItemAllowed,
+    rw: Rewrite,
     upstream: S,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
 where
@@ -176,19 +172,19 @@ where
         (upstream, BytesMut::new(), false),
         move |(mut upstream, mut buf, mut done)| {
             let id = id.clone();
-            let allowed = allowed.clone();
+            let rw = rw.clone();
             async move {
                 loop {
                     if let Some((end, sep)) = find_event_end(&buf) {
                         let event = buf.split_to(end + sep);
-                        let out = match filter_sse_event(kind, &id, &event[..end], &allowed) {
+                        let out = match rewrite_sse_event(&id, &event[..end], &rw) {
                             Ok(mut o) => {
                                 o.extend_from_slice(&event[end..]);
                                 Bytes::from(o)
                             }
                             Err(()) => {
                                 return Some((
-                                    Err(std::io::Error::other("unfilterable SSE event")),
+                                    Err(std::io::Error::other("unreadable SSE event")),
                                     (upstream, buf, true),
                                 ));
                             }
@@ -197,12 +193,12 @@ where
                     }
                     if done {
                         // Trailing bytes without a terminating blank line are not an event per
-                        // the SSE grammar; they are dropped rather than passed unfiltered.
+                        // the SSE grammar; they are dropped rather than passed unread.
                         return None;
                     }
                     if buf.len() > MAX_FILTERED_BYTES {
                         return Some((
-                            Err(std::io::Error::other("SSE event too large to filter")),
+                            Err(std::io::Error::other("SSE event too large")),
                             (upstream, buf, true),
                         ));
                     }
@@ -234,17 +230,15 @@ mod tests {
 
     #[test]
     fn json_list_is_filtered_only_for_its_own_id() {
-        let mut v = list();
-        assert_eq!(
-            filter_response(ListKind::Tools, &json!(5), &mut v, &only_get()),
-            2
-        );
-        assert_eq!(v["result"]["tools"], json!([{"name":"get_ticket"}]));
-        let mut other = list();
-        assert_eq!(
-            filter_response(ListKind::Tools, &json!(6), &mut other, &only_get()),
-            0
-        );
+        let rw = list_filter(ListKind::Tools, only_get());
+        let body = serde_json::to_vec(&list()).expect("json");
+        let out: Value =
+            serde_json::from_slice(&rewrite_json_body(&json!(5), &body, &rw).expect("ok"))
+                .expect("json");
+        assert_eq!(out["result"]["tools"], json!([{"name":"get_ticket"}]));
+        let other = rewrite_json_body(&json!(6), &body, &rw).expect("ok");
+        assert_eq!(other, body, "a response to another id passes byte for byte");
+        assert!(rewrite_json_body(&json!(5), b"{not json", &rw).is_none());
     }
 
     #[tokio::test]
@@ -258,10 +252,9 @@ mod tests {
             .chunks(7)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
-        let out: Vec<Bytes> = filter_sse_stream(
-            ListKind::Tools,
+        let out: Vec<Bytes> = rewrite_sse_stream(
             json!(5),
-            only_get(),
+            list_filter(ListKind::Tools, only_get()),
             futures_util::stream::iter(chunks),
         )
         .map(|r| r.expect("ok"))

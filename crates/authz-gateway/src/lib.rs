@@ -41,7 +41,7 @@ use serde_json::json;
 pub use cli::run;
 use config::{Config, PolicySource, Upstream};
 use scopes::ScopePolicy;
-use sessions::SessionBindings;
+use sessions::OwnerBindings;
 
 /// Counters exposed at `/metrics`.
 #[derive(Debug, Default)]
@@ -109,7 +109,9 @@ pub struct App {
     pub rbac: authz_rbac::Rbac,
     pub audit: authz_audit::AuditStore,
     pub scopes: ScopePolicy,
-    pub sessions: SessionBindings,
+    pub sessions: OwnerBindings,
+    /// Task ids bound to the principal whose request created them.
+    pub tasks: Arc<OwnerBindings>,
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub metrics: Metrics,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
@@ -156,7 +158,8 @@ impl App {
             .collect();
         Ok(Arc::new(App {
             scopes: ScopePolicy::new(&config.scope_hierarchy),
-            sessions: SessionBindings::new(100_000),
+            sessions: OwnerBindings::new(100_000),
+            tasks: Arc::new(OwnerBindings::new(100_000)),
             upstreams,
             metrics: Metrics::default(),
             verifier,

@@ -24,7 +24,7 @@ use tracing::{Instrument, info_span, warn};
 use crate::App;
 use crate::config::Upstream;
 use crate::error::{ApiError, FORBIDDEN_CODE, HEADER_MISMATCH_CODE, UNSUPPORTED_VERSION_CODE};
-use crate::filter::{self, ItemAllowed, ListKind};
+use crate::filter::{self, ItemAllowed, ListKind, Rewrite};
 use crate::sessions::{Owner, SessionCheck};
 
 /// Protocol versions the gateway understands.
@@ -325,6 +325,30 @@ async fn post(
         .with_id(msg.id.clone()));
     }
 
+    // A task belongs to the principal that created it; anyone else is told it does not exist.
+    if let Target::Task(task_id) = &msg.operation.target
+        && !app.tasks.owner_is(&up.name, task_id, &Owner::of(principal))
+    {
+        let decision = Decision::deny(ReasonCode::TaskNotOwned, None, app.rbac.revision());
+        deny(
+            app,
+            ctx,
+            principal,
+            &msg,
+            &decision,
+            StatusCode::NOT_FOUND,
+            -32602,
+        )
+        .await?;
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "task_not_found",
+            "task not found",
+            -32602,
+        )
+        .with_id(msg.id.clone()));
+    }
+
     let decision = authorize(app, up, principal, &msg.operation)?;
     tracing::Span::current().record("decision", decision.effect.as_str());
     if !decision.is_allowed() {
@@ -396,12 +420,58 @@ async fn post(
     {
         app.sessions.bind(&up.name, sid, Owner::of(principal));
     }
-    match (ListKind::of(&msg.operation.method), msg.kind, &msg.id) {
-        (Some(kind), MessageKind::Request, Some(id)) => {
-            let allowed = item_filter(app, up.clone(), principal.clone());
-            filtered_response(kind, id.clone(), allowed, upstream_resp).await
+    let Some(id) = msg.id.clone().filter(|_| msg.kind == MessageKind::Request) else {
+        return Ok(stream_back(upstream_resp));
+    };
+    match response_rewrite(app, up, principal, &msg) {
+        Some((rw, private)) => rewritten_response(id, rw, private, upstream_resp).await,
+        None => Ok(stream_back(upstream_resp)),
+    }
+}
+
+/// What, if anything, must be done to the response of an allowed request: list results are
+/// filtered per principal; a task-augmented request's answer binds the new task to its creator;
+/// `tasks/list` shows only the caller's tasks.
+fn response_rewrite(
+    app: &App,
+    up: &Arc<Upstream>,
+    principal: &Principal,
+    msg: &Message,
+) -> Option<(Rewrite, bool)> {
+    if let Some(kind) = ListKind::of(&msg.operation.method) {
+        return Some((
+            filter::list_filter(kind, item_filter(app, up.clone(), principal.clone())),
+            true,
+        ));
+    }
+    match msg.operation.method {
+        Method::TasksList => {
+            let tasks = app.tasks.clone();
+            let (upstream, owner) = (up.name.clone(), Owner::of(principal));
+            let rw: Rewrite = Arc::new(move |v: &mut Value| {
+                if let Some(items) = v.pointer_mut("/result/tasks").and_then(Value::as_array_mut) {
+                    items.retain(|t| {
+                        t.get("taskId")
+                            .and_then(Value::as_str)
+                            .is_some_and(|id| tasks.owner_is(&upstream, id, &owner))
+                    });
+                }
+                true
+            });
+            Some((rw, true))
         }
-        _ => Ok(stream_back(upstream_resp)),
+        _ if msg.value.pointer("/params/task").is_some() => {
+            let tasks = app.tasks.clone();
+            let (upstream, owner) = (up.name.clone(), Owner::of(principal));
+            let rw: Rewrite = Arc::new(move |v: &mut Value| {
+                if let Some(id) = v.pointer("/result/task/taskId").and_then(Value::as_str) {
+                    tasks.bind(&upstream, id, owner.clone());
+                }
+                false
+            });
+            Some((rw, false))
+        }
+        _ => None,
     }
 }
 
@@ -664,10 +734,12 @@ fn stream_back(resp: reqwest::Response) -> Response {
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
-async fn filtered_response(
-    kind: ListKind,
+/// Passes the response on with the response to request `id` rewritten by `rw` (JSON or SSE).
+/// `private` marks the result as per-principal (filtered lists): never cacheable by others.
+async fn rewritten_response(
     id: Value,
-    allowed: ItemAllowed,
+    rw: Rewrite,
+    private: bool,
     resp: reqwest::Response,
 ) -> Result<Response, ApiError> {
     let ctype = resp
@@ -676,20 +748,19 @@ async fn filtered_response(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let head = response_head(&resp);
-    let unfilterable = || {
+    let mut head = response_head(&resp);
+    let unreadable = || {
         ApiError::new(
             StatusCode::BAD_GATEWAY,
             "upstream_invalid",
-            "the upstream list response could not be filtered",
+            "the upstream response could not be read",
             -32603,
         )
     };
     let body = if ctype.starts_with("text/event-stream") {
-        Body::from_stream(filter::filter_sse_stream(
-            kind,
+        Body::from_stream(filter::rewrite_sse_stream(
             id,
-            allowed,
+            rw,
             Box::pin(resp.bytes_stream()),
         ))
     } else if ctype.starts_with("application/json") {
@@ -697,27 +768,27 @@ async fn filtered_response(
             .content_length()
             .is_some_and(|l| l as usize > filter::MAX_FILTERED_BYTES)
         {
-            return Err(unfilterable());
+            return Err(unreadable());
         }
-        let bytes = resp.bytes().await.map_err(|_| unfilterable())?;
+        let bytes = resp.bytes().await.map_err(|_| unreadable())?;
         if bytes.len() > filter::MAX_FILTERED_BYTES {
-            return Err(unfilterable());
+            return Err(unreadable());
         }
-        Body::from(filter::filter_json_body(kind, &id, &bytes, &allowed).ok_or_else(unfilterable)?)
+        Body::from(filter::rewrite_json_body(&id, &bytes, &rw).ok_or_else(unreadable)?)
     } else if resp.status().is_success() && resp.status() != StatusCode::ACCEPTED {
-        // A list result in a format we cannot filter is never passed on unfiltered.
-        return Err(unfilterable());
+        // A result in a format we cannot read is never passed on unchecked.
+        return Err(unreadable());
     } else {
         Body::from_stream(resp.bytes_stream().map_err(std::io::Error::other))
     };
-    let mut head = head;
     if let Some(h) = head.headers_mut() {
         h.remove(header::CONTENT_LENGTH);
-        // Filtered per principal: never cacheable by shared caches.
-        h.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-store"),
-        );
+        if private {
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            );
+        }
     }
-    head.body(body).map_err(|_| unfilterable())
+    head.body(body).map_err(|_| unreadable())
 }

@@ -1,8 +1,8 @@
-//! Binding of MCP session ids to the principal that opened them.
+//! Binding of MCP session ids and task ids to the principal that created them.
 //!
 //! A session never carries authority (every message is authorized on its own), but a session
 //! id presented by anyone other than its owner is refused as if it did not exist, so a leaked id
-//! is useless to another principal.
+//! is useless to another principal. Tasks (`tasks/*`) are bound the same way.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -40,7 +40,7 @@ pub enum SessionCheck {
 /// Bounded map of session id → owner. The oldest binding is forgotten first when full; a client
 /// whose session was forgotten gets 404 and re-initializes, as the transport specifies.
 #[derive(Debug)]
-pub struct SessionBindings {
+pub struct OwnerBindings {
     inner: Mutex<Inner>,
     capacity: usize,
 }
@@ -51,7 +51,7 @@ struct Inner {
     order: VecDeque<(String, String)>,
 }
 
-impl SessionBindings {
+impl OwnerBindings {
     pub fn new(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
@@ -92,6 +92,14 @@ impl SessionBindings {
         }
     }
 
+    /// Whether `id` is bound to exactly this owner.
+    pub fn owner_is(&self, upstream: &str, id: &str, owner: &Owner) -> bool {
+        self.lock()
+            .owners
+            .get(&(upstream.to_owned(), id.to_owned()))
+            == Some(owner)
+    }
+
     pub fn end(&self, upstream: &str, session_id: &str) {
         let key = (upstream.to_owned(), session_id.to_owned());
         let mut inner = self.lock();
@@ -130,7 +138,7 @@ mod tests {
 
     #[test]
     fn sessions_belong_to_their_owner_only() {
-        let s = SessionBindings::new(2);
+        let s = OwnerBindings::new(2);
         s.bind("u", "s1", Owner::of(&p("alice")));
         assert_eq!(s.check("u", "s1", &p("alice")), SessionCheck::Owned);
         assert_eq!(s.check("u", "s1", &p("mallory")), SessionCheck::Foreign);
@@ -141,7 +149,7 @@ mod tests {
 
     #[test]
     fn capacity_forgets_the_oldest() {
-        let s = SessionBindings::new(2);
+        let s = OwnerBindings::new(2);
         for id in ["a", "b", "c"] {
             s.bind("u", id, Owner::of(&p("alice")));
         }

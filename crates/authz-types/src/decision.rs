@@ -98,6 +98,8 @@ reason_codes! {
     MalformedRequest => "malformed_request",
     /// The session id belongs to another principal.
     SessionMismatch => "session_mismatch",
+    /// The task id is not one the caller created (or is unknown).
+    TaskNotOwned => "task_not_owned",
 }
 
 impl std::fmt::Display for ReasonCode {

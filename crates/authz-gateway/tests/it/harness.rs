@@ -95,6 +95,8 @@ pub struct Options {
     /// Authenticate upstream with OAuth client credentials from this token endpoint instead of
     /// a static bearer (client `gateway`, secret `gateway-client-secret`).
     pub oauth_token_url: Option<String>,
+    /// Forward to this URL instead of the demo upstream.
+    pub upstream_url: Option<String>,
 }
 
 pub async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -172,7 +174,9 @@ scopes = [
             ),
             None => "credential_env = \"TICKETS_UPSTREAM_TOKEN\"".to_owned(),
         },
-        upstream_url = if opts.dead_upstream {
+        upstream_url = if let Some(url) = &opts.upstream_url {
+            url.clone()
+        } else if opts.dead_upstream {
             closed_port_url().await
         } else {
             upstream.url()

@@ -5,4 +5,5 @@ mod binary;
 mod harness;
 mod peers;
 mod pipeline;
+mod tasks;
 mod telemetry;
