@@ -103,6 +103,8 @@ pub struct RawServer {
     /// Origins allowed to call (DNS-rebinding protection). Requests without `Origin` pass.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Requests (including open SSE streams) one principal may have in flight; default 64.
+    pub max_in_flight_per_principal: Option<usize>,
     /// Authorization servers advertised in protected resource metadata (default: the issuers).
     #[serde(default)]
     pub authorization_servers: Vec<String>,
@@ -238,6 +240,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub public_url: String,
     pub max_body_bytes: usize,
+    pub max_in_flight_per_principal: usize,
     pub allowed_origins: Vec<String>,
     pub authorization_servers: Vec<String>,
     pub verifier: authz_token::VerifierConfig,
@@ -355,6 +358,15 @@ impl Config {
                 "server.max_body_bytes",
                 format!("{max_body_bytes} is out of range"),
                 "between 1 byte and 64 MiB",
+            ));
+        }
+
+        let max_in_flight_per_principal = raw.server.max_in_flight_per_principal.unwrap_or(64);
+        if max_in_flight_per_principal == 0 || max_in_flight_per_principal > 100_000 {
+            return Err(ConfigError::new(
+                "server.max_in_flight_per_principal",
+                format!("{max_in_flight_per_principal} is out of range"),
+                "between 1 and 100000",
             ));
         }
 
@@ -584,6 +596,7 @@ impl Config {
             listen,
             public_url,
             max_body_bytes,
+            max_in_flight_per_principal,
             allowed_origins: raw.server.allowed_origins,
             authorization_servers,
             verifier: auth,

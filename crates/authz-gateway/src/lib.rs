@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod filter;
+pub mod limits;
 mod proxy;
 pub mod scopes;
 pub mod sessions;
@@ -112,6 +113,8 @@ pub struct App {
     pub sessions: OwnerBindings,
     /// Task ids bound to the principal whose request created them.
     pub tasks: Arc<OwnerBindings>,
+    /// Requests (and open streams) in flight per principal.
+    pub in_flight: Arc<limits::InFlight>,
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub metrics: Metrics,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
@@ -160,6 +163,7 @@ impl App {
             scopes: ScopePolicy::new(&config.scope_hierarchy),
             sessions: OwnerBindings::new(100_000),
             tasks: Arc::new(OwnerBindings::new(100_000)),
+            in_flight: limits::InFlight::new(config.max_in_flight_per_principal),
             upstreams,
             metrics: Metrics::default(),
             verifier,

@@ -25,6 +25,7 @@ use crate::App;
 use crate::config::Upstream;
 use crate::error::{ApiError, FORBIDDEN_CODE, HEADER_MISMATCH_CODE, UNSUPPORTED_VERSION_CODE};
 use crate::filter::{self, ItemAllowed, ListKind, Rewrite};
+use crate::limits::Permit;
 use crate::sessions::{Owner, SessionCheck};
 
 /// Protocol versions the gateway understands.
@@ -397,6 +398,20 @@ async fn post(
         .with_id(msg.id.clone()));
     }
 
+    let Some(permit) = app.in_flight.try_acquire(Owner::of(principal)) else {
+        let decision = Decision::deny(ReasonCode::TooManyRequests, None, app.rbac.revision());
+        deny(
+            app,
+            ctx,
+            principal,
+            &msg,
+            &decision,
+            StatusCode::TOO_MANY_REQUESTS,
+            -32603,
+        )
+        .await?;
+        return Err(too_many().with_id(msg.id.clone()));
+    };
     let mut rec = AuditRecord::for_decision(
         &ctx.request_id,
         &up.name,
@@ -421,11 +436,11 @@ async fn post(
         app.sessions.bind(&up.name, sid, Owner::of(principal));
     }
     let Some(id) = msg.id.clone().filter(|_| msg.kind == MessageKind::Request) else {
-        return Ok(stream_back(upstream_resp));
+        return Ok(stream_back(upstream_resp, permit));
     };
     match response_rewrite(app, up, principal, &msg) {
-        Some((rw, private)) => rewritten_response(id, rw, private, upstream_resp).await,
-        None => Ok(stream_back(upstream_resp)),
+        Some((rw, private)) => rewritten_response(id, rw, private, upstream_resp, permit).await,
+        None => Ok(stream_back(upstream_resp, permit)),
     }
 }
 
@@ -610,11 +625,21 @@ async fn stream_or_end(
             -32001,
         ));
     }
-    let decision = Decision::allow(ReasonCode::ProtocolMethod, None, app.rbac.revision());
+    let permit = app.in_flight.try_acquire(Owner::of(principal));
+    let decision = match permit {
+        Some(_) => Decision::allow(ReasonCode::ProtocolMethod, None, app.rbac.revision()),
+        None => Decision::deny(ReasonCode::TooManyRequests, None, app.rbac.revision()),
+    };
     let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
     rec.method = method.as_str().to_owned();
     rec.session_id = ctx.session_id.clone();
+    if permit.is_none() {
+        rec.http_status = Some(429);
+    }
     record(app, rec).await?;
+    let Some(permit) = permit else {
+        return Err(too_many());
+    };
     let m = if method == HttpMethod::GET {
         reqwest::Method::GET
     } else {
@@ -627,7 +652,16 @@ async fn stream_or_end(
     {
         app.sessions.end(&up.name, sid);
     }
-    Ok(stream_back(resp))
+    Ok(stream_back(resp, permit))
+}
+
+fn too_many() -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "too many requests in flight for this principal",
+        -32603,
+    )
 }
 
 /// Sends the request upstream with the gateway's own credential; the agent's token never leaves.
@@ -726,10 +760,21 @@ fn response_head(resp: &reqwest::Response) -> axum::http::response::Builder {
     b
 }
 
+/// The upstream body as a stream that holds the caller's in-flight permit until it ends.
+fn body_stream(
+    resp: reqwest::Response,
+    permit: Permit,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    resp.bytes_stream().map_err(move |e| {
+        let _held = &permit;
+        std::io::Error::other(e)
+    })
+}
+
 /// Streams the upstream response back unbuffered.
-fn stream_back(resp: reqwest::Response) -> Response {
+fn stream_back(resp: reqwest::Response, permit: Permit) -> Response {
     let head = response_head(&resp);
-    let body = Body::from_stream(resp.bytes_stream().map_err(std::io::Error::other));
+    let body = Body::from_stream(body_stream(resp, permit));
     head.body(body)
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
@@ -741,6 +786,7 @@ async fn rewritten_response(
     rw: Rewrite,
     private: bool,
     resp: reqwest::Response,
+    permit: Permit,
 ) -> Result<Response, ApiError> {
     let ctype = resp
         .headers()
@@ -779,7 +825,7 @@ async fn rewritten_response(
         // A result in a format we cannot read is never passed on unchecked.
         return Err(unreadable());
     } else {
-        Body::from_stream(resp.bytes_stream().map_err(std::io::Error::other))
+        Body::from_stream(body_stream(resp, permit))
     };
     if let Some(h) = head.headers_mut() {
         h.remove(header::CONTENT_LENGTH);

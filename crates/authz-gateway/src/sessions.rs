@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use authz_types::Principal;
 
 /// Who owns a session: issuer, subject and tenant of the principal that initialized it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Owner {
     issuer: String,
     subject: String,

@@ -100,6 +100,8 @@ reason_codes! {
     SessionMismatch => "session_mismatch",
     /// The task id is not one the caller created (or is unknown).
     TaskNotOwned => "task_not_owned",
+    /// The principal has too many requests in flight.
+    TooManyRequests => "too_many_requests",
 }
 
 impl std::fmt::Display for ReasonCode {

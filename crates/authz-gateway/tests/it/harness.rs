@@ -97,6 +97,8 @@ pub struct Options {
     pub oauth_token_url: Option<String>,
     /// Forward to this URL instead of the demo upstream.
     pub upstream_url: Option<String>,
+    /// `server.max_in_flight_per_principal` (default: the gateway's).
+    pub max_in_flight: Option<usize>,
 }
 
 pub async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -136,6 +138,7 @@ pub async fn start_with(backend: AuditBackend, opts: Options) -> Env {
         r#"
 [server]
 public_url = "{base}"
+{max_in_flight}
 
 [auth]
 leeway_secs = 5
@@ -168,6 +171,10 @@ scopes = [
         jwks = jwks.display(),
         model = repo_path("policies/model.conf").display(),
         policy = repo_path("policies/policy.csv").display(),
+        max_in_flight = opts
+            .max_in_flight
+            .map(|n| format!("max_in_flight_per_principal = {n}"))
+            .unwrap_or_default(),
         credential = match &opts.oauth_token_url {
             Some(url) => format!(
                 "oauth = {{ token_url = \"{url}\", client_id = \"gateway\", client_secret_env = \"GW_CLIENT_SECRET\", scope = \"tickets\" }}"

@@ -613,3 +613,71 @@ async fn oauth_client_credentials_are_fetched_once_and_refreshed_after_a_refusal
         "the agent token never went upstream"
     );
 }
+
+#[tokio::test]
+async fn a_principal_over_its_in_flight_limit_gets_429_and_a_record() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            max_in_flight: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let alice = env.token("alice", &["ticket-reader"], &["tickets:read"]);
+    let bob = env.token("bob", &["ticket-reader"], &["tickets:read"]);
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let resp = env.post(Some(&alice), &[], &init.to_string()).await;
+    let sid = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("session")
+        .to_owned();
+    resp.text().await.expect("initialize body read to the end");
+
+    // A long-lived GET stream holds alice's only slot.
+    let stream = env
+        .http
+        .get(&env.route)
+        .bearer_auth(&alice)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("GET stream");
+    assert_eq!(stream.status(), 200);
+
+    let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}).to_string();
+    let h = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let resp = env.post(Some(&alice), &h, &list).await;
+    assert_eq!(resp.status(), 429);
+    let records = env.records_for(&resp).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].reason, ReasonCode::TooManyRequests);
+    assert_eq!(records[0].http_status, Some(429));
+
+    // Others are not affected.
+    let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"}).to_string();
+    assert_ne!(env.post(Some(&bob), &[], &ping).await.status(), 429);
+
+    // Closing the stream frees the slot (released asynchronously: poll with a deadline).
+    drop(stream);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let status = env.post(Some(&alice), &h, &list).await.status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never released (last status {status})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,107 @@
+//! Per-principal concurrency limit: how many requests (including open SSE streams) one principal
+//! may have in flight through the gateway at once. A permit lives as long as the response body.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::sessions::Owner;
+
+/// Counts in-flight requests per principal.
+#[derive(Debug)]
+pub struct InFlight {
+    counts: Mutex<HashMap<Owner, usize>>,
+    max: usize,
+}
+
+/// One in-flight request; released when dropped.
+#[derive(Debug)]
+pub struct Permit {
+    limiter: Arc<InFlight>,
+    owner: Owner,
+}
+
+impl InFlight {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            counts: Mutex::new(HashMap::new()),
+            max: max.max(1),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Owner, usize>> {
+        // Each critical section is a single counter update, so a poisoned map is still sound.
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A permit, or `None` when the principal already has `max` requests in flight.
+    pub fn try_acquire(self: &Arc<Self>, owner: Owner) -> Option<Permit> {
+        let mut counts = self.lock();
+        let n = counts.entry(owner.clone()).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Permit {
+            limiter: self.clone(),
+            owner,
+        })
+    }
+
+    /// Requests in flight for everyone (for metrics).
+    pub fn total(&self) -> usize {
+        self.lock().values().sum()
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut counts = self.limiter.lock();
+        if let Some(n) = counts.get_mut(&self.owner) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.owner);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authz_types::Principal;
+
+    fn owner(sub: &str) -> Owner {
+        Owner::of(&Principal {
+            subject: sub.into(),
+            issuer: "i".into(),
+            tenant: None,
+            client_id: None,
+            actors: vec![],
+            scopes: vec![],
+            roles: vec![],
+            token_id: None,
+            expires_at: 0,
+            issued_at: None,
+        })
+    }
+
+    #[test]
+    fn permits_are_per_principal_and_released_on_drop() {
+        let l = InFlight::new(2);
+        let a1 = l.try_acquire(owner("a")).expect("first");
+        let _a2 = l.try_acquire(owner("a")).expect("second");
+        assert!(
+            l.try_acquire(owner("a")).is_none(),
+            "third is over the limit"
+        );
+        assert!(l.try_acquire(owner("b")).is_some(), "others are unaffected");
+        drop(a1);
+        assert!(
+            l.try_acquire(owner("a")).is_some(),
+            "a released permit frees a slot"
+        );
+        assert_eq!(l.total(), 1, "only _a2 remains (the others were dropped)");
+    }
+}
