@@ -59,6 +59,8 @@ const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
 
 /// Per-request context shared by the pipeline steps.
 struct Ctx {
+    /// The URL carries an `access_token` query parameter (refused: tokens only in the header).
+    query_token: bool,
     request_id: String,
     upstream: Arc<Upstream>,
     session_id: Option<String>,
@@ -68,6 +70,7 @@ pub async fn handle(
     State(app): State<Arc<App>>,
     Path(upstream): Path<String>,
     method: HttpMethod,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -88,7 +91,15 @@ pub async fn handle(
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let query_token = uri.query().is_some_and(|q| {
+            q.split('&').any(|kv| {
+                kv.split('=')
+                    .next()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("access_token"))
+            })
+        });
         let ctx = Ctx {
+            query_token,
             request_id: request_id.clone(),
             upstream: up,
             session_id,
@@ -190,6 +201,11 @@ async fn authenticate(
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
     let failure = match (auth, token) {
+        // A token in the URL leaks into logs and proxies; it is refused even next to a header.
+        _ if ctx.query_token => Some((
+            ReasonCode::TokenNotInHeader,
+            Some("tokens are accepted only in the Authorization header"),
+        )),
         (None, _) => Some((ReasonCode::TokenMissing, None)),
         (Some(_), None) | (Some(_), Some("")) => Some((
             ReasonCode::TokenMalformed,

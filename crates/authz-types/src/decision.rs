@@ -72,6 +72,8 @@ reason_codes! {
     InsufficientScope => "insufficient_scope",
     /// No bearer token in the `Authorization` header.
     TokenMissing => "token_missing",
+    /// A token was sent outside the `Authorization` header (e.g. `?access_token=`).
+    TokenNotInHeader => "token_not_in_header",
     /// The token is not a well-formed JWS compact serialization.
     TokenMalformed => "token_malformed",
     /// The token's signature does not verify.

@@ -681,3 +681,31 @@ async fn a_principal_over_its_in_flight_limit_gets_429_and_a_record() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_token_in_the_query_string_is_refused_even_with_a_good_header() {
+    let env = harness::start(AuditBackend::Sqlite).await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let resp = env
+        .http
+        .post(format!("{}?access_token={admin}", env.route))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .header("accept", harness::ACCEPT_BOTH)
+        .body(tools_call(1, "get_ticket"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401);
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    let records = env.records_for(&resp).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].reason, ReasonCode::TokenNotInHeader);
+    assert_eq!(env.upstream.log.request_count(), 0);
+}
