@@ -41,9 +41,40 @@
 //! # }
 //! ```
 
+/// Runs `$body` once per backend with `$pool` bound to that backend's pool, the type alias `DB`
+/// naming its database and `BEGIN` the statement that starts a write transaction (SQLite:
+/// `BEGIN IMMEDIATE`, which takes the write lock up front so a concurrent writer waits for the
+/// busy timeout instead of failing on upgrade). One body then serves both backends without the
+/// long trait bounds generic code over `sqlx::Database` would need.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type DB = sqlx::Sqlite;
+                #[allow(dead_code)]
+                const BEGIN: &str = "BEGIN IMMEDIATE";
+                $body
+            }
+            $crate::Pool::Postgres($pool) => {
+                #[allow(dead_code)]
+                type DB = sqlx::Postgres;
+                #[allow(dead_code)]
+                const BEGIN: &str = "BEGIN";
+                $body
+            }
+        }
+    };
+}
+
+mod chain;
+mod chained;
+mod keys;
 mod row;
 mod sql;
 mod url;
+mod verify;
+mod writer;
 
 use std::time::Duration;
 
@@ -53,7 +84,12 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqlitePoolOptions};
 use sqlx::{Connection, Postgres, Sqlite};
 
+pub use chain::{CheckpointKind, GENESIS_HASH, record_hash};
+pub use chained::{AuditQuery, PruneReport};
+pub use keys::{PublicKey, SigningKey, write_seed_file};
 pub use url::redact_url;
+pub use verify::{ChainReport, Finding, Tamper, VerifyReport, verify};
+pub use writer::{AuditWriter, WriterConfig, WriterStats};
 
 use row::{Columns, RawRow};
 
@@ -106,6 +142,46 @@ pub enum Error {
         field: &'static str,
         #[source]
         source: serde_json::Error,
+    },
+    /// The record cannot be stored by this backend (Postgres text cannot hold NUL).
+    #[error("the {field} field of an audit record contains a NUL character, which the store cannot hold")]
+    Unstorable { field: &'static str },
+    /// The writer's queue stayed full for the enqueue timeout; the record was not accepted.
+    #[error("the audit queue is full")]
+    QueueFull,
+    /// The writer is shut down (or its task ended); the record was not accepted.
+    #[error("the audit writer is closed")]
+    WriterClosed,
+    /// A durable append got no answer in time; the record may or may not be committed.
+    #[error("no confirmation from the audit writer within {timeout_ms} ms")]
+    DurableTimeout { timeout_ms: u128 },
+    /// A batch's transaction took longer than the commit timeout.
+    #[error("the audit batch did not commit within {timeout_ms} ms")]
+    CommitTimeout { timeout_ms: u128 },
+    /// The batch a durable record was part of failed; shared by every caller of that batch.
+    #[error("the audit batch failed")]
+    BatchFailed {
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
+    /// The writer task panicked or was cancelled.
+    #[error("the audit writer task failed")]
+    WriterFailed {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A writer setting is out of range.
+    #[error("invalid audit writer configuration: {reason}")]
+    Config { reason: &'static str },
+    /// A key is malformed.
+    #[error("invalid audit signing key: {reason}")]
+    Key { reason: &'static str },
+    /// A key file could not be read or written.
+    #[error("cannot access the audit key file {path}")]
+    KeyFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -359,6 +435,10 @@ impl AuditStore {
             Pool::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+fn read_failed(source: sqlx::Error) -> Error {
+    Error::Read { source }
 }
 
 fn write_failed(source: sqlx::Error) -> Error {
