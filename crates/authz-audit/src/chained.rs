@@ -2,12 +2,13 @@
 //! checkpoint in one transaction, following the log, and pruning with anchors.
 
 use authz_types::{AuditFilter, ReasonCode};
-use sqlx::QueryBuilder;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, Postgres, QueryBuilder, Sqlite};
 
 use crate::chain::{CheckpointKind, GENESIS_HASH, checkpoint_message};
 use crate::keys::SigningKey;
 use crate::row::{ChainedRow, RawRow};
-use crate::{AuditStore, Error, StoredRecord, read_failed, sql, write_failed};
+use crate::{AuditStore, Error, Pool, StoredRecord, read_failed, sql, write_failed};
 
 
 /// A search over the audit log: an [`AuditFilter`] plus the conditions the admin CLI needs and
@@ -98,7 +99,8 @@ impl AuditStore {
     /// The head of `chain_id`: its newest record, or the newest anchor if pruning removed every
     /// record, or a new chain.
     pub(crate) async fn chain_head(&self, chain_id: &str) -> Result<ChainHead, Error> {
-        let (row, anchor): (Option<(i64, Vec<u8>)>, Option<(i64, Vec<u8>)>) = on_pool!(self, pool => {
+        type SeqHash = Option<(i64, Vec<u8>)>;
+        let (row, anchor): (SeqHash, SeqHash) = on_pool!(self, pool => {
             let mut qb = QueryBuilder::<DB>::new("SELECT seq, hash FROM audit_records WHERE chain_id = ");
             qb.push_bind(chain_id);
             qb.push(" ORDER BY seq DESC LIMIT 1");
@@ -148,27 +150,60 @@ impl AuditStore {
     ) -> Result<Vec<i64>, Error> {
         let first_seq = rows.first().map_or(0, |r| r.seq);
         let mut ids = vec![0i64; rows.len()];
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_with(BEGIN).await.map_err(write_failed)?;
-            for chunk in rows.chunks(sql::ROWS_PER_INSERT) {
-                let returned: Vec<(i64, i64)> = sql::insert_chained::<DB>(chunk)
-                    .build_query_as()
-                    .fetch_all(&mut *tx)
+        let mut place = |returned: Vec<(i64, i64)>| -> Result<(), Error> {
+            for (id, seq) in returned {
+                let slot = usize::try_from(seq - first_seq)
+                    .ok()
+                    .and_then(|i| ids.get_mut(i))
+                    .ok_or(Error::Corrupt { id, field: "seq" })?;
+                *slot = id;
+            }
+            Ok(())
+        };
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut tx = pool
+                    .begin_with("BEGIN IMMEDIATE")
                     .await
                     .map_err(write_failed)?;
-                for (id, seq) in returned {
-                    let slot = usize::try_from(seq - first_seq)
-                        .ok()
-                        .and_then(|i| ids.get_mut(i))
-                        .ok_or(Error::Corrupt { id, field: "seq" })?;
-                    *slot = id;
+                for chunk in rows.chunks(sql::ROWS_PER_INSERT) {
+                    place(
+                        sql::insert_chained::<Sqlite>(chunk)
+                            .build_query_as()
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(write_failed)?,
+                    )?;
                 }
+                if let Some(cp) = checkpoint {
+                    insert_checkpoint::<Sqlite>(cp)
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write_failed)?;
+                }
+                tx.commit().await.map_err(write_failed)?;
             }
-            if let Some(cp) = checkpoint {
-                insert_checkpoint::<DB>(cp).build().execute(&mut *tx).await.map_err(write_failed)?;
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(write_failed)?;
+                for chunk in rows.chunks(UNNEST_ROWS) {
+                    place(
+                        unnest_insert(chunk)?
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(write_failed)?,
+                    )?;
+                }
+                if let Some(cp) = checkpoint {
+                    insert_checkpoint::<Postgres>(cp)
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write_failed)?;
+                }
+                tx.commit().await.map_err(write_failed)?;
             }
-            tx.commit().await.map_err(write_failed)?;
-        });
+        }
         Ok(ids)
     }
 
@@ -315,6 +350,68 @@ impl AuditStore {
         });
         Ok(report)
     }
+}
+
+/// Rows per `UNNEST` insert on Postgres. Arrays have no bind limit; this only bounds the size
+/// of one message.
+const UNNEST_ROWS: usize = 5_000;
+
+/// The Postgres insert of chained rows: one array per column, expanded by `UNNEST` on the
+/// server. 24 binds instead of 24 per row, so the statement text is the same for every batch
+/// size (prepared once) and nothing approaches the 65,535-bind limit.
+fn unnest_insert<'a>(
+    rows: &'a [ChainedRow<'a>],
+) -> Result<sqlx::query::QueryAs<'static, Postgres, (i64, i64), PgArguments>, Error> {
+    const SQL: &str = "INSERT INTO audit_records (time_ms, request_id, session_id, tenant, \
+        subject, issuer, client_id, actors, token_id, scopes, roles, upstream, method, target, \
+        decision, reason, matched_rule, policy_revision, http_status, jsonrpc_error, chain_id, \
+        seq, prev_hash, hash) \
+        SELECT time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
+        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
+        policy_revision, http_status, jsonrpc_error, $21, seq, prev_hash, hash \
+        FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+        $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], \
+        $20::bigint[], $22::bigint[], $23::bytea[], $24::bytea[]) \
+        AS u(time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
+        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
+        policy_revision, http_status, jsonrpc_error, seq, prev_hash, hash) \
+        RETURNING id, seq";
+    let col = |f: fn(&'a ChainedRow<'a>) -> Option<&'a str>| rows.iter().map(f).collect::<Vec<_>>();
+    let text = |f: fn(&'a ChainedRow<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<_>>();
+    let int = |f: fn(&'a ChainedRow<'a>) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+    let chain_id = rows.first().map_or("", |r| r.chain_id);
+    // Bound through `Arguments::add`, which encodes at once, so the borrowed columns need not
+    // outlive the query.
+    let mut args = PgArguments::default();
+    let added = (|| {
+        args.add(rows.iter().map(|r| r.columns.time_ms).collect::<Vec<_>>())?;
+        args.add(text(|r| r.columns.request_id))?;
+        args.add(col(|r| r.columns.session_id))?;
+        args.add(col(|r| r.columns.tenant))?;
+        args.add(col(|r| r.columns.subject))?;
+        args.add(col(|r| r.columns.issuer))?;
+        args.add(col(|r| r.columns.client_id))?;
+        args.add(text(|r| r.columns.actors.as_str()))?;
+        args.add(col(|r| r.columns.token_id))?;
+        args.add(text(|r| r.columns.scopes.as_str()))?;
+        args.add(text(|r| r.columns.roles.as_str()))?;
+        args.add(text(|r| r.columns.upstream))?;
+        args.add(text(|r| r.columns.method))?;
+        args.add(col(|r| r.columns.target))?;
+        args.add(text(|r| r.columns.decision))?;
+        args.add(text(|r| r.columns.reason))?;
+        args.add(col(|r| r.columns.matched_rule))?;
+        args.add(int(|r| r.columns.policy_revision))?;
+        args.add(int(|r| r.columns.http_status))?;
+        args.add(int(|r| r.columns.jsonrpc_error))?;
+        args.add(chain_id)?;
+        args.add(rows.iter().map(|r| r.seq).collect::<Vec<_>>())?;
+        args.add(rows.iter().map(|r| &r.prev_hash[..]).collect::<Vec<_>>())?;
+        args.add(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
+    })();
+    added.map_err(|e| write_failed(sqlx::Error::Encode(e)))?;
+    Ok(sqlx::query_as_with(SQL, args))
 }
 
 fn insert_checkpoint<DB>(cp: &NewCheckpoint) -> QueryBuilder<DB>
