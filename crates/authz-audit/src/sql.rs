@@ -46,10 +46,8 @@ where
     qb
 }
 
-/// `INSERT INTO audit_records (..., chain_id, seq, prev_hash, hash) VALUES ... RETURNING id, seq`.
-///
-/// Both values are returned because neither backend promises that `RETURNING` rows come back
-/// in insert order; the caller matches ids to records by `seq`.
+/// `INSERT INTO audit_records (..., chain_id, seq, prev_hash, hash) VALUES ...` (the SQLite
+/// path of the writer; Postgres uses an `UNNEST` insert).
 pub(crate) fn insert_chained<'a, DB>(rows: &'a [ChainedRow<'a>]) -> QueryBuilder<DB>
 where
     DB: Database,
@@ -70,7 +68,6 @@ where
             .push_bind(&r.prev_hash[..])
             .push_bind(&r.hash[..]);
     });
-    qb.push(" RETURNING id, seq");
     qb
 }
 

@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::chain::{CheckpointKind, record_hash};
-use crate::chained::{ChainHead, NewCheckpoint};
+use crate::chained::{ChainHead, NewCheckpoint, WriterConn};
 use crate::keys::SigningKey;
 use crate::row::{ChainedRow, Columns};
 use crate::{AuditStore, Backend, Error};
@@ -112,6 +112,8 @@ pub struct WriterStats {
     pub queued: u64,
     /// Records committed.
     pub committed: u64,
+    /// Transactions committed (`committed / batches` is the mean batch size).
+    pub batches: u64,
     /// Batches (transactions) that failed.
     pub failed_batches: u64,
     /// Durable appends answered with an error (failed batch or timeout).
@@ -130,6 +132,9 @@ pub struct WriterStats {
 
 type Ack = oneshot::Sender<Result<i64, Error>>;
 
+/// A kept connection idle for longer than this is pinged before the next batch.
+const CONN_IDLE_CHECK: Duration = Duration::from_secs(10);
+
 // Almost every message is an `Append`, so boxing the record to shrink the rare `Shutdown`
 // would only add an allocation per record.
 #[allow(clippy::large_enum_variant)]
@@ -142,6 +147,7 @@ enum Command {
 struct Counters {
     queued: AtomicU64,
     committed: AtomicU64,
+    batches: AtomicU64,
     failed_batches: AtomicU64,
     durable_failures: AtomicU64,
     queue_full_rejections: AtomicU64,
@@ -215,6 +221,8 @@ impl AuditWriter {
             pending: Vec::new(),
             retry_at: None,
             failures_in_a_row: 0,
+            conn: None,
+            conn_used: Instant::now(),
             rx,
             closing: false,
             shutdown_replies: Vec::new(),
@@ -310,6 +318,7 @@ impl AuditWriter {
         WriterStats {
             queued: get(&c.queued),
             committed: get(&c.committed),
+            batches: get(&c.batches),
             failed_batches: get(&c.failed_batches),
             durable_failures: get(&c.durable_failures),
             queue_full_rejections: get(&c.queue_full_rejections),
@@ -408,6 +417,10 @@ struct Task {
     pending: Vec<Entry>,
     retry_at: Option<Instant>,
     failures_in_a_row: u32,
+    /// The connection batches are written on, kept between batches; dropped after a failure.
+    conn: Option<WriterConn>,
+    /// When `conn` was last used.
+    conn_used: Instant,
     rx: mpsc::Receiver<Command>,
     closing: bool,
     shutdown_replies: Vec<oneshot::Sender<()>>,
@@ -554,6 +567,7 @@ impl Task {
                 self.failures_in_a_row = 0;
                 self.retry_at = None;
                 bump(&self.shared.counters.committed, n);
+                bump(&self.shared.counters.batches, 1);
                 self.shared
                     .counters
                     .last_seq
@@ -566,7 +580,12 @@ impl Task {
             }
             // Everything left was confirmed committed by an earlier attempt.
             Ok(None) => {}
-            Err(error) => self.fail(entries, error),
+            Err(error) => {
+                if let Some(conn) = self.conn.take() {
+                    conn.discard();
+                }
+                self.fail(entries, error)
+            }
         }
     }
 
@@ -647,10 +666,26 @@ impl Task {
                     self.key.as_ref(),
                 )
             });
+        // A kept connection that sat idle may have been closed by the server meanwhile; check
+        // it then rather than fail a batch on it.
+        if self.conn_used.elapsed() > CONN_IDLE_CHECK
+            && let Some(mut conn) = self.conn.take()
+        {
+            if conn.ping().await {
+                self.conn = Some(conn);
+            } else {
+                conn.discard();
+            }
+        }
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(self.store.writer_conn().await?),
+        };
         // Set before writing: if this future is cancelled by the commit timeout, the outcome
         // is unknown and the next attempt must look first.
         self.unsure = Some(head);
-        let ids = self.store.write_chained(&rows, checkpoint.as_ref()).await?;
+        let ids = AuditStore::write_chained(conn, &rows, checkpoint.as_ref()).await?;
+        self.conn_used = Instant::now();
         self.unsure = None;
         Ok(Some((ids, head, checkpoint.map(|c| c.seq))))
     }
