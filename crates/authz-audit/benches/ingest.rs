@@ -66,7 +66,10 @@ struct Target {
 fn targets(rt: &Runtime) -> Vec<Target> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
     out.push(Target {
         name: "sqlite",
         store: rt.block_on(AuditStore::connect(&url)).expect("sqlite"),

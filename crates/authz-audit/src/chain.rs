@@ -110,7 +110,12 @@ impl Sink for Vec<u8> {
 /// The hash of `record` at position `seq` of chain `chain_id`, following the record whose hash
 /// is `prev_hash` ([`GENESIS_HASH`] for the first). See the module documentation of the
 /// encoding; an external verifier can reimplement it from that table alone.
-pub fn record_hash(record: &AuditRecord, chain_id: &str, seq: i64, prev_hash: &[u8; 32]) -> [u8; 32] {
+pub fn record_hash(
+    record: &AuditRecord,
+    chain_id: &str,
+    seq: i64,
+    prev_hash: &[u8; 32],
+) -> [u8; 32] {
     let mut h = Sha256::new();
     h.str(RECORD_TAG);
     h.str(chain_id);
@@ -194,7 +199,11 @@ pub(crate) fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != N * 2 {
         return None;
     }
-    let digit = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let digit = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let mut out = [0u8; N];
     for (i, pair) in text.chunks_exact(2).enumerate() {
         out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
@@ -208,7 +217,13 @@ mod tests {
     use authz_types::ReasonCode;
 
     fn sample() -> AuditRecord {
-        let mut r = AuditRecord::unauthenticated("req-1", "tickets", "tools/call", ReasonCode::TokenMissing, 401);
+        let mut r = AuditRecord::unauthenticated(
+            "req-1",
+            "tickets",
+            "tools/call",
+            ReasonCode::TokenMissing,
+            401,
+        );
         r.time_ms = 1_767_225_600_123;
         r
     }

@@ -2,15 +2,14 @@
 //! checkpoint in one transaction, following the log, and pruning with anchors.
 
 use authz_types::{AuditFilter, ReasonCode};
-use sqlx::postgres::PgArguments;
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Connection, Postgres, QueryBuilder, Sqlite};
 
 use crate::chain::{CheckpointKind, GENESIS_HASH, checkpoint_message};
 use crate::keys::SigningKey;
 use crate::row::{ChainedRow, RawRow};
 use crate::{AuditStore, Error, Pool, StoredRecord, read_failed, sql, write_failed};
-
 
 /// A search over the audit log: an [`AuditFilter`] plus the conditions the admin CLI needs and
 /// `authz_types::AuditFilter` does not have. Empty fields do not filter.
@@ -80,10 +79,10 @@ impl NewCheckpoint {
     }
 }
 
-/// A connection the writer keeps for its batches. On SQLite this keeps the page cache warm: a
-/// connection discards its cache whenever another connection has written, so batches spread
-/// over a pool would each start cold (measured: about 3× slower). It also saves the pool's
-/// liveness ping per batch.
+/// A connection the writer keeps for its batches. This saves the pool's liveness ping per
+/// batch, and on SQLite keeps the connection's page cache (a connection discards it whenever
+/// another connection has written). The gain was within the noise of the benchmark here; it
+/// costs one pooled connection.
 #[derive(Debug)]
 pub(crate) enum WriterConn {
     Sqlite(PoolConnection<Sqlite>),
@@ -207,8 +206,9 @@ impl AuditStore {
                     .await
                     .map_err(write_failed)?;
                 for chunk in rows.chunks(sql::ROWS_PER_INSERT) {
-                    // No `RETURNING`: streaming 1000 rows back from SQLite's worker thread cost
-                    // more than the insert. Under `BEGIN IMMEDIATE` nobody else inserts, and an
+                    // No `RETURNING`: it streams every row back from sqlx's SQLite worker thread
+                    // (allocations and a message per row). Under `BEGIN IMMEDIATE` nobody else
+                    // inserts, and an
                     // AUTOINCREMENT table gives the rows of one multi-row insert consecutive
                     // ids in VALUES order, so they follow from the last one.
                     let done = sql::insert_chained::<Sqlite>(chunk)
@@ -219,7 +219,10 @@ impl AuditStore {
                     let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
                     let last = done.last_insert_rowid();
                     if done.rows_affected() != chunk.len() as u64 {
-                        return Err(Error::Corrupt { id: last, field: "id" });
+                        return Err(Error::Corrupt {
+                            id: last,
+                            field: "id",
+                        });
                     }
                     place(
                         chunk

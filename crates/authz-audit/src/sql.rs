@@ -74,34 +74,33 @@ where
 fn bind_columns<'a, DB>(
     row: &mut sqlx::query_builder::Separated<'_, DB, &'static str>,
     c: &'a Columns<'a>,
-)
-where
+) where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
     Option<&'a str>: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
     Option<i64>: Encode<'a, DB> + Type<DB>,
 {
-        row.push_bind(c.time_ms)
-            .push_bind(c.request_id)
-            .push_bind(c.session_id)
-            .push_bind(c.tenant)
-            .push_bind(c.subject)
-            .push_bind(c.issuer)
-            .push_bind(c.client_id)
-            .push_bind(c.actors.as_str())
-            .push_bind(c.token_id)
-            .push_bind(c.scopes.as_str())
-            .push_bind(c.roles.as_str())
-            .push_bind(c.upstream)
-            .push_bind(c.method)
-            .push_bind(c.target)
-            .push_bind(c.decision)
-            .push_bind(c.reason)
-            .push_bind(c.matched_rule)
-            .push_bind(c.policy_revision)
-            .push_bind(c.http_status)
-            .push_bind(c.jsonrpc_error);
+    row.push_bind(c.time_ms)
+        .push_bind(c.request_id)
+        .push_bind(c.session_id)
+        .push_bind(c.tenant)
+        .push_bind(c.subject)
+        .push_bind(c.issuer)
+        .push_bind(c.client_id)
+        .push_bind(c.actors.as_str())
+        .push_bind(c.token_id)
+        .push_bind(c.scopes.as_str())
+        .push_bind(c.roles.as_str())
+        .push_bind(c.upstream)
+        .push_bind(c.method)
+        .push_bind(c.target)
+        .push_bind(c.decision)
+        .push_bind(c.reason)
+        .push_bind(c.matched_rule)
+        .push_bind(c.policy_revision)
+        .push_bind(c.http_status)
+        .push_bind(c.jsonrpc_error);
 }
 
 /// `SELECT <columns> FROM audit_records WHERE ... ORDER BY time_ms DESC, id DESC LIMIT n`.

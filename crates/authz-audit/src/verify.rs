@@ -252,7 +252,10 @@ async fn verify_chain(
                 // Intact; check the checkpoints that vouch for this record.
                 while let Some(cp) = checkpoints.next_if(|cp| cp.seq <= row.seq) {
                     let problem = if cp.seq < row.seq {
-                        Some(format!("checkpoint {} names seq {}, which is not in the chain", cp.id, cp.seq))
+                        Some(format!(
+                            "checkpoint {} names seq {}, which is not in the chain",
+                            cp.id, cp.seq
+                        ))
                     } else if Some(cp.hash.as_slice()) != row.hash.as_ref().map(|h| &h[..]) {
                         Some(format!(
                             "checkpoint {} says seq {} has hash {}, the record has {}",
@@ -281,10 +284,8 @@ async fn verify_chain(
                 prev_id = Some(row.id);
                 continue;
             }
-            report.problem = Some(
-                classify(store, chain_id, &row, expected_seq, &expected_prev, prev_id)
-                    .await?,
-            );
+            report.problem =
+                Some(classify(store, chain_id, &row, expected_seq, &expected_prev, prev_id).await?);
             return Ok(report);
         }
     }
@@ -406,7 +407,6 @@ fn check_signature(
         )
     })
 }
-
 
 impl AuditStore {
     /// Every chain id with records or checkpoints, sorted.

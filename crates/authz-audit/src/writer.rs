@@ -139,7 +139,10 @@ const CONN_IDLE_CHECK: Duration = Duration::from_secs(10);
 // would only add an allocation per record.
 #[allow(clippy::large_enum_variant)]
 enum Command {
-    Append { record: AuditRecord, ack: Option<Ack> },
+    Append {
+        record: AuditRecord,
+        ack: Option<Ack>,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -183,6 +186,11 @@ pub struct AuditWriter {
 impl AuditWriter {
     /// Resumes (or starts) the configured chain and spawns the writer task on the current tokio
     /// runtime. `key` signs checkpoints; without one they are written unsigned.
+    ///
+    /// The task keeps one connection of the store's pool for its batches (size the pool with
+    /// that in mind). Run one writer per chain id: a second writer on the same chain is
+    /// detected (its batch fails on the unique `(chain_id, seq)` index, it logs an error and
+    /// continues from the stored head), but the two then take turns extending one chain.
     pub async fn spawn(
         store: AuditStore,
         config: WriterConfig,
@@ -339,7 +347,12 @@ impl AuditWriter {
             // An error only means the task is gone already; the join below reports why.
             let _ = done.await;
         }
-        let handle = self.shared.task.lock().ok().and_then(|mut slot| slot.take());
+        let handle = self
+            .shared
+            .task
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
         if let Some(handle) = handle {
             handle
                 .await
@@ -452,8 +465,7 @@ impl Task {
                 let until = self.retry_at.unwrap_or_else(Instant::now);
                 while inbox.len() < max_batch {
                     let room = max_batch - inbox.len();
-                    match tokio::time::timeout_at(until, self.rx.recv_many(&mut inbox, room))
-                    .await
+                    match tokio::time::timeout_at(until, self.rx.recv_many(&mut inbox, room)).await
                     {
                         Ok(0) => {
                             self.closing = true;
@@ -506,9 +518,8 @@ impl Task {
     /// more), or for a time-based checkpoint. Returns false when there is nothing to commit.
     async fn wait_for_work(&mut self, inbox: &mut Vec<Command>) -> bool {
         let max_batch = self.config.max_batch;
-        let checkpoint_at = (self.head.seq > self.last_cp_seq).then(|| {
-            self.last_cp_at + Duration::from_millis(self.config.checkpoint_interval_ms)
-        });
+        let checkpoint_at = (self.head.seq > self.last_cp_seq)
+            .then(|| self.last_cp_at + Duration::from_millis(self.config.checkpoint_interval_ms));
         let received = match checkpoint_at {
             Some(at) => tokio::time::timeout_at(at, self.rx.recv_many(inbox, max_batch))
                 .await
@@ -530,9 +541,7 @@ impl Task {
             let until = Instant::now() + Duration::from_millis(self.config.flush_interval_ms);
             while inbox.len() < max_batch {
                 let room = max_batch - inbox.len();
-                match tokio::time::timeout_at(until, self.rx.recv_many(inbox, room))
-                .await
-                {
+                match tokio::time::timeout_at(until, self.rx.recv_many(inbox, room)).await {
                     Ok(0) => {
                         self.closing = true;
                         break;

@@ -185,11 +185,17 @@ impl WriteLock {
     pub async fn release(self) {
         match self {
             Self::Sqlite(mut conn) => {
-                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.expect("rollback");
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("rollback");
                 conn.close().await.expect("close");
             }
             Self::Postgres(mut conn) => {
-                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.expect("rollback");
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("rollback");
                 conn.close().await.expect("close");
             }
         }

@@ -86,7 +86,12 @@ fn assert_problem(report: &VerifyReport, kind: Tamper, seq: i64, record_id: Opti
         panic!("expected {kind:?} at seq {seq}, but the chain verified: {report:?}")
     };
     assert_eq!(
-        (problem.kind, problem.seq, problem.record_id, problem.chain_id.as_str()),
+        (
+            problem.kind,
+            problem.seq,
+            problem.record_id,
+            problem.chain_id.as_str()
+        ),
         (kind, seq, record_id, CHAIN),
         "{problem:?}"
     );
@@ -203,7 +208,12 @@ async fn a_forged_record_with_a_valid_hash_is_named_inserted(db: &TestDb) {
     let hash = record_hash(&forged(), CHAIN, 8, &hashes[7]);
     insert_forged(db, 8, &hashes[7], &hash).await;
     let forged_id = id_of(db, "forged").await;
-    assert_problem(&report(db, None).await, Tamper::Inserted, 8, Some(forged_id));
+    assert_problem(
+        &report(db, None).await,
+        Tamper::Inserted,
+        8,
+        Some(forged_id),
+    );
 }
 
 async fn a_forged_record_with_garbage_hashes_is_named_inserted(db: &TestDb) {
@@ -211,7 +221,12 @@ async fn a_forged_record_with_garbage_hashes_is_named_inserted(db: &TestDb) {
     shift_up(db, 8).await;
     insert_forged(db, 8, &[1; 32], &[2; 32]).await;
     let forged_id = id_of(db, "forged").await;
-    assert_problem(&report(db, None).await, Tamper::Inserted, 8, Some(forged_id));
+    assert_problem(
+        &report(db, None).await,
+        Tamper::Inserted,
+        8,
+        Some(forged_id),
+    );
 }
 
 async fn swapped_records_are_named_reordered(db: &TestDb) {
@@ -246,7 +261,12 @@ async fn checkpoints_are_checked(db: &TestDb) {
     let public = key.public_key();
     twenty(db, Some(key)).await;
     let wrong = SigningKey::from_seed(&[1; 32]).expect("key").public_key();
-    assert_problem(&report(db, Some(&wrong)).await, Tamper::BadCheckpoint, 5, None);
+    assert_problem(
+        &report(db, Some(&wrong)).await,
+        Tamper::BadCheckpoint,
+        5,
+        None,
+    );
 
     // The time is covered by the signature only.
     db.raw("UPDATE audit_checkpoints SET time_ms = time_ms + 1 WHERE seq = 10")

@@ -145,7 +145,9 @@ async fn concurrent_durable_appends_commit_into_one_verified_chain(db: &TestDb) 
     assert_eq!(stats.last_seq, 2000);
     assert!(stats.checkpoints >= 1, "{stats:?}");
 
-    let report = verify(&db.store, None, Some(&public)).await.expect("verify");
+    let report = verify(&db.store, None, Some(&public))
+        .await
+        .expect("verify");
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.chains.len(), 1);
     let chain = &report.chains[0];
@@ -194,7 +196,10 @@ async fn a_restarted_writer_resumes_its_chain(db: &TestDb) {
                 .expect("durable");
         }
         let stats = writer.shutdown().await.expect("shutdown");
-        assert_eq!(stats.last_seq, i64::try_from(round * 10 + 10).expect("small"));
+        assert_eq!(
+            stats.last_seq,
+            i64::try_from(round * 10 + 10).expect("small")
+        );
     }
     // A record written around the writer is counted but not part of any chain.
     db.store.append(&rec(99)).await.expect("plain append");
@@ -264,7 +269,10 @@ async fn refused_inserts_fail_durable_callers_and_recover(db: &TestDb) {
     .await;
     accept_inserts(db).await;
     // The same writer recovers without a restart.
-    let id = writer.append_durable(rec(13)).await.expect("after recovery");
+    let id = writer
+        .append_durable(rec(13))
+        .await
+        .expect("after recovery");
     assert!(id > 0);
     eventually("the buffered records to commit", || async {
         writer.stats().committed == 12
@@ -436,7 +444,10 @@ async fn following_and_searching_the_log(db: &TestDb) {
         chain_id: Some("gw-s".into()),
         ..Default::default()
     };
-    assert_eq!(db.store.count_matching(&by_reason).await.expect("count"), 25);
+    assert_eq!(
+        db.store.count_matching(&by_reason).await.expect("count"),
+        25
+    );
     let none = AuditQuery {
         reason: Some(ReasonCode::TokenMissing),
         ..Default::default()
@@ -464,7 +475,10 @@ async fn nul_characters(db: &TestDb) {
     } else {
         result.expect("SQLite stores NUL");
     }
-    writer.append_durable(rec(2)).await.expect("the next record");
+    writer
+        .append_durable(rec(2))
+        .await
+        .expect("the next record");
     writer.shutdown().await.expect("shutdown");
     let report = verify(&db.store, None, None).await.expect("verify");
     assert!(report.is_intact(), "{report:?}");
