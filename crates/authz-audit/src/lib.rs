@@ -1,8 +1,9 @@
 //! SQL audit store of the MCP authorization gateway: SQLite (embedded default) or Postgres.
 //!
 //! Every decision the gateway makes, allowed or denied, becomes one [`AuditRecord`] row in the
-//! `audit_records` table. [`AuditStore::append`] returns only once the row is committed, and a
-//! record that cannot be written is an `Err`, never dropped, so a caller can fail closed.
+//! `audit_records` table. A durable append returns only once the row is committed, and a
+//! record that cannot be written is an `Err`, never dropped silently, so a caller can fail
+//! closed.
 //!
 //! # Storage
 //!
@@ -18,10 +19,28 @@
 //! a busy timeout and foreign keys on. Postgres cannot store the NUL character in text, so a
 //! record containing one is refused with [`Error::Write`] there.
 //!
+//! # Writing: the group-commit writer
+//!
+//! The gateway writes through an [`AuditWriter`]: a task that owns a queue and commits records
+//! in batches (one transaction per batch), in durable mode (the caller waits for the commit)
+//! or buffered mode (the caller waits only for the queue). See the [`AuditWriter`] docs for
+//! the failure and retry policy. [`AuditStore::append`] and [`AuditStore::append_batch`]
+//! remain for direct writes; their rows are not chained.
+//!
+//! # Tamper evidence
+//!
+//! Every writer has its own hash chain (`chain_id`, one per gateway replica): each record
+//! carries its `seq` (gap-free), the previous record's hash and its own hash
+//! ([`record_hash`], a versioned, length-prefixed encoding documented there). Checkpoints
+//! signed with an Ed25519 [`SigningKey`] are written every K records or T seconds; [`verify`]
+//! walks the chains and names the first edited, deleted, inserted or reordered record or bad
+//! checkpoint. [`AuditStore::prune_before`] deletes old records behind an anchor so the rest
+//! still verifies.
+//!
 //! # Example
 //!
 //! ```
-//! use authz_audit::{AuditStore, Backend};
+//! use authz_audit::{AuditStore, AuditWriter, Backend, SigningKey, WriterConfig, verify};
 //! use authz_types::{AuditFilter, AuditRecord, ReasonCode};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -31,19 +50,64 @@
 //! let store = AuditStore::connect(&url).await?;
 //! assert_eq!(store.backend(), Backend::Sqlite);
 //!
+//! // In production the seed comes from a file: `SigningKey::from_seed_file(path)`.
+//! let key = SigningKey::from_seed(&SigningKey::generate_seed()?)?;
+//! let public = key.public_key();
+//! let config = WriterConfig { chain_id: Some("gateway-1".into()), ..Default::default() };
+//! let writer = AuditWriter::spawn(store.clone(), config, Some(key)).await?;
+//!
 //! let record = AuditRecord::unauthenticated("req-1", "tickets", "tools/call", ReasonCode::TokenMissing, 401);
-//! let id = store.append(&record).await?;
+//! let id = writer.append_durable(record.clone()).await?; // committed when this returns
+//! writer.append_buffered(record.clone()).await?;         // queued when this returns
+//! let stats = writer.shutdown().await?;                  // drains, commits, checkpoints
+//! assert_eq!(stats.committed, 2);
 //!
 //! let found = store.query(&AuditFilter { request_id: Some("req-1".into()), ..Default::default() }).await?;
-//! assert_eq!(found[0].id, id);
-//! assert_eq!(found[0].record, record);
+//! assert_eq!(found.len(), 2);
+//! assert_eq!(found[1].id, id);
+//! assert_eq!(found[1].record, record);
+//!
+//! let report = verify(&store, None, Some(&public)).await?;
+//! assert!(report.is_intact());
+//! assert_eq!(report.chains[0].signed_through, Some(2));
 //! # Ok(())
 //! # }
 //! ```
 
+/// Runs `$body` once per backend with `$pool` bound to that backend's pool, the type alias `DB`
+/// naming its database and `BEGIN` the statement that starts a write transaction (SQLite:
+/// `BEGIN IMMEDIATE`, which takes the write lock up front so a concurrent writer waits for the
+/// busy timeout instead of failing on upgrade). One body then serves both backends without the
+/// long trait bounds generic code over `sqlx::Database` would need.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type DB = sqlx::Sqlite;
+                #[allow(dead_code)]
+                const BEGIN: &str = "BEGIN IMMEDIATE";
+                $body
+            }
+            $crate::Pool::Postgres($pool) => {
+                #[allow(dead_code)]
+                type DB = sqlx::Postgres;
+                #[allow(dead_code)]
+                const BEGIN: &str = "BEGIN";
+                $body
+            }
+        }
+    };
+}
+
+mod chain;
+mod chained;
+mod keys;
 mod row;
 mod sql;
 mod url;
+mod verify;
+mod writer;
 
 use std::time::Duration;
 
@@ -53,7 +117,12 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqlitePoolOptions};
 use sqlx::{Connection, Postgres, Sqlite};
 
+pub use chain::{CheckpointKind, GENESIS_HASH, record_hash};
+pub use chained::{AuditQuery, PruneReport};
+pub use keys::{PublicKey, SigningKey, write_seed_file};
 pub use url::redact_url;
+pub use verify::{ChainReport, Finding, Tamper, VerifyReport, verify};
+pub use writer::{AuditWriter, WriterConfig, WriterStats};
 
 use row::{Columns, RawRow};
 
@@ -106,6 +175,48 @@ pub enum Error {
         field: &'static str,
         #[source]
         source: serde_json::Error,
+    },
+    /// The record cannot be stored by this backend (Postgres text cannot hold NUL).
+    #[error(
+        "the {field} field of an audit record contains a NUL character, which the store cannot hold"
+    )]
+    Unstorable { field: &'static str },
+    /// The writer's queue stayed full for the enqueue timeout; the record was not accepted.
+    #[error("the audit queue is full")]
+    QueueFull,
+    /// The writer is shut down (or its task ended); the record was not accepted.
+    #[error("the audit writer is closed")]
+    WriterClosed,
+    /// A durable append got no answer in time; the record may or may not be committed.
+    #[error("no confirmation from the audit writer within {timeout_ms} ms")]
+    DurableTimeout { timeout_ms: u128 },
+    /// A batch's transaction took longer than the commit timeout.
+    #[error("the audit batch did not commit within {timeout_ms} ms")]
+    CommitTimeout { timeout_ms: u128 },
+    /// The batch a durable record was part of failed; shared by every caller of that batch.
+    #[error("the audit batch failed")]
+    BatchFailed {
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
+    /// The writer task panicked or was cancelled.
+    #[error("the audit writer task failed")]
+    WriterFailed {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// A writer setting is out of range.
+    #[error("invalid audit writer configuration: {reason}")]
+    Config { reason: &'static str },
+    /// A key is malformed.
+    #[error("invalid audit signing key: {reason}")]
+    Key { reason: &'static str },
+    /// A key file could not be read or written.
+    #[error("cannot access the audit key file {path}")]
+    KeyFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -359,6 +470,10 @@ impl AuditStore {
             Pool::Postgres(pool) => pool.close().await,
         }
     }
+}
+
+fn read_failed(source: sqlx::Error) -> Error {
+    Error::Read { source }
 }
 
 fn write_failed(source: sqlx::Error) -> Error {

@@ -15,6 +15,23 @@ pub(crate) const INSERT_COLUMNS: &str = "time_ms, request_id, session_id, tenant
 /// How many values one row binds; keep in step with [`INSERT_COLUMNS`].
 pub(crate) const COLUMN_COUNT: usize = 20;
 
+/// The columns a chained insert adds after [`INSERT_COLUMNS`], in the order
+/// [`ChainedRow`] binds them.
+pub(crate) const CHAIN_COLUMNS: &str = "chain_id, seq, prev_hash, hash";
+
+/// How many values one chained row binds.
+pub(crate) const CHAINED_COLUMN_COUNT: usize = COLUMN_COUNT + 4;
+
+/// A record with its place in a hash chain, as bound into an insert.
+#[derive(Debug)]
+pub(crate) struct ChainedRow<'a> {
+    pub columns: Columns<'a>,
+    pub chain_id: &'a str,
+    pub seq: i64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
 /// The column list of a select: `id` then the insert columns.
 pub(crate) const SELECT_COLUMNS: &str = "id, time_ms, request_id, session_id, tenant, subject, \
      issuer, client_id, actors, token_id, scopes, roles, upstream, method, target, decision, \

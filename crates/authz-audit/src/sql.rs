@@ -7,13 +7,18 @@
 use authz_types::AuditFilter;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use crate::row::{COLUMN_COUNT, Columns, INSERT_COLUMNS, SELECT_COLUMNS};
+use crate::AuditQuery;
+use crate::row::{
+    CHAIN_COLUMNS, CHAINED_COLUMN_COUNT, COLUMN_COUNT, ChainedRow, Columns, INSERT_COLUMNS,
+    SELECT_COLUMNS,
+};
 
 /// Rows per multi-row `INSERT`: 1000 rows × 20 columns = 20,000 bound values, under SQLite's
 /// 32,766 and Postgres's 65,535 per statement, and the size measured fastest on both.
 pub(crate) const ROWS_PER_INSERT: usize = 1000;
 
 const _: () = assert!(ROWS_PER_INSERT * COLUMN_COUNT <= 32_766);
+const _: () = assert!(ROWS_PER_INSERT * CHAINED_COLUMN_COUNT <= 32_766);
 
 /// Records returned when a filter sets no limit.
 pub(crate) const DEFAULT_LIMIT: u32 = 100;
@@ -33,31 +38,69 @@ where
 {
     let mut qb = QueryBuilder::new(format!("INSERT INTO audit_records ({INSERT_COLUMNS}) "));
     qb.push_values(rows, |mut row, c| {
-        row.push_bind(c.time_ms)
-            .push_bind(c.request_id)
-            .push_bind(c.session_id)
-            .push_bind(c.tenant)
-            .push_bind(c.subject)
-            .push_bind(c.issuer)
-            .push_bind(c.client_id)
-            .push_bind(c.actors.as_str())
-            .push_bind(c.token_id)
-            .push_bind(c.scopes.as_str())
-            .push_bind(c.roles.as_str())
-            .push_bind(c.upstream)
-            .push_bind(c.method)
-            .push_bind(c.target)
-            .push_bind(c.decision)
-            .push_bind(c.reason)
-            .push_bind(c.matched_rule)
-            .push_bind(c.policy_revision)
-            .push_bind(c.http_status)
-            .push_bind(c.jsonrpc_error);
+        bind_columns(&mut row, c);
     });
     if returning_id {
         qb.push(" RETURNING id");
     }
     qb
+}
+
+/// `INSERT INTO audit_records (..., chain_id, seq, prev_hash, hash) VALUES ...` (the SQLite
+/// path of the writer; Postgres uses an `UNNEST` insert).
+pub(crate) fn insert_chained<'a, DB>(rows: &'a [ChainedRow<'a>]) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    Option<i64>: Encode<'a, DB> + Type<DB>,
+    &'a [u8]: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!(
+        "INSERT INTO audit_records ({INSERT_COLUMNS}, {CHAIN_COLUMNS}) "
+    ));
+    qb.push_values(rows, |mut row, r| {
+        bind_columns(&mut row, &r.columns);
+        row.push_bind(r.chain_id)
+            .push_bind(r.seq)
+            .push_bind(&r.prev_hash[..])
+            .push_bind(&r.hash[..]);
+    });
+    qb
+}
+
+fn bind_columns<'a, DB>(
+    row: &mut sqlx::query_builder::Separated<'_, DB, &'static str>,
+    c: &'a Columns<'a>,
+) where
+    DB: Database,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+    Option<i64>: Encode<'a, DB> + Type<DB>,
+{
+    row.push_bind(c.time_ms)
+        .push_bind(c.request_id)
+        .push_bind(c.session_id)
+        .push_bind(c.tenant)
+        .push_bind(c.subject)
+        .push_bind(c.issuer)
+        .push_bind(c.client_id)
+        .push_bind(c.actors.as_str())
+        .push_bind(c.token_id)
+        .push_bind(c.scopes.as_str())
+        .push_bind(c.roles.as_str())
+        .push_bind(c.upstream)
+        .push_bind(c.method)
+        .push_bind(c.target)
+        .push_bind(c.decision)
+        .push_bind(c.reason)
+        .push_bind(c.matched_rule)
+        .push_bind(c.policy_revision)
+        .push_bind(c.http_status)
+        .push_bind(c.jsonrpc_error);
 }
 
 /// `SELECT <columns> FROM audit_records WHERE ... ORDER BY time_ms DESC, id DESC LIMIT n`.
@@ -69,7 +112,7 @@ where
     i64: Encode<'a, DB> + Type<DB>,
 {
     let mut qb = QueryBuilder::new(format!("SELECT {SELECT_COLUMNS} FROM audit_records"));
-    push_where(&mut qb, filter);
+    push_where(&mut qb, filter, None);
     // `id` breaks ties between records of the same millisecond: later insert, newer record.
     qb.push(" ORDER BY time_ms DESC, id DESC LIMIT ");
     qb.push_bind(i64::from(effective_limit(filter)));
@@ -85,7 +128,40 @@ where
     i64: Encode<'a, DB> + Type<DB>,
 {
     let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM audit_records");
-    push_where(&mut qb, filter);
+    push_where(&mut qb, filter, None);
+    qb
+}
+
+/// [`select`] with the extra conditions of an [`AuditQuery`]; with `after_id`, oldest first.
+pub(crate) fn select_query<'a, DB>(q: &'a AuditQuery) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!("SELECT {SELECT_COLUMNS} FROM audit_records"));
+    push_where(&mut qb, &q.filter, Some(q));
+    if q.after_id.is_some() {
+        // Following the log (`tail -f`): the next records in insert order.
+        qb.push(" ORDER BY id ASC LIMIT ");
+    } else {
+        qb.push(" ORDER BY time_ms DESC, id DESC LIMIT ");
+    }
+    qb.push_bind(i64::from(effective_limit(&q.filter)));
+    qb
+}
+
+/// [`count`] with the extra conditions of an [`AuditQuery`].
+pub(crate) fn count_query<'a, DB>(q: &'a AuditQuery) -> QueryBuilder<DB>
+where
+    DB: Database,
+    <DB as Database>::Arguments: Default,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    i64: Encode<'a, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM audit_records");
+    push_where(&mut qb, &q.filter, Some(q));
     qb
 }
 
@@ -93,7 +169,7 @@ pub(crate) fn effective_limit(filter: &AuditFilter) -> u32 {
     filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)
 }
 
-fn push_where<'a, DB>(qb: &mut QueryBuilder<DB>, f: &'a AuditFilter)
+fn push_where<'a, DB>(qb: &mut QueryBuilder<DB>, f: &'a AuditFilter, extra: Option<&'a AuditQuery>)
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
@@ -129,6 +205,31 @@ where
         clause(qb, "time_ms < ");
         qb.push_bind(until);
     }
+    let Some(q) = extra else { return };
+    if let Some(tenant) = &q.tenant {
+        clause(qb, "tenant = ");
+        qb.push_bind(tenant.as_str());
+    }
+    if let Some(method) = &q.method {
+        clause(qb, "method = ");
+        qb.push_bind(method.as_str());
+    }
+    if let Some(target) = &q.target {
+        clause(qb, "target = ");
+        qb.push_bind(target.as_str());
+    }
+    if let Some(reason) = q.reason {
+        clause(qb, "reason = ");
+        qb.push_bind(reason.as_str());
+    }
+    if let Some(chain_id) = &q.chain_id {
+        clause(qb, "chain_id = ");
+        qb.push_bind(chain_id.as_str());
+    }
+    if let Some(after) = q.after_id {
+        clause(qb, "id > ");
+        qb.push_bind(after);
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +254,22 @@ mod tests {
             "FROM audit_records WHERE subject = $1 AND decision = $2 AND upstream = $3 \
              AND request_id = $4 AND time_ms >= $5 AND time_ms < $6 \
              ORDER BY time_ms DESC, id DESC LIMIT $7"
+        ));
+        let q = AuditQuery {
+            filter: AuditFilter {
+                subject: Some("alice".into()),
+                ..Default::default()
+            },
+            tenant: Some("acme".into()),
+            method: Some("tools/call".into()),
+            target: Some("get".into()),
+            reason: Some(authz_types::ReasonCode::PolicyAllow),
+            chain_id: Some("gw".into()),
+            after_id: Some(9),
+        };
+        assert!(select_query::<Postgres>(&q).into_string().ends_with(
+            "WHERE subject = $1 AND tenant = $2 AND method = $3 AND target = $4 AND reason = $5 \
+             AND chain_id = $6 AND id > $7 ORDER BY id ASC LIMIT $8"
         ));
         let lite = count::<Sqlite>(&AuditFilter::default()).into_string();
         assert_eq!(lite, "SELECT COUNT(*) FROM audit_records");

@@ -89,6 +89,67 @@ impl TestDb {
         }
     }
 
+    /// A SQL literal for `bytes` in this database's dialect.
+    pub fn blob(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        if self.is_postgres() {
+            format!("'\\x{hex}'::bytea")
+        } else {
+            format!("X'{hex}'")
+        }
+    }
+
+    /// Opens a transaction on a separate connection that blocks every insert into
+    /// `audit_records` until the returned lock is released.
+    pub async fn lock_writes(&self) -> WriteLock {
+        match &self.kind {
+            Kind::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("lock connect");
+                sqlx::raw_sql("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("take the write lock");
+                WriteLock::Sqlite(conn)
+            }
+            Kind::Postgres { .. } => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("lock connect");
+                sqlx::raw_sql("BEGIN; LOCK TABLE audit_records IN EXCLUSIVE MODE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("lock the table");
+                WriteLock::Postgres(conn)
+            }
+        }
+    }
+
+    /// Runs SQL on the server's admin database (Postgres only), e.g. to refuse connections to
+    /// the test database.
+    pub async fn admin(&self, sql: &str) {
+        let Kind::Postgres { admin_url, .. } = &self.kind else {
+            panic!("admin SQL needs Postgres")
+        };
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .expect("connect to DATABASE_URL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut admin)
+            .await
+            .expect("admin SQL");
+        admin.close().await.expect("close admin connection");
+    }
+
+    /// The test database's name (Postgres only).
+    pub fn pg_name(&self) -> &str {
+        match &self.kind {
+            Kind::Postgres { name, .. } => name,
+            Kind::Sqlite(_) => panic!("not Postgres"),
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         matches!(self.kind, Kind::Postgres { .. })
     }
@@ -109,6 +170,33 @@ impl TestDb {
                 .await
                 .expect("drop test database");
                 admin.close().await.expect("close admin connection");
+            }
+        }
+    }
+}
+
+/// A held write lock; [`WriteLock::release`] rolls its transaction back.
+pub enum WriteLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl WriteLock {
+    pub async fn release(self) {
+        match self {
+            Self::Sqlite(mut conn) => {
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("rollback");
+                conn.close().await.expect("close");
+            }
+            Self::Postgres(mut conn) => {
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut conn)
+                    .await
+                    .expect("rollback");
+                conn.close().await.expect("close");
             }
         }
     }

@@ -1,0 +1,496 @@
+//! Store operations on hash-chained records: reading a chain's head, writing a batch with its
+//! checkpoint in one transaction, following the log, and pruning with anchors.
+
+use authz_types::{AuditFilter, ReasonCode};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::{Arguments, Connection, Postgres, QueryBuilder, Sqlite};
+
+use crate::chain::{CheckpointKind, GENESIS_HASH, checkpoint_message};
+use crate::keys::SigningKey;
+use crate::row::{ChainedRow, RawRow};
+use crate::{AuditStore, Error, Pool, StoredRecord, read_failed, sql, write_failed};
+
+/// A search over the audit log: an [`AuditFilter`] plus the conditions the admin CLI needs and
+/// `authz_types::AuditFilter` does not have. Empty fields do not filter.
+///
+/// With `after_id` set, results are the records with a larger id in insert order (oldest
+/// first), for following the log; otherwise newest first like [`AuditStore::query`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub filter: AuditFilter,
+    pub tenant: Option<String>,
+    /// The JSON-RPC (or HTTP) method, e.g. `tools/call`.
+    pub method: Option<String>,
+    /// The operation's target, e.g. a tool name.
+    pub target: Option<String>,
+    pub reason: Option<ReasonCode>,
+    pub chain_id: Option<String>,
+    /// Only records with a larger id, oldest first.
+    pub after_id: Option<i64>,
+}
+
+/// Where a chain stands: its last seq and hash (seq 0 and [`GENESIS_HASH`] for a new chain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainHead {
+    pub seq: i64,
+    pub hash: [u8; 32],
+}
+
+impl ChainHead {
+    pub(crate) const NEW: Self = Self {
+        seq: 0,
+        hash: GENESIS_HASH,
+    };
+}
+
+/// A checkpoint or anchor about to be written.
+#[derive(Debug, Clone)]
+pub(crate) struct NewCheckpoint {
+    pub kind: CheckpointKind,
+    pub chain_id: String,
+    pub seq: i64,
+    pub hash: [u8; 32],
+    pub time_ms: i64,
+    pub signature: Option<Vec<u8>>,
+}
+
+impl NewCheckpoint {
+    pub(crate) fn new(
+        kind: CheckpointKind,
+        chain_id: &str,
+        head: ChainHead,
+        time_ms: i64,
+        key: Option<&SigningKey>,
+    ) -> Self {
+        let signature = key.map(|k| {
+            k.sign(&checkpoint_message(
+                kind, chain_id, head.seq, &head.hash, time_ms,
+            ))
+        });
+        Self {
+            kind,
+            chain_id: chain_id.to_owned(),
+            seq: head.seq,
+            hash: head.hash,
+            time_ms,
+            signature,
+        }
+    }
+}
+
+/// A connection the writer keeps for its batches. This saves the pool's liveness ping per
+/// batch, and on SQLite keeps the connection's page cache (a connection discards it whenever
+/// another connection has written). The gain was within the noise of the benchmark here; it
+/// costs one pooled connection.
+#[derive(Debug)]
+pub(crate) enum WriterConn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+impl WriterConn {
+    /// Whether the connection still answers (used before reusing one that sat idle).
+    pub(crate) async fn ping(&mut self) -> bool {
+        match self {
+            Self::Sqlite(c) => c.ping().await.is_ok(),
+            Self::Postgres(c) => c.ping().await.is_ok(),
+        }
+    }
+
+    /// Makes sure the connection is closed instead of going back to the pool when dropped: it
+    /// failed or was cancelled mid-transaction, so its state is unknown.
+    pub(crate) fn discard(mut self) {
+        match &mut self {
+            Self::Sqlite(c) => c.close_on_drop(),
+            Self::Postgres(c) => c.close_on_drop(),
+        }
+    }
+}
+
+/// What [`AuditStore::prune_before`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Chained records deleted, over all chains.
+    pub chained_deleted: u64,
+    /// Unchained records (no `chain_id`) deleted.
+    pub unchained_deleted: u64,
+    /// The anchors written: (chain id, seq of the last deleted record).
+    pub anchors: Vec<(String, i64)>,
+}
+
+/// A stored hash that must be 32 bytes.
+pub(crate) fn hash32(bytes: &[u8], id: i64, field: &'static str) -> Result<[u8; 32], Error> {
+    bytes.try_into().map_err(|_| Error::Corrupt { id, field })
+}
+
+impl AuditStore {
+    /// The head of `chain_id`: its newest record, or the newest anchor if pruning removed every
+    /// record, or a new chain.
+    pub(crate) async fn chain_head(&self, chain_id: &str) -> Result<ChainHead, Error> {
+        type SeqHash = Option<(i64, Vec<u8>)>;
+        let (row, anchor): (SeqHash, SeqHash) = on_pool!(self, pool => {
+            let mut qb = QueryBuilder::<DB>::new("SELECT seq, hash FROM audit_records WHERE chain_id = ");
+            qb.push_bind(chain_id);
+            qb.push(" ORDER BY seq DESC LIMIT 1");
+            let row = qb.build_query_as().fetch_optional(pool).await.map_err(read_failed)?;
+            let mut qb = QueryBuilder::<DB>::new(
+                "SELECT seq, hash FROM audit_checkpoints WHERE kind = 'anchor' AND chain_id = ",
+            );
+            qb.push_bind(chain_id);
+            qb.push(" ORDER BY seq DESC LIMIT 1");
+            let anchor = qb.build_query_as().fetch_optional(pool).await.map_err(read_failed)?;
+            (row, anchor)
+        });
+        let best = match (row, anchor) {
+            (Some(r), Some(a)) => Some(if a.0 > r.0 { a } else { r }),
+            (r, a) => r.or(a),
+        };
+        match best {
+            None => Ok(ChainHead::NEW),
+            Some((seq, hash)) => Ok(ChainHead {
+                seq,
+                hash: hash32(&hash, seq, "hash")?,
+            }),
+        }
+    }
+
+    /// The seq and time of the newest checkpoint of `chain_id`, if any.
+    pub(crate) async fn last_checkpoint(
+        &self,
+        chain_id: &str,
+    ) -> Result<Option<(i64, i64)>, Error> {
+        on_pool!(self, pool => {
+            let mut qb = QueryBuilder::<DB>::new(
+                "SELECT seq, time_ms FROM audit_checkpoints WHERE kind = 'checkpoint' AND chain_id = ",
+            );
+            qb.push_bind(chain_id);
+            qb.push(" ORDER BY seq DESC LIMIT 1");
+            qb.build_query_as().fetch_optional(pool).await.map_err(read_failed)
+        })
+    }
+
+    /// A connection from the pool for the writer to keep.
+    pub(crate) async fn writer_conn(&self) -> Result<WriterConn, Error> {
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.acquire().await.map(WriterConn::Sqlite),
+            Pool::Postgres(pool) => pool.acquire().await.map(WriterConn::Postgres),
+        }
+        .map_err(write_failed)
+    }
+
+    /// Writes chained rows and an optional checkpoint in one transaction on `conn`: on SQLite
+    /// in multi-row inserts of at most 1000 rows, on Postgres in `UNNEST` inserts. Returns the
+    /// id of each row, in the order of `rows`.
+    pub(crate) async fn write_chained(
+        conn: &mut WriterConn,
+        rows: &[ChainedRow<'_>],
+        checkpoint: Option<&NewCheckpoint>,
+    ) -> Result<Vec<i64>, Error> {
+        let first_seq = rows.first().map_or(0, |r| r.seq);
+        let mut ids = vec![0i64; rows.len()];
+        let mut place = |returned: Vec<(i64, i64)>| -> Result<(), Error> {
+            for (id, seq) in returned {
+                let slot = usize::try_from(seq - first_seq)
+                    .ok()
+                    .and_then(|i| ids.get_mut(i))
+                    .ok_or(Error::Corrupt { id, field: "seq" })?;
+                *slot = id;
+            }
+            Ok(())
+        };
+        match conn {
+            WriterConn::Sqlite(conn) => {
+                let mut tx = conn
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(write_failed)?;
+                for chunk in rows.chunks(sql::ROWS_PER_INSERT) {
+                    // No `RETURNING`: it streams every row back from sqlx's SQLite worker thread
+                    // (allocations and a message per row). Under `BEGIN IMMEDIATE` nobody else
+                    // inserts, and an
+                    // AUTOINCREMENT table gives the rows of one multi-row insert consecutive
+                    // ids in VALUES order, so they follow from the last one.
+                    let done = sql::insert_chained::<Sqlite>(chunk)
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write_failed)?;
+                    let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+                    let last = done.last_insert_rowid();
+                    if done.rows_affected() != chunk.len() as u64 {
+                        return Err(Error::Corrupt {
+                            id: last,
+                            field: "id",
+                        });
+                    }
+                    place(
+                        chunk
+                            .iter()
+                            .zip(last - n + 1..)
+                            .map(|(row, id)| (id, row.seq))
+                            .collect(),
+                    )?;
+                }
+                if let Some(cp) = checkpoint {
+                    insert_checkpoint::<Sqlite>(cp)
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write_failed)?;
+                }
+                tx.commit().await.map_err(write_failed)?;
+            }
+            WriterConn::Postgres(conn) => {
+                let mut tx = conn.begin().await.map_err(write_failed)?;
+                for chunk in rows.chunks(UNNEST_ROWS) {
+                    place(
+                        unnest_insert(chunk)?
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(write_failed)?,
+                    )?;
+                }
+                if let Some(cp) = checkpoint {
+                    insert_checkpoint::<Postgres>(cp)
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write_failed)?;
+                }
+                tx.commit().await.map_err(write_failed)?;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Writes one checkpoint on its own.
+    pub(crate) async fn write_checkpoint(&self, cp: &NewCheckpoint) -> Result<(), Error> {
+        on_pool!(self, pool => {
+            insert_checkpoint::<DB>(cp).build().execute(pool).await.map_err(write_failed)?;
+        });
+        Ok(())
+    }
+
+    /// At most `limit` records (capped at 10,000) with an id larger than `last_id`, oldest
+    /// first: call again with the last id returned to follow the log (`tail -f`). Ids only
+    /// grow, but a record of a transaction that commits late can get a smaller id than one
+    /// already returned; a follower that must see every record re-reads a short window behind
+    /// its last id.
+    pub async fn query_after_id(
+        &self,
+        last_id: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredRecord>, Error> {
+        self.search(&AuditQuery {
+            filter: AuditFilter {
+                limit: Some(limit),
+                ..Default::default()
+            },
+            after_id: Some(last_id),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Records matching `query`: newest first, or oldest first after `query.after_id`; at most
+    /// `query.filter.limit` (default 100, capped at 10,000).
+    pub async fn search(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, Error> {
+        let raw: Vec<RawRow> = on_pool!(self, pool => {
+            sql::select_query::<DB>(query)
+                .build_query_as::<RawRow>()
+                .fetch_all(pool)
+                .await
+                .map_err(read_failed)?
+        });
+        raw.into_iter().map(RawRow::into_stored).collect()
+    }
+
+    /// How many records match `query` (its limit is ignored).
+    pub async fn count_matching(&self, query: &AuditQuery) -> Result<u64, Error> {
+        let n: i64 = on_pool!(self, pool => {
+            sql::count_query::<DB>(query)
+                .build_query_scalar()
+                .fetch_one(pool)
+                .await
+                .map_err(read_failed)?
+        });
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    /// Deletes records older than `before_ms` (Unix milliseconds), keeping every chain
+    /// verifiable.
+    ///
+    /// Per chain, only a prefix is deleted: the records up to (not including) the first one
+    /// with `time_ms >= before_ms`, because records of one chain are not strictly ordered by
+    /// time. In the same transaction, an anchor (`kind = 'anchor'` in `audit_checkpoints`) is
+    /// written with the seq and hash of the last deleted record, signed with `key` when given,
+    /// and the checkpoints it supersedes are deleted; [`verify`](crate::verify) then starts the
+    /// chain from the anchor. Verifying with a public key requires signed anchors, so prune
+    /// with the writer's key when checkpoints are signed. Unchained records (written without a
+    /// chain) older than `before_ms` are deleted as well.
+    pub async fn prune_before(
+        &self,
+        before_ms: i64,
+        key: Option<&SigningKey>,
+    ) -> Result<PruneReport, Error> {
+        let mut report = PruneReport::default();
+        let chains: Vec<String> = on_pool!(self, pool => {
+            let mut qb = QueryBuilder::<DB>::new(
+                "SELECT DISTINCT chain_id FROM audit_records WHERE chain_id IS NOT NULL AND time_ms < ",
+            );
+            qb.push_bind(before_ms);
+            qb.build_query_scalar().fetch_all(pool).await.map_err(read_failed)?
+        });
+        for chain_id in chains {
+            let pruned = on_pool!(self, pool => {
+                let mut tx = pool.begin_with(BEGIN).await.map_err(write_failed)?;
+                let mut qb = QueryBuilder::<DB>::new(
+                    "SELECT MIN(seq) FROM audit_records WHERE chain_id = ",
+                );
+                qb.push_bind(chain_id.as_str());
+                qb.push(" AND time_ms >= ");
+                qb.push_bind(before_ms);
+                let first_kept: Option<i64> =
+                    qb.build_query_scalar().fetch_one(&mut *tx).await.map_err(read_failed)?;
+                let mut qb = QueryBuilder::<DB>::new("SELECT seq, hash FROM audit_records WHERE chain_id = ");
+                qb.push_bind(chain_id.as_str());
+                if let Some(first_kept) = first_kept {
+                    qb.push(" AND seq < ");
+                    qb.push_bind(first_kept);
+                }
+                qb.push(" ORDER BY seq DESC LIMIT 1");
+                let last: Option<(i64, Vec<u8>)> =
+                    qb.build_query_as().fetch_optional(&mut *tx).await.map_err(read_failed)?;
+                match last {
+                    // The oldest record of the chain is not old enough: nothing to prune.
+                    None => None,
+                    Some((seq, hash)) => {
+                        let head = ChainHead { seq, hash: hash32(&hash, seq, "hash")? };
+                        let anchor = NewCheckpoint::new(
+                            CheckpointKind::Anchor,
+                            &chain_id,
+                            head,
+                            authz_types::now_unix_ms(),
+                            key,
+                        );
+                        insert_checkpoint::<DB>(&anchor).build().execute(&mut *tx).await.map_err(write_failed)?;
+                        let mut qb = QueryBuilder::<DB>::new("DELETE FROM audit_records WHERE chain_id = ");
+                        qb.push_bind(chain_id.as_str());
+                        qb.push(" AND seq <= ");
+                        qb.push_bind(seq);
+                        let deleted = qb.build().execute(&mut *tx).await.map_err(write_failed)?.rows_affected();
+                        let mut qb = QueryBuilder::<DB>::new(
+                            "DELETE FROM audit_checkpoints WHERE kind = 'checkpoint' AND chain_id = ",
+                        );
+                        qb.push_bind(chain_id.as_str());
+                        qb.push(" AND seq <= ");
+                        qb.push_bind(seq);
+                        qb.build().execute(&mut *tx).await.map_err(write_failed)?;
+                        tx.commit().await.map_err(write_failed)?;
+                        Some((seq, deleted))
+                    }
+                }
+            });
+            if let Some((seq, deleted)) = pruned {
+                tracing::info!(chain_id = %chain_id, seq, deleted, "pruned audit chain up to an anchor");
+                report.chained_deleted += deleted;
+                report.anchors.push((chain_id, seq));
+            }
+        }
+        report.unchained_deleted = on_pool!(self, pool => {
+            let mut qb = QueryBuilder::<DB>::new(
+                "DELETE FROM audit_records WHERE chain_id IS NULL AND time_ms < ",
+            );
+            qb.push_bind(before_ms);
+            qb.build().execute(pool).await.map_err(write_failed)?.rows_affected()
+        });
+        Ok(report)
+    }
+}
+
+/// Rows per `UNNEST` insert on Postgres. Arrays have no bind limit; this only bounds the size
+/// of one message.
+const UNNEST_ROWS: usize = 5_000;
+
+/// The Postgres insert of chained rows: one array per column, expanded by `UNNEST` on the
+/// server. 24 binds instead of 24 per row, so the statement text is the same for every batch
+/// size (prepared once) and nothing approaches the 65,535-bind limit.
+fn unnest_insert<'a>(
+    rows: &'a [ChainedRow<'a>],
+) -> Result<sqlx::query::QueryAs<'static, Postgres, (i64, i64), PgArguments>, Error> {
+    const SQL: &str = "INSERT INTO audit_records (time_ms, request_id, session_id, tenant, \
+        subject, issuer, client_id, actors, token_id, scopes, roles, upstream, method, target, \
+        decision, reason, matched_rule, policy_revision, http_status, jsonrpc_error, chain_id, \
+        seq, prev_hash, hash) \
+        SELECT time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
+        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
+        policy_revision, http_status, jsonrpc_error, $21, seq, prev_hash, hash \
+        FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+        $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], \
+        $20::bigint[], $22::bigint[], $23::bytea[], $24::bytea[]) \
+        AS u(time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
+        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
+        policy_revision, http_status, jsonrpc_error, seq, prev_hash, hash) \
+        RETURNING id, seq";
+    let col = |f: fn(&'a ChainedRow<'a>) -> Option<&'a str>| rows.iter().map(f).collect::<Vec<_>>();
+    let text = |f: fn(&'a ChainedRow<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<_>>();
+    let int = |f: fn(&'a ChainedRow<'a>) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+    let chain_id = rows.first().map_or("", |r| r.chain_id);
+    // Bound through `Arguments::add`, which encodes at once, so the borrowed columns need not
+    // outlive the query.
+    let mut args = PgArguments::default();
+    let added = (|| {
+        args.add(rows.iter().map(|r| r.columns.time_ms).collect::<Vec<_>>())?;
+        args.add(text(|r| r.columns.request_id))?;
+        args.add(col(|r| r.columns.session_id))?;
+        args.add(col(|r| r.columns.tenant))?;
+        args.add(col(|r| r.columns.subject))?;
+        args.add(col(|r| r.columns.issuer))?;
+        args.add(col(|r| r.columns.client_id))?;
+        args.add(text(|r| r.columns.actors.as_str()))?;
+        args.add(col(|r| r.columns.token_id))?;
+        args.add(text(|r| r.columns.scopes.as_str()))?;
+        args.add(text(|r| r.columns.roles.as_str()))?;
+        args.add(text(|r| r.columns.upstream))?;
+        args.add(text(|r| r.columns.method))?;
+        args.add(col(|r| r.columns.target))?;
+        args.add(text(|r| r.columns.decision))?;
+        args.add(text(|r| r.columns.reason))?;
+        args.add(col(|r| r.columns.matched_rule))?;
+        args.add(int(|r| r.columns.policy_revision))?;
+        args.add(int(|r| r.columns.http_status))?;
+        args.add(int(|r| r.columns.jsonrpc_error))?;
+        args.add(chain_id)?;
+        args.add(rows.iter().map(|r| r.seq).collect::<Vec<_>>())?;
+        args.add(rows.iter().map(|r| &r.prev_hash[..]).collect::<Vec<_>>())?;
+        args.add(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
+    })();
+    added.map_err(|e| write_failed(sqlx::Error::Encode(e)))?;
+    Ok(sqlx::query_as_with(SQL, args))
+}
+
+fn insert_checkpoint<DB>(cp: &NewCheckpoint) -> QueryBuilder<DB>
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments: Default,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> &'a [u8]: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> Option<&'a [u8]>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut qb = QueryBuilder::new(
+        "INSERT INTO audit_checkpoints (kind, chain_id, seq, hash, time_ms, signature) VALUES (",
+    );
+    let mut values = qb.separated(", ");
+    values
+        .push_bind(cp.kind.as_str())
+        .push_bind(cp.chain_id.as_str())
+        .push_bind(cp.seq)
+        .push_bind(&cp.hash[..])
+        .push_bind(cp.time_ms)
+        .push_bind(cp.signature.as_deref());
+    qb.push(")");
+    qb
+}

@@ -1,0 +1,780 @@
+//! The group-commit writer: one task per gateway replica that owns a hash chain, drains a bounded
+//! queue of records and commits them in batches, one transaction per batch.
+//!
+//! # Modes
+//!
+//! - [`AuditWriter::append_durable`] resolves once the record is committed (`Ok(id)`), or with
+//!   an `Err` when the batch failed, the commit timed out or no answer came within
+//!   `durable_timeout_ms`. The caller fails closed. An `Err` means "not confirmed": after a
+//!   commit timeout the record may still have been committed.
+//! - [`AuditWriter::append_buffered`] resolves once the record is queued. When the queue stays
+//!   full for `enqueue_timeout_ms` it returns [`Error::QueueFull`] (the gateway answers 503);
+//!   it never drops a record silently.
+//!
+//! # Failure policy
+//!
+//! When a batch fails (store down, commit timeout, constraint violation), durable callers in it
+//! get `Err` at once. Its buffered records are kept in the writer and retried, together with new
+//! records, after a backoff of `retry_backoff_ms` doubling per failed attempt up to
+//! `max_retry_backoff_ms`. A buffered record that has failed `retry_attempts` attempts is given
+//! up: it is counted in [`WriterStats::buffered_records_lost_on_error`] and logged at `error`
+//! level with the request id. While records wait for a retry the writer takes at most
+//! `max_batch` new records per attempt, so a long outage fills the queue and pushes back on
+//! callers ([`Error::QueueFull`]) instead of growing memory.
+//!
+//! After any failed attempt, the writer reads its chain's head again before writing: a commit
+//! that timed out may have succeeded, and then its records are counted as committed and not
+//! written twice. (A buffered record given up while that was unknown is counted as lost even if
+//! it turns out to be stored; the count errs on the side of loss.) The chain stays gap-free:
+//! `seq` and hashes are assigned per attempt from the last committed head.
+//!
+//! # Checkpoints
+//!
+//! A checkpoint (chain, seq, hash, time, Ed25519 signature when a key is given) is written in
+//! the same transaction as a batch once `checkpoint_every` records or `checkpoint_interval_ms`
+//! have passed since the last one, on its own when the writer is idle and records are not yet
+//! covered, and at shutdown.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authz_types::AuditRecord;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::chain::{CheckpointKind, record_hash};
+use crate::chained::{ChainHead, NewCheckpoint, WriterConn};
+use crate::keys::SigningKey;
+use crate::row::{ChainedRow, Columns};
+use crate::{AuditStore, Backend, Error};
+
+/// Settings of an [`AuditWriter`]. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WriterConfig {
+    /// Records the queue holds before callers wait. Default 10,000.
+    pub queue_capacity: usize,
+    /// Most records per transaction. Default 1000.
+    pub max_batch: usize,
+    /// After the first record of a batch arrives, how long to wait for more before committing,
+    /// in milliseconds (0: commit whatever is queued at once). Default 2.
+    pub flush_interval_ms: u64,
+    /// How long a full queue may block a caller before [`Error::QueueFull`], in milliseconds.
+    /// Default 100.
+    pub enqueue_timeout_ms: u64,
+    /// The longest [`AuditWriter::append_durable`] waits, queueing included, in milliseconds.
+    /// Default 5000.
+    pub durable_timeout_ms: u64,
+    /// The longest one batch's transaction may take before it counts as failed, in
+    /// milliseconds. Default 2000.
+    pub commit_timeout_ms: u64,
+    /// Failed attempts after which a buffered record is given up. Default 10.
+    pub retry_attempts: u32,
+    /// Backoff before the first retry, in milliseconds; doubles per failed attempt. Default 100.
+    pub retry_backoff_ms: u64,
+    /// Longest backoff between retries, in milliseconds. Default 2000.
+    pub max_retry_backoff_ms: u64,
+    /// A checkpoint after this many records. Default 10,000.
+    pub checkpoint_every: u64,
+    /// A checkpoint after this long, in milliseconds, if records were written. Default 60,000.
+    pub checkpoint_interval_ms: u64,
+    /// This writer's chain. Give each gateway replica a stable one (e.g. its host name) so a
+    /// restart resumes its chain; default: a new random chain per start.
+    pub chain_id: Option<String>,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 10_000,
+            max_batch: 1000,
+            flush_interval_ms: 2,
+            enqueue_timeout_ms: 100,
+            durable_timeout_ms: 5_000,
+            commit_timeout_ms: 2_000,
+            retry_attempts: 10,
+            retry_backoff_ms: 100,
+            max_retry_backoff_ms: 2_000,
+            checkpoint_every: 10_000,
+            checkpoint_interval_ms: 60_000,
+            chain_id: None,
+        }
+    }
+}
+
+/// Counters of an [`AuditWriter`], since it was spawned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Records accepted into the queue.
+    pub queued: u64,
+    /// Records committed.
+    pub committed: u64,
+    /// Transactions committed (`committed / batches` is the mean batch size).
+    pub batches: u64,
+    /// Batches (transactions) that failed.
+    pub failed_batches: u64,
+    /// Durable appends answered with an error (failed batch or timeout).
+    pub durable_failures: u64,
+    /// Appends refused because the queue stayed full ([`Error::QueueFull`]).
+    pub queue_full_rejections: u64,
+    /// Buffered records given up after `retry_attempts` failed attempts.
+    pub buffered_records_lost_on_error: u64,
+    /// Buffered records currently waiting for a retry.
+    pub pending_retry: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// The seq of the chain's last committed record (0 for an empty chain).
+    pub last_seq: i64,
+}
+
+type Ack = oneshot::Sender<Result<i64, Error>>;
+
+/// A kept connection idle for longer than this is pinged before the next batch.
+const CONN_IDLE_CHECK: Duration = Duration::from_secs(10);
+
+// Almost every message is an `Append`, so boxing the record to shrink the rare `Shutdown`
+// would only add an allocation per record.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    Append {
+        record: AuditRecord,
+        ack: Option<Ack>,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    queued: AtomicU64,
+    committed: AtomicU64,
+    batches: AtomicU64,
+    failed_batches: AtomicU64,
+    durable_failures: AtomicU64,
+    queue_full_rejections: AtomicU64,
+    lost: AtomicU64,
+    pending_retry: AtomicU64,
+    checkpoints: AtomicU64,
+    last_seq: AtomicI64,
+}
+
+fn bump(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+#[derive(Debug)]
+struct Shared {
+    counters: Counters,
+    accepting: AtomicBool,
+    task: Mutex<Option<JoinHandle<()>>>,
+    chain_id: String,
+    backend: Backend,
+    enqueue_timeout: Duration,
+    durable_timeout: Duration,
+}
+
+/// A handle to the group-commit writer task. Cheap to clone; the task ends after
+/// [`AuditWriter::shutdown`] or when every handle is dropped (after committing what is queued).
+#[derive(Debug, Clone)]
+pub struct AuditWriter {
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl AuditWriter {
+    /// Resumes (or starts) the configured chain and spawns the writer task on the current tokio
+    /// runtime. `key` signs checkpoints; without one they are written unsigned.
+    ///
+    /// The task keeps one connection of the store's pool for its batches (size the pool with
+    /// that in mind). Run one writer per chain id: a second writer on the same chain is
+    /// detected (its batch fails on the unique `(chain_id, seq)` index, it logs an error and
+    /// continues from the stored head), but the two then take turns extending one chain.
+    pub async fn spawn(
+        store: AuditStore,
+        config: WriterConfig,
+        key: Option<SigningKey>,
+    ) -> Result<Self, Error> {
+        validate(&config)?;
+        let chain_id = config
+            .chain_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let head = store.chain_head(&chain_id).await?;
+        let last_cp_seq = store
+            .last_checkpoint(&chain_id)
+            .await?
+            .map_or(0, |(seq, _)| seq);
+        tracing::info!(chain_id = %chain_id, seq = head.seq, "audit writer resumes its chain");
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let shared = Arc::new(Shared {
+            counters: Counters::default(),
+            accepting: AtomicBool::new(true),
+            task: Mutex::new(None),
+            chain_id: chain_id.clone(),
+            backend: store.backend(),
+            enqueue_timeout: Duration::from_millis(config.enqueue_timeout_ms),
+            durable_timeout: Duration::from_millis(config.durable_timeout_ms),
+        });
+        shared.counters.last_seq.store(head.seq, Ordering::Relaxed);
+        let task = Task {
+            store,
+            key,
+            chain_id,
+            head,
+            last_cp_seq,
+            last_cp_at: Instant::now(),
+            unsure: None,
+            pending: Vec::new(),
+            retry_at: None,
+            failures_in_a_row: 0,
+            conn: None,
+            conn_used: Instant::now(),
+            rx,
+            closing: false,
+            shutdown_replies: Vec::new(),
+            shared: Arc::clone(&shared),
+            config,
+        };
+        let handle = tokio::spawn(task.run());
+        if let Ok(mut slot) = shared.task.lock() {
+            *slot = Some(handle);
+        }
+        Ok(Self { tx, shared })
+    }
+
+    /// This writer's chain id.
+    pub fn chain_id(&self) -> &str {
+        &self.shared.chain_id
+    }
+
+    /// Queues `record` and resolves once it is committed, with its id; `Err` when it could not
+    /// be confirmed (see the module documentation) — the caller fails closed.
+    pub async fn append_durable(&self, record: AuditRecord) -> Result<i64, Error> {
+        let deadline = Instant::now() + self.shared.durable_timeout;
+        let (ack, answer) = oneshot::channel();
+        let queued = tokio::time::timeout_at(deadline, self.enqueue(record, Some(ack))).await;
+        let outcome = match queued {
+            Ok(Ok(())) => match tokio::time::timeout_at(deadline, answer).await {
+                Ok(Ok(result)) => return result,
+                // The task ended without answering: it panicked or was aborted.
+                Ok(Err(_)) => Err(Error::WriterClosed),
+                Err(_) => Err(Error::DurableTimeout {
+                    timeout_ms: self.shared.durable_timeout.as_millis(),
+                }),
+            },
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::DurableTimeout {
+                timeout_ms: self.shared.durable_timeout.as_millis(),
+            }),
+        };
+        bump(&self.shared.counters.durable_failures, 1);
+        outcome
+    }
+
+    /// Queues `record` and resolves once it is in the queue. [`Error::QueueFull`] when the queue
+    /// stayed full for `enqueue_timeout_ms`; [`Error::WriterClosed`] after shutdown.
+    pub async fn append_buffered(&self, record: AuditRecord) -> Result<(), Error> {
+        self.enqueue(record, None).await
+    }
+
+    async fn enqueue(&self, record: AuditRecord, ack: Option<Ack>) -> Result<(), Error> {
+        if !self.shared.accepting.load(Ordering::Acquire) {
+            return Err(Error::WriterClosed);
+        }
+        if self.shared.backend == Backend::Postgres
+            && let Some(field) = nul_field(&record)
+        {
+            // Postgres text cannot hold NUL. Refusing here keeps one such record from failing
+            // a whole batch of other callers' records.
+            return Err(Error::Unstorable { field });
+        }
+        let command = Command::Append { record, ack };
+        let sent = match self.tx.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::WriterClosed),
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                match self
+                    .tx
+                    .send_timeout(command, self.shared.enqueue_timeout)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::SendTimeoutError::Closed(_)) => Err(Error::WriterClosed),
+                    Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                        bump(&self.shared.counters.queue_full_rejections, 1);
+                        tracing::warn!(
+                            chain_id = %self.shared.chain_id,
+                            "audit queue full; record refused"
+                        );
+                        Err(Error::QueueFull)
+                    }
+                }
+            }
+        };
+        if sent.is_ok() {
+            bump(&self.shared.counters.queued, 1);
+        }
+        sent
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WriterStats {
+            queued: get(&c.queued),
+            committed: get(&c.committed),
+            batches: get(&c.batches),
+            failed_batches: get(&c.failed_batches),
+            durable_failures: get(&c.durable_failures),
+            queue_full_rejections: get(&c.queue_full_rejections),
+            buffered_records_lost_on_error: get(&c.lost),
+            pending_retry: get(&c.pending_retry),
+            checkpoints: get(&c.checkpoints),
+            last_seq: c.last_seq.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops accepting records (on every clone), commits everything queued (buffered records
+    /// waiting for a retry keep their retry policy, so this can take as long as that), writes a
+    /// final checkpoint and returns the final counters.
+    pub async fn shutdown(self) -> Result<WriterStats, Error> {
+        self.shared.accepting.store(false, Ordering::Release);
+        let (reply, done) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(reply)).await.is_ok() {
+            // An error only means the task is gone already; the join below reports why.
+            let _ = done.await;
+        }
+        let handle = self
+            .shared
+            .task
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take());
+        if let Some(handle) = handle {
+            handle
+                .await
+                .map_err(|source| Error::WriterFailed { source })?;
+        }
+        Ok(self.stats())
+    }
+}
+
+fn validate(config: &WriterConfig) -> Result<(), Error> {
+    let bad = |reason: &'static str| Err(Error::Config { reason });
+    if config.queue_capacity == 0 {
+        return bad("queue_capacity must be at least 1");
+    }
+    if config.max_batch == 0 {
+        return bad("max_batch must be at least 1");
+    }
+    if config.checkpoint_every == 0 {
+        return bad("checkpoint_every must be at least 1");
+    }
+    if let Some(chain_id) = &config.chain_id
+        && (chain_id.is_empty() || chain_id.len() > 200 || chain_id.contains('\0'))
+    {
+        return bad("chain_id must be 1 to 200 bytes without NUL");
+    }
+    Ok(())
+}
+
+/// The first text field of `r` that contains a NUL character.
+fn nul_field(r: &AuditRecord) -> Option<&'static str> {
+    let has = |s: &str| s.contains('\0');
+    let opt = |s: &Option<String>| s.as_deref().is_some_and(has);
+    let list = |l: &[String]| l.iter().any(|s| has(s));
+    [
+        ("request_id", has(&r.request_id)),
+        ("session_id", opt(&r.session_id)),
+        ("tenant", opt(&r.tenant)),
+        ("subject", opt(&r.subject)),
+        ("issuer", opt(&r.issuer)),
+        ("client_id", opt(&r.client_id)),
+        ("actors", list(&r.actors)),
+        ("token_id", opt(&r.token_id)),
+        ("scopes", list(&r.scopes)),
+        ("roles", list(&r.roles)),
+        ("upstream", has(&r.upstream)),
+        ("method", has(&r.method)),
+        ("target", opt(&r.target)),
+        ("matched_rule", opt(&r.matched_rule)),
+    ]
+    .into_iter()
+    .find_map(|(field, bad)| bad.then_some(field))
+}
+
+/// A record in the writer, with whoever waits for it.
+struct Entry {
+    record: AuditRecord,
+    ack: Option<Ack>,
+    /// Failed attempts so far (buffered records only; durable ones are answered at once).
+    attempts: u32,
+}
+
+/// The writer task's state.
+struct Task {
+    store: AuditStore,
+    config: WriterConfig,
+    key: Option<SigningKey>,
+    chain_id: String,
+    /// The last committed record of the chain.
+    head: ChainHead,
+    last_cp_seq: i64,
+    last_cp_at: Instant,
+    /// After a failed attempt: the head it would have produced, in case it committed anyway.
+    unsure: Option<ChainHead>,
+    /// Buffered records waiting for a retry, oldest first.
+    pending: Vec<Entry>,
+    retry_at: Option<Instant>,
+    failures_in_a_row: u32,
+    /// The connection batches are written on, kept between batches; dropped after a failure.
+    conn: Option<WriterConn>,
+    /// When `conn` was last used.
+    conn_used: Instant,
+    rx: mpsc::Receiver<Command>,
+    closing: bool,
+    shutdown_replies: Vec<oneshot::Sender<()>>,
+    shared: Arc<Shared>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let max_batch = self.config.max_batch;
+        let mut inbox: Vec<Command> = Vec::with_capacity(max_batch);
+        loop {
+            if self.closing {
+                if let Some(at) = self.retry_at {
+                    tokio::time::sleep_until(at).await;
+                }
+                while inbox.len() < max_batch {
+                    match self.rx.try_recv() {
+                        Ok(command) => inbox.push(command),
+                        Err(_) => break,
+                    }
+                }
+            } else if self.pending.is_empty() {
+                if !self.wait_for_work(&mut inbox).await {
+                    continue;
+                }
+            } else {
+                // Records wait for a retry: take new ones until the retry is due, but no more
+                // than one batch, so a long outage backs up into the queue.
+                let until = self.retry_at.unwrap_or_else(Instant::now);
+                while inbox.len() < max_batch {
+                    let room = max_batch - inbox.len();
+                    match tokio::time::timeout_at(until, self.rx.recv_many(&mut inbox, room)).await
+                    {
+                        Ok(0) => {
+                            self.closing = true;
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                tokio::time::sleep_until(until).await;
+            }
+
+            let mut entries = std::mem::take(&mut self.pending);
+            for command in inbox.drain(..) {
+                match command {
+                    Command::Append { record, ack } => entries.push(Entry {
+                        record,
+                        ack,
+                        attempts: 0,
+                    }),
+                    Command::Shutdown(reply) => {
+                        self.closing = true;
+                        self.rx.close();
+                        self.shutdown_replies.push(reply);
+                    }
+                }
+            }
+            if entries.is_empty() {
+                if self.closing && self.rx.is_empty() {
+                    break;
+                }
+                continue;
+            }
+            self.commit(entries).await;
+            self.shared
+                .counters
+                .pending_retry
+                .store(self.pending.len() as u64, Ordering::Relaxed);
+        }
+        if self.head.seq > self.last_cp_seq {
+            self.standalone_checkpoint().await;
+        }
+        tracing::info!(chain_id = %self.chain_id, seq = self.head.seq, "audit writer stopped");
+        for reply in self.shutdown_replies.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Waits for the first records of a batch (then lingers up to `flush_interval_ms` for
+    /// more), or for a time-based checkpoint. Returns false when there is nothing to commit.
+    async fn wait_for_work(&mut self, inbox: &mut Vec<Command>) -> bool {
+        let max_batch = self.config.max_batch;
+        let checkpoint_at = (self.head.seq > self.last_cp_seq)
+            .then(|| self.last_cp_at + Duration::from_millis(self.config.checkpoint_interval_ms));
+        let received = match checkpoint_at {
+            Some(at) => tokio::time::timeout_at(at, self.rx.recv_many(inbox, max_batch))
+                .await
+                .ok(),
+            None => Some(self.rx.recv_many(inbox, max_batch).await),
+        };
+        match received {
+            None => {
+                self.standalone_checkpoint().await;
+                return false;
+            }
+            Some(0) => {
+                self.closing = true;
+                return true;
+            }
+            Some(_) => {}
+        }
+        if self.config.flush_interval_ms > 0 {
+            let until = Instant::now() + Duration::from_millis(self.config.flush_interval_ms);
+            while inbox.len() < max_batch {
+                let room = max_batch - inbox.len();
+                match tokio::time::timeout_at(until, self.rx.recv_many(inbox, room)).await {
+                    Ok(0) => {
+                        self.closing = true;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        true
+    }
+
+    /// Writes `entries` as one transaction and answers their callers.
+    async fn commit(&mut self, mut entries: Vec<Entry>) {
+        let timeout = Duration::from_millis(self.config.commit_timeout_ms);
+        let attempt = tokio::time::timeout(timeout, self.attempt(&mut entries)).await;
+        let result = match attempt {
+            Ok(result) => result,
+            Err(_) => Err(Error::CommitTimeout {
+                timeout_ms: timeout.as_millis(),
+            }),
+        };
+        match result {
+            Ok(Some((ids, head, checkpoint))) => {
+                let n = entries.len();
+                self.head = head;
+                if let Some(cp) = checkpoint {
+                    self.last_cp_seq = cp;
+                    self.last_cp_at = Instant::now();
+                    bump(&self.shared.counters.checkpoints, 1);
+                }
+                self.failures_in_a_row = 0;
+                self.retry_at = None;
+                bump(&self.shared.counters.committed, n);
+                bump(&self.shared.counters.batches, 1);
+                self.shared
+                    .counters
+                    .last_seq
+                    .store(head.seq, Ordering::Relaxed);
+                for (entry, id) in entries.into_iter().zip(ids) {
+                    if let Some(ack) = entry.ack {
+                        let _ = ack.send(Ok(id));
+                    }
+                }
+            }
+            // Everything left was confirmed committed by an earlier attempt.
+            Ok(None) => {}
+            Err(error) => {
+                if let Some(conn) = self.conn.take() {
+                    conn.discard();
+                }
+                self.fail(entries, error)
+            }
+        }
+    }
+
+    /// One attempt: settle an earlier unsure attempt, assign seqs and hashes, write. Returns the
+    /// ids, the new head and the seq of a checkpoint written with the batch; `None` when the
+    /// resync found every entry already committed.
+    async fn attempt(
+        &mut self,
+        entries: &mut Vec<Entry>,
+    ) -> Result<Option<(Vec<i64>, ChainHead, Option<i64>)>, Error> {
+        if let Some(expected) = self.unsure {
+            let stored = self.store.chain_head(&self.chain_id).await?;
+            self.unsure = None;
+            if stored == expected {
+                // The failed attempt committed after all; the records still pending were part
+                // of it, so they are stored. (Durable callers of it were already told Err.)
+                let done = entries.iter().take_while(|e| e.attempts > 0).count();
+                tracing::warn!(
+                    chain_id = %self.chain_id,
+                    seq = stored.seq,
+                    records = done,
+                    "an audit batch reported as failed was committed after all"
+                );
+                bump(&self.shared.counters.committed, done);
+                entries.drain(..done);
+                self.head = stored;
+                self.shared
+                    .counters
+                    .last_seq
+                    .store(stored.seq, Ordering::Relaxed);
+                if let Some((seq, _)) = self.store.last_checkpoint(&self.chain_id).await? {
+                    self.last_cp_seq = seq;
+                }
+            } else if stored != self.head {
+                tracing::error!(
+                    chain_id = %self.chain_id,
+                    expected_seq = self.head.seq,
+                    stored_seq = stored.seq,
+                    "the audit chain was extended by someone else (two writers with one chain id?); continuing from the stored head"
+                );
+                self.head = stored;
+            }
+            if entries.is_empty() {
+                return Ok(None);
+            }
+        }
+
+        let mut columns = Vec::with_capacity(entries.len());
+        for entry in entries.iter() {
+            columns.push(Columns::new(&entry.record)?);
+        }
+        let mut rows = Vec::with_capacity(entries.len());
+        let mut prev = self.head.hash;
+        let mut seq = self.head.seq;
+        for (entry, columns) in entries.iter().zip(columns) {
+            seq += 1;
+            let hash = record_hash(&entry.record, &self.chain_id, seq, &prev);
+            rows.push(ChainedRow {
+                columns,
+                chain_id: &self.chain_id,
+                seq,
+                prev_hash: prev,
+                hash,
+            });
+            prev = hash;
+        }
+        let head = ChainHead { seq, hash: prev };
+        let interval = Duration::from_millis(self.config.checkpoint_interval_ms);
+        let checkpoint = (head.seq - self.last_cp_seq
+            >= i64::try_from(self.config.checkpoint_every).unwrap_or(i64::MAX)
+            || self.last_cp_at.elapsed() >= interval)
+            .then(|| {
+                NewCheckpoint::new(
+                    CheckpointKind::Checkpoint,
+                    &self.chain_id,
+                    head,
+                    authz_types::now_unix_ms(),
+                    self.key.as_ref(),
+                )
+            });
+        // A kept connection that sat idle may have been closed by the server meanwhile; check
+        // it then rather than fail a batch on it.
+        if self.conn_used.elapsed() > CONN_IDLE_CHECK
+            && let Some(mut conn) = self.conn.take()
+        {
+            if conn.ping().await {
+                self.conn = Some(conn);
+            } else {
+                conn.discard();
+            }
+        }
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(self.store.writer_conn().await?),
+        };
+        // Set before writing: if this future is cancelled by the commit timeout, the outcome
+        // is unknown and the next attempt must look first.
+        self.unsure = Some(head);
+        let ids = AuditStore::write_chained(conn, &rows, checkpoint.as_ref()).await?;
+        self.conn_used = Instant::now();
+        self.unsure = None;
+        Ok(Some((ids, head, checkpoint.map(|c| c.seq))))
+    }
+
+    /// Answers durable callers with `error`, keeps buffered records for a retry or gives them up.
+    fn fail(&mut self, entries: Vec<Entry>, error: Error) {
+        let shared = Arc::clone(&self.shared);
+        bump(&shared.counters.failed_batches, 1);
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        tracing::warn!(
+            chain_id = %self.chain_id,
+            records = entries.len(),
+            failures_in_a_row = self.failures_in_a_row,
+            error = %error,
+            "audit batch failed"
+        );
+        let error = Arc::new(error);
+        let mut lost = 0usize;
+        for mut entry in entries {
+            match entry.ack.take() {
+                Some(ack) => {
+                    bump(&shared.counters.durable_failures, 1);
+                    let _ = ack.send(Err(Error::BatchFailed {
+                        source: Arc::clone(&error),
+                    }));
+                }
+                None => {
+                    entry.attempts += 1;
+                    if entry.attempts >= self.config.retry_attempts {
+                        lost += 1;
+                        tracing::error!(
+                            chain_id = %self.chain_id,
+                            request_id = %entry.record.request_id,
+                            attempts = entry.attempts,
+                            error = %error,
+                            "buffered audit record lost: gave up after the last retry"
+                        );
+                    } else {
+                        self.pending.push(entry);
+                    }
+                }
+            }
+        }
+        bump(&shared.counters.lost, lost);
+        let exponent = self.failures_in_a_row.saturating_sub(1).min(20);
+        let backoff = self
+            .config
+            .retry_backoff_ms
+            .saturating_mul(1u64 << exponent)
+            .min(self.config.max_retry_backoff_ms);
+        self.retry_at = Some(Instant::now() + Duration::from_millis(backoff));
+    }
+
+    /// A checkpoint of the current head on its own (idle writer or shutdown). A failure is only
+    /// logged: the next batch or tick tries again.
+    async fn standalone_checkpoint(&mut self) {
+        if self.head.seq <= self.last_cp_seq || self.unsure.is_some() {
+            self.last_cp_at = Instant::now();
+            return;
+        }
+        let cp = NewCheckpoint::new(
+            CheckpointKind::Checkpoint,
+            &self.chain_id,
+            self.head,
+            authz_types::now_unix_ms(),
+            self.key.as_ref(),
+        );
+        let timeout = Duration::from_millis(self.config.commit_timeout_ms);
+        match tokio::time::timeout(timeout, self.store.write_checkpoint(&cp)).await {
+            Ok(Ok(())) => {
+                self.last_cp_seq = cp.seq;
+                bump(&self.shared.counters.checkpoints, 1);
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(chain_id = %self.chain_id, error = %error, "audit checkpoint failed");
+            }
+            Err(_) => {
+                tracing::warn!(chain_id = %self.chain_id, "audit checkpoint timed out");
+            }
+        }
+        self.last_cp_at = Instant::now();
+    }
+}

@@ -1,0 +1,372 @@
+//! Tamper evidence: raw SQL edits, deletions, insertions and reorderings of a written chain are
+//! each detected and named by `verify`; checkpoints and pruning anchors are checked.
+
+use authz_audit::{
+    AuditQuery, AuditWriter, GENESIS_HASH, PublicKey, SigningKey, Tamper, VerifyReport,
+    WriterConfig, record_hash, verify,
+};
+use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode};
+
+use crate::db::TestDb;
+use crate::writer::{config, rec, test_key};
+
+on_both_backends!(
+    an_intact_chain_verifies,
+    an_edited_field_is_named,
+    a_deleted_record_is_named,
+    a_deletion_hidden_by_renumbering_is_named,
+    a_forged_record_with_a_valid_hash_is_named_inserted,
+    a_forged_record_with_garbage_hashes_is_named_inserted,
+    swapped_records_are_named_reordered,
+    a_cut_off_tail_is_named_deleted,
+    checkpoints_are_checked,
+    pruning_leaves_a_verifiable_chain,
+);
+
+const CHAIN: &str = "c1";
+
+/// Writes records 1..=20 to chain `c1`, one per batch, so record `i` has seq `i`; a checkpoint
+/// every 5 records.
+async fn twenty(db: &TestDb, key: Option<SigningKey>) {
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            checkpoint_every: 5,
+            ..config(CHAIN)
+        },
+        key,
+    )
+    .await
+    .expect("spawn");
+    for i in 1..=20 {
+        writer.append_durable(rec(i)).await.expect("append");
+    }
+    writer.shutdown().await.expect("shutdown");
+}
+
+/// The hashes of records 0..=20 as the test computes them from the documented encoding:
+/// `hashes[i]` is the hash of seq `i` (`hashes[0]` the genesis value).
+fn expected_hashes() -> Vec<[u8; 32]> {
+    let mut hashes = vec![GENESIS_HASH];
+    for i in 1..=20 {
+        let prev = hashes[i - 1];
+        hashes.push(record_hash(
+            &rec(i),
+            CHAIN,
+            i64::try_from(i).expect("small"),
+            &prev,
+        ));
+    }
+    hashes
+}
+
+async fn id_of(db: &TestDb, request_id: &str) -> i64 {
+    let found = db
+        .store
+        .search(&AuditQuery {
+            filter: AuditFilter {
+                request_id: Some(request_id.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(found.len(), 1, "{request_id}");
+    found[0].id
+}
+
+async fn report(db: &TestDb, key: Option<&PublicKey>) -> VerifyReport {
+    verify(&db.store, None, key).await.expect("verify")
+}
+
+/// Asserts the first problem's kind, seq and record id.
+fn assert_problem(report: &VerifyReport, kind: Tamper, seq: i64, record_id: Option<i64>) {
+    let Some(problem) = report.first_problem() else {
+        panic!("expected {kind:?} at seq {seq}, but the chain verified: {report:?}")
+    };
+    assert_eq!(
+        (
+            problem.kind,
+            problem.seq,
+            problem.record_id,
+            problem.chain_id.as_str()
+        ),
+        (kind, seq, record_id, CHAIN),
+        "{problem:?}"
+    );
+    assert!(!problem.detail.is_empty());
+    assert!(!report.is_intact());
+}
+
+/// Moves records with seq >= `from` one place up, making room at `from`.
+async fn shift_up(db: &TestDb, from: i64) {
+    db.raw(&format!(
+        "UPDATE audit_records SET seq = -seq - 1 WHERE chain_id = '{CHAIN}' AND seq >= {from}; \
+         UPDATE audit_records SET seq = -seq WHERE chain_id = '{CHAIN}' AND seq < 0;"
+    ))
+    .await;
+}
+
+/// A record that never happened.
+fn forged() -> AuditRecord {
+    AuditRecord {
+        time_ms: 7_500,
+        request_id: "forged".into(),
+        session_id: None,
+        tenant: None,
+        subject: None,
+        issuer: None,
+        client_id: None,
+        actors: Vec::new(),
+        token_id: None,
+        scopes: Vec::new(),
+        roles: Vec::new(),
+        upstream: "tickets".into(),
+        method: "tools/call".into(),
+        target: None,
+        decision: Effect::Allow,
+        reason: ReasonCode::PolicyAllow,
+        matched_rule: None,
+        policy_revision: None,
+        http_status: None,
+        jsonrpc_error: None,
+    }
+}
+
+async fn insert_forged(db: &TestDb, seq: i64, prev: &[u8], hash: &[u8]) {
+    let f = forged();
+    db.raw(&format!(
+        "INSERT INTO audit_records (time_ms, request_id, actors, scopes, roles, upstream, method, \
+         decision, reason, chain_id, seq, prev_hash, hash) VALUES ({}, '{}', '[]', '[]', '[]', \
+         '{}', '{}', '{}', '{}', '{CHAIN}', {seq}, {}, {})",
+        f.time_ms,
+        f.request_id,
+        f.upstream,
+        f.method,
+        f.decision.as_str(),
+        f.reason.as_str(),
+        db.blob(prev),
+        db.blob(hash),
+    ))
+    .await;
+}
+
+async fn an_intact_chain_verifies(db: &TestDb) {
+    twenty(db, Some(test_key())).await;
+    let r = report(db, Some(&test_key().public_key())).await;
+    assert!(r.is_intact(), "{r:?}");
+    let c = &r.chains[0];
+    assert_eq!((c.records, c.last_seq, c.checkpoints), (20, 20, 4));
+    assert_eq!((c.anchor_seq, c.signed_through), (None, Some(20)));
+    // Only the chain asked for.
+    let none = verify(&db.store, Some("other"), None)
+        .await
+        .expect("verify");
+    assert!(none.is_intact());
+    assert_eq!(none.chains[0].records, 0);
+}
+
+async fn an_edited_field_is_named(db: &TestDb) {
+    twenty(db, Some(test_key())).await;
+    db.raw(&format!(
+        "UPDATE audit_records SET decision = 'deny' WHERE chain_id = '{CHAIN}' AND seq = 7"
+    ))
+    .await;
+    let r = report(db, Some(&test_key().public_key())).await;
+    assert_problem(&r, Tamper::Edited, 7, Some(id_of(db, "r7").await));
+    // Records before the edit are vouched for.
+    assert_eq!(r.chains[0].records, 6);
+}
+
+async fn a_deleted_record_is_named(db: &TestDb) {
+    twenty(db, None).await;
+    db.raw(&format!(
+        "DELETE FROM audit_records WHERE chain_id = '{CHAIN}' AND seq = 7"
+    ))
+    .await;
+    assert_problem(&report(db, None).await, Tamper::Deleted, 7, None);
+}
+
+async fn a_deletion_hidden_by_renumbering_is_named(db: &TestDb) {
+    twenty(db, None).await;
+    db.raw(&format!(
+        "DELETE FROM audit_records WHERE chain_id = '{CHAIN}' AND seq = 8; \
+         UPDATE audit_records SET seq = -(seq - 1) WHERE chain_id = '{CHAIN}' AND seq > 8; \
+         UPDATE audit_records SET seq = -seq WHERE chain_id = '{CHAIN}' AND seq < 0;"
+    ))
+    .await;
+    assert_problem(&report(db, None).await, Tamper::Deleted, 8, None);
+}
+
+async fn a_forged_record_with_a_valid_hash_is_named_inserted(db: &TestDb) {
+    twenty(db, Some(test_key())).await;
+    // The best an attacker without the key can do: make room, and link a correctly hashed
+    // forged record to its predecessor.
+    let hashes = expected_hashes();
+    shift_up(db, 8).await;
+    let hash = record_hash(&forged(), CHAIN, 8, &hashes[7]);
+    insert_forged(db, 8, &hashes[7], &hash).await;
+    let forged_id = id_of(db, "forged").await;
+    assert_problem(
+        &report(db, None).await,
+        Tamper::Inserted,
+        8,
+        Some(forged_id),
+    );
+}
+
+async fn a_forged_record_with_garbage_hashes_is_named_inserted(db: &TestDb) {
+    twenty(db, None).await;
+    shift_up(db, 8).await;
+    insert_forged(db, 8, &[1; 32], &[2; 32]).await;
+    let forged_id = id_of(db, "forged").await;
+    assert_problem(
+        &report(db, None).await,
+        Tamper::Inserted,
+        8,
+        Some(forged_id),
+    );
+}
+
+async fn swapped_records_are_named_reordered(db: &TestDb) {
+    twenty(db, None).await;
+    db.raw(&format!(
+        "UPDATE audit_records SET seq = -1 WHERE chain_id = '{CHAIN}' AND seq = 7; \
+         UPDATE audit_records SET seq = 7 WHERE chain_id = '{CHAIN}' AND seq = 8; \
+         UPDATE audit_records SET seq = 8 WHERE chain_id = '{CHAIN}' AND seq = -1;"
+    ))
+    .await;
+    // Seq 7 now holds the record written eighth.
+    assert_problem(
+        &report(db, None).await,
+        Tamper::Reordered,
+        7,
+        Some(id_of(db, "r8").await),
+    );
+}
+
+async fn a_cut_off_tail_is_named_deleted(db: &TestDb) {
+    twenty(db, None).await;
+    db.raw(&format!(
+        "DELETE FROM audit_records WHERE chain_id = '{CHAIN}' AND seq >= 19"
+    ))
+    .await;
+    // The checkpoint at seq 20 remembers the records.
+    assert_problem(&report(db, None).await, Tamper::Deleted, 19, None);
+}
+
+async fn checkpoints_are_checked(db: &TestDb) {
+    let key = test_key();
+    let public = key.public_key();
+    twenty(db, Some(key)).await;
+    let wrong = SigningKey::from_seed(&[1; 32]).expect("key").public_key();
+    assert_problem(
+        &report(db, Some(&wrong)).await,
+        Tamper::BadCheckpoint,
+        5,
+        None,
+    );
+
+    // The time is covered by the signature only.
+    db.raw("UPDATE audit_checkpoints SET time_ms = time_ms + 1 WHERE seq = 10")
+        .await;
+    assert!(report(db, None).await.is_intact());
+    let r = report(db, Some(&public)).await;
+    assert_problem(&r, Tamper::BadCheckpoint, 10, None);
+    assert_eq!(r.chains[0].signed_through, Some(5));
+
+    // A checkpoint that disagrees with the chain is bad with or without a key.
+    db.raw(&format!(
+        "UPDATE audit_checkpoints SET hash = {} WHERE seq = 10",
+        db.blob(&[9; 32])
+    ))
+    .await;
+    assert_problem(&report(db, None).await, Tamper::BadCheckpoint, 10, None);
+    db.raw("DELETE FROM audit_checkpoints WHERE seq = 10").await;
+    assert!(report(db, Some(&public)).await.is_intact());
+}
+
+async fn pruning_leaves_a_verifiable_chain(db: &TestDb) {
+    let key = test_key();
+    let public = key.public_key();
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            checkpoint_every: 5,
+            ..config(CHAIN)
+        },
+        Some(test_key()),
+    )
+    .await
+    .expect("spawn");
+    for i in 1..=30 {
+        let mut r = rec(i);
+        // Times are not ordered along the chain: record 5 is late.
+        if i == 5 {
+            r.time_ms = 50_000;
+        }
+        writer.append_durable(r).await.expect("append");
+    }
+    writer.shutdown().await.expect("shutdown");
+    db.store.append(&rec(0)).await.expect("unchained");
+
+    // Only the prefix before the first young record goes.
+    let pruned = db
+        .store
+        .prune_before(10_500, Some(&key))
+        .await
+        .expect("prune");
+    assert_eq!(
+        (
+            pruned.chained_deleted,
+            pruned.unchained_deleted,
+            pruned.anchors.clone()
+        ),
+        (4, 1, vec![(CHAIN.to_owned(), 4)])
+    );
+    let r = report(db, Some(&public)).await;
+    assert!(r.is_intact(), "{r:?}");
+    let c = &r.chains[0];
+    assert_eq!((c.anchor_seq, c.records, c.last_seq), (Some(4), 26, 30));
+    assert_eq!(c.signed_through, Some(30));
+
+    // A record put back before the anchor is not part of the chain.
+    insert_forged(db, 2, &[1; 32], &[2; 32]).await;
+    assert_problem(
+        &report(db, None).await,
+        Tamper::Inserted,
+        2,
+        Some(id_of(db, "forged").await),
+    );
+    db.raw("DELETE FROM audit_records WHERE request_id = 'forged'")
+        .await;
+
+    // Everything goes; the chain continues from the anchor.
+    let pruned = db
+        .store
+        .prune_before(1_000_000, Some(&key))
+        .await
+        .expect("prune");
+    assert_eq!(pruned.chained_deleted, 26);
+    assert_eq!(db.store.count(&AuditFilter::default()).await.expect("n"), 0);
+    let writer = AuditWriter::spawn(db.store.clone(), config(CHAIN), Some(test_key()))
+        .await
+        .expect("respawn");
+    writer.append_durable(rec(31)).await.expect("append");
+    assert_eq!(writer.shutdown().await.expect("shutdown").last_seq, 31);
+    let r = report(db, Some(&public)).await;
+    assert!(r.is_intact(), "{r:?}");
+    let c = &r.chains[0];
+    assert_eq!((c.anchor_seq, c.records, c.last_seq), (Some(30), 1, 31));
+
+    // An anchor written without the key does not verify against it.
+    db.store.prune_before(1_000_000, None).await.expect("prune");
+    assert_problem(
+        &report(db, Some(&public)).await,
+        Tamper::BadCheckpoint,
+        31,
+        None,
+    );
+    assert!(report(db, None).await.is_intact());
+}

@@ -1,0 +1,647 @@
+//! Behaviour of the group-commit `AuditWriter`: durable and buffered appends, chains across
+//! restarts, store failures and recovery, back-pressure, shutdown and crash safety.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use authz_audit::{
+    AuditQuery, AuditStore, AuditWriter, Error, SigningKey, WriterConfig, WriterStats, verify,
+};
+use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode};
+
+use crate::db::TestDb;
+
+on_both_backends!(
+    concurrent_durable_appends_commit_into_one_verified_chain,
+    buffered_appends_are_all_committed_by_shutdown,
+    a_restarted_writer_resumes_its_chain,
+    writers_with_different_chains_do_not_interfere,
+    refused_inserts_fail_durable_callers_and_recover,
+    buffered_records_are_given_up_after_the_retries_and_counted,
+    a_blocked_store_times_out_and_fills_the_queue,
+    closed_writer_refuses_records,
+    following_and_searching_the_log,
+    nul_characters,
+);
+
+/// A record numbered `i`: request id `r{i}`, varied subject, decision and target.
+pub fn rec(i: usize) -> AuditRecord {
+    let mut r = AuditRecord::unauthenticated(
+        format!("r{i}"),
+        "tickets",
+        "tools/call",
+        ReasonCode::PolicyAllow,
+        200,
+    );
+    r.time_ms = 1_000 * i64::try_from(i).expect("small");
+    r.tenant = Some(["acme", "globex"][i % 2].into());
+    r.subject = Some(["alice", "bob", "carol"][i % 3].into());
+    r.target = Some(format!("tool_{}", i % 4));
+    r.actors = vec!["agent-7".into()];
+    r.scopes = vec!["tickets:read".into()];
+    r.decision = if i.is_multiple_of(5) {
+        Effect::Deny
+    } else {
+        Effect::Allow
+    };
+    r
+}
+
+/// A deterministic test key.
+pub fn test_key() -> SigningKey {
+    SigningKey::from_seed(&[42; 32]).expect("key")
+}
+
+/// A config for chain `chain` with quick retries.
+pub fn config(chain: &str) -> WriterConfig {
+    WriterConfig {
+        chain_id: Some(chain.into()),
+        retry_backoff_ms: 5,
+        max_retry_backoff_ms: 50,
+        ..Default::default()
+    }
+}
+
+async fn count(store: &AuditStore) -> u64 {
+    store.count(&AuditFilter::default()).await.expect("count")
+}
+
+/// Polls `check` until it holds, failing after a generous deadline (never a timed assertion:
+/// the deadline only stops a test that would otherwise hang).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Installs a trigger that refuses every insert into `audit_records`.
+pub async fn refuse_inserts(db: &TestDb) {
+    if db.is_postgres() {
+        db.raw(
+            "CREATE FUNCTION refuse_all() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'refused'; END $$; \
+             CREATE TRIGGER refuse_all BEFORE INSERT ON audit_records FOR EACH ROW \
+             EXECUTE FUNCTION refuse_all();",
+        )
+        .await;
+    } else {
+        db.raw(
+            "CREATE TRIGGER refuse_all BEFORE INSERT ON audit_records \
+             BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+        )
+        .await;
+    }
+}
+
+pub async fn accept_inserts(db: &TestDb) {
+    if db.is_postgres() {
+        db.raw("DROP TRIGGER refuse_all ON audit_records").await;
+    } else {
+        db.raw("DROP TRIGGER refuse_all").await;
+    }
+}
+
+async fn concurrent_durable_appends_commit_into_one_verified_chain(db: &TestDb) {
+    let key = test_key();
+    let public = key.public_key();
+    let writer = AuditWriter::spawn(db.store.clone(), config("gw-a"), Some(key))
+        .await
+        .expect("spawn");
+    assert_eq!(writer.chain_id(), "gw-a");
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let w = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..250 {
+                ids.push(w.append_durable(rec(t * 1000 + i)).await.expect("durable"));
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.expect("task"));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2000);
+    // Acknowledged means committed: visible to a separate connection before shutdown.
+    let other = db.reconnect().await;
+    assert_eq!(count(&other).await, 2000);
+    other.close().await;
+
+    let stats = writer.shutdown().await.expect("shutdown");
+    assert_eq!(
+        (stats.queued, stats.committed, stats.failed_batches),
+        (2000, 2000, 0)
+    );
+    assert_eq!(stats.last_seq, 2000);
+    assert!(stats.checkpoints >= 1, "{stats:?}");
+
+    let report = verify(&db.store, None, Some(&public))
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.chains.len(), 1);
+    let chain = &report.chains[0];
+    assert_eq!((chain.records, chain.last_seq), (2000, 2000));
+    // The shutdown checkpoint covers the whole chain.
+    assert_eq!(chain.signed_through, Some(2000));
+    assert_eq!(report.unchained_records, 0);
+}
+
+async fn buffered_appends_are_all_committed_by_shutdown(db: &TestDb) {
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            checkpoint_every: 500,
+            ..config("gw-b")
+        },
+        Some(test_key()),
+    )
+    .await
+    .expect("spawn");
+    for i in 0..3000 {
+        writer.append_buffered(rec(i)).await.expect("buffered");
+    }
+    let stats = writer.shutdown().await.expect("shutdown");
+    assert_eq!((stats.queued, stats.committed), (3000, 3000), "{stats:?}");
+    assert_eq!(stats.buffered_records_lost_on_error, 0);
+    assert_eq!(count(&db.store).await, 3000);
+    let report = verify(&db.store, Some("gw-b"), Some(&test_key().public_key()))
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    // At least every 500 records (at the end of the batch that reaches them).
+    assert!(report.chains[0].checkpoints >= 3, "{report:?}");
+    assert_eq!(report.chains[0].signed_through, Some(3000));
+}
+
+async fn a_restarted_writer_resumes_its_chain(db: &TestDb) {
+    for round in 0..3 {
+        let writer = AuditWriter::spawn(db.store.clone(), config("gw-r"), Some(test_key()))
+            .await
+            .expect("spawn");
+        for i in 0..10 {
+            writer
+                .append_durable(rec(round * 10 + i))
+                .await
+                .expect("durable");
+        }
+        let stats = writer.shutdown().await.expect("shutdown");
+        assert_eq!(
+            stats.last_seq,
+            i64::try_from(round * 10 + 10).expect("small")
+        );
+    }
+    // A record written around the writer is counted but not part of any chain.
+    db.store.append(&rec(99)).await.expect("plain append");
+    let report = verify(&db.store, None, Some(&test_key().public_key()))
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.chains.len(), 1);
+    assert_eq!(report.chains[0].last_seq, 30);
+    assert_eq!(report.chains[0].checkpoints, 3);
+    assert_eq!(report.unchained_records, 1);
+}
+
+async fn writers_with_different_chains_do_not_interfere(db: &TestDb) {
+    let a = AuditWriter::spawn(db.store.clone(), config("replica-a"), None)
+        .await
+        .expect("a");
+    // No chain id configured: a random one.
+    let b = AuditWriter::spawn(db.store.clone(), WriterConfig::default(), None)
+        .await
+        .expect("b");
+    assert_eq!(b.chain_id().len(), 32);
+    let (wa, wb) = (a.clone(), b.clone());
+    let ta = tokio::spawn(async move {
+        for i in 0..300 {
+            wa.append_durable(rec(i)).await.expect("a");
+        }
+    });
+    let tb = tokio::spawn(async move {
+        for i in 0..300 {
+            wb.append_durable(rec(i)).await.expect("b");
+        }
+    });
+    ta.await.expect("ta");
+    tb.await.expect("tb");
+    a.shutdown().await.expect("a down");
+    b.shutdown().await.expect("b down");
+    let report = verify(&db.store, None, None).await.expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.chains.len(), 2);
+    assert!(report.chains.iter().all(|c| c.last_seq == 300));
+}
+
+async fn refused_inserts_fail_durable_callers_and_recover(db: &TestDb) {
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            retry_attempts: 1_000,
+            ..config("gw-f")
+        },
+        Some(test_key()),
+    )
+    .await
+    .expect("spawn");
+    writer.append_durable(rec(1)).await.expect("before");
+    refuse_inserts(db).await;
+    let err = writer.append_durable(rec(2)).await.expect_err("refused");
+    assert!(matches!(err, Error::BatchFailed { .. }), "{err:?}");
+    // Buffered records wait in the writer for the store to come back.
+    for i in 3..13 {
+        writer.append_buffered(rec(i)).await.expect("queued");
+    }
+    eventually("the buffered records to be retried", || async {
+        let s = writer.stats();
+        s.pending_retry == 10 && s.failed_batches >= 2
+    })
+    .await;
+    accept_inserts(db).await;
+    // The same writer recovers without a restart.
+    let id = writer
+        .append_durable(rec(13))
+        .await
+        .expect("after recovery");
+    assert!(id > 0);
+    eventually("the buffered records to commit", || async {
+        writer.stats().committed == 12
+    })
+    .await;
+    let stats = writer.shutdown().await.expect("shutdown");
+    assert_eq!(stats.buffered_records_lost_on_error, 0);
+    assert_eq!(stats.durable_failures, 1);
+    assert_eq!(count(&db.store).await, 12);
+    let report = verify(&db.store, None, Some(&test_key().public_key()))
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.chains[0].last_seq, 12);
+}
+
+async fn buffered_records_are_given_up_after_the_retries_and_counted(db: &TestDb) {
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            retry_attempts: 3,
+            ..config("gw-l")
+        },
+        None,
+    )
+    .await
+    .expect("spawn");
+    refuse_inserts(db).await;
+    for i in 0..5 {
+        writer.append_buffered(rec(i)).await.expect("queued");
+    }
+    eventually("the records to be given up", || async {
+        writer.stats().buffered_records_lost_on_error == 5
+    })
+    .await;
+    assert_eq!(writer.stats().pending_retry, 0);
+    assert!(writer.stats().failed_batches >= 3);
+    accept_inserts(db).await;
+    writer.append_durable(rec(9)).await.expect("recovered");
+    let stats = writer.shutdown().await.expect("shutdown");
+    assert_eq!(
+        (stats.committed, stats.buffered_records_lost_on_error),
+        (1, 5)
+    );
+    // The chain has no gap where the lost records would have been.
+    let report = verify(&db.store, None, None).await.expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.chains[0].last_seq, 1);
+}
+
+async fn a_blocked_store_times_out_and_fills_the_queue(db: &TestDb) {
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            queue_capacity: 1,
+            max_batch: 1,
+            enqueue_timeout_ms: 20,
+            commit_timeout_ms: 300,
+            retry_attempts: 1_000,
+            ..config("gw-q")
+        },
+        None,
+    )
+    .await
+    .expect("spawn");
+    writer.append_durable(rec(0)).await.expect("before");
+    let lock = db.lock_writes().await;
+    // The commit cannot get the lock: the durable caller hears so within the commit timeout.
+    let err = writer.append_durable(rec(1)).await.expect_err("blocked");
+    match &err {
+        Error::BatchFailed { source } => {
+            assert!(matches!(**source, Error::CommitTimeout { .. }), "{err:?}")
+        }
+        other => panic!("expected BatchFailed, got {other:?}"),
+    }
+    // The writer holds one record and the queue one more; then callers are refused.
+    let mut accepted = 0;
+    let refused = loop {
+        match writer.append_buffered(rec(10 + accepted)).await {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 10, "the queue never filled");
+    };
+    assert!(matches!(refused, Error::QueueFull), "{refused:?}");
+    assert_eq!(writer.stats().queue_full_rejections, 1);
+    lock.release().await;
+    let accepted = u64::try_from(accepted).expect("small");
+    eventually("the accepted records to commit", || async {
+        writer.stats().committed == 1 + accepted
+    })
+    .await;
+    let stats = writer.shutdown().await.expect("shutdown");
+    assert_eq!(stats.buffered_records_lost_on_error, 0);
+    assert_eq!(count(&db.store).await, 1 + accepted);
+    let report = verify(&db.store, None, None).await.expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+}
+
+async fn closed_writer_refuses_records(db: &TestDb) {
+    let writer = AuditWriter::spawn(db.store.clone(), config("gw-c"), None)
+        .await
+        .expect("spawn");
+    let clone = writer.clone();
+    let stats: WriterStats = writer.shutdown().await.expect("shutdown");
+    assert_eq!(stats.committed, 0);
+    assert!(matches!(
+        clone.append_buffered(rec(1)).await,
+        Err(Error::WriterClosed)
+    ));
+    assert!(matches!(
+        clone.append_durable(rec(1)).await,
+        Err(Error::WriterClosed)
+    ));
+    // Shutting down a second handle is harmless.
+    clone.shutdown().await.expect("second shutdown");
+
+    let bad = WriterConfig {
+        max_batch: 0,
+        ..config("gw-c")
+    };
+    assert!(matches!(
+        AuditWriter::spawn(db.store.clone(), bad, None).await,
+        Err(Error::Config { .. })
+    ));
+}
+
+async fn following_and_searching_the_log(db: &TestDb) {
+    let writer = AuditWriter::spawn(db.store.clone(), config("gw-s"), None)
+        .await
+        .expect("spawn");
+    let mut ids = Vec::new();
+    for i in 1..=25 {
+        ids.push(writer.append_durable(rec(i)).await.expect("durable"));
+    }
+    writer.shutdown().await.expect("shutdown");
+
+    // Following: pages in insert order, resuming after the last id seen.
+    let mut seen = Vec::new();
+    let mut last = 0;
+    loop {
+        let page = db.store.query_after_id(last, 10).await.expect("page");
+        let Some(tail) = page.last() else { break };
+        last = tail.id;
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(seen, ids);
+
+    let q = AuditQuery {
+        tenant: Some("acme".into()),
+        target: Some("tool_2".into()),
+        ..Default::default()
+    };
+    let got = db.store.search(&q).await.expect("search");
+    let want: Vec<String> = (1..=25)
+        .rev()
+        .filter(|i| i % 2 == 0 && i % 4 == 2)
+        .map(|i| format!("r{i}"))
+        .collect();
+    let got_ids: Vec<&str> = got.iter().map(|r| r.record.request_id.as_str()).collect();
+    assert_eq!(got_ids, want);
+    assert_eq!(
+        db.store.count_matching(&q).await.expect("count"),
+        u64::try_from(want.len()).expect("small")
+    );
+    let by_reason = AuditQuery {
+        reason: Some(ReasonCode::PolicyAllow),
+        method: Some("tools/call".into()),
+        chain_id: Some("gw-s".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.store.count_matching(&by_reason).await.expect("count"),
+        25
+    );
+    let none = AuditQuery {
+        reason: Some(ReasonCode::TokenMissing),
+        ..Default::default()
+    };
+    assert_eq!(db.store.count_matching(&none).await.expect("count"), 0);
+}
+
+async fn nul_characters(db: &TestDb) {
+    let writer = AuditWriter::spawn(db.store.clone(), config("gw-n"), None)
+        .await
+        .expect("spawn");
+    let mut r = rec(1);
+    r.target = Some("a\0b".into());
+    let result = writer.append_durable(r.clone()).await;
+    if db.is_postgres() {
+        // Refused up front, so it cannot fail a whole batch of other records.
+        assert!(
+            matches!(result, Err(Error::Unstorable { field: "target" })),
+            "{result:?}"
+        );
+        assert!(matches!(
+            writer.append_buffered(r).await,
+            Err(Error::Unstorable { .. })
+        ));
+    } else {
+        result.expect("SQLite stores NUL");
+    }
+    writer
+        .append_durable(rec(2))
+        .await
+        .expect("the next record");
+    writer.shutdown().await.expect("shutdown");
+    let report = verify(&db.store, None, None).await.expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+}
+
+/// Postgres outage: the database stops accepting connections and its sessions are killed;
+/// durable callers get errors promptly, and the same writer recovers when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_and_recovery() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            commit_timeout_ms: 500,
+            retry_attempts: 10_000,
+            ..config("gw-o")
+        },
+        Some(test_key()),
+    )
+    .await
+    .expect("spawn");
+    writer.append_durable(rec(1)).await.expect("before");
+    let name = db.pg_name().to_owned();
+    db.admin(&format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+    ))
+    .await;
+    let err = writer.append_durable(rec(2)).await.expect_err("outage");
+    assert!(matches!(err, Error::BatchFailed { .. }), "{err:?}");
+    for i in 3..8 {
+        writer.append_buffered(rec(i)).await.expect("queued");
+    }
+    eventually("the buffered records to wait for a retry", || async {
+        writer.stats().pending_retry == 5
+    })
+    .await;
+    db.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await;
+    // The pool reconnects on its own; the writer was never restarted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while writer.append_durable(rec(100)).await.is_err() {
+        assert!(Instant::now() < deadline, "the writer never recovered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eventually("the buffered records to commit", || async {
+        writer.stats().pending_retry == 0
+    })
+    .await;
+    let stats = writer.shutdown().await.expect("shutdown");
+    assert_eq!(stats.buffered_records_lost_on_error, 0);
+    // rec(1), the five buffered records, and at least one rec(100).
+    assert!(stats.committed >= 7, "{stats:?}");
+    let report = verify(&db.store, None, Some(&test_key().public_key()))
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    db.finish().await;
+}
+
+/// Crash safety: the runtime running the writer and its callers is dropped abruptly; every
+/// record that was acknowledged must be stored, and the chain must still verify and resume.
+fn crash_keeps_every_acknowledged_record(db: TestDb, setup: tokio::runtime::Runtime) {
+    let acked: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
+    let crashing = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let writer = crashing.block_on(async {
+        let store = AuditStore::connect(&db.url).await.expect("connect");
+        AuditWriter::spawn(store, config("gw-x"), Some(test_key()))
+            .await
+            .expect("spawn")
+    });
+    for t in 0..8 {
+        let w = writer.clone();
+        let acked = Arc::clone(&acked);
+        crashing.spawn(async move {
+            for i in 0.. {
+                let r = rec(t * 1_000_000 + i);
+                let request_id = r.request_id.clone();
+                if let Ok(id) = w.append_durable(r).await {
+                    acked.lock().expect("lock").push((id, request_id));
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().expect("lock").len() < 2_000 {
+        assert!(Instant::now() < deadline, "no progress before the crash");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Abrupt: tasks are dropped wherever they are, transactions in flight included.
+    crashing.shutdown_background();
+    drop(writer);
+    let acked = acked.lock().expect("lock").clone();
+
+    setup.block_on(async {
+        let store = db.reconnect().await;
+        for chunk in acked.chunks(500) {
+            let first = chunk.iter().map(|(id, _)| *id).min().expect("non-empty") - 1;
+            let mut stored = std::collections::HashMap::new();
+            let mut after = first;
+            let last = chunk.iter().map(|(id, _)| *id).max().expect("non-empty");
+            while after < last {
+                let page = store.query_after_id(after, 10_000).await.expect("page");
+                let Some(tail) = page.last() else { break };
+                after = tail.id;
+                stored.extend(page.into_iter().map(|r| (r.id, r.record.request_id)));
+            }
+            for (id, request_id) in chunk {
+                assert_eq!(
+                    stored.get(id),
+                    Some(request_id),
+                    "acknowledged record {id} is missing"
+                );
+            }
+        }
+        let report = verify(&store, None, Some(&test_key().public_key()))
+            .await
+            .expect("verify");
+        assert!(report.is_intact(), "{report:?}");
+        let before = report.chains[0].last_seq;
+        assert!(before >= 2_000);
+        // A new writer resumes the chain where the crash left it.
+        let writer = AuditWriter::spawn(store.clone(), config("gw-x"), Some(test_key()))
+            .await
+            .expect("respawn");
+        writer.append_durable(rec(7)).await.expect("after crash");
+        let stats = writer.shutdown().await.expect("shutdown");
+        assert_eq!(stats.last_seq, before + 1);
+        let report = verify(&store, None, Some(&test_key().public_key()))
+            .await
+            .expect("verify");
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.chains[0].signed_through, Some(before + 1));
+        store.close().await;
+        db.finish().await;
+    });
+}
+
+fn setup_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn crash_keeps_every_acknowledged_record_sqlite() {
+    let rt = setup_runtime();
+    let db = rt.block_on(TestDb::sqlite());
+    crash_keeps_every_acknowledged_record(db, rt);
+}
+
+#[test]
+fn crash_keeps_every_acknowledged_record_postgres() {
+    let rt = setup_runtime();
+    let Some(db) = rt.block_on(TestDb::postgres()) else {
+        return;
+    };
+    crash_keeps_every_acknowledged_record(db, rt);
+}
