@@ -123,6 +123,25 @@ pub struct RawPolicy {
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     pub database_url: Option<String>,
+    /// Default audit mode of every route (`durable` unless set).
+    pub mode: Option<AuditMode>,
+    /// Ed25519 seed (32 raw bytes or 64 hex digits) that signs the chain's checkpoints.
+    pub signing_key_file: Option<PathBuf>,
+    /// The group-commit writer: queue, batch, flush interval, retries, checkpoints, chain id.
+    #[serde(default)]
+    pub writer: authz_audit::WriterConfig,
+}
+
+/// How a route's requests wait for their audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditMode {
+    /// The request is forwarded only after its record is committed; a store that cannot take
+    /// it fails the request with 503.
+    Durable,
+    /// The request does not wait for the commit; a full queue makes it wait (bounded), then 503.
+    /// Records are never dropped silently.
+    Buffered,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +161,8 @@ pub struct RawUpstream {
     pub idle_timeout_secs: Option<u64>,
     /// Extra CA certificates (PEM) to trust for this upstream's TLS, besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// This route's audit mode (default: `audit.mode`).
+    pub audit_mode: Option<AuditMode>,
     #[serde(default)]
     pub scopes: Vec<RawScopeRule>,
 }
@@ -229,6 +250,7 @@ pub struct Upstream {
     /// Longest silence allowed inside a response body.
     pub idle_timeout: std::time::Duration,
     pub ca_file: Option<PathBuf>,
+    pub audit_mode: AuditMode,
     pub scopes: Vec<ScopeRule>,
     /// The canonical resource URI of this route (the token audience).
     pub resource: String,
@@ -246,6 +268,8 @@ pub struct Config {
     pub verifier: authz_token::VerifierConfig,
     pub policy: PolicySource,
     pub audit_database_url: String,
+    pub audit_signing_key_file: Option<PathBuf>,
+    pub audit_writer: authz_audit::WriterConfig,
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
     pub upstreams: Vec<Upstream>,
     pub telemetry: Telemetry,
@@ -587,6 +611,10 @@ impl Config {
                 timeout: std::time::Duration::from_secs(timeout_secs),
                 idle_timeout: std::time::Duration::from_secs(idle_secs),
                 ca_file: u.ca_file,
+                audit_mode: u
+                    .audit_mode
+                    .or(raw.audit.mode)
+                    .unwrap_or(AuditMode::Durable),
                 scopes,
                 resource,
             });
@@ -602,6 +630,8 @@ impl Config {
             verifier: auth,
             policy,
             audit_database_url,
+            audit_signing_key_file: raw.audit.signing_key_file,
+            audit_writer: raw.audit.writer,
             scope_hierarchy: raw.scope_hierarchy,
             upstreams,
             telemetry: raw.telemetry,

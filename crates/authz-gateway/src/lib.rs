@@ -65,7 +65,12 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self, sessions: usize, policy_revision: i64) -> String {
+    fn render(
+        &self,
+        sessions: usize,
+        policy_revision: i64,
+        writer: &authz_audit::WriterStats,
+    ) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
             "# HELP authz_decisions_total Authorization decisions by outcome.\n\
@@ -89,7 +94,19 @@ impl Metrics {
              authz_sessions {}\n\
              # HELP authz_policy_revision The policy revision in force.\n\
              # TYPE authz_policy_revision gauge\n\
-             authz_policy_revision {}\n",
+             authz_policy_revision {}\n\
+             # HELP authz_audit_committed_total Audit records committed.\n\
+             # TYPE authz_audit_committed_total counter\n\
+             authz_audit_committed_total {}\n\
+             # HELP authz_audit_queue_full_total Appends refused because the audit queue stayed full (each a 503).\n\
+             # TYPE authz_audit_queue_full_total counter\n\
+             authz_audit_queue_full_total {}\n\
+             # HELP authz_audit_failed_batches_total Audit batches the store refused.\n\
+             # TYPE authz_audit_failed_batches_total counter\n\
+             authz_audit_failed_batches_total {}\n\
+             # HELP authz_audit_buffered_lost_total Buffered records given up after every retry (logged with their request id).\n\
+             # TYPE authz_audit_buffered_lost_total counter\n\
+             authz_audit_buffered_lost_total {}\n",
             g(&self.allowed),
             g(&self.denied),
             g(&self.unauthenticated),
@@ -98,6 +115,10 @@ impl Metrics {
             g(&self.upstream_errors),
             sessions,
             policy_revision,
+            writer.committed,
+            writer.queue_full_rejections,
+            writer.failed_batches,
+            writer.buffered_records_lost_on_error,
         )
     }
 }
@@ -109,6 +130,8 @@ pub struct App {
     pub verifier: authz_token::Verifier,
     pub rbac: authz_rbac::Rbac,
     pub audit: authz_audit::AuditStore,
+    /// The group-commit writer every record goes through (one hash chain per gateway).
+    pub audit_writer: authz_audit::AuditWriter,
     pub scopes: ScopePolicy,
     pub sessions: OwnerBindings,
     /// Task ids bound to the principal whose request created them.
@@ -143,6 +166,20 @@ impl App {
         let audit = authz_audit::AuditStore::connect(&config.audit_database_url)
             .await
             .context("opening the audit store")?;
+        let signing_key = config
+            .audit_signing_key_file
+            .as_deref()
+            .map(authz_audit::SigningKey::from_seed_file)
+            .transpose()
+            .context("loading the audit checkpoint signing key")?;
+        let audit_writer = authz_audit::AuditWriter::spawn(
+            audit.clone(),
+            config.audit_writer.clone(),
+            signing_key,
+        )
+        .await
+        .context("starting the audit writer")?;
+        tracing::info!(chain_id = audit_writer.chain_id(), "audit writer started");
         let clients = config
             .upstreams
             .iter()
@@ -169,6 +206,7 @@ impl App {
             verifier,
             rbac,
             audit,
+            audit_writer,
             clients,
             config,
         }))
@@ -217,10 +255,20 @@ pub async fn serve(
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(app))
+    let served = axum::serve(listener, router(app.clone()))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")
+        .context("serving HTTP");
+    // Drain the audit queue before exit: buffered records are committed, not dropped.
+    match app.audit_writer.clone().shutdown().await {
+        Ok(stats) => tracing::info!(
+            committed = stats.committed,
+            lost = stats.buffered_records_lost_on_error,
+            "audit writer drained"
+        ),
+        Err(e) => tracing::error!(error = %e, "draining the audit writer failed"),
+    }
+    served
 }
 
 fn metadata_for(app: &App, up: &Upstream) -> Response {
@@ -270,7 +318,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(app.sessions.len(), app.rbac.revision()),
+        app.metrics.render(
+            app.sessions.len(),
+            app.rbac.revision(),
+            &app.audit_writer.stats(),
+        ),
     )
         .into_response()
 }

@@ -22,7 +22,7 @@ use serde_json::Value;
 use tracing::{Instrument, info_span, warn};
 
 use crate::App;
-use crate::config::Upstream;
+use crate::config::{AuditMode, Upstream};
 use crate::error::{ApiError, FORBIDDEN_CODE, HEADER_MISMATCH_CODE, UNSUPPORTED_VERSION_CODE};
 use crate::filter::{self, ItemAllowed, ListKind, Rewrite};
 use crate::limits::Permit;
@@ -240,18 +240,24 @@ async fn authenticate(
     .with_challenge(challenge))
 }
 
-/// Appends an audit record durably; if the store cannot take it, the request fails closed.
+/// Hands an audit record to the writer in the route's mode. Durable: returns once committed.
+/// Buffered: returns once queued. Either way, a record the writer cannot take fails the request
+/// closed (503): nothing passes without its record.
 async fn record(app: &App, rec: AuditRecord) -> Result<(), ApiError> {
-    match app.audit.append(&rec).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            app.metrics
-                .audit_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(error = %e, request_id = %rec.request_id, "audit store rejected a record; failing closed");
-            Err(ApiError::unavailable("audit_unavailable"))
-        }
-    }
+    let mode = app
+        .upstreams
+        .get(&rec.upstream)
+        .map_or(AuditMode::Durable, |u| u.audit_mode);
+    let request_id = rec.request_id.clone();
+    let result = match mode {
+        AuditMode::Durable => app.audit_writer.append_durable(rec).await.map(drop),
+        AuditMode::Buffered => app.audit_writer.append_buffered(rec).await,
+    };
+    result.map_err(|e| {
+        app.metrics.audit_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(error = %e, request_id = %request_id, "the audit writer did not take a record; failing closed");
+        ApiError::unavailable("audit_unavailable")
+    })
 }
 
 async fn post(

@@ -37,6 +37,7 @@ pub struct Env {
     pub audit_url: String,
     pub http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Env {
@@ -95,6 +96,8 @@ pub struct Options {
     /// Authenticate upstream with OAuth client credentials from this token endpoint instead of
     /// a static bearer (client `gateway`, secret `gateway-client-secret`).
     pub oauth_token_url: Option<String>,
+    /// `audit.mode` (`durable` unless set).
+    pub audit_mode: Option<&'static str>,
     /// Forward to this URL instead of the demo upstream.
     pub upstream_url: Option<String>,
     /// `server.max_in_flight_per_principal` (default: the gateway's).
@@ -154,6 +157,7 @@ files = ["{policy}"]
 
 [audit]
 database_url = "{audit_url}"
+{audit_mode}
 
 [scope_hierarchy]
 "tickets:write" = ["tickets:read"]
@@ -171,6 +175,10 @@ scopes = [
         jwks = jwks.display(),
         model = repo_path("policies/model.conf").display(),
         policy = repo_path("policies/policy.csv").display(),
+        audit_mode = opts
+            .audit_mode
+            .map(|m| format!("mode = \"{m}\""))
+            .unwrap_or_default(),
         max_in_flight = opts
             .max_in_flight
             .map(|n| format!("max_in_flight_per_principal = {n}"))
@@ -205,7 +213,7 @@ scopes = [
         .expect("gateway starts");
     let (tx, rx) = tokio::sync::oneshot::channel();
     let served = app.clone();
-    tokio::spawn(async move {
+    let served = tokio::spawn(async move {
         let _ = authz_gateway::serve(served, listener, async {
             let _ = rx.await;
         })
@@ -223,6 +231,7 @@ scopes = [
         audit_url,
         http: reqwest::Client::new(),
         shutdown: Some(tx),
+        served: Some(served),
     }
 }
 
@@ -237,6 +246,17 @@ async fn closed_port_url() -> String {
 }
 
 impl Env {
+    /// Stops the gateway gracefully and waits until it has drained its audit queue.
+    pub async fn stop(mut self) -> Self {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.expect("gateway task");
+        }
+        self
+    }
+
     /// A request for a token; adjust fields before [`Env::mint`].
     pub fn token_request(&self, subject: &str, roles: &[&str], scopes: &[&str]) -> MintRequest {
         let mut req = MintRequest::new(ISSUER, subject, self.route.clone());

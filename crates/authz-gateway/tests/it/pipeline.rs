@@ -141,6 +141,13 @@ async fn scenario(env: &Env) {
     assert!(allowed_delete[0].matched_rule.is_some());
 
     unauthenticated_requests_are_refused_and_recorded(env).await;
+
+    // Every record is on one intact hash chain.
+    let report = authz_audit::verify(&env.audit, None, None)
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.unchained_records, 0);
 }
 
 async fn unauthenticated_requests_are_refused_and_recorded(env: &Env) {
@@ -708,4 +715,43 @@ async fn a_token_in_the_query_string_is_refused_even_with_a_good_header() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].reason, ReasonCode::TokenNotInHeader);
     assert_eq!(env.upstream.log.request_count(), 0);
+}
+
+#[tokio::test]
+async fn buffered_audit_records_every_request_and_drains_on_shutdown() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            audit_mode: Some("buffered"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let mut ids = Vec::new();
+    for id in 0..20 {
+        let (headers, body) = stateless_call(id, "get_ticket");
+        let resp = env.post(Some(&admin), &headers, &body).await;
+        assert_eq!(resp.status(), 200);
+        ids.push(
+            resp.headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let env = env.stop().await;
+    let records = env.all_records().await;
+    for id in &ids {
+        assert_eq!(
+            records.iter().filter(|r| &r.request_id == id).count(),
+            1,
+            "request {id} has exactly one record"
+        );
+    }
+    let report = authz_audit::verify(&env.audit, None, None)
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{report:?}");
 }
