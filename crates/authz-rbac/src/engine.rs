@@ -11,6 +11,7 @@ use casbin::{
 };
 
 use crate::adapter::SetAdapter;
+use crate::index::Index;
 use crate::rule::format_line;
 use crate::{Error, PolicyRule, PolicySet, RoleAssignment};
 
@@ -74,6 +75,9 @@ fn normalise(value: &str) -> String {
 pub(crate) struct Engine {
     enforcer: Enforcer,
     rules: Vec<LoadedRule>,
+    /// The same policy partitioned for lookups; `None` only if a rule had a shape the index
+    /// cannot serve, in which case every decision goes through Casbin.
+    index: Option<Index>,
 }
 
 /// One `p` line of the loaded policy.
@@ -103,14 +107,24 @@ impl Engine {
 
     fn from_enforcer(mut enforcer: Enforcer) -> Self {
         enforcer.set_effector(Box::new(CollectAll));
-        let rules = enforcer
-            .get_model()
-            .get_model()
-            .get("p")
-            .and_then(|assertions| assertions.get("p"))
-            .map(|assertion| {
-                assertion
-                    .get_policy()
+        let policy = |section: &str| {
+            enforcer
+                .get_model()
+                .get_model()
+                .get(section)
+                .and_then(|assertions| assertions.get(section))
+                .map(|assertion| assertion.get_policy())
+        };
+        let index = Index::build(
+            policy("p").into_iter().flatten().map(Vec::as_slice),
+            policy("g").into_iter().flatten().map(Vec::as_slice),
+        );
+        if index.is_none() {
+            tracing::warn!("the policy cannot be indexed; every decision will run through Casbin");
+        }
+        let rules = policy("p")
+            .map(|policy| {
+                policy
                     .iter()
                     .map(|values| {
                         let fields: Vec<&str> = values.iter().map(String::as_str).collect();
@@ -128,11 +142,44 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        Self { enforcer, rules }
+        Self {
+            enforcer,
+            rules,
+            index,
+        }
     }
 
     pub(crate) fn enforcer(&self) -> &Enforcer {
         &self.enforcer
+    }
+
+    /// The number of `p` rules loaded (after Casbin dropped exact duplicates).
+    pub(crate) fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Calls `on_match` with every policy line that matches the request, in policy order, found
+    /// through the [`Index`]: the same lines [`Engine::for_each_match`] reports, without running
+    /// Casbin's matcher over the whole policy. Falls back to Casbin when there is no index.
+    pub(crate) fn for_each_match_indexed<'e>(
+        &'e self,
+        subject: &str,
+        tenant: &str,
+        object: &str,
+        action: &str,
+        mut on_match: impl FnMut(&'e LoadedRule),
+    ) -> Result<(), Error> {
+        let Some(index) = &self.index else {
+            return self.for_each_match(subject, tenant, object, action, on_match);
+        };
+        let mut hits = Vec::new();
+        index.matches(subject, tenant, object, action, &mut hits);
+        for position in hits {
+            if let Some(rule) = self.rules.get(position as usize) {
+                on_match(rule);
+            }
+        }
+        Ok(())
     }
 
     /// Calls `on_match` with every policy line that matches the request, in policy order.

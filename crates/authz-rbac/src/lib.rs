@@ -78,19 +78,28 @@
 
 mod adapter;
 mod engine;
+mod index;
+mod inspect;
+mod lint;
 mod rbac;
 mod rule;
 mod store;
+mod watch;
 
 use std::path::PathBuf;
 
 pub use adapter::StoreAdapter;
-pub use rbac::{Candidate, CandidateOrigin, Explanation, Rbac, RuleMatch};
+pub use inspect::{Permission, RoleSummary};
+pub use lint::{LintCode, LintConfig, LintFinding, LintReport, Severity, lint};
+pub use rbac::{Candidate, CandidateOrigin, Explanation, Rbac, RuleMatch, WatchStatus};
 pub use rule::{
-    ACTIONS, ANY_TENANT, OBJECT_KINDS, PolicyRule, PolicySet, RoleAssignment, SUBJECT_PREFIX,
-    check_object_pattern, check_role_name, subject_name,
+    ACTIONS, ANY_TENANT, LocatedPolicy, OBJECT_KINDS, Origin, PolicyRule, PolicySet,
+    RoleAssignment, SUBJECT_PREFIX, check_object_pattern, check_role_name, subject_name,
 };
-pub use store::{POLICY_NOTIFY_CHANNEL, PolicyStore};
+pub use store::{
+    DeclaredRole, POLICY_NOTIFY_CHANNEL, PolicyChange, PolicyStore, RoleDeletion, UNKNOWN_ACTOR,
+};
+pub use watch::{WatchConfig, WatchHandle};
 
 /// Everything that can go wrong in this crate. A denial is never an error: it is a
 /// [`Decision`](authz_types::Decision). An `Err` from [`Rbac::decide`] means "could not decide".
@@ -155,4 +164,16 @@ pub enum Error {
     },
     #[error("the policy engine panicked while deciding")]
     EnginePanicked,
+    #[error("the policy has {} lint error(s); the first: {}", report.errors().count(), first_error(report))]
+    Lint { report: Box<LintReport> },
+    #[error("{what} needs a Tokio runtime")]
+    NoRuntime { what: &'static str },
+}
+
+fn first_error(report: &LintReport) -> String {
+    report
+        .errors()
+        .next()
+        .map(|f| format!("{}: {} ({})", f.origin, f.message, f.rule))
+        .unwrap_or_default()
 }
