@@ -3,5 +3,7 @@
 mod behaviour;
 mod common;
 mod decisions;
+mod equivalence;
+mod generate;
 mod reload;
 mod store;
