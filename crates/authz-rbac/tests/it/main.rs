@@ -5,5 +5,8 @@ mod common;
 mod decisions;
 mod equivalence;
 mod generate;
+mod history;
+mod lint;
 mod reload;
 mod store;
+mod watch;
