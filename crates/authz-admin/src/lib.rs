@@ -254,6 +254,7 @@ pub enum RoleCommand {
     },
     /// Delete a role: its rules, who holds it, what it inherits, and its declaration.
     Delete {
+        /// The role to delete.
         role: String,
         #[command(flatten)]
         confirm: ConfirmArgs,
@@ -267,6 +268,7 @@ pub enum RoleCommand {
     },
     /// Show a role's rules, who holds it and which roles it inherits.
     Show {
+        /// The role to show.
         role: String,
         #[command(flatten)]
         store: StoreArgs,
@@ -321,11 +323,13 @@ pub enum SubjectCommand {
 
 #[derive(Debug, Args)]
 pub struct RuleArgs {
+    /// The role (or user:<sub> for a rule about one subject).
     pub role: String,
     /// call, read, subscribe, get, complete, task or *.
     pub action: String,
     /// e.g. tool:tickets/get_*, resource:tickets/*, prompt:tickets/*.
     pub object: String,
+    /// The tenant the rule applies in, or * for every tenant.
     #[arg(long, default_value = authz_types::DEFAULT_TENANT)]
     pub tenant: String,
     /// A deny rule (deny overrides allow).
@@ -359,7 +363,9 @@ impl RuleArgs {
 pub struct AssignArgs {
     /// The token subject (`sub`), e.g. alice (stored as user:alice).
     pub subject: String,
+    /// The role given or taken.
     pub role: String,
+    /// The tenant the assignment applies in.
     #[arg(long, default_value = authz_types::DEFAULT_TENANT)]
     pub tenant: String,
 }

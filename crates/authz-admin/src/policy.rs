@@ -158,7 +158,8 @@ pub(crate) async fn history(
         let mut lines = c.lines.iter();
         rows.push(vec![
             format!("{} -> {}", c.from_revision, c.to_revision),
-            format_time(c.at_ms),
+            // Whole seconds keep the column one width.
+            format_time(c.at_ms / 1000 * 1000),
             c.actor.clone(),
             c.action.clone(),
             lines.next().cloned().unwrap_or_default(),

@@ -351,7 +351,7 @@ fn report(
         writeln!(
             out,
             "{}",
-            json!({"result": what, "revision": revision, "dry_run": dry_run, "changes": changes})
+            json!({"result": what, "revision": revision, "dry_run": dry_run, "lines": changes})
         )?;
         return Ok(());
     }
