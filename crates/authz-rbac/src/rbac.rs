@@ -111,6 +111,9 @@ pub struct WatchStatus {
     pub rules: usize,
     /// Lint warnings of the serving policy.
     pub warnings: usize,
+    /// Whether decisions use the index; false when the model's matcher is not the one in
+    /// `policies/model.conf` (every decision then runs through Casbin, linear in policy size).
+    pub indexed: bool,
     /// Whether a watcher is running.
     pub watching: bool,
     /// Whether the watcher is listening for Postgres notifications right now.
@@ -291,6 +294,7 @@ impl Rbac {
             failed_reloads: status.failed_reloads,
             rules: snapshot.engine.rule_count(),
             warnings: snapshot.report.findings.len(),
+            indexed: snapshot.engine.is_indexed(),
             watching: status.watching,
             listening: status.listening,
         }

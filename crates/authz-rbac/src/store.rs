@@ -24,8 +24,19 @@ pub const POLICY_NOTIFY_CHANNEL: &str = "authz_policy_changed";
 
 // Both folders hold every migration of the workspace (audit and policy alike), so whichever crate
 // connects first brings the database to the same version.
-static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+fn sqlite_migrator() -> Migrator {
+    let mut m = sqlx::migrate!("../../migrations/sqlite");
+    // A database migrated by a newer release (during a rolling upgrade) has versions this build
+    // does not know; the tables it needs are still there, so that must not stop it.
+    m.set_ignore_missing(true);
+    m
+}
+
+fn postgres_migrator() -> Migrator {
+    let mut m = sqlx::migrate!("../../migrations/postgres");
+    m.set_ignore_missing(true);
+    m
+}
 
 // `$N` placeholders are understood by both SQLite and Postgres, so the statements are shared;
 // only the Postgres notification differs.
@@ -133,7 +144,7 @@ impl PolicyStore {
 
     /// Uses an existing SQLite pool (set WAL on it yourself) and applies the migrations.
     pub async fn from_sqlite_pool(pool: SqlitePool) -> Result<Self, Error> {
-        SQLITE_MIGRATOR
+        sqlite_migrator()
             .run(&pool)
             .await
             .map_err(|source| Error::Migrate { source })?;
@@ -145,7 +156,7 @@ impl PolicyStore {
 
     /// Uses an existing Postgres pool and applies the migrations.
     pub async fn from_pg_pool(pool: PgPool) -> Result<Self, Error> {
-        POSTGRES_MIGRATOR
+        postgres_migrator()
             .run(&pool)
             .await
             .map_err(|source| Error::Migrate { source })?;
