@@ -174,12 +174,14 @@ pub fn lint(policy: &LocatedPolicy, config: &LintConfig) -> LintReport {
         .collect();
     let mut unheld_reported: HashMap<(&str, &str), usize> = HashMap::new();
 
-    let mut denies_by_role: HashMap<&str, Vec<&PolicyRule>> = HashMap::new();
+    // Each deny's glob is compiled once, however many allows it is compared with.
+    let mut denies_by_role: HashMap<&str, Vec<(&PolicyRule, Option<globset::GlobMatcher>)>> =
+        HashMap::new();
     for rule in rules.iter().filter(|r| r.effect == Effect::Deny) {
         denies_by_role
             .entry(rule.role.as_str())
             .or_default()
-            .push(rule);
+            .push((rule, compile(&rule.object)));
     }
 
     for (index, rule) in rules.iter().enumerate() {
@@ -266,12 +268,12 @@ pub fn lint(policy: &LocatedPolicy, config: &LintConfig) -> LintReport {
                 .get(rule.role.as_str())
                 .into_iter()
                 .flatten()
-                .find(|deny| {
+                .find(|(deny, matcher)| {
                     (deny.tenant == rule.tenant || deny.tenant == ANY_TENANT)
                         && (deny.action == rule.action || deny.action == "*")
-                        && covers(&deny.object, &rule.object)
+                        && covers(&deny.object, matcher.as_ref(), &rule.object)
                 });
-            if let Some(deny) = shadow {
+            if let Some((deny, _)) = shadow {
                 push(
                     Severity::Warning,
                     LintCode::ShadowedByDeny,
@@ -316,13 +318,14 @@ fn compile(pattern: &str) -> Option<globset::GlobMatcher> {
 
 /// Whether every object `allow` matches is also matched by `deny`. Conservative: `false` when in
 /// doubt, so a warning is never wrong about shadowing.
-fn covers(deny: &str, allow: &str) -> bool {
+/// `matcher` is `deny` compiled.
+fn covers(deny: &str, matcher: Option<&globset::GlobMatcher>, allow: &str) -> bool {
     if deny == allow {
         return true;
     }
     // A literal allow is one object.
     if !allow.contains(GLOB_SYNTAX) {
-        return compile(deny).is_some_and(|m| m.is_match(allow));
+        return matcher.is_some_and(|m| m.is_match(allow));
     }
     // `prefix*` covers every pattern under the same prefix that stays within one segment.
     if let Some(prefix) = deny.strip_suffix('*')
@@ -347,6 +350,7 @@ mod tests {
 
     #[test]
     fn coverage_is_conservative() {
+        let covers = |deny: &str, allow: &str| covers(deny, compile(deny).as_ref(), allow);
         assert!(covers("tool:t/*", "tool:t/get_*"));
         assert!(covers("tool:t/*", "tool:t/x"));
         assert!(covers("tool:t/delete_*", "tool:t/delete_ticket"));
