@@ -1,12 +1,19 @@
-//! `authzctl`, the operator's CLI: development keys, tokens, roles, policy import and checks,
-//! and the audit trail.
+//! `authzctl`, the operator's CLI: development keys, tokens, roles and subjects, the policy
+//! (import, export, check, lint, history) and the audit trail.
 //!
 //! The binary is a thin `main.rs` over [`run`]; tests parse arguments with
 //! [`Cli::try_parse_from`](clap::Parser::try_parse_from) and call [`execute`] with a buffer, so
 //! no process is spawned.
 //!
 //! Exit codes: 0 success (and "allow" for `policy check`), 1 runtime error ([`EXIT_ERROR`]),
-//! 2 usage error ([`EXIT_USAGE`], clap's own code), 3 "deny" from `policy check` ([`EXIT_DENY`]).
+//! 2 usage error ([`EXIT_USAGE`], clap's own code, also a destructive change refused because it
+//! was not confirmed), 3 "deny" from `policy check` ([`EXIT_DENY`]), 4 lint errors from `policy
+//! lint` ([`EXIT_LINT`]).
+//!
+//! Destructive changes (`role delete`, `role revoke`, `role unassign`) ask for confirmation on a
+//! terminal and need `--yes` anywhere else; `--dry-run` shows what a change would do without
+//! writing. Every change is recorded in the policy history with the actor (`--actor`,
+//! `AUTHZ_ACTOR`, else `$USER`).
 //! Errors are printed as one `authzctl: error: …` line plus one `caused by:` line per inner
 //! error, never as a backtrace, and database URLs in them have their passwords redacted.
 //!
@@ -39,17 +46,24 @@ use authz_token::KeyAlgorithm;
 use authz_types::{AuditFilter, Effect, Method, Operation, Principal};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod policy;
+mod roles;
+
 /// Exit code of a command that failed at run time (a file, store or key problem).
 pub const EXIT_ERROR: u8 = 1;
 /// Exit code of a usage error: clap's code for bad arguments, also used for a missing store URL.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code of `policy check` when the decision is deny.
 pub const EXIT_DENY: u8 = 3;
+/// Exit code of `policy lint` when it found errors.
+pub const EXIT_LINT: u8 = 4;
 
 /// The environment variable that names the policy store.
 pub const POLICY_URL_ENV: &str = "AUTHZ_POLICY_DATABASE_URL";
 /// The environment variable that names the audit store.
 pub const AUDIT_URL_ENV: &str = "AUTHZ_AUDIT_DATABASE_URL";
+/// The environment variable that names who changes are recorded as (before `$USER`).
+pub const ACTOR_ENV: &str = "AUTHZ_ACTOR";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -60,7 +74,10 @@ pub const AUDIT_URL_ENV: &str = "AUTHZ_AUDIT_DATABASE_URL";
         Role and policy commands work on the same SQL policy store the gateway reads \
         (--database-url or AUTHZ_POLICY_DATABASE_URL); `policy check` can also read policy files. \
         `audit list` reads the audit store (--database-url or AUTHZ_AUDIT_DATABASE_URL).\n\n\
-        Exit codes: 0 success or allow, 1 error, 2 usage error, 3 deny (policy check)."
+        Destructive changes ask for confirmation (or --yes); --dry-run shows what a change \
+        would do. Every change is recorded in `policy history` with its actor.\n\n\
+        Exit codes: 0 success or allow, 1 error, 2 usage error or unconfirmed change, 3 deny \
+        (policy check), 4 lint errors (policy lint)."
 )]
 pub struct Cli {
     /// Output format.
@@ -84,10 +101,13 @@ pub enum Command {
     /// Mint tokens signed with a local key.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Grant permissions to roles and assign roles to subjects (SQL policy store).
+    /// Create, inspect and delete roles; grant them permissions; assign them to subjects.
     #[command(subcommand)]
     Role(RoleCommand),
-    /// Import policy files into the store, or ask what the policy decides.
+    /// What a subject holds: its roles and effective permissions per tenant.
+    #[command(subcommand)]
+    Subject(SubjectCommand),
+    /// Import, export, check and lint the policy; read its change history.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Read the audit trail.
@@ -168,6 +188,9 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// Who changes are recorded as in the policy history (default: $USER).
+    #[arg(long, value_name = "NAME", env = "AUTHZ_ACTOR", hide_env_values = true)]
+    pub actor: Option<String>,
 }
 
 impl StoreArgs {
@@ -184,22 +207,115 @@ impl StoreArgs {
 
     async fn connect(&self) -> anyhow::Result<authz_rbac::PolicyStore> {
         let url = self.url()?;
-        connect_policy_store(url).await
+        Ok(connect_policy_store(url).await?.with_actor(&self.actor()))
     }
+
+    /// Who changes are recorded as: `--actor`, `AUTHZ_ACTOR`, `$USER`, `$LOGNAME`, else
+    /// `unknown`.
+    pub fn actor(&self) -> String {
+        self.actor
+            .clone()
+            .filter(|a| !a.trim().is_empty())
+            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+            .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| authz_rbac::UNKNOWN_ACTOR.to_owned())
+    }
+}
+
+/// Options of commands that change the store.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Show what would change and check that it can; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Confirmation of a destructive change.
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum RoleCommand {
-    /// Allow (or with --deny, forbid) a role an action on objects matching a pattern.
-    Grant(RuleArgs),
-    /// Remove a grant (or a deny rule with --deny).
-    Revoke(RuleArgs),
-    /// Give a subject a role in a tenant.
-    Assign(AssignArgs),
-    /// Take a role away from a subject.
-    Unassign(AssignArgs),
-    /// List rules and assignments.
+    /// Declare a role with a description (roles used in rules need not be declared).
+    Create {
+        /// Role name: not starting with `user:`, no comma or quote.
+        role: String,
+        /// What the role is for, shown by `role list` and `role show`.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Delete a role: its rules, who holds it, what it inherits, and its declaration.
+    Delete {
+        /// The role to delete.
+        role: String,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// List roles with their number of rules and holders.
     List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show a role's rules, who holds it and which roles it inherits.
+    Show {
+        /// The role to show.
+        role: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Allow (or with --deny, forbid) a role an action on objects matching a pattern.
+    Grant {
+        #[command(flatten)]
+        rule: RuleArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Remove a grant (or a deny rule with --deny).
+    Revoke {
+        #[command(flatten)]
+        rule: RuleArgs,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Give a subject a role in a tenant.
+    Assign {
+        #[command(flatten)]
+        assignment: AssignArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Take a role away from a subject.
+    Unassign {
+        #[command(flatten)]
+        assignment: AssignArgs,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubjectCommand {
+    /// Show a subject's roles and effective permissions, per tenant.
+    Show {
+        /// The token subject (`sub`), e.g. alice (stored as user:alice).
+        subject: String,
+        /// Only this tenant (default: every tenant the subject has roles or rules in).
+        #[arg(long)]
+        tenant: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -207,18 +323,18 @@ pub enum RoleCommand {
 
 #[derive(Debug, Args)]
 pub struct RuleArgs {
+    /// The role (or user:<sub> for a rule about one subject).
     pub role: String,
     /// call, read, subscribe, get, complete, task or *.
     pub action: String,
     /// e.g. tool:tickets/get_*, resource:tickets/*, prompt:tickets/*.
     pub object: String,
+    /// The tenant the rule applies in, or * for every tenant.
     #[arg(long, default_value = authz_types::DEFAULT_TENANT)]
     pub tenant: String,
     /// A deny rule (deny overrides allow).
     #[arg(long)]
     pub deny: bool,
-    #[command(flatten)]
-    pub store: StoreArgs,
 }
 
 impl RuleArgs {
@@ -245,12 +361,13 @@ impl RuleArgs {
 
 #[derive(Debug, Args)]
 pub struct AssignArgs {
+    /// The token subject (`sub`), e.g. alice (stored as user:alice).
     pub subject: String,
+    /// The role given or taken.
     pub role: String,
+    /// The tenant the assignment applies in.
     #[arg(long, default_value = authz_types::DEFAULT_TENANT)]
     pub tenant: String,
-    #[command(flatten)]
-    pub store: StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +377,62 @@ pub enum PolicyCommand {
     Import(ImportArgs),
     /// Decide `<subject> <method> <target>` (exit 0 allow, 3 deny).
     Check(CheckArgs),
+    /// Find rules that can never take effect (exit 4 when there are errors).
+    Lint(LintArgs),
+    /// Print the store's policy as a Casbin CSV (or JSON with -o json).
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show who changed the policy, when, what, and from which revision to which.
+    History {
+        /// How many changes to show, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Policy CSV files (repeatable). When given, they are used even if a store URL is set;
+    /// with neither, policies/policy.csv is read.
+    #[arg(long = "policy", value_name = "CSV")]
+    pub policies: Vec<PathBuf>,
+    /// Lint the policy in this SQL store instead of files.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "AUTHZ_POLICY_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// An upstream the gateway routes to (repeatable); rules for any other are errors.
+    #[arg(long = "upstream", value_name = "NAME")]
+    pub upstreams: Vec<String>,
+    /// A tool an upstream offers, as <upstream>/<tool> (repeatable); tool patterns matching
+    /// none of an upstream's tools are warnings.
+    #[arg(long = "tool", value_name = "UPSTREAM/TOOL", value_parser = parse_tool)]
+    pub tools: Vec<(String, String)>,
+    /// A role tokens may carry (repeatable); such roles need no g line.
+    #[arg(long = "token-role", value_name = "ROLE")]
+    pub token_roles: Vec<String>,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Parses `--tool <upstream>/<tool>`.
+fn parse_tool(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((upstream, tool)) if !upstream.is_empty() && !tool.is_empty() => {
+            Ok((upstream.to_owned(), tool.to_owned()))
+        }
+        _ => Err(format!(
+            "`{s}` is not <upstream>/<tool>, e.g. tickets/get_ticket"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -369,6 +542,8 @@ pub enum Outcome {
     Success,
     /// `policy check` decided deny.
     Deny,
+    /// `policy lint` found errors.
+    LintErrors,
 }
 
 impl Outcome {
@@ -377,6 +552,7 @@ impl Outcome {
         match self {
             Outcome::Success => 0,
             Outcome::Deny => EXIT_DENY,
+            Outcome::LintErrors => EXIT_LINT,
         }
     }
 }
@@ -458,7 +634,12 @@ pub fn run_cli(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             return EXIT_ERROR;
         }
     };
-    match runtime.block_on(execute(cli, out)) {
+    let confirmation = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        Confirmation::Terminal
+    } else {
+        Confirmation::NonInteractive
+    };
+    match runtime.block_on(execute_with(cli, out, confirmation)) {
         Ok(outcome) => outcome.exit_code(),
         Err(e) => {
             // Nothing else can report this, so a failed write to stderr is ignored.
@@ -468,8 +649,30 @@ pub fn run_cli(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     }
 }
 
-/// Runs one command, writing its output to `out`.
+/// How a destructive change run without `--yes` is confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Nobody can be asked (stdin is not a terminal): refuse with a usage error (exit 2).
+    NonInteractive,
+    /// Ask on stderr and read the answer from stdin.
+    Terminal,
+    /// The answer is known already (tests, or a caller that asked itself).
+    Answer(bool),
+}
+
+/// Runs one command, writing its output to `out`; destructive changes need `--yes` (see
+/// [`Confirmation::NonInteractive`]).
 pub async fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    execute_with(cli, out, Confirmation::NonInteractive).await
+}
+
+/// Runs one command, writing its output to `out` and confirming destructive changes run
+/// without `--yes` as `confirmation` says.
+pub async fn execute_with(
+    cli: Cli,
+    out: &mut dyn Write,
+    confirmation: Confirmation,
+) -> anyhow::Result<Outcome> {
     let json = cli.output == Output::Json;
     match cli.command {
         Command::Keys(KeysCommand::Generate {
@@ -479,12 +682,97 @@ pub async fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             force,
         }) => keys_generate(&out_dir, alg, &kid, force, json, out)?,
         Command::Token(TokenCommand::Mint(args)) => token_mint(&args, out)?,
-        Command::Role(cmd) => role(cmd, json, out).await?,
+        Command::Role(cmd) => roles::role(cmd, json, out, confirmation).await?,
+        Command::Subject(SubjectCommand::Show {
+            subject,
+            tenant,
+            store,
+        }) => roles::subject_show(&subject, tenant.as_deref(), &store, json, out).await?,
         Command::Policy(PolicyCommand::Import(args)) => policy_import(&args, json, out).await?,
         Command::Policy(PolicyCommand::Check(args)) => return policy_check(&args, json, out).await,
+        Command::Policy(PolicyCommand::Lint(args)) => {
+            return policy::lint(&args, json, out).await;
+        }
+        Command::Policy(PolicyCommand::Export { store }) => {
+            policy::export(&store, json, out).await?;
+        }
+        Command::Policy(PolicyCommand::History { limit, store }) => {
+            policy::history(&store, limit, json, out).await?;
+        }
         Command::Audit(AuditCommand::List(args)) => audit_list(&args, json, out).await?,
     }
     Ok(Outcome::Success)
+}
+
+/// Asks before a destructive change unless `yes` was given; see [`Confirmation`]. `preview`
+/// lists what will change (shown when asking on a terminal).
+pub(crate) fn confirm(
+    confirmation: Confirmation,
+    yes: bool,
+    what: &str,
+    preview: &[String],
+) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    match confirmation {
+        Confirmation::NonInteractive => Err(UsageError::new(format!(
+            "refusing to {what} without confirmation: stdin is not a terminal, so pass --yes \
+             (or --dry-run to see what would change)"
+        ))
+        .into()),
+        Confirmation::Answer(true) => Ok(()),
+        Confirmation::Answer(false) => bail!("did not {what}: not confirmed; nothing was changed"),
+        Confirmation::Terminal => {
+            let mut err = std::io::stderr().lock();
+            for line in preview {
+                writeln!(err, "  {line}")?;
+            }
+            write!(err, "{what}? [y/N] ")?;
+            err.flush()?;
+            let mut answer = String::new();
+            std::io::stdin()
+                .read_line(&mut answer)
+                .context("cannot read the confirmation")?;
+            if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+                Ok(())
+            } else {
+                bail!("did not {what}: not confirmed; nothing was changed")
+            }
+        }
+    }
+}
+
+/// Writes `rows` under `headers` in columns two spaces apart (the last column is not padded).
+pub(crate) fn write_table(
+    out: &mut dyn Write,
+    headers: &[&str],
+    rows: &[Vec<String>],
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| -> std::io::Result<()> {
+        let cells: Vec<&str> = cells.collect();
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let pad = widths.get(i).copied().unwrap_or(0);
+                text.push_str(&format!("{cell:<pad$}  "));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())
+    };
+    line(&mut headers.iter().copied())?;
+    for row in rows {
+        line(&mut row.iter().map(String::as_str))?;
+    }
+    Ok(())
 }
 
 /// How long a Postgres server may take to accept the first connection.
@@ -654,118 +942,6 @@ fn token_mint(a: &MintArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .mint(&req)
         .with_context(|| format!("cannot mint a token for `{}`", a.sub))?;
     writeln!(out, "{token}")?;
-    Ok(())
-}
-
-async fn role(cmd: RoleCommand, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let (what, revision, store) = match cmd {
-        RoleCommand::Grant(r) => {
-            let store = r.store.connect().await?;
-            let rev = store
-                .grant(&r.role, &r.tenant, &r.action, &r.object, r.effect())
-                .await
-                .with_context(|| format!("cannot grant `{}`", r.line()))?;
-            (format!("granted `{}`", r.line()), rev, store)
-        }
-        RoleCommand::Revoke(r) => {
-            let store = r.store.connect().await?;
-            let rev = store
-                .revoke(&r.role, &r.tenant, &r.action, &r.object, r.effect())
-                .await
-                .with_context(|| format!("cannot revoke `{}`", r.line()))?;
-            (format!("revoked `{}`", r.line()), rev, store)
-        }
-        RoleCommand::Assign(a) => {
-            let store = a.store.connect().await?;
-            let rev = store
-                .assign(&a.subject, &a.role, &a.tenant)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot assign role {} to {} in tenant {}",
-                        a.role, a.subject, a.tenant
-                    )
-                })?;
-            (
-                format!(
-                    "assigned: {} has role {} in tenant {}",
-                    a.subject, a.role, a.tenant
-                ),
-                rev,
-                store,
-            )
-        }
-        RoleCommand::Unassign(a) => {
-            let store = a.store.connect().await?;
-            let rev = store
-                .unassign(&a.subject, &a.role, &a.tenant)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot take role {} from {} in tenant {}",
-                        a.role, a.subject, a.tenant
-                    )
-                })?;
-            (
-                format!(
-                    "unassigned: {} no longer has role {} in tenant {}",
-                    a.subject, a.role, a.tenant
-                ),
-                rev,
-                store,
-            )
-        }
-        RoleCommand::List { store: args } => {
-            let store = args.connect().await?;
-            let listed = role_list(&store, json, out).await;
-            store.close().await;
-            return listed;
-        }
-    };
-    store.close().await;
-    if json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({"result": what, "revision": revision})
-        )?;
-    } else {
-        writeln!(out, "{what} (policy revision {revision})")?;
-    }
-    Ok(())
-}
-
-async fn role_list(
-    store: &authz_rbac::PolicyStore,
-    json: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let (set, revision) = store
-        .snapshot()
-        .await
-        .context("cannot read the policy store")?;
-    if json {
-        writeln!(
-            out,
-            "{}",
-            serde_json::json!({"revision": revision, "rules": set.rules, "assignments": set.assignments})
-        )?;
-        return Ok(());
-    }
-    writeln!(out, "policy revision {revision}\n\nRULES")?;
-    if set.rules.is_empty() {
-        writeln!(out, "  (none)")?;
-    }
-    for r in &set.rules {
-        writeln!(out, "  {r}")?;
-    }
-    writeln!(out, "\nASSIGNMENTS")?;
-    if set.assignments.is_empty() {
-        writeln!(out, "  (none)")?;
-    }
-    for a in &set.assignments {
-        writeln!(out, "  {a}")?;
-    }
     Ok(())
 }
 

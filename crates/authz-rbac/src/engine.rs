@@ -11,6 +11,7 @@ use casbin::{
 };
 
 use crate::adapter::SetAdapter;
+use crate::index::Index;
 use crate::rule::format_line;
 use crate::{Error, PolicyRule, PolicySet, RoleAssignment};
 
@@ -61,6 +62,20 @@ pub(crate) async fn load_model(path: &Path) -> Result<DefaultModel, Error> {
     Ok(model)
 }
 
+/// The matcher the [`Index`] reproduces, as `policies/model.conf` writes it. A model with any
+/// other matcher still works, but every decision then runs through Casbin.
+const INDEXED_MATCHER: &str = "(r.dom == p.dom || p.dom == \"*\") && (r.sub == p.sub || \
+     g(r.sub, p.sub, r.dom)) && (r.act == p.act || p.act == \"*\") && globMatch(r.obj, p.obj)";
+
+/// Whether the model's matcher is the one the index reproduces (whitespace aside).
+fn indexable(model: &DefaultModel) -> bool {
+    model
+        .get_model()
+        .get("m")
+        .and_then(|assertions| assertions.get("m"))
+        .is_some_and(|assertion| normalise(&assertion.value) == normalise(INDEXED_MATCHER))
+}
+
 fn normalise(value: &str) -> String {
     value
         .chars()
@@ -74,6 +89,9 @@ fn normalise(value: &str) -> String {
 pub(crate) struct Engine {
     enforcer: Enforcer,
     rules: Vec<LoadedRule>,
+    /// The same policy partitioned for lookups; `None` only if a rule had a shape the index
+    /// cannot serve, in which case every decision goes through Casbin.
+    index: Option<Index>,
 }
 
 /// One `p` line of the loaded policy.
@@ -93,24 +111,47 @@ impl Engine {
     ) -> Result<Self, Error> {
         let model = load_model(model_path).await?;
         probe(model_path, model.clone()).await?;
+        let indexed = indexable(&model);
+        if !indexed {
+            tracing::warn!(
+                model = %model_path.display(),
+                "the model's matcher differs from the one the decision index reproduces; every \
+                 decision will run through Casbin (slower, linear in the policy size)"
+            );
+        }
         let engine = Self::from_enforcer(
             Enforcer::new(model, adapter)
                 .await
                 .map_err(crate::adapter::unwrap_adapter_error)?,
+            indexed,
         );
         Ok(engine)
     }
 
-    fn from_enforcer(mut enforcer: Enforcer) -> Self {
+    fn from_enforcer(mut enforcer: Enforcer, indexed: bool) -> Self {
         enforcer.set_effector(Box::new(CollectAll));
-        let rules = enforcer
-            .get_model()
-            .get_model()
-            .get("p")
-            .and_then(|assertions| assertions.get("p"))
-            .map(|assertion| {
-                assertion
-                    .get_policy()
+        let policy = |section: &str| {
+            enforcer
+                .get_model()
+                .get_model()
+                .get(section)
+                .and_then(|assertions| assertions.get(section))
+                .map(|assertion| assertion.get_policy())
+        };
+        let index = if indexed {
+            Index::build(
+                policy("p").into_iter().flatten().map(Vec::as_slice),
+                policy("g").into_iter().flatten().map(Vec::as_slice),
+            )
+        } else {
+            None
+        };
+        if indexed && index.is_none() {
+            tracing::warn!("the policy cannot be indexed; every decision will run through Casbin");
+        }
+        let rules = policy("p")
+            .map(|policy| {
+                policy
                     .iter()
                     .map(|values| {
                         let fields: Vec<&str> = values.iter().map(String::as_str).collect();
@@ -128,11 +169,49 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        Self { enforcer, rules }
+        Self {
+            enforcer,
+            rules,
+            index,
+        }
     }
 
     pub(crate) fn enforcer(&self) -> &Enforcer {
         &self.enforcer
+    }
+
+    /// The number of `p` rules loaded (after Casbin dropped exact duplicates).
+    pub(crate) fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether decisions use the index (false when the model's matcher is not the known one).
+    pub(crate) fn is_indexed(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// Calls `on_match` with every policy line that matches the request, in policy order, found
+    /// through the [`Index`]: the same lines [`Engine::for_each_match`] reports, without running
+    /// Casbin's matcher over the whole policy. Falls back to Casbin when there is no index.
+    pub(crate) fn for_each_match_indexed<'e>(
+        &'e self,
+        subject: &str,
+        tenant: &str,
+        object: &str,
+        action: &str,
+        mut on_match: impl FnMut(&'e LoadedRule),
+    ) -> Result<(), Error> {
+        let Some(index) = &self.index else {
+            return self.for_each_match(subject, tenant, object, action, on_match);
+        };
+        let mut hits = Vec::new();
+        index.matches(subject, tenant, object, action, &mut hits);
+        for position in hits {
+            if let Some(rule) = self.rules.get(position as usize) {
+                on_match(rule);
+            }
+        }
+        Ok(())
     }
 
     /// Calls `on_match` with every policy line that matches the request, in policy order.
@@ -206,7 +285,7 @@ async fn probe(model_path: &Path, model: DefaultModel) -> Result<(), Error> {
     let enforcer = Enforcer::new(model, SetAdapter::new(set))
         .await
         .map_err(as_model_error)?;
-    let engine = Engine::from_enforcer(enforcer);
+    let engine = Engine::from_enforcer(enforcer, false);
     for (tenant, expected) in [("probe-tenant", 1), ("other-tenant", 0)] {
         let mut matched = 0;
         engine

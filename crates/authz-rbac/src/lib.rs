@@ -17,6 +17,19 @@
 //! across). Every rule is validated when it is loaded or written, because Casbin panics on an
 //! invalid glob at decision time.
 //!
+//! Casbin is the reference for what a policy means, but it evaluates its matcher over every
+//! policy line. [`Rbac::decide`] therefore finds the rules that can match through an index built
+//! with each snapshot (by tenant, subject or role, and action, with role inheritance precomputed
+//! and globs compiled once), which keeps a decision well under two microseconds at 10k lines;
+//! [`Rbac::decide_with_casbin`] asks Casbin itself and is what the index is tested against.
+//!
+//! Policies are linted when they load ([`lint`], [`LintConfig`]): errors refuse the policy,
+//! warnings are kept in [`Rbac::lint_report`]. [`Rbac::spawn_watcher`] reloads the policy when
+//! its source changes (Postgres notifications, revision polling, file polling) and never
+//! replaces a working policy with one that fails to load; [`Rbac::status`] says what is serving.
+//! Every change made through a [`PolicyStore`] is recorded in its history
+//! ([`PolicyStore::history`]) with the actor given to [`PolicyStore::with_actor`].
+//!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::path::{Path, PathBuf};
@@ -75,22 +88,51 @@
 //! rbac.reload().await?; // the revoke takes effect here
 //! # Ok(()) }
 //! ```
+//!
+//! Following changes live, as a gateway does:
+//!
+//! ```no_run
+//! # async fn demo(rbac: authz_rbac::Rbac) -> Result<(), authz_rbac::Error> {
+//! use std::time::Duration;
+//! use authz_rbac::WatchConfig;
+//!
+//! let watcher = rbac.spawn_watcher(WatchConfig {
+//!     poll_interval: Duration::from_secs(2),
+//!     pg_listen: true,
+//!     watch_files: true,
+//! })?;
+//! // Later, for /readyz and metrics:
+//! let status = watcher.status();
+//! if let Some(error) = &status.last_error {
+//!     eprintln!("serving revision {} but the newest policy was refused: {error}", status.revision);
+//! }
+//! # Ok(()) }
+//! ```
 
 mod adapter;
 mod engine;
+mod index;
+mod inspect;
+mod lint;
 mod rbac;
 mod rule;
 mod store;
+mod watch;
 
 use std::path::PathBuf;
 
 pub use adapter::StoreAdapter;
-pub use rbac::{Candidate, CandidateOrigin, Explanation, Rbac, RuleMatch};
+pub use inspect::{Permission, RoleSummary};
+pub use lint::{LintCode, LintConfig, LintFinding, LintReport, Severity, lint};
+pub use rbac::{Candidate, CandidateOrigin, Explanation, Rbac, RuleMatch, WatchStatus};
 pub use rule::{
-    ACTIONS, ANY_TENANT, OBJECT_KINDS, PolicyRule, PolicySet, RoleAssignment, SUBJECT_PREFIX,
-    check_object_pattern, check_role_name, subject_name,
+    ACTIONS, ANY_TENANT, LocatedPolicy, OBJECT_KINDS, Origin, PolicyRule, PolicySet,
+    RoleAssignment, SUBJECT_PREFIX, check_object_pattern, check_role_name, subject_name,
 };
-pub use store::{POLICY_NOTIFY_CHANNEL, PolicyStore};
+pub use store::{
+    DeclaredRole, POLICY_NOTIFY_CHANNEL, PolicyChange, PolicyStore, RoleDeletion, UNKNOWN_ACTOR,
+};
+pub use watch::{WatchConfig, WatchHandle};
 
 /// Everything that can go wrong in this crate. A denial is never an error: it is a
 /// [`Decision`](authz_types::Decision). An `Err` from [`Rbac::decide`] means "could not decide".
@@ -155,4 +197,16 @@ pub enum Error {
     },
     #[error("the policy engine panicked while deciding")]
     EnginePanicked,
+    #[error("the policy has {} lint error(s); the first: {}", report.errors().count(), first_error(report))]
+    Lint { report: Box<LintReport> },
+    #[error("{what} needs a Tokio runtime")]
+    NoRuntime { what: &'static str },
+}
+
+fn first_error(report: &LintReport) -> String {
+    report
+        .errors()
+        .next()
+        .map(|f| format!("{}: {} ({})", f.origin, f.message, f.rule))
+        .unwrap_or_default()
 }

@@ -265,34 +265,7 @@ impl PolicySet {
     /// trimmed; a field containing a comma (a glob alternation such as `{list,get}_*`) is written
     /// in double quotes, with `""` for a literal quote. Any invalid line fails the whole parse.
     pub fn parse_csv(text: &str, origin: &str) -> Result<Self, Error> {
-        let mut set = PolicySet::default();
-        for (index, raw) in text.lines().enumerate() {
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let at = |source: Error| Error::InvalidPolicy {
-                origin: origin.to_owned(),
-                line: index + 1,
-                source: Box::new(source),
-            };
-            let fields = split_csv_line(line).map_err(at)?;
-            let Some((ptype, values)) = fields.split_first() else {
-                continue;
-            };
-            match ptype.as_str() {
-                "p" => set.rules.push(PolicyRule::from_casbin(values).map_err(at)?),
-                "g" => set
-                    .assignments
-                    .push(RoleAssignment::from_casbin(values).map_err(at)?),
-                other => {
-                    return Err(at(invalid(format!(
-                        "unknown line type {other:?} (expected p or g)"
-                    ))));
-                }
-            }
-        }
-        Ok(set)
+        Ok(LocatedPolicy::parse_csv(text, origin)?.set)
     }
 
     /// Appends another set (used when several policy files make one policy).
@@ -313,6 +286,119 @@ impl PolicySet {
             out.push('\n');
         }
         out
+    }
+}
+
+/// Where a policy line came from, for lint findings and errors: a file and line, or a row of the
+/// SQL store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// Line `line` (1-based) of the policy file `path`.
+    File { path: String, line: usize },
+    /// The row with primary key `id` in the table `table` (`casbin_rule`).
+    Row { table: String, id: i64 },
+    /// Built in code.
+    Unknown,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{path}:{line}"),
+            Origin::Row { table, id } => write!(f, "{table} row {id}"),
+            Origin::Unknown => f.write_str("(built in code)"),
+        }
+    }
+}
+
+/// A [`PolicySet`] that remembers where each of its lines came from: `rule_origins[i]` is the
+/// origin of `set.rules[i]`, `assignment_origins[i]` that of `set.assignments[i]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocatedPolicy {
+    pub set: PolicySet,
+    pub rule_origins: Vec<Origin>,
+    pub assignment_origins: Vec<Origin>,
+}
+
+impl LocatedPolicy {
+    /// Parses a Casbin policy CSV like [`PolicySet::parse_csv`], recording `path:line` for every
+    /// line.
+    pub fn parse_csv(text: &str, path: &str) -> Result<Self, Error> {
+        let mut located = LocatedPolicy::default();
+        for (index, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at = |source: Error| Error::InvalidPolicy {
+                origin: path.to_owned(),
+                line: index + 1,
+                source: Box::new(source),
+            };
+            let fields = split_csv_line(line).map_err(at)?;
+            let Some((ptype, values)) = fields.split_first() else {
+                continue;
+            };
+            let origin = Origin::File {
+                path: path.to_owned(),
+                line: index + 1,
+            };
+            match ptype.as_str() {
+                "p" => {
+                    located
+                        .set
+                        .rules
+                        .push(PolicyRule::from_casbin(values).map_err(at)?);
+                    located.rule_origins.push(origin);
+                }
+                "g" => {
+                    located
+                        .set
+                        .assignments
+                        .push(RoleAssignment::from_casbin(values).map_err(at)?);
+                    located.assignment_origins.push(origin);
+                }
+                other => {
+                    return Err(at(invalid(format!(
+                        "unknown line type {other:?} (expected p or g)"
+                    ))));
+                }
+            }
+        }
+        Ok(located)
+    }
+
+    /// A policy built in code: every origin is [`Origin::Unknown`].
+    pub fn unlocated(set: PolicySet) -> Self {
+        Self {
+            rule_origins: vec![Origin::Unknown; set.rules.len()],
+            assignment_origins: vec![Origin::Unknown; set.assignments.len()],
+            set,
+        }
+    }
+
+    /// Appends another policy (several policy files make one policy).
+    pub fn extend(&mut self, other: LocatedPolicy) {
+        self.set.extend(other.set);
+        self.rule_origins.extend(other.rule_origins);
+        self.assignment_origins.extend(other.assignment_origins);
+    }
+
+    /// The origin of rule `index`, [`Origin::Unknown`] if none was recorded.
+    pub fn rule_origin(&self, index: usize) -> Origin {
+        self.rule_origins
+            .get(index)
+            .cloned()
+            .unwrap_or(Origin::Unknown)
+    }
+
+    /// The origin of assignment `index`, [`Origin::Unknown`] if none was recorded.
+    pub fn assignment_origin(&self, index: usize) -> Origin {
+        self.assignment_origins
+            .get(index)
+            .cloned()
+            .unwrap_or(Origin::Unknown)
     }
 }
 

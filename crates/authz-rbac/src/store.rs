@@ -1,12 +1,14 @@
 //! The SQL policy store: Casbin rules and the policy revision in SQLite or Postgres.
 //!
-//! Every write validates the rule first, changes `casbin_rule` and bumps `policy_revision` in one
-//! transaction, so a revision always names exactly one set of rules. On Postgres the same
-//! transaction sends `NOTIFY authz_policy_changed` with the new revision, which replicas can
-//! listen to (delivered on commit only).
+//! Every write validates the rule first, changes `casbin_rule`, bumps `policy_revision` and
+//! records who changed what in `policy_history`, all in one transaction, so a revision always
+//! names exactly one set of rules and every revision has its history row. On Postgres the same
+//! transaction sends `NOTIFY authz_policy_changed` with the new revision, which replicas listen
+//! to (delivered on commit only; see [`crate::Rbac::spawn_watcher`]).
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use authz_types::Effect;
 use sqlx::Row;
@@ -14,16 +16,27 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::rule::stored_subject;
-use crate::{Error, PolicyRule, PolicySet, RoleAssignment};
+use crate::rule::{format_line, stored_subject};
+use crate::{Error, LocatedPolicy, Origin, PolicyRule, PolicySet, RoleAssignment, check_role_name};
 
 /// The Postgres channel every policy change is announced on; the payload is the new revision.
 pub const POLICY_NOTIFY_CHANNEL: &str = "authz_policy_changed";
 
 // Both folders hold every migration of the workspace (audit and policy alike), so whichever crate
 // connects first brings the database to the same version.
-static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
-static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+fn sqlite_migrator() -> Migrator {
+    let mut m = sqlx::migrate!("../../migrations/sqlite");
+    // A database migrated by a newer release (during a rolling upgrade) has versions this build
+    // does not know; the tables it needs are still there, so that must not stop it.
+    m.set_ignore_missing(true);
+    m
+}
+
+fn postgres_migrator() -> Migrator {
+    let mut m = sqlx::migrate!("../../migrations/postgres");
+    m.set_ignore_missing(true);
+    m
+}
 
 // `$N` placeholders are understood by both SQLite and Postgres, so the statements are shared;
 // only the Postgres notification differs.
@@ -36,11 +49,63 @@ const BUMP_REVISION: &str = "UPDATE policy_revision SET revision = revision + 1,
 const READ_REVISION: &str = "SELECT revision FROM policy_revision WHERE id = 1";
 const READ_RULES: &str = "SELECT id, ptype, v0, v1, v2, v3, v4, v5 FROM casbin_rule ORDER BY id";
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+const INSERT_HISTORY: &str = "INSERT INTO policy_history \
+     (at_ms, actor, action, detail, from_revision, to_revision) VALUES ($1, $2, $3, $4, $5, $6)";
+const READ_HISTORY: &str = "SELECT id, at_ms, actor, action, detail, from_revision, \
+     to_revision FROM policy_history ORDER BY id DESC LIMIT $1";
+const INSERT_ROLE: &str = "INSERT INTO policy_role (name, description, created_at_ms) \
+     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const DELETE_ROLE: &str = "DELETE FROM policy_role WHERE name = $1";
+const DELETE_ROLE_LINES: &str = "DELETE FROM casbin_rule WHERE (ptype = 'p' AND v0 = $1) \
+     OR (ptype = 'g' AND (v0 = $1 OR v1 = $1)) RETURNING id, ptype, v0, v1, v2, v3, v4, v5";
+const READ_ROLES: &str = "SELECT name, description, created_at_ms FROM policy_role ORDER BY name";
+
+/// The actor recorded in the history when none was given with [`PolicyStore::with_actor`].
+pub const UNKNOWN_ACTOR: &str = "unknown";
+
+/// At most this many changed lines are listed in one history row (a large import lists the
+/// first ones and counts the rest).
+const HISTORY_LINES: usize = 200;
+
+/// One change of the policy store, as recorded in `policy_history`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyChange {
+    pub id: i64,
+    /// When the change was committed, Unix milliseconds.
+    pub at_ms: i64,
+    /// Who made it (see [`PolicyStore::with_actor`]).
+    pub actor: String,
+    /// grant, revoke, assign, unassign, import, role-create or role-delete.
+    pub action: String,
+    /// The policy lines added (`+ p, …`) and removed (`- g, …`), and roles declared or dropped
+    /// (`+ role name: description`).
+    pub lines: Vec<String>,
+    pub from_revision: i64,
+    pub to_revision: i64,
+}
+
+/// A role declared with [`PolicyStore::create_role`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeclaredRole {
+    pub name: String,
+    pub description: String,
+    pub created_at_ms: i64,
+}
+
+/// What [`PolicyStore::delete_role`] removed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoleDeletion {
+    pub revision: i64,
+    /// The lines removed (`- p, …`, `- g, …`, `- role …`).
+    pub lines: Vec<String>,
+}
 
 /// A policy store in SQLite or Postgres. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
 pub struct PolicyStore {
     backend: Backend,
+    /// Who the history names for changes made through this handle.
+    actor: Arc<str>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,24 +144,53 @@ impl PolicyStore {
 
     /// Uses an existing SQLite pool (set WAL on it yourself) and applies the migrations.
     pub async fn from_sqlite_pool(pool: SqlitePool) -> Result<Self, Error> {
-        SQLITE_MIGRATOR
+        sqlite_migrator()
             .run(&pool)
             .await
             .map_err(|source| Error::Migrate { source })?;
         Ok(Self {
             backend: Backend::Sqlite(pool),
+            actor: Arc::from(UNKNOWN_ACTOR),
         })
     }
 
     /// Uses an existing Postgres pool and applies the migrations.
     pub async fn from_pg_pool(pool: PgPool) -> Result<Self, Error> {
-        POSTGRES_MIGRATOR
+        postgres_migrator()
             .run(&pool)
             .await
             .map_err(|source| Error::Migrate { source })?;
         Ok(Self {
             backend: Backend::Postgres(pool),
+            actor: Arc::from(UNKNOWN_ACTOR),
         })
+    }
+
+    /// The same store (sharing its pool) with changes recorded in the history as made by
+    /// `actor` (a user name; `authzctl` passes `--actor` or `$USER`). Without it the history
+    /// says [`UNKNOWN_ACTOR`].
+    pub fn with_actor(&self, actor: &str) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            actor: Arc::from(actor),
+        }
+    }
+
+    /// Who changes made through this handle are recorded as.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// Whether this store is Postgres (which announces changes with `NOTIFY`).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    pub(crate) fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.backend {
+            Backend::Postgres(pool) => Some(pool),
+            Backend::Sqlite(_) => None,
+        }
     }
 
     /// Closes the connection pool (waits for connections in use to be returned).
@@ -173,23 +267,115 @@ impl PolicyStore {
     /// [`PolicyStore::grant`] for a rule already built.
     pub async fn grant_rule(&self, rule: &PolicyRule) -> Result<i64, Error> {
         rule.validate()?;
-        self.write(&[p_row(rule)], Write::Insert).await
+        Ok(self.write(Change::Insert(&[p_row(rule)], "grant")).await?.0)
     }
 
     /// [`PolicyStore::revoke`] for a rule already built.
     pub async fn revoke_rule(&self, rule: &PolicyRule) -> Result<i64, Error> {
-        self.write(&[p_row(rule)], Write::Delete).await
+        Ok(self
+            .write(Change::Delete(&[p_row(rule)], "revoke"))
+            .await?
+            .0)
     }
 
     /// [`PolicyStore::assign`] for an assignment already built.
     pub async fn assign_rule(&self, assignment: &RoleAssignment) -> Result<i64, Error> {
         assignment.validate()?;
-        self.write(&[g_row(assignment)], Write::Insert).await
+        Ok(self
+            .write(Change::Insert(&[g_row(assignment)], "assign"))
+            .await?
+            .0)
     }
 
     /// [`PolicyStore::unassign`] for an assignment already built.
     pub async fn unassign_rule(&self, assignment: &RoleAssignment) -> Result<i64, Error> {
-        self.write(&[g_row(assignment)], Write::Delete).await
+        Ok(self
+            .write(Change::Delete(&[g_row(assignment)], "unassign"))
+            .await?
+            .0)
+    }
+
+    /// Declares a role, with a description for operators. Using a role in a rule or an
+    /// assignment does not require declaring it; declaring it records it in `policy_role` and
+    /// in the history. [`Error::AlreadyExists`] if it is already declared.
+    pub async fn create_role(&self, name: &str, description: &str) -> Result<i64, Error> {
+        check_role_name(name)?;
+        if description.chars().any(char::is_control) {
+            return Err(Error::InvalidRule {
+                reason: "a role description may not contain control characters".to_owned(),
+            });
+        }
+        Ok(self
+            .write(Change::CreateRole { name, description })
+            .await?
+            .0)
+    }
+
+    /// Deletes a role everywhere, in one transaction and one revision: its rules, the `g` lines
+    /// giving it to anyone, the `g` lines through which it inherits other roles, and its
+    /// declaration. [`Error::NotFound`] if the role appears nowhere.
+    pub async fn delete_role(&self, name: &str) -> Result<RoleDeletion, Error> {
+        let (revision, lines) = self.write(Change::DeleteRole { name }).await?;
+        Ok(RoleDeletion { revision, lines })
+    }
+
+    /// The roles declared with [`PolicyStore::create_role`], by name.
+    pub async fn declared_roles(&self) -> Result<Vec<DeclaredRole>, Error> {
+        macro_rules! read {
+            ($pool:expr) => {{
+                let rows = sqlx::query(READ_ROLES).fetch_all($pool).await.map_err(db)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(DeclaredRole {
+                            name: row.try_get("name")?,
+                            description: row.try_get("description")?,
+                            created_at_ms: row.try_get("created_at_ms")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(db)
+            }};
+        }
+        match &self.backend {
+            Backend::Sqlite(pool) => read!(pool),
+            Backend::Postgres(pool) => read!(pool),
+        }
+    }
+
+    /// The most recent changes, newest first (at most `limit`).
+    pub async fn history(&self, limit: u32) -> Result<Vec<PolicyChange>, Error> {
+        macro_rules! read {
+            ($pool:expr) => {{
+                let rows = sqlx::query(READ_HISTORY)
+                    .bind(i64::from(limit))
+                    .fetch_all($pool)
+                    .await
+                    .map_err(db)?;
+                rows.iter()
+                    .map(|row| {
+                        let detail: String = row.try_get("detail")?;
+                        Ok(PolicyChange {
+                            id: row.try_get("id")?,
+                            at_ms: row.try_get("at_ms")?,
+                            actor: row.try_get("actor")?,
+                            action: row.try_get("action")?,
+                            lines: detail
+                                .lines()
+                                .filter(|l| !l.is_empty())
+                                .map(str::to_owned)
+                                .collect(),
+                            from_revision: row.try_get("from_revision")?,
+                            to_revision: row.try_get("to_revision")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+                    .map_err(db)
+            }};
+        }
+        match &self.backend {
+            Backend::Sqlite(pool) => read!(pool),
+            Backend::Postgres(pool) => read!(pool),
+        }
     }
 
     /// Every `p` rule, in insertion order.
@@ -243,14 +429,20 @@ impl PolicyStore {
             .map(p_row)
             .chain(set.assignments.iter().map(g_row))
             .collect();
-        match self.write(&rows, Write::Import).await {
+        match self.write(Change::Insert(&rows, "import")).await {
             Err(Error::AlreadyExists) => self.revision().await,
-            other => other,
+            other => other.map(|(revision, _)| revision),
         }
     }
 
     /// Every rule and the revision they belong to, read in one transaction and validated.
     pub async fn snapshot(&self) -> Result<(PolicySet, i64), Error> {
+        let (located, revision) = self.snapshot_located().await?;
+        Ok((located.set, revision))
+    }
+
+    /// [`PolicyStore::snapshot`] with the `casbin_rule` row of every line, for lint findings.
+    pub async fn snapshot_located(&self) -> Result<(LocatedPolicy, i64), Error> {
         let (rows, revision) = match &self.backend {
             Backend::Sqlite(pool) => {
                 // In WAL mode a read transaction sees one consistent snapshot from its first read.
@@ -291,20 +483,32 @@ impl PolicyStore {
                 (rows, revision)
             }
         };
-        let mut set = PolicySet::default();
+        let mut located = LocatedPolicy::default();
         for (id, row) in rows {
             let at = |source: Error| Error::InvalidPolicy {
                 origin: "casbin_rule".to_owned(),
                 line: usize::try_from(id).unwrap_or(0),
                 source: Box::new(source),
             };
+            let origin = Origin::Row {
+                table: "casbin_rule".to_owned(),
+                id,
+            };
             match row[0].as_str() {
-                "p" => set
-                    .rules
-                    .push(PolicyRule::from_casbin(&row[1..6]).map_err(at)?),
-                "g" => set
-                    .assignments
-                    .push(RoleAssignment::from_casbin(&row[1..4]).map_err(at)?),
+                "p" => {
+                    located
+                        .set
+                        .rules
+                        .push(PolicyRule::from_casbin(&row[1..6]).map_err(at)?);
+                    located.rule_origins.push(origin);
+                }
+                "g" => {
+                    located
+                        .set
+                        .assignments
+                        .push(RoleAssignment::from_casbin(&row[1..4]).map_err(at)?);
+                    located.assignment_origins.push(origin);
+                }
                 other => {
                     return Err(at(Error::InvalidRule {
                         reason: format!("unknown ptype {other:?}"),
@@ -312,19 +516,17 @@ impl PolicyStore {
                 }
             }
         }
-        Ok((set, revision))
+        Ok((located, revision))
     }
 
-    /// Applies inserts or deletes and bumps the revision, all in one transaction.
+    /// Applies one change, bumps the revision and records the history row, all in one
+    /// transaction; returns the new revision and the lines changed.
     ///
-    /// Inserts and deletes fail with [`Error::AlreadyExists`] / [`Error::NotFound`] when they
-    /// change nothing, and then leave the revision alone.
-    async fn write(&self, rows: &[Row7], kind: Write) -> Result<i64, Error> {
-        let sql = match kind {
-            Write::Insert | Write::Import => INSERT_RULE,
-            Write::Delete => DELETE_RULE,
-        };
+    /// A change that changes nothing fails with [`Error::AlreadyExists`] (inserts, role
+    /// declarations) or [`Error::NotFound`] (deletes) and leaves the revision alone.
+    async fn write(&self, change: Change<'_>) -> Result<(i64, Vec<String>), Error> {
         let now = authz_types::now_unix_ms();
+        let actor: &str = &self.actor;
         // The two arms are the same statements on two transaction types; the macro keeps them
         // from drifting apart.
         macro_rules! run {
@@ -332,24 +534,83 @@ impl PolicyStore {
                 // The first statement writes, so SQLite takes its write lock up front instead of
                 // upgrading a read transaction (which can fail with SQLITE_BUSY).
                 let mut tx = $pool.begin().await.map_err(db)?;
-                let mut changed = 0u64;
-                for row in rows {
-                    let mut query = sqlx::query(sql);
-                    for value in row {
-                        query = query.bind(value.as_str());
+                let mut lines: Vec<String> = Vec::new();
+                match change {
+                    Change::Insert(rows, _) | Change::Delete(rows, _) => {
+                        let (sql, sign) = if matches!(change, Change::Insert(..)) {
+                            (INSERT_RULE, '+')
+                        } else {
+                            (DELETE_RULE, '-')
+                        };
+                        for row in rows {
+                            let mut query = sqlx::query(sql);
+                            for value in row {
+                                query = query.bind(value.as_str());
+                            }
+                            let changed = query.execute(&mut *tx).await.map_err(db)?;
+                            if changed.rows_affected() > 0 {
+                                lines.push(format!("{sign} {}", row_line(row)));
+                            }
+                        }
                     }
-                    changed += query.execute(&mut *tx).await.map_err(db)?.rows_affected();
+                    Change::CreateRole { name, description } => {
+                        let changed = sqlx::query(INSERT_ROLE)
+                            .bind(name)
+                            .bind(description)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                        if changed.rows_affected() > 0 {
+                            lines.push(role_line('+', name, description));
+                        }
+                    }
+                    Change::DeleteRole { name } => {
+                        let mut removed = sqlx::query(DELETE_ROLE_LINES)
+                            .bind(name)
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(db)?
+                            .iter()
+                            .map(read_row)
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(db)?;
+                        removed.sort_by_key(|(id, _)| *id);
+                        lines.extend(
+                            removed
+                                .iter()
+                                .map(|(_, row)| format!("- {}", row_line(row))),
+                        );
+                        let changed = sqlx::query(DELETE_ROLE)
+                            .bind(name)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(db)?;
+                        if changed.rows_affected() > 0 {
+                            lines.push(role_line('-', name, ""));
+                        }
+                    }
                 }
-                if changed == 0 {
+                if lines.is_empty() {
                     tx.rollback().await.map_err(db)?;
-                    return Err(match kind {
-                        Write::Insert | Write::Import => Error::AlreadyExists,
-                        Write::Delete => Error::NotFound,
+                    return Err(match change {
+                        Change::Insert(..) | Change::CreateRole { .. } => Error::AlreadyExists,
+                        Change::Delete(..) | Change::DeleteRole { .. } => Error::NotFound,
                     });
                 }
                 let revision: i64 = sqlx::query_scalar(BUMP_REVISION)
                     .bind(now)
                     .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                sqlx::query(INSERT_HISTORY)
+                    .bind(now)
+                    .bind(actor)
+                    .bind(change.action())
+                    .bind(history_detail(&lines))
+                    .bind(revision - 1)
+                    .bind(revision)
+                    .execute(&mut *tx)
                     .await
                     .map_err(db)?;
                 if $notify {
@@ -361,8 +622,14 @@ impl PolicyStore {
                         .map_err(db)?;
                 }
                 tx.commit().await.map_err(db)?;
-                tracing::info!(revision, changed, kind = ?kind, "policy store changed");
-                Ok(revision)
+                tracing::info!(
+                    revision,
+                    changed = lines.len(),
+                    action = change.action(),
+                    actor,
+                    "policy store changed"
+                );
+                Ok((revision, lines))
             }};
         }
         match &self.backend {
@@ -372,11 +639,66 @@ impl PolicyStore {
     }
 }
 
+/// One change to apply in [`PolicyStore::write`].
 #[derive(Debug, Clone, Copy)]
-enum Write {
-    Insert,
-    Delete,
-    Import,
+enum Change<'a> {
+    /// Rows to insert, with the history action (grant, assign, import).
+    Insert(&'a [Row7], &'static str),
+    /// Rows to delete, with the history action (revoke, unassign).
+    Delete(&'a [Row7], &'static str),
+    CreateRole {
+        name: &'a str,
+        description: &'a str,
+    },
+    DeleteRole {
+        name: &'a str,
+    },
+}
+
+impl Change<'_> {
+    fn action(&self) -> &'static str {
+        match self {
+            Change::Insert(_, action) | Change::Delete(_, action) => action,
+            Change::CreateRole { .. } => "role-create",
+            Change::DeleteRole { .. } => "role-delete",
+        }
+    }
+}
+
+/// A stored row as a policy line: `p, …` with five fields, `g, …` with three.
+fn row_line(row: &Row7) -> String {
+    let fields: Vec<&str> = match row[0].as_str() {
+        "p" => row[1..6].iter().map(String::as_str).collect(),
+        "g" => row[1..4].iter().map(String::as_str).collect(),
+        _ => row[1..].iter().map(String::as_str).collect(),
+    };
+    format_line(&row[0], &fields)
+}
+
+fn role_line(sign: char, name: &str, description: &str) -> String {
+    if description.is_empty() {
+        format!("{sign} role {name}")
+    } else {
+        format!("{sign} role {name}: {description}")
+    }
+}
+
+/// The `detail` column: the changed lines, the first [`HISTORY_LINES`] of them and a count of
+/// the rest.
+fn history_detail(lines: &[String]) -> String {
+    let mut detail = lines
+        .iter()
+        .take(HISTORY_LINES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    if lines.len() > HISTORY_LINES {
+        detail.push_str(&format!(
+            "\n… and {} more line(s)",
+            lines.len() - HISTORY_LINES
+        ));
+    }
+    detail
 }
 
 fn db(source: sqlx::Error) -> Error {

@@ -25,9 +25,17 @@ async fn a_missing_policy_store_names_the_flag_and_the_variable() {
     }
     for args in [
         &["role", "list"][..],
+        &["role", "show", "r"],
+        &["role", "create", "r"],
+        &["role", "delete", "r", "--yes"],
         &["role", "grant", "r", "call", "tool:t/x"],
+        &["role", "revoke", "r", "call", "tool:t/x", "--yes"],
         &["role", "assign", "alice", "r"],
+        &["role", "unassign", "alice", "r", "--yes"],
+        &["subject", "show", "alice"],
         &["policy", "import", "policies/policy.csv"],
+        &["policy", "export"],
+        &["policy", "history"],
     ] {
         let e = fails(args).await;
         assert!(e.downcast_ref::<UsageError>().is_some(), "{args:?}: {e:#}");
@@ -207,4 +215,47 @@ fn an_unreachable_postgres_is_reported_with_its_cause() {
         err.contains(&format!("database \"{missing}\" does not exist")),
         "{err}"
     );
+}
+
+#[test]
+fn bad_arguments_of_the_new_commands_are_usage_errors() {
+    for args in [
+        &["authzctl", "policy", "history", "--limit", "many"][..],
+        &["authzctl", "role", "create"],
+        &["authzctl", "role", "delete"],
+        &["authzctl", "subject", "show"],
+        &["authzctl", "subject", "list"],
+        &["authzctl", "role", "show", "a", "b"],
+        &["authzctl", "policy", "export", "--yes"],
+    ] {
+        let err = <authz_admin::Cli as clap::Parser>::try_parse_from(args).expect_err("usage");
+        assert_eq!(err.exit_code(), i32::from(EXIT_USAGE), "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_subject_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = crate::common::sqlite_url(dir.path(), "policy.db");
+    let e = fails(&["subject", "show", "", "--database-url", &url]).await;
+    assert_eq!(exit_code_of(&e), EXIT_USAGE);
+}
+
+#[test]
+fn unreachable_stores_fail_the_new_commands_with_exit_1() {
+    for args in [
+        &["role", "show", "r"][..],
+        &["subject", "show", "alice"],
+        &["policy", "export"],
+        &["policy", "history"],
+        &["policy", "lint"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--database-url", "mysql://admin:s3cret@db.example/authz"]);
+        let (code, out, err) = run_like_the_binary(&all);
+        assert_eq!(code, EXIT_ERROR, "{args:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains("mysql://admin:***@db.example/authz"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
 }

@@ -5,5 +5,7 @@ mod audit;
 mod common;
 mod errors;
 mod keys;
+mod lifecycle;
 mod policy;
 mod roles;
+mod snapshots;

@@ -348,7 +348,7 @@ async fn an_invalid_policy_file_imports_nothing_and_names_the_line() {
     );
 
     // Nothing was imported from the good file either.
-    let listed = json(&["role", "list", "--database-url", &url]).await;
+    let listed = json(&["policy", "export", "--database-url", &url]).await;
     assert_eq!(listed["revision"], 0);
     assert_eq!(listed["rules"], serde_json::json!([]));
 }

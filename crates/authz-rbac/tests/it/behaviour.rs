@@ -352,3 +352,37 @@ async fn decide_never_panics_on_odd_input() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_model_with_another_matcher_is_served_by_casbin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("model.conf");
+    // The same meaning written differently: the index only reproduces the known matcher, so
+    // this model is decided by Casbin alone.
+    let text = std::fs::read_to_string(model_path()).expect("read model");
+    let reordered = text.replace(
+        "m = (r.dom == p.dom || p.dom == \"*\") && (r.sub == p.sub || g(r.sub, p.sub, r.dom))",
+        "m = (r.sub == p.sub || g(r.sub, p.sub, r.dom)) && (r.dom == p.dom || p.dom == \"*\")",
+    );
+    assert_ne!(reordered, text);
+    std::fs::write(&model, reordered).expect("write model");
+    let rbac = Rbac::from_files(&model, &[policy_path()])
+        .await
+        .expect("load");
+    assert!(!rbac.status().indexed);
+    let dave = principal("dave", &[], None);
+    let d = rbac
+        .decide(&dave, "tickets", &tool("delete_ticket"))
+        .expect("decide");
+    assert_eq!(d.reason, ReasonCode::ExplicitDeny);
+    assert_eq!(
+        d,
+        rbac.decide_with_casbin(&dave, "tickets", &tool("delete_ticket"))
+            .expect("decide")
+    );
+
+    let indexed = Rbac::from_files(&model_path(), &[policy_path()])
+        .await
+        .expect("load");
+    assert!(indexed.status().indexed);
+}

@@ -3,5 +3,10 @@
 mod behaviour;
 mod common;
 mod decisions;
+mod equivalence;
+mod generate;
+mod history;
+mod lint;
 mod reload;
 mod store;
+mod watch;
