@@ -117,6 +117,8 @@ pub struct RawPolicy {
     #[serde(default)]
     pub files: Vec<PathBuf>,
     pub database_url: Option<String>,
+    /// How often the policy source is checked for changes (Postgres also notifies at once).
+    pub poll_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,6 +269,7 @@ pub struct Config {
     pub authorization_servers: Vec<String>,
     pub verifier: authz_token::VerifierConfig,
     pub policy: PolicySource,
+    pub policy_poll_interval: std::time::Duration,
     pub audit_database_url: String,
     pub audit_signing_key_file: Option<PathBuf>,
     pub audit_writer: authz_audit::WriterConfig,
@@ -439,6 +442,15 @@ impl Config {
             },
             (None, files) => PolicySource::Files { model, files },
         };
+
+        let poll_ms = raw.policy.poll_interval_ms.unwrap_or(1000);
+        if !(10..=3_600_000).contains(&poll_ms) {
+            return Err(ConfigError::new(
+                "policy.poll_interval_ms",
+                format!("{poll_ms} is out of range"),
+                "10 ms to 1 hour",
+            ));
+        }
 
         let audit_database_url = overrides
             .audit_database_url
@@ -629,6 +641,7 @@ impl Config {
             authorization_servers,
             verifier: auth,
             policy,
+            policy_poll_interval: std::time::Duration::from_millis(poll_ms),
             audit_database_url,
             audit_signing_key_file: raw.audit.signing_key_file,
             audit_writer: raw.audit.writer,

@@ -68,7 +68,7 @@ impl Metrics {
     fn render(
         &self,
         sessions: usize,
-        policy_revision: i64,
+        policy: &authz_rbac::WatchStatus,
         writer: &authz_audit::WriterStats,
     ) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -95,6 +95,12 @@ impl Metrics {
              # HELP authz_policy_revision The policy revision in force.\n\
              # TYPE authz_policy_revision gauge\n\
              authz_policy_revision {}\n\
+             # HELP authz_policy_reloads_total Policy reloads applied.\n\
+             # TYPE authz_policy_reloads_total counter\n\
+             authz_policy_reloads_total {}\n\
+             # HELP authz_policy_failed_reloads_total Policy changes refused (the last good policy kept serving).\n\
+             # TYPE authz_policy_failed_reloads_total counter\n\
+             authz_policy_failed_reloads_total {}\n\
              # HELP authz_audit_committed_total Audit records committed.\n\
              # TYPE authz_audit_committed_total counter\n\
              authz_audit_committed_total {}\n\
@@ -114,7 +120,9 @@ impl Metrics {
             g(&self.audit_failures),
             g(&self.upstream_errors),
             sessions,
-            policy_revision,
+            policy.revision,
+            policy.reloads,
+            policy.failed_reloads,
             writer.committed,
             writer.queue_full_rejections,
             writer.failed_batches,
@@ -129,6 +137,8 @@ pub struct App {
     pub config: Config,
     pub verifier: authz_token::Verifier,
     pub rbac: authz_rbac::Rbac,
+    /// Keeps the policy watcher running for the life of the gateway.
+    pub policy_watch: authz_rbac::WatchHandle,
     pub audit: authz_audit::AuditStore,
     /// The group-commit writer every record goes through (one hash chain per gateway).
     pub audit_writer: authz_audit::AuditWriter,
@@ -150,19 +160,38 @@ impl App {
     pub async fn new(config: Config) -> anyhow::Result<Arc<App>> {
         let verifier = authz_token::Verifier::from_config(&config.verifier)
             .context("loading token verification keys")?;
+        // A rule naming an upstream this gateway does not route to can never match: refuse it.
+        let lint = authz_rbac::LintConfig {
+            upstreams: Some(config.upstreams.iter().map(|u| u.name.clone()).collect()),
+            ..authz_rbac::LintConfig::default()
+        };
         let rbac = match &config.policy {
-            PolicySource::Files { model, files } => authz_rbac::Rbac::from_files(model, files)
-                .await
-                .context("loading policy files")?,
+            PolicySource::Files { model, files } => {
+                authz_rbac::Rbac::from_files_with_lint(model, files, lint)
+                    .await
+                    .context("loading policy files")?
+            }
             PolicySource::Database { model, url } => {
                 let store = authz_rbac::PolicyStore::connect(url)
                     .await
                     .context("connecting to the policy store")?;
-                authz_rbac::Rbac::from_store(model, store)
+                authz_rbac::Rbac::from_store_with_lint(model, store, lint)
                     .await
                     .context("loading policies from the store")?
             }
         };
+        for w in rbac.lint_report().warnings() {
+            tracing::warn!(finding = %w, "policy lint warning");
+        }
+        // Live policy changes: Postgres notifications, a periodic revision check, file watching.
+        // A policy that fails to load or lint never replaces the working one.
+        let policy_watch = rbac
+            .spawn_watcher(authz_rbac::WatchConfig {
+                poll_interval: config.policy_poll_interval,
+                pg_listen: true,
+                watch_files: true,
+            })
+            .context("starting the policy watcher")?;
         let audit = authz_audit::AuditStore::connect(&config.audit_database_url)
             .await
             .context("opening the audit store")?;
@@ -205,6 +234,7 @@ impl App {
             metrics: Metrics::default(),
             verifier,
             rbac,
+            policy_watch,
             audit,
             audit_writer,
             clients,
@@ -302,10 +332,19 @@ async fn root_resource_metadata(State(app): State<Arc<App>>) -> Response {
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let audit_ok = app.audit.ping().await.is_ok();
+    let policy = app.rbac.status();
+    // A refused policy change leaves the last good policy serving: still ready, but reported.
     let body = json!({
         "keys": "loaded",
-        "policy_revision": app.rbac.revision(),
         "audit_store": if audit_ok { "reachable" } else { "unreachable" },
+        "policy": {
+            "revision": policy.revision,
+            "state": if policy.last_error.is_some() || policy.check_error.is_some() { "degraded" } else { "ok" },
+            "last_error": policy.last_error,
+            "check_error": policy.check_error,
+            "rules": policy.rules,
+            "watching": policy.watching,
+        },
     });
     let status = if audit_ok {
         StatusCode::OK
@@ -320,7 +359,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(
             app.sessions.len(),
-            app.rbac.revision(),
+            &app.rbac.status(),
             &app.audit_writer.stats(),
         ),
     )

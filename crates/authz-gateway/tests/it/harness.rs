@@ -96,6 +96,10 @@ pub struct Options {
     /// Authenticate upstream with OAuth client credentials from this token endpoint instead of
     /// a static bearer (client `gateway`, secret `gateway-client-secret`).
     pub oauth_token_url: Option<String>,
+    /// Read policies from this CSV file instead of the repository's.
+    pub policy_file: Option<PathBuf>,
+    /// Read policies from this SQL store instead of the repository's CSV files.
+    pub policy_database_url: Option<String>,
     /// `audit.mode` (`durable` unless set).
     pub audit_mode: Option<&'static str>,
     /// Forward to this URL instead of the demo upstream.
@@ -153,7 +157,8 @@ jwks_file = "{jwks}"
 
 [policy]
 model = "{model}"
-files = ["{policy}"]
+{policy_source}
+poll_interval_ms = 200
 
 [audit]
 database_url = "{audit_url}"
@@ -174,7 +179,16 @@ scopes = [
 "#,
         jwks = jwks.display(),
         model = repo_path("policies/model.conf").display(),
-        policy = repo_path("policies/policy.csv").display(),
+        policy_source = match &opts.policy_database_url {
+            Some(url) => format!("database_url = \"{url}\""),
+            None => format!(
+                "files = [\"{}\"]",
+                opts.policy_file
+                    .clone()
+                    .unwrap_or_else(|| repo_path("policies/policy.csv"))
+                    .display()
+            ),
+        },
         audit_mode = opts
             .audit_mode
             .map(|m| format!("mode = \"{m}\""))

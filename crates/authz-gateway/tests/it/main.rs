@@ -4,6 +4,7 @@
 mod binary;
 mod crash;
 mod harness;
+mod live_policy;
 mod peers;
 mod pipeline;
 mod tasks;
