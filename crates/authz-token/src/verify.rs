@@ -1,4 +1,5 @@
-//! Bearer-token verification: configuration, the per-issuer key sets and the claim rules.
+//! Bearer-token verification: configuration, the per-issuer key sets, the claim rules, the
+//! verified-token cache and the revocation check.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -6,11 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use authz_types::{Principal, ReasonCode};
-use josekit::JoseError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::keys::{KeyAlgorithm, VerifyKey, load_jwks};
+use crate::cache::{self, CacheStats, TokenCache};
+use crate::jwks::{IssuerKeyStatus, IssuerKeys, JwksFetchConfig, RemoteKeys, spawn_refresher};
+use crate::keys::{KeyAlgorithm, VerifyKey, load_jwks, parse_jwks};
+use crate::revocation::RevocationList;
 use crate::{Error, b64};
 
 /// Tokens longer than this are refused before any parsing. Real access tokens are a few hundred
@@ -19,6 +22,13 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// How deep a chain of nested `act` claims may go before the token is refused.
 pub const MAX_ACTOR_DEPTH: usize = 8;
+
+/// Longest accepted `kid`. Longer ones (and ones outside `A-Z a-z 0-9 - _ . ~ + / = :`, or
+/// containing `..`) are refused as unknown without a lookup or a re-fetch.
+pub const MAX_KID_LEN: usize = 256;
+
+/// How deeply claim values may nest (objects in arrays in objects …) before the token is refused.
+const MAX_CLAIM_DEPTH: usize = 16;
 
 /// Claim names a roles or tenant claim may not reuse, because they already mean something else.
 pub(crate) const RESERVED_CLAIMS: [&str; 12] = [
@@ -54,15 +64,36 @@ fn default_leeway_secs() -> u64 {
 fn default_max_lifetime_secs() -> u64 {
     86_400
 }
+fn default_max_claim_bytes() -> usize {
+    4096
+}
+fn default_max_claim_items() -> usize {
+    256
+}
+fn default_cache_capacity() -> usize {
+    10_000
+}
 
-/// One trusted token issuer.
+/// One trusted token issuer. Exactly one key source must be set: `jwks_file`, `jwks` or
+/// `jwks_url`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The exact `iss` value this issuer puts in its tokens.
     pub issuer: String,
     /// A JWKS file with the issuer's public signing keys; every key must have a `kid`.
-    pub jwks_file: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<PathBuf>,
+    /// The JWKS inline: a `{"keys": [...]}` object (a TOML table works) or a string holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    /// An HTTPS URL serving the JWKS, fetched at start-up and refreshed as `jwks_fetch` says.
+    /// Needs [`Verifier::load`] (async).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Fetch limits and refresh timing for `jwks_url`.
+    #[serde(default)]
+    pub jwks_fetch: JwksFetchConfig,
     /// Allowed `alg` values: a subset of `ES256`, `RS256`, `EdDSA`. `none` and `HS*` are refused.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
@@ -72,17 +103,58 @@ pub struct IssuerConfig {
     /// The claim holding the tenant (a string).
     #[serde(default = "default_tenant_claim")]
     pub tenant_claim: String,
+    /// The protected resources (canonical URIs) this issuer may issue tokens for; a token of this
+    /// issuer is refused (`token_wrong_audience`) for any other resource. Empty: any resource.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claims every token of this issuer must carry (for example `jti`, so tokens can be revoked
+    /// one by one).
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Require the RFC 9068 header `typ: at+jwt` (or `application/at+jwt`, any case), so ID
+    /// tokens and other JWTs of the same issuer are not accepted as access tokens.
+    #[serde(default)]
+    pub require_typ_at_jwt: bool,
 }
 
 impl IssuerConfig {
-    /// An issuer with the default algorithms and claim names.
+    /// An issuer with keys from a JWKS file and the default algorithms and claim names.
     pub fn new(issuer: impl Into<String>, jwks_file: impl Into<PathBuf>) -> Self {
         Self {
+            jwks_file: Some(jwks_file.into()),
+            ..Self::without_keys(issuer)
+        }
+    }
+
+    /// An issuer whose keys are fetched from `jwks_url` (see [`Verifier::load`]).
+    pub fn with_jwks_url(issuer: impl Into<String>, jwks_url: impl Into<String>) -> Self {
+        Self {
+            jwks_url: Some(jwks_url.into()),
+            ..Self::without_keys(issuer)
+        }
+    }
+
+    /// An issuer with an inline JWKS document.
+    pub fn with_inline_jwks(issuer: impl Into<String>, jwks: Value) -> Self {
+        Self {
+            jwks: Some(jwks),
+            ..Self::without_keys(issuer)
+        }
+    }
+
+    fn without_keys(issuer: impl Into<String>) -> Self {
+        Self {
             issuer: issuer.into(),
-            jwks_file: jwks_file.into(),
+            jwks_file: None,
+            jwks: None,
+            jwks_url: None,
+            jwks_fetch: JwksFetchConfig::default(),
             algorithms: default_algorithms(),
             roles_claim: default_roles_claim(),
             tenant_claim: default_tenant_claim(),
+            audiences: Vec::new(),
+            required_claims: Vec::new(),
+            require_typ_at_jwt: false,
         }
     }
 }
@@ -99,15 +171,28 @@ pub struct VerifierConfig {
     /// Longest accepted token lifetime: `exp - iat`, or `exp - now` when there is no `iat`.
     #[serde(default = "default_max_lifetime_secs")]
     pub max_lifetime_secs: u64,
+    /// Longest string anywhere in the claims (values and member names), in bytes.
+    #[serde(default = "default_max_claim_bytes")]
+    pub max_claim_bytes: usize,
+    /// Most items in any claim array, and most members in any claim object.
+    #[serde(default = "default_max_claim_items")]
+    pub max_claim_items: usize,
+    /// Entries in the verified-token cache; 0 turns the cache off.
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: usize,
 }
 
 impl VerifierConfig {
-    /// A configuration with the default leeway (30 s) and maximum lifetime (24 h).
+    /// A configuration with the default leeway (30 s), maximum lifetime (24 h), claim limits
+    /// (4 KiB strings, 256 items) and cache (10,000 entries).
     pub fn new(issuers: Vec<IssuerConfig>) -> Self {
         Self {
             issuers,
             leeway_secs: default_leeway_secs(),
             max_lifetime_secs: default_max_lifetime_secs(),
+            max_claim_bytes: default_max_claim_bytes(),
+            max_claim_items: default_max_claim_items(),
+            cache_capacity: default_cache_capacity(),
         }
     }
 }
@@ -127,7 +212,8 @@ pub enum TokenError {
     /// `alg` is `none`, symmetric, unsupported or not allowed for the issuer.
     #[error("token algorithm is not allowed")]
     AlgorithmNotAllowed,
-    /// `kid` is missing, unknown for the issuer, or names a key of another algorithm.
+    /// `kid` is missing, malformed, unknown for the issuer, names a key of another algorithm, or
+    /// the issuer's fetched keys are too stale to trust.
     #[error("token names no known key")]
     UnknownKey,
     /// `exp` has passed (beyond the leeway).
@@ -139,15 +225,20 @@ pub enum TokenError {
     /// `iss` is not a configured issuer.
     #[error("token issuer is not trusted")]
     WrongIssuer,
-    /// `aud` is missing or does not name the protected resource.
+    /// `aud` is missing or does not name the protected resource, or the issuer may not issue
+    /// tokens for this resource.
     #[error("token audience does not match this resource")]
     WrongAudience,
-    /// A required claim is missing, or a claim has the wrong type or value.
+    /// A required claim is missing, a claim has the wrong type, value or size, or `typ` is not
+    /// `at+jwt` where that is required.
     #[error("token claims are invalid: {0}")]
     InvalidClaims(&'static str),
     /// The token lives longer than the configured maximum.
     #[error("token lifetime exceeds the allowed maximum")]
     LifetimeTooLong,
+    /// The token's `jti`, or its subject before the token's `iat`, has been revoked.
+    #[error("token has been revoked")]
+    Revoked,
 }
 
 impl TokenError {
@@ -164,6 +255,7 @@ impl TokenError {
             TokenError::WrongAudience => ReasonCode::TokenWrongAudience,
             TokenError::InvalidClaims(_) => ReasonCode::TokenInvalidClaims,
             TokenError::LifetimeTooLong => ReasonCode::TokenLifetimeTooLong,
+            TokenError::Revoked => ReasonCode::TokenRevoked,
         }
     }
 
@@ -180,21 +272,36 @@ impl TokenError {
             TokenError::WrongAudience => "The access token is not intended for this resource.",
             TokenError::InvalidClaims(_) => "The access token claims are invalid.",
             TokenError::LifetimeTooLong => "The access token lifetime is too long.",
+            TokenError::Revoked => "The access token has been revoked.",
         }
     }
 }
 
-/// Verifies bearer tokens against the configured issuers. Cheap to clone; shareable across
-/// threads.
+/// Verifies bearer tokens against the configured issuers. Cheap to clone (clones share keys,
+/// cache and revocation list); shareable across threads.
+///
+/// Which call to use:
+///
+/// - [`Verifier::verify_refreshing`] (async) in a request handler: like
+///   [`Verifier::verify_shared`], and when the token names a `kid` an issuer with a `jwks_url`
+///   does not know (yet), it triggers one rate-limited JWKS re-fetch and retries once. This is
+///   what makes key rotation at the identity provider seamless.
+/// - [`Verifier::verify_shared`] (sync): the fast path; a cache hit costs well under a
+///   microsecond and returns the cached `Arc<Principal>`.
+/// - [`Verifier::verify`] (sync): the same, returning an owned [`Principal`] (a clone on hits).
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
+    revocations: Option<RevocationList>,
 }
 
 struct Inner {
     issuers: HashMap<String, Issuer>,
     leeway: i64,
     max_lifetime: i64,
+    max_claim_bytes: usize,
+    max_claim_items: usize,
+    cache: Option<Arc<TokenCache>>,
 }
 
 struct Issuer {
@@ -202,7 +309,11 @@ struct Issuer {
     algorithms: Vec<KeyAlgorithm>,
     roles_claim: String,
     tenant_claim: String,
-    keys: HashMap<String, VerifyKey>,
+    /// Normalised resource URIs; empty means any.
+    audiences: Vec<String>,
+    required_claims: Vec<String>,
+    require_typ: bool,
+    keys: IssuerKeys,
 }
 
 impl fmt::Debug for Verifier {
@@ -214,20 +325,27 @@ impl fmt::Debug for Verifier {
             .field("issuers", &issuers)
             .field("leeway_secs", &self.inner.leeway)
             .field("max_lifetime_secs", &self.inner.max_lifetime)
+            .field(
+                "cache_capacity",
+                &self.inner.cache.as_ref().map(|c| c.stats().capacity),
+            )
+            .field("revocations", &self.revocations.is_some())
             .finish()
     }
 }
 
 impl fmt::Debug for Issuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut kids: Vec<_> = self.keys.keys().collect();
-        kids.sort();
         f.debug_struct("Issuer")
             .field("issuer", &self.issuer)
             .field("algorithms", &self.algorithms)
-            .field("kids", &kids)
+            .field("kids", &self.keys.kids())
+            .field("remote", &matches!(self.keys, IssuerKeys::Remote(_)))
             .field("roles_claim", &self.roles_claim)
             .field("tenant_claim", &self.tenant_claim)
+            .field("audiences", &self.audiences)
+            .field("required_claims", &self.required_claims)
+            .field("require_typ_at_jwt", &self.require_typ)
             .finish()
     }
 }
@@ -242,71 +360,243 @@ pub(crate) fn check_claim_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether a `kid` is one we are willing to look up: short, from a conservative character set,
+/// and without `..`, so path or SQL fragments never reach a map, a log line or a re-fetch.
+pub(crate) fn kid_is_safe(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= MAX_KID_LEN
+        && !kid.contains("..")
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~+/=:".contains(&b))
+}
+
+/// An issuer's settings checked and its key source chosen, before any network access.
+struct Planned {
+    issuer: Issuer,
+    remote: Option<(String, JwksFetchConfig)>,
+}
+
+/// Validates the whole configuration and loads the keys that need no network.
+fn plan(cfg: &VerifierConfig) -> Result<Vec<Planned>, Error> {
+    if cfg.issuers.is_empty() {
+        return Err(Error::NoIssuers);
+    }
+    if cfg.max_claim_bytes == 0 {
+        return Err(Error::InvalidConfig {
+            field: "max_claim_bytes",
+            problem: "must be at least 1",
+        });
+    }
+    if cfg.max_claim_items == 0 {
+        return Err(Error::InvalidConfig {
+            field: "max_claim_items",
+            problem: "must be at least 1",
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut planned = Vec::new();
+    for ic in &cfg.issuers {
+        if ic.issuer.is_empty() {
+            return Err(Error::EmptyIssuer);
+        }
+        if !seen.insert(ic.issuer.as_str()) {
+            return Err(Error::DuplicateIssuer {
+                issuer: ic.issuer.clone(),
+            });
+        }
+        if ic.algorithms.is_empty() {
+            return Err(Error::NoAlgorithms {
+                issuer: ic.issuer.clone(),
+            });
+        }
+        let algorithms = ic
+            .algorithms
+            .iter()
+            .map(|a| a.parse::<KeyAlgorithm>())
+            .collect::<Result<Vec<_>, _>>()?;
+        check_claim_name(&ic.roles_claim)?;
+        check_claim_name(&ic.tenant_claim)?;
+        if ic.roles_claim == ic.tenant_claim {
+            return Err(Error::ReservedClaimName {
+                claim: ic.tenant_claim.clone(),
+            });
+        }
+        if ic.required_claims.iter().any(String::is_empty) {
+            return Err(Error::InvalidConfig {
+                field: "required_claims",
+                problem: "must not contain an empty name",
+            });
+        }
+        let audiences: Vec<String> = ic.audiences.iter().map(|a| normalize_audience(a)).collect();
+        if audiences.iter().any(String::is_empty) {
+            return Err(Error::InvalidConfig {
+                field: "audiences",
+                problem: "must not contain an empty resource",
+            });
+        }
+
+        let (keys, remote) = match (&ic.jwks_file, &ic.jwks, &ic.jwks_url) {
+            (Some(path), None, None) => {
+                let keys = load_jwks(path, &algorithms)?;
+                if keys.is_empty() {
+                    return Err(Error::NoUsableKeys {
+                        origin: format!("file {}", path.display()),
+                    });
+                }
+                (IssuerKeys::Fixed(keys), None)
+            }
+            (None, Some(doc), None) => {
+                let keys = inline_jwks(&ic.issuer, doc, &algorithms)?;
+                (IssuerKeys::Fixed(keys), None)
+            }
+            (None, None, Some(url)) => {
+                // Checked now so a bad URL is reported by the synchronous constructor too.
+                crate::jwks::parse_jwks_url(&ic.issuer, url, ic.jwks_fetch.allow_http)?;
+                (
+                    IssuerKeys::Fixed(HashMap::new()),
+                    Some((url.clone(), ic.jwks_fetch.clone())),
+                )
+            }
+            _ => {
+                return Err(Error::KeySource {
+                    issuer: ic.issuer.clone(),
+                });
+            }
+        };
+        if let IssuerKeys::Fixed(k) = &keys {
+            tracing::info!(issuer = %ic.issuer, keys = k.len(), remote = remote.is_some(), "configured token issuer");
+        }
+        planned.push(Planned {
+            issuer: Issuer {
+                issuer: ic.issuer.clone(),
+                algorithms,
+                roles_claim: ic.roles_claim.clone(),
+                tenant_claim: ic.tenant_claim.clone(),
+                audiences,
+                required_claims: ic.required_claims.clone(),
+                require_typ: ic.require_typ_at_jwt,
+                keys,
+            },
+            remote,
+        });
+    }
+    Ok(planned)
+}
+
+/// Parses an inline JWKS (an object, or a string holding one).
+fn inline_jwks(
+    issuer: &str,
+    doc: &Value,
+    algorithms: &[KeyAlgorithm],
+) -> Result<HashMap<String, VerifyKey>, Error> {
+    let origin = format!("inline jwks of issuer {issuer}");
+    let text = match doc {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let keys = parse_jwks(text.as_bytes(), &origin, algorithms)?;
+    if keys.is_empty() {
+        return Err(Error::NoUsableKeys { origin });
+    }
+    Ok(keys)
+}
+
+/// What a successful full verification yields: the principal and the window in which the same
+/// token would verify again, so the cache never answers differently from a full check.
+struct Verified {
+    principal: Principal,
+    valid_from: i64,
+    valid_until: i64,
+}
+
 impl Verifier {
-    /// Validates `cfg` and loads every issuer's JWKS, building one verifier per key.
+    /// Validates `cfg` and loads every issuer's keys from files or inline JWKS. An issuer with a
+    /// `jwks_url` needs network access: use [`Verifier::load`] for that
+    /// ([`Error::RemoteKeysNeedLoad`] here).
     pub fn from_config(cfg: &VerifierConfig) -> Result<Self, Error> {
+        let planned = plan(cfg)?;
+        if let Some(p) = planned.iter().find(|p| p.remote.is_some()) {
+            return Err(Error::RemoteKeysNeedLoad {
+                issuer: p.issuer.issuer.clone(),
+            });
+        }
+        Ok(Self::assemble(cfg, planned, None))
+    }
+
+    /// Like [`Verifier::from_config`], and also fetches the keys of issuers with a `jwks_url`
+    /// (start-up fails if a first fetch fails) and starts their background refresh on the current
+    /// tokio runtime. The refresh tasks end by themselves when the last clone is dropped.
+    pub async fn load(cfg: &VerifierConfig) -> Result<Self, Error> {
+        let mut planned = plan(cfg)?;
+        let cache = Self::new_cache(cfg);
+        for p in &mut planned {
+            if let Some((url, fetch)) = &p.remote {
+                let remote = RemoteKeys::load(
+                    &p.issuer.issuer,
+                    url,
+                    fetch,
+                    &p.issuer.algorithms,
+                    cache.clone(),
+                )
+                .await?;
+                p.issuer.keys = IssuerKeys::Remote(remote);
+            }
+        }
+        let verifier = Self::assemble(cfg, planned, cache);
+        for issuer in verifier.inner.issuers.values() {
+            if let IssuerKeys::Remote(remote) = &issuer.keys {
+                spawn_refresher(remote);
+            }
+        }
+        Ok(verifier)
+    }
+
+    fn new_cache(cfg: &VerifierConfig) -> Option<Arc<TokenCache>> {
+        (cfg.cache_capacity > 0).then(|| Arc::new(TokenCache::new(cfg.cache_capacity)))
+    }
+
+    fn assemble(
+        cfg: &VerifierConfig,
+        planned: Vec<Planned>,
+        cache: Option<Arc<TokenCache>>,
+    ) -> Self {
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let mut issuers = HashMap::new();
-        if cfg.issuers.is_empty() {
-            return Err(Error::NoIssuers);
-        }
-        for ic in &cfg.issuers {
-            if ic.issuer.is_empty() {
-                return Err(Error::EmptyIssuer);
-            }
-            if issuers.contains_key(&ic.issuer) {
-                return Err(Error::DuplicateIssuer {
-                    issuer: ic.issuer.clone(),
-                });
-            }
-            if ic.algorithms.is_empty() {
-                return Err(Error::NoAlgorithms {
-                    issuer: ic.issuer.clone(),
-                });
-            }
-            let algorithms = ic
-                .algorithms
-                .iter()
-                .map(|a| a.parse::<KeyAlgorithm>())
-                .collect::<Result<Vec<_>, _>>()?;
-            check_claim_name(&ic.roles_claim)?;
-            check_claim_name(&ic.tenant_claim)?;
-            if ic.roles_claim == ic.tenant_claim {
-                return Err(Error::ReservedClaimName {
-                    claim: ic.tenant_claim.clone(),
-                });
-            }
-            let keys = load_jwks(&ic.jwks_file, &algorithms)?;
-            if keys.is_empty() {
-                return Err(Error::NoUsableKeys {
-                    path: ic.jwks_file.clone(),
-                });
-            }
-            tracing::info!(issuer = %ic.issuer, keys = keys.len(), "loaded token issuer keys");
-            issuers.insert(
-                ic.issuer.clone(),
-                Issuer {
-                    issuer: ic.issuer.clone(),
-                    algorithms,
-                    roles_claim: ic.roles_claim.clone(),
-                    tenant_claim: ic.tenant_claim.clone(),
-                    keys,
-                },
-            );
-        }
-        Ok(Self {
+        let cache = cache.or_else(|| Self::new_cache(cfg));
+        Self {
             inner: Arc::new(Inner {
-                issuers,
+                issuers: planned
+                    .into_iter()
+                    .map(|p| (p.issuer.issuer.clone(), p.issuer))
+                    .collect(),
                 leeway: to_i64(cfg.leeway_secs),
                 max_lifetime: to_i64(cfg.max_lifetime_secs),
+                max_claim_bytes: cfg.max_claim_bytes,
+                max_claim_items: cfg.max_claim_items,
+                cache,
             }),
-        })
+            revocations: None,
+        }
+    }
+
+    /// This verifier, also refusing tokens that `list` says are revoked ([`TokenError::Revoked`]),
+    /// on every call including cache hits. Keep the list fresh with
+    /// [`RevocationList::follow`].
+    pub fn with_revocations(mut self, list: RevocationList) -> Self {
+        self.revocations = Some(list);
+        self
+    }
+
+    /// The revocation list this verifier checks, if any.
+    pub fn revocations(&self) -> Option<&RevocationList> {
+        self.revocations.as_ref()
     }
 
     /// Verifies `token` for the protected resource `audience` (the route's canonical URI) at the
     /// current time.
     pub fn verify(&self, token: &str, audience: &str) -> Result<Principal, TokenError> {
-        self.verify_at(token, audience, authz_types::now_unix_ms().div_euclid(1000))
+        self.verify_shared(token, audience)
+            .map(Arc::unwrap_or_clone)
     }
 
     /// Like [`Verifier::verify`], with the current time given as Unix seconds.
@@ -316,7 +606,23 @@ impl Verifier {
         audience: &str,
         now: i64,
     ) -> Result<Principal, TokenError> {
-        let result = self.verify_inner(token, audience, now);
+        self.verify_shared_at(token, audience, now)
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// Like [`Verifier::verify`], returning the principal shared with the cache (no copy).
+    pub fn verify_shared(&self, token: &str, audience: &str) -> Result<Arc<Principal>, TokenError> {
+        self.verify_shared_at(token, audience, authz_types::now_unix_ms().div_euclid(1000))
+    }
+
+    /// Like [`Verifier::verify_shared`], with the current time given as Unix seconds.
+    pub fn verify_shared_at(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<Arc<Principal>, TokenError> {
+        let result = self.verify_cached(token, audience, now);
         if let Err(err) = &result {
             // The reason is enough to debug; token contents are never logged.
             tracing::debug!(reason = %err.reason(), detail = %err, "bearer token rejected");
@@ -324,7 +630,135 @@ impl Verifier {
         result
     }
 
-    fn verify_inner(&self, token: &str, audience: &str, now: i64) -> Result<Principal, TokenError> {
+    /// Verifies like [`Verifier::verify_shared`]; when that fails with
+    /// [`TokenError::UnknownKey`] for an issuer whose keys come from a `jwks_url`, re-fetches the
+    /// issuer's JWKS (at most once per `unknown_kid_min_interval_secs`, shared by all concurrent
+    /// callers) and verifies once more. Use this one in request handlers.
+    pub async fn verify_refreshing(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<Arc<Principal>, TokenError> {
+        let first = self.verify_shared(token, audience);
+        if first != Err(TokenError::UnknownKey) {
+            return first;
+        }
+        let Some((remote, kid)) = self.remote_for(token) else {
+            return first;
+        };
+        if remote.refresh_for_unknown_kid(&kid).await {
+            self.verify_shared(token, audience)
+        } else {
+            first
+        }
+    }
+
+    /// The remote key source and `kid` a token would be checked with, if its issuer fetches keys
+    /// and its `kid` is one we would look up.
+    fn remote_for(&self, token: &str) -> Option<(Arc<RemoteKeys>, String)> {
+        let parts = split_token(token).ok()?;
+        let Some(Value::String(iss)) = parts.claims.get("iss") else {
+            return None;
+        };
+        let issuer = self.inner.issuers.get(iss)?;
+        let IssuerKeys::Remote(remote) = &issuer.keys else {
+            return None;
+        };
+        let alg = match parts.header.get("alg") {
+            Some(Value::String(alg)) => alg.parse::<KeyAlgorithm>().ok()?,
+            _ => return None,
+        };
+        if !issuer.algorithms.contains(&alg) {
+            return None;
+        }
+        match parts.header.get("kid") {
+            Some(Value::String(kid)) if kid_is_safe(kid) => Some((Arc::clone(remote), kid.clone())),
+            _ => None,
+        }
+    }
+
+    /// Key status per issuer (sorted by issuer), for readiness checks and metrics.
+    pub fn key_status(&self) -> Vec<IssuerKeyStatus> {
+        let mut out: Vec<IssuerKeyStatus> = self
+            .inner
+            .issuers
+            .values()
+            .map(|issuer| match &issuer.keys {
+                IssuerKeys::Remote(remote) => remote.status(),
+                IssuerKeys::Fixed(_) => IssuerKeyStatus {
+                    issuer: issuer.issuer.clone(),
+                    jwks_url: None,
+                    kids: issuer.keys.kids(),
+                    age_secs: 0,
+                    stale: false,
+                    fetches: 0,
+                    fetch_failures: 0,
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| a.issuer.cmp(&b.issuer));
+        out
+    }
+
+    /// Counters of the verified-token cache (`None` when it is turned off).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// Forgets every cached verdict (the next call of each token verifies it in full).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.clear();
+        }
+    }
+
+    fn check_revoked(&self, principal: &Principal) -> Result<(), TokenError> {
+        match &self.revocations {
+            Some(list) if list.is_revoked(principal) => Err(TokenError::Revoked),
+            _ => Ok(()),
+        }
+    }
+
+    fn verify_cached(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<Arc<Principal>, TokenError> {
+        // Checked before hashing, so an enormous header costs nothing but this comparison.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed("token is too large"));
+        }
+        let Some(cache) = &self.inner.cache else {
+            let principal = Arc::new(self.verify_uncached(token, audience, now)?.principal);
+            self.check_revoked(&principal)?;
+            return Ok(principal);
+        };
+        let key = cache::key(audience, token);
+        if let Some(principal) = cache.get(&key, now) {
+            self.check_revoked(&principal)?;
+            return Ok(principal);
+        }
+        let verified = self.verify_uncached(token, audience, now)?;
+        let principal = Arc::new(verified.principal);
+        // A revoked token is refused and, like every failure, not cached.
+        self.check_revoked(&principal)?;
+        cache.insert(
+            key,
+            Arc::clone(&principal),
+            verified.valid_from,
+            verified.valid_until,
+            now,
+        );
+        Ok(principal)
+    }
+
+    fn verify_uncached(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<Verified, TokenError> {
         let parts = split_token(token)?;
 
         // The header decides which key verifies; refuse what can never be verified first.
@@ -355,46 +789,47 @@ impl Verifier {
         if !issuer.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
-        let key = match parts.header.get("kid") {
-            Some(Value::String(kid)) => issuer.keys.get(kid).ok_or(TokenError::UnknownKey)?,
+        let kid = match parts.header.get("kid") {
+            Some(Value::String(kid)) if kid_is_safe(kid) => kid.as_str(),
             _ => return Err(TokenError::UnknownKey),
         };
-        if key.algorithm != alg {
-            return Err(TokenError::UnknownKey);
+        // The signature is checked over exactly the bytes parsed above, so `parts` is now
+        // authenticated.
+        issuer
+            .keys
+            .verify(kid, alg, parts.signing_input.as_bytes(), &parts.signature)?;
+
+        if issuer.require_typ && !typ_is_at_jwt(parts.header.get("typ")) {
+            return Err(TokenError::InvalidClaims("typ is not at+jwt"));
         }
-
-        let verifier = key.verifier.as_ref();
-        josekit::jwt::decode_with_verifier_selector(token, |_header| Ok(Some(verifier)))
-            .map_err(classify_jose_error)?;
-
-        // The signature covers exactly the bytes we parsed strictly above, so `parts.claims` is
-        // now authenticated.
         check_claims(&self.inner, issuer, &parts.claims, audience, now)
     }
 }
 
-/// Maps a josekit decode error to a token error. Format problems were already caught by
-/// `split_token`, so what remains is the signature (checked first) or josekit's claim typing.
-fn classify_jose_error(err: JoseError) -> TokenError {
-    match err {
-        JoseError::InvalidSignature(_) => TokenError::BadSignature,
-        // josekit raises this only after the signature verified, when a registered claim has a
-        // type it refuses (for example a negative `exp`).
-        JoseError::InvalidJwtFormat(_) => {
-            TokenError::InvalidClaims("registered claim has an invalid type")
-        }
-        _ => TokenError::Malformed("rejected by the JWS decoder"),
-    }
+/// Whether a `typ` header is the RFC 9068 access-token type (media types are case-insensitive,
+/// and the `application/` prefix may be left out).
+fn typ_is_at_jwt(typ: Option<&Value>) -> bool {
+    let Some(Value::String(typ)) = typ else {
+        return false;
+    };
+    let typ = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ.as_str(),
+    };
+    typ.eq_ignore_ascii_case("at+jwt")
 }
 
-struct Parts {
+struct Parts<'a> {
     header: Map<String, Value>,
     claims: Map<String, Value>,
+    /// `header.payload` exactly as received: what the signature covers.
+    signing_input: &'a str,
+    signature: Vec<u8>,
 }
 
 /// Splits and strictly decodes a compact JWS: three canonical base64url segments, a header and a
 /// payload that are JSON objects without duplicate keys, and a decodable signature.
-fn split_token(token: &str) -> Result<Parts, TokenError> {
+fn split_token(token: &str) -> Result<Parts<'_>, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::Malformed("token is too large"));
     }
@@ -416,10 +851,70 @@ fn split_token(token: &str) -> Result<Parts, TokenError> {
     };
     let header = object(h, "header is not a base64url JSON object")?;
     let claims = object(p, "payload is not a base64url JSON object")?;
-    if b64::decode(s).is_none() {
-        return Err(TokenError::Malformed("signature is not base64url"));
+    let signature = b64::decode(s).ok_or(TokenError::Malformed("signature is not base64url"))?;
+    Ok(Parts {
+        header,
+        claims,
+        signing_input: &token[..h.len() + 1 + p.len()],
+        signature,
+    })
+}
+
+/// Refuses oversized claims: long strings (values and member names), long arrays, objects with
+/// many members, and deep nesting. Real tokens are far inside these limits; the limits keep a
+/// misbehaving issuer from pushing huge role lists into every decision and audit record.
+fn check_claim_sizes(
+    claims: &Map<String, Value>,
+    max_bytes: usize,
+    max_items: usize,
+) -> Result<(), TokenError> {
+    fn walk(v: &Value, depth: usize, max_bytes: usize, max_items: usize) -> Result<(), TokenError> {
+        match v {
+            Value::String(s) if s.len() > max_bytes => {
+                Err(TokenError::InvalidClaims("a claim string is too long"))
+            }
+            Value::Array(items) => {
+                if items.len() > max_items {
+                    return Err(TokenError::InvalidClaims(
+                        "a claim array has too many items",
+                    ));
+                }
+                if depth >= MAX_CLAIM_DEPTH {
+                    return Err(TokenError::InvalidClaims("claims are nested too deeply"));
+                }
+                items
+                    .iter()
+                    .try_for_each(|i| walk(i, depth + 1, max_bytes, max_items))
+            }
+            Value::Object(map) => {
+                if depth >= MAX_CLAIM_DEPTH {
+                    return Err(TokenError::InvalidClaims("claims are nested too deeply"));
+                }
+                walk_object(map, depth + 1, max_bytes, max_items)
+            }
+            _ => Ok(()),
+        }
     }
-    Ok(Parts { header, claims })
+    fn walk_object(
+        map: &Map<String, Value>,
+        depth: usize,
+        max_bytes: usize,
+        max_items: usize,
+    ) -> Result<(), TokenError> {
+        if map.len() > max_items {
+            return Err(TokenError::InvalidClaims(
+                "a claim object has too many members",
+            ));
+        }
+        for (name, value) in map {
+            if name.len() > max_bytes {
+                return Err(TokenError::InvalidClaims("a claim name is too long"));
+            }
+            walk(value, depth, max_bytes, max_items)?;
+        }
+        Ok(())
+    }
+    walk_object(claims, 0, max_bytes, max_items)
 }
 
 fn check_claims(
@@ -428,13 +923,21 @@ fn check_claims(
     claims: &Map<String, Value>,
     audience: &str,
     now: i64,
-) -> Result<Principal, TokenError> {
+) -> Result<Verified, TokenError> {
+    check_claim_sizes(claims, inner.max_claim_bytes, inner.max_claim_items)?;
+    if issuer
+        .required_claims
+        .iter()
+        .any(|name| claims.get(name).is_none_or(Value::is_null))
+    {
+        return Err(TokenError::InvalidClaims("a required claim is missing"));
+    }
     let subject = non_empty_string(claims, "sub", "sub is missing or not a non-empty string")?
         .ok_or(TokenError::InvalidClaims(
             "sub is missing or not a non-empty string",
         ))?;
 
-    // josekit does not require `exp`; we do, since every token must be short-lived.
+    // We require `exp`, since every token must be short-lived.
     let expires_at =
         numeric_date(claims, "exp")?.ok_or(TokenError::InvalidClaims("exp is missing"))?;
     let not_before = numeric_date(claims, "nbf")?;
@@ -458,6 +961,11 @@ fn check_claims(
         return Err(TokenError::LifetimeTooLong);
     }
 
+    // The issuer restriction first: a token from an issuer that may not speak for this resource
+    // is refused whatever its `aud` says.
+    if !issuer.audiences.is_empty() && !issuer.audiences.contains(&normalize_audience(audience)) {
+        return Err(TokenError::WrongAudience);
+    }
     check_audience(claims.get("aud"), audience)?;
 
     let tenant = non_empty_string(
@@ -476,22 +984,41 @@ fn check_claims(
     };
     let token_id = non_empty_string(claims, "jti", "jti is not a non-empty string")?;
 
-    Ok(Principal {
-        subject,
-        issuer: issuer.issuer.clone(),
-        tenant,
-        client_id,
-        actors: actors(claims)?,
-        scopes: scopes(claims)?,
-        roles: roles(claims, &issuer.roles_claim)?,
-        token_id,
-        expires_at,
-        issued_at,
+    // The window in which every time check above passes again; the cache answers only inside
+    // it. Without `iat`, the lifetime check passes only from `exp - max_lifetime` on.
+    let mut valid_from = i64::MIN;
+    for bound in [
+        not_before.map(|nbf| nbf.saturating_sub(leeway)),
+        issued_at.map(|iat| iat.saturating_sub(leeway)),
+        issued_at
+            .is_none()
+            .then(|| expires_at.saturating_sub(inner.max_lifetime)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        valid_from = valid_from.max(bound);
     }
-    .normalize())
+
+    Ok(Verified {
+        principal: Principal {
+            subject,
+            issuer: issuer.issuer.clone(),
+            tenant,
+            client_id,
+            actors: actors(claims)?,
+            scopes: scopes(claims)?,
+            roles: roles(claims, &issuer.roles_claim)?,
+            token_id,
+            expires_at,
+            issued_at,
+        }
+        .normalize(),
+        valid_from,
+        valid_until: expires_at.saturating_add(leeway),
+    })
 }
 
-/// An optional claim that, when present, must be a non-empty string.
 fn non_empty_string(
     claims: &Map<String, Value>,
     name: &str,
@@ -504,15 +1031,18 @@ fn non_empty_string(
     }
 }
 
-/// An optional NumericDate claim as whole Unix seconds (fractions are truncated).
+/// An optional NumericDate claim as whole Unix seconds (fractions are truncated). Negative
+/// values are refused: no real token predates 1970, and a negative `exp` is a parser probe.
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+    const NEGATIVE: TokenError = TokenError::InvalidClaims("a time claim is negative");
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
             if let Some(v) = n.as_i64() {
-                return Ok(Some(v));
+                return if v < 0 { Err(NEGATIVE) } else { Ok(Some(v)) };
             }
             match n.as_f64() {
+                Some(f) if f.is_finite() && f < 0.0 => Err(NEGATIVE),
                 // A float beyond i64 saturates, which only makes the time checks stricter.
                 Some(f) if f.is_finite() => Ok(Some(f.trunc() as i64)),
                 _ => Err(TokenError::InvalidClaims("a time claim is not a number")),
@@ -796,6 +1326,7 @@ mod tests {
             TokenError::WrongAudience,
             TokenError::InvalidClaims("x"),
             TokenError::LifetimeTooLong,
+            TokenError::Revoked,
         ];
         let reasons: std::collections::HashSet<_> = all.iter().map(TokenError::reason).collect();
         assert_eq!(reasons.len(), all.len());
