@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::mint::Signer;
-use crate::verify::{MAX_ACTOR_DEPTH, normalize_audience};
+use crate::verify::{MAX_ACTOR_DEPTH, audience_eq, audience_is_empty};
 
 /// Longest `task_id` or requesting-agent name accepted.
 const MAX_LABEL_BYTES: usize = 256;
@@ -221,11 +221,13 @@ fn exchange_claims(
     scopes.dedup();
 
     // Audience: one of ours, written as configured.
-    let wanted = normalize_audience(&req.audience);
+    if audience_is_empty(&req.audience) {
+        return Err(ExchangeError::InvalidTarget);
+    }
     let audience = policy
         .allowed_audiences
         .iter()
-        .find(|a| !wanted.is_empty() && normalize_audience(a) == wanted)
+        .find(|a| audience_eq(a, &req.audience))
         .ok_or(ExchangeError::InvalidTarget)?;
 
     check_label(

@@ -48,6 +48,7 @@
 mod b64;
 mod cache;
 mod exchange;
+mod json;
 mod jwks;
 mod keys;
 mod mint;

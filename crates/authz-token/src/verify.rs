@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use authz_types::{Principal, ReasonCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::cache::{self, CacheStats, TokenCache};
+use crate::json::{self, Json, Object};
 use crate::jwks::{IssuerKeyStatus, IssuerKeys, JwksFetchConfig, RemoteKeys, spawn_refresher};
 use crate::keys::{KeyAlgorithm, VerifyKey, load_jwks, parse_jwks};
 use crate::revocation::RevocationList;
@@ -309,7 +310,7 @@ struct Issuer {
     algorithms: Vec<KeyAlgorithm>,
     roles_claim: String,
     tenant_claim: String,
-    /// Normalised resource URIs; empty means any.
+    /// Resource URIs as configured (compared with [`audience_eq`]); empty means any.
     audiences: Vec<String>,
     required_claims: Vec<String>,
     require_typ: bool,
@@ -428,8 +429,8 @@ fn plan(cfg: &VerifierConfig) -> Result<Vec<Planned>, Error> {
                 problem: "must not contain an empty name",
             });
         }
-        let audiences: Vec<String> = ic.audiences.iter().map(|a| normalize_audience(a)).collect();
-        if audiences.iter().any(String::is_empty) {
+        let audiences = ic.audiences.clone();
+        if audiences.iter().any(|a| audience_is_empty(a)) {
             return Err(Error::InvalidConfig {
                 field: "audiences",
                 problem: "must not contain an empty resource",
@@ -656,25 +657,19 @@ impl Verifier {
     /// The remote key source and `kid` a token would be checked with, if its issuer fetches keys
     /// and its `kid` is one we would look up.
     fn remote_for(&self, token: &str) -> Option<(Arc<RemoteKeys>, String)> {
-        let parts = split_token(token).ok()?;
-        let Some(Value::String(iss)) = parts.claims.get("iss") else {
-            return None;
-        };
+        let segments = split_token(token).ok()?;
+        let (header, claims) = segments.parse().ok()?;
+        let iss = claims.get("iss")?.as_str()?;
         let issuer = self.inner.issuers.get(iss)?;
         let IssuerKeys::Remote(remote) = &issuer.keys else {
             return None;
         };
-        let alg = match parts.header.get("alg") {
-            Some(Value::String(alg)) => alg.parse::<KeyAlgorithm>().ok()?,
-            _ => return None,
-        };
+        let alg = header.get("alg")?.as_str()?.parse::<KeyAlgorithm>().ok()?;
         if !issuer.algorithms.contains(&alg) {
             return None;
         }
-        match parts.header.get("kid") {
-            Some(Value::String(kid)) if kid_is_safe(kid) => Some((Arc::clone(remote), kid.clone())),
-            _ => None,
-        }
+        let kid = header.get("kid")?.as_str()?;
+        kid_is_safe(kid).then(|| (Arc::clone(remote), kid.to_owned()))
     }
 
     /// Key status per issuer (sorted by issuer), for readiness checks and metrics.
@@ -759,11 +754,12 @@ impl Verifier {
         audience: &str,
         now: i64,
     ) -> Result<Verified, TokenError> {
-        let parts = split_token(token)?;
+        let segments = split_token(token)?;
+        let (header, claims) = segments.parse()?;
 
         // The header decides which key verifies; refuse what can never be verified first.
-        let alg = match parts.header.get("alg") {
-            Some(Value::String(alg)) => alg.as_str(),
+        let alg = match header.get("alg") {
+            Some(Json::Str(alg)) => alg.as_ref(),
             Some(_) => return Err(TokenError::Malformed("alg is not a string")),
             None => return Err(TokenError::Malformed("alg is missing")),
         };
@@ -773,63 +769,81 @@ impl Verifier {
             return Err(TokenError::AlgorithmNotAllowed);
         };
         // We implement no critical extension, so any `crit` means we cannot honour the token.
-        if parts.header.contains_key("crit") {
+        if header.contains_key("crit") {
             return Err(TokenError::Malformed("crit header is not supported"));
         }
         // `jku`, `x5u`, `x5c` and `jwk` are never read: keys come only from configuration.
 
         // The unverified `iss` only selects the key set; the signature is checked against it.
-        let issuer = match parts.claims.get("iss") {
-            Some(Value::String(iss)) => {
-                self.inner.issuers.get(iss).ok_or(TokenError::WrongIssuer)?
-            }
+        let issuer = match claims.get("iss") {
+            Some(Json::Str(iss)) => self
+                .inner
+                .issuers
+                .get(iss.as_ref())
+                .ok_or(TokenError::WrongIssuer)?,
             Some(_) => return Err(TokenError::InvalidClaims("iss is not a string")),
             None => return Err(TokenError::InvalidClaims("iss is missing")),
         };
         if !issuer.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
-        let kid = match parts.header.get("kid") {
-            Some(Value::String(kid)) if kid_is_safe(kid) => kid.as_str(),
+        let kid = match header.get("kid") {
+            Some(Json::Str(kid)) if kid_is_safe(kid) => kid.as_ref(),
             _ => return Err(TokenError::UnknownKey),
         };
-        // The signature is checked over exactly the bytes parsed above, so `parts` is now
-        // authenticated.
-        issuer
-            .keys
-            .verify(kid, alg, parts.signing_input.as_bytes(), &parts.signature)?;
+        // The signature is checked over exactly the bytes parsed above, so the header and claims
+        // are now authenticated.
+        issuer.keys.verify(
+            kid,
+            alg,
+            segments.signing_input.as_bytes(),
+            &segments.signature,
+        )?;
 
-        if issuer.require_typ && !typ_is_at_jwt(parts.header.get("typ")) {
+        if issuer.require_typ && !typ_is_at_jwt(header.get("typ")) {
             return Err(TokenError::InvalidClaims("typ is not at+jwt"));
         }
-        check_claims(&self.inner, issuer, &parts.claims, audience, now)
+        check_claims(&self.inner, issuer, &claims, audience, now)
     }
 }
 
 /// Whether a `typ` header is the RFC 9068 access-token type (media types are case-insensitive,
 /// and the `application/` prefix may be left out).
-fn typ_is_at_jwt(typ: Option<&Value>) -> bool {
-    let Some(Value::String(typ)) = typ else {
+fn typ_is_at_jwt(typ: Option<&Json<'_>>) -> bool {
+    let Some(typ) = typ.and_then(Json::as_str) else {
         return false;
     };
     let typ = match typ.get(..12) {
         Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
-        _ => typ.as_str(),
+        _ => typ,
     };
     typ.eq_ignore_ascii_case("at+jwt")
 }
 
-struct Parts<'a> {
-    header: Map<String, Value>,
-    claims: Map<String, Value>,
+/// The three segments of a compact JWS, base64url-decoded.
+struct Segments<'t> {
+    header: Vec<u8>,
+    payload: Vec<u8>,
     /// `header.payload` exactly as received: what the signature covers.
-    signing_input: &'a str,
+    signing_input: &'t str,
     signature: Vec<u8>,
 }
 
-/// Splits and strictly decodes a compact JWS: three canonical base64url segments, a header and a
-/// payload that are JSON objects without duplicate keys, and a decodable signature.
-fn split_token(token: &str) -> Result<Parts<'_>, TokenError> {
+impl Segments<'_> {
+    /// The header and the claims: JSON objects without duplicate keys.
+    fn parse(&self) -> Result<(Object<'_>, Object<'_>), TokenError> {
+        let header = json::parse_object(&self.header).ok_or(TokenError::Malformed(
+            "header is not a base64url JSON object",
+        ))?;
+        let claims = json::parse_object(&self.payload).ok_or(TokenError::Malformed(
+            "payload is not a base64url JSON object",
+        ))?;
+        Ok((header, claims))
+    }
+}
+
+/// Splits and strictly decodes a compact JWS: exactly three canonical base64url segments.
+fn split_token(token: &str) -> Result<Segments<'_>, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::Malformed("token is too large"));
     }
@@ -842,21 +856,15 @@ fn split_token(token: &str) -> Result<Parts<'_>, TokenError> {
     ) else {
         return Err(TokenError::Malformed("token does not have three segments"));
     };
-    let object = |segment: &str, what: &'static str| -> Result<Map<String, Value>, TokenError> {
-        let bytes = b64::decode(segment).ok_or(TokenError::Malformed(what))?;
-        match authz_types::parse_strict(&bytes) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err(TokenError::Malformed(what)),
-        }
-    };
-    let header = object(h, "header is not a base64url JSON object")?;
-    let claims = object(p, "payload is not a base64url JSON object")?;
-    let signature = b64::decode(s).ok_or(TokenError::Malformed("signature is not base64url"))?;
-    Ok(Parts {
-        header,
-        claims,
+    Ok(Segments {
+        header: b64::decode(h).ok_or(TokenError::Malformed(
+            "header is not a base64url JSON object",
+        ))?,
+        payload: b64::decode(p).ok_or(TokenError::Malformed(
+            "payload is not a base64url JSON object",
+        ))?,
         signing_input: &token[..h.len() + 1 + p.len()],
-        signature,
+        signature: b64::decode(s).ok_or(TokenError::Malformed("signature is not base64url"))?,
     })
 }
 
@@ -864,16 +872,21 @@ fn split_token(token: &str) -> Result<Parts<'_>, TokenError> {
 /// many members, and deep nesting. Real tokens are far inside these limits; the limits keep a
 /// misbehaving issuer from pushing huge role lists into every decision and audit record.
 fn check_claim_sizes(
-    claims: &Map<String, Value>,
+    claims: &Object<'_>,
     max_bytes: usize,
     max_items: usize,
 ) -> Result<(), TokenError> {
-    fn walk(v: &Value, depth: usize, max_bytes: usize, max_items: usize) -> Result<(), TokenError> {
+    fn walk(
+        v: &Json<'_>,
+        depth: usize,
+        max_bytes: usize,
+        max_items: usize,
+    ) -> Result<(), TokenError> {
         match v {
-            Value::String(s) if s.len() > max_bytes => {
+            Json::Str(s) if s.len() > max_bytes => {
                 Err(TokenError::InvalidClaims("a claim string is too long"))
             }
-            Value::Array(items) => {
+            Json::Array(items) => {
                 if items.len() > max_items {
                     return Err(TokenError::InvalidClaims(
                         "a claim array has too many items",
@@ -886,7 +899,7 @@ fn check_claim_sizes(
                     .iter()
                     .try_for_each(|i| walk(i, depth + 1, max_bytes, max_items))
             }
-            Value::Object(map) => {
+            Json::Object(map) => {
                 if depth >= MAX_CLAIM_DEPTH {
                     return Err(TokenError::InvalidClaims("claims are nested too deeply"));
                 }
@@ -896,7 +909,7 @@ fn check_claim_sizes(
         }
     }
     fn walk_object(
-        map: &Map<String, Value>,
+        map: &Object<'_>,
         depth: usize,
         max_bytes: usize,
         max_items: usize,
@@ -906,7 +919,7 @@ fn check_claim_sizes(
                 "a claim object has too many members",
             ));
         }
-        for (name, value) in map {
+        for (name, value) in map.iter() {
             if name.len() > max_bytes {
                 return Err(TokenError::InvalidClaims("a claim name is too long"));
             }
@@ -920,7 +933,7 @@ fn check_claim_sizes(
 fn check_claims(
     inner: &Inner,
     issuer: &Issuer,
-    claims: &Map<String, Value>,
+    claims: &Object<'_>,
     audience: &str,
     now: i64,
 ) -> Result<Verified, TokenError> {
@@ -928,7 +941,7 @@ fn check_claims(
     if issuer
         .required_claims
         .iter()
-        .any(|name| claims.get(name).is_none_or(Value::is_null))
+        .any(|name| matches!(claims.get(name), None | Some(Json::Null)))
     {
         return Err(TokenError::InvalidClaims("a required claim is missing"));
     }
@@ -963,7 +976,7 @@ fn check_claims(
 
     // The issuer restriction first: a token from an issuer that may not speak for this resource
     // is refused whatever its `aud` says.
-    if !issuer.audiences.is_empty() && !issuer.audiences.contains(&normalize_audience(audience)) {
+    if !issuer.audiences.is_empty() && !issuer.audiences.iter().any(|a| audience_eq(a, audience)) {
         return Err(TokenError::WrongAudience);
     }
     check_audience(claims.get("aud"), audience)?;
@@ -1019,25 +1032,26 @@ fn check_claims(
     })
 }
 
+/// An optional claim that, when present, must be a non-empty string.
 fn non_empty_string(
-    claims: &Map<String, Value>,
+    claims: &Object<'_>,
     name: &str,
     problem: &'static str,
 ) -> Result<Option<String>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(Json::Str(s)) if !s.is_empty() => Ok(Some(s.to_string())),
         Some(_) => Err(TokenError::InvalidClaims(problem)),
     }
 }
 
 /// An optional NumericDate claim as whole Unix seconds (fractions are truncated). Negative
 /// values are refused: no real token predates 1970, and a negative `exp` is a parser probe.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+fn numeric_date(claims: &Object<'_>, name: &str) -> Result<Option<i64>, TokenError> {
     const NEGATIVE: TokenError = TokenError::InvalidClaims("a time claim is negative");
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => {
+        Some(Json::Number(n)) => {
             if let Some(v) = n.as_i64() {
                 return if v < 0 { Err(NEGATIVE) } else { Ok(Some(v)) };
             }
@@ -1052,40 +1066,52 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     }
 }
 
-/// Normalises an audience for comparison: scheme and host lowercased, one trailing slash removed.
-/// Values that are not `scheme://…` URIs are compared as they are (minus the trailing slash).
-pub(crate) fn normalize_audience(aud: &str) -> String {
+/// An audience split for comparison: one trailing slash removed, then `scheme://authority` and
+/// the rest for URIs; values that are not `scheme://…` URIs are one opaque string.
+fn split_audience(aud: &str) -> (Option<(&str, &str)>, &str) {
     let aud = aud.strip_suffix('/').unwrap_or(aud);
     match aud.split_once("://") {
         Some((scheme, rest)) => {
             let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
             let (authority, tail) = rest.split_at(end);
-            format!(
-                "{}://{}{}",
-                scheme.to_ascii_lowercase(),
-                authority.to_ascii_lowercase(),
-                tail
-            )
+            (Some((scheme, authority)), tail)
         }
-        None => aud.to_owned(),
+        None => (None, aud),
     }
 }
 
-fn check_audience(aud: Option<&Value>, expected: &str) -> Result<(), TokenError> {
-    let expected = normalize_audience(expected);
+/// Whether two audiences name the same resource: scheme and host compared case-insensitively,
+/// one trailing slash ignored, the path compared exactly. Allocation-free, since it runs for
+/// every audience of every uncached token.
+pub(crate) fn audience_eq(a: &str, b: &str) -> bool {
+    match (split_audience(a), split_audience(b)) {
+        ((Some((s1, h1)), t1), (Some((s2, h2)), t2)) => {
+            s1.eq_ignore_ascii_case(s2) && h1.eq_ignore_ascii_case(h2) && t1 == t2
+        }
+        ((None, x), (None, y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Whether an audience is empty once its trailing slash is removed (never a real resource).
+pub(crate) fn audience_is_empty(aud: &str) -> bool {
+    aud.strip_suffix('/').unwrap_or(aud).is_empty()
+}
+
+fn check_audience(aud: Option<&Json<'_>>, expected: &str) -> Result<(), TokenError> {
     // An empty expected audience would match a token with an empty `aud`; never accept that.
-    if expected.is_empty() {
+    if audience_is_empty(expected) {
         return Err(TokenError::WrongAudience);
     }
-    let matches = |v: &Value| match v {
-        Value::String(s) => Ok(normalize_audience(s) == expected),
+    let matches = |v: &Json<'_>| match v {
+        Json::Str(s) => Ok(audience_eq(s, expected)),
         _ => Err(TokenError::InvalidClaims(
             "aud is not a string or array of strings",
         )),
     };
     let found = match aud {
         None => false,
-        Some(Value::Array(values)) => {
+        Some(Json::Array(values)) => {
             let mut found = false;
             for v in values {
                 // Check every element's type, so a bad entry is refused even after a match.
@@ -1103,14 +1129,14 @@ fn check_audience(aud: Option<&Value>, expected: &str) -> Result<(), TokenError>
 }
 
 /// The delegation chain of nested `act` claims (RFC 8693), outermost (current actor) first.
-fn actors(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
+fn actors(claims: &Object<'_>) -> Result<Vec<String>, TokenError> {
     let mut out = Vec::new();
     let mut current = claims.get("act");
     while let Some(act) = current {
         if out.len() == MAX_ACTOR_DEPTH {
             return Err(TokenError::InvalidClaims("act is nested too deeply"));
         }
-        let Value::Object(act) = act else {
+        let Json::Object(act) = act else {
             return Err(TokenError::InvalidClaims("act is not an object"));
         };
         let sub = non_empty_string(act, "sub", "act.sub is not a non-empty string")?
@@ -1123,7 +1149,7 @@ fn actors(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
 
 /// Scopes from `scope` (a space-delimited string, RFC 9068) and `scp` (an array of strings, or a
 /// space-delimited string as some providers emit it); both are merged if both are present.
-fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
+fn scopes(claims: &Object<'_>) -> Result<Vec<String>, TokenError> {
     let split = |s: &str| -> Vec<String> {
         s.split(' ')
             .filter(|t| !t.is_empty())
@@ -1133,16 +1159,16 @@ fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
     let mut out = Vec::new();
     match claims.get("scope") {
         None => {}
-        Some(Value::String(s)) => out.extend(split(s)),
+        Some(Json::Str(s)) => out.extend(split(s)),
         Some(_) => return Err(TokenError::InvalidClaims("scope is not a string")),
     }
     match claims.get("scp") {
         None => {}
-        Some(Value::String(s)) => out.extend(split(s)),
-        Some(Value::Array(values)) => {
+        Some(Json::Str(s)) => out.extend(split(s)),
+        Some(Json::Array(values)) => {
             for v in values {
                 match v {
-                    Value::String(s) if !s.is_empty() && !s.contains(' ') => out.push(s.clone()),
+                    Json::Str(s) if !s.is_empty() && !s.contains(' ') => out.push(s.to_string()),
                     _ => {
                         return Err(TokenError::InvalidClaims(
                             "scp is not an array of scope strings",
@@ -1157,15 +1183,15 @@ fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
 }
 
 /// Roles from the issuer's roles claim: an array of non-empty strings or one string.
-fn roles(claims: &Map<String, Value>, claim: &str) -> Result<Vec<String>, TokenError> {
+fn roles(claims: &Object<'_>, claim: &str) -> Result<Vec<String>, TokenError> {
     const PROBLEM: &str = "roles claim is not a string or array of non-empty strings";
     match claims.get(claim) {
         None => Ok(Vec::new()),
-        Some(Value::String(s)) if !s.is_empty() => Ok(vec![s.clone()]),
-        Some(Value::Array(values)) => values
+        Some(Json::Str(s)) if !s.is_empty() => Ok(vec![s.to_string()]),
+        Some(Json::Array(values)) => values
             .iter()
             .map(|v| match v {
-                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                Json::Str(s) if !s.is_empty() => Ok(s.to_string()),
                 _ => Err(TokenError::InvalidClaims(PROBLEM)),
             })
             .collect(),
@@ -1178,36 +1204,53 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
+    /// Runs `f` on the strict borrowed parse of `v` (which must be an object).
+    fn with_obj<R>(v: Value, f: impl FnOnce(&Object<'_>) -> R) -> R {
+        let text = v.to_string();
+        let obj = json::parse_object(text.as_bytes()).expect("object");
+        f(&obj)
+    }
+
+    /// Runs `check_audience` on the `aud` value `v`.
+    fn check_aud(v: &Value, expected: &str) -> Result<(), TokenError> {
+        with_obj(json!({ "aud": v }), |o| {
+            check_audience(o.get("aud"), expected)
+        })
     }
 
     #[test]
-    fn audience_normalisation() {
-        assert_eq!(
-            normalize_audience("HTTPS://Gw.Example:8443/mcp/Tickets/"),
-            "https://gw.example:8443/mcp/Tickets"
-        );
-        assert_eq!(normalize_audience("https://h/"), "https://h");
-        assert_eq!(normalize_audience("urn:Thing/"), "urn:Thing");
-        // Only one trailing slash is removed and the path keeps its case.
-        assert_eq!(normalize_audience("https://h/A//"), "https://h/A/");
+    fn audience_comparison() {
+        for (a, b) in [
+            (
+                "HTTPS://Gw.Example:8443/mcp/Tickets/",
+                "https://gw.example:8443/mcp/Tickets",
+            ),
+            ("https://h/", "https://h"),
+            ("urn:Thing/", "urn:Thing"),
+            ("https://h/A//", "https://h/A//"),
+        ] {
+            assert!(audience_eq(a, b), "{a} {b}");
+            assert!(audience_eq(b, a), "{b} {a}");
+        }
+        for (a, b) in [
+            ("https://h/A", "https://h/a"),
+            // Only one trailing slash is ignored on each side.
+            ("https://h/A//", "https://h/A"),
+            ("https://h/A//", "https://h/A/"),
+            ("urn:thing", "urn:Thing"),
+            ("https://h", "http://h"),
+            ("https://h", "h"),
+        ] {
+            assert!(!audience_eq(a, b), "{a} {b}");
+        }
+        assert!(audience_is_empty("/") && audience_is_empty("") && !audience_is_empty("x"));
     }
 
     #[test]
     fn audience_matching() {
         let want = "https://gw.example/mcp/tickets";
-        assert!(check_audience(Some(&json!("HTTPS://GW.example/mcp/tickets/")), want).is_ok());
-        assert!(
-            check_audience(
-                Some(&json!(["other", "https://gw.example/mcp/tickets"])),
-                want
-            )
-            .is_ok()
-        );
+        assert!(check_aud(&json!("HTTPS://GW.example/mcp/tickets/"), want).is_ok());
+        assert!(check_aud(&json!(["other", "https://gw.example/mcp/tickets"]), want).is_ok());
         for (aud, code) in [
             (
                 json!("https://gw.example/mcp/other"),
@@ -1226,21 +1269,19 @@ mod tests {
             (json!(7), ReasonCode::TokenInvalidClaims),
             (json!([want, 7]), ReasonCode::TokenInvalidClaims),
         ] {
-            let err = check_audience(Some(&aud), want).expect_err("refused");
+            let err = check_aud(&aud, want).expect_err("refused");
             assert_eq!(err.reason(), code, "{aud}");
         }
         assert_eq!(check_audience(None, want), Err(TokenError::WrongAudience));
-        assert_eq!(
-            check_audience(Some(&json!("")), ""),
-            Err(TokenError::WrongAudience)
-        );
+        assert_eq!(check_aud(&json!(""), ""), Err(TokenError::WrongAudience));
+        assert_eq!(check_aud(&json!("/"), "/"), Err(TokenError::WrongAudience));
     }
 
     #[test]
     fn actors_walk_outermost_first_and_are_bounded() {
-        let c = obj(json!({"act": {"sub": "agent", "act": {"sub": "orchestrator"}}}));
+        let c = json!({"act": {"sub": "agent", "act": {"sub": "orchestrator"}}});
         assert_eq!(
-            actors(&c),
+            with_obj(c, actors),
             Ok(vec!["agent".to_owned(), "orchestrator".to_owned()])
         );
         let mut deep = json!({"sub": "a8"});
@@ -1248,7 +1289,7 @@ mod tests {
             deep = json!({"sub": format!("a{i}"), "act": deep});
         }
         assert_eq!(
-            actors(&obj(json!({ "act": deep }))),
+            with_obj(json!({ "act": deep }), actors),
             Err(TokenError::InvalidClaims("act is nested too deeply"))
         );
         for bad in [
@@ -1256,46 +1297,58 @@ mod tests {
             json!({"act": {}}),
             json!({"act": {"sub": 1}}),
         ] {
-            assert!(actors(&obj(bad)).is_err());
+            assert!(with_obj(bad, actors).is_err());
         }
     }
 
     #[test]
     fn scopes_and_roles_shapes() {
-        let c = obj(json!({"scope": "a  b", "scp": ["c"], "roles": "admin"}));
-        assert_eq!(scopes(&c), Ok(vec!["a".into(), "b".into(), "c".into()]));
-        assert_eq!(roles(&c, "roles"), Ok(vec!["admin".into()]));
+        let c = json!({"scope": "a  b", "scp": ["c"], "roles": "admin"});
+        assert_eq!(
+            with_obj(c.clone(), scopes),
+            Ok(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(with_obj(c, |o| roles(o, "roles")), Ok(vec!["admin".into()]));
         for bad in [
             json!({"scope": ["a"]}),
             json!({"scp": [1]}),
             json!({"scp": 1}),
             json!({"scp": ["a b"]}),
         ] {
-            assert!(scopes(&obj(bad)).is_err());
+            assert!(with_obj(bad, scopes).is_err());
         }
         for bad in [
             json!({"roles": 1}),
             json!({"roles": [""]}),
             json!({"roles": [true]}),
         ] {
-            assert!(roles(&obj(bad), "roles").is_err());
+            assert!(with_obj(bad, |o| roles(o, "roles")).is_err());
         }
     }
 
     #[test]
-    fn numeric_dates_accept_integers_and_finite_floats() {
-        let c = obj(json!({"a": 10, "b": 10.9, "c": "10"}));
-        assert_eq!(numeric_date(&c, "a"), Ok(Some(10)));
-        assert_eq!(numeric_date(&c, "b"), Ok(Some(10)));
-        assert!(numeric_date(&c, "c").is_err());
-        assert_eq!(numeric_date(&c, "d"), Ok(None));
+    fn numeric_dates_accept_non_negative_integers_and_finite_floats() {
+        let c = json!({"a": 10, "b": 10.9, "c": "10", "n": -1, "f": -0.5});
+        with_obj(c, |c| {
+            assert_eq!(numeric_date(c, "a"), Ok(Some(10)));
+            assert_eq!(numeric_date(c, "b"), Ok(Some(10)));
+            assert!(numeric_date(c, "c").is_err());
+            assert!(numeric_date(c, "n").is_err());
+            assert!(numeric_date(c, "f").is_err());
+            assert_eq!(numeric_date(c, "d"), Ok(None));
+        });
     }
 
     #[test]
     fn split_token_is_strict() {
+        let parse = |t: &str| split_token(t).and_then(|s| s.parse().map(|_| ()));
         let h = b64::encode(br#"{"alg":"ES256"}"#);
         let p = b64::encode(br#"{"sub":"a"}"#);
-        assert!(split_token(&format!("{h}.{p}.")).is_ok());
+        assert!(parse(&format!("{h}.{p}.")).is_ok());
+        let token = format!("{h}.{p}.AAAA");
+        let segments = split_token(&token).expect("segments");
+        assert_eq!(segments.signing_input, format!("{h}.{p}"));
+        assert_eq!(segments.signature, vec![0, 0, 0]);
         for bad in [
             format!("{h}.{p}"),
             format!("{h}.{p}.x.y"),
@@ -1307,10 +1360,53 @@ mod tests {
             "a".repeat(MAX_TOKEN_BYTES + 1),
         ] {
             assert!(
-                matches!(split_token(&bad), Err(TokenError::Malformed(_))),
+                matches!(parse(&bad), Err(TokenError::Malformed(_))),
                 "{bad:.60}"
             );
         }
+    }
+
+    #[test]
+    fn kids_typ_and_claim_sizes() {
+        for ok in ["k1", "a-b_c.d~e+f/g=h:i", &"k".repeat(MAX_KID_LEN)] {
+            assert!(kid_is_safe(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "' OR 1=1 --",
+            "k 1",
+            "k\u{0}",
+            "ké",
+            &"k".repeat(MAX_KID_LEN + 1),
+        ] {
+            assert!(!kid_is_safe(bad), "{bad:.20}");
+        }
+        let typ = |v: Value| with_obj(json!({ "typ": v }), |o| typ_is_at_jwt(o.get("typ")));
+        assert!(typ(json!("at+JWT")) && typ(json!("APPLICATION/at+jwt")));
+        assert!(!typ(json!("jwt")) && !typ(json!(1)) && !typ(json!("application/")));
+        let sizes = |v: Value| with_obj(v, |o| check_claim_sizes(o, 8, 3));
+        assert!(sizes(json!({"a": "12345678", "b": [1, 2, 3], "c": {"x": 1}})).is_ok());
+        for bad in [
+            json!({"a": "123456789"}),
+            json!({"a": [1, 2, 3, 4]}),
+            json!({"a": {"w": 1, "x": 1, "y": 1, "z": 1}}),
+            json!({"a": 1, "b": 2, "c": 3, "d": 4}),
+            json!({"abcdefghi": 1}),
+            json!({"a": [["123456789"]]}),
+        ] {
+            assert!(sizes(bad.clone()).is_err(), "{bad}");
+        }
+        // A claim value may nest MAX_CLAIM_DEPTH objects deep, not one more.
+        let nested = |levels: usize| {
+            let mut v = json!(1);
+            for _ in 0..levels {
+                v = json!({ "d": v });
+            }
+            with_obj(v, |o| check_claim_sizes(o, 8, 3))
+        };
+        assert!(nested(MAX_CLAIM_DEPTH + 1).is_ok());
+        assert!(nested(MAX_CLAIM_DEPTH + 2).is_err());
     }
 
     #[test]
