@@ -206,6 +206,15 @@ pub(crate) fn parse_jwks(
             Some(Value::String(kid)) if !kid.is_empty() => kid.clone(),
             _ => return Err(invalid("a key has no `kid`")),
         };
+        if !crate::verify::kid_is_safe(&kid) {
+            // Tokens naming such a kid are refused before any lookup, so the key could never be
+            // used; say so instead of failing mysteriously later.
+            tracing::warn!(
+                origin,
+                "skipping JWK whose kid is longer than 256 characters or has characters outside A-Z a-z 0-9 - _ . ~ + / = :"
+            );
+            continue;
+        }
         if PRIVATE_MEMBERS.iter().any(|m| map.contains_key(*m)) {
             return Err(Error::PrivateKeyInJwks {
                 origin: origin.to_owned(),

@@ -1,20 +1,32 @@
 //! JWT bearer-token verification and minting for the MCP authorization gateway (josekit, JWKS).
 //!
-//! [`Verifier`] checks a compact JWS access token against pinned issuers and their JWKS files
-//! and turns it into an [`authz_types::Principal`]; every refusal is a [`TokenError`] with a
-//! stable [`authz_types::ReasonCode`]. [`Signer`] mints tokens (for tests, the demo issuer and
-//! token exchange), and [`generate_key_pair`] makes the keys.
+//! [`Verifier`] checks a compact JWS access token against pinned issuers and their keys and
+//! turns it into an [`authz_types::Principal`]; every refusal is a [`TokenError`] with a stable
+//! [`authz_types::ReasonCode`]. [`Signer`] mints tokens (for tests, the demo issuer and token
+//! exchange), and [`generate_key_pair`] makes the keys.
 //!
 //! Verification fails closed:
 //!
 //! - only asymmetric algorithms (`ES256`, `RS256`, `EdDSA`) from the issuer's allow-list; `none`
 //!   and `HS*` are refused before a key is looked up, so RS/HS key confusion is impossible;
-//! - keys come only from configuration, by `kid`; `jku`, `x5u`, `x5c` and `jwk` headers are never
-//!   read, and any `crit` header is refused;
-//! - the header and claims are parsed strictly (duplicate keys are refused), so the claims we read
-//!   are exactly the signed ones;
+//! - keys come only from configuration, by `kid` (at most [`MAX_KID_LEN`] characters of a safe
+//!   set); `jku`, `x5u`, `x5c` and `jwk` headers are never read, and any `crit` header is refused;
+//! - the header and claims are parsed strictly (duplicate keys are refused), and the signature is
+//!   checked over exactly those bytes, so the claims we read are exactly the signed ones;
 //! - `iss` must be a configured issuer, `sub` and `exp` are required, `nbf`/`iat` are honoured
-//!   with a leeway, the lifetime is capped, and `aud` must name the protected resource.
+//!   with a leeway, the lifetime is capped, `aud` must name the protected resource, claims are
+//!   size-limited; per issuer, `typ: at+jwt`, required claims and the resources it may issue for
+//!   can be enforced.
+//!
+//! Keys per issuer come from a JWKS file, an inline JWKS, or a JWKS URL ([`Verifier::load`]):
+//! fetched with time and size limits, cached by `Cache-Control`, refreshed in the background,
+//! re-fetched at a bounded rate for unknown `kid`s ([`Verifier::verify_refreshing`]), and failed
+//! closed once older than the configured staleness.
+//!
+//! Verified tokens are cached (bounded, keyed by SHA-256, never past the token's own window);
+//! a hit costs well under a microsecond and still checks the [`RevocationList`], which follows a
+//! [`RevocationStore`] (SQLite or Postgres) within a second. [`Signer::exchange`] implements the
+//! decision half of RFC 8693 token exchange.
 //!
 //! ```
 //! use authz_token::{
@@ -44,7 +56,39 @@
 //! assert_eq!(refused.reason(), authz_types::ReasonCode::TokenWrongAudience);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-
+//!
+//! Revocations written to the store reach every verifier following it:
+//!
+//! ```
+//! # use authz_token::*;
+//! # let keys = generate_key_pair(KeyAlgorithm::Es256, "key-1")?;
+//! # let jwks: serde_json::Value = serde_json::from_str(&keys.public_jwks)?;
+//! # let signer = Signer::from_private_jwk(&keys.private_jwk)?;
+//! let dir = tempfile::tempdir()?;
+//! let url = format!("sqlite://{}", dir.path().join("revocations.db").display());
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     let store = RevocationStore::connect(&url).await?;
+//!     let (list, _follower) =
+//!         RevocationList::follow(store.clone(), FollowOptions::default()).await?;
+//!     let issuer = IssuerConfig::with_inline_jwks("https://idp.example", jwks);
+//!     let verifier = Verifier::load(&VerifierConfig::new(vec![issuer]))
+//!         .await?
+//!         .with_revocations(list.clone());
+//!
+//!     let mut request = MintRequest::new("https://idp.example", "alice", "https://gw.example/mcp");
+//!     request.token_id = Some("t-1".into());
+//!     let token = signer.mint(&request)?;
+//!     assert!(verifier.verify_refreshing(&token, "https://gw.example/mcp").await.is_ok());
+//!
+//!     store.revoke_token("t-1", i64::MAX).await?;
+//!     list.refresh(&store).await?; // the follower would do this within half a second
+//!     let refused = verifier.verify(&token, "https://gw.example/mcp").unwrap_err();
+//!     assert_eq!(refused, TokenError::Revoked);
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 mod b64;
 mod cache;
 mod exchange;

@@ -492,8 +492,10 @@ impl Default for FollowOptions {
     }
 }
 
-/// The task keeping a [`RevocationList`] current. Dropping it stops the task.
+/// The task keeping a [`RevocationList`] current. Dropping it stops the task, so keep it for as
+/// long as the list is in use.
 #[derive(Debug)]
+#[must_use = "dropping the follower stops keeping the revocation list current"]
 pub struct RevocationFollower {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
