@@ -1,10 +1,15 @@
-//! The verified-token cache: a bounded, sharded map from a SHA-256 of (audience, token) to the
-//! principal it verified as, valid only inside the token's own time window.
+//! The verified-token cache: a bounded, sharded map from a token to the principal it verified
+//! as, valid only inside the token's own time window.
 //!
 //! Only successes are cached, so a refused token is always checked in full again. A hit skips
 //! parsing and the signature check but never the revocation check, which the verifier does on
-//! every call. The key is a hash rather than the token itself so the cache does not keep bearer
-//! secrets in memory and every key has the same small size.
+//! every call.
+//!
+//! The key is a SHA-256 over the audience and the token's signature segment, and the entry keeps
+//! the signed part (`header.payload`) to compare on a hit. A hit therefore means the very same
+//! token (finding another signature with the same hash is a SHA-256 second preimage), while the
+//! hash covers a few dozen bytes instead of the whole token, which keeps a hit cheap. The cache
+//! never holds a usable bearer token: the signed part without its signature is not one.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -17,18 +22,30 @@ use sha2::{Digest, Sha256};
 /// The number of independently locked shards; a power of two so the shard is a bit mask.
 const SHARDS: usize = 16;
 
-/// A cache key: SHA-256 over the audience (length-prefixed) and the token.
+/// A cache key: SHA-256 over the audience (length-prefixed) and the signature segment.
 pub(crate) type Key = [u8; 32];
 
-/// Computes the cache key. The audience is part of the key because one token may name several
-/// audiences and the verdict is per audience; the length prefix keeps `("ab", "c")` and
-/// `("a", "bc")` apart.
-pub(crate) fn key(audience: &str, token: &str) -> Key {
+/// A token split for the cache: the signed part and the key.
+pub(crate) struct Lookup<'t> {
+    pub(crate) key: Key,
+    signed: &'t str,
+}
+
+/// Computes the cache lookup for `token` at `audience`, or `None` if the token has no `.` (it
+/// cannot verify, so it is never cached). The audience is part of the key because one token may
+/// name several audiences and the verdict is per audience; the length prefix keeps `("ab", "c")`
+/// and `("a", "bc")` apart.
+pub(crate) fn lookup<'t>(audience: &str, token: &'t str) -> Option<Lookup<'t>> {
+    let dot = token.rfind('.')?;
+    let (signed, signature) = (&token[..dot], &token[dot + 1..]);
     let mut hasher = Sha256::new();
     hasher.update((audience.len() as u64).to_le_bytes());
     hasher.update(audience.as_bytes());
-    hasher.update(token.as_bytes());
-    hasher.finalize().into()
+    hasher.update(signature.as_bytes());
+    Some(Lookup {
+        key: hasher.finalize().into(),
+        signed,
+    })
 }
 
 /// The keys are already uniformly distributed SHA-256 output, so the map hashes them by taking
@@ -53,6 +70,8 @@ impl Hasher for DigestHasher {
 type Shard = HashMap<Key, Entry, BuildHasherDefault<DigestHasher>>;
 
 struct Entry {
+    /// `header.payload` of the cached token, compared on every hit.
+    signed: Box<str>,
     principal: Arc<Principal>,
     /// First second (Unix) at which the token is acceptable.
     valid_from: i64,
@@ -97,13 +116,15 @@ impl TokenCache {
         &self.shards[usize::from(key[0]) & (SHARDS - 1)]
     }
 
-    /// The cached principal for `key` if it is acceptable at `now`.
-    pub(crate) fn get(&self, key: &Key, now: i64) -> Option<Arc<Principal>> {
+    /// The cached principal for exactly this token if it is acceptable at `now`.
+    pub(crate) fn get(&self, lookup: &Lookup<'_>, now: i64) -> Option<Arc<Principal>> {
         let found = {
-            let shard = read(self.shard(key));
+            let shard = read(self.shard(&lookup.key));
             shard
-                .get(key)
-                .filter(|e| now >= e.valid_from && now < e.valid_until)
+                .get(&lookup.key)
+                .filter(|e| {
+                    now >= e.valid_from && now < e.valid_until && *e.signed == *lookup.signed
+                })
                 .map(|e| Arc::clone(&e.principal))
         };
         let counter = if found.is_some() {
@@ -120,7 +141,7 @@ impl TokenCache {
     /// this is effectively random eviction).
     pub(crate) fn insert(
         &self,
-        key: Key,
+        lookup: &Lookup<'_>,
         principal: Arc<Principal>,
         valid_from: i64,
         valid_until: i64,
@@ -129,6 +150,7 @@ impl TokenCache {
         if valid_until <= now {
             return;
         }
+        let key = lookup.key;
         let mut shard = write(self.shard(&key));
         if shard.len() >= self.per_shard && !shard.contains_key(&key) {
             shard.retain(|_, e| e.valid_until > now);
@@ -142,6 +164,7 @@ impl TokenCache {
         shard.insert(
             key,
             Entry {
+                signed: lookup.signed.into(),
                 principal,
                 valid_from,
                 valid_until,
@@ -197,17 +220,23 @@ mod tests {
         })
     }
 
+    fn look(audience: &str, token: &'static str) -> Lookup<'static> {
+        lookup(audience, token).expect("has a dot")
+    }
+
     #[test]
-    fn keys_separate_audience_and_token() {
-        assert_ne!(key("ab", "c"), key("a", "bc"));
-        assert_eq!(key("a", "b"), key("a", "b"));
+    fn keys_separate_audience_and_signature() {
+        assert_ne!(look("ab", "x.c").key, look("a", "x.bc").key);
+        assert_eq!(look("a", "x.b").key, look("a", "y.b").key);
+        assert_eq!(look("a", "x.y.b").signed, "x.y");
+        assert!(lookup("a", "nodot").is_none());
     }
 
     #[test]
     fn hits_only_inside_the_window() {
         let cache = TokenCache::new(10);
-        let k = key("aud", "tok");
-        cache.insert(k, principal("alice"), 10, 20, 12);
+        let k = look("aud", "h.p.sig");
+        cache.insert(&k, principal("alice"), 10, 20, 12);
         assert!(cache.get(&k, 9).is_none());
         assert_eq!(
             cache.get(&k, 10).map(|p| p.subject.clone()),
@@ -218,22 +247,39 @@ mod tests {
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses, stats.entries), (2, 2, 1));
         // An entry that is already over is not stored at all.
-        cache.insert(key("aud", "old"), principal("bob"), 0, 5, 5);
+        cache.insert(&look("aud", "h.old.sig2"), principal("bob"), 0, 5, 5);
         assert_eq!(cache.stats().entries, 1);
         cache.clear();
         assert_eq!(cache.stats().entries, 0);
     }
 
     #[test]
+    fn the_same_signature_on_other_claims_is_a_miss() {
+        let cache = TokenCache::new(10);
+        cache.insert(&look("aud", "h.p.sig"), principal("alice"), 0, 20, 1);
+        // Same key (audience and signature), different signed part: a forgery, never a hit.
+        let forged = look("aud", "h.mallory.sig");
+        assert_eq!(forged.key, look("aud", "h.p.sig").key);
+        assert!(cache.get(&forged, 1).is_none());
+        assert!(cache.get(&look("aud", "h.p.sig"), 1).is_some());
+    }
+
+    #[test]
     fn stays_bounded() {
         let cache = TokenCache::new(32);
-        for i in 0..1000 {
-            cache.insert(key("aud", &i.to_string()), principal("p"), 0, 100, 1);
+        let tokens: Vec<String> = (0..1000).map(|i| format!("h.p.{i}")).collect();
+        for t in &tokens {
+            let k = lookup("aud", t).expect("dot");
+            cache.insert(&k, principal("p"), 0, 100, 1);
         }
         let stats = cache.stats();
         assert!(stats.entries <= stats.capacity, "{stats:?}");
         assert_eq!(stats.capacity, 32);
         // The most recent insert is always present.
-        assert!(cache.get(&key("aud", "999"), 1).is_some());
+        assert!(
+            cache
+                .get(&lookup("aud", "h.p.999").expect("dot"), 1)
+                .is_some()
+        );
     }
 }

@@ -720,7 +720,7 @@ impl Verifier {
         audience: &str,
         now: i64,
     ) -> Result<Arc<Principal>, TokenError> {
-        // Checked before hashing, so an enormous header costs nothing but this comparison.
+        // Checked before anything else, so an enormous header costs nothing but this comparison.
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed("token is too large"));
         }
@@ -729,8 +729,13 @@ impl Verifier {
             self.check_revoked(&principal)?;
             return Ok(principal);
         };
-        let key = cache::key(audience, token);
-        if let Some(principal) = cache.get(&key, now) {
+        let Some(lookup) = cache::lookup(audience, token) else {
+            // No `.` at all: the full check refuses it; it is never cached.
+            let principal = Arc::new(self.verify_uncached(token, audience, now)?.principal);
+            self.check_revoked(&principal)?;
+            return Ok(principal);
+        };
+        if let Some(principal) = cache.get(&lookup, now) {
             self.check_revoked(&principal)?;
             return Ok(principal);
         }
@@ -739,7 +744,7 @@ impl Verifier {
         // A revoked token is refused and, like every failure, not cached.
         self.check_revoked(&principal)?;
         cache.insert(
-            key,
+            &lookup,
             Arc::clone(&principal),
             verified.valid_from,
             verified.valid_until,

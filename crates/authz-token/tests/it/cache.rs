@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use authz_token::{KeyAlgorithm, RevocationList, RevocationStore, TokenError};
 
-use crate::support::{AUDIENCE, Fixture, NOW, request};
+use crate::support::{AUDIENCE, Fixture, NOW, b64, claims, request};
 
 #[test]
 fn hits_share_the_principal_and_misses_verify() {
@@ -62,6 +62,21 @@ fn hits_end_with_the_tokens_window() {
         v.verify_at(&token, AUDIENCE, NOW + 330),
         Err(TokenError::Expired)
     );
+}
+
+#[test]
+fn a_cached_signature_on_other_claims_is_not_a_hit() {
+    let fx = Fixture::new();
+    let token = fx
+        .signer(KeyAlgorithm::Es256)
+        .mint(&request("alice"))
+        .expect("mint");
+    assert!(fx.verify(&token).is_ok());
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged_claims = b64(claims(serde_json::json!({"sub": "mallory"})).as_bytes());
+    let forged = format!("{}.{forged_claims}.{}", parts[0], parts[2]);
+    assert_eq!(fx.verify(&forged), Err(TokenError::BadSignature));
+    assert_eq!(fx.verifier.cache_stats().expect("cache").hits, 0);
 }
 
 #[test]
