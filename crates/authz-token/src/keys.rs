@@ -161,12 +161,7 @@ pub(crate) struct VerifyKey {
 /// Private-key members of RSA, EC and OKP JWKs; a public JWKS must contain none of them.
 const PRIVATE_MEMBERS: [&str; 6] = ["d", "p", "q", "dp", "dq", "qi"];
 
-/// Loads the JWKS at `path` into a `kid → verifier` map, keeping only signature keys whose
-/// algorithm is in `allowed`.
-///
-/// Keys meant for other uses or algorithms are skipped (identity providers publish encryption keys
-/// in the same set); anything that looks like a mistake (no `kid`, private material, a repeated
-/// `kid`, a broken key) is an error so it is noticed at start-up rather than at the first request.
+/// Loads the JWKS file at `path` (see [`parse_jwks`]).
 pub(crate) fn load_jwks(
     path: &Path,
     allowed: &[KeyAlgorithm],
@@ -175,12 +170,27 @@ pub(crate) fn load_jwks(
         path: path.to_owned(),
         source,
     })?;
+    parse_jwks(&bytes, &format!("file {}", path.display()), allowed)
+}
+
+/// Parses a JWKS document into a `kid → verifier` map, keeping only signature keys whose
+/// algorithm is in `allowed`. `origin` names where the document came from, for errors and logs.
+///
+/// Keys meant for other uses or algorithms are skipped (identity providers publish encryption keys
+/// in the same set); anything that looks like a mistake (no `kid`, private material, a repeated
+/// `kid`, a broken key) is an error so it is noticed at start-up (or at a refresh, which then keeps
+/// the previous keys) rather than at the first request.
+pub(crate) fn parse_jwks(
+    bytes: &[u8],
+    origin: &str,
+    allowed: &[KeyAlgorithm],
+) -> Result<HashMap<String, VerifyKey>, Error> {
     let invalid = |problem: &'static str| Error::InvalidJwks {
-        path: path.to_owned(),
+        origin: origin.to_owned(),
         problem,
     };
-    let doc = authz_types::parse_strict(&bytes).map_err(|source| Error::JwksJson {
-        path: path.to_owned(),
+    let doc = authz_types::parse_strict(bytes).map_err(|source| Error::JwksJson {
+        origin: origin.to_owned(),
         source,
     })?;
     let Some(Value::Array(entries)) = doc.get("keys") else {
@@ -196,39 +206,52 @@ pub(crate) fn load_jwks(
             Some(Value::String(kid)) if !kid.is_empty() => kid.clone(),
             _ => return Err(invalid("a key has no `kid`")),
         };
+        if !crate::verify::kid_is_safe(&kid) {
+            // Tokens naming such a kid are refused before any lookup, so the key could never be
+            // used; say so instead of failing mysteriously later.
+            tracing::warn!(
+                origin,
+                "skipping JWK whose kid is longer than 256 characters or has characters outside A-Z a-z 0-9 - _ . ~ + / = :"
+            );
+            continue;
+        }
         if PRIVATE_MEMBERS.iter().any(|m| map.contains_key(*m)) {
             return Err(Error::PrivateKeyInJwks {
-                path: path.to_owned(),
+                origin: origin.to_owned(),
                 kid,
             });
         }
         let jwk = Jwk::from_map(map.clone()).map_err(|source| Error::InvalidKey {
-            path: path.to_owned(),
+            origin: origin.to_owned(),
             kid: kid.clone(),
             source,
         })?;
         if jwk.key_use().is_some_and(|u| u != "sig") {
-            tracing::debug!(path = %path.display(), kid, "skipping JWK not meant for signatures");
+            tracing::debug!(origin, kid, "skipping JWK not meant for signatures");
             continue;
         }
         let Some(algorithm) = KeyAlgorithm::of_jwk(&jwk) else {
-            tracing::warn!(path = %path.display(), kid, "skipping JWK with an unsupported key type or algorithm");
+            tracing::warn!(
+                origin,
+                kid,
+                "skipping JWK with an unsupported key type or algorithm"
+            );
             continue;
         };
         if !allowed.contains(&algorithm) {
-            tracing::debug!(path = %path.display(), kid, alg = %algorithm, "skipping JWK whose algorithm is not allowed for this issuer");
+            tracing::debug!(origin, kid, alg = %algorithm, "skipping JWK whose algorithm is not allowed for this issuer");
             continue;
         }
         let verifier = algorithm
             .verifier(&jwk)
             .map_err(|source| Error::InvalidKey {
-                path: path.to_owned(),
+                origin: origin.to_owned(),
                 kid: kid.clone(),
                 source,
             })?;
         if keys.contains_key(&kid) {
             return Err(Error::DuplicateKid {
-                path: path.to_owned(),
+                origin: origin.to_owned(),
                 kid,
             });
         }

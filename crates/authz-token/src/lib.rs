@@ -1,20 +1,32 @@
 //! JWT bearer-token verification and minting for the MCP authorization gateway (josekit, JWKS).
 //!
-//! [`Verifier`] checks a compact JWS access token against pinned issuers and their JWKS files
-//! and turns it into an [`authz_types::Principal`]; every refusal is a [`TokenError`] with a
-//! stable [`authz_types::ReasonCode`]. [`Signer`] mints tokens (for tests, the demo issuer and
-//! token exchange), and [`generate_key_pair`] makes the keys.
+//! [`Verifier`] checks a compact JWS access token against pinned issuers and their keys and
+//! turns it into an [`authz_types::Principal`]; every refusal is a [`TokenError`] with a stable
+//! [`authz_types::ReasonCode`]. [`Signer`] mints tokens (for tests, the demo issuer and token
+//! exchange), and [`generate_key_pair`] makes the keys.
 //!
 //! Verification fails closed:
 //!
 //! - only asymmetric algorithms (`ES256`, `RS256`, `EdDSA`) from the issuer's allow-list; `none`
 //!   and `HS*` are refused before a key is looked up, so RS/HS key confusion is impossible;
-//! - keys come only from configuration, by `kid`; `jku`, `x5u`, `x5c` and `jwk` headers are never
-//!   read, and any `crit` header is refused;
-//! - the header and claims are parsed strictly (duplicate keys are refused), so the claims we read
-//!   are exactly the signed ones;
+//! - keys come only from configuration, by `kid` (at most [`MAX_KID_LEN`] characters of a safe
+//!   set); `jku`, `x5u`, `x5c` and `jwk` headers are never read, and any `crit` header is refused;
+//! - the header and claims are parsed strictly (duplicate keys are refused), and the signature is
+//!   checked over exactly those bytes, so the claims we read are exactly the signed ones;
 //! - `iss` must be a configured issuer, `sub` and `exp` are required, `nbf`/`iat` are honoured
-//!   with a leeway, the lifetime is capped, and `aud` must name the protected resource.
+//!   with a leeway, the lifetime is capped, `aud` must name the protected resource, claims are
+//!   size-limited; per issuer, `typ: at+jwt`, required claims and the resources it may issue for
+//!   can be enforced.
+//!
+//! Keys per issuer come from a JWKS file, an inline JWKS, or a JWKS URL ([`Verifier::load`]):
+//! fetched with time and size limits, cached by `Cache-Control`, refreshed in the background,
+//! re-fetched at a bounded rate for unknown `kid`s ([`Verifier::verify_refreshing`]), and failed
+//! closed once older than the configured staleness.
+//!
+//! Verified tokens are cached (bounded, keyed by SHA-256, never past the token's own window);
+//! a hit costs well under a microsecond and still checks the [`RevocationList`], which follows a
+//! [`RevocationStore`] (SQLite or Postgres) within a second. [`Signer::exchange`] implements the
+//! decision half of RFC 8693 token exchange.
 //!
 //! ```
 //! use authz_token::{
@@ -44,22 +56,68 @@
 //! assert_eq!(refused.reason(), authz_types::ReasonCode::TokenWrongAudience);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-
+//!
+//! Revocations written to the store reach every verifier following it:
+//!
+//! ```
+//! # use authz_token::*;
+//! # let keys = generate_key_pair(KeyAlgorithm::Es256, "key-1")?;
+//! # let jwks: serde_json::Value = serde_json::from_str(&keys.public_jwks)?;
+//! # let signer = Signer::from_private_jwk(&keys.private_jwk)?;
+//! let dir = tempfile::tempdir()?;
+//! let url = format!("sqlite://{}", dir.path().join("revocations.db").display());
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     let store = RevocationStore::connect(&url).await?;
+//!     let (list, _follower) =
+//!         RevocationList::follow(store.clone(), FollowOptions::default()).await?;
+//!     let issuer = IssuerConfig::with_inline_jwks("https://idp.example", jwks);
+//!     let verifier = Verifier::load(&VerifierConfig::new(vec![issuer]))
+//!         .await?
+//!         .with_revocations(list.clone());
+//!
+//!     let mut request = MintRequest::new("https://idp.example", "alice", "https://gw.example/mcp");
+//!     request.token_id = Some("t-1".into());
+//!     let token = signer.mint(&request)?;
+//!     assert!(verifier.verify_refreshing(&token, "https://gw.example/mcp").await.is_ok());
+//!
+//!     store.revoke_token("t-1", i64::MAX).await?;
+//!     list.refresh(&store).await?; // the follower would do this within half a second
+//!     let refused = verifier.verify(&token, "https://gw.example/mcp").unwrap_err();
+//!     assert_eq!(refused, TokenError::Revoked);
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 mod b64;
+mod cache;
+mod exchange;
+mod json;
+mod jwks;
 mod keys;
 mod mint;
+mod revocation;
 mod verify;
 
 use std::path::PathBuf;
 
+pub use cache::CacheStats;
+pub use exchange::{ExchangeError, ExchangePolicy, ExchangeRequest};
+pub use jwks::{IssuerKeyStatus, JwksFetchConfig};
 pub use keys::{GeneratedKeys, KeyAlgorithm, generate_key_pair};
 pub use mint::{MintRequest, Signer};
+pub use revocation::{
+    FollowOptions, REVOCATION_NOTIFY_CHANNEL, Revocation, RevocationCounts, RevocationFollower,
+    RevocationList, RevocationStore,
+};
 pub use verify::{
-    IssuerConfig, MAX_ACTOR_DEPTH, MAX_TOKEN_BYTES, TokenError, Verifier, VerifierConfig,
+    IssuerConfig, MAX_ACTOR_DEPTH, MAX_KID_LEN, MAX_TOKEN_BYTES, TokenError, Verifier,
+    VerifierConfig,
 };
 
-/// Errors of this crate other than token refusals (which are [`TokenError`]): configuration,
-/// key loading, key generation and minting.
+/// Errors of this crate other than token refusals (which are [`TokenError`]) and exchange
+/// refusals (which are [`ExchangeError`]): configuration, key loading and fetching, key
+/// generation, minting and the revocation store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A key or JWKS file could not be read.
@@ -69,36 +127,73 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A JWKS file is not valid JSON (or repeats a key).
-    #[error("JWKS file {path} is not valid JSON")]
+    /// A JWKS document (file, inline or fetched) is not valid JSON (or repeats a key).
+    #[error("JWKS ({origin}) is not valid JSON")]
     JwksJson {
-        path: PathBuf,
+        origin: String,
         #[source]
         source: authz_types::StrictJsonError,
     },
-    /// A JWKS file has the wrong shape.
-    #[error("JWKS file {path} is invalid: {problem}")]
+    /// A JWKS document has the wrong shape.
+    #[error("JWKS ({origin}) is invalid: {problem}")]
     InvalidJwks {
-        path: PathBuf,
+        origin: String,
         problem: &'static str,
     },
     /// A public JWKS contains private key material.
-    #[error("JWKS file {path} contains private key material (kid {kid:?})")]
-    PrivateKeyInJwks { path: PathBuf, kid: String },
+    #[error("JWKS ({origin}) contains private key material (kid {kid:?})")]
+    PrivateKeyInJwks { origin: String, kid: String },
     /// Two usable keys in one JWKS share a `kid`.
-    #[error("JWKS file {path} has more than one key with kid {kid:?}")]
-    DuplicateKid { path: PathBuf, kid: String },
+    #[error("JWKS ({origin}) has more than one key with kid {kid:?}")]
+    DuplicateKid { origin: String, kid: String },
     /// A JWKS key could not be turned into a verifier.
-    #[error("key {kid:?} in {path} is not a valid verification key")]
+    #[error("key {kid:?} in JWKS ({origin}) is not a valid verification key")]
     InvalidKey {
-        path: PathBuf,
+        origin: String,
         kid: String,
         #[source]
         source: josekit::JoseError,
     },
-    /// A JWKS file holds no key usable with the issuer's allowed algorithms.
-    #[error("JWKS file {path} has no signature key for the allowed algorithms")]
-    NoUsableKeys { path: PathBuf },
+    /// A JWKS holds no key usable with the issuer's allowed algorithms.
+    #[error("JWKS ({origin}) has no signature key for the allowed algorithms")]
+    NoUsableKeys { origin: String },
+    /// An issuer names no key source or more than one (`jwks_file`, `jwks`, `jwks_url`).
+    #[error("token issuer {issuer:?} must have exactly one of jwks_file, jwks, jwks_url")]
+    KeySource { issuer: String },
+    /// A `jwks_url` is not an absolute HTTPS URL (HTTP only with `allow_http`).
+    #[error("jwks_url of token issuer {issuer:?} is not usable: {problem}")]
+    JwksUrl {
+        issuer: String,
+        problem: &'static str,
+    },
+    /// An issuer with a `jwks_url` was given to the synchronous constructor.
+    #[error("token issuer {issuer:?} fetches its keys; build the verifier with Verifier::load")]
+    RemoteKeysNeedLoad { issuer: String },
+    /// The HTTP client for JWKS fetching could not be built.
+    #[error("cannot build the HTTP client for JWKS fetching")]
+    HttpClient {
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Fetching a JWKS failed (connection, timeout, redirect elsewhere, reading the body).
+    #[error("fetching the JWKS at {url} failed")]
+    JwksFetch {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The JWKS endpoint answered with a status other than 200.
+    #[error("the JWKS endpoint {url} answered HTTP {status}")]
+    JwksStatus { url: String, status: u16 },
+    /// The JWKS document is larger than the configured limit.
+    #[error("the JWKS at {url} is larger than {limit} bytes")]
+    JwksTooLarge { url: String, limit: usize },
+    /// A configuration value is out of range.
+    #[error("invalid token configuration: {field} {problem}")]
+    InvalidConfig {
+        field: &'static str,
+        problem: &'static str,
+    },
     /// An algorithm name is not one of `ES256`, `RS256`, `EdDSA` (`none` and `HS*` never are).
     #[error("algorithm {algorithm:?} is not supported (allowed: ES256, RS256, EdDSA)")]
     UnsupportedAlgorithm { algorithm: String },
@@ -150,4 +245,22 @@ pub enum Error {
         #[source]
         source: josekit::JoseError,
     },
+    /// A revocation store URL is neither `sqlite:` nor `postgres:`.
+    #[error("unsupported revocation store URL (expected sqlite:PATH or postgres://...)")]
+    UnsupportedDatabaseUrl,
+    /// The revocation store failed.
+    #[error("revocation store operation failed")]
+    Database {
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Applying the database migrations failed.
+    #[error("migrating the revocation store failed")]
+    Migrate {
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A revocation request is invalid.
+    #[error("invalid revocation: {problem}")]
+    InvalidRevocation { problem: &'static str },
 }

@@ -226,8 +226,12 @@ impl Signer {
     /// Mints a signed compact JWT (`typ` `at+jwt`, RFC 9068) for `req`.
     pub fn mint(&self, req: &MintRequest) -> Result<String, Error> {
         let now = authz_types::now_unix_ms().div_euclid(1000);
-        let payload =
-            JwtPayload::from_map(req.claims(now)?).map_err(|source| Error::Sign { source })?;
+        self.sign_claims(req.claims(now)?)
+    }
+
+    /// Signs an already validated claims set.
+    pub(crate) fn sign_claims(&self, claims: Map<String, Value>) -> Result<String, Error> {
+        let payload = JwtPayload::from_map(claims).map_err(|source| Error::Sign { source })?;
         let mut header = JwsHeader::new();
         header.set_token_type("at+jwt");
         header.set_key_id(self.kid.clone());

@@ -1,4 +1,5 @@
-//! Bearer-token verification: configuration, the per-issuer key sets and the claim rules.
+//! Bearer-token verification: configuration, the per-issuer key sets, the claim rules, the
+//! verified-token cache and the revocation check.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -6,11 +7,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use authz_types::{Principal, ReasonCode};
-use josekit::JoseError;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::keys::{KeyAlgorithm, VerifyKey, load_jwks};
+use crate::cache::{self, CacheStats, TokenCache};
+use crate::json::{self, Json, Object};
+use crate::jwks::{IssuerKeyStatus, IssuerKeys, JwksFetchConfig, RemoteKeys, spawn_refresher};
+use crate::keys::{KeyAlgorithm, VerifyKey, load_jwks, parse_jwks};
+use crate::revocation::RevocationList;
 use crate::{Error, b64};
 
 /// Tokens longer than this are refused before any parsing. Real access tokens are a few hundred
@@ -19,6 +23,13 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// How deep a chain of nested `act` claims may go before the token is refused.
 pub const MAX_ACTOR_DEPTH: usize = 8;
+
+/// Longest accepted `kid`. Longer ones (and ones outside `A-Z a-z 0-9 - _ . ~ + / = :`, or
+/// containing `..`) are refused as unknown without a lookup or a re-fetch.
+pub const MAX_KID_LEN: usize = 256;
+
+/// How deeply claim values may nest (objects in arrays in objects …) before the token is refused.
+const MAX_CLAIM_DEPTH: usize = 16;
 
 /// Claim names a roles or tenant claim may not reuse, because they already mean something else.
 pub(crate) const RESERVED_CLAIMS: [&str; 12] = [
@@ -54,15 +65,36 @@ fn default_leeway_secs() -> u64 {
 fn default_max_lifetime_secs() -> u64 {
     86_400
 }
+fn default_max_claim_bytes() -> usize {
+    4096
+}
+fn default_max_claim_items() -> usize {
+    256
+}
+fn default_cache_capacity() -> usize {
+    10_000
+}
 
-/// One trusted token issuer.
+/// One trusted token issuer. Exactly one key source must be set: `jwks_file`, `jwks` or
+/// `jwks_url`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The exact `iss` value this issuer puts in its tokens.
     pub issuer: String,
     /// A JWKS file with the issuer's public signing keys; every key must have a `kid`.
-    pub jwks_file: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<PathBuf>,
+    /// The JWKS inline: a `{"keys": [...]}` object (a TOML table works) or a string holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    /// An HTTPS URL serving the JWKS, fetched at start-up and refreshed as `jwks_fetch` says.
+    /// Needs [`Verifier::load`] (async).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// Fetch limits and refresh timing for `jwks_url`.
+    #[serde(default)]
+    pub jwks_fetch: JwksFetchConfig,
     /// Allowed `alg` values: a subset of `ES256`, `RS256`, `EdDSA`. `none` and `HS*` are refused.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
@@ -72,17 +104,58 @@ pub struct IssuerConfig {
     /// The claim holding the tenant (a string).
     #[serde(default = "default_tenant_claim")]
     pub tenant_claim: String,
+    /// The protected resources (canonical URIs) this issuer may issue tokens for; a token of this
+    /// issuer is refused (`token_wrong_audience`) for any other resource. Empty: any resource.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claims every token of this issuer must carry (for example `jti`, so tokens can be revoked
+    /// one by one).
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Require the RFC 9068 header `typ: at+jwt` (or `application/at+jwt`, any case), so ID
+    /// tokens and other JWTs of the same issuer are not accepted as access tokens.
+    #[serde(default)]
+    pub require_typ_at_jwt: bool,
 }
 
 impl IssuerConfig {
-    /// An issuer with the default algorithms and claim names.
+    /// An issuer with keys from a JWKS file and the default algorithms and claim names.
     pub fn new(issuer: impl Into<String>, jwks_file: impl Into<PathBuf>) -> Self {
         Self {
+            jwks_file: Some(jwks_file.into()),
+            ..Self::without_keys(issuer)
+        }
+    }
+
+    /// An issuer whose keys are fetched from `jwks_url` (see [`Verifier::load`]).
+    pub fn with_jwks_url(issuer: impl Into<String>, jwks_url: impl Into<String>) -> Self {
+        Self {
+            jwks_url: Some(jwks_url.into()),
+            ..Self::without_keys(issuer)
+        }
+    }
+
+    /// An issuer with an inline JWKS document.
+    pub fn with_inline_jwks(issuer: impl Into<String>, jwks: Value) -> Self {
+        Self {
+            jwks: Some(jwks),
+            ..Self::without_keys(issuer)
+        }
+    }
+
+    fn without_keys(issuer: impl Into<String>) -> Self {
+        Self {
             issuer: issuer.into(),
-            jwks_file: jwks_file.into(),
+            jwks_file: None,
+            jwks: None,
+            jwks_url: None,
+            jwks_fetch: JwksFetchConfig::default(),
             algorithms: default_algorithms(),
             roles_claim: default_roles_claim(),
             tenant_claim: default_tenant_claim(),
+            audiences: Vec::new(),
+            required_claims: Vec::new(),
+            require_typ_at_jwt: false,
         }
     }
 }
@@ -99,15 +172,28 @@ pub struct VerifierConfig {
     /// Longest accepted token lifetime: `exp - iat`, or `exp - now` when there is no `iat`.
     #[serde(default = "default_max_lifetime_secs")]
     pub max_lifetime_secs: u64,
+    /// Longest string anywhere in the claims (values and member names), in bytes.
+    #[serde(default = "default_max_claim_bytes")]
+    pub max_claim_bytes: usize,
+    /// Most items in any claim array, and most members in any claim object.
+    #[serde(default = "default_max_claim_items")]
+    pub max_claim_items: usize,
+    /// Entries in the verified-token cache; 0 turns the cache off.
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: usize,
 }
 
 impl VerifierConfig {
-    /// A configuration with the default leeway (30 s) and maximum lifetime (24 h).
+    /// A configuration with the default leeway (30 s), maximum lifetime (24 h), claim limits
+    /// (4 KiB strings, 256 items) and cache (10,000 entries).
     pub fn new(issuers: Vec<IssuerConfig>) -> Self {
         Self {
             issuers,
             leeway_secs: default_leeway_secs(),
             max_lifetime_secs: default_max_lifetime_secs(),
+            max_claim_bytes: default_max_claim_bytes(),
+            max_claim_items: default_max_claim_items(),
+            cache_capacity: default_cache_capacity(),
         }
     }
 }
@@ -127,7 +213,8 @@ pub enum TokenError {
     /// `alg` is `none`, symmetric, unsupported or not allowed for the issuer.
     #[error("token algorithm is not allowed")]
     AlgorithmNotAllowed,
-    /// `kid` is missing, unknown for the issuer, or names a key of another algorithm.
+    /// `kid` is missing, malformed, unknown for the issuer, names a key of another algorithm, or
+    /// the issuer's fetched keys are too stale to trust.
     #[error("token names no known key")]
     UnknownKey,
     /// `exp` has passed (beyond the leeway).
@@ -139,15 +226,20 @@ pub enum TokenError {
     /// `iss` is not a configured issuer.
     #[error("token issuer is not trusted")]
     WrongIssuer,
-    /// `aud` is missing or does not name the protected resource.
+    /// `aud` is missing or does not name the protected resource, or the issuer may not issue
+    /// tokens for this resource.
     #[error("token audience does not match this resource")]
     WrongAudience,
-    /// A required claim is missing, or a claim has the wrong type or value.
+    /// A required claim is missing, a claim has the wrong type, value or size, or `typ` is not
+    /// `at+jwt` where that is required.
     #[error("token claims are invalid: {0}")]
     InvalidClaims(&'static str),
     /// The token lives longer than the configured maximum.
     #[error("token lifetime exceeds the allowed maximum")]
     LifetimeTooLong,
+    /// The token's `jti`, or its subject before the token's `iat`, has been revoked.
+    #[error("token has been revoked")]
+    Revoked,
 }
 
 impl TokenError {
@@ -164,6 +256,7 @@ impl TokenError {
             TokenError::WrongAudience => ReasonCode::TokenWrongAudience,
             TokenError::InvalidClaims(_) => ReasonCode::TokenInvalidClaims,
             TokenError::LifetimeTooLong => ReasonCode::TokenLifetimeTooLong,
+            TokenError::Revoked => ReasonCode::TokenRevoked,
         }
     }
 
@@ -180,21 +273,36 @@ impl TokenError {
             TokenError::WrongAudience => "The access token is not intended for this resource.",
             TokenError::InvalidClaims(_) => "The access token claims are invalid.",
             TokenError::LifetimeTooLong => "The access token lifetime is too long.",
+            TokenError::Revoked => "The access token has been revoked.",
         }
     }
 }
 
-/// Verifies bearer tokens against the configured issuers. Cheap to clone; shareable across
-/// threads.
+/// Verifies bearer tokens against the configured issuers. Cheap to clone (clones share keys,
+/// cache and revocation list); shareable across threads.
+///
+/// Which call to use:
+///
+/// - [`Verifier::verify_refreshing`] (async) in a request handler: like
+///   [`Verifier::verify_shared`], and when the token names a `kid` an issuer with a `jwks_url`
+///   does not know (yet), it triggers one rate-limited JWKS re-fetch and retries once. This is
+///   what makes key rotation at the identity provider seamless.
+/// - [`Verifier::verify_shared`] (sync): the fast path; a cache hit costs well under a
+///   microsecond and returns the cached `Arc<Principal>`.
+/// - [`Verifier::verify`] (sync): the same, returning an owned [`Principal`] (a clone on hits).
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
+    revocations: Option<RevocationList>,
 }
 
 struct Inner {
     issuers: HashMap<String, Issuer>,
     leeway: i64,
     max_lifetime: i64,
+    max_claim_bytes: usize,
+    max_claim_items: usize,
+    cache: Option<Arc<TokenCache>>,
 }
 
 struct Issuer {
@@ -202,7 +310,11 @@ struct Issuer {
     algorithms: Vec<KeyAlgorithm>,
     roles_claim: String,
     tenant_claim: String,
-    keys: HashMap<String, VerifyKey>,
+    /// Resource URIs as configured (compared with [`audience_eq`]); empty means any.
+    audiences: Vec<String>,
+    required_claims: Vec<String>,
+    require_typ: bool,
+    keys: IssuerKeys,
 }
 
 impl fmt::Debug for Verifier {
@@ -214,20 +326,27 @@ impl fmt::Debug for Verifier {
             .field("issuers", &issuers)
             .field("leeway_secs", &self.inner.leeway)
             .field("max_lifetime_secs", &self.inner.max_lifetime)
+            .field(
+                "cache_capacity",
+                &self.inner.cache.as_ref().map(|c| c.stats().capacity),
+            )
+            .field("revocations", &self.revocations.is_some())
             .finish()
     }
 }
 
 impl fmt::Debug for Issuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut kids: Vec<_> = self.keys.keys().collect();
-        kids.sort();
         f.debug_struct("Issuer")
             .field("issuer", &self.issuer)
             .field("algorithms", &self.algorithms)
-            .field("kids", &kids)
+            .field("kids", &self.keys.kids())
+            .field("remote", &matches!(self.keys, IssuerKeys::Remote(_)))
             .field("roles_claim", &self.roles_claim)
             .field("tenant_claim", &self.tenant_claim)
+            .field("audiences", &self.audiences)
+            .field("required_claims", &self.required_claims)
+            .field("require_typ_at_jwt", &self.require_typ)
             .finish()
     }
 }
@@ -242,71 +361,243 @@ pub(crate) fn check_claim_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether a `kid` is one we are willing to look up: short, from a conservative character set,
+/// and without `..`, so path or SQL fragments never reach a map, a log line or a re-fetch.
+pub(crate) fn kid_is_safe(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= MAX_KID_LEN
+        && !kid.contains("..")
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~+/=:".contains(&b))
+}
+
+/// An issuer's settings checked and its key source chosen, before any network access.
+struct Planned {
+    issuer: Issuer,
+    remote: Option<(String, JwksFetchConfig)>,
+}
+
+/// Validates the whole configuration and loads the keys that need no network.
+fn plan(cfg: &VerifierConfig) -> Result<Vec<Planned>, Error> {
+    if cfg.issuers.is_empty() {
+        return Err(Error::NoIssuers);
+    }
+    if cfg.max_claim_bytes == 0 {
+        return Err(Error::InvalidConfig {
+            field: "max_claim_bytes",
+            problem: "must be at least 1",
+        });
+    }
+    if cfg.max_claim_items == 0 {
+        return Err(Error::InvalidConfig {
+            field: "max_claim_items",
+            problem: "must be at least 1",
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut planned = Vec::new();
+    for ic in &cfg.issuers {
+        if ic.issuer.is_empty() {
+            return Err(Error::EmptyIssuer);
+        }
+        if !seen.insert(ic.issuer.as_str()) {
+            return Err(Error::DuplicateIssuer {
+                issuer: ic.issuer.clone(),
+            });
+        }
+        if ic.algorithms.is_empty() {
+            return Err(Error::NoAlgorithms {
+                issuer: ic.issuer.clone(),
+            });
+        }
+        let algorithms = ic
+            .algorithms
+            .iter()
+            .map(|a| a.parse::<KeyAlgorithm>())
+            .collect::<Result<Vec<_>, _>>()?;
+        check_claim_name(&ic.roles_claim)?;
+        check_claim_name(&ic.tenant_claim)?;
+        if ic.roles_claim == ic.tenant_claim {
+            return Err(Error::ReservedClaimName {
+                claim: ic.tenant_claim.clone(),
+            });
+        }
+        if ic.required_claims.iter().any(String::is_empty) {
+            return Err(Error::InvalidConfig {
+                field: "required_claims",
+                problem: "must not contain an empty name",
+            });
+        }
+        let audiences = ic.audiences.clone();
+        if audiences.iter().any(|a| audience_is_empty(a)) {
+            return Err(Error::InvalidConfig {
+                field: "audiences",
+                problem: "must not contain an empty resource",
+            });
+        }
+
+        let (keys, remote) = match (&ic.jwks_file, &ic.jwks, &ic.jwks_url) {
+            (Some(path), None, None) => {
+                let keys = load_jwks(path, &algorithms)?;
+                if keys.is_empty() {
+                    return Err(Error::NoUsableKeys {
+                        origin: format!("file {}", path.display()),
+                    });
+                }
+                (IssuerKeys::Fixed(keys), None)
+            }
+            (None, Some(doc), None) => {
+                let keys = inline_jwks(&ic.issuer, doc, &algorithms)?;
+                (IssuerKeys::Fixed(keys), None)
+            }
+            (None, None, Some(url)) => {
+                // Checked now so a bad URL is reported by the synchronous constructor too.
+                crate::jwks::parse_jwks_url(&ic.issuer, url, ic.jwks_fetch.allow_http)?;
+                (
+                    IssuerKeys::Fixed(HashMap::new()),
+                    Some((url.clone(), ic.jwks_fetch.clone())),
+                )
+            }
+            _ => {
+                return Err(Error::KeySource {
+                    issuer: ic.issuer.clone(),
+                });
+            }
+        };
+        if let IssuerKeys::Fixed(k) = &keys {
+            tracing::info!(issuer = %ic.issuer, keys = k.len(), remote = remote.is_some(), "configured token issuer");
+        }
+        planned.push(Planned {
+            issuer: Issuer {
+                issuer: ic.issuer.clone(),
+                algorithms,
+                roles_claim: ic.roles_claim.clone(),
+                tenant_claim: ic.tenant_claim.clone(),
+                audiences,
+                required_claims: ic.required_claims.clone(),
+                require_typ: ic.require_typ_at_jwt,
+                keys,
+            },
+            remote,
+        });
+    }
+    Ok(planned)
+}
+
+/// Parses an inline JWKS (an object, or a string holding one).
+fn inline_jwks(
+    issuer: &str,
+    doc: &Value,
+    algorithms: &[KeyAlgorithm],
+) -> Result<HashMap<String, VerifyKey>, Error> {
+    let origin = format!("inline jwks of issuer {issuer}");
+    let text = match doc {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let keys = parse_jwks(text.as_bytes(), &origin, algorithms)?;
+    if keys.is_empty() {
+        return Err(Error::NoUsableKeys { origin });
+    }
+    Ok(keys)
+}
+
+/// What a successful full verification yields: the principal and the window in which the same
+/// token would verify again, so the cache never answers differently from a full check.
+struct Verified {
+    principal: Principal,
+    valid_from: i64,
+    valid_until: i64,
+}
+
 impl Verifier {
-    /// Validates `cfg` and loads every issuer's JWKS, building one verifier per key.
+    /// Validates `cfg` and loads every issuer's keys from files or inline JWKS. An issuer with a
+    /// `jwks_url` needs network access: use [`Verifier::load`] for that
+    /// ([`Error::RemoteKeysNeedLoad`] here).
     pub fn from_config(cfg: &VerifierConfig) -> Result<Self, Error> {
+        let planned = plan(cfg)?;
+        if let Some(p) = planned.iter().find(|p| p.remote.is_some()) {
+            return Err(Error::RemoteKeysNeedLoad {
+                issuer: p.issuer.issuer.clone(),
+            });
+        }
+        Ok(Self::assemble(cfg, planned, None))
+    }
+
+    /// Like [`Verifier::from_config`], and also fetches the keys of issuers with a `jwks_url`
+    /// (start-up fails if a first fetch fails) and starts their background refresh on the current
+    /// tokio runtime. The refresh tasks end by themselves when the last clone is dropped.
+    pub async fn load(cfg: &VerifierConfig) -> Result<Self, Error> {
+        let mut planned = plan(cfg)?;
+        let cache = Self::new_cache(cfg);
+        for p in &mut planned {
+            if let Some((url, fetch)) = &p.remote {
+                let remote = RemoteKeys::load(
+                    &p.issuer.issuer,
+                    url,
+                    fetch,
+                    &p.issuer.algorithms,
+                    cache.clone(),
+                )
+                .await?;
+                p.issuer.keys = IssuerKeys::Remote(remote);
+            }
+        }
+        let verifier = Self::assemble(cfg, planned, cache);
+        for issuer in verifier.inner.issuers.values() {
+            if let IssuerKeys::Remote(remote) = &issuer.keys {
+                spawn_refresher(remote);
+            }
+        }
+        Ok(verifier)
+    }
+
+    fn new_cache(cfg: &VerifierConfig) -> Option<Arc<TokenCache>> {
+        (cfg.cache_capacity > 0).then(|| Arc::new(TokenCache::new(cfg.cache_capacity)))
+    }
+
+    fn assemble(
+        cfg: &VerifierConfig,
+        planned: Vec<Planned>,
+        cache: Option<Arc<TokenCache>>,
+    ) -> Self {
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let mut issuers = HashMap::new();
-        if cfg.issuers.is_empty() {
-            return Err(Error::NoIssuers);
-        }
-        for ic in &cfg.issuers {
-            if ic.issuer.is_empty() {
-                return Err(Error::EmptyIssuer);
-            }
-            if issuers.contains_key(&ic.issuer) {
-                return Err(Error::DuplicateIssuer {
-                    issuer: ic.issuer.clone(),
-                });
-            }
-            if ic.algorithms.is_empty() {
-                return Err(Error::NoAlgorithms {
-                    issuer: ic.issuer.clone(),
-                });
-            }
-            let algorithms = ic
-                .algorithms
-                .iter()
-                .map(|a| a.parse::<KeyAlgorithm>())
-                .collect::<Result<Vec<_>, _>>()?;
-            check_claim_name(&ic.roles_claim)?;
-            check_claim_name(&ic.tenant_claim)?;
-            if ic.roles_claim == ic.tenant_claim {
-                return Err(Error::ReservedClaimName {
-                    claim: ic.tenant_claim.clone(),
-                });
-            }
-            let keys = load_jwks(&ic.jwks_file, &algorithms)?;
-            if keys.is_empty() {
-                return Err(Error::NoUsableKeys {
-                    path: ic.jwks_file.clone(),
-                });
-            }
-            tracing::info!(issuer = %ic.issuer, keys = keys.len(), "loaded token issuer keys");
-            issuers.insert(
-                ic.issuer.clone(),
-                Issuer {
-                    issuer: ic.issuer.clone(),
-                    algorithms,
-                    roles_claim: ic.roles_claim.clone(),
-                    tenant_claim: ic.tenant_claim.clone(),
-                    keys,
-                },
-            );
-        }
-        Ok(Self {
+        let cache = cache.or_else(|| Self::new_cache(cfg));
+        Self {
             inner: Arc::new(Inner {
-                issuers,
+                issuers: planned
+                    .into_iter()
+                    .map(|p| (p.issuer.issuer.clone(), p.issuer))
+                    .collect(),
                 leeway: to_i64(cfg.leeway_secs),
                 max_lifetime: to_i64(cfg.max_lifetime_secs),
+                max_claim_bytes: cfg.max_claim_bytes,
+                max_claim_items: cfg.max_claim_items,
+                cache,
             }),
-        })
+            revocations: None,
+        }
+    }
+
+    /// This verifier, also refusing tokens that `list` says are revoked ([`TokenError::Revoked`]),
+    /// on every call including cache hits. Keep the list fresh with
+    /// [`RevocationList::follow`].
+    pub fn with_revocations(mut self, list: RevocationList) -> Self {
+        self.revocations = Some(list);
+        self
+    }
+
+    /// The revocation list this verifier checks, if any.
+    pub fn revocations(&self) -> Option<&RevocationList> {
+        self.revocations.as_ref()
     }
 
     /// Verifies `token` for the protected resource `audience` (the route's canonical URI) at the
     /// current time.
     pub fn verify(&self, token: &str, audience: &str) -> Result<Principal, TokenError> {
-        self.verify_at(token, audience, authz_types::now_unix_ms().div_euclid(1000))
+        self.verify_shared(token, audience)
+            .map(Arc::unwrap_or_clone)
     }
 
     /// Like [`Verifier::verify`], with the current time given as Unix seconds.
@@ -316,7 +607,23 @@ impl Verifier {
         audience: &str,
         now: i64,
     ) -> Result<Principal, TokenError> {
-        let result = self.verify_inner(token, audience, now);
+        self.verify_shared_at(token, audience, now)
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// Like [`Verifier::verify`], returning the principal shared with the cache (no copy).
+    pub fn verify_shared(&self, token: &str, audience: &str) -> Result<Arc<Principal>, TokenError> {
+        self.verify_shared_at(token, audience, authz_types::now_unix_ms().div_euclid(1000))
+    }
+
+    /// Like [`Verifier::verify_shared`], with the current time given as Unix seconds.
+    pub fn verify_shared_at(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<Arc<Principal>, TokenError> {
+        let result = self.verify_cached(token, audience, now);
         if let Err(err) = &result {
             // The reason is enough to debug; token contents are never logged.
             tracing::debug!(reason = %err.reason(), detail = %err, "bearer token rejected");
@@ -324,12 +631,140 @@ impl Verifier {
         result
     }
 
-    fn verify_inner(&self, token: &str, audience: &str, now: i64) -> Result<Principal, TokenError> {
-        let parts = split_token(token)?;
+    /// Verifies like [`Verifier::verify_shared`]; when that fails with
+    /// [`TokenError::UnknownKey`] for an issuer whose keys come from a `jwks_url`, re-fetches the
+    /// issuer's JWKS (at most once per `unknown_kid_min_interval_secs`, shared by all concurrent
+    /// callers) and verifies once more. Use this one in request handlers.
+    pub async fn verify_refreshing(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<Arc<Principal>, TokenError> {
+        let first = self.verify_shared(token, audience);
+        if first != Err(TokenError::UnknownKey) {
+            return first;
+        }
+        let Some((remote, kid)) = self.remote_for(token) else {
+            return first;
+        };
+        if remote.refresh_for_unknown_kid(&kid).await {
+            self.verify_shared(token, audience)
+        } else {
+            first
+        }
+    }
+
+    /// The remote key source and `kid` a token would be checked with, if its issuer fetches keys
+    /// and its `kid` is one we would look up.
+    fn remote_for(&self, token: &str) -> Option<(Arc<RemoteKeys>, String)> {
+        let segments = split_token(token).ok()?;
+        let (header, claims) = segments.parse().ok()?;
+        let iss = claims.get("iss")?.as_str()?;
+        let issuer = self.inner.issuers.get(iss)?;
+        let IssuerKeys::Remote(remote) = &issuer.keys else {
+            return None;
+        };
+        let alg = header.get("alg")?.as_str()?.parse::<KeyAlgorithm>().ok()?;
+        if !issuer.algorithms.contains(&alg) {
+            return None;
+        }
+        let kid = header.get("kid")?.as_str()?;
+        kid_is_safe(kid).then(|| (Arc::clone(remote), kid.to_owned()))
+    }
+
+    /// Key status per issuer (sorted by issuer), for readiness checks and metrics.
+    pub fn key_status(&self) -> Vec<IssuerKeyStatus> {
+        let mut out: Vec<IssuerKeyStatus> = self
+            .inner
+            .issuers
+            .values()
+            .map(|issuer| match &issuer.keys {
+                IssuerKeys::Remote(remote) => remote.status(),
+                IssuerKeys::Fixed(_) => IssuerKeyStatus {
+                    issuer: issuer.issuer.clone(),
+                    jwks_url: None,
+                    kids: issuer.keys.kids(),
+                    age_secs: 0,
+                    stale: false,
+                    fetches: 0,
+                    fetch_failures: 0,
+                },
+            })
+            .collect();
+        out.sort_by(|a, b| a.issuer.cmp(&b.issuer));
+        out
+    }
+
+    /// Counters of the verified-token cache (`None` when it is turned off).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache.as_ref().map(|c| c.stats())
+    }
+
+    /// Forgets every cached verdict (the next call of each token verifies it in full).
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.inner.cache {
+            cache.clear();
+        }
+    }
+
+    fn check_revoked(&self, principal: &Principal) -> Result<(), TokenError> {
+        match &self.revocations {
+            Some(list) if list.is_revoked(principal) => Err(TokenError::Revoked),
+            _ => Ok(()),
+        }
+    }
+
+    fn verify_cached(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<Arc<Principal>, TokenError> {
+        // Checked before anything else, so an enormous header costs nothing but this comparison.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed("token is too large"));
+        }
+        let Some(cache) = &self.inner.cache else {
+            let principal = Arc::new(self.verify_uncached(token, audience, now)?.principal);
+            self.check_revoked(&principal)?;
+            return Ok(principal);
+        };
+        let Some(lookup) = cache::lookup(audience, token) else {
+            // No `.` at all: the full check refuses it; it is never cached.
+            let principal = Arc::new(self.verify_uncached(token, audience, now)?.principal);
+            self.check_revoked(&principal)?;
+            return Ok(principal);
+        };
+        if let Some(principal) = cache.get(&lookup, now) {
+            self.check_revoked(&principal)?;
+            return Ok(principal);
+        }
+        let verified = self.verify_uncached(token, audience, now)?;
+        let principal = Arc::new(verified.principal);
+        // A revoked token is refused and, like every failure, not cached.
+        self.check_revoked(&principal)?;
+        cache.insert(
+            &lookup,
+            Arc::clone(&principal),
+            verified.valid_from,
+            verified.valid_until,
+            now,
+        );
+        Ok(principal)
+    }
+
+    fn verify_uncached(
+        &self,
+        token: &str,
+        audience: &str,
+        now: i64,
+    ) -> Result<Verified, TokenError> {
+        let segments = split_token(token)?;
+        let (header, claims) = segments.parse()?;
 
         // The header decides which key verifies; refuse what can never be verified first.
-        let alg = match parts.header.get("alg") {
-            Some(Value::String(alg)) => alg.as_str(),
+        let alg = match header.get("alg") {
+            Some(Json::Str(alg)) => alg.as_ref(),
             Some(_) => return Err(TokenError::Malformed("alg is not a string")),
             None => return Err(TokenError::Malformed("alg is missing")),
         };
@@ -339,62 +774,81 @@ impl Verifier {
             return Err(TokenError::AlgorithmNotAllowed);
         };
         // We implement no critical extension, so any `crit` means we cannot honour the token.
-        if parts.header.contains_key("crit") {
+        if header.contains_key("crit") {
             return Err(TokenError::Malformed("crit header is not supported"));
         }
         // `jku`, `x5u`, `x5c` and `jwk` are never read: keys come only from configuration.
 
         // The unverified `iss` only selects the key set; the signature is checked against it.
-        let issuer = match parts.claims.get("iss") {
-            Some(Value::String(iss)) => {
-                self.inner.issuers.get(iss).ok_or(TokenError::WrongIssuer)?
-            }
+        let issuer = match claims.get("iss") {
+            Some(Json::Str(iss)) => self
+                .inner
+                .issuers
+                .get(iss.as_ref())
+                .ok_or(TokenError::WrongIssuer)?,
             Some(_) => return Err(TokenError::InvalidClaims("iss is not a string")),
             None => return Err(TokenError::InvalidClaims("iss is missing")),
         };
         if !issuer.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed);
         }
-        let key = match parts.header.get("kid") {
-            Some(Value::String(kid)) => issuer.keys.get(kid).ok_or(TokenError::UnknownKey)?,
+        let kid = match header.get("kid") {
+            Some(Json::Str(kid)) if kid_is_safe(kid) => kid.as_ref(),
             _ => return Err(TokenError::UnknownKey),
         };
-        if key.algorithm != alg {
-            return Err(TokenError::UnknownKey);
+        // The signature is checked over exactly the bytes parsed above, so the header and claims
+        // are now authenticated.
+        issuer.keys.verify(
+            kid,
+            alg,
+            segments.signing_input.as_bytes(),
+            &segments.signature,
+        )?;
+
+        if issuer.require_typ && !typ_is_at_jwt(header.get("typ")) {
+            return Err(TokenError::InvalidClaims("typ is not at+jwt"));
         }
-
-        let verifier = key.verifier.as_ref();
-        josekit::jwt::decode_with_verifier_selector(token, |_header| Ok(Some(verifier)))
-            .map_err(classify_jose_error)?;
-
-        // The signature covers exactly the bytes we parsed strictly above, so `parts.claims` is
-        // now authenticated.
-        check_claims(&self.inner, issuer, &parts.claims, audience, now)
+        check_claims(&self.inner, issuer, &claims, audience, now)
     }
 }
 
-/// Maps a josekit decode error to a token error. Format problems were already caught by
-/// `split_token`, so what remains is the signature (checked first) or josekit's claim typing.
-fn classify_jose_error(err: JoseError) -> TokenError {
-    match err {
-        JoseError::InvalidSignature(_) => TokenError::BadSignature,
-        // josekit raises this only after the signature verified, when a registered claim has a
-        // type it refuses (for example a negative `exp`).
-        JoseError::InvalidJwtFormat(_) => {
-            TokenError::InvalidClaims("registered claim has an invalid type")
-        }
-        _ => TokenError::Malformed("rejected by the JWS decoder"),
+/// Whether a `typ` header is the RFC 9068 access-token type (media types are case-insensitive,
+/// and the `application/` prefix may be left out).
+fn typ_is_at_jwt(typ: Option<&Json<'_>>) -> bool {
+    let Some(typ) = typ.and_then(Json::as_str) else {
+        return false;
+    };
+    let typ = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    typ.eq_ignore_ascii_case("at+jwt")
+}
+
+/// The three segments of a compact JWS, base64url-decoded.
+struct Segments<'t> {
+    header: Vec<u8>,
+    payload: Vec<u8>,
+    /// `header.payload` exactly as received: what the signature covers.
+    signing_input: &'t str,
+    signature: Vec<u8>,
+}
+
+impl Segments<'_> {
+    /// The header and the claims: JSON objects without duplicate keys.
+    fn parse(&self) -> Result<(Object<'_>, Object<'_>), TokenError> {
+        let header = json::parse_object(&self.header).ok_or(TokenError::Malformed(
+            "header is not a base64url JSON object",
+        ))?;
+        let claims = json::parse_object(&self.payload).ok_or(TokenError::Malformed(
+            "payload is not a base64url JSON object",
+        ))?;
+        Ok((header, claims))
     }
 }
 
-struct Parts {
-    header: Map<String, Value>,
-    claims: Map<String, Value>,
-}
-
-/// Splits and strictly decodes a compact JWS: three canonical base64url segments, a header and a
-/// payload that are JSON objects without duplicate keys, and a decodable signature.
-fn split_token(token: &str) -> Result<Parts, TokenError> {
+/// Splits and strictly decodes a compact JWS: exactly three canonical base64url segments.
+fn split_token(token: &str) -> Result<Segments<'_>, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::Malformed("token is too large"));
     }
@@ -407,34 +861,101 @@ fn split_token(token: &str) -> Result<Parts, TokenError> {
     ) else {
         return Err(TokenError::Malformed("token does not have three segments"));
     };
-    let object = |segment: &str, what: &'static str| -> Result<Map<String, Value>, TokenError> {
-        let bytes = b64::decode(segment).ok_or(TokenError::Malformed(what))?;
-        match authz_types::parse_strict(&bytes) {
-            Ok(Value::Object(map)) => Ok(map),
-            _ => Err(TokenError::Malformed(what)),
+    Ok(Segments {
+        header: b64::decode(h).ok_or(TokenError::Malformed(
+            "header is not a base64url JSON object",
+        ))?,
+        payload: b64::decode(p).ok_or(TokenError::Malformed(
+            "payload is not a base64url JSON object",
+        ))?,
+        signing_input: &token[..h.len() + 1 + p.len()],
+        signature: b64::decode(s).ok_or(TokenError::Malformed("signature is not base64url"))?,
+    })
+}
+
+/// Refuses oversized claims: long strings (values and member names), long arrays, objects with
+/// many members, and deep nesting. Real tokens are far inside these limits; the limits keep a
+/// misbehaving issuer from pushing huge role lists into every decision and audit record.
+fn check_claim_sizes(
+    claims: &Object<'_>,
+    max_bytes: usize,
+    max_items: usize,
+) -> Result<(), TokenError> {
+    fn walk(
+        v: &Json<'_>,
+        depth: usize,
+        max_bytes: usize,
+        max_items: usize,
+    ) -> Result<(), TokenError> {
+        match v {
+            Json::Str(s) if s.len() > max_bytes => {
+                Err(TokenError::InvalidClaims("a claim string is too long"))
+            }
+            Json::Array(items) => {
+                if items.len() > max_items {
+                    return Err(TokenError::InvalidClaims(
+                        "a claim array has too many items",
+                    ));
+                }
+                if depth >= MAX_CLAIM_DEPTH {
+                    return Err(TokenError::InvalidClaims("claims are nested too deeply"));
+                }
+                items
+                    .iter()
+                    .try_for_each(|i| walk(i, depth + 1, max_bytes, max_items))
+            }
+            Json::Object(map) => {
+                if depth >= MAX_CLAIM_DEPTH {
+                    return Err(TokenError::InvalidClaims("claims are nested too deeply"));
+                }
+                walk_object(map, depth + 1, max_bytes, max_items)
+            }
+            _ => Ok(()),
         }
-    };
-    let header = object(h, "header is not a base64url JSON object")?;
-    let claims = object(p, "payload is not a base64url JSON object")?;
-    if b64::decode(s).is_none() {
-        return Err(TokenError::Malformed("signature is not base64url"));
     }
-    Ok(Parts { header, claims })
+    fn walk_object(
+        map: &Object<'_>,
+        depth: usize,
+        max_bytes: usize,
+        max_items: usize,
+    ) -> Result<(), TokenError> {
+        if map.len() > max_items {
+            return Err(TokenError::InvalidClaims(
+                "a claim object has too many members",
+            ));
+        }
+        for (name, value) in map.iter() {
+            if name.len() > max_bytes {
+                return Err(TokenError::InvalidClaims("a claim name is too long"));
+            }
+            walk(value, depth, max_bytes, max_items)?;
+        }
+        Ok(())
+    }
+    walk_object(claims, 0, max_bytes, max_items)
 }
 
 fn check_claims(
     inner: &Inner,
     issuer: &Issuer,
-    claims: &Map<String, Value>,
+    claims: &Object<'_>,
     audience: &str,
     now: i64,
-) -> Result<Principal, TokenError> {
+) -> Result<Verified, TokenError> {
+    check_claim_sizes(claims, inner.max_claim_bytes, inner.max_claim_items)?;
+    if issuer
+        .required_claims
+        .iter()
+        .any(|name| matches!(claims.get(name), None | Some(Json::Null)))
+    {
+        return Err(TokenError::InvalidClaims("a required claim is missing"));
+    }
     let subject = non_empty_string(claims, "sub", "sub is missing or not a non-empty string")?
         .ok_or(TokenError::InvalidClaims(
             "sub is missing or not a non-empty string",
         ))?;
 
-    // josekit does not require `exp`; we do, since every token must be short-lived.
+    // We require `exp`, since every token must be short-lived.
     let expires_at =
         numeric_date(claims, "exp")?.ok_or(TokenError::InvalidClaims("exp is missing"))?;
     let not_before = numeric_date(claims, "nbf")?;
@@ -458,6 +979,11 @@ fn check_claims(
         return Err(TokenError::LifetimeTooLong);
     }
 
+    // The issuer restriction first: a token from an issuer that may not speak for this resource
+    // is refused whatever its `aud` says.
+    if !issuer.audiences.is_empty() && !issuer.audiences.iter().any(|a| audience_eq(a, audience)) {
+        return Err(TokenError::WrongAudience);
+    }
     check_audience(claims.get("aud"), audience)?;
 
     let tenant = non_empty_string(
@@ -476,43 +1002,66 @@ fn check_claims(
     };
     let token_id = non_empty_string(claims, "jti", "jti is not a non-empty string")?;
 
-    Ok(Principal {
-        subject,
-        issuer: issuer.issuer.clone(),
-        tenant,
-        client_id,
-        actors: actors(claims)?,
-        scopes: scopes(claims)?,
-        roles: roles(claims, &issuer.roles_claim)?,
-        token_id,
-        expires_at,
-        issued_at,
+    // The window in which every time check above passes again; the cache answers only inside
+    // it. Without `iat`, the lifetime check passes only from `exp - max_lifetime` on.
+    let mut valid_from = i64::MIN;
+    for bound in [
+        not_before.map(|nbf| nbf.saturating_sub(leeway)),
+        issued_at.map(|iat| iat.saturating_sub(leeway)),
+        issued_at
+            .is_none()
+            .then(|| expires_at.saturating_sub(inner.max_lifetime)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        valid_from = valid_from.max(bound);
     }
-    .normalize())
+
+    Ok(Verified {
+        principal: Principal {
+            subject,
+            issuer: issuer.issuer.clone(),
+            tenant,
+            client_id,
+            actors: actors(claims)?,
+            scopes: scopes(claims)?,
+            roles: roles(claims, &issuer.roles_claim)?,
+            token_id,
+            expires_at,
+            issued_at,
+        }
+        .normalize(),
+        valid_from,
+        valid_until: expires_at.saturating_add(leeway),
+    })
 }
 
 /// An optional claim that, when present, must be a non-empty string.
 fn non_empty_string(
-    claims: &Map<String, Value>,
+    claims: &Object<'_>,
     name: &str,
     problem: &'static str,
 ) -> Result<Option<String>, TokenError> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+        Some(Json::Str(s)) if !s.is_empty() => Ok(Some(s.to_string())),
         Some(_) => Err(TokenError::InvalidClaims(problem)),
     }
 }
 
-/// An optional NumericDate claim as whole Unix seconds (fractions are truncated).
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, TokenError> {
+/// An optional NumericDate claim as whole Unix seconds (fractions are truncated). Negative
+/// values are refused: no real token predates 1970, and a negative `exp` is a parser probe.
+fn numeric_date(claims: &Object<'_>, name: &str) -> Result<Option<i64>, TokenError> {
+    const NEGATIVE: TokenError = TokenError::InvalidClaims("a time claim is negative");
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => {
+        Some(Json::Number(n)) => {
             if let Some(v) = n.as_i64() {
-                return Ok(Some(v));
+                return if v < 0 { Err(NEGATIVE) } else { Ok(Some(v)) };
             }
             match n.as_f64() {
+                Some(f) if f.is_finite() && f < 0.0 => Err(NEGATIVE),
                 // A float beyond i64 saturates, which only makes the time checks stricter.
                 Some(f) if f.is_finite() => Ok(Some(f.trunc() as i64)),
                 _ => Err(TokenError::InvalidClaims("a time claim is not a number")),
@@ -522,40 +1071,52 @@ fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, 
     }
 }
 
-/// Normalises an audience for comparison: scheme and host lowercased, one trailing slash removed.
-/// Values that are not `scheme://…` URIs are compared as they are (minus the trailing slash).
-pub(crate) fn normalize_audience(aud: &str) -> String {
+/// An audience split for comparison: one trailing slash removed, then `scheme://authority` and
+/// the rest for URIs; values that are not `scheme://…` URIs are one opaque string.
+fn split_audience(aud: &str) -> (Option<(&str, &str)>, &str) {
     let aud = aud.strip_suffix('/').unwrap_or(aud);
     match aud.split_once("://") {
         Some((scheme, rest)) => {
             let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
             let (authority, tail) = rest.split_at(end);
-            format!(
-                "{}://{}{}",
-                scheme.to_ascii_lowercase(),
-                authority.to_ascii_lowercase(),
-                tail
-            )
+            (Some((scheme, authority)), tail)
         }
-        None => aud.to_owned(),
+        None => (None, aud),
     }
 }
 
-fn check_audience(aud: Option<&Value>, expected: &str) -> Result<(), TokenError> {
-    let expected = normalize_audience(expected);
+/// Whether two audiences name the same resource: scheme and host compared case-insensitively,
+/// one trailing slash ignored, the path compared exactly. Allocation-free, since it runs for
+/// every audience of every uncached token.
+pub(crate) fn audience_eq(a: &str, b: &str) -> bool {
+    match (split_audience(a), split_audience(b)) {
+        ((Some((s1, h1)), t1), (Some((s2, h2)), t2)) => {
+            s1.eq_ignore_ascii_case(s2) && h1.eq_ignore_ascii_case(h2) && t1 == t2
+        }
+        ((None, x), (None, y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Whether an audience is empty once its trailing slash is removed (never a real resource).
+pub(crate) fn audience_is_empty(aud: &str) -> bool {
+    aud.strip_suffix('/').unwrap_or(aud).is_empty()
+}
+
+fn check_audience(aud: Option<&Json<'_>>, expected: &str) -> Result<(), TokenError> {
     // An empty expected audience would match a token with an empty `aud`; never accept that.
-    if expected.is_empty() {
+    if audience_is_empty(expected) {
         return Err(TokenError::WrongAudience);
     }
-    let matches = |v: &Value| match v {
-        Value::String(s) => Ok(normalize_audience(s) == expected),
+    let matches = |v: &Json<'_>| match v {
+        Json::Str(s) => Ok(audience_eq(s, expected)),
         _ => Err(TokenError::InvalidClaims(
             "aud is not a string or array of strings",
         )),
     };
     let found = match aud {
         None => false,
-        Some(Value::Array(values)) => {
+        Some(Json::Array(values)) => {
             let mut found = false;
             for v in values {
                 // Check every element's type, so a bad entry is refused even after a match.
@@ -573,14 +1134,14 @@ fn check_audience(aud: Option<&Value>, expected: &str) -> Result<(), TokenError>
 }
 
 /// The delegation chain of nested `act` claims (RFC 8693), outermost (current actor) first.
-fn actors(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
+fn actors(claims: &Object<'_>) -> Result<Vec<String>, TokenError> {
     let mut out = Vec::new();
     let mut current = claims.get("act");
     while let Some(act) = current {
         if out.len() == MAX_ACTOR_DEPTH {
             return Err(TokenError::InvalidClaims("act is nested too deeply"));
         }
-        let Value::Object(act) = act else {
+        let Json::Object(act) = act else {
             return Err(TokenError::InvalidClaims("act is not an object"));
         };
         let sub = non_empty_string(act, "sub", "act.sub is not a non-empty string")?
@@ -593,7 +1154,7 @@ fn actors(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
 
 /// Scopes from `scope` (a space-delimited string, RFC 9068) and `scp` (an array of strings, or a
 /// space-delimited string as some providers emit it); both are merged if both are present.
-fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
+fn scopes(claims: &Object<'_>) -> Result<Vec<String>, TokenError> {
     let split = |s: &str| -> Vec<String> {
         s.split(' ')
             .filter(|t| !t.is_empty())
@@ -603,16 +1164,16 @@ fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
     let mut out = Vec::new();
     match claims.get("scope") {
         None => {}
-        Some(Value::String(s)) => out.extend(split(s)),
+        Some(Json::Str(s)) => out.extend(split(s)),
         Some(_) => return Err(TokenError::InvalidClaims("scope is not a string")),
     }
     match claims.get("scp") {
         None => {}
-        Some(Value::String(s)) => out.extend(split(s)),
-        Some(Value::Array(values)) => {
+        Some(Json::Str(s)) => out.extend(split(s)),
+        Some(Json::Array(values)) => {
             for v in values {
                 match v {
-                    Value::String(s) if !s.is_empty() && !s.contains(' ') => out.push(s.clone()),
+                    Json::Str(s) if !s.is_empty() && !s.contains(' ') => out.push(s.to_string()),
                     _ => {
                         return Err(TokenError::InvalidClaims(
                             "scp is not an array of scope strings",
@@ -627,15 +1188,15 @@ fn scopes(claims: &Map<String, Value>) -> Result<Vec<String>, TokenError> {
 }
 
 /// Roles from the issuer's roles claim: an array of non-empty strings or one string.
-fn roles(claims: &Map<String, Value>, claim: &str) -> Result<Vec<String>, TokenError> {
+fn roles(claims: &Object<'_>, claim: &str) -> Result<Vec<String>, TokenError> {
     const PROBLEM: &str = "roles claim is not a string or array of non-empty strings";
     match claims.get(claim) {
         None => Ok(Vec::new()),
-        Some(Value::String(s)) if !s.is_empty() => Ok(vec![s.clone()]),
-        Some(Value::Array(values)) => values
+        Some(Json::Str(s)) if !s.is_empty() => Ok(vec![s.to_string()]),
+        Some(Json::Array(values)) => values
             .iter()
             .map(|v| match v {
-                Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                Json::Str(s) if !s.is_empty() => Ok(s.to_string()),
                 _ => Err(TokenError::InvalidClaims(PROBLEM)),
             })
             .collect(),
@@ -648,36 +1209,53 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn obj(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
+    /// Runs `f` on the strict borrowed parse of `v` (which must be an object).
+    fn with_obj<R>(v: Value, f: impl FnOnce(&Object<'_>) -> R) -> R {
+        let text = v.to_string();
+        let obj = json::parse_object(text.as_bytes()).expect("object");
+        f(&obj)
+    }
+
+    /// Runs `check_audience` on the `aud` value `v`.
+    fn check_aud(v: &Value, expected: &str) -> Result<(), TokenError> {
+        with_obj(json!({ "aud": v }), |o| {
+            check_audience(o.get("aud"), expected)
+        })
     }
 
     #[test]
-    fn audience_normalisation() {
-        assert_eq!(
-            normalize_audience("HTTPS://Gw.Example:8443/mcp/Tickets/"),
-            "https://gw.example:8443/mcp/Tickets"
-        );
-        assert_eq!(normalize_audience("https://h/"), "https://h");
-        assert_eq!(normalize_audience("urn:Thing/"), "urn:Thing");
-        // Only one trailing slash is removed and the path keeps its case.
-        assert_eq!(normalize_audience("https://h/A//"), "https://h/A/");
+    fn audience_comparison() {
+        for (a, b) in [
+            (
+                "HTTPS://Gw.Example:8443/mcp/Tickets/",
+                "https://gw.example:8443/mcp/Tickets",
+            ),
+            ("https://h/", "https://h"),
+            ("urn:Thing/", "urn:Thing"),
+            ("https://h/A//", "https://h/A//"),
+        ] {
+            assert!(audience_eq(a, b), "{a} {b}");
+            assert!(audience_eq(b, a), "{b} {a}");
+        }
+        for (a, b) in [
+            ("https://h/A", "https://h/a"),
+            // Only one trailing slash is ignored on each side.
+            ("https://h/A//", "https://h/A"),
+            ("https://h/A//", "https://h/A/"),
+            ("urn:thing", "urn:Thing"),
+            ("https://h", "http://h"),
+            ("https://h", "h"),
+        ] {
+            assert!(!audience_eq(a, b), "{a} {b}");
+        }
+        assert!(audience_is_empty("/") && audience_is_empty("") && !audience_is_empty("x"));
     }
 
     #[test]
     fn audience_matching() {
         let want = "https://gw.example/mcp/tickets";
-        assert!(check_audience(Some(&json!("HTTPS://GW.example/mcp/tickets/")), want).is_ok());
-        assert!(
-            check_audience(
-                Some(&json!(["other", "https://gw.example/mcp/tickets"])),
-                want
-            )
-            .is_ok()
-        );
+        assert!(check_aud(&json!("HTTPS://GW.example/mcp/tickets/"), want).is_ok());
+        assert!(check_aud(&json!(["other", "https://gw.example/mcp/tickets"]), want).is_ok());
         for (aud, code) in [
             (
                 json!("https://gw.example/mcp/other"),
@@ -696,21 +1274,19 @@ mod tests {
             (json!(7), ReasonCode::TokenInvalidClaims),
             (json!([want, 7]), ReasonCode::TokenInvalidClaims),
         ] {
-            let err = check_audience(Some(&aud), want).expect_err("refused");
+            let err = check_aud(&aud, want).expect_err("refused");
             assert_eq!(err.reason(), code, "{aud}");
         }
         assert_eq!(check_audience(None, want), Err(TokenError::WrongAudience));
-        assert_eq!(
-            check_audience(Some(&json!("")), ""),
-            Err(TokenError::WrongAudience)
-        );
+        assert_eq!(check_aud(&json!(""), ""), Err(TokenError::WrongAudience));
+        assert_eq!(check_aud(&json!("/"), "/"), Err(TokenError::WrongAudience));
     }
 
     #[test]
     fn actors_walk_outermost_first_and_are_bounded() {
-        let c = obj(json!({"act": {"sub": "agent", "act": {"sub": "orchestrator"}}}));
+        let c = json!({"act": {"sub": "agent", "act": {"sub": "orchestrator"}}});
         assert_eq!(
-            actors(&c),
+            with_obj(c, actors),
             Ok(vec!["agent".to_owned(), "orchestrator".to_owned()])
         );
         let mut deep = json!({"sub": "a8"});
@@ -718,7 +1294,7 @@ mod tests {
             deep = json!({"sub": format!("a{i}"), "act": deep});
         }
         assert_eq!(
-            actors(&obj(json!({ "act": deep }))),
+            with_obj(json!({ "act": deep }), actors),
             Err(TokenError::InvalidClaims("act is nested too deeply"))
         );
         for bad in [
@@ -726,46 +1302,58 @@ mod tests {
             json!({"act": {}}),
             json!({"act": {"sub": 1}}),
         ] {
-            assert!(actors(&obj(bad)).is_err());
+            assert!(with_obj(bad, actors).is_err());
         }
     }
 
     #[test]
     fn scopes_and_roles_shapes() {
-        let c = obj(json!({"scope": "a  b", "scp": ["c"], "roles": "admin"}));
-        assert_eq!(scopes(&c), Ok(vec!["a".into(), "b".into(), "c".into()]));
-        assert_eq!(roles(&c, "roles"), Ok(vec!["admin".into()]));
+        let c = json!({"scope": "a  b", "scp": ["c"], "roles": "admin"});
+        assert_eq!(
+            with_obj(c.clone(), scopes),
+            Ok(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(with_obj(c, |o| roles(o, "roles")), Ok(vec!["admin".into()]));
         for bad in [
             json!({"scope": ["a"]}),
             json!({"scp": [1]}),
             json!({"scp": 1}),
             json!({"scp": ["a b"]}),
         ] {
-            assert!(scopes(&obj(bad)).is_err());
+            assert!(with_obj(bad, scopes).is_err());
         }
         for bad in [
             json!({"roles": 1}),
             json!({"roles": [""]}),
             json!({"roles": [true]}),
         ] {
-            assert!(roles(&obj(bad), "roles").is_err());
+            assert!(with_obj(bad, |o| roles(o, "roles")).is_err());
         }
     }
 
     #[test]
-    fn numeric_dates_accept_integers_and_finite_floats() {
-        let c = obj(json!({"a": 10, "b": 10.9, "c": "10"}));
-        assert_eq!(numeric_date(&c, "a"), Ok(Some(10)));
-        assert_eq!(numeric_date(&c, "b"), Ok(Some(10)));
-        assert!(numeric_date(&c, "c").is_err());
-        assert_eq!(numeric_date(&c, "d"), Ok(None));
+    fn numeric_dates_accept_non_negative_integers_and_finite_floats() {
+        let c = json!({"a": 10, "b": 10.9, "c": "10", "n": -1, "f": -0.5});
+        with_obj(c, |c| {
+            assert_eq!(numeric_date(c, "a"), Ok(Some(10)));
+            assert_eq!(numeric_date(c, "b"), Ok(Some(10)));
+            assert!(numeric_date(c, "c").is_err());
+            assert!(numeric_date(c, "n").is_err());
+            assert!(numeric_date(c, "f").is_err());
+            assert_eq!(numeric_date(c, "d"), Ok(None));
+        });
     }
 
     #[test]
     fn split_token_is_strict() {
+        let parse = |t: &str| split_token(t).and_then(|s| s.parse().map(|_| ()));
         let h = b64::encode(br#"{"alg":"ES256"}"#);
         let p = b64::encode(br#"{"sub":"a"}"#);
-        assert!(split_token(&format!("{h}.{p}.")).is_ok());
+        assert!(parse(&format!("{h}.{p}.")).is_ok());
+        let token = format!("{h}.{p}.AAAA");
+        let segments = split_token(&token).expect("segments");
+        assert_eq!(segments.signing_input, format!("{h}.{p}"));
+        assert_eq!(segments.signature, vec![0, 0, 0]);
         for bad in [
             format!("{h}.{p}"),
             format!("{h}.{p}.x.y"),
@@ -777,10 +1365,53 @@ mod tests {
             "a".repeat(MAX_TOKEN_BYTES + 1),
         ] {
             assert!(
-                matches!(split_token(&bad), Err(TokenError::Malformed(_))),
+                matches!(parse(&bad), Err(TokenError::Malformed(_))),
                 "{bad:.60}"
             );
         }
+    }
+
+    #[test]
+    fn kids_typ_and_claim_sizes() {
+        for ok in ["k1", "a-b_c.d~e+f/g=h:i", &"k".repeat(MAX_KID_LEN)] {
+            assert!(kid_is_safe(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "' OR 1=1 --",
+            "k 1",
+            "k\u{0}",
+            "ké",
+            &"k".repeat(MAX_KID_LEN + 1),
+        ] {
+            assert!(!kid_is_safe(bad), "{bad:.20}");
+        }
+        let typ = |v: Value| with_obj(json!({ "typ": v }), |o| typ_is_at_jwt(o.get("typ")));
+        assert!(typ(json!("at+JWT")) && typ(json!("APPLICATION/at+jwt")));
+        assert!(!typ(json!("jwt")) && !typ(json!(1)) && !typ(json!("application/")));
+        let sizes = |v: Value| with_obj(v, |o| check_claim_sizes(o, 8, 3));
+        assert!(sizes(json!({"a": "12345678", "b": [1, 2, 3], "c": {"x": 1}})).is_ok());
+        for bad in [
+            json!({"a": "123456789"}),
+            json!({"a": [1, 2, 3, 4]}),
+            json!({"a": {"w": 1, "x": 1, "y": 1, "z": 1}}),
+            json!({"a": 1, "b": 2, "c": 3, "d": 4}),
+            json!({"abcdefghi": 1}),
+            json!({"a": [["123456789"]]}),
+        ] {
+            assert!(sizes(bad.clone()).is_err(), "{bad}");
+        }
+        // A claim value may nest MAX_CLAIM_DEPTH objects deep, not one more.
+        let nested = |levels: usize| {
+            let mut v = json!(1);
+            for _ in 0..levels {
+                v = json!({ "d": v });
+            }
+            with_obj(v, |o| check_claim_sizes(o, 8, 3))
+        };
+        assert!(nested(MAX_CLAIM_DEPTH + 1).is_ok());
+        assert!(nested(MAX_CLAIM_DEPTH + 2).is_err());
     }
 
     #[test]
@@ -796,6 +1427,7 @@ mod tests {
             TokenError::WrongAudience,
             TokenError::InvalidClaims("x"),
             TokenError::LifetimeTooLong,
+            TokenError::Revoked,
         ];
         let reasons: std::collections::HashSet<_> = all.iter().map(TokenError::reason).collect();
         assert_eq!(reasons.len(), all.len());

@@ -33,7 +33,8 @@ fn serde_defaults_and_unknown_fields() {
 
     for bad in [
         json!({"issuers": [], "leeway": 1}),
-        json!({"issuers": [{"issuer": ISSUER, "jwks_file": "/x", "jwks_url": "https://x"}]}),
+        json!({"issuers": [{"issuer": ISSUER, "jwks_uri": "https://x"}]}),
+        json!({"issuers": [{"issuer": ISSUER, "jwks_url": "https://x", "jwks_fetch": {"ttl": 1}}]}),
     ] {
         assert!(serde_json::from_value::<VerifierConfig>(bad).is_err());
     }
@@ -191,4 +192,52 @@ fn keys_outside_the_allow_list_are_skipped_not_trusted() {
         debug.contains("\"rs\"") && !debug.contains("\"es\""),
         "{debug}"
     );
+}
+
+#[test]
+fn new_fields_have_defaults_and_key_sources_are_exclusive() {
+    let cfg: VerifierConfig = serde_json::from_value(json!({
+        "issuers": [{"issuer": ISSUER, "jwks_url": "https://idp.example/jwks"}]
+    }))
+    .expect("config");
+    assert_eq!(cfg.max_claim_bytes, 4096);
+    assert_eq!(cfg.max_claim_items, 256);
+    assert_eq!(cfg.cache_capacity, 10_000);
+    let ic = &cfg.issuers[0];
+    assert_eq!(
+        ic,
+        &IssuerConfig::with_jwks_url(ISSUER, "https://idp.example/jwks")
+    );
+    assert_eq!(ic.jwks_fetch, authz_token::JwksFetchConfig::default());
+    assert!(!ic.jwks_fetch.allow_http && !ic.require_typ_at_jwt);
+    assert!(ic.audiences.is_empty() && ic.required_claims.is_empty());
+
+    let (_dir, path) = jwks_dir(KeyAlgorithm::Es256);
+    let inline: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    for issuer in [
+        json!({"issuer": ISSUER}),
+        json!({"issuer": ISSUER, "jwks_file": path, "jwks": inline}),
+        json!({"issuer": ISSUER, "jwks_file": path, "jwks_url": "https://idp.example/jwks"}),
+    ] {
+        let err = from_json(json!({ "issuers": [issuer] })).expect_err("refused");
+        assert!(matches!(err, Error::KeySource { .. }), "{err}");
+    }
+    assert!(from_json(json!({"issuers": [{"issuer": ISSUER, "jwks": inline}]})).is_ok());
+    let err = from_json(json!({"issuers": [{"issuer": ISSUER, "jwks": {"keys": []}}]}))
+        .expect_err("no keys");
+    assert!(matches!(err, Error::NoUsableKeys { .. }), "{err}");
+    for (field, value) in [("max_claim_bytes", json!(0)), ("max_claim_items", json!(0))] {
+        let mut doc = json!({"issuers": [{"issuer": ISSUER, "jwks_file": path}]});
+        doc[field] = value;
+        assert!(
+            matches!(from_json(doc), Err(Error::InvalidConfig { .. })),
+            "{field}"
+        );
+    }
+    let err = from_json(
+        json!({"issuers": [{"issuer": ISSUER, "jwks_file": path, "required_claims": [""]}]}),
+    )
+    .expect_err("empty claim name");
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
 }

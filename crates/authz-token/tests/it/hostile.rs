@@ -193,6 +193,51 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
             TokenUnknownKey,
         ),
         (
+            "kid with a path",
+            raw_token(
+                r#"{"alg":"ES256","kid":"../../etc/passwd"}"#,
+                &valid_claims,
+                Some(es.as_ref()),
+            ),
+            TokenUnknownKey,
+        ),
+        (
+            "kid with SQL",
+            raw_token(
+                r#"{"alg":"ES256","kid":"' OR 1=1 --"}"#,
+                &valid_claims,
+                Some(es.as_ref()),
+            ),
+            TokenUnknownKey,
+        ),
+        (
+            "kid with a NUL and a newline",
+            raw_token(
+                r#"{"alg":"ES256","kid":"es-1\u0000\n"}"#,
+                &valid_claims,
+                Some(es.as_ref()),
+            ),
+            TokenUnknownKey,
+        ),
+        (
+            "kid of 257 characters",
+            raw_token(
+                &json!({"alg": "ES256", "kid": "k".repeat(257)}).to_string(),
+                &valid_claims,
+                Some(es.as_ref()),
+            ),
+            TokenUnknownKey,
+        ),
+        (
+            "empty kid",
+            raw_token(
+                r#"{"alg":"ES256","kid":""}"#,
+                &valid_claims,
+                Some(es.as_ref()),
+            ),
+            TokenUnknownKey,
+        ),
+        (
             "jku to the attacker's JWKS",
             raw_token(
                 r#"{"alg":"ES256","kid":"attacker","jku":"https://evil.example/jwks.json"}"#,
@@ -496,6 +541,48 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
         (
             "aud as a number",
             raw_token(es_header, &claims(json!({"aud": 1})), Some(es.as_ref())),
+            TokenInvalidClaims,
+        ),
+        // Claim sizes.
+        (
+            "a claim string over 4 KiB",
+            raw_token(
+                es_header,
+                &claims(json!({"note": "x".repeat(4097)})),
+                Some(es.as_ref()),
+            ),
+            TokenInvalidClaims,
+        ),
+        (
+            "a roles array of 257 items",
+            raw_token(
+                es_header,
+                &claims(json!({"roles": (0..257).map(|i| format!("r{i}")).collect::<Vec<_>>()})),
+                Some(es.as_ref()),
+            ),
+            TokenInvalidClaims,
+        ),
+        (
+            "an oversized claim name",
+            raw_token(
+                es_header,
+                &claims(json!({ "n".repeat(4097): 1 })),
+                Some(es.as_ref()),
+            ),
+            TokenInvalidClaims,
+        ),
+        (
+            "claims nested 20 deep",
+            raw_token(
+                es_header,
+                &claims(json!({"deep": (0..20).fold(json!(1), |v, _| json!([v]))})),
+                Some(es.as_ref()),
+            ),
+            TokenInvalidClaims,
+        ),
+        (
+            "negative iat",
+            raw_token(es_header, &claims(json!({"iat": -1})), Some(es.as_ref())),
             TokenInvalidClaims,
         ),
         // Mapped claims with the wrong shape.

@@ -170,3 +170,170 @@ pub fn b64(input: &[u8]) -> String {
     }
     out
 }
+
+/// Polls `check` every 20 ms until it returns true, panicking with `what` after `deadline`.
+pub async fn eventually(
+    what: &str,
+    deadline: std::time::Duration,
+    mut check: impl FnMut() -> bool,
+) {
+    let end = std::time::Instant::now() + deadline;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// What the loopback JWKS server answers; tests change it while the server runs.
+#[derive(Debug, Clone)]
+pub struct JwksReply {
+    pub status: u16,
+    pub body: String,
+    pub cache_control: Option<String>,
+    /// A `Location` to redirect to (with status 302) instead of answering.
+    pub redirect_to: Option<String>,
+}
+
+/// A JWKS endpoint served over loopback by the test itself, counting the requests it gets.
+pub struct JwksServer {
+    pub base: String,
+    reply: std::sync::Arc<std::sync::Mutex<JwksReply>>,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JwksServer {
+    pub async fn start(body: &str, cache_control: Option<&str>) -> Self {
+        use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+        use std::sync::atomic::Ordering;
+
+        let reply = std::sync::Arc::new(std::sync::Mutex::new(JwksReply {
+            status: 200,
+            body: body.to_owned(),
+            cache_control: cache_control.map(str::to_owned),
+            redirect_to: None,
+        }));
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // `/jwks` answers as `reply` says (possibly redirecting); `/moved/jwks` never redirects.
+        let handler = |may_redirect: bool| {
+            let (r, h) = (reply.clone(), hits.clone());
+            move || {
+                let (r, h) = (r.clone(), h.clone());
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let reply = r.lock().expect("lock").clone();
+                    let mut headers = HeaderMap::new();
+                    headers.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    if let Some(cc) = &reply.cache_control {
+                        headers.insert(
+                            header::CACHE_CONTROL,
+                            HeaderValue::from_str(cc).expect("cc"),
+                        );
+                    }
+                    if let Some(to) = reply.redirect_to.as_deref().filter(|_| may_redirect) {
+                        headers.insert(
+                            header::LOCATION,
+                            HeaderValue::from_str(to).expect("location"),
+                        );
+                        return (StatusCode::FOUND, headers, String::new());
+                    }
+                    (
+                        StatusCode::from_u16(reply.status).expect("status"),
+                        headers,
+                        reply.body,
+                    )
+                }
+            }
+        };
+        let app = axum::Router::new()
+            .route("/jwks", axum::routing::get(handler(true)))
+            .route("/moved/jwks", axum::routing::get(handler(false)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        Self {
+            base,
+            reply,
+            hits,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/jwks", self.base)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn set(&self, change: impl FnOnce(&mut JwksReply)) {
+        change(&mut self.reply.lock().expect("lock"));
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A fresh Postgres database for one test, dropped by [`TestDb::drop_db`]; `None` (after printing
+/// the skip line) when `DATABASE_URL` is not set.
+pub struct TestDb {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("DATABASE_URL") else {
+            println!("skipped: DATABASE_URL not set (run cargo xtask test)");
+            return None;
+        };
+        let name = format!("authz_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&admin_url)
+            .await
+            .expect("connect admin");
+        // The name is generated above from a UUID, so it is safe to splice in.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        admin.close().await;
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("DATABASE_URL has no database part"),
+        };
+        Some(Self {
+            url,
+            admin_url,
+            name,
+        })
+    }
+
+    pub async fn drop_db(self) {
+        let admin = sqlx::PgPool::connect(&self.admin_url)
+            .await
+            .expect("connect admin");
+        // FORCE ends the connections a follower may still hold.
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+    }
+}
