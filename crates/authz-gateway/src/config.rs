@@ -68,6 +68,41 @@ pub struct RawConfig {
     pub upstreams: Vec<RawUpstream>,
     #[serde(default)]
     pub telemetry: Telemetry,
+    #[serde(default)]
+    pub revocation: RawRevocation,
+    pub token_exchange: Option<RawTokenExchange>,
+}
+
+/// Where token revocations live (shared by every replica).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    /// Default: the audit database.
+    pub database_url: Option<String>,
+    /// How often the revision is polled besides Postgres notifications; default 500 ms.
+    pub poll_interval_ms: Option<u64>,
+}
+
+/// RFC 8693 token exchange at `POST /token`: short-lived, narrower tokens signed by the gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenExchange {
+    /// `iss` of exchanged tokens; default `<public_url>/`.
+    pub issuer: Option<String>,
+    /// The gateway's private signing key (JWK), e.g. from `authzctl keys generate`.
+    pub signing_key_file: PathBuf,
+    /// The matching public JWKS; the gateway trusts its own tokens through it.
+    pub jwks_file: PathBuf,
+    /// Longest lifetime of an exchanged token; default 300 s.
+    pub max_ttl_secs: Option<i64>,
+}
+
+/// Validated token exchange settings.
+#[derive(Debug, Clone)]
+pub struct TokenExchange {
+    pub issuer: String,
+    pub signing_key_file: PathBuf,
+    pub max_ttl_secs: i64,
 }
 
 /// Opt-in OpenTelemetry export.
@@ -276,6 +311,9 @@ pub struct Config {
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
     pub upstreams: Vec<Upstream>,
     pub telemetry: Telemetry,
+    pub revocation_database_url: String,
+    pub revocation_poll_interval: std::time::Duration,
+    pub token_exchange: Option<TokenExchange>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -632,6 +670,53 @@ impl Config {
             });
         }
 
+        let revocation_database_url = raw
+            .revocation
+            .database_url
+            .clone()
+            .unwrap_or_else(|| audit_database_url.clone());
+        let revocation_poll_ms = raw.revocation.poll_interval_ms.unwrap_or(500);
+        if !(10..=60_000).contains(&revocation_poll_ms) {
+            return Err(ConfigError::new(
+                "revocation.poll_interval_ms",
+                format!("{revocation_poll_ms} is out of range"),
+                "10 ms to 60 s",
+            ));
+        }
+        let mut auth = auth;
+        let token_exchange = match raw.token_exchange {
+            None => None,
+            Some(t) => {
+                let issuer = t.issuer.unwrap_or_else(|| format!("{public_url}/"));
+                let max_ttl_secs = t.max_ttl_secs.unwrap_or(300);
+                if !(1..=3600).contains(&max_ttl_secs) {
+                    return Err(ConfigError::new(
+                        "token_exchange.max_ttl_secs",
+                        format!("{max_ttl_secs} is out of range"),
+                        "1..=3600 seconds; exchanged tokens are meant to be short-lived",
+                    ));
+                }
+                if auth.issuers.iter().any(|i| i.issuer == issuer) {
+                    return Err(ConfigError::new(
+                        "token_exchange.issuer",
+                        format!("`{issuer}` is also an [[auth.issuers]] entry"),
+                        "the gateway's own issuer is added automatically; give it its own name",
+                    ));
+                }
+                // The gateway trusts its own tokens, for its own routes only, and only as
+                // access tokens (`typ: at+jwt`).
+                let mut own = authz_token::IssuerConfig::new(issuer.clone(), t.jwks_file);
+                own.audiences = upstreams.iter().map(|u| u.resource.clone()).collect();
+                own.require_typ_at_jwt = true;
+                auth.issuers.push(own);
+                Some(TokenExchange {
+                    issuer,
+                    signing_key_file: t.signing_key_file,
+                    max_ttl_secs,
+                })
+            }
+        };
+
         Ok(Config {
             listen,
             public_url,
@@ -648,6 +733,9 @@ impl Config {
             scope_hierarchy: raw.scope_hierarchy,
             upstreams,
             telemetry: raw.telemetry,
+            revocation_database_url,
+            revocation_poll_interval: std::time::Duration::from_millis(revocation_poll_ms),
+            token_exchange,
         })
     }
 }

@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+mod exchange;
 pub mod filter;
 pub mod limits;
 mod proxy;
@@ -136,6 +137,10 @@ impl Metrics {
 pub struct App {
     pub config: Config,
     pub verifier: authz_token::Verifier,
+    /// Keeps the revocation list current for the life of the gateway.
+    pub revocation_follower: authz_token::RevocationFollower,
+    /// Signs exchanged tokens (`POST /token`), when token exchange is configured.
+    pub exchange_signer: Option<authz_token::Signer>,
     pub rbac: authz_rbac::Rbac,
     /// Keeps the policy watcher running for the life of the gateway.
     pub policy_watch: authz_rbac::WatchHandle,
@@ -158,8 +163,31 @@ impl App {
     /// Loads keys, policies and the audit store. Any failure stops start-up: the gateway never
     /// serves without all three.
     pub async fn new(config: Config) -> anyhow::Result<Arc<App>> {
-        let verifier = authz_token::Verifier::from_config(&config.verifier)
+        let verifier = authz_token::Verifier::load(&config.verifier)
+            .await
             .context("loading token verification keys")?;
+        // Revocations are shared by every replica through the SQL store and followed here
+        // (notifications on Postgres, polling always), so a revoke is seen within a second.
+        let revocation_store =
+            authz_token::RevocationStore::connect(&config.revocation_database_url)
+                .await
+                .context("connecting to the revocation store")?;
+        let (revocations, revocation_follower) = authz_token::RevocationList::follow(
+            revocation_store,
+            authz_token::FollowOptions {
+                poll_interval: config.revocation_poll_interval,
+                listen: true,
+            },
+        )
+        .await
+        .context("loading token revocations")?;
+        let verifier = verifier.with_revocations(revocations);
+        let exchange_signer = config
+            .token_exchange
+            .as_ref()
+            .map(|t| authz_token::Signer::from_private_jwk_file(&t.signing_key_file))
+            .transpose()
+            .context("loading the token exchange signing key")?;
         // A rule naming an upstream this gateway does not route to can never match: refuse it.
         let lint = authz_rbac::LintConfig {
             upstreams: Some(config.upstreams.iter().map(|u| u.name.clone()).collect()),
@@ -233,6 +261,8 @@ impl App {
             upstreams,
             metrics: Metrics::default(),
             verifier,
+            revocation_follower,
+            exchange_signer,
             rbac,
             policy_watch,
             audit,
@@ -267,6 +297,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/.well-known/oauth-protected-resource",
             get(root_resource_metadata),
         )
+        .route("/token", axum::routing::post(exchange::token))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

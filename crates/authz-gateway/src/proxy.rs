@@ -211,8 +211,8 @@ async fn authenticate(
             ReasonCode::TokenMalformed,
             Some("the Authorization header must be `Bearer <token>`"),
         )),
-        (Some(_), Some(t)) => match app.verifier.verify(t, &up.resource) {
-            Ok(p) => return Ok(p),
+        (Some(_), Some(t)) => match app.verifier.verify_refreshing(t, &up.resource).await {
+            Ok(p) => return Ok(Arc::unwrap_or_clone(p)),
             Err(e) => Some((e.reason(), Some(e.description()))),
         },
     };

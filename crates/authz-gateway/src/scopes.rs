@@ -55,6 +55,17 @@ impl ScopePolicy {
             .map_or(&[], |r| r.require.as_slice())
     }
 
+    /// The scopes held plus every scope they imply, sorted and deduplicated.
+    pub fn expand(&self, scopes: &[String]) -> Vec<String> {
+        let mut out: BTreeSet<String> = scopes.iter().cloned().collect();
+        for s in scopes {
+            if let Some(implied) = self.implied.get(s) {
+                out.extend(implied.iter().cloned());
+            }
+        }
+        out.into_iter().collect()
+    }
+
     /// The required scopes the principal lacks, honouring the hierarchy.
     pub fn missing(&self, principal: &Principal, required: &[String]) -> Vec<String> {
         required

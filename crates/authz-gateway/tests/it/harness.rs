@@ -100,6 +100,8 @@ pub struct Options {
     pub policy_file: Option<PathBuf>,
     /// Read policies from this SQL store instead of the repository's CSV files.
     pub policy_database_url: Option<String>,
+    /// Enable `POST /token` with a fresh gateway signing key.
+    pub token_exchange: bool,
     /// `audit.mode` (`durable` unless set).
     pub audit_mode: Option<&'static str>,
     /// Forward to this URL instead of the demo upstream.
@@ -164,6 +166,8 @@ poll_interval_ms = 200
 database_url = "{audit_url}"
 {audit_mode}
 
+{token_exchange}
+
 [scope_hierarchy]
 "tickets:write" = ["tickets:read"]
 
@@ -188,6 +192,21 @@ scopes = [
                     .unwrap_or_else(|| repo_path("policies/policy.csv"))
                     .display()
             ),
+        },
+        token_exchange = if opts.token_exchange {
+            let k =
+                authz_token::generate_key_pair(KeyAlgorithm::Es256, "gateway-key").expect("keys");
+            let private = dir.path().join("gateway-key.jwk");
+            let public = dir.path().join("gateway-jwks.json");
+            std::fs::write(&private, &k.private_jwk).expect("write key");
+            std::fs::write(&public, &k.public_jwks).expect("write jwks");
+            format!(
+                "[token_exchange]\nsigning_key_file = \"{}\"\njwks_file = \"{}\"\nmax_ttl_secs = 300\n",
+                private.display(),
+                public.display()
+            )
+        } else {
+            String::new()
         },
         audit_mode = opts
             .audit_mode

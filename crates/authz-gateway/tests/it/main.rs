@@ -3,6 +3,7 @@
 
 mod binary;
 mod crash;
+mod exchange;
 mod harness;
 mod live_policy;
 mod peers;
