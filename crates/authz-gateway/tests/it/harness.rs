@@ -31,6 +31,10 @@ pub struct Env {
     pub route: String,
     pub upstream: DemoUpstream,
     pub signer: Signer,
+    /// The private JWK behind `signer`, for hand-built tokens.
+    pub private_jwk: String,
+    /// The public JWKS file the gateway trusts.
+    pub jwks_path: PathBuf,
     /// A key the gateway does not trust, for forged tokens.
     pub attacker: Signer,
     pub audit: AuditStore,
@@ -259,6 +263,8 @@ scopes = [
         base,
         upstream,
         signer,
+        private_jwk: keys.private_jwk.clone(),
+        jwks_path: jwks.clone(),
         attacker,
         audit,
         audit_url,

@@ -5,6 +5,7 @@ mod binary;
 mod crash;
 mod exchange;
 mod harness;
+mod hostile;
 mod live_policy;
 mod peers;
 mod pipeline;
