@@ -3,6 +3,7 @@
 
 mod binary;
 mod crash;
+mod differential;
 mod exchange;
 mod harness;
 mod hostile;

@@ -1,0 +1,176 @@
+//! No parser gaps: messages crafted to be read differently by a lenient parser never reach the
+//! upstream, and what is authorized is what is forwarded. Plus the transports we claim.
+
+use authz_types::ReasonCode;
+use serde_json::Value;
+
+use crate::harness::{self, AuditBackend};
+
+#[tokio::test]
+async fn ambiguous_or_disguised_messages_never_reach_the_upstream() {
+    let env = harness::start(AuditBackend::Sqlite).await;
+    // A reader: may call get_ticket, never delete_ticket.
+    let reader = env.token(
+        "rita",
+        &["ticket-reader"],
+        &["tickets:read", "tickets:write"],
+    );
+    let cases: &[(&str, &str, u16)] = &[
+        // Last-wins parsers would see delete_ticket; first-wins would see get_ticket.
+        (
+            "duplicate name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket","name":"delete_ticket"}}"#,
+            400,
+        ),
+        (
+            "duplicate params",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket"},"params":{"name":"delete_ticket"}}"#,
+            400,
+        ),
+        (
+            "duplicate method",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call","params":{"name":"delete_ticket"}}"#,
+            400,
+        ),
+        (
+            "escaped duplicate key",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket","\u006eame":"delete_ticket"}}"#,
+            400,
+        ),
+        // Escapes decode to the same method and name the upstream will see: classified as such.
+        (
+            "escaped method and name",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools\u002fcall","params":{"name":"delete\u005fticket"}}"#,
+            403,
+        ),
+        // Case variants are other methods: unknown, refused.
+        (
+            "method case variant",
+            r#"{"jsonrpc":"2.0","id":1,"method":"Tools/Call","params":{"name":"delete_ticket"}}"#,
+            403,
+        ),
+        (
+            "lone surrogate",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket","x":"\ud800"}}"#,
+            400,
+        ),
+        (
+            "invalid number",
+            r#"{"jsonrpc":"2.0","id":01,"method":"tools/call","params":{"name":"get_ticket"}}"#,
+            400,
+        ),
+        (
+            "batch",
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_ticket"}}]"#,
+            400,
+        ),
+        (
+            "trailing second message",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_ticket"}}"#,
+            400,
+        ),
+    ];
+    for (name, body, status) in cases {
+        let resp = env.post(Some(&reader), &[], body).await;
+        assert_eq!(resp.status().as_u16(), *status, "{name}");
+        let records = env.records_for(&resp).await;
+        assert_eq!(records.len(), 1, "{name}: one record");
+        let expected = match status {
+            400 => ReasonCode::MalformedRequest,
+            _ if name.contains("case") => ReasonCode::UnknownMethod,
+            _ => ReasonCode::NoMatchingRule,
+        };
+        assert_eq!(records[0].reason, expected, "{name}");
+    }
+    // Invalid UTF-8 in a string.
+    let mut bytes =
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket","x":""#
+            .to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe]);
+    bytes.extend_from_slice(br#""}}"#);
+    let resp = env
+        .http
+        .post(&env.route)
+        .bearer_auth(&reader)
+        .header("content-type", "application/json")
+        .header("accept", harness::ACCEPT_BOTH)
+        .body(bytes)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400, "invalid UTF-8");
+    assert!(
+        env.upstream.log.tool_calls().is_empty(),
+        "nothing ambiguous reached the upstream"
+    );
+    assert_eq!(env.upstream.log.request_count(), 0);
+}
+
+#[tokio::test]
+async fn clients_may_speak_http2() {
+    let env = harness::start(AuditBackend::Sqlite).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    let resp = h2
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp/tickets",
+            env.base
+        ))
+        .send()
+        .await
+        .expect("h2c");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let v: Value = resp.json().await.expect("json");
+    assert_eq!(v["resource"], Value::String(env.route.clone()));
+}
+
+#[tokio::test]
+async fn an_upstream_answering_garbage_to_a_list_is_a_502() {
+    // An upstream that answers every POST with a broken JSON body.
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|| async {
+            (
+                [("content-type", "application/json")],
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[",
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            upstream_url: Some(format!("http://{addr}/mcp")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let resp = env
+        .post(
+            Some(&admin),
+            &[],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        )
+        .await;
+    assert_eq!(
+        resp.status(),
+        502,
+        "an unreadable list is never passed on unfiltered"
+    );
+    let v: Value = resp.json().await.expect("json error body");
+    assert_eq!(v["error"]["data"]["reason"], "upstream_invalid");
+    let health = env
+        .http
+        .get(format!("{}/healthz", env.base))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200, "the gateway stays up");
+}
