@@ -39,6 +39,11 @@ pub const SUPPORTED_VERSIONS: &[&str] = &[
 /// The first version with standard `Mcp-Method`/`Mcp-Name` headers and no sessions.
 const STATELESS_VERSION: &str = "2026-07-28";
 
+/// Largest total size of request header names and values accepted.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most request headers accepted.
+const MAX_HEADERS: usize = 100;
+
 /// Request headers passed upstream. Everything else — above all `Authorization` — is dropped.
 const FORWARDED_REQUEST_HEADERS: &[&str] = &[
     "content-type",
@@ -146,6 +151,29 @@ async fn pipeline(
         .get("mcp-protocol-version")
         .map(|v| v.to_str().unwrap_or(""))
         .map(str::to_owned);
+
+    // Oversized header sets are refused before any parsing (431), and recorded.
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES || headers.len() > MAX_HEADERS {
+        let mut rec = AuditRecord::unauthenticated(
+            &ctx.request_id,
+            &ctx.upstream.name,
+            method.as_str(),
+            ReasonCode::LimitExceeded,
+            431,
+        );
+        rec.session_id = ctx.session_id.clone();
+        record(app, rec).await?;
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request headers are too large",
+            -32600,
+        ));
+    }
 
     // Authenticate before looking at anything the caller sent.
     let principal = authenticate(app, ctx, &headers, method.as_str()).await?;
@@ -285,16 +313,25 @@ async fn post(
             -32600,
         ));
     }
-    let bytes = axum::body::to_bytes(body, app.config.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
+    let bytes = match axum::body::to_bytes(body, app.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            // Refused before it could be classified: recorded against the caller all the same.
+            let op = Operation::new(Method::Unknown("(too large)".into()), Target::None);
+            let decision = Decision::deny(ReasonCode::LimitExceeded, None, app.rbac.revision());
+            let mut rec =
+                AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
+            rec.session_id = ctx.session_id.clone();
+            rec.http_status = Some(413);
+            record(app, rec).await?;
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 "the request body is too large",
                 -32600,
-            )
-        })?;
+            ));
+        }
+    };
 
     let msg = match authz_types::classify(&bytes) {
         Ok(m) => m,

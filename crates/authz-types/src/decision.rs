@@ -102,6 +102,8 @@ reason_codes! {
     SessionMismatch => "session_mismatch",
     /// The task id is not one the caller created (or is unknown).
     TaskNotOwned => "task_not_owned",
+    /// A size or count limit was exceeded (body, headers).
+    LimitExceeded => "limit_exceeded",
     /// The principal has too many requests in flight.
     TooManyRequests => "too_many_requests",
 }

@@ -755,3 +755,33 @@ async fn buffered_audit_records_every_request_and_drains_on_shutdown() {
         .expect("verify");
     assert!(report.is_intact(), "{report:?}");
 }
+
+#[tokio::test]
+async fn oversized_bodies_and_headers_are_refused_and_recorded() {
+    let env = harness::start(AuditBackend::Sqlite).await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"create_ticket","arguments":{{"body":"{}"}}}}}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let resp = env.post(Some(&admin), &[], &big).await;
+    assert_eq!(resp.status(), 413);
+    let records = env.records_for(&resp).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].reason, ReasonCode::LimitExceeded);
+    assert_eq!(records[0].subject.as_deref(), Some("adam"));
+
+    let huge = "h".repeat(40 * 1024);
+    let resp = env
+        .post(
+            Some(&admin),
+            &[("x-padding", huge.as_str())],
+            &tools_call(2, "get_ticket"),
+        )
+        .await;
+    assert_eq!(resp.status(), 431);
+    let records = env.records_for(&resp).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].reason, ReasonCode::LimitExceeded);
+    assert_eq!(env.upstream.log.request_count(), 0);
+}
