@@ -8,6 +8,8 @@
 //!   exit status is non-zero.
 //! - `cargo xtask test [-- ARGS]` — only the tests with a Postgres; `ARGS` go to the test runner
 //!   (e.g. `cargo xtask test -- -p authz-audit`).
+//! - `cargo xtask bench [-- ARGS]` — every criterion benchmark, then one table of medians
+//!   (see [`bench`]).
 //! - `cargo xtask demo` — the gateway on embedded defaults with the demo upstream, two tokens,
 //!   allowed and refused calls, and the audit trail (see [`demo`]).
 //! - `cargo xtask tidy` — the repository rules (dependency rule, `//!` headers, workspace lints,
@@ -19,6 +21,7 @@
 //! To add a command: write `fn my_command(args: &[String]) -> Result<()>` in its own module,
 //! add a row to [`COMMANDS`] and an arm to [`dispatch`].
 
+mod bench;
 mod ci;
 mod cmd;
 mod demo;
@@ -40,6 +43,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "the tests with a Postgres; ARGS go to the test runner (nextest or cargo test)",
     ),
     ("tidy", "check the repository rules (also run as tests)"),
+    (
+        "bench [-- ARGS]",
+        "run every criterion benchmark and print one table of medians",
+    ),
     (
         "demo",
         "run the gateway on embedded defaults and walk through allowed and refused calls",
@@ -74,6 +81,7 @@ fn dispatch(args: &[String]) -> Result<()> {
             no_arguments(command, rest)?;
             tidy::run()
         }
+        "bench" => bench::bench(after_double_dash(rest)),
         "demo" => {
             no_arguments(command, rest)?;
             demo::demo()
