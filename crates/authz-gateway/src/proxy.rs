@@ -179,17 +179,20 @@ async fn pipeline(
     let principal = authenticate(app, ctx, &headers, method.as_str()).await?;
     tracing::Span::current().record("subject", principal.subject.as_str());
 
-    if let Some(v) = &version
-        && !SUPPORTED_VERSIONS.contains(&v.as_str())
-    {
-        return Err(ApiError::bad_request(
-            "unsupported_protocol_version",
-            format!(
-                "unsupported MCP-Protocol-Version; supported: {}",
-                SUPPORTED_VERSIONS.join(", ")
-            ),
-            UNSUPPORTED_VERSION_CODE,
-        ));
+    if let Err(e) = check_transport_headers(&headers, version.as_deref()) {
+        let op = Operation::new(Method::Unknown(format!("http/{method}")), Target::None);
+        let decision = Decision::deny(ReasonCode::MalformedRequest, None, app.rbac.revision());
+        deny(
+            app,
+            ctx,
+            &principal,
+            &op,
+            &decision,
+            e.status,
+            e.jsonrpc_code,
+        )
+        .await?;
+        return Err(e);
     }
     let stateless = version.as_deref() == Some(STATELESS_VERSION);
 
@@ -357,7 +360,20 @@ async fn post(
         span.record("target", t.as_str());
     }
 
-    check_standard_headers(headers, &msg, stateless).map_err(|e| e.with_id(msg.id.clone()))?;
+    if let Err(e) = check_standard_headers(headers, &msg, stateless) {
+        let decision = Decision::deny(ReasonCode::MalformedRequest, None, app.rbac.revision());
+        deny(
+            app,
+            ctx,
+            principal,
+            &msg.operation,
+            &decision,
+            e.status,
+            e.jsonrpc_code,
+        )
+        .await?;
+        return Err(e.with_id(msg.id.clone()));
+    }
 
     // A session id presented by anyone but its owner is treated as unknown (404), so a leaked id
     // is useless; the refusal is recorded.
@@ -370,7 +386,7 @@ async fn post(
             app,
             ctx,
             principal,
-            &msg,
+            &msg.operation,
             &decision,
             StatusCode::NOT_FOUND,
             -32001,
@@ -394,7 +410,7 @@ async fn post(
             app,
             ctx,
             principal,
-            &msg,
+            &msg.operation,
             &decision,
             StatusCode::NOT_FOUND,
             -32602,
@@ -418,7 +434,7 @@ async fn post(
                 app,
                 ctx,
                 principal,
-                &msg,
+                &msg.operation,
                 &decision,
                 StatusCode::FORBIDDEN,
                 FORBIDDEN_CODE,
@@ -442,7 +458,7 @@ async fn post(
             app,
             ctx,
             principal,
-            &msg,
+            &msg.operation,
             &decision,
             StatusCode::FORBIDDEN,
             FORBIDDEN_CODE,
@@ -463,7 +479,7 @@ async fn post(
             app,
             ctx,
             principal,
-            &msg,
+            &msg.operation,
             &decision,
             StatusCode::TOO_MANY_REQUESTS,
             -32603,
@@ -589,7 +605,7 @@ async fn deny(
     app: &App,
     ctx: &Ctx,
     principal: &Principal,
-    msg: &Message,
+    op: &Operation,
     decision: &Decision,
     status: StatusCode,
     code: i64,
@@ -597,17 +613,57 @@ async fn deny(
     app.metrics
         .denied
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut rec = AuditRecord::for_decision(
-        &ctx.request_id,
-        &ctx.upstream.name,
-        principal,
-        &msg.operation,
-        decision,
-    );
+    let mut rec =
+        AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, op, decision);
     rec.session_id = ctx.session_id.clone();
     rec.http_status = Some(status.as_u16());
     rec.jsonrpc_error = Some(code);
     record(app, rec).await
+}
+
+/// MCP transport headers must be unambiguous: each at most once and printable ASCII. A
+/// repeated `Mcp-Session-Id` could be read as the first value here and the last one upstream
+/// (a session-binding bypass), so it is refused rather than interpreted.
+fn check_transport_headers(headers: &HeaderMap, version: Option<&str>) -> Result<(), ApiError> {
+    for name in [
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+        "last-event-id",
+    ] {
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(ApiError::bad_request(
+                "ambiguous_header",
+                format!("{name} must appear at most once"),
+                -32600,
+            ));
+        }
+        if let Some(v) = first
+            && !v.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_header",
+                format!("{name} must be printable ASCII"),
+                -32600,
+            ));
+        }
+    }
+    if let Some(v) = version
+        && !SUPPORTED_VERSIONS.contains(&v)
+    {
+        return Err(ApiError::bad_request(
+            "unsupported_protocol_version",
+            format!(
+                "unsupported MCP-Protocol-Version; supported: {}",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+            UNSUPPORTED_VERSION_CODE,
+        ));
+    }
+    Ok(())
 }
 
 /// 2026-07-28 standard headers must agree with the body (the body is the source of truth).

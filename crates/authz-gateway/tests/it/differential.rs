@@ -174,3 +174,57 @@ async fn an_upstream_answering_garbage_to_a_list_is_a_502() {
         .expect("healthz");
     assert_eq!(health.status(), 200, "the gateway stays up");
 }
+
+#[tokio::test]
+async fn repeated_or_unreadable_transport_headers_are_refused_and_recorded() {
+    let env = harness::start(AuditBackend::Sqlite).await;
+    let alice = env.token("alice", &["ticket-reader"], &["tickets:read"]);
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    // Two session ids: ours first, someone else's second — never interpreted, refused.
+    let resp = env
+        .http
+        .post(&env.route)
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .header("accept", harness::ACCEPT_BOTH)
+        .header("mcp-session-id", "mine")
+        .header("mcp-session-id", "someone-elses")
+        .body(list)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        env.records_for(&resp).await[0].reason,
+        ReasonCode::MalformedRequest
+    );
+    let resp = env
+        .http
+        .post(&env.route)
+        .bearer_auth(&alice)
+        .header("content-type", "application/json")
+        .header("accept", harness::ACCEPT_BOTH)
+        .header(
+            "mcp-session-id",
+            reqwest::header::HeaderValue::from_bytes(b"s\xe9ssion").expect("obs-text"),
+        )
+        .body(list)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    let resp = env
+        .post(
+            Some(&alice),
+            &[("mcp-protocol-version", "1999-01-01")],
+            list,
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        env.records_for(&resp).await.len(),
+        1,
+        "a refused version is recorded too"
+    );
+    assert_eq!(env.upstream.log.request_count(), 0);
+}
