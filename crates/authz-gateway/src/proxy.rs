@@ -224,30 +224,34 @@ async fn authenticate(
     method: &str,
 ) -> Result<Principal, ApiError> {
     let up = &ctx.upstream;
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let auth = values.next().map(|v| v.to_str().unwrap_or(""));
+    let repeated = values.next().is_some();
     let token = auth.and_then(|a| {
         let (scheme, rest) = a.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
-    let failure = match (auth, token) {
+    let (reason, description) = match (auth, token) {
         // A token in the URL leaks into logs and proxies; it is refused even next to a header.
-        _ if ctx.query_token => Some((
+        _ if ctx.query_token => (
             ReasonCode::TokenNotInHeader,
             Some("tokens are accepted only in the Authorization header"),
-        )),
-        (None, _) => Some((ReasonCode::TokenMissing, None)),
-        (Some(_), None) | (Some(_), Some("")) => Some((
+        ),
+        // Two Authorization headers are ambiguous: which one would a proxy behind us honour?
+        _ if repeated => (
+            ReasonCode::TokenMalformed,
+            Some("send exactly one Authorization header"),
+        ),
+        (None, _) => (ReasonCode::TokenMissing, None),
+        (Some(_), None) | (Some(_), Some("")) => (
             ReasonCode::TokenMalformed,
             Some("the Authorization header must be `Bearer <token>`"),
-        )),
+        ),
         (Some(_), Some(t)) => match app.verifier.verify_refreshing(t, &up.resource).await {
             Ok(p) => return Ok(Arc::unwrap_or_clone(p)),
-            Err(e) => Some((e.reason(), Some(e.description()))),
+            Err(e) => (e.reason(), Some(e.description())),
         },
     };
-    let (reason, description) = failure.unwrap_or((ReasonCode::TokenMissing, None));
     tracing::Span::current().record("decision", "deny");
     let mut rec = AuditRecord::unauthenticated(&ctx.request_id, &up.name, method, reason, 401);
     rec.session_id = ctx.session_id.clone();
@@ -304,54 +308,51 @@ async fn post(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // Refusals before classification are recorded against the caller like any other.
+    let refuse_unclassified = |what: &str, reason: ReasonCode, err: ApiError| {
+        let op = Operation::new(Method::Unknown(format!("({what})")), Target::None);
+        let decision = Decision::deny(reason, None, app.rbac.revision());
+        async move {
+            deny(
+                app,
+                ctx,
+                principal,
+                &op,
+                &decision,
+                err.status,
+                err.jsonrpc_code,
+            )
+            .await?;
+            Err::<Response, _>(err)
+        }
+    };
     if !content_type
         .split(';')
         .next()
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
     {
-        return Err(ApiError::new(
+        let err = ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "POST bodies must be application/json",
             -32600,
-        ));
+        );
+        return refuse_unclassified("not json", ReasonCode::MalformedRequest, err).await;
     }
-    let bytes = match axum::body::to_bytes(body, app.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
-            // Refused before it could be classified: recorded against the caller all the same.
-            let op = Operation::new(Method::Unknown("(too large)".into()), Target::None);
-            let decision = Decision::deny(ReasonCode::LimitExceeded, None, app.rbac.revision());
-            let mut rec =
-                AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
-            rec.session_id = ctx.session_id.clone();
-            rec.http_status = Some(413);
-            record(app, rec).await?;
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is too large",
-                -32600,
-            ));
-        }
+    let Ok(bytes) = axum::body::to_bytes(body, app.config.max_body_bytes).await else {
+        let err = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is too large",
+            -32600,
+        );
+        return refuse_unclassified("too large", ReasonCode::LimitExceeded, err).await;
     };
-
     let msg = match authz_types::classify(&bytes) {
         Ok(m) => m,
         Err(e) => {
-            let op = Operation::new(Method::Unknown("(malformed)".into()), Target::None);
-            let decision = Decision::deny(ReasonCode::MalformedRequest, None, app.rbac.revision());
-            let mut rec =
-                AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
-            rec.session_id = ctx.session_id.clone();
-            rec.http_status = Some(400);
-            rec.jsonrpc_error = Some(e.jsonrpc_code());
-            record(app, rec).await?;
-            return Err(ApiError::bad_request(
-                "malformed_request",
-                e.to_string(),
-                e.jsonrpc_code(),
-            ));
+            let err = ApiError::bad_request("malformed_request", e.to_string(), e.jsonrpc_code());
+            return refuse_unclassified("malformed", ReasonCode::MalformedRequest, err).await;
         }
     };
     let span = tracing::Span::current();
