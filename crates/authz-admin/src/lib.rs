@@ -1,5 +1,6 @@
-//! `authzctl`, the operator's CLI: development keys, tokens, roles and subjects, the policy
-//! (import, export, check, lint, history) and the audit trail.
+//! `authzctl`, the operator's CLI: development keys, tokens and their revocation, roles and
+//! subjects, the policy (import, export, check, lint, history) and the audit trail (list, tail,
+//! export, verify, prune).
 //!
 //! The binary is a thin `main.rs` over [`run`]; tests parse arguments with
 //! [`Cli::try_parse_from`](clap::Parser::try_parse_from) and call [`execute`] with a buffer, so
@@ -8,11 +9,12 @@
 //! Exit codes: 0 success (and "allow" for `policy check`), 1 runtime error ([`EXIT_ERROR`]),
 //! 2 usage error ([`EXIT_USAGE`], clap's own code, also a destructive change refused because it
 //! was not confirmed), 3 "deny" from `policy check` ([`EXIT_DENY`]), 4 lint errors from `policy
-//! lint` ([`EXIT_LINT`]).
+//! lint` ([`EXIT_LINT`]), 5 a tampered audit trail from `audit verify` ([`EXIT_TAMPERED`]).
 //!
-//! Destructive changes (`role delete`, `role revoke`, `role unassign`) ask for confirmation on a
-//! terminal and need `--yes` anywhere else; `--dry-run` shows what a change would do without
-//! writing. Every change is recorded in the policy history with the actor (`--actor`,
+//! Destructive changes (`role delete`, `role revoke`, `role unassign`, `audit prune`) ask for
+//! confirmation on a terminal and need `--yes` anywhere else; `--dry-run` shows what a change
+//! would do without writing. Token revocation is protective, not destructive, so it is not
+//! confirmed. Every change is recorded in the policy history with the actor (`--actor`,
 //! `AUTHZ_ACTOR`, else `$USER`).
 //! Errors are printed as one `authzctl: error: …` line plus one `caused by:` line per inner
 //! error, never as a backtrace, and database URLs in them have their passwords redacted.
@@ -41,13 +43,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
+use authz_audit::AuditQuery;
 use authz_audit::redact_url;
 use authz_token::KeyAlgorithm;
-use authz_types::{AuditFilter, Effect, Method, Operation, Principal};
+use authz_types::{AuditFilter, Effect, Method, Operation, Principal, ReasonCode};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod audit;
 mod policy;
+mod revoke;
 mod roles;
+
+pub use audit::{FollowControl, audit_tail};
 
 /// Exit code of a command that failed at run time (a file, store or key problem).
 pub const EXIT_ERROR: u8 = 1;
@@ -57,11 +64,18 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_DENY: u8 = 3;
 /// Exit code of `policy lint` when it found errors.
 pub const EXIT_LINT: u8 = 4;
+/// Exit code of `audit verify` when a chain shows tampering (edited, deleted, inserted or
+/// reordered records, or a bad checkpoint).
+pub const EXIT_TAMPERED: u8 = 5;
 
 /// The environment variable that names the policy store.
 pub const POLICY_URL_ENV: &str = "AUTHZ_POLICY_DATABASE_URL";
 /// The environment variable that names the audit store.
 pub const AUDIT_URL_ENV: &str = "AUTHZ_AUDIT_DATABASE_URL";
+/// The environment variable that names the token revocation store; when it is unset,
+/// [`AUDIT_URL_ENV`] is used, because the gateway keeps revocations in its audit database by
+/// default.
+pub const REVOCATION_URL_ENV: &str = "AUTHZ_REVOCATION_DATABASE_URL";
 /// The environment variable that names who changes are recorded as (before `$USER`).
 pub const ACTOR_ENV: &str = "AUTHZ_ACTOR";
 
@@ -73,11 +87,13 @@ pub const ACTOR_ENV: &str = "AUTHZ_ACTOR";
     long_about = "Administer the MCP authorization gateway.\n\n\
         Role and policy commands work on the same SQL policy store the gateway reads \
         (--database-url or AUTHZ_POLICY_DATABASE_URL); `policy check` can also read policy files. \
-        `audit list` reads the audit store (--database-url or AUTHZ_AUDIT_DATABASE_URL).\n\n\
+        Audit commands use the audit store (--database-url or AUTHZ_AUDIT_DATABASE_URL). \
+        Token revocations go to --database-url, else AUTHZ_REVOCATION_DATABASE_URL, else \
+        AUTHZ_AUDIT_DATABASE_URL (the gateway's default revocation store).\n\n\
         Destructive changes ask for confirmation (or --yes); --dry-run shows what a change \
-        would do. Every change is recorded in `policy history` with its actor.\n\n\
+        would do. Every policy change is recorded in `policy history` with its actor.\n\n\
         Exit codes: 0 success or allow, 1 error, 2 usage error or unconfirmed change, 3 deny \
-        (policy check), 4 lint errors (policy lint)."
+        (policy check), 4 lint errors (policy lint), 5 tampered audit trail (audit verify)."
 )]
 pub struct Cli {
     /// Output format.
@@ -87,10 +103,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Output formats. `json` is one JSON document (streaming commands print one object per line);
+/// `jsonl` prints lists of records (audit records, revocations) one JSON object per line, and is
+/// the same as `json` for commands that print a single document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     Table,
     Json,
+    Jsonl,
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,7 +118,7 @@ pub enum Command {
     /// Signing keys for development (production keys come from your identity provider).
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Mint tokens signed with a local key.
+    /// Mint tokens signed with a local key; revoke tokens and list revocations.
     #[command(subcommand)]
     Token(TokenCommand),
     /// Create, inspect and delete roles; grant them permissions; assign them to subjects.
@@ -110,7 +130,7 @@ pub enum Command {
     /// Import, export, check and lint the policy; read its change history.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Read the audit trail.
+    /// Read, export, verify and prune the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
 }
@@ -132,12 +152,121 @@ pub enum KeysCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Generate the Ed25519 key that signs audit checkpoints; prints its public key.
+    GenerateAudit {
+        /// The new seed file (32-byte seed as hex, mode 0600); an existing file is never
+        /// replaced. Give it to the gateway only, never to the audit database.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Mint a signed access token (printed on stdout).
     Mint(MintArgs),
+    /// Revoke one token (--jti) or every token of a subject issued before a time (--subject);
+    /// prints the new revocation revision. Gateways following the store refuse them within a
+    /// second.
+    Revoke(RevokeArgs),
+    /// List the revocations in force.
+    Revocations {
+        #[command(flatten)]
+        store: RevocationStoreArgs,
+    },
+    /// Delete expired revocations (they no longer refuse any token that is not expired anyway).
+    PruneRevocations {
+        /// Count what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: RevocationStoreArgs,
+    },
+}
+
+/// Where token revocations are stored.
+#[derive(Debug, Args)]
+pub struct RevocationStoreArgs {
+    /// Revocation store URL: sqlite://path?mode=rwc or postgres://user:password@host/db. When
+    /// neither this nor AUTHZ_REVOCATION_DATABASE_URL is set, AUTHZ_AUDIT_DATABASE_URL is used
+    /// (the gateway keeps revocations in its audit database by default).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "AUTHZ_REVOCATION_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+}
+
+impl RevocationStoreArgs {
+    /// The store URL: `--database-url`, else [`REVOCATION_URL_ENV`] (both through clap), else
+    /// [`AUDIT_URL_ENV`]; a usage error naming all three when none is set.
+    pub fn url(&self) -> anyhow::Result<String> {
+        self.url_or(std::env::var(AUDIT_URL_ENV).ok())
+    }
+
+    /// [`url`](Self::url) with the audit store URL given instead of read from the environment.
+    pub fn url_or(&self, audit_url: Option<String>) -> anyhow::Result<String> {
+        self.database_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or(audit_url.filter(|u| !u.is_empty()))
+            .ok_or_else(|| {
+                UsageError::new(format!(
+                    "no revocation store given: pass --database-url <URL> or set \
+                     {REVOCATION_URL_ENV} (or {AUDIT_URL_ENV}, the gateway's default revocation \
+                     store)"
+                ))
+                .into()
+            })
+    }
+}
+
+/// `token revoke`: exactly one of `--jti` and `--subject`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("revoked").required(true).args(["jti", "subject"])))]
+pub struct RevokeArgs {
+    /// Revoke the one token with this `jti` (token id).
+    #[arg(long, value_name = "ID")]
+    pub jti: Option<String>,
+    /// With --jti: until when the token stays revoked, at least its `exp`: an RFC 3339 time or
+    /// a duration from now (the row can be pruned afterwards).
+    #[arg(
+        long,
+        value_name = "TIME|DURATION",
+        default_value = "24h",
+        value_parser = parse_until,
+        conflicts_with = "subject"
+    )]
+    pub expires_at: Until,
+    /// Revoke every token of this subject (`sub`) issued before --before (tokens without
+    /// `iat` too); tokens issued at or after it stay valid.
+    #[arg(long, value_name = "SUB", requires = "issuer")]
+    pub subject: Option<String>,
+    /// With --subject: the issuer (`iss`) of the subject's tokens, exactly as in them.
+    #[arg(long, value_name = "ISS", requires = "subject")]
+    pub issuer: Option<String>,
+    /// With --subject: the cut-off, an RFC 3339 time (default: now).
+    #[arg(long, value_name = "TIME", value_parser = parse_rfc3339, requires = "subject")]
+    pub before: Option<i64>,
+    /// With --subject: how long after the cut-off the revocation is kept. Use at least the
+    /// longest token lifetime the gateway accepts (max_lifetime_secs, 24h by default): by then
+    /// every token it refuses has expired anyway.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "24h",
+        value_parser = parse_duration,
+        conflicts_with = "jti"
+    )]
+    pub keep_for: i64,
+    /// Show what would be revoked and the current revision; write no revocation (opening the
+    /// store still creates its tables if they are missing).
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub store: RevocationStoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -490,10 +619,19 @@ pub struct CheckArgs {
 pub enum AuditCommand {
     /// List audit records, newest first.
     List(AuditListArgs),
+    /// Print the newest records, oldest of them first; with --follow keep printing new ones.
+    Tail(AuditTailArgs),
+    /// Write every matching record, oldest first, as JSON lines, a JSON array or CSV.
+    Export(AuditExportArgs),
+    /// Check the hash chains and checkpoints (exit 5 naming the first tampered record).
+    Verify(AuditVerifyArgs),
+    /// Delete records older than a time; each chain keeps an anchor so the rest still verifies.
+    Prune(AuditPruneArgs),
 }
 
+/// The audit store.
 #[derive(Debug, Args)]
-pub struct AuditListArgs {
+pub struct AuditStoreArgs {
     /// Audit store URL: sqlite://path or postgres://user:password@host/db.
     #[arg(
         long,
@@ -502,21 +640,158 @@ pub struct AuditListArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+}
+
+impl AuditStoreArgs {
+    /// The store URL, or a usage error naming the flag and the environment variable.
+    pub fn url(&self) -> anyhow::Result<&str> {
+        self.database_url.as_deref().ok_or_else(|| {
+            UsageError::new(format!(
+                "no audit store given: pass --database-url <URL> or set {AUDIT_URL_ENV} \
+                 (sqlite://path or postgres://…)"
+            ))
+            .into()
+        })
+    }
+}
+
+/// Which audit records a command reads. Every condition is an exact match.
+#[derive(Debug, Args)]
+pub struct AuditFilterArgs {
+    /// The token subject (`sub`).
     #[arg(long)]
     pub subject: Option<String>,
+    /// The tenant the request was decided in.
+    #[arg(long)]
+    pub tenant: Option<String>,
     /// allow or deny.
     #[arg(long, value_parser = ["allow", "deny"])]
     pub decision: Option<String>,
+    /// The reason code, e.g. no_matching_rule, token_expired.
+    #[arg(long, value_parser = parse_reason)]
+    pub reason: Option<ReasonCode>,
+    /// The upstream route name.
     #[arg(long)]
     pub upstream: Option<String>,
+    /// The MCP method, e.g. tools/call (or the HTTP method of a non-message request).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// The target: a tool name, resource URI or prompt name.
+    #[arg(long)]
+    pub target: Option<String>,
     /// Only records at or after this: a duration ago (15m, 2h) or an RFC 3339 time.
     #[arg(long, value_parser = parse_since)]
     pub since: Option<Since>,
-    #[arg(long, default_value_t = 50)]
+    /// Only records before this: a duration ago (15m, 2h) or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since)]
+    pub until: Option<Since>,
+}
+
+impl AuditFilterArgs {
+    /// The conditions as a store query (no limit set), relative times taken from `now_ms`.
+    pub fn to_query(&self, now_ms: i64) -> AuditQuery {
+        AuditQuery {
+            filter: AuditFilter {
+                subject: self.subject.clone(),
+                decision: self.decision.as_deref().and_then(Effect::parse),
+                upstream: self.upstream.clone(),
+                since_ms: self.since.map(|s| s.to_unix_ms(now_ms)),
+                until_ms: self.until.map(|s| s.to_unix_ms(now_ms)),
+                ..AuditFilter::default()
+            },
+            tenant: self.tenant.clone(),
+            method: self.method.clone(),
+            target: self.target.clone(),
+            reason: self.reason,
+            ..AuditQuery::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AuditListArgs {
+    #[command(flatten)]
+    pub store: AuditStoreArgs,
+    #[command(flatten)]
+    pub filter: AuditFilterArgs,
+    /// At most this many records.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub limit: u32,
 }
 
-/// The lower time bound of `audit list --since`.
+#[derive(Debug, Args)]
+pub struct AuditTailArgs {
+    #[command(flatten)]
+    pub store: AuditStoreArgs,
+    #[command(flatten)]
+    pub filter: AuditFilterArgs,
+    /// How many of the newest records to print first (0: with --follow, only new ones).
+    #[arg(long, short = 'n', default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub limit: u32,
+    /// Keep polling for new records every 500 ms until Ctrl-C. -o json and -o jsonl print one
+    /// JSON object per line.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Stop following after this many polls (for tests and scripts).
+    #[arg(long, value_name = "N", hide = true, requires = "follow")]
+    pub max_polls: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    #[command(flatten)]
+    pub store: AuditStoreArgs,
+    #[command(flatten)]
+    pub filter: AuditFilterArgs,
+    /// jsonl: one JSON record per line; json: one array; csv: a header and one row per record
+    /// (lists space-separated; text cells a spreadsheet would run as a formula get a leading
+    /// quote). The global -o is ignored.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+}
+
+/// The file format of `audit export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    pub store: AuditStoreArgs,
+    /// Only this chain (one per gateway replica); default: every chain.
+    #[arg(long, value_name = "ID")]
+    pub chain: Option<String>,
+    /// The checkpoint signing key's public half, as 64 hex digits or a file holding them (as
+    /// printed by `keys generate-audit`). With it, every checkpoint must carry a valid
+    /// signature; without it, signatures are not checked.
+    #[arg(long, value_name = "HEX|FILE")]
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditPruneArgs {
+    #[command(flatten)]
+    pub store: AuditStoreArgs,
+    /// Delete records older than this: a duration ago (90d) or an RFC 3339 time. Per chain only
+    /// the records before its first one at or after this time go.
+    #[arg(long, value_name = "TIME|DURATION", value_parser = parse_since)]
+    pub before: Since,
+    /// The checkpoint signing key (seed file) that signs the anchors. Needed when the chains are
+    /// verified with --public-key: an unsigned anchor fails that check.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+    /// Count what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// A time given as a duration ago or an absolute time (`--since`, `--until`, `--before`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Since {
     /// This many seconds before the command runs.
@@ -544,15 +819,18 @@ pub enum Outcome {
     Deny,
     /// `policy lint` found errors.
     LintErrors,
+    /// `audit verify` found tampering.
+    Tampered,
 }
 
 impl Outcome {
-    /// The process exit code: 0 or [`EXIT_DENY`].
+    /// The process exit code: 0, [`EXIT_DENY`], [`EXIT_LINT`] or [`EXIT_TAMPERED`].
     pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Success => 0,
             Outcome::Deny => EXIT_DENY,
             Outcome::LintErrors => EXIT_LINT,
+            Outcome::Tampered => EXIT_TAMPERED,
         }
     }
 }
@@ -673,7 +951,9 @@ pub async fn execute_with(
     out: &mut dyn Write,
     confirmation: Confirmation,
 ) -> anyhow::Result<Outcome> {
-    let json = cli.output == Output::Json;
+    let output = cli.output;
+    // Commands printing one document print it the same way for json and jsonl (one line).
+    let json = output != Output::Table;
     match cli.command {
         Command::Keys(KeysCommand::Generate {
             out_dir,
@@ -681,7 +961,17 @@ pub async fn execute_with(
             kid,
             force,
         }) => keys_generate(&out_dir, alg, &kid, force, json, out)?,
+        Command::Keys(KeysCommand::GenerateAudit { out: path }) => {
+            audit::keys_generate_audit(&path, json, out)?;
+        }
         Command::Token(TokenCommand::Mint(args)) => token_mint(&args, out)?,
+        Command::Token(TokenCommand::Revoke(args)) => revoke::revoke(&args, json, out).await?,
+        Command::Token(TokenCommand::Revocations { store }) => {
+            revoke::list(&store, output, out).await?;
+        }
+        Command::Token(TokenCommand::PruneRevocations { dry_run, store }) => {
+            revoke::prune(&store, dry_run, json, out).await?;
+        }
         Command::Role(cmd) => roles::role(cmd, json, out, confirmation).await?,
         Command::Subject(SubjectCommand::Show {
             subject,
@@ -699,7 +989,30 @@ pub async fn execute_with(
         Command::Policy(PolicyCommand::History { limit, store }) => {
             policy::history(&store, limit, json, out).await?;
         }
-        Command::Audit(AuditCommand::List(args)) => audit_list(&args, json, out).await?,
+        Command::Audit(AuditCommand::List(args)) => audit::list(&args, output, out).await?,
+        Command::Audit(AuditCommand::Tail(args)) => {
+            let mut polls_left = args.max_polls;
+            let mut stop = |_: &[authz_audit::StoredRecord]| match polls_left.as_mut() {
+                Some(n) => {
+                    *n = n.saturating_sub(1);
+                    *n == 0
+                }
+                None => false,
+            };
+            let control = FollowControl {
+                interval: audit::POLL_INTERVAL,
+                stop_on_ctrl_c: true,
+                stop: &mut stop,
+            };
+            audit_tail(&args, output, out, control).await?;
+        }
+        Command::Audit(AuditCommand::Export(args)) => audit::export(&args, out).await?,
+        Command::Audit(AuditCommand::Verify(args)) => {
+            return audit::verify(&args, json, out).await;
+        }
+        Command::Audit(AuditCommand::Prune(args)) => {
+            audit::prune(&args, json, out, confirmation).await?;
+        }
     }
     Ok(Outcome::Success)
 }
@@ -908,14 +1221,57 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 
 /// Parses `--since`: an RFC 3339 time, or a duration ago.
 pub fn parse_since(s: &str) -> Result<Since, String> {
-    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-            .map_err(|_| format!("`{s}` is out of range"))?;
+    if let Ok(ms) = parse_rfc3339(s) {
         return Ok(Since::At(ms));
     }
     parse_duration(s)
         .map(Since::Ago)
         .map_err(|_| format!("`{s}` is neither a duration (15m, 2h) nor an RFC 3339 time"))
+}
+
+/// Parses an RFC 3339 time into Unix milliseconds.
+pub fn parse_rfc3339(s: &str) -> Result<i64, String> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("`{s}` is not an RFC 3339 time (e.g. 2025-01-31T12:00:00Z)"))?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| format!("`{s}` is out of range"))
+}
+
+/// A time given as a duration from now or an absolute time (`token revoke --expires-at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// This many seconds after the command runs.
+    In(i64),
+    /// This Unix time in milliseconds.
+    At(i64),
+}
+
+impl Until {
+    /// The time as Unix milliseconds, given the current time.
+    pub fn to_unix_ms(self, now_ms: i64) -> i64 {
+        match self {
+            Until::In(secs) => now_ms.saturating_add(secs.saturating_mul(1000)),
+            Until::At(ms) => ms,
+        }
+    }
+}
+
+/// Parses `--expires-at`: an RFC 3339 time, or a duration from now.
+pub fn parse_until(s: &str) -> Result<Until, String> {
+    if let Ok(ms) = parse_rfc3339(s) {
+        return Ok(Until::At(ms));
+    }
+    parse_duration(s)
+        .map(Until::In)
+        .map_err(|_| format!("`{s}` is neither a duration (15m, 24h) nor an RFC 3339 time"))
+}
+
+/// Parses `--reason`: one of the stable reason codes.
+pub fn parse_reason(s: &str) -> Result<ReasonCode, String> {
+    ReasonCode::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = ReasonCode::ALL.iter().map(|r| r.as_str()).collect();
+        format!("unknown reason `{s}`; one of: {}", known.join(", "))
+    })
 }
 
 fn token_mint(a: &MintArgs, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -1155,69 +1511,6 @@ pub fn format_time(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| ms.to_string())
-}
-
-async fn audit_list(a: &AuditListArgs, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let url = a.database_url.as_deref().ok_or_else(|| {
-        UsageError::new(format!(
-            "no audit store given: pass --database-url <URL> or set {AUDIT_URL_ENV} \
-             (sqlite://path or postgres://…)"
-        ))
-    })?;
-    let filter = AuditFilter {
-        subject: a.subject.clone(),
-        decision: a.decision.as_deref().and_then(Effect::parse),
-        upstream: a.upstream.clone(),
-        since_ms: a.since.map(|s| s.to_unix_ms(authz_types::now_unix_ms())),
-        limit: Some(a.limit),
-        ..AuditFilter::default()
-    };
-    let context = || format!("cannot open the audit store {}", redact_url(url));
-    probe_postgres(url).await.with_context(context)?;
-    let store = authz_audit::AuditStore::connect(url)
-        .await
-        .with_context(context)?;
-    let records = store.query(&filter).await;
-    store.close().await;
-    let records =
-        records.with_context(|| format!("cannot query the audit store {}", redact_url(url)))?;
-    if json {
-        let rows = records
-            .iter()
-            .map(|r| {
-                let mut v = serde_json::to_value(&r.record)?;
-                v["id"] = r.id.into();
-                Ok(v)
-            })
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        writeln!(out, "{}", serde_json::Value::Array(rows))?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "{:<24} {:<6} {:<22} {:<10} {:<18} {:<24} {:<26} RULE",
-        "TIME", "RESULT", "REASON", "SUBJECT", "ROLES", "METHOD", "TARGET"
-    )?;
-    for r in &records {
-        let rec = &r.record;
-        writeln!(
-            out,
-            "{:<24} {:<6} {:<22} {:<10} {:<18} {:<24} {:<26} {}",
-            format_time(rec.time_ms),
-            rec.decision.as_str(),
-            rec.reason.as_str(),
-            rec.subject.as_deref().unwrap_or("-"),
-            if rec.roles.is_empty() {
-                "-".to_owned()
-            } else {
-                rec.roles.join(",")
-            },
-            rec.method,
-            rec.target.as_deref().unwrap_or("-"),
-            rec.matched_rule.as_deref().unwrap_or("-"),
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

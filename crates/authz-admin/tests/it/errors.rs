@@ -2,7 +2,8 @@
 //! `run_cli` prints (one error line and its causes, never a backtrace).
 
 use authz_admin::{
-    AUDIT_URL_ENV, EXIT_ERROR, EXIT_USAGE, POLICY_URL_ENV, UsageError, exit_code_of, run_cli,
+    AUDIT_URL_ENV, EXIT_ERROR, EXIT_USAGE, POLICY_URL_ENV, REVOCATION_URL_ENV, UsageError,
+    exit_code_of, run_cli,
 };
 
 use crate::common::{fails, model, parse};
@@ -256,6 +257,129 @@ fn unreachable_stores_fail_the_new_commands_with_exit_1() {
         assert_eq!(code, EXIT_ERROR, "{args:?}: {err}");
         assert!(out.is_empty(), "{out}");
         assert!(err.contains("mysql://admin:***@db.example/authz"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn missing_audit_and_revocation_stores_are_usage_errors() {
+    if crate::common::env_is_set(AUDIT_URL_ENV) {
+        return;
+    }
+    for args in [
+        &["audit", "tail"][..],
+        &["audit", "export"],
+        &["audit", "verify"],
+        &["audit", "prune", "--before", "1h", "--yes"],
+    ] {
+        let e = fails(args).await;
+        assert_eq!(exit_code_of(&e), EXIT_USAGE, "{args:?}: {e:#}");
+        assert!(e.to_string().contains(AUDIT_URL_ENV), "{e}");
+    }
+    if crate::common::env_is_set(REVOCATION_URL_ENV) {
+        return;
+    }
+    for args in [
+        &["token", "revoke", "--jti", "t-1"][..],
+        &["token", "revocations"],
+        &["token", "prune-revocations"],
+    ] {
+        let e = fails(args).await;
+        assert_eq!(exit_code_of(&e), EXIT_USAGE, "{args:?}: {e:#}");
+        let message = e.to_string();
+        assert!(message.contains("--database-url"), "{message}");
+        assert!(message.contains(REVOCATION_URL_ENV), "{message}");
+        assert!(message.contains(AUDIT_URL_ENV), "{message}");
+    }
+}
+
+#[test]
+fn revoke_takes_exactly_one_of_jti_and_subject() {
+    for args in [
+        &["authzctl", "token", "revoke"][..],
+        &[
+            "authzctl",
+            "token",
+            "revoke",
+            "--jti",
+            "a",
+            "--subject",
+            "b",
+            "--issuer",
+            "c",
+        ],
+        &["authzctl", "token", "revoke", "--subject", "b"],
+        &["authzctl", "token", "revoke", "--issuer", "c"],
+        &[
+            "authzctl",
+            "token",
+            "revoke",
+            "--jti",
+            "a",
+            "--before",
+            "2025-01-01T00:00:00Z",
+        ],
+        &[
+            "authzctl",
+            "token",
+            "revoke",
+            "--jti",
+            "a",
+            "--keep-for",
+            "1h",
+        ],
+        &[
+            "authzctl",
+            "token",
+            "revoke",
+            "--subject",
+            "b",
+            "--issuer",
+            "c",
+            "--expires-at",
+            "1h",
+        ],
+        &[
+            "authzctl",
+            "token",
+            "revoke",
+            "--jti",
+            "a",
+            "--expires-at",
+            "soon",
+        ],
+        &["authzctl", "audit", "tail", "--max-polls", "1"],
+        &["authzctl", "audit", "prune"],
+        &["authzctl", "audit", "prune", "--before", "yesterday"],
+        &["authzctl", "audit", "export", "--format", "xml"],
+        &["authzctl", "audit", "list", "--reason", "nope"],
+        &["authzctl", "audit", "list", "--limit", "0"],
+        &["authzctl", "keys", "generate-audit"],
+    ] {
+        let err = <authz_admin::Cli as clap::Parser>::try_parse_from(args).expect_err("usage");
+        assert_eq!(err.exit_code(), i32::from(EXIT_USAGE), "{args:?}");
+    }
+}
+
+#[test]
+fn revocation_and_audit_store_errors_redact_passwords_and_exit_1() {
+    for (args, store) in [
+        (&["token", "revocations"][..], "revocation store"),
+        (&["token", "revoke", "--jti", "t"], "revocation store"),
+        (&["audit", "verify"], "audit store"),
+        (&["audit", "export"], "audit store"),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--database-url", "mysql://admin:s3cret@db.example/authz"]);
+        let (code, out, err) = run_like_the_binary(&all);
+        assert_eq!(code, EXIT_ERROR, "{args:?}: {err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.starts_with(&format!(
+                "authzctl: error: cannot open the {store} mysql://admin:***@db.example/authz"
+            )),
+            "{err}"
+        );
         assert!(!err.contains("s3cret"), "{err}");
     }
 }

@@ -7,5 +7,7 @@ mod errors;
 mod keys;
 mod lifecycle;
 mod policy;
+mod revoke;
 mod roles;
 mod snapshots;
+mod trail;
