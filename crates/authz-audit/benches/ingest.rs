@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use authz_audit::{AuditStore, AuditWriter, SigningKey, WriterConfig};
-use authz_types::{AuditRecord, Effect, ReasonCode};
+use authz_types::{AuditRecord, Effect, ReasonCode, RecordKind};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sqlx::Connection;
 use tokio::runtime::Runtime;
@@ -27,7 +27,8 @@ const CALLERS: usize = 2_000;
 /// traffic does not).
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
-/// A realistic record: an allowed tool call by an authenticated principal.
+/// A realistic record: the decision record of an allowed tool call by an authenticated
+/// principal, with a trace id and an argument digest (raw arguments are off by default).
 fn record(_i: usize) -> AuditRecord {
     let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     AuditRecord {
@@ -52,6 +53,16 @@ fn record(_i: usize) -> AuditRecord {
         policy_revision: Some(42),
         http_status: None,
         jsonrpc_error: None,
+        kind: RecordKind::Decision,
+        trace_id: Some(format!("4bf92f3577b34da6a3ce{n:012x}")),
+        upstream_status: None,
+        upstream_latency_ms: None,
+        outcome: None,
+        args_digest: Some(
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        ),
+        arguments: None,
+        shown: Vec::new(),
     }
 }
 

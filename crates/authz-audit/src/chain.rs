@@ -1,4 +1,10 @@
-//! The canonical, versioned encoding of chained audit records and checkpoints, and their hashes.
+//! The canonical, versioned encodings of chained audit records and checkpoints, and their
+//! hashes.
+//!
+//! Each chained row stores the version of the encoding its hash was computed with
+//! (`hash_version`, see [`HashVersion`]). Rows written before migration 0006 are version 1;
+//! this build writes version 2. Verification recomputes every row with its own version, so a
+//! chain may mix versions (an upgraded writer continues its chain in the new one).
 //!
 //! # Encoding, version 1
 //!
@@ -32,21 +38,47 @@
 //! - *optional X*: one byte `0x00` when absent, or `0x01` followed by X;
 //! - *list*: element count as 8 bytes big-endian unsigned, then each element as a string.
 //!
+//! Version 1 does not cover the fields added in version 2, so it can only stand for a record
+//! whose version-2 fields are all at their defaults (`kind` = decision, the options absent,
+//! `shown` empty): a version-1 row whose new columns were filled in afterwards does not verify.
+//!
+//! # Encoding, version 2
+//!
+//! The items of version 1, in the same order and with the same encodings, except that the
+//! domain tag is the string `"authz-audit/record/v2"`; then, appended after `jsonrpc_error`:
+//!
+//! | item | encoding |
+//! |---|---|
+//! | `kind` | string ([`RecordKind::as_str`](authz_types::RecordKind::as_str): `decision` or `outcome`) |
+//! | `trace_id` | optional string |
+//! | `upstream_status` | optional integer (the `u16` widened) |
+//! | `upstream_latency_ms` | optional integer |
+//! | `outcome` | optional string |
+//! | `args_digest` | optional string |
+//! | `arguments` | optional string |
+//! | `shown` | list |
+//!
+//! The version number itself is not an item: the domain tag differs per version, so a row
+//! whose `hash_version` was changed no longer matches its hash.
+//!
+//! # Checkpoints
+//!
 //! A checkpoint's signature is Ed25519 over the same kind of encoding of: the domain tag
 //! `"authz-audit/checkpoint/v1"`, the kind (`"checkpoint"` or `"anchor"`), `chain_id`, `seq`,
 //! `hash` (bytes) and `time_ms`. The kind is included so an anchor cannot be passed off as a
-//! checkpoint or the other way round.
+//! checkpoint or the other way round. It does not depend on the record encoding version.
 //!
-//! A later change of the encoding gets a new domain tag (`.../v2`); rows then need a version
-//! column, which this version does not have yet.
+//! A later change of the record encoding gets a new domain tag (`.../v3`) and a new
+//! [`HashVersion`].
 
-use authz_types::AuditRecord;
+use authz_types::{AuditRecord, RecordKind};
 use sha2::{Digest, Sha256};
 
 /// The `prev_hash` of the first record of a chain.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 
-const RECORD_TAG: &str = "authz-audit/record/v1";
+const RECORD_TAG_V1: &str = "authz-audit/record/v1";
+const RECORD_TAG_V2: &str = "authz-audit/record/v2";
 const CHECKPOINT_TAG: &str = "authz-audit/checkpoint/v1";
 
 /// Appends items of the encoding to any sink: a hasher or a byte buffer.
@@ -107,9 +139,55 @@ impl Sink for Vec<u8> {
     }
 }
 
+/// The version of the record encoding a chained row's hash was computed with (the
+/// `hash_version` column). See the module documentation for each version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum HashVersion {
+    /// The fields of the first record format; rows written before migration 0006.
+    V1,
+    /// Version 1 plus the kind, trace id, upstream outcome, argument digest, arguments and
+    /// shown items.
+    V2,
+}
+
+impl HashVersion {
+    /// The version this build writes.
+    pub const CURRENT: HashVersion = HashVersion::V2;
+
+    /// Every version, oldest first.
+    pub const ALL: &'static [HashVersion] = &[HashVersion::V1, HashVersion::V2];
+
+    /// The stored number (`hash_version` column).
+    pub fn number(self) -> i64 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    /// The version stored as `n`, if this build knows it.
+    pub fn from_number(n: i64) -> Option<HashVersion> {
+        match n {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+
+    /// The stored number as SQL text, for inserts that write it as a literal.
+    pub(crate) const fn sql_literal(self) -> &'static str {
+        match self {
+            Self::V1 => "1",
+            Self::V2 => "2",
+        }
+    }
+}
+
 /// The hash of `record` at position `seq` of chain `chain_id`, following the record whose hash
-/// is `prev_hash` ([`GENESIS_HASH`] for the first). See the module documentation of the
-/// encoding; an external verifier can reimplement it from that table alone.
+/// is `prev_hash` ([`GENESIS_HASH`] for the first), in the current encoding
+/// ([`HashVersion::CURRENT`]). See the module documentation of the encoding; an external
+/// verifier can reimplement it from the tables alone.
 pub fn record_hash(
     record: &AuditRecord,
     chain_id: &str,
@@ -117,11 +195,59 @@ pub fn record_hash(
     prev_hash: &[u8; 32],
 ) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.str(RECORD_TAG);
+    encode_v2(&mut h, record, chain_id, seq, prev_hash);
+    h.finalize().into()
+}
+
+/// The hash of `record` in the given encoding `version`, as [`record_hash`] otherwise.
+///
+/// `None` when the version cannot represent the record: version 1 only encodes records whose
+/// version-2 fields are all at their defaults.
+pub fn record_hash_with(
+    version: HashVersion,
+    record: &AuditRecord,
+    chain_id: &str,
+    seq: i64,
+    prev_hash: &[u8; 32],
+) -> Option<[u8; 32]> {
+    let mut h = Sha256::new();
+    match version {
+        HashVersion::V1 => {
+            if !fits_v1(record) {
+                return None;
+            }
+            encode_v1_items(&mut h, RECORD_TAG_V1, record, chain_id, seq, prev_hash);
+        }
+        HashVersion::V2 => encode_v2(&mut h, record, chain_id, seq, prev_hash),
+    }
+    Some(h.finalize().into())
+}
+
+/// Whether every field version 1 does not encode is at its default.
+fn fits_v1(r: &AuditRecord) -> bool {
+    r.kind == RecordKind::Decision
+        && r.trace_id.is_none()
+        && r.upstream_status.is_none()
+        && r.upstream_latency_ms.is_none()
+        && r.outcome.is_none()
+        && r.args_digest.is_none()
+        && r.arguments.is_none()
+        && r.shown.is_empty()
+}
+
+/// The items of version 1 after `tag`; version 2 starts the same way with its own tag.
+fn encode_v1_items(
+    h: &mut impl Sink,
+    tag: &str,
+    r: &AuditRecord,
+    chain_id: &str,
+    seq: i64,
+    prev_hash: &[u8; 32],
+) {
+    h.str(tag);
     h.str(chain_id);
     h.int(seq);
     h.bytes(prev_hash);
-    let r = record;
     h.int(r.time_ms);
     h.str(&r.request_id);
     h.opt_str(r.session_id.as_deref());
@@ -142,7 +268,18 @@ pub fn record_hash(
     h.opt_int(r.policy_revision);
     h.opt_int(r.http_status.map(i64::from));
     h.opt_int(r.jsonrpc_error);
-    h.finalize().into()
+}
+
+fn encode_v2(h: &mut impl Sink, r: &AuditRecord, chain_id: &str, seq: i64, prev_hash: &[u8; 32]) {
+    encode_v1_items(h, RECORD_TAG_V2, r, chain_id, seq, prev_hash);
+    h.str(r.kind.as_str());
+    h.opt_str(r.trace_id.as_deref());
+    h.opt_int(r.upstream_status.map(i64::from));
+    h.opt_int(r.upstream_latency_ms);
+    h.opt_str(r.outcome.as_deref());
+    h.opt_str(r.args_digest.as_deref());
+    h.opt_str(r.arguments.as_deref());
+    h.list(&r.shown);
 }
 
 /// What a checkpoint row is.
@@ -228,15 +365,42 @@ mod tests {
         r
     }
 
+    /// `sample()` with every version-2 field set.
+    fn sample_v2() -> AuditRecord {
+        let mut r = sample();
+        r.kind = RecordKind::Outcome;
+        r.trace_id = Some("t".into());
+        r.upstream_status = Some(502);
+        r.upstream_latency_ms = Some(1234);
+        r.outcome = Some("upstream_error".into());
+        r.args_digest = Some("ab".into());
+        r.arguments = Some("{}".into());
+        r.shown = vec!["a".into(), "b".into()];
+        r
+    }
+
     #[test]
     fn encoding_is_pinned() {
-        // A fixed vector, also computed by an independent implementation of the table in the
-        // module documentation. If this changes, stored chains no longer verify, so the
-        // encoding version (domain tag) must change with it.
-        let h = record_hash(&sample(), "gw-1", 1, &GENESIS_HASH);
+        // Fixed vectors, also computed by an independent implementation of the tables in the
+        // module documentation (a short Python script). If one changes, stored chains no
+        // longer verify, so the encoding version (domain tag) must change with it.
+        let v1 = record_hash_with(HashVersion::V1, &sample(), "gw-1", 1, &GENESIS_HASH);
         assert_eq!(
-            to_hex(&h),
-            "ed3e7545c40b6ded0bbb9ba3a69ea258246801b3285dd3dca43e0a4b6fa27f6e"
+            v1.map(|h| to_hex(&h)).as_deref(),
+            Some("ed3e7545c40b6ded0bbb9ba3a69ea258246801b3285dd3dca43e0a4b6fa27f6e")
+        );
+        let v2 = record_hash(&sample(), "gw-1", 1, &GENESIS_HASH);
+        assert_eq!(
+            to_hex(&v2),
+            "0746b8dbf08cd4ed31bb30285deff5a586e92f44b1888bcba183de61d1865527"
+        );
+        assert_eq!(
+            record_hash_with(HashVersion::V2, &sample(), "gw-1", 1, &GENESIS_HASH),
+            Some(v2)
+        );
+        assert_eq!(
+            to_hex(&record_hash(&sample_v2(), "gw-1", 1, &GENESIS_HASH)),
+            "cd2919ec7ea123b6d28cda67aaf13d7d5ba122b532848b0bf9677d42f5d04a81"
         );
         let mut buf = Vec::new();
         buf.opt_str(Some("ab"));
@@ -252,13 +416,49 @@ mod tests {
     }
 
     #[test]
+    fn version_1_only_encodes_records_without_the_new_fields() {
+        type Change = fn(&mut AuditRecord);
+        let changes: [Change; 8] = [
+            |r| r.kind = RecordKind::Outcome,
+            |r| r.trace_id = Some(String::new()),
+            |r| r.upstream_status = Some(200),
+            |r| r.upstream_latency_ms = Some(0),
+            |r| r.outcome = Some("ok".into()),
+            |r| r.args_digest = Some(String::new()),
+            |r| r.arguments = Some("{}".into()),
+            |r| r.shown.push(String::new()),
+        ];
+        for change in changes {
+            let mut r = sample();
+            change(&mut r);
+            assert_eq!(
+                record_hash_with(HashVersion::V1, &r, "gw-1", 1, &GENESIS_HASH),
+                None,
+                "{r:?}"
+            );
+            assert!(record_hash_with(HashVersion::V2, &r, "gw-1", 1, &GENESIS_HASH).is_some());
+        }
+    }
+
+    #[test]
+    fn versions_have_stable_numbers() {
+        for v in HashVersion::ALL {
+            assert_eq!(HashVersion::from_number(v.number()), Some(*v));
+            assert_eq!(v.sql_literal(), v.number().to_string());
+        }
+        assert_eq!(HashVersion::from_number(0), None);
+        assert_eq!(HashVersion::from_number(3), None);
+        assert_eq!(HashVersion::CURRENT, HashVersion::V2);
+    }
+
+    #[test]
     fn every_field_and_position_changes_the_hash() {
         let base = record_hash(&sample(), "gw-1", 1, &GENESIS_HASH);
         assert_ne!(base, record_hash(&sample(), "gw-2", 1, &GENESIS_HASH));
         assert_ne!(base, record_hash(&sample(), "gw-1", 2, &GENESIS_HASH));
         assert_ne!(base, record_hash(&sample(), "gw-1", 1, &[1; 32]));
         type Change = fn(&mut AuditRecord);
-        let changes: [Change; 8] = [
+        let changes: [Change; 17] = [
             |r| r.time_ms += 1,
             |r| r.session_id = Some(String::new()),
             |r| r.actors.push(String::new()),
@@ -267,6 +467,15 @@ mod tests {
             |r| r.subject = Some("alice".into()),
             |r| r.jsonrpc_error = Some(0),
             |r| r.reason = ReasonCode::PolicyAllow,
+            |r| r.kind = RecordKind::Outcome,
+            |r| r.trace_id = Some(String::new()),
+            |r| r.upstream_status = Some(0),
+            |r| r.upstream_latency_ms = Some(0),
+            |r| r.outcome = Some(String::new()),
+            |r| r.args_digest = Some(String::new()),
+            |r| r.arguments = Some(String::new()),
+            |r| r.shown.push(String::new()),
+            |r| r.shown = vec!["a".into(), String::new()],
         ];
         for change in changes {
             let mut r = sample();
@@ -281,6 +490,19 @@ mod tests {
         assert_ne!(
             record_hash(&a, "c", 1, &GENESIS_HASH),
             record_hash(&b, "c", 1, &GENESIS_HASH)
+        );
+        let mut a = sample();
+        a.args_digest = Some("x".into());
+        let mut b = sample();
+        b.arguments = Some("x".into());
+        assert_ne!(
+            record_hash(&a, "c", 1, &GENESIS_HASH),
+            record_hash(&b, "c", 1, &GENESIS_HASH)
+        );
+        // The same record hashes differently in each version.
+        assert_ne!(
+            record_hash_with(HashVersion::V1, &sample(), "gw-1", 1, &GENESIS_HASH),
+            Some(base)
         );
     }
 

@@ -1,14 +1,16 @@
 //! Store operations on hash-chained records: reading a chain's head, writing a batch with its
 //! checkpoint in one transaction, following the log, and pruning with anchors.
 
-use authz_types::{AuditFilter, ReasonCode};
+use std::sync::LazyLock;
+
+use authz_types::{AuditFilter, ReasonCode, RecordKind};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Connection, Postgres, QueryBuilder, Sqlite};
 
 use crate::chain::{CheckpointKind, GENESIS_HASH, checkpoint_message};
 use crate::keys::SigningKey;
-use crate::row::{ChainedRow, RawRow};
+use crate::row::{CHAIN_COLUMNS, ChainedRow, HASH_VERSION_LITERAL, INSERT_COLUMNS, RawRow};
 use crate::{AuditStore, Error, Pool, StoredRecord, read_failed, sql, write_failed};
 
 /// A search over the audit log: an [`AuditFilter`] plus the conditions the admin CLI needs and
@@ -25,6 +27,8 @@ pub struct AuditQuery {
     /// The operation's target, e.g. a tool name.
     pub target: Option<String>,
     pub reason: Option<ReasonCode>,
+    /// Decision or outcome records only.
+    pub kind: Option<RecordKind>,
     pub chain_id: Option<String>,
     /// Only records with a larger id, oldest first.
     pub after_id: Option<i64>,
@@ -414,26 +418,12 @@ impl AuditStore {
 const UNNEST_ROWS: usize = 5_000;
 
 /// The Postgres insert of chained rows: one array per column, expanded by `UNNEST` on the
-/// server. 24 binds instead of 24 per row, so the statement text is the same for every batch
-/// size (prepared once) and nothing approaches the 65,535-bind limit.
+/// server. 32 binds instead of 32 per row, so the statement text is the same for every batch
+/// size (prepared once) and nothing approaches the 65,535-bind limit. `hash_version` is the
+/// current encoding version, written as a literal.
 fn unnest_insert<'a>(
     rows: &'a [ChainedRow<'a>],
 ) -> Result<sqlx::query::QueryAs<'static, Postgres, (i64, i64), PgArguments>, Error> {
-    const SQL: &str = "INSERT INTO audit_records (time_ms, request_id, session_id, tenant, \
-        subject, issuer, client_id, actors, token_id, scopes, roles, upstream, method, target, \
-        decision, reason, matched_rule, policy_revision, http_status, jsonrpc_error, chain_id, \
-        seq, prev_hash, hash) \
-        SELECT time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
-        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
-        policy_revision, http_status, jsonrpc_error, $21, seq, prev_hash, hash \
-        FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-        $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], \
-        $20::bigint[], $22::bigint[], $23::bytea[], $24::bytea[]) \
-        AS u(time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
-        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
-        policy_revision, http_status, jsonrpc_error, seq, prev_hash, hash) \
-        RETURNING id, seq";
     let col = |f: fn(&'a ChainedRow<'a>) -> Option<&'a str>| rows.iter().map(f).collect::<Vec<_>>();
     let text = |f: fn(&'a ChainedRow<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<_>>();
     let int = |f: fn(&'a ChainedRow<'a>) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
@@ -462,14 +452,44 @@ fn unnest_insert<'a>(
         args.add(int(|r| r.columns.policy_revision))?;
         args.add(int(|r| r.columns.http_status))?;
         args.add(int(|r| r.columns.jsonrpc_error))?;
+        args.add(text(|r| r.columns.kind))?;
+        args.add(col(|r| r.columns.trace_id))?;
+        args.add(int(|r| r.columns.upstream_status))?;
+        args.add(int(|r| r.columns.upstream_latency_ms))?;
+        args.add(col(|r| r.columns.outcome))?;
+        args.add(col(|r| r.columns.args_digest))?;
+        args.add(col(|r| r.columns.arguments))?;
+        args.add(text(|r| r.columns.shown.as_str()))?;
         args.add(chain_id)?;
         args.add(rows.iter().map(|r| r.seq).collect::<Vec<_>>())?;
         args.add(rows.iter().map(|r| &r.prev_hash[..]).collect::<Vec<_>>())?;
         args.add(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
     })();
     added.map_err(|e| write_failed(sqlx::Error::Encode(e)))?;
-    Ok(sqlx::query_as_with(SQL, args))
+    Ok(sqlx::query_as_with(UNNEST_SQL.as_str(), args))
 }
+
+/// The statement of [`unnest_insert`], built once.
+static UNNEST_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO audit_records ({INSERT_COLUMNS}, {CHAIN_COLUMNS}) \
+        SELECT time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
+        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
+        policy_revision, http_status, jsonrpc_error, kind, trace_id, upstream_status, \
+        upstream_latency_ms, outcome, args_digest, arguments, shown, {HASH_VERSION_LITERAL}, \
+        $29, seq, prev_hash, hash \
+        FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+        $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], \
+        $20::bigint[], $21::text[], $22::text[], $23::bigint[], $24::bigint[], $25::text[], \
+        $26::text[], $27::text[], $28::text[], $30::bigint[], $31::bytea[], $32::bytea[]) \
+        AS u(time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
+        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
+        policy_revision, http_status, jsonrpc_error, kind, trace_id, upstream_status, \
+        upstream_latency_ms, outcome, args_digest, arguments, shown, seq, prev_hash, hash) \
+        RETURNING id, seq"
+    )
+});
 
 fn insert_checkpoint<DB>(cp: &NewCheckpoint) -> QueryBuilder<DB>
 where

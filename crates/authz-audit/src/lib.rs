@@ -8,9 +8,12 @@
 //! # Storage
 //!
 //! One column per [`AuditRecord`] field plus an autoincrementing `id`. The lists (`actors`,
-//! `scopes`, `roles`) are stored as JSON arrays of strings in TEXT columns (identical text on
-//! both backends, order kept); `decision` and `reason` as the stable strings of
-//! [`Effect::as_str`](authz_types::Effect::as_str) and [`ReasonCode::as_str`](authz_types::ReasonCode::as_str). A stored value
+//! `scopes`, `roles`, `shown`) are stored as JSON arrays of strings in TEXT columns (identical
+//! text on both backends, order kept); `decision`, `reason` and `kind` as the stable strings of
+//! [`Effect::as_str`](authz_types::Effect::as_str), [`ReasonCode::as_str`](authz_types::ReasonCode::as_str)
+//! and [`RecordKind::as_str`](authz_types::RecordKind::as_str). A forwarded request has two
+//! rows with its request id: the decision, written before forwarding, and the outcome
+//! (upstream status and latency, what a list call showed), written after. A stored value
 //! that does not parse back is reported as [`Error::Corrupt`]. The schema lives in
 //! `migrations/{sqlite,postgres}` at the workspace root and is applied by [`AuditStore::connect`];
 //! every crate of the workspace embeds the whole folder, so they apply the same set.
@@ -31,7 +34,9 @@
 //!
 //! Every writer has its own hash chain (`chain_id`, one per gateway replica): each record
 //! carries its `seq` (gap-free), the previous record's hash and its own hash
-//! ([`record_hash`], a versioned, length-prefixed encoding documented there). Checkpoints
+//! ([`record_hash`], a versioned, length-prefixed encoding documented there) with the
+//! encoding's version ([`HashVersion`]; rows chained before the record grew are version 1 and
+//! still verify). Checkpoints
 //! signed with an Ed25519 [`SigningKey`] are written every K records or T seconds; [`verify`]
 //! walks the chains and names the first edited, deleted, inserted or reordered record or bad
 //! checkpoint. [`AuditStore::prune_before`] deletes old records behind an anchor so the rest
@@ -117,7 +122,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnection, SqlitePool, SqlitePoolOptions};
 use sqlx::{Connection, Postgres, Sqlite};
 
-pub use chain::{CheckpointKind, GENESIS_HASH, record_hash};
+pub use chain::{CheckpointKind, GENESIS_HASH, HashVersion, record_hash, record_hash_with};
 pub use chained::{AuditQuery, PruneReport};
 pub use keys::{PublicKey, SigningKey, write_seed_file};
 pub use url::redact_url;

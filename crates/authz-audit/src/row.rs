@@ -3,17 +3,25 @@
 //! Writing never fails for a well-formed record; reading checks every value that has a narrower
 //! type in Rust than in SQL and reports a mismatch as [`Error::Corrupt`] instead of guessing.
 
-use authz_types::{AuditRecord, Effect, ReasonCode};
+use authz_types::{AuditRecord, Effect, ReasonCode, RecordKind};
 
+use crate::chain::HashVersion;
 use crate::{Error, StoredRecord};
 
-/// The column list of an insert, in the order [`Columns`] binds them.
+/// The column list of an insert, in the order [`Columns`] binds them. The last one,
+/// `hash_version`, is not bound: every row is written with [`HashVersion::CURRENT`], pushed as
+/// a literal (see [`HASH_VERSION_LITERAL`]) so a row binds fewer values.
 pub(crate) const INSERT_COLUMNS: &str = "time_ms, request_id, session_id, tenant, subject, issuer, \
      client_id, actors, token_id, scopes, roles, upstream, method, target, decision, reason, \
-     matched_rule, policy_revision, http_status, jsonrpc_error";
+     matched_rule, policy_revision, http_status, jsonrpc_error, kind, trace_id, upstream_status, \
+     upstream_latency_ms, outcome, args_digest, arguments, shown, hash_version";
 
-/// How many values one row binds; keep in step with [`INSERT_COLUMNS`].
-pub(crate) const COLUMN_COUNT: usize = 20;
+/// How many values one row binds; keep in step with [`INSERT_COLUMNS`] (all but
+/// `hash_version`).
+pub(crate) const COLUMN_COUNT: usize = 28;
+
+/// The `hash_version` of every row this build writes, as SQL text.
+pub(crate) const HASH_VERSION_LITERAL: &str = HashVersion::CURRENT.sql_literal();
 
 /// The columns a chained insert adds after [`INSERT_COLUMNS`], in the order
 /// [`ChainedRow`] binds them.
@@ -32,10 +40,12 @@ pub(crate) struct ChainedRow<'a> {
     pub hash: [u8; 32],
 }
 
-/// The column list of a select: `id` then the insert columns.
+/// The column list of a select: `id` then the record's columns (the insert columns without
+/// `hash_version`, which only verification reads).
 pub(crate) const SELECT_COLUMNS: &str = "id, time_ms, request_id, session_id, tenant, subject, \
      issuer, client_id, actors, token_id, scopes, roles, upstream, method, target, decision, \
-     reason, matched_rule, policy_revision, http_status, jsonrpc_error";
+     reason, matched_rule, policy_revision, http_status, jsonrpc_error, kind, trace_id, \
+     upstream_status, upstream_latency_ms, outcome, args_digest, arguments, shown";
 
 /// One record as the values bound into an insert. Borrowed from the record except the lists,
 /// which are encoded as JSON array text.
@@ -61,6 +71,14 @@ pub(crate) struct Columns<'a> {
     pub policy_revision: Option<i64>,
     pub http_status: Option<i64>,
     pub jsonrpc_error: Option<i64>,
+    pub kind: &'static str,
+    pub trace_id: Option<&'a str>,
+    pub upstream_status: Option<i64>,
+    pub upstream_latency_ms: Option<i64>,
+    pub outcome: Option<&'a str>,
+    pub args_digest: Option<&'a str>,
+    pub arguments: Option<&'a str>,
+    pub shown: String,
 }
 
 impl<'a> Columns<'a> {
@@ -86,6 +104,14 @@ impl<'a> Columns<'a> {
             policy_revision: r.policy_revision,
             http_status: r.http_status.map(i64::from),
             jsonrpc_error: r.jsonrpc_error,
+            kind: r.kind.as_str(),
+            trace_id: r.trace_id.as_deref(),
+            upstream_status: r.upstream_status.map(i64::from),
+            upstream_latency_ms: r.upstream_latency_ms,
+            outcome: r.outcome.as_deref(),
+            args_digest: r.args_digest.as_deref(),
+            arguments: r.arguments.as_deref(),
+            shown: encode_list("shown", &r.shown)?,
         })
     }
 }
@@ -118,6 +144,14 @@ pub(crate) struct RawRow {
     pub policy_revision: Option<i64>,
     pub http_status: Option<i64>,
     pub jsonrpc_error: Option<i64>,
+    pub kind: String,
+    pub trace_id: Option<String>,
+    pub upstream_status: Option<i64>,
+    pub upstream_latency_ms: Option<i64>,
+    pub outcome: Option<String>,
+    pub args_digest: Option<String>,
+    pub arguments: Option<String>,
+    pub shown: String,
 }
 
 impl RawRow {
@@ -127,7 +161,9 @@ impl RawRow {
         let corrupt = |field: &'static str| Error::Corrupt { id, field };
         let record = AuditRecord {
             time_ms: self.time_ms,
+            kind: RecordKind::parse(&self.kind).ok_or_else(|| corrupt("kind"))?,
             request_id: self.request_id,
+            trace_id: self.trace_id,
             session_id: self.session_id,
             tenant: self.tenant,
             subject: self.subject,
@@ -150,6 +186,16 @@ impl RawRow {
                 .transpose()
                 .map_err(|_| corrupt("http_status"))?,
             jsonrpc_error: self.jsonrpc_error,
+            upstream_status: self
+                .upstream_status
+                .map(u16::try_from)
+                .transpose()
+                .map_err(|_| corrupt("upstream_status"))?,
+            upstream_latency_ms: self.upstream_latency_ms,
+            outcome: self.outcome,
+            args_digest: self.args_digest,
+            arguments: self.arguments,
+            shown: decode_list(&self.shown).ok_or_else(|| corrupt("shown"))?,
         };
         Ok(StoredRecord { id, record })
     }
@@ -166,7 +212,9 @@ mod tests {
     fn full() -> AuditRecord {
         AuditRecord {
             time_ms: -5,
+            kind: RecordKind::Outcome,
             request_id: "req-1".into(),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             session_id: Some("sess".into()),
             tenant: Some("acme".into()),
             subject: Some("alice".into()),
@@ -185,6 +233,14 @@ mod tests {
             policy_revision: Some(i64::MAX),
             http_status: Some(u16::MAX),
             jsonrpc_error: Some(i64::MIN),
+            upstream_status: Some(0),
+            upstream_latency_ms: Some(i64::MIN),
+            outcome: Some("stream_error".into()),
+            args_digest: Some(
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+            ),
+            arguments: Some(r#"{"id":7,"note":"[redacted]"}"#.into()),
+            shown: vec!["get_ticket".into(), "file:///a b".into()],
         }
     }
 
@@ -213,6 +269,14 @@ mod tests {
             policy_revision: c.policy_revision,
             http_status: c.http_status,
             jsonrpc_error: c.jsonrpc_error,
+            kind: c.kind.into(),
+            trace_id: c.trace_id.map(Into::into),
+            upstream_status: c.upstream_status,
+            upstream_latency_ms: c.upstream_latency_ms,
+            outcome: c.outcome.map(Into::into),
+            args_digest: c.args_digest.map(Into::into),
+            arguments: c.arguments.map(Into::into),
+            shown: c.shown,
         }
     }
 
@@ -236,6 +300,8 @@ mod tests {
         let c = Columns::new(&r).expect("encode");
         assert_eq!(c.actors, r#"["agent-7","orchestrator \"x\""]"#);
         assert_eq!(c.roles, r#"["reader"]"#);
+        assert_eq!(c.shown, r#"["get_ticket","file:///a b"]"#);
+        assert_eq!(c.kind, "outcome");
     }
 
     #[test]
@@ -253,13 +319,16 @@ mod tests {
     #[test]
     fn unparsable_values_are_corrupt_with_the_column_named() {
         type Spoil = fn(&mut RawRow);
-        let cases: [(&str, Spoil); 6] = [
+        let cases: [(&str, Spoil); 9] = [
             ("reason", |r| r.reason = "not_a_reason".into()),
             ("decision", |r| r.decision = "maybe".into()),
             ("actors", |r| r.actors = "agent-7".into()),
             ("scopes", |r| r.scopes = "[1,2]".into()),
             ("roles", |r| r.roles = "null".into()),
             ("http_status", |r| r.http_status = Some(70_000)),
+            ("kind", |r| r.kind = "Outcome".into()),
+            ("upstream_status", |r| r.upstream_status = Some(-1)),
+            ("shown", |r| r.shown = "".into()),
         ];
         for (field, spoil) in cases {
             let mut row = raw(42, &full());

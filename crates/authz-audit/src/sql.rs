@@ -9,12 +9,13 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::AuditQuery;
 use crate::row::{
-    CHAIN_COLUMNS, CHAINED_COLUMN_COUNT, COLUMN_COUNT, ChainedRow, Columns, INSERT_COLUMNS,
-    SELECT_COLUMNS,
+    CHAIN_COLUMNS, CHAINED_COLUMN_COUNT, COLUMN_COUNT, ChainedRow, Columns, HASH_VERSION_LITERAL,
+    INSERT_COLUMNS, SELECT_COLUMNS,
 };
 
-/// Rows per multi-row `INSERT`: 1000 rows × 20 columns = 20,000 bound values, under SQLite's
-/// 32,766 and Postgres's 65,535 per statement, and the size measured fastest on both.
+/// Rows per multi-row `INSERT`: 1000 rows × 28 values (32 for a chained row) = at most 32,000
+/// bound values, under SQLite's 32,766 and Postgres's 65,535 per statement, and the size
+/// measured fastest on both.
 pub(crate) const ROWS_PER_INSERT: usize = 1000;
 
 const _: () = assert!(ROWS_PER_INSERT * COLUMN_COUNT <= 32_766);
@@ -100,7 +101,16 @@ fn bind_columns<'a, DB>(
         .push_bind(c.matched_rule)
         .push_bind(c.policy_revision)
         .push_bind(c.http_status)
-        .push_bind(c.jsonrpc_error);
+        .push_bind(c.jsonrpc_error)
+        .push_bind(c.kind)
+        .push_bind(c.trace_id)
+        .push_bind(c.upstream_status)
+        .push_bind(c.upstream_latency_ms)
+        .push_bind(c.outcome)
+        .push_bind(c.args_digest)
+        .push_bind(c.arguments)
+        .push_bind(c.shown.as_str())
+        .push(HASH_VERSION_LITERAL);
 }
 
 /// `SELECT <columns> FROM audit_records WHERE ... ORDER BY time_ms DESC, id DESC LIMIT n`.
@@ -222,6 +232,10 @@ where
         clause(qb, "reason = ");
         qb.push_bind(reason.as_str());
     }
+    if let Some(kind) = q.kind {
+        clause(qb, "kind = ");
+        qb.push_bind(kind.as_str());
+    }
     if let Some(chain_id) = &q.chain_id {
         clause(qb, "chain_id = ");
         qb.push_bind(chain_id.as_str());
@@ -264,13 +278,31 @@ mod tests {
             method: Some("tools/call".into()),
             target: Some("get".into()),
             reason: Some(authz_types::ReasonCode::PolicyAllow),
+            kind: Some(authz_types::RecordKind::Outcome),
             chain_id: Some("gw".into()),
             after_id: Some(9),
         };
         assert!(select_query::<Postgres>(&q).into_string().ends_with(
             "WHERE subject = $1 AND tenant = $2 AND method = $3 AND target = $4 AND reason = $5 \
-             AND chain_id = $6 AND id > $7 ORDER BY id ASC LIMIT $8"
+             AND kind = $6 AND chain_id = $7 AND id > $8 ORDER BY id ASC LIMIT $9"
         ));
+        // Every row carries the current encoding version as a literal, not a bind.
+        let record = authz_types::AuditRecord::unauthenticated(
+            "r",
+            "u",
+            "m",
+            authz_types::ReasonCode::TokenMissing,
+            401,
+        );
+        let cols = [Columns::new(&record).expect("encode")];
+        let insert = insert::<Sqlite>(&cols, false).into_string();
+        assert!(insert.ends_with(", 2)"), "{insert}");
+        assert_eq!(insert.matches('?').count(), COLUMN_COUNT);
+        assert_eq!(
+            INSERT_COLUMNS.split(',').count(),
+            COLUMN_COUNT + 1,
+            "hash_version is the one column not bound"
+        );
         let lite = count::<Sqlite>(&AuditFilter::default()).into_string();
         assert_eq!(lite, "SELECT COUNT(*) FROM audit_records");
         assert_eq!(effective_limit(&f), MAX_LIMIT);

@@ -15,7 +15,9 @@
 //! - [`Tamper::Reordered`]: a record that links to a record stored after it (seq values
 //!   swapped).
 //! - [`Tamper::Edited`]: a record whose content does not match its hash, when none of the
-//!   above explains it.
+//!   above explains it. Each row is recomputed in its own encoding version (`hash_version`),
+//!   so a changed version number shows as an edit too, as does a version-1 row (written
+//!   before migration 0006) whose newer columns were filled in afterwards.
 //! - [`Tamper::BadCheckpoint`]: a checkpoint or anchor whose signature does not verify (or is
 //!   missing when a public key is given), or whose hash differs from the record at its seq.
 //!
@@ -31,7 +33,9 @@
 use authz_types::AuditRecord;
 use sqlx::QueryBuilder;
 
-use crate::chain::{CheckpointKind, GENESIS_HASH, checkpoint_message, record_hash, to_hex};
+use crate::chain::{
+    CheckpointKind, GENESIS_HASH, HashVersion, checkpoint_message, record_hash_with, to_hex,
+};
 use crate::chained::hash32;
 use crate::keys::PublicKey;
 use crate::row::{RawRow, SELECT_COLUMNS};
@@ -140,6 +144,7 @@ struct ChainRow {
     seq: i64,
     prev_hash: Option<Vec<u8>>,
     hash: Option<Vec<u8>>,
+    hash_version: i64,
 }
 
 /// A checkpoint or anchor row.
@@ -157,6 +162,8 @@ struct Checked {
     id: i64,
     seq: i64,
     record: Option<AuditRecord>,
+    /// The encoding the row says its hash uses; `None` for a number this build does not know.
+    version: Option<HashVersion>,
     prev: Option<[u8; 32]>,
     hash: Option<[u8; 32]>,
 }
@@ -168,15 +175,20 @@ impl Checked {
             id,
             seq: row.seq,
             record: row.raw.into_stored().ok().map(|s| s.record),
+            version: HashVersion::from_number(row.hash_version),
             prev: row.prev_hash.and_then(|h| hash32(&h, id, "prev_hash").ok()),
             hash: row.hash.and_then(|h| hash32(&h, id, "hash").ok()),
         }
     }
 
-    /// Whether the content, hashed at `seq` after its stored `prev`, gives the stored hash.
+    /// Whether the content, hashed at `seq` after its stored `prev` in the row's own encoding
+    /// version, gives the stored hash. A version-1 row whose newer columns are filled does
+    /// not match: version 1 cannot vouch for them.
     fn content_matches_at(&self, chain_id: &str, seq: i64) -> bool {
-        match (&self.record, &self.prev, &self.hash) {
-            (Some(r), Some(prev), Some(hash)) => record_hash(r, chain_id, seq, prev) == *hash,
+        match (&self.record, self.version, &self.prev, &self.hash) {
+            (Some(r), Some(version), Some(prev), Some(hash)) => {
+                record_hash_with(version, r, chain_id, seq, prev) == Some(*hash)
+            }
             _ => false,
         }
     }
@@ -451,7 +463,8 @@ impl AuditStore {
     async fn chain_page(&self, chain_id: &str, after_seq: i64) -> Result<Vec<ChainRow>, Error> {
         on_pool!(self, pool => {
             let mut qb = QueryBuilder::<DB>::new(format!(
-                "SELECT {SELECT_COLUMNS}, seq, prev_hash, hash FROM audit_records WHERE chain_id = "
+                "SELECT {SELECT_COLUMNS}, seq, prev_hash, hash, \
+                 CAST(hash_version AS BIGINT) AS hash_version FROM audit_records WHERE chain_id = "
             ));
             qb.push_bind(chain_id);
             qb.push(" AND seq > ");

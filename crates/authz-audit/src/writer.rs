@@ -388,6 +388,7 @@ fn nul_field(r: &AuditRecord) -> Option<&'static str> {
     let list = |l: &[String]| l.iter().any(|s| has(s));
     [
         ("request_id", has(&r.request_id)),
+        ("trace_id", opt(&r.trace_id)),
         ("session_id", opt(&r.session_id)),
         ("tenant", opt(&r.tenant)),
         ("subject", opt(&r.subject)),
@@ -401,6 +402,10 @@ fn nul_field(r: &AuditRecord) -> Option<&'static str> {
         ("method", has(&r.method)),
         ("target", opt(&r.target)),
         ("matched_rule", opt(&r.matched_rule)),
+        ("outcome", opt(&r.outcome)),
+        ("args_digest", opt(&r.args_digest)),
+        ("arguments", opt(&r.arguments)),
+        ("shown", list(&r.shown)),
     ]
     .into_iter()
     .find_map(|(field, bad)| bad.then_some(field))

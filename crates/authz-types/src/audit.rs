@@ -1,19 +1,68 @@
-//! What the audit store records for every decision, and how records are queried.
+//! What the audit store records for every decision and its outcome, and how records are
+//! queried.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{Decision, Effect, Operation, Principal, ReasonCode};
 
-/// One audit record: a decision with its full identity context.
+/// Which of the two records of a request this is.
 ///
-/// Written for every request that reaches a decision, allowed or denied, including
-/// authentication failures (then the identity fields are empty).
+/// The gateway writes a [`Decision`](RecordKind::Decision) record before it forwards a request
+/// (in durable mode it is committed first), and, once the upstream answered or the stream
+/// ended, an [`Outcome`](RecordKind::Outcome) record with the same request id. A refused
+/// request has only its decision record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// What was decided, written before anything is forwarded.
+    #[default]
+    Decision,
+    /// What happened upstream, written after the response.
+    Outcome,
+}
+
+impl RecordKind {
+    /// Every kind, for exhaustive tests.
+    pub const ALL: &'static [RecordKind] = &[RecordKind::Decision, RecordKind::Outcome];
+
+    /// The stable string of this kind (`decision` or `outcome`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Decision => "decision",
+            RecordKind::Outcome => "outcome",
+        }
+    }
+
+    /// The kind named by `s`, as written by [`RecordKind::as_str`].
+    pub fn parse(s: &str) -> Option<RecordKind> {
+        match s {
+            "decision" => Some(RecordKind::Decision),
+            "outcome" => Some(RecordKind::Outcome),
+            _ => None,
+        }
+    }
+}
+
+/// One audit record: a decision with its full identity context, or the outcome of a
+/// forwarded request (see [`RecordKind`]).
+///
+/// A decision record is written for every request that reaches a decision, allowed or denied,
+/// including authentication failures (then the identity fields are empty). The fields after
+/// `jsonrpc_error` were added later; they default when absent from serialized input, so older
+/// exports still parse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
-    /// When the decision was made, Unix milliseconds.
+    /// When the decision was made (or, for an outcome, when the response ended), Unix
+    /// milliseconds.
     pub time_ms: i64,
+    /// Decision or outcome.
+    #[serde(default)]
+    pub kind: RecordKind,
     /// The gateway's request id (also returned to the client in `x-request-id`).
     pub request_id: String,
+    /// The distributed trace id (W3C `traceparent`), if the request carried or was given one.
+    #[serde(default)]
+    pub trace_id: Option<String>,
     /// The MCP session id, if the request carried one.
     pub session_id: Option<String>,
     pub tenant: Option<String>,
@@ -39,6 +88,29 @@ pub struct AuditRecord {
     pub http_status: Option<u16>,
     /// The JSON-RPC error code of a refusal, if one was sent.
     pub jsonrpc_error: Option<i64>,
+    /// Outcome records: the HTTP status the upstream answered with, if it answered.
+    #[serde(default)]
+    pub upstream_status: Option<u16>,
+    /// Outcome records: how long the upstream took, from forwarding to the end of the response
+    /// (or stream), in milliseconds.
+    #[serde(default)]
+    pub upstream_latency_ms: Option<i64>,
+    /// Outcome records: a short code for what happened upstream, e.g. `ok`, `upstream_error`,
+    /// `timeout`, `stream_error`.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Lowercase hex SHA-256 of the call's arguments (the JSON text of `params.arguments` as
+    /// received), when the call had any.
+    #[serde(default)]
+    pub args_digest: Option<String>,
+    /// The call's arguments as JSON text, only where configured, and already redacted by the
+    /// gateway (named fields replaced per tool).
+    #[serde(default)]
+    pub arguments: Option<String>,
+    /// Outcome records of list calls: the names (or URIs) of the items the caller was shown,
+    /// after filtering.
+    #[serde(default)]
+    pub shown: Vec<String>,
 }
 
 impl AuditRecord {
@@ -52,7 +124,9 @@ impl AuditRecord {
     ) -> Self {
         Self {
             time_ms: crate::now_unix_ms(),
+            kind: RecordKind::Decision,
             request_id: request_id.into(),
+            trace_id: None,
             session_id: None,
             tenant: None,
             subject: None,
@@ -71,6 +145,12 @@ impl AuditRecord {
             policy_revision: None,
             http_status: Some(http_status),
             jsonrpc_error: None,
+            upstream_status: None,
+            upstream_latency_ms: None,
+            outcome: None,
+            args_digest: None,
+            arguments: None,
+            shown: Vec::new(),
         }
     }
 
@@ -84,7 +164,9 @@ impl AuditRecord {
     ) -> Self {
         Self {
             time_ms: crate::now_unix_ms(),
+            kind: RecordKind::Decision,
             request_id: request_id.into(),
+            trace_id: None,
             session_id: None,
             tenant: Some(principal.tenant_or_default().to_owned()),
             subject: Some(principal.subject.clone()),
@@ -103,6 +185,53 @@ impl AuditRecord {
             policy_revision: Some(decision.policy_revision),
             http_status: None,
             jsonrpc_error: None,
+            upstream_status: None,
+            upstream_latency_ms: None,
+            outcome: None,
+            args_digest: None,
+            arguments: None,
+            shown: Vec::new(),
+        }
+    }
+
+    /// The outcome record that follows `decision`, stamped now.
+    ///
+    /// Copies what identifies the request and its decision: request, trace and session ids,
+    /// the identity fields, upstream, method, target, decision, reason, matched rule, policy
+    /// revision and the argument digest (so an outcome row can be matched on its own). Not
+    /// copied: the raw `arguments` (they are in the decision record already) and the refusal
+    /// fields `http_status` and `jsonrpc_error`. The outcome fields (`upstream_status`,
+    /// `upstream_latency_ms`, `outcome`, `shown`) are left empty for the caller to fill.
+    pub fn outcome(decision: &AuditRecord) -> Self {
+        Self {
+            time_ms: crate::now_unix_ms(),
+            kind: RecordKind::Outcome,
+            request_id: decision.request_id.clone(),
+            trace_id: decision.trace_id.clone(),
+            session_id: decision.session_id.clone(),
+            tenant: decision.tenant.clone(),
+            subject: decision.subject.clone(),
+            issuer: decision.issuer.clone(),
+            client_id: decision.client_id.clone(),
+            actors: decision.actors.clone(),
+            token_id: decision.token_id.clone(),
+            scopes: decision.scopes.clone(),
+            roles: decision.roles.clone(),
+            upstream: decision.upstream.clone(),
+            method: decision.method.clone(),
+            target: decision.target.clone(),
+            decision: decision.decision,
+            reason: decision.reason,
+            matched_rule: decision.matched_rule.clone(),
+            policy_revision: decision.policy_revision,
+            http_status: None,
+            jsonrpc_error: None,
+            upstream_status: None,
+            upstream_latency_ms: None,
+            outcome: None,
+            args_digest: decision.args_digest.clone(),
+            arguments: None,
+            shown: Vec::new(),
         }
     }
 }
@@ -120,4 +249,95 @@ pub struct AuditFilter {
     pub until_ms: Option<i64>,
     /// At most this many records, newest first. `None` means the store's default (100).
     pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_kind_strings_round_trip() {
+        for kind in RecordKind::ALL {
+            assert_eq!(RecordKind::parse(kind.as_str()), Some(*kind));
+            let json = serde_json::to_string(kind).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        assert_eq!(RecordKind::parse("Decision"), None);
+        assert_eq!(RecordKind::default(), RecordKind::Decision);
+    }
+
+    #[test]
+    fn constructors_leave_the_new_fields_empty() {
+        let r = AuditRecord::unauthenticated("r", "u", "GET", ReasonCode::TokenMissing, 401);
+        assert_eq!(r.kind, RecordKind::Decision);
+        assert_eq!(
+            (&r.trace_id, r.upstream_status, r.upstream_latency_ms),
+            (&None, None, None)
+        );
+        assert!(r.outcome.is_none() && r.args_digest.is_none() && r.arguments.is_none());
+        assert!(r.shown.is_empty());
+    }
+
+    #[test]
+    fn outcome_copies_the_request_and_leaves_the_outcome_to_fill() {
+        let mut d = AuditRecord::unauthenticated(
+            "req-9",
+            "tickets",
+            "tools/list",
+            ReasonCode::ProtocolMethod,
+            200,
+        );
+        d.decision = Effect::Allow;
+        d.http_status = None;
+        d.jsonrpc_error = Some(-1);
+        d.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+        d.session_id = Some("s".into());
+        d.tenant = Some("acme".into());
+        d.subject = Some("alice".into());
+        d.issuer = Some("iss".into());
+        d.client_id = Some("app".into());
+        d.actors = vec!["agent".into()];
+        d.token_id = Some("jti".into());
+        d.scopes = vec!["a".into()];
+        d.roles = vec!["reader".into()];
+        d.target = Some("t".into());
+        d.matched_rule = Some("rule".into());
+        d.policy_revision = Some(3);
+        d.args_digest = Some("ab".repeat(32));
+        d.arguments = Some("{}".into());
+
+        let o = AuditRecord::outcome(&d);
+        assert_eq!(o.kind, RecordKind::Outcome);
+        assert!(o.time_ms >= d.time_ms);
+        let expected = AuditRecord {
+            time_ms: o.time_ms,
+            kind: RecordKind::Outcome,
+            http_status: None,
+            jsonrpc_error: None,
+            arguments: None,
+            ..d.clone()
+        };
+        assert_eq!(o, expected);
+    }
+
+    #[test]
+    fn records_serialized_without_the_new_fields_still_parse() {
+        let r = AuditRecord::unauthenticated("r", "u", "GET", ReasonCode::TokenMissing, 401);
+        let mut v = serde_json::to_value(&r).expect("serialize");
+        let obj = v.as_object_mut().expect("object");
+        for field in [
+            "kind",
+            "trace_id",
+            "upstream_status",
+            "upstream_latency_ms",
+            "outcome",
+            "args_digest",
+            "arguments",
+            "shown",
+        ] {
+            assert!(obj.remove(field).is_some(), "{field}");
+        }
+        let back: AuditRecord = serde_json::from_value(v).expect("parse");
+        assert_eq!(back, r);
+    }
 }

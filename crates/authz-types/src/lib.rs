@@ -21,7 +21,7 @@ mod operation;
 mod principal;
 mod strict_json;
 
-pub use audit::{AuditFilter, AuditRecord};
+pub use audit::{AuditFilter, AuditRecord, RecordKind};
 pub use classify::{ClassifyError, Message, MessageKind, classify};
 pub use decision::{Decision, Effect, ReasonCode};
 pub use operation::{CompletionRef, Method, Operation, Target};

@@ -36,6 +36,7 @@ pub fn record(subject: &str, decision: Effect, tool: &str, minutes_ago: i64) -> 
         policy_revision: Some(1),
         http_status: (!allowed).then_some(403),
         jsonrpc_error: None,
+        ..AuditRecord::unauthenticated("", "", "", ReasonCode::TokenMissing, 0)
     }
 }
 

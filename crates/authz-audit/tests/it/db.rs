@@ -89,6 +89,35 @@ impl TestDb {
         }
     }
 
+    /// The single bytes value `sql` selects, read bypassing the store.
+    pub async fn fetch_bytes(&self, sql: &str) -> Vec<u8> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.kind {
+            Kind::Sqlite(_) => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("raw connect");
+                let v: Vec<u8> = sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("raw select");
+                conn.close().await.expect("close");
+                v
+            }
+            Kind::Postgres { .. } => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("raw connect");
+                let v: Vec<u8> = sqlx::query_scalar(sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("raw select");
+                conn.close().await.expect("close");
+                v
+            }
+        }
+    }
+
     /// A SQL literal for `bytes` in this database's dialect.
     pub fn blob(&self, bytes: &[u8]) -> String {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -1,7 +1,7 @@
 //! Behaviour of `AuditStore`, each check run on SQLite and on Postgres.
 
 use authz_audit::{AuditStore, Backend, Error};
-use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode};
+use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode, RecordKind};
 
 use crate::db::TestDb;
 
@@ -40,6 +40,7 @@ on_every_backend!(
     failed_batch_commits_nothing,
     failed_append_is_an_error,
     bad_stored_reason_is_corrupt,
+    bad_stored_new_fields_are_corrupt,
     reconnecting_keeps_records_and_migrations_are_idempotent,
     concurrent_appends_all_land,
     closed_store_fails_closed,
@@ -47,10 +48,12 @@ on_every_backend!(
 );
 
 /// A record with every field set, including edge values.
-fn full(request_id: &str) -> AuditRecord {
+pub fn full(request_id: &str) -> AuditRecord {
     AuditRecord {
         time_ms: 1_767_225_600_123,
+        kind: RecordKind::Outcome,
         request_id: request_id.into(),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         // Empty is not absent: Some("") must come back as Some("").
         session_id: Some(String::new()),
         tenant: Some("acme".into()),
@@ -74,14 +77,40 @@ fn full(request_id: &str) -> AuditRecord {
         policy_revision: Some(i64::MAX),
         http_status: Some(u16::MAX),
         jsonrpc_error: Some(i64::MIN),
+        upstream_status: Some(u16::MAX),
+        upstream_latency_ms: Some(i64::MAX),
+        outcome: Some("upstream_error".into()),
+        args_digest: Some(
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+        ),
+        // Redacted arguments as the gateway writes them: JSON text, kept byte for byte.
+        arguments: Some(r#"{"id": 7, "password":"[redacted]", "ü":"\u0000"}"#.into()),
+        shown: vec![
+            "get_ticket".into(),
+            "file:///tmp/a \"b\".txt".into(),
+            String::new(),
+        ],
     }
 }
 
 /// A record with only the required fields.
-fn minimal(request_id: &str) -> AuditRecord {
+pub fn minimal(request_id: &str) -> AuditRecord {
     let mut r = AuditRecord::unauthenticated(request_id, "", "", ReasonCode::TokenMissing, 401);
     r.http_status = None;
     r.time_ms = 0;
+    r
+}
+
+/// `minimal` as an outcome record with an empty-but-present value in every new option.
+pub fn minimal_outcome(request_id: &str) -> AuditRecord {
+    let mut r = AuditRecord::outcome(&minimal(request_id));
+    r.time_ms = 0;
+    r.trace_id = Some(String::new());
+    r.upstream_status = Some(0);
+    r.upstream_latency_ms = Some(0);
+    r.outcome = Some(String::new());
+    r.args_digest = Some(String::new());
+    r.arguments = Some(String::new());
     r
 }
 
@@ -123,6 +152,21 @@ async fn round_trips_full_and_minimal_records(db: &TestDb) {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, id_min);
     assert_eq!(got[0].record, minimal_record);
+
+    // Empty is not absent for the new fields either, and a decision is not an outcome.
+    let outcome = minimal_outcome("minimal-outcome");
+    let decision = AuditRecord {
+        kind: RecordKind::Decision,
+        ..full("full-decision")
+    };
+    s.append_batch(&[outcome.clone(), decision.clone()])
+        .await
+        .expect("batch");
+    for want in [&outcome, &decision] {
+        let got = s.query(&by_request(&want.request_id)).await.expect("query");
+        assert_eq!(got.len(), 1);
+        assert_eq!(&got[0].record, want);
+    }
 
     // Every reason code and both decisions survive the trip.
     let records: Vec<AuditRecord> = ReasonCode::ALL
@@ -417,6 +461,33 @@ async fn bad_stored_reason_is_corrupt(db: &TestDb) {
             .expect("count"),
         2
     );
+}
+
+/// Unknown kinds and malformed `shown` lists are reported, never guessed. (An out-of-range
+/// `upstream_status` cannot be stored: a CHECK refuses it, like `http_status`.)
+async fn bad_stored_new_fields_are_corrupt(db: &TestDb) {
+    let good = db.store.append(&full("good")).await.expect("append");
+    for (field, set) in [
+        ("kind", "kind = 'Outcome'"),
+        ("shown", "shown = '{\"a\":1}'"),
+    ] {
+        db.raw(&format!("UPDATE audit_records SET {set} WHERE id = {good}"))
+            .await;
+        match db.store.query(&by_request("good")).await {
+            Err(Error::Corrupt { id, field: f }) => assert_eq!((id, f), (good, field)),
+            other => panic!("{field}: expected Corrupt, got {other:?}"),
+        }
+        // Put the good value back (the record's own) before spoiling the next column.
+        db.raw(&format!(
+            "UPDATE audit_records SET kind = 'outcome', \
+             shown = '[\"get_ticket\",\"file:///tmp/a \\\"b\\\".txt\",\"\"]' WHERE id = {good}"
+        ))
+        .await;
+        assert_eq!(
+            db.store.query(&by_request("good")).await.expect("q")[0].record,
+            full("good")
+        );
+    }
 }
 
 async fn reconnecting_keeps_records_and_migrations_are_idempotent(db: &TestDb) {

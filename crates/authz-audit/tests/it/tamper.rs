@@ -2,10 +2,10 @@
 //! each detected and named by `verify`; checkpoints and pruning anchors are checked.
 
 use authz_audit::{
-    AuditQuery, AuditWriter, GENESIS_HASH, PublicKey, SigningKey, Tamper, VerifyReport,
-    WriterConfig, record_hash, verify,
+    AuditQuery, AuditWriter, GENESIS_HASH, HashVersion, PublicKey, SigningKey, Tamper,
+    VerifyReport, WriterConfig, record_hash, record_hash_with, verify,
 };
-use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode};
+use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode, RecordKind};
 
 use crate::db::TestDb;
 use crate::writer::{config, rec, test_key};
@@ -21,6 +21,9 @@ on_both_backends!(
     a_cut_off_tail_is_named_deleted,
     checkpoints_are_checked,
     pruning_leaves_a_verifiable_chain,
+    edits_of_the_new_fields_are_named,
+    a_changed_hash_version_is_named_edited,
+    a_chain_mixing_v1_and_v2_rows_verifies,
 );
 
 const CHAIN: &str = "c1";
@@ -131,6 +134,14 @@ fn forged() -> AuditRecord {
         policy_revision: None,
         http_status: None,
         jsonrpc_error: None,
+        kind: RecordKind::Decision,
+        trace_id: None,
+        upstream_status: None,
+        upstream_latency_ms: None,
+        outcome: None,
+        args_digest: None,
+        arguments: None,
+        shown: Vec::new(),
     }
 }
 
@@ -138,8 +149,8 @@ async fn insert_forged(db: &TestDb, seq: i64, prev: &[u8], hash: &[u8]) {
     let f = forged();
     db.raw(&format!(
         "INSERT INTO audit_records (time_ms, request_id, actors, scopes, roles, upstream, method, \
-         decision, reason, chain_id, seq, prev_hash, hash) VALUES ({}, '{}', '[]', '[]', '[]', \
-         '{}', '{}', '{}', '{}', '{CHAIN}', {seq}, {}, {})",
+         decision, reason, chain_id, seq, prev_hash, hash, hash_version) VALUES ({}, '{}', '[]', \
+         '[]', '[]', '{}', '{}', '{}', '{}', '{CHAIN}', {seq}, {}, {}, 2)",
         f.time_ms,
         f.request_id,
         f.upstream,
@@ -369,4 +380,169 @@ async fn pruning_leaves_a_verifiable_chain(db: &TestDb) {
         None,
     );
     assert!(report(db, None).await.is_intact());
+}
+
+async fn edits_of_the_new_fields_are_named(db: &TestDb) {
+    twenty(db, Some(test_key())).await;
+    let public = test_key().public_key();
+    // Each edit is earlier in the chain than the one before, so it is the first problem.
+    let edits = [
+        // Record 18 is an outcome: what the caller was shown.
+        (18, r#"shown = '["tool_18"]'"#),
+        (15, "upstream_status = 500"),
+        (13, r#"arguments = '{"n":13,"secret":"hunter2"}'"#),
+        (12, "upstream_latency_ms = 1"),
+        (11, "args_digest = NULL"),
+        (9, "outcome = 'timeout'"),
+        (8, "trace_id = 'forged'"),
+        // A decision passed off as an outcome.
+        (7, "kind = 'outcome'"),
+        // What a decision record never had.
+        (4, r#"shown = '["x"]'"#),
+    ];
+    for (seq, set) in edits {
+        db.raw(&format!(
+            "UPDATE audit_records SET {set} WHERE chain_id = '{CHAIN}' AND seq = {seq}"
+        ))
+        .await;
+        let r = report(db, Some(&public)).await;
+        assert_problem(
+            &r,
+            Tamper::Edited,
+            seq,
+            Some(id_of(db, &format!("r{seq}")).await),
+        );
+        assert_eq!(r.chains[0].records, u64::try_from(seq - 1).expect("small"));
+    }
+}
+
+async fn a_changed_hash_version_is_named_edited(db: &TestDb) {
+    twenty(db, None).await;
+    // Rows are written in the current encoding; neither an unknown version nor version 1
+    // reproduces their hash.
+    for (seq, version) in [(12, 3), (4, 1)] {
+        db.raw(&format!(
+            "UPDATE audit_records SET hash_version = {version} WHERE chain_id = '{CHAIN}' \
+             AND seq = {seq}"
+        ))
+        .await;
+        assert_problem(
+            &report(db, None).await,
+            Tamper::Edited,
+            seq,
+            Some(id_of(db, &format!("r{seq}")).await),
+        );
+    }
+    db.raw(&format!(
+        "UPDATE audit_records SET hash_version = {} WHERE chain_id = '{CHAIN}'",
+        HashVersion::CURRENT.number()
+    ))
+    .await;
+    assert!(report(db, None).await.is_intact());
+}
+
+/// A decision record as written before the record grew: every new field at its default.
+fn v1_record(i: usize) -> AuditRecord {
+    let mut r = rec(i);
+    r.kind = RecordKind::Decision;
+    r.trace_id = None;
+    r.upstream_status = None;
+    r.upstream_latency_ms = None;
+    r.outcome = None;
+    r.args_digest = None;
+    r.arguments = None;
+    r.shown = Vec::new();
+    r
+}
+
+/// Plants records 1..=5 as a version-1 chain (as a writer before migration 0006 left them),
+/// then lets a current writer continue the chain with records 6..=10.
+async fn mixed_chain(db: &TestDb) {
+    let mut prev = GENESIS_HASH;
+    for i in 1..=5 {
+        let r = v1_record(i);
+        let seq = i64::try_from(i).expect("small");
+        let hash = record_hash_with(HashVersion::V1, &r, CHAIN, seq, &prev).expect("fits v1");
+        let id = db.store.append(&r).await.expect("append");
+        db.raw(&format!(
+            "UPDATE audit_records SET chain_id = '{CHAIN}', seq = {seq}, prev_hash = {}, \
+             hash = {}, hash_version = 1 WHERE id = {id}",
+            db.blob(&prev),
+            db.blob(&hash)
+        ))
+        .await;
+        prev = hash;
+    }
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            checkpoint_every: 5,
+            ..config(CHAIN)
+        },
+        Some(test_key()),
+    )
+    .await
+    .expect("spawn");
+    for i in 6..=10 {
+        writer.append_durable(rec(i)).await.expect("append");
+    }
+    assert_eq!(writer.shutdown().await.expect("shutdown").last_seq, 10);
+}
+
+async fn a_chain_mixing_v1_and_v2_rows_verifies(db: &TestDb) {
+    mixed_chain(db).await;
+    let r = report(db, Some(&test_key().public_key())).await;
+    assert!(r.is_intact(), "{r:?}");
+    let c = &r.chains[0];
+    assert_eq!(
+        (c.records, c.last_seq, c.signed_through),
+        (10, 10, Some(10))
+    );
+    // The version-2 rows hash as the documented encoding says, continuing from the last
+    // version-1 row.
+    let mut prev = GENESIS_HASH;
+    for i in 1..=5 {
+        let seq = i64::try_from(i).expect("small");
+        prev = record_hash_with(HashVersion::V1, &v1_record(i), CHAIN, seq, &prev).expect("v1");
+    }
+    for i in 6..=10 {
+        prev = record_hash(&rec(i), CHAIN, i64::try_from(i).expect("small"), &prev);
+    }
+    let stored = db
+        .fetch_bytes(&format!(
+            "SELECT hash FROM audit_records WHERE chain_id = '{CHAIN}' AND seq = 10"
+        ))
+        .await;
+    assert_eq!(stored, prev);
+
+    // A version-1 row cannot vouch for columns it did not cover: filling one in is an edit.
+    db.raw(&format!(
+        r#"UPDATE audit_records SET shown = '["x"]' WHERE chain_id = '{CHAIN}' AND seq = 3"#
+    ))
+    .await;
+    assert_problem(
+        &report(db, None).await,
+        Tamper::Edited,
+        3,
+        Some(id_of(db, "r3").await),
+    );
+    db.raw(&format!(
+        "UPDATE audit_records SET shown = '[]' WHERE chain_id = '{CHAIN}' AND seq = 3"
+    ))
+    .await;
+    assert!(report(db, None).await.is_intact());
+    // Nor can a version-1 row be relabelled as version 2, or the other way round.
+    for (seq, version) in [(7, 1), (2, 2)] {
+        db.raw(&format!(
+            "UPDATE audit_records SET hash_version = {version} WHERE chain_id = '{CHAIN}' \
+             AND seq = {seq}"
+        ))
+        .await;
+        assert_problem(
+            &report(db, None).await,
+            Tamper::Edited,
+            seq,
+            Some(id_of(db, &format!("r{seq}")).await),
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use authz_audit::{
     AuditQuery, AuditStore, AuditWriter, Error, SigningKey, WriterConfig, WriterStats, verify,
 };
-use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode};
+use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode, RecordKind};
 
 use crate::db::TestDb;
 
@@ -22,9 +22,12 @@ on_both_backends!(
     closed_writer_refuses_records,
     following_and_searching_the_log,
     nul_characters,
+    every_field_round_trips_through_the_writer,
 );
 
-/// A record numbered `i`: request id `r{i}`, varied subject, decision and target.
+/// A record numbered `i`: request id `r{i}`, varied subject, decision and target; every third
+/// one is an outcome record with every outcome field set, the others decisions with an
+/// argument digest on odd numbers.
 pub fn rec(i: usize) -> AuditRecord {
     let mut r = AuditRecord::unauthenticated(
         format!("r{i}"),
@@ -44,6 +47,21 @@ pub fn rec(i: usize) -> AuditRecord {
     } else {
         Effect::Allow
     };
+    r.trace_id = Some(format!("{i:032x}"));
+    if i % 2 == 1 {
+        r.args_digest = Some(format!("{i:064x}"));
+        r.arguments = Some(format!(r#"{{"n":{i},"secret":"[redacted]"}}"#));
+    }
+    if i.is_multiple_of(3) {
+        r = AuditRecord {
+            time_ms: r.time_ms,
+            ..AuditRecord::outcome(&r)
+        };
+        r.upstream_status = Some(200);
+        r.upstream_latency_ms = Some(i64::try_from(i).expect("small") * 7);
+        r.outcome = Some("ok".into());
+        r.shown = vec![format!("tool_{i}"), "get_ticket".into()];
+    }
     r
 }
 
@@ -453,6 +471,83 @@ async fn following_and_searching_the_log(db: &TestDb) {
         ..Default::default()
     };
     assert_eq!(db.store.count_matching(&none).await.expect("count"), 0);
+
+    // Decision and outcome records apart: every third record is an outcome.
+    let outcomes = AuditQuery {
+        kind: Some(RecordKind::Outcome),
+        ..Default::default()
+    };
+    let got = db.store.search(&outcomes).await.expect("search");
+    let got_ids: Vec<&str> = got.iter().map(|r| r.record.request_id.as_str()).collect();
+    let want: Vec<String> = (1..=25)
+        .rev()
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("r{i}"))
+        .collect();
+    assert_eq!(got_ids, want);
+    assert!(got.iter().all(|r| r.record.kind == RecordKind::Outcome));
+    let decisions = AuditQuery {
+        kind: Some(RecordKind::Decision),
+        tenant: Some("acme".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        db.store.count_matching(&decisions).await.expect("count"),
+        u64::try_from((1..=25).filter(|i| i % 3 != 0 && i % 2 == 0).count()).expect("small")
+    );
+}
+
+/// The writer's insert paths (multi-row on SQLite, `UNNEST` on Postgres) store every field of
+/// full and minimal records of both kinds, as `AuditStore::append` does.
+async fn every_field_round_trips_through_the_writer(db: &TestDb) {
+    use crate::store::{full, minimal, minimal_outcome};
+    let writer = AuditWriter::spawn(db.store.clone(), config("gw-f"), None)
+        .await
+        .expect("spawn");
+    let records = [
+        full("w-full"),
+        AuditRecord {
+            kind: RecordKind::Decision,
+            ..full("w-full-decision")
+        },
+        minimal("w-minimal"),
+        minimal_outcome("w-minimal-outcome"),
+    ];
+    // Durable and buffered, so some land in one batch together.
+    let mut ids = Vec::new();
+    for r in &records[..2] {
+        ids.push(writer.append_durable(r.clone()).await.expect("durable"));
+    }
+    for r in &records[2..] {
+        writer.append_buffered(r.clone()).await.expect("buffered");
+    }
+    writer.shutdown().await.expect("shutdown");
+    for want in &records {
+        let got = db
+            .store
+            .query(&AuditFilter {
+                request_id: Some(want.request_id.clone()),
+                ..Default::default()
+            })
+            .await
+            .expect("query");
+        assert_eq!(got.len(), 1, "{}", want.request_id);
+        assert_eq!(&got[0].record, want);
+    }
+    assert_eq!(
+        db.store
+            .query(&AuditFilter {
+                request_id: Some("w-full".into()),
+                ..Default::default()
+            })
+            .await
+            .expect("query")[0]
+            .id,
+        ids[0]
+    );
+    let report = verify(&db.store, Some("gw-f"), None).await.expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.chains[0].records, 4);
 }
 
 async fn nul_characters(db: &TestDb) {
