@@ -200,6 +200,14 @@ pub struct RawUpstream {
     pub ca_file: Option<PathBuf>,
     /// This route's audit mode (default: `audit.mode`).
     pub audit_mode: Option<AuditMode>,
+    /// Tools/prompts (globs) whose raw arguments are kept in the audit record; every call's
+    /// arguments get a SHA-256 digest regardless.
+    #[serde(default)]
+    pub record_arguments: Vec<String>,
+    /// Per tool/prompt glob, argument field names replaced by `[redacted]` (at any depth) in
+    /// recorded arguments.
+    #[serde(default)]
+    pub redact_arguments: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub scopes: Vec<RawScopeRule>,
 }
@@ -288,6 +296,8 @@ pub struct Upstream {
     pub idle_timeout: std::time::Duration,
     pub ca_file: Option<PathBuf>,
     pub audit_mode: AuditMode,
+    pub record_arguments: Vec<String>,
+    pub redact_arguments: BTreeMap<String, Vec<String>>,
     pub scopes: Vec<ScopeRule>,
     /// The canonical resource URI of this route (the token audience).
     pub resource: String,
@@ -665,6 +675,8 @@ impl Config {
                     .audit_mode
                     .or(raw.audit.mode)
                     .unwrap_or(AuditMode::Durable),
+                record_arguments: u.record_arguments,
+                redact_arguments: u.redact_arguments,
                 scopes,
                 resource,
             });

@@ -88,8 +88,36 @@ pub fn filter_response(kind: ListKind, response: &mut Value, allowed: &ItemAllow
 
 /// A [`Rewrite`] that filters a list result.
 pub fn list_filter(kind: ListKind, allowed: ItemAllowed) -> Rewrite {
+    list_filter_recording(kind, allowed, None)
+}
+
+/// What the caller was shown by a filtered list (names or URIs), for the audit trail.
+pub type Shown = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A [`list_filter`] that also writes the names (or URIs) of the items it kept into `shown`.
+pub fn list_filter_recording(
+    kind: ListKind,
+    allowed: ItemAllowed,
+    shown: Option<Shown>,
+) -> Rewrite {
     Arc::new(move |v: &mut Value| {
         filter_response(kind, v, &allowed);
+        if let Some(sink) = &shown {
+            let kept = v
+                .get("result")
+                .and_then(|r| r.get(kind.key()))
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| kind.operation(i)?.target.display())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            sink.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(kept);
+        }
         true
     })
 }

@@ -22,6 +22,7 @@ mod exchange;
 pub mod filter;
 pub mod limits;
 mod proxy;
+pub mod recording;
 pub mod scopes;
 pub mod sessions;
 pub mod telemetry;

@@ -17,7 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use futures_util::TryStreamExt;
+use futures_util::StreamExt as _;
 use serde_json::Value;
 use tracing::{Instrument, info_span, warn};
 
@@ -26,6 +26,7 @@ use crate::config::{AuditMode, Upstream};
 use crate::error::{ApiError, FORBIDDEN_CODE, HEADER_MISMATCH_CODE, UNSUPPORTED_VERSION_CODE};
 use crate::filter::{self, ItemAllowed, ListKind, Rewrite};
 use crate::limits::Permit;
+use crate::recording::{Arguments, OutcomeRecorder};
 use crate::sessions::{Owner, SessionCheck};
 
 /// Protocol versions the gateway understands.
@@ -66,6 +67,10 @@ const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
 struct Ctx {
     /// The URL carries an `access_token` query parameter (refused: tokens only in the header).
     query_token: bool,
+    /// The W3C trace id of the request, if it came with a valid `traceparent`.
+    trace_id: Option<String>,
+    /// The call's argument digest (and recorded arguments), once the body is classified.
+    arguments: std::sync::OnceLock<Arguments>,
     request_id: String,
     upstream: Arc<Upstream>,
     session_id: Option<String>,
@@ -105,6 +110,8 @@ pub async fn handle(
         });
         let ctx = Ctx {
             query_token,
+            trace_id: crate::recording::trace_id(&headers),
+            arguments: std::sync::OnceLock::new(),
             request_id: request_id.clone(),
             upstream: up,
             session_id,
@@ -166,7 +173,7 @@ async fn pipeline(
             431,
         );
         rec.session_id = ctx.session_id.clone();
-        record(app, rec).await?;
+        record(app, ctx, rec).await?;
         return Err(ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers_too_large",
@@ -255,7 +262,7 @@ async fn authenticate(
     tracing::Span::current().record("decision", "deny");
     let mut rec = AuditRecord::unauthenticated(&ctx.request_id, &up.name, method, reason, 401);
     rec.session_id = ctx.session_id.clone();
-    record(app, rec).await?;
+    record(app, ctx, rec).await?;
     let mut challenge = format!("Bearer resource_metadata=\"{}\"", app.metadata_url(up));
     let scopes = crate::scopes::supported_scopes(&up.scopes);
     if !scopes.is_empty() {
@@ -275,10 +282,24 @@ async fn authenticate(
     .with_challenge(challenge))
 }
 
+/// Every record of a request carries its trace, session and argument context.
+fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
+    if rec.trace_id.is_none() {
+        rec.trace_id.clone_from(&ctx.trace_id);
+    }
+    if rec.session_id.is_none() {
+        rec.session_id.clone_from(&ctx.session_id);
+    }
+    if let Some(args) = ctx.arguments.get() {
+        args.apply(rec);
+    }
+}
+
 /// Hands an audit record to the writer in the route's mode. Durable: returns once committed.
 /// Buffered: returns once queued. Either way, a record the writer cannot take fails the request
 /// closed (503): nothing passes without its record.
-async fn record(app: &App, rec: AuditRecord) -> Result<(), ApiError> {
+async fn record(app: &App, ctx: &Ctx, mut rec: AuditRecord) -> Result<(), ApiError> {
+    annotate(ctx, &mut rec);
     let mode = app
         .upstreams
         .get(&rec.upstream)
@@ -355,6 +376,7 @@ async fn post(
             return refuse_unclassified("malformed", ReasonCode::MalformedRequest, err).await;
         }
     };
+    let _ = ctx.arguments.set(Arguments::of(up, &msg));
     let span = tracing::Span::current();
     span.record("mcp.method", msg.operation.method.as_str());
     if let Some(t) = msg.operation.target.display() {
@@ -495,13 +517,21 @@ async fn post(
         &msg.operation,
         &decision,
     );
-    rec.session_id = ctx.session_id.clone();
-    record(app, rec).await?;
+    annotate(ctx, &mut rec);
+    let mut outcome = OutcomeRecorder::start(&app.audit_writer, &rec);
+    record(app, ctx, rec).await?;
     app.metrics
         .allowed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
-    let upstream_resp = forward(app, up, reqwest::Method::POST, headers, Some(bytes)).await?;
+    let upstream_resp = forward(app, up, reqwest::Method::POST, headers, Some(bytes))
+        .await
+        .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
+    outcome.answered(upstream_resp.status().as_u16());
+    let guard = StreamGuard {
+        _permit: permit,
+        outcome,
+    };
     if matches!(msg.operation.method, Method::Initialize)
         && upstream_resp.status().is_success()
         && let Some(sid) = upstream_resp
@@ -512,11 +542,12 @@ async fn post(
         app.sessions.bind(&up.name, sid, Owner::of(principal));
     }
     let Some(id) = msg.id.clone().filter(|_| msg.kind == MessageKind::Request) else {
-        return Ok(stream_back(upstream_resp, permit));
+        return Ok(stream_back(upstream_resp, guard));
     };
-    match response_rewrite(app, up, principal, &msg) {
-        Some((rw, private)) => rewritten_response(id, rw, private, upstream_resp, permit).await,
-        None => Ok(stream_back(upstream_resp, permit)),
+    let mut guard = guard;
+    match response_rewrite(app, up, principal, &msg, &mut guard.outcome) {
+        Some((rw, private)) => rewritten_response(id, rw, private, upstream_resp, guard).await,
+        None => Ok(stream_back(upstream_resp, guard)),
     }
 }
 
@@ -528,10 +559,15 @@ fn response_rewrite(
     up: &Arc<Upstream>,
     principal: &Principal,
     msg: &Message,
+    outcome: &mut OutcomeRecorder,
 ) -> Option<(Rewrite, bool)> {
     if let Some(kind) = ListKind::of(&msg.operation.method) {
         return Some((
-            filter::list_filter(kind, item_filter(app, up.clone(), principal.clone())),
+            filter::list_filter_recording(
+                kind,
+                item_filter(app, up.clone(), principal.clone()),
+                Some(outcome.shown_sink()),
+            ),
             true,
         ));
     }
@@ -619,7 +655,7 @@ async fn deny(
     rec.session_id = ctx.session_id.clone();
     rec.http_status = Some(status.as_u16());
     rec.jsonrpc_error = Some(code);
-    record(app, rec).await
+    record(app, ctx, rec).await
 }
 
 /// MCP transport headers must be unambiguous: each at most once and printable ASCII. A
@@ -733,7 +769,7 @@ async fn stream_or_end(
         rec.method = method.as_str().to_owned();
         rec.session_id = Some(sid.clone());
         rec.http_status = Some(404);
-        record(app, rec).await?;
+        record(app, ctx, rec).await?;
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "session_not_found",
@@ -748,12 +784,15 @@ async fn stream_or_end(
     };
     let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
     rec.method = method.as_str().to_owned();
-    rec.session_id = ctx.session_id.clone();
     if permit.is_none() {
         rec.http_status = Some(429);
     }
-    record(app, rec).await?;
+    annotate(ctx, &mut rec);
+    let mut outcome = OutcomeRecorder::start(&app.audit_writer, &rec);
+    record(app, ctx, rec).await?;
     let Some(permit) = permit else {
+        // Nothing was forwarded: the decision record says all there is.
+        outcome.discard();
         return Err(too_many());
     };
     let m = if method == HttpMethod::GET {
@@ -761,14 +800,21 @@ async fn stream_or_end(
     } else {
         reqwest::Method::DELETE
     };
-    let resp = forward(app, up, m, headers, None).await?;
+    let resp = forward(app, up, m, headers, None)
+        .await
+        .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
+    outcome.answered(resp.status().as_u16());
+    let guard = StreamGuard {
+        _permit: permit,
+        outcome,
+    };
     if method == HttpMethod::DELETE
         && resp.status().is_success()
         && let Some(sid) = &ctx.session_id
     {
         app.sessions.end(&up.name, sid);
     }
-    Ok(stream_back(resp, permit))
+    Ok(stream_back(resp, guard))
 }
 
 fn too_many() -> ApiError {
@@ -876,21 +922,45 @@ fn response_head(resp: &reqwest::Response) -> axum::http::response::Builder {
     b
 }
 
-/// The upstream body as a stream that holds the caller's in-flight permit until it ends.
+/// What lives exactly as long as a response body: the caller's in-flight permit and the
+/// outcome record, which is written when the body ends (or the client goes away).
+struct StreamGuard {
+    _permit: Permit,
+    outcome: OutcomeRecorder,
+}
+
+/// The upstream body as a stream that holds its [`StreamGuard`] until it ends.
 fn body_stream(
     resp: reqwest::Response,
-    permit: Permit,
+    guard: StreamGuard,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
-    resp.bytes_stream().map_err(move |e| {
-        let _held = &permit;
-        std::io::Error::other(e)
-    })
+    futures_util::stream::unfold(
+        (Box::pin(resp.bytes_stream()), Some(guard)),
+        |(mut body, mut guard)| async move {
+            match body.next().await {
+                Some(Ok(chunk)) => Some((Ok(chunk), (body, guard))),
+                Some(Err(e)) => {
+                    if let Some(g) = guard.as_mut() {
+                        g.outcome.failed("stream_error", 502);
+                    }
+                    // Dropping the guard now writes the outcome and frees the permit.
+                    Some((Err(std::io::Error::other(e)), (body, None)))
+                }
+                None => {
+                    if let Some(mut g) = guard.take() {
+                        g.outcome.finished();
+                    }
+                    None
+                }
+            }
+        },
+    )
 }
 
 /// Streams the upstream response back unbuffered.
-fn stream_back(resp: reqwest::Response, permit: Permit) -> Response {
+fn stream_back(resp: reqwest::Response, guard: StreamGuard) -> Response {
     let head = response_head(&resp);
-    let body = Body::from_stream(body_stream(resp, permit));
+    let body = Body::from_stream(body_stream(resp, guard));
     head.body(body)
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
@@ -902,7 +972,7 @@ async fn rewritten_response(
     rw: Rewrite,
     private: bool,
     resp: reqwest::Response,
-    permit: Permit,
+    mut guard: StreamGuard,
 ) -> Result<Response, ApiError> {
     let ctype = resp
         .headers()
@@ -919,29 +989,40 @@ async fn rewritten_response(
             -32603,
         )
     };
+    let unreadable_with = |guard: &mut StreamGuard| {
+        guard.outcome.failed("upstream_invalid", 502);
+        unreadable()
+    };
     let body = if ctype.starts_with("text/event-stream") {
         Body::from_stream(filter::rewrite_sse_stream(
             id,
             rw,
-            Box::pin(resp.bytes_stream()),
+            Box::pin(body_stream(resp, guard)),
         ))
     } else if ctype.starts_with("application/json") {
         if resp
             .content_length()
             .is_some_and(|l| l as usize > filter::MAX_FILTERED_BYTES)
         {
-            return Err(unreadable());
+            return Err(unreadable_with(&mut guard));
         }
-        let bytes = resp.bytes().await.map_err(|_| unreadable())?;
+        let Ok(bytes) = resp.bytes().await else {
+            return Err(unreadable_with(&mut guard));
+        };
         if bytes.len() > filter::MAX_FILTERED_BYTES {
-            return Err(unreadable());
+            return Err(unreadable_with(&mut guard));
         }
-        Body::from(filter::rewrite_json_body(&id, &bytes, &rw).ok_or_else(unreadable)?)
+        let Some(rewritten) = filter::rewrite_json_body(&id, &bytes, &rw) else {
+            return Err(unreadable_with(&mut guard));
+        };
+        // The whole answer is in hand: the exchange is over (the guard drops at return).
+        guard.outcome.finished();
+        Body::from(rewritten)
     } else if resp.status().is_success() && resp.status() != StatusCode::ACCEPTED {
         // A result in a format we cannot read is never passed on unchecked.
-        return Err(unreadable());
+        return Err(unreadable_with(&mut guard));
     } else {
-        Body::from_stream(body_stream(resp, permit))
+        Body::from_stream(body_stream(resp, guard))
     };
     if let Some(h) = head.headers_mut() {
         h.remove(header::CONTENT_LENGTH);

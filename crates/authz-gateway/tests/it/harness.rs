@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use authz_audit::AuditStore;
 use authz_gateway::config::{Config, Overrides, RawConfig};
 use authz_token::{KeyAlgorithm, MintRequest, Signer};
-use authz_types::{AuditFilter, AuditRecord};
+use authz_types::{AuditFilter, AuditRecord, RecordKind};
 use demo_upstream::{DemoConfig, DemoUpstream};
 use rmcp::{
     ClientLifecycleMode, ClientServiceExt as _, RoleClient, ServiceExt as _,
@@ -104,6 +104,8 @@ pub struct Options {
     pub policy_file: Option<PathBuf>,
     /// Read policies from this SQL store instead of the repository's CSV files.
     pub policy_database_url: Option<String>,
+    /// Extra TOML keys for the `tickets` upstream (e.g. argument recording).
+    pub upstream_extra: Option<&'static str>,
     /// Enable `POST /token` with a fresh gateway signing key.
     pub token_exchange: bool,
     /// `audit.mode` (`durable` unless set).
@@ -179,6 +181,7 @@ database_url = "{audit_url}"
 name = "tickets"
 url = "{upstream_url}"
 {credential}
+{upstream_extra}
 scopes = [
   {{ method = "tools/call", target = "delete_*", require = ["tickets:write"] }},
   {{ method = "tools/call", target = "create_*", require = ["tickets:write"] }},
@@ -186,6 +189,7 @@ scopes = [
 ]
 "#,
         jwks = jwks.display(),
+        upstream_extra = opts.upstream_extra.unwrap_or(""),
         model = repo_path("policies/model.conf").display(),
         policy_source = match &opts.policy_database_url {
             Some(url) => format!("database_url = \"{url}\""),
@@ -363,7 +367,42 @@ impl Env {
     }
 
     /// Every audit record of one request (found by the `x-request-id` the gateway returned).
+    /// The decision records of one request (found by the `x-request-id` the gateway returned).
+    /// Outcome records (written when the answer ends) are read with [`Env::outcomes_for`].
     pub async fn records_for(&self, resp: &reqwest::Response) -> Vec<AuditRecord> {
+        self.records_of_request(resp)
+            .await
+            .into_iter()
+            .filter(|r| r.kind == RecordKind::Decision)
+            .collect()
+    }
+
+    /// The outcome records of one request id, waiting (bounded) for the first to be committed:
+    /// they are written when the answer ends, without holding up the response.
+    pub async fn outcomes_for_request(&self, request_id: &str) -> Vec<AuditRecord> {
+        let filter = AuditFilter {
+            request_id: Some(request_id.to_owned()),
+            ..AuditFilter::default()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let found: Vec<AuditRecord> = self
+                .audit
+                .query(&filter)
+                .await
+                .expect("query audit")
+                .into_iter()
+                .map(|r| r.record)
+                .filter(|r| r.kind == RecordKind::Outcome)
+                .collect();
+            if !found.is_empty() || std::time::Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn records_of_request(&self, resp: &reqwest::Response) -> Vec<AuditRecord> {
         let id = resp
             .headers()
             .get("x-request-id")
@@ -382,6 +421,7 @@ impl Env {
             .collect()
     }
 
+    /// Every decision record.
     pub async fn all_records(&self) -> Vec<AuditRecord> {
         let filter = AuditFilter {
             limit: Some(10_000),
@@ -393,6 +433,7 @@ impl Env {
             .expect("query audit")
             .into_iter()
             .map(|r| r.record)
+            .filter(|r| r.kind == RecordKind::Decision)
             .collect()
     }
 }

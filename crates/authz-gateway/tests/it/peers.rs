@@ -14,7 +14,7 @@ use std::time::Duration;
 use authz_audit::AuditStore;
 use authz_gateway::config::{Config, Overrides, RawConfig};
 use authz_token::{KeyAlgorithm, MintRequest, Signer};
-use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode};
+use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode, RecordKind};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -288,6 +288,7 @@ timeout_secs = {timeout_secs}
         self.signer.mint(&req).expect("mint")
     }
 
+    /// The decision records of a subject (outcome records are checked separately).
     async fn records_of(&self, subject: &str) -> Vec<AuditRecord> {
         let filter = AuditFilter {
             subject: Some(subject.to_owned()),
@@ -300,6 +301,7 @@ timeout_secs = {timeout_secs}
             .expect("query audit")
             .into_iter()
             .map(|r| r.record)
+            .filter(|r| r.kind == RecordKind::Decision)
             .collect()
     }
 

@@ -785,3 +785,119 @@ async fn oversized_bodies_and_headers_are_refused_and_recorded() {
     assert_eq!(records[0].reason, ReasonCode::LimitExceeded);
     assert_eq!(env.upstream.log.request_count(), 0);
 }
+
+#[tokio::test]
+async fn records_carry_trace_arguments_and_the_outcome_of_the_exchange() {
+    let opts = harness::Options {
+        upstream_extra: Some(
+            r#"record_arguments = ["create_*"]
+redact_arguments = { "create_*" = ["body"] }"#,
+        ),
+        ..Default::default()
+    };
+    let env = harness::start_with(AuditBackend::Sqlite, opts).await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let trace = [(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )];
+
+    // A recorded call: arguments kept, with the named field redacted; outcome follows.
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"create_ticket",
+        "arguments":{"title":"printer on fire","body":"the secret details"},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}});
+    let headers = [
+        trace[0],
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "create_ticket"),
+    ];
+    let resp = env.post(Some(&admin), &headers, &body.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    let decision = env.records_for(&resp).await;
+    assert_eq!(decision.len(), 1);
+    let d = &decision[0];
+    assert_eq!(
+        d.trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(d.args_digest.as_ref().map(String::len), Some(64));
+    let recorded: Value =
+        serde_json::from_str(d.arguments.as_deref().expect("arguments recorded")).expect("json");
+    assert_eq!(
+        recorded,
+        json!({"title":"printer on fire","body":"[redacted]"})
+    );
+    resp.text().await.expect("read the answer to the end");
+    let outcome = env.outcomes_for_request(&d.request_id).await;
+    assert_eq!(outcome.len(), 1, "one outcome record follows the decision");
+    let o = &outcome[0];
+    assert_eq!(
+        (o.upstream_status, o.outcome.as_deref()),
+        (Some(200), Some("ok"))
+    );
+    assert!(o.upstream_latency_ms.is_some());
+    assert_eq!(o.trace_id, d.trace_id);
+    assert_eq!(o.args_digest, d.args_digest);
+
+    // A call that is not configured for recording keeps only the digest.
+    let (h, b) = stateless_call(2, "get_ticket");
+    let resp = env.post(Some(&admin), &h, &b).await;
+    let d = &env.records_for(&resp).await[0];
+    assert!(d.args_digest.is_some() && d.arguments.is_none());
+
+    // A list: the outcome says what the caller was shown.
+    let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
+    let list = json!({"jsonrpc":"2.0","id":3,"method":"tools/list","params":{
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}});
+    let resp = env
+        .post(
+            Some(&reader),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+            ],
+            &list.to_string(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("id")
+        .to_owned();
+    resp.text().await.expect("body");
+    let o = env.outcomes_for_request(&id).await;
+    let mut shown = o[0].shown.clone();
+    shown.sort();
+    assert_eq!(shown, ["get_ticket", "list_tickets"]);
+}
+
+#[tokio::test]
+async fn an_upstream_failure_leaves_an_outcome_record() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            dead_upstream: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let resp = env
+        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
+        .await;
+    assert_eq!(resp.status(), 502);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("id")
+        .to_owned();
+    let o = env.outcomes_for_request(&id).await;
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].outcome.as_deref(), Some("upstream_unavailable"));
+    assert_eq!(o[0].http_status, Some(502));
+    assert_eq!(o[0].upstream_status, None);
+}

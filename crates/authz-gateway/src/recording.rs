@@ -1,0 +1,235 @@
+//! What the gateway adds to audit records beyond the decision: the trace id, a digest of the
+//! call's arguments (and the arguments themselves where configured, with named fields
+//! redacted), and the *outcome* record written when the upstream's answer has ended.
+//!
+//! The decision record is written before forwarding (committed first in durable mode); the
+//! outcome record — upstream status, latency, how the exchange ended, what a list showed —
+//! follows it with the same request id. Outcome records are buffered: they never delay the
+//! response, and a record the writer refuses is counted and logged, never silently lost.
+
+use std::time::Instant;
+
+use authz_audit::AuditWriter;
+use authz_types::{AuditRecord, Message};
+use axum::http::HeaderMap;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::Upstream;
+use crate::filter::Shown;
+use crate::scopes::glob_match;
+
+/// The W3C trace id of a valid `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
+pub fn trace_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = v.split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = parts.next().is_none()
+        && hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && hex(flags, 2);
+    valid.then(|| trace.to_owned())
+}
+
+/// The digest of a request's `params.arguments`, and the (redacted) arguments when the route
+/// records them for this tool or prompt.
+#[derive(Debug, Clone, Default)]
+pub struct Arguments {
+    pub digest: Option<String>,
+    pub recorded: Option<String>,
+}
+
+impl Arguments {
+    pub fn of(up: &Upstream, msg: &Message) -> Arguments {
+        let Some(args) = msg.value.pointer("/params/arguments") else {
+            return Arguments::default();
+        };
+        let bytes = serde_json::to_vec(args).unwrap_or_default();
+        let digest = Some(hex(&Sha256::digest(&bytes)));
+        let name = msg.operation.mcp_name().unwrap_or("");
+        let recorded = up
+            .record_arguments
+            .iter()
+            .any(|g| glob_match(g, name))
+            .then(|| {
+                let mut copy = args.clone();
+                let fields: Vec<&str> = up
+                    .redact_arguments
+                    .iter()
+                    .filter(|(g, _)| glob_match(g, name))
+                    .flat_map(|(_, f)| f.iter().map(String::as_str))
+                    .collect();
+                redact(&mut copy, &fields);
+                copy.to_string()
+            });
+        Arguments { digest, recorded }
+    }
+
+    pub fn apply(&self, rec: &mut AuditRecord) {
+        rec.args_digest.clone_from(&self.digest);
+        rec.arguments.clone_from(&self.recorded);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Replaces the value of every object key named in `fields`, at any depth.
+fn redact(v: &mut Value, fields: &[&str]) {
+    match v {
+        Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if fields.contains(&k.as_str()) {
+                    *val = Value::String("[redacted]".to_owned());
+                } else {
+                    redact(val, fields);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| redact(i, fields)),
+        _ => {}
+    }
+}
+
+/// Writes the outcome record of one forwarded request when dropped.
+#[derive(Debug)]
+pub struct OutcomeRecorder {
+    writer: AuditWriter,
+    record: Option<AuditRecord>,
+    started: Instant,
+    outcome: &'static str,
+    shown: Option<Shown>,
+}
+
+impl OutcomeRecorder {
+    /// Starts timing the upstream exchange for the request whose decision record is `decision`.
+    pub fn start(writer: &AuditWriter, decision: &AuditRecord) -> Self {
+        Self {
+            writer: writer.clone(),
+            record: Some(AuditRecord::outcome(decision)),
+            started: Instant::now(),
+            outcome: "incomplete",
+            shown: None,
+        }
+    }
+
+    /// The upstream answered with `status`; the body has not ended yet.
+    pub fn answered(&mut self, status: u16) {
+        if let Some(r) = self.record.as_mut() {
+            r.upstream_status = Some(status);
+        }
+        self.outcome = "client_closed";
+    }
+
+    /// The answer ended normally.
+    pub fn finished(&mut self) {
+        let status = self
+            .record
+            .as_ref()
+            .and_then(|r| r.upstream_status)
+            .unwrap_or(0);
+        self.outcome = if status < 400 { "ok" } else { "upstream_error" };
+    }
+
+    /// The exchange failed: `code` is the gateway's error code (e.g. `upstream_timeout`).
+    pub fn failed(&mut self, code: &'static str, http_status: u16) {
+        if let Some(r) = self.record.as_mut() {
+            r.http_status = Some(http_status);
+        }
+        self.outcome = code;
+    }
+
+    /// Nothing was forwarded after all: write no outcome record.
+    pub fn discard(&mut self) {
+        self.record = None;
+    }
+
+    /// The list items the caller was shown end up in the outcome record.
+    pub fn shown_sink(&mut self) -> Shown {
+        self.shown.get_or_insert_with(Default::default).clone()
+    }
+}
+
+impl Drop for OutcomeRecorder {
+    fn drop(&mut self) {
+        let Some(mut rec) = self.record.take() else {
+            return;
+        };
+        rec.time_ms = authz_types::now_unix_ms();
+        rec.upstream_latency_ms =
+            Some(i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX));
+        rec.outcome = Some(self.outcome.to_owned());
+        if let Some(shown) = &self.shown {
+            rec.shown = std::mem::take(
+                &mut *shown
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+        }
+        let writer = self.writer.clone();
+        // Dropped inside the server's runtime (the body stream ends there); outside one there is
+        // nobody left to answer, and the decision record already stands.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let request_id = rec.request_id.clone();
+                if let Err(e) = writer.append_buffered(rec).await {
+                    tracing::error!(error = %e, %request_id, "the audit writer refused an outcome record");
+                }
+            });
+        } else {
+            tracing::error!(request_id = %rec.request_id, "no runtime to record an outcome");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn traceparent_is_parsed_strictly() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .expect("header"),
+        );
+        assert_eq!(
+            trace_id(&h).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "garbage",
+        ] {
+            h.insert("traceparent", bad.parse().expect("header"));
+            assert_eq!(trace_id(&h), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn redaction_reaches_every_depth() {
+        let mut v =
+            json!({"body": "secret", "nested": [{"password": "p", "keep": 1}], "title": "t"});
+        redact(&mut v, &["body", "password"]);
+        assert_eq!(
+            v,
+            json!({"body": "[redacted]", "nested": [{"password": "[redacted]", "keep": 1}], "title": "t"})
+        );
+    }
+}
