@@ -519,7 +519,10 @@ async fn post(
     );
     annotate(ctx, &mut rec);
     let mut outcome = OutcomeRecorder::start(&app.audit_writer, &rec);
-    record(app, ctx, rec).await?;
+    // Without its decision record the request goes nowhere, so there is no outcome to record.
+    record(app, ctx, rec)
+        .await
+        .inspect_err(|_| outcome.discard())?;
     app.metrics
         .allowed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -789,7 +792,10 @@ async fn stream_or_end(
     }
     annotate(ctx, &mut rec);
     let mut outcome = OutcomeRecorder::start(&app.audit_writer, &rec);
-    record(app, ctx, rec).await?;
+    // Without its decision record the request goes nowhere, so there is no outcome to record.
+    record(app, ctx, rec)
+        .await
+        .inspect_err(|_| outcome.discard())?;
     let Some(permit) = permit else {
         // Nothing was forwarded: the decision record says all there is.
         outcome.discard();

@@ -8,6 +8,7 @@ mod exchange;
 mod harness;
 mod hostile;
 mod live_policy;
+mod outage;
 mod peers;
 mod pipeline;
 mod tasks;

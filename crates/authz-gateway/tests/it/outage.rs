@@ -1,0 +1,144 @@
+//! The audit store goes away and comes back: durable routes fail closed (503, nothing forwarded)
+//! and service resumes without a restart, with no record lost or duplicated.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{self, AuditBackend};
+
+#[tokio::test]
+async fn a_postgres_outage_fails_closed_and_service_resumes_without_restart() {
+    let Some(url) = harness::postgres_database().await else {
+        return;
+    };
+    let name = url.rsplit('/').next().expect("database name").to_owned();
+    let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let env = harness::start(AuditBackend::Postgres(url)).await;
+    let adam = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let call = |id: u64| {
+        let body = serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"get_ticket","arguments":{"id":1},
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}});
+        body.to_string()
+    };
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "get_ticket"),
+    ];
+    let mut succeeded = Vec::new();
+    let resp = env.post(Some(&adam), &headers, &call(1)).await;
+    assert_eq!(resp.status(), 200);
+    succeeded.push(
+        resp.headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("id")
+            .to_owned(),
+    );
+
+    // The audit database goes away.
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("admin connection");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false"
+    )))
+    .execute(&admin)
+    .await
+    .expect("disallow");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    )))
+    .execute(&admin)
+    .await
+    .expect("terminate");
+    let forwarded = env.upstream.log.request_count();
+    for id in 2..5 {
+        let resp = env.post(Some(&adam), &headers, &call(id)).await;
+        assert_eq!(resp.status(), 503, "no record, no forwarding");
+    }
+    assert_eq!(
+        env.upstream.log.request_count(),
+        forwarded,
+        "nothing was forwarded during the outage"
+    );
+
+    // It comes back; the same gateway recovers on its own.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS true"
+    )))
+    .execute(&admin)
+    .await
+    .expect("allow");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = env.post(Some(&adam), &headers, &call(10)).await;
+        if resp.status() == 200 {
+            succeeded.push(
+                resp.headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .expect("id")
+                    .to_owned(),
+            );
+            break;
+        }
+        assert_eq!(resp.status(), 503);
+        assert!(Instant::now() < deadline, "the gateway never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for id in 11..15 {
+        let resp = env.post(Some(&adam), &headers, &call(id)).await;
+        assert_eq!(resp.status(), 200);
+        succeeded.push(
+            resp.headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    let records = env.all_records().await;
+    for id in &succeeded {
+        assert_eq!(
+            records.iter().filter(|r| &r.request_id == id).count(),
+            1,
+            "request {id}: exactly one decision record"
+        );
+    }
+    let report = authz_audit::verify(&env.audit, None, None)
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_refused_decision_record_leaves_no_orphan_outcome() {
+    let env = harness::start(AuditBackend::Sqlite).await;
+    let adam = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let pool = sqlx::SqlitePool::connect(&env.audit_url)
+        .await
+        .expect("open");
+    sqlx::query("CREATE TRIGGER refuse_decisions BEFORE INSERT ON audit_records WHEN NEW.kind = 'decision' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        .execute(&pool)
+        .await
+        .expect("trigger");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket","arguments":{"id":1}}}"#;
+    let resp = env.post(Some(&adam), &[], body).await;
+    assert_eq!(resp.status(), 503);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("id")
+        .to_owned();
+    // Give a stray outcome write every chance to land, then check there is none.
+    let env = env.stop().await;
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_records WHERE request_id = ?")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+    assert_eq!(count, 0, "no outcome without its decision");
+    drop(env);
+}
