@@ -935,22 +935,74 @@ struct StreamGuard {
     outcome: OutcomeRecorder,
 }
 
-/// The upstream body as a stream that holds its [`StreamGuard`] until it ends.
+/// Tracks the size of the SSE event being streamed, to cut an upstream that never ends one.
+#[derive(Debug, Default)]
+struct EventSize {
+    run: usize,
+    after_newline: bool,
+}
+
+impl EventSize {
+    /// Advances over `chunk`; false once an event grows past `limit` bytes.
+    fn advance(&mut self, chunk: &[u8], limit: usize) -> bool {
+        for &b in chunk {
+            match b {
+                b'\n' if self.after_newline => self.run = 0,
+                b'\n' => self.after_newline = true,
+                b'\r' => {}
+                _ => self.after_newline = false,
+            }
+            self.run += 1;
+            if self.run > limit {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The upstream body as a stream that holds its [`StreamGuard`] until it ends. SSE bodies are
+/// also held to [`filter::MAX_FILTERED_BYTES`] per event, rewritten or not.
 fn body_stream(
     resp: reqwest::Response,
     guard: StreamGuard,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    let sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| {
+            c.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+    let size = sse.then(EventSize::default);
     futures_util::stream::unfold(
-        (Box::pin(resp.bytes_stream()), Some(guard)),
-        |(mut body, mut guard)| async move {
+        (Box::pin(resp.bytes_stream()), Some(guard), size),
+        |(mut body, mut guard, mut size)| async move {
+            guard.as_ref()?;
             match body.next().await {
-                Some(Ok(chunk)) => Some((Ok(chunk), (body, guard))),
+                Some(Ok(chunk)) => {
+                    if let Some(sz) = size.as_mut()
+                        && !sz.advance(&chunk, filter::MAX_FILTERED_BYTES)
+                    {
+                        if let Some(g) = guard.as_mut() {
+                            g.outcome.failed("event_too_large", 502);
+                        }
+                        tracing::warn!("an upstream SSE event exceeded the size limit; stream cut");
+                        return Some((
+                            Err(std::io::Error::other("SSE event too large")),
+                            (body, None, size),
+                        ));
+                    }
+                    Some((Ok(chunk), (body, guard, size)))
+                }
                 Some(Err(e)) => {
                     if let Some(g) = guard.as_mut() {
                         g.outcome.failed("stream_error", 502);
                     }
                     // Dropping the guard now writes the outcome and frees the permit.
-                    Some((Err(std::io::Error::other(e)), (body, None)))
+                    Some((Err(std::io::Error::other(e)), (body, None, size)))
                 }
                 None => {
                     if let Some(mut g) = guard.take() {
@@ -1040,4 +1092,19 @@ async fn rewritten_response(
         }
     }
     head.body(body).map_err(|_| unreadable())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn event_size_resets_at_each_blank_line() {
+        let mut sz = super::EventSize::default();
+        assert!(sz.advance(b"data: 12345\n\n", 16));
+        assert!(
+            sz.advance(b"data: 12345\r\n\r\ndata: 1", 16),
+            "CRLF boundaries count too"
+        );
+        let mut sz = super::EventSize::default();
+        assert!(!sz.advance(b"data: 0123456789abcdef", 16));
+    }
 }
