@@ -189,17 +189,7 @@ async fn pipeline(
     if let Err(e) = check_transport_headers(&headers, version.as_deref()) {
         let op = Operation::new(Method::Unknown(format!("http/{method}")), Target::None);
         let decision = Decision::deny(ReasonCode::MalformedRequest, None, app.rbac.revision());
-        deny(
-            app,
-            ctx,
-            &principal,
-            &op,
-            &decision,
-            e.status,
-            e.jsonrpc_code,
-        )
-        .await?;
-        return Err(e);
+        return Err(refuse(app, ctx, &principal, &op, &decision, e).await);
     }
     let stateless = version.as_deref() == Some(STATELESS_VERSION);
 
@@ -333,19 +323,7 @@ async fn post(
     let refuse_unclassified = |what: &str, reason: ReasonCode, err: ApiError| {
         let op = Operation::new(Method::Unknown(format!("({what})")), Target::None);
         let decision = Decision::deny(reason, None, app.rbac.revision());
-        async move {
-            deny(
-                app,
-                ctx,
-                principal,
-                &op,
-                &decision,
-                err.status,
-                err.jsonrpc_code,
-            )
-            .await?;
-            Err::<Response, _>(err)
-        }
+        async move { Err::<Response, _>(refuse(app, ctx, principal, &op, &decision, err).await) }
     };
     if !content_type
         .split(';')
@@ -385,17 +363,15 @@ async fn post(
 
     if let Err(e) = check_standard_headers(headers, &msg, stateless) {
         let decision = Decision::deny(ReasonCode::MalformedRequest, None, app.rbac.revision());
-        deny(
+        return Err(refuse(
             app,
             ctx,
             principal,
             &msg.operation,
             &decision,
-            e.status,
-            e.jsonrpc_code,
+            e.with_id(msg.id.clone()),
         )
-        .await?;
-        return Err(e.with_id(msg.id.clone()));
+        .await);
     }
 
     // A session id presented by anyone but its owner is treated as unknown (404), so a leaked id
@@ -405,23 +381,21 @@ async fn post(
         && app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned
     {
         let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
-        deny(
+        return Err(refuse(
             app,
             ctx,
             principal,
             &msg.operation,
             &decision,
-            StatusCode::NOT_FOUND,
-            -32001,
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "session_not_found",
+                "session not found",
+                -32001,
+            )
+            .with_id(msg.id.clone()),
         )
-        .await?;
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "session_not_found",
-            "session not found",
-            -32001,
-        )
-        .with_id(msg.id.clone()));
+        .await);
     }
 
     // A task belongs to the principal that created it; anyone else is told it does not exist.
@@ -429,23 +403,21 @@ async fn post(
         && !app.tasks.owner_is(&up.name, task_id, &Owner::of(principal))
     {
         let decision = Decision::deny(ReasonCode::TaskNotOwned, None, app.rbac.revision());
-        deny(
+        return Err(refuse(
             app,
             ctx,
             principal,
             &msg.operation,
             &decision,
-            StatusCode::NOT_FOUND,
-            -32602,
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "task_not_found",
+                "task not found",
+                -32602,
+            )
+            .with_id(msg.id.clone()),
         )
-        .await?;
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "task_not_found",
-            "task not found",
-            -32602,
-        )
-        .with_id(msg.id.clone()));
+        .await);
     }
 
     let decision = authorize(app, up, principal, &msg.operation)?;
@@ -453,62 +425,49 @@ async fn post(
     if !decision.is_allowed() {
         if decision.reason == ReasonCode::InsufficientScope {
             let required = app.scopes.required(&up.scopes, &msg.operation);
-            deny(
-                app,
-                ctx,
-                principal,
-                &msg.operation,
-                &decision,
-                StatusCode::FORBIDDEN,
-                FORBIDDEN_CODE,
-            )
-            .await?;
             let challenge = format!(
                 "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
                 required.join(" "),
                 app.metadata_url(up)
             );
-            return Err(ApiError::new(
+            let err = ApiError::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
                 "insufficient scope",
                 FORBIDDEN_CODE,
             )
             .with_id(msg.id.clone())
-            .with_challenge(challenge));
+            .with_challenge(challenge);
+            return Err(refuse(app, ctx, principal, &msg.operation, &decision, err).await);
         }
-        deny(
+        return Err(refuse(
             app,
             ctx,
             principal,
             &msg.operation,
             &decision,
-            StatusCode::FORBIDDEN,
-            FORBIDDEN_CODE,
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                decision.reason.as_str(),
+                "forbidden by policy",
+                FORBIDDEN_CODE,
+            )
+            .with_id(msg.id.clone()),
         )
-        .await?;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            decision.reason.as_str(),
-            "forbidden by policy",
-            FORBIDDEN_CODE,
-        )
-        .with_id(msg.id.clone()));
+        .await);
     }
 
     let Some(permit) = app.in_flight.try_acquire(Owner::of(principal)) else {
         let decision = Decision::deny(ReasonCode::TooManyRequests, None, app.rbac.revision());
-        deny(
+        return Err(refuse(
             app,
             ctx,
             principal,
             &msg.operation,
             &decision,
-            StatusCode::TOO_MANY_REQUESTS,
-            -32603,
+            too_many().with_id(msg.id.clone()),
         )
-        .await?;
-        return Err(too_many().with_id(msg.id.clone()));
+        .await);
     };
     let mut rec = AuditRecord::for_decision(
         &ctx.request_id,
@@ -641,24 +600,27 @@ fn item_filter(app: &App, up: Arc<Upstream>, principal: Principal) -> ItemAllowe
     })
 }
 
-async fn deny(
+/// Records a refusal and returns the error to answer with — or, if the record cannot be
+/// written, the 503 that failing closed calls for.
+async fn refuse(
     app: &App,
     ctx: &Ctx,
     principal: &Principal,
     op: &Operation,
     decision: &Decision,
-    status: StatusCode,
-    code: i64,
-) -> Result<(), ApiError> {
+    err: ApiError,
+) -> ApiError {
     app.metrics
         .denied
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut rec =
         AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, op, decision);
-    rec.session_id = ctx.session_id.clone();
-    rec.http_status = Some(status.as_u16());
-    rec.jsonrpc_error = Some(code);
-    record(app, ctx, rec).await
+    rec.http_status = Some(err.status.as_u16());
+    rec.jsonrpc_error = Some(err.jsonrpc_code);
+    match record(app, ctx, rec).await {
+        Ok(()) => err,
+        Err(unavailable) => unavailable,
+    }
 }
 
 /// MCP transport headers must be unambiguous: each at most once and printable ASCII. A
