@@ -196,6 +196,8 @@ pub struct RawUpstream {
     pub timeout_secs: Option<u64>,
     /// Seconds a response body (an SSE stream) may stay silent before it is cut.
     pub idle_timeout_secs: Option<u64>,
+    /// Seconds a response (including an SSE stream) may last in total; unset: no limit.
+    pub max_stream_secs: Option<u64>,
     /// Extra CA certificates (PEM) to trust for this upstream's TLS, besides the system roots.
     pub ca_file: Option<PathBuf>,
     /// This route's audit mode (default: `audit.mode`).
@@ -294,6 +296,8 @@ pub struct Upstream {
     pub timeout: std::time::Duration,
     /// Longest silence allowed inside a response body.
     pub idle_timeout: std::time::Duration,
+    /// Longest a response may last in total, if limited.
+    pub max_stream: Option<std::time::Duration>,
     pub ca_file: Option<PathBuf>,
     pub audit_mode: AuditMode,
     pub record_arguments: Vec<String>,
@@ -631,6 +635,13 @@ impl Config {
                     "a PEM file with one or more CA certificates",
                 ));
             }
+            if u.max_stream_secs == Some(0) {
+                return Err(ConfigError::new(
+                    format!("{key}.max_stream_secs"),
+                    "must be positive",
+                    "leave it out for no limit",
+                ));
+            }
             let idle_secs = u.idle_timeout_secs.unwrap_or(300);
             if idle_secs == 0 || idle_secs > 86_400 {
                 return Err(ConfigError::new(
@@ -670,6 +681,7 @@ impl Config {
                 credential,
                 timeout: std::time::Duration::from_secs(timeout_secs),
                 idle_timeout: std::time::Duration::from_secs(idle_secs),
+                max_stream: u.max_stream_secs.map(std::time::Duration::from_secs),
                 ca_file: u.ca_file,
                 audit_mode: u
                     .audit_mode

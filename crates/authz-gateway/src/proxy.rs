@@ -493,6 +493,7 @@ async fn post(
     let guard = StreamGuard {
         _permit: permit,
         outcome,
+        deadline: up.max_stream.map(|d| tokio::time::Instant::now() + d),
     };
     if matches!(msg.operation.method, Method::Initialize)
         && upstream_resp.status().is_success()
@@ -775,6 +776,7 @@ async fn stream_or_end(
     let guard = StreamGuard {
         _permit: permit,
         outcome,
+        deadline: up.max_stream.map(|d| tokio::time::Instant::now() + d),
     };
     if method == HttpMethod::DELETE
         && resp.status().is_success()
@@ -895,6 +897,8 @@ fn response_head(resp: &reqwest::Response) -> axum::http::response::Builder {
 struct StreamGuard {
     _permit: Permit,
     outcome: OutcomeRecorder,
+    /// When the response must have ended (the route's `max_stream_secs`), if limited.
+    deadline: Option<tokio::time::Instant>,
 }
 
 /// Tracks the size of the SSE event being streamed, to cut an upstream that never ends one.
@@ -942,8 +946,26 @@ fn body_stream(
     futures_util::stream::unfold(
         (Box::pin(resp.bytes_stream()), Some(guard), size),
         |(mut body, mut guard, mut size)| async move {
-            guard.as_ref()?;
-            match body.next().await {
+            let deadline = guard.as_ref()?.deadline;
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, body.next()).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        if let Some(g) = guard.as_mut() {
+                            g.outcome.failed("stream_too_long", 504);
+                        }
+                        tracing::warn!(
+                            "a response outlived the route's max_stream_secs; stream cut"
+                        );
+                        return Some((
+                            Err(std::io::Error::other("stream too long")),
+                            (body, None, size),
+                        ));
+                    }
+                },
+                None => body.next().await,
+            };
+            match next {
                 Some(Ok(chunk)) => {
                     if let Some(sz) = size.as_mut()
                         && !sz.advance(&chunk, filter::MAX_FILTERED_BYTES)

@@ -13,3 +13,4 @@ mod peers;
 mod pipeline;
 mod tasks;
 mod telemetry;
+mod transport;

@@ -1,0 +1,207 @@
+//! Streamable HTTP details: stateless GET/DELETE, Origin, slow upstreams, paginated lists,
+//! server notifications passing through.
+
+use axum::response::IntoResponse as _;
+use serde_json::{Value, json};
+
+use crate::harness::{self, AuditBackend, Options};
+
+/// A scripted upstream: paginated `tools/list`, a slow tool, and an SSE answer that carries a
+/// `notifications/tools/list_changed` before the result.
+async fn scripted_upstream() -> String {
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: String| async move {
+            let req: Value = serde_json::from_str(&body).expect("json");
+            let id = req["id"].clone();
+            let json = |v: Value| ([("content-type", "application/json")], v.to_string()).into_response();
+            match (req["method"].as_str(), req["params"]["cursor"].as_str(), req["params"]["name"].as_str()) {
+                (Some("tools/list"), None, _) => json(json!({"jsonrpc":"2.0","id":id,"result":{
+                    "tools":[{"name":"get_ticket"},{"name":"delete_ticket"}],"nextCursor":"page-2"}})),
+                (Some("tools/list"), Some("page-2"), _) => json(json!({"jsonrpc":"2.0","id":id,"result":{
+                    "tools":[{"name":"list_tickets"},{"name":"create_ticket"}]}})),
+                (Some("tools/call"), _, Some("slow_tool")) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    json(json!({"jsonrpc":"2.0","id":id,"result":{"content":[]}})).into_response()
+                }
+                (Some("tools/call"), _, Some("endless_tool")) => {
+                    // Progress every 100 ms, forever: never silent, never done.
+                    let ticks = futures_util::stream::unfold(0u64, |n| async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        let event = format!("data: {}\n\n", json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":n}}));
+                        Some((Ok::<_, std::convert::Infallible>(event), n + 1))
+                    });
+                    ([("content-type", "text/event-stream")], axum::body::Body::from_stream(ticks)).into_response()
+                }
+                _ => {
+                    let sse = format!(
+                        "data: {}\n\ndata: {}\n\n",
+                        json!({"jsonrpc":"2.0","method":"notifications/tools/list_changed"}),
+                        json!({"jsonrpc":"2.0","id":id,"result":{"content":[{"type":"text","text":"ok"}]}})
+                    );
+                    ([("content-type", "text/event-stream")], sse).into_response()
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/mcp")
+}
+
+#[tokio::test]
+async fn paginated_lists_are_filtered_page_by_page_and_keep_their_cursor() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            upstream_url: Some(scripted_upstream().await),
+            ..Default::default()
+        },
+    )
+    .await;
+    let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
+    let page1: Value = env
+        .post(
+            Some(&reader),
+            &[],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page1["result"]["tools"], json!([{"name":"get_ticket"}]));
+    assert_eq!(
+        page1["result"]["nextCursor"], "page-2",
+        "the cursor survives filtering"
+    );
+    let page2: Value = env
+        .post(
+            Some(&reader),
+            &[],
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"cursor":"page-2"}}"#,
+        )
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(page2["result"]["tools"], json!([{"name":"list_tickets"}]));
+}
+
+#[tokio::test]
+async fn server_notifications_pass_through_the_stream() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            upstream_url: Some(scripted_upstream().await),
+            ..Default::default()
+        },
+    )
+    .await;
+    let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
+    let resp = env
+        .post(
+            Some(&reader),
+            &[],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket"}}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("body");
+    assert!(text.contains("notifications/tools/list_changed"), "{text}");
+    assert!(text.contains(r#""id":1"#), "{text}");
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_a_504() {
+    let opts = Options {
+        upstream_url: Some(scripted_upstream().await),
+        upstream_extra: Some("timeout_secs = 1"),
+        ..Default::default()
+    };
+    let env = harness::start_with(AuditBackend::Sqlite, opts).await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    // The scripted upstream's `slow_tool` takes 3 s; the policy lets admins call any tool.
+    let resp = env
+        .post(
+            Some(&admin),
+            &[],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow_tool"}}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 504);
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("id")
+        .to_owned();
+    let o = env.outcomes_for_request(&id).await;
+    assert_eq!(o[0].outcome.as_deref(), Some("upstream_timeout"));
+}
+
+#[tokio::test]
+async fn stateless_clients_cannot_get_or_delete_and_foreign_origins_are_refused() {
+    let env = harness::start(AuditBackend::Sqlite).await;
+    let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let resp = env
+            .http
+            .request(method.clone(), &env.route)
+            .bearer_auth(&reader)
+            .header("mcp-protocol-version", "2026-07-28")
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 405, "{method}");
+    }
+    let resp = env
+        .http
+        .post(&env.route)
+        .bearer_auth(&reader)
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 403, "DNS-rebinding protection");
+    assert_eq!(env.upstream.log.request_count(), 0);
+}
+
+#[tokio::test]
+async fn a_stream_longer_than_max_stream_secs_is_cut_and_recorded() {
+    let opts = Options {
+        upstream_url: Some(scripted_upstream().await),
+        upstream_extra: Some("max_stream_secs = 1"),
+        ..Default::default()
+    };
+    let env = harness::start_with(AuditBackend::Sqlite, opts).await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let resp = env
+        .post(
+            Some(&admin),
+            &[],
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"endless_tool"}}"#,
+        )
+        .await;
+    assert_eq!(resp.status(), 200, "the stream starts");
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("id")
+        .to_owned();
+    let started = std::time::Instant::now();
+    let body = resp.text().await;
+    assert!(body.is_err(), "the stream is cut, not ended cleanly");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "cut near the limit"
+    );
+    let o = env.outcomes_for_request(&id).await;
+    assert_eq!(o[0].outcome.as_deref(), Some("stream_too_long"));
+}
