@@ -105,7 +105,7 @@ pub struct Options {
     /// Read policies from this SQL store instead of the repository's CSV files.
     pub policy_database_url: Option<String>,
     /// Extra TOML keys for the `tickets` upstream (e.g. argument recording).
-    pub upstream_extra: Option<&'static str>,
+    pub upstream_extra: Option<String>,
     /// Enable `POST /token` with a fresh gateway signing key.
     pub token_exchange: bool,
     /// `audit.mode` (`durable` unless set).
@@ -189,7 +189,7 @@ scopes = [
 ]
 "#,
         jwks = jwks.display(),
-        upstream_extra = opts.upstream_extra.unwrap_or(""),
+        upstream_extra = opts.upstream_extra.as_deref().unwrap_or(""),
         model = repo_path("policies/model.conf").display(),
         policy_source = match &opts.policy_database_url {
             Some(url) => format!("database_url = \"{url}\""),

@@ -13,4 +13,5 @@ mod peers;
 mod pipeline;
 mod tasks;
 mod telemetry;
+mod tls;
 mod transport;

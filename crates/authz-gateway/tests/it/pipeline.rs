@@ -791,7 +791,8 @@ async fn records_carry_trace_arguments_and_the_outcome_of_the_exchange() {
     let opts = harness::Options {
         upstream_extra: Some(
             r#"record_arguments = ["create_*"]
-redact_arguments = { "create_*" = ["body"] }"#,
+redact_arguments = { "create_*" = ["body"] }"#
+                .to_owned(),
         ),
         ..Default::default()
     };

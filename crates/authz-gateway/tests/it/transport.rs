@@ -119,7 +119,7 @@ async fn server_notifications_pass_through_the_stream() {
 async fn a_slow_upstream_is_a_504() {
     let opts = Options {
         upstream_url: Some(scripted_upstream().await),
-        upstream_extra: Some("timeout_secs = 1"),
+        upstream_extra: Some("timeout_secs = 1".to_owned()),
         ..Default::default()
     };
     let env = harness::start_with(AuditBackend::Sqlite, opts).await;
@@ -176,7 +176,7 @@ async fn stateless_clients_cannot_get_or_delete_and_foreign_origins_are_refused(
 async fn a_stream_longer_than_max_stream_secs_is_cut_and_recorded() {
     let opts = Options {
         upstream_url: Some(scripted_upstream().await),
-        upstream_extra: Some("max_stream_secs = 1"),
+        upstream_extra: Some("max_stream_secs = 1".to_owned()),
         ..Default::default()
     };
     let env = harness::start_with(AuditBackend::Sqlite, opts).await;
