@@ -104,6 +104,8 @@ pub struct Options {
     pub policy_file: Option<PathBuf>,
     /// Read policies from this SQL store instead of the repository's CSV files.
     pub policy_database_url: Option<String>,
+    /// Add a second route, `billing`, to the same demo upstream.
+    pub second_upstream: bool,
     /// Extra TOML keys for the `tickets` upstream (e.g. argument recording).
     pub upstream_extra: Option<String>,
     /// Enable `POST /token` with a fresh gateway signing key.
@@ -187,7 +189,16 @@ scopes = [
   {{ method = "tools/call", target = "create_*", require = ["tickets:write"] }},
   {{ method = "*", require = ["tickets:read"] }},
 ]
+{second_upstream}
 "#,
+        second_upstream = if opts.second_upstream {
+            format!(
+                "\n[[upstreams]]\nname = \"billing\"\nurl = \"{}\"\ncredential_env = \"TICKETS_UPSTREAM_TOKEN\"\n",
+                upstream.url()
+            )
+        } else {
+            String::new()
+        },
         jwks = jwks.display(),
         upstream_extra = opts.upstream_extra.as_deref().unwrap_or(""),
         model = repo_path("policies/model.conf").display(),

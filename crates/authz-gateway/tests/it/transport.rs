@@ -205,3 +205,62 @@ async fn a_stream_longer_than_max_stream_secs_is_cut_and_recorded() {
     let o = env.outcomes_for_request(&id).await;
     assert_eq!(o[0].outcome.as_deref(), Some("stream_too_long"));
 }
+
+#[tokio::test]
+async fn each_upstream_is_its_own_protected_resource_and_policy_namespace() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            second_upstream: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let billing = format!("{}/mcp/billing", env.base);
+    // Metadata per route, each with its own resource.
+    let meta: Value = env
+        .http
+        .get(format!(
+            "{}/.well-known/oauth-protected-resource/mcp/billing",
+            env.base
+        ))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(meta["resource"], Value::String(billing.clone()));
+    // With two routes the root form is ambiguous, so it is not served.
+    let root = env
+        .http
+        .get(format!("{}/.well-known/oauth-protected-resource", env.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(root.status(), 404);
+
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket","arguments":{"id":1}}}"#;
+    let post = |url: String, token: String| {
+        let http = env.http.clone();
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("accept", harness::ACCEPT_BOTH)
+                .body(call)
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    };
+    // A token for the tickets route is not valid at the billing route (audience per route)...
+    let tickets_token = env.token("rita", &["ticket-reader"], &["tickets:read"]);
+    assert_eq!(post(billing.clone(), tickets_token).await, 401);
+    // ...and a billing token gets nothing from tickets rules (policy objects name the route).
+    let mut req = env.token_request("rita", &["ticket-reader"], &["tickets:read"]);
+    req.audience = vec![billing.clone()];
+    let billing_token = env.mint(&req);
+    assert_eq!(post(billing, billing_token).await, 403);
+}
