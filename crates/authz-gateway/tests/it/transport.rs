@@ -11,10 +11,20 @@ use crate::harness::{self, AuditBackend, Options};
 async fn scripted_upstream() -> String {
     let app = axum::Router::new().route(
         "/mcp",
-        axum::routing::post(|body: String| async move {
+        axum::routing::get(|headers: axum::http::HeaderMap| async move {
+            // The server-to-client stream: says which event it resumes after.
+            let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned();
+            let event = format!("id: 8\ndata: {}\n\n", json!({"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":format!("resumed after {last}")}}));
+            ([("content-type", "text/event-stream")], event).into_response()
+        })
+        .post(|body: String| async move {
             let req: Value = serde_json::from_str(&body).expect("json");
             let id = req["id"].clone();
             let json = |v: Value| ([("content-type", "application/json")], v.to_string()).into_response();
+            if req.get("id").is_none() {
+                // Notifications (e.g. notifications/cancelled) are accepted without a body.
+                return axum::http::StatusCode::ACCEPTED.into_response();
+            }
             match (req["method"].as_str(), req["params"]["cursor"].as_str(), req["params"]["name"].as_str()) {
                 (Some("tools/list"), None, _) => json(json!({"jsonrpc":"2.0","id":id,"result":{
                     "tools":[{"name":"get_ticket"},{"name":"delete_ticket"}],"nextCursor":"page-2"}})),
@@ -263,4 +273,40 @@ async fn each_upstream_is_its_own_protected_resource_and_policy_namespace() {
     req.audience = vec![billing.clone()];
     let billing_token = env.mint(&req);
     assert_eq!(post(billing, billing_token).await, 403);
+}
+
+#[tokio::test]
+async fn resumption_and_cancellation_pass_through() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            upstream_url: Some(scripted_upstream().await),
+            ..Default::default()
+        },
+    )
+    .await;
+    let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
+    let resp = env
+        .http
+        .get(&env.route)
+        .bearer_auth(&reader)
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "7")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("stream");
+    assert!(
+        text.contains("resumed after 7"),
+        "Last-Event-ID reaches the upstream: {text}"
+    );
+    let cancel = r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1,"reason":"user"}}"#;
+    let resp = env.post(Some(&reader), &[], cancel).await;
+    assert_eq!(
+        resp.status(),
+        202,
+        "a client notification is answered 202, as the upstream did"
+    );
+    assert_eq!(env.records_for(&resp).await.len(), 1, "and recorded");
 }
