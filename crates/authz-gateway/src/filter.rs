@@ -122,11 +122,22 @@ pub fn list_filter_recording(
     })
 }
 
+/// Whether `v` is a JSON-RPC response that must be treated as the answer to our request.
+///
+/// A response stream to a POST carries only answers to that request (besides server requests
+/// and notifications), so any response in it is rewritten — also one whose `id` is spelled
+/// differently (`"5"` for `5`): an unfiltered list must never slip through on a technicality.
+fn is_response_to(v: &Value, id: &Value) -> bool {
+    let is_response =
+        v.get("method").is_none() && (v.get("result").is_some() || v.get("error").is_some());
+    is_response || v.get("id") == Some(id)
+}
+
 /// Rewrites a complete JSON body. `None` when it cannot be parsed: the gateway does not pass on
 /// a response it was asked to rewrite but could not read. Unchanged bodies keep their bytes.
 pub fn rewrite_json_body(id: &Value, body: &[u8], rw: &Rewrite) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
-    if v.get("id") != Some(id) || !rw(&mut v) {
+    if !is_response_to(&v, id) || !rw(&mut v) {
         return Some(body.to_vec());
     }
     serde_json::to_vec(&v).ok()
@@ -157,7 +168,7 @@ fn rewrite_sse_event(id: &Value, event: &[u8], rw: &Rewrite) -> Result<Vec<u8>, 
     let Ok(mut v) = serde_json::from_str::<Value>(&data) else {
         return Ok(event.to_vec());
     };
-    if v.get("id") != Some(id) || !rw(&mut v) {
+    if !is_response_to(&v, id) || !rw(&mut v) {
         return Ok(event.to_vec());
     }
     let mut out = Vec::with_capacity(event.len());
@@ -257,15 +268,28 @@ mod tests {
     }
 
     #[test]
-    fn json_list_is_filtered_only_for_its_own_id() {
+    fn json_list_responses_are_filtered_whatever_their_id() {
         let rw = list_filter(ListKind::Tools, only_get());
         let body = serde_json::to_vec(&list()).expect("json");
         let out: Value =
             serde_json::from_slice(&rewrite_json_body(&json!(5), &body, &rw).expect("ok"))
                 .expect("json");
         assert_eq!(out["result"]["tools"], json!([{"name":"get_ticket"}]));
-        let other = rewrite_json_body(&json!(6), &body, &rw).expect("ok");
-        assert_eq!(other, body, "a response to another id passes byte for byte");
+        let other: Value =
+            serde_json::from_slice(&rewrite_json_body(&json!("5"), &body, &rw).expect("ok"))
+                .expect("json");
+        assert_eq!(
+            other["result"]["tools"],
+            json!([{"name":"get_ticket"}]),
+            "an id spelled differently is no escape"
+        );
+        let note = serde_json::to_vec(&json!({"jsonrpc":"2.0","method":"notifications/progress"}))
+            .expect("json");
+        assert_eq!(
+            rewrite_json_body(&json!(5), &note, &rw).expect("ok"),
+            note,
+            "notifications pass byte for byte"
+        );
         assert!(rewrite_json_body(&json!(5), b"{not json", &rw).is_none());
     }
 
