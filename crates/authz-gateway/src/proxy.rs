@@ -440,19 +440,30 @@ async fn post(
             .with_challenge(challenge);
             return Err(refuse(app, ctx, principal, &msg.operation, &decision, err).await);
         }
-        return Err(refuse(
-            app,
-            ctx,
-            principal,
-            &msg.operation,
-            &decision,
+        // A method the gateway does not know is never passed on; JSON-RPC's answer for that is
+        // "method not found" (404 / -32601, as MCP 2026-07-28 specifies), not a policy denial.
+        let err = if decision.reason == ReasonCode::UnknownMethod {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_method",
+                "method not found",
+                -32601,
+            )
+        } else {
             ApiError::new(
                 StatusCode::FORBIDDEN,
                 decision.reason.as_str(),
                 "forbidden by policy",
                 FORBIDDEN_CODE,
             )
-            .with_id(msg.id.clone()),
+        };
+        return Err(refuse(
+            app,
+            ctx,
+            principal,
+            &msg.operation,
+            &decision,
+            err.with_id(msg.id.clone()),
         )
         .await);
     }

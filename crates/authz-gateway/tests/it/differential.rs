@@ -47,7 +47,7 @@ async fn ambiguous_or_disguised_messages_never_reach_the_upstream() {
         (
             "method case variant",
             r#"{"jsonrpc":"2.0","id":1,"method":"Tools/Call","params":{"name":"delete_ticket"}}"#,
-            403,
+            404,
         ),
         (
             "lone surrogate",
@@ -77,7 +77,7 @@ async fn ambiguous_or_disguised_messages_never_reach_the_upstream() {
         assert_eq!(records.len(), 1, "{name}: one record");
         let expected = match status {
             400 => ReasonCode::MalformedRequest,
-            _ if name.contains("case") => ReasonCode::UnknownMethod,
+            404 => ReasonCode::UnknownMethod,
             _ => ReasonCode::NoMatchingRule,
         };
         assert_eq!(records[0].reason, expected, "{name}");
