@@ -290,12 +290,8 @@ fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
 /// closed (503): nothing passes without its record.
 async fn record(app: &App, ctx: &Ctx, mut rec: AuditRecord) -> Result<(), ApiError> {
     annotate(ctx, &mut rec);
-    let mode = app
-        .upstreams
-        .get(&rec.upstream)
-        .map_or(AuditMode::Durable, |u| u.audit_mode);
     let request_id = rec.request_id.clone();
-    let result = match mode {
+    let result = match ctx.upstream.audit_mode {
         AuditMode::Durable => app.audit_writer.append_durable(rec).await.map(drop),
         AuditMode::Buffered => app.audit_writer.append_buffered(rec).await,
     };
