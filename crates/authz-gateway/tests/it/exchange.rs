@@ -3,24 +3,9 @@
 use std::time::{Duration, Instant};
 
 use authz_types::{Effect, ReasonCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::harness::{self, AuditBackend, Options};
-
-fn stateless(id: u64, name: &'static str) -> (Vec<(&'static str, &'static str)>, String) {
-    let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1},
-        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
-                 "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},
-                 "io.modelcontextprotocol/clientCapabilities":{}}}});
-    (
-        vec![
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", name),
-        ],
-        body.to_string(),
-    )
-}
+use crate::harness::{self, AuditBackend, Options, stateless_call};
 
 async fn exchange(env: &harness::Env, token: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let mut fields = vec![
@@ -92,7 +77,7 @@ async fn a_task_token_is_narrower_shorter_and_records_the_agent() {
     let task_token = body["access_token"].as_str().expect("token").to_owned();
 
     // The new token works for what it allows...
-    let (h, b) = stateless(1, "get_ticket");
+    let (h, b) = stateless_call(1, "get_ticket");
     let resp = env.post(Some(&task_token), &h, &b).await;
     assert_eq!(resp.status(), 200);
     let records = env.records_for(&resp).await;
@@ -113,7 +98,7 @@ async fn a_task_token_is_narrower_shorter_and_records_the_agent() {
         "signed by the gateway"
     );
     // ...and nothing more: the write scope is gone.
-    let (h, b) = stateless(2, "delete_ticket");
+    let (h, b) = stateless_call(2, "delete_ticket");
     assert_eq!(env.post(Some(&task_token), &h, &b).await.status(), 403);
 
     // Widening is refused, and so is a resource that is not ours, and a bad subject token.
@@ -177,7 +162,7 @@ async fn a_revoked_token_is_refused_within_a_second() {
     let mut req = env.token_request("adam", &["ticket-admin"], &["tickets:write"]);
     req.token_id = Some("jti-to-revoke".into());
     let token = env.mint(&req);
-    let (h, b) = stateless(1, "get_ticket");
+    let (h, b) = stateless_call(1, "get_ticket");
     assert_eq!(
         env.post(Some(&token), &h, &b).await.status(),
         200,

@@ -452,3 +452,17 @@ impl Env {
             .collect()
     }
 }
+
+/// A complete 2026-07-28 stateless `tools/call`: body with `_meta`, and the headers it needs.
+pub fn stateless_call(id: u64, name: &'static str) -> (Vec<(&'static str, &'static str)>, String) {
+    let body = serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                 "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},
+                 "io.modelcontextprotocol/clientCapabilities":{}}}});
+    let headers = vec![
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", name),
+    ];
+    (headers, body.to_string())
+}

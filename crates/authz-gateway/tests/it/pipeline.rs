@@ -5,27 +5,13 @@ use authz_types::{Effect, ReasonCode};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
-use crate::harness::{self, AuditBackend, Env, UPSTREAM_SECRET};
+use crate::harness::{self, AuditBackend, Env, UPSTREAM_SECRET, stateless_call};
 
 fn call(name: &'static str, args: Value) -> CallToolRequestParams {
     let Value::Object(args) = args else {
         panic!("arguments must be an object")
     };
     CallToolRequestParams::new(name).with_arguments(args)
-}
-
-/// A complete 2026-07-28 stateless `tools/call`: body with `_meta`, and the headers it needs.
-fn stateless_call(id: u64, name: &'static str) -> (Vec<(&'static str, &'static str)>, String) {
-    let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1},
-        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
-                 "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},
-                 "io.modelcontextprotocol/clientCapabilities":{}}}});
-    let headers = vec![
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", "tools/call"),
-        ("mcp-name", name),
-    ];
-    (headers, body.to_string())
 }
 
 fn tools_call(id: u64, name: &str) -> String {
