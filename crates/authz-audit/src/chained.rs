@@ -215,7 +215,7 @@ impl AuditStore {
                     // inserts, and an
                     // AUTOINCREMENT table gives the rows of one multi-row insert consecutive
                     // ids in VALUES order, so they follow from the last one.
-                    let done = sql::insert_chained::<Sqlite>(chunk)
+                    let done = sql::insert_chained_sqlite(chunk)
                         .build()
                         .execute(&mut *tx)
                         .await

@@ -226,6 +226,7 @@ impl AuditWriter {
             last_cp_seq,
             last_cp_at: Instant::now(),
             unsure: None,
+            ahead: None,
             pending: Vec::new(),
             retry_at: None,
             failures_in_a_row: 0,
@@ -419,6 +420,51 @@ struct Entry {
     attempts: u32,
 }
 
+/// What a successful write returns: the ids, the new head and the seq of a checkpoint written
+/// with the batch.
+type Written = (Vec<i64>, ChainHead, Option<i64>);
+
+/// Hashes of the `Append` records at the front of the run loop's inbox, in order, chained from
+/// `base`: made while the batch before them committed, on the guess that it succeeds.
+struct Ahead {
+    base: ChainHead,
+    hashes: Vec<[u8; 32]>,
+}
+
+/// A batch ready to be written: the hashes of its entries chained from `base`, the head they
+/// lead to, its checkpoint, and the connection to write it on.
+struct Prepared {
+    base: ChainHead,
+    hashes: Vec<[u8; 32]>,
+    head: ChainHead,
+    checkpoint: Option<NewCheckpoint>,
+    conn: WriterConn,
+}
+
+/// Writes `entries` (hashed from `base` as `hashes`) with `checkpoint` in one transaction.
+async fn write_batch(
+    conn: &mut WriterConn,
+    entries: &[Entry],
+    chain_id: &str,
+    base: ChainHead,
+    hashes: &[[u8; 32]],
+    checkpoint: Option<&NewCheckpoint>,
+) -> Result<Vec<i64>, Error> {
+    let mut rows = Vec::with_capacity(entries.len());
+    let mut prev = base.hash;
+    for ((entry, hash), seq) in entries.iter().zip(hashes).zip(base.seq + 1..) {
+        rows.push(ChainedRow {
+            columns: Columns::new(&entry.record)?,
+            chain_id,
+            seq,
+            prev_hash: prev,
+            hash: *hash,
+        });
+        prev = *hash;
+    }
+    AuditStore::write_chained(conn, &rows, checkpoint).await
+}
+
 /// The writer task's state.
 struct Task {
     store: AuditStore,
@@ -431,6 +477,8 @@ struct Task {
     last_cp_at: Instant,
     /// After a failed attempt: the head it would have produced, in case it committed anyway.
     unsure: Option<ChainHead>,
+    /// Records taken off the queue while the last batch committed, hashed ahead.
+    ahead: Option<Ahead>,
     /// Buffered records waiting for a retry, oldest first.
     pending: Vec<Entry>,
     retry_at: Option<Instant>,
@@ -504,7 +552,7 @@ impl Task {
                 }
                 continue;
             }
-            self.commit(entries).await;
+            self.commit(entries, &mut inbox).await;
             self.shared
                 .counters
                 .pending_retry
@@ -523,6 +571,17 @@ impl Task {
     /// more), or for a time-based checkpoint. Returns false when there is nothing to commit.
     async fn wait_for_work(&mut self, inbox: &mut Vec<Command>) -> bool {
         let max_batch = self.config.max_batch;
+        if !inbox.is_empty() {
+            // Records came in while the last batch committed: that wait stands in for the
+            // flush interval.
+            while inbox.len() < max_batch {
+                match self.rx.try_recv() {
+                    Ok(command) => inbox.push(command),
+                    Err(_) => break,
+                }
+            }
+            return true;
+        }
         let checkpoint_at = (self.head.seq > self.last_cp_seq)
             .then(|| self.last_cp_at + Duration::from_millis(self.config.checkpoint_interval_ms));
         let received = match checkpoint_at {
@@ -559,16 +618,12 @@ impl Task {
         true
     }
 
-    /// Writes `entries` as one transaction and answers their callers.
-    async fn commit(&mut self, mut entries: Vec<Entry>) {
-        let timeout = Duration::from_millis(self.config.commit_timeout_ms);
-        let attempt = tokio::time::timeout(timeout, self.attempt(&mut entries)).await;
-        let result = match attempt {
-            Ok(result) => result,
-            Err(_) => Err(Error::CommitTimeout {
-                timeout_ms: timeout.as_millis(),
-            }),
-        };
+    /// Writes `entries` as one transaction and answers their callers. The transaction runs on
+    /// a task of its own; meanwhile the next records are taken off the queue into `inbox` and
+    /// hashed ahead (see [`Ahead`]), so that work overlaps the commit.
+    async fn commit(&mut self, entries: Vec<Entry>, inbox: &mut Vec<Command>) {
+        let deadline = Instant::now() + Duration::from_millis(self.config.commit_timeout_ms);
+        let (entries, result) = self.attempt(entries, inbox, deadline).await;
         match result {
             Ok(Some((ids, head, checkpoint))) => {
                 let n = entries.len();
@@ -586,11 +641,16 @@ impl Task {
                     .counters
                     .last_seq
                     .store(head.seq, Ordering::Relaxed);
-                for (entry, id) in entries.into_iter().zip(ids) {
-                    if let Some(ack) = entry.ack {
-                        let _ = ack.send(Ok(id));
+                // Answering up to a batch of callers (each wakes a task) and dropping their
+                // records is left to a task of its own, so the writer goes on with the next
+                // batch at once.
+                tokio::spawn(async move {
+                    for (entry, id) in entries.into_iter().zip(ids) {
+                        if let Some(ack) = entry.ack {
+                            let _ = ack.send(Ok(id));
+                        }
                     }
-                }
+                });
             }
             // Everything left was confirmed committed by an earlier attempt.
             Ok(None) => {}
@@ -603,13 +663,124 @@ impl Task {
         }
     }
 
-    /// One attempt: settle an earlier unsure attempt, assign seqs and hashes, write. Returns the
-    /// ids, the new head and the seq of a checkpoint written with the batch; `None` when the
-    /// resync found every entry already committed.
+    fn commit_timeout(&self) -> Error {
+        Error::CommitTimeout {
+            timeout_ms: u128::from(self.config.commit_timeout_ms),
+        }
+    }
+
+    /// One attempt: settle an earlier unsure attempt, assign seqs and hashes, write (by
+    /// `deadline`). Returns the entries with the ids, the new head and the seq of a checkpoint
+    /// written with the batch; `None` when the resync found every entry already committed.
     async fn attempt(
         &mut self,
-        entries: &mut Vec<Entry>,
-    ) -> Result<Option<(Vec<i64>, ChainHead, Option<i64>)>, Error> {
+        mut entries: Vec<Entry>,
+        inbox: &mut Vec<Command>,
+        deadline: Instant,
+    ) -> (Vec<Entry>, Result<Option<Written>, Error>) {
+        let prepared = match tokio::time::timeout_at(deadline, self.prepare(&mut entries)).await {
+            Ok(Ok(Some(prepared))) => prepared,
+            Ok(Ok(None)) => return (entries, Ok(None)),
+            Ok(Err(error)) => return (entries, Err(error)),
+            Err(_) => return (entries, Err(self.commit_timeout())),
+        };
+        let Prepared {
+            base,
+            hashes,
+            head,
+            checkpoint,
+            mut conn,
+        } = prepared;
+        // Set before writing: if the write fails or times out, the outcome is unknown and the
+        // next attempt must look first.
+        self.unsure = Some(head);
+        let chain_id = self.chain_id.clone();
+        let mut write = tokio::spawn(async move {
+            let written = tokio::time::timeout_at(
+                deadline,
+                write_batch(
+                    &mut conn,
+                    &entries,
+                    &chain_id,
+                    base,
+                    &hashes,
+                    checkpoint.as_ref(),
+                ),
+            )
+            .await;
+            (conn, entries, written, checkpoint.map(|c| c.seq))
+        });
+
+        // While the batch commits, take the next records off the queue and hash them as if
+        // it succeeds. `inbox` is empty here: the run loop drained it into this batch.
+        let max_batch = self.config.max_batch;
+        let mut ahead = Ahead {
+            base: head,
+            hashes: Vec::new(),
+        };
+        let mut prev = head.hash;
+        let mut seq = head.seq;
+        let mut hashed = 0;
+        let mut open = !self.closing;
+        let joined = loop {
+            let room = max_batch.saturating_sub(inbox.len());
+            tokio::select! {
+                biased;
+                joined = &mut write => break joined,
+                n = self.rx.recv_many(inbox, room), if open && room > 0 => {
+                    if n == 0 {
+                        // Every handle is gone; the run loop notices on its next receive.
+                        open = false;
+                    }
+                    for command in &inbox[hashed..] {
+                        if let Command::Append { record, .. } = command {
+                            seq += 1;
+                            prev = record_hash(record, &self.chain_id, seq, &prev);
+                            ahead.hashes.push(prev);
+                        }
+                    }
+                    hashed = inbox.len();
+                }
+            }
+        };
+        let (conn, entries, written, checkpoint) = match joined {
+            Ok(parts) => parts,
+            Err(source) => {
+                // The write task panicked: its records and connection are gone with it.
+                return (Vec::new(), Err(Error::WriterFailed { source }));
+            }
+        };
+        match written {
+            Ok(Ok(ids)) => {
+                self.conn = Some(conn);
+                self.conn_used = Instant::now();
+                self.unsure = None;
+                self.ahead = Some(ahead);
+                (entries, Ok(Some((ids, head, checkpoint))))
+            }
+            Ok(Err(error)) => {
+                conn.discard();
+                (entries, Err(error))
+            }
+            Err(_) => {
+                conn.discard();
+                (entries, Err(self.commit_timeout()))
+            }
+        }
+    }
+
+    /// Settles an earlier unsure attempt, assigns seqs and hashes (reusing those hashed ahead
+    /// when they still apply), decides on a checkpoint and gets the connection. `None` when the
+    /// resync found every entry already committed.
+    async fn prepare(&mut self, entries: &mut Vec<Entry>) -> Result<Option<Prepared>, Error> {
+        // Hashes made ahead hold only if they were chained from the current head and the
+        // entries are exactly the records they were made for: no retried records in front
+        // (those only exist after a failure, which also drops `ahead`).
+        let ahead = self.ahead.take().filter(|a| {
+            a.base == self.head
+                && a.hashes.len() <= entries.len()
+                && entries.iter().all(|e| e.attempts == 0)
+        });
         if let Some(expected) = self.unsure {
             let stored = self.store.chain_head(&self.chain_id).await?;
             self.unsure = None;
@@ -647,24 +818,14 @@ impl Task {
             }
         }
 
-        let mut columns = Vec::with_capacity(entries.len());
-        for entry in entries.iter() {
-            columns.push(Columns::new(&entry.record)?);
-        }
-        let mut rows = Vec::with_capacity(entries.len());
-        let mut prev = self.head.hash;
-        let mut seq = self.head.seq;
-        for (entry, columns) in entries.iter().zip(columns) {
+        let mut hashes = ahead.map(|a| a.hashes).unwrap_or_default();
+        hashes.reserve(entries.len() - hashes.len());
+        let mut prev = hashes.last().copied().unwrap_or(self.head.hash);
+        let mut seq = self.head.seq + i64::try_from(hashes.len()).unwrap_or(i64::MAX);
+        for entry in &entries[hashes.len()..] {
             seq += 1;
-            let hash = record_hash(&entry.record, &self.chain_id, seq, &prev);
-            rows.push(ChainedRow {
-                columns,
-                chain_id: &self.chain_id,
-                seq,
-                prev_hash: prev,
-                hash,
-            });
-            prev = hash;
+            prev = record_hash(&entry.record, &self.chain_id, seq, &prev);
+            hashes.push(prev);
         }
         let head = ChainHead { seq, hash: prev };
         let interval = Duration::from_millis(self.config.checkpoint_interval_ms);
@@ -691,22 +852,24 @@ impl Task {
                 conn.discard();
             }
         }
-        let conn = match &mut self.conn {
+        let conn = match self.conn.take() {
             Some(conn) => conn,
-            None => self.conn.insert(self.store.writer_conn().await?),
+            None => self.store.writer_conn().await?,
         };
-        // Set before writing: if this future is cancelled by the commit timeout, the outcome
-        // is unknown and the next attempt must look first.
-        self.unsure = Some(head);
-        let ids = AuditStore::write_chained(conn, &rows, checkpoint.as_ref()).await?;
-        self.conn_used = Instant::now();
-        self.unsure = None;
-        Ok(Some((ids, head, checkpoint.map(|c| c.seq))))
+        Ok(Some(Prepared {
+            base: self.head,
+            hashes,
+            head,
+            checkpoint,
+            conn,
+        }))
     }
 
     /// Answers durable callers with `error`, keeps buffered records for a retry or gives them up.
     fn fail(&mut self, entries: Vec<Entry>, error: Error) {
         let shared = Arc::clone(&self.shared);
+        // Records hashed ahead were chained onto this batch; they are hashed again.
+        self.ahead = None;
         bump(&shared.counters.failed_batches, 1);
         self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
         tracing::warn!(
