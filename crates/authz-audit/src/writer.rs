@@ -695,6 +695,9 @@ impl Task {
         // next attempt must look first.
         self.unsure = Some(head);
         let chain_id = self.chain_id.clone();
+        // Counted now: if the write task panics, its records go with it and must not vanish
+        // silently (durable callers see their answer channel close and fail closed).
+        let buffered_in_batch = entries.iter().filter(|e| e.ack.is_none()).count();
         let mut write = tokio::spawn(async move {
             let written = tokio::time::timeout_at(
                 deadline,
@@ -747,6 +750,12 @@ impl Task {
             Ok(parts) => parts,
             Err(source) => {
                 // The write task panicked: its records and connection are gone with it.
+                bump(&self.shared.counters.lost, buffered_in_batch);
+                tracing::error!(
+                    chain_id = %self.chain_id,
+                    lost = buffered_in_batch,
+                    "audit write task panicked; its buffered records are lost"
+                );
                 return (Vec::new(), Err(Error::WriterFailed { source }));
             }
         };
