@@ -371,9 +371,9 @@ async fn post(
     }
 
     // A session id presented by anyone but its owner is treated as unknown (404), so a leaked id
-    // is useless; the refusal is recorded.
+    // is useless; the refusal is recorded. This holds for `initialize` too: an upstream that
+    // routes by the header would otherwise re-initialize someone else's session.
     if let Some(sid) = &ctx.session_id
-        && !matches!(msg.operation.method, Method::Initialize)
         && app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned
     {
         let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());

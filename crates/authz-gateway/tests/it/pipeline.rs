@@ -378,6 +378,20 @@ async fn a_session_is_useless_to_anyone_but_its_owner() {
         before,
         "the hijack attempt never reached the upstream"
     );
+    // Not even an `initialize` may ride on someone else's session id.
+    let reinit = env
+        .post(
+            Some(&mallory),
+            &[("mcp-session-id", sid.as_str())],
+            &init.to_string(),
+        )
+        .await;
+    assert_eq!(reinit.status(), 404);
+    assert_eq!(
+        env.upstream.log.request_count(),
+        before,
+        "the hijack attempts never reached the upstream"
+    );
     let resp = env.post(Some(&alice), &h, &list).await;
     assert_eq!(resp.status(), 200, "the owner keeps using it");
 }
