@@ -732,45 +732,32 @@ async fn stream_or_end(
     method: HttpMethod,
 ) -> Result<Response, ApiError> {
     let up = &ctx.upstream;
-    let op = Operation::new(Method::Notification(format!("http/{method}")), Target::None);
+    // Not a JSON-RPC message: recorded under its HTTP method (`GET`, `DELETE`).
+    let op = Operation::new(Method::Unknown(method.as_str().to_owned()), Target::None);
     if let Some(sid) = &ctx.session_id
         && app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned
     {
         let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
-        let mut rec =
-            AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
-        rec.method = method.as_str().to_owned();
-        rec.session_id = Some(sid.clone());
-        rec.http_status = Some(404);
-        record(app, ctx, rec).await?;
-        return Err(ApiError::new(
+        let err = ApiError::new(
             StatusCode::NOT_FOUND,
             "session_not_found",
             "session not found",
             -32001,
-        ));
+        );
+        return Err(refuse(app, ctx, principal, &op, &decision, err).await);
     }
-    let permit = app.in_flight.try_acquire(Owner::of(principal));
-    let decision = match permit {
-        Some(_) => Decision::allow(ReasonCode::ProtocolMethod, None, app.rbac.revision()),
-        None => Decision::deny(ReasonCode::TooManyRequests, None, app.rbac.revision()),
+    let Some(permit) = app.in_flight.try_acquire(Owner::of(principal)) else {
+        let decision = Decision::deny(ReasonCode::TooManyRequests, None, app.rbac.revision());
+        return Err(refuse(app, ctx, principal, &op, &decision, too_many()).await);
     };
+    let decision = Decision::allow(ReasonCode::ProtocolMethod, None, app.rbac.revision());
     let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
-    rec.method = method.as_str().to_owned();
-    if permit.is_none() {
-        rec.http_status = Some(429);
-    }
     annotate(ctx, &mut rec);
     let mut outcome = OutcomeRecorder::start(&app.audit_writer, &rec);
     // Without its decision record the request goes nowhere, so there is no outcome to record.
     record(app, ctx, rec)
         .await
         .inspect_err(|_| outcome.discard())?;
-    let Some(permit) = permit else {
-        // Nothing was forwarded: the decision record says all there is.
-        outcome.discard();
-        return Err(too_many());
-    };
     let m = if method == HttpMethod::GET {
         reqwest::Method::GET
     } else {
