@@ -211,7 +211,7 @@ impl RevocationStore {
                 // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy
                 // timeout) instead of failing when a deferred transaction upgrades.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-                bind_write(&revocation, now_ms)
+                bind_write::<sqlx::Sqlite>(&revocation, now_ms)
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
@@ -225,7 +225,7 @@ impl RevocationStore {
             }
             Backend::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(db)?;
-                bind_write_pg(&revocation, now_ms)
+                bind_write::<sqlx::Postgres>(&revocation, now_ms)
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
@@ -335,33 +335,13 @@ impl RevocationStore {
     }
 }
 
-fn bind_write(
-    r: &Revocation,
-    now_ms: i64,
-) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-    match r {
-        Revocation::Token { jti, expires_at } => sqlx::query(UPSERT_TOKEN)
-            .bind(jti.as_str())
-            .bind(*expires_at)
-            .bind(now_ms),
-        Revocation::Subject {
-            issuer,
-            subject,
-            issued_before,
-            expires_at,
-        } => sqlx::query(UPSERT_SUBJECT)
-            .bind(issuer.as_str())
-            .bind(subject.as_str())
-            .bind(*issued_before)
-            .bind(*expires_at)
-            .bind(now_ms),
-    }
-}
-
-fn bind_write_pg(
-    r: &Revocation,
-    now_ms: i64,
-) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+/// The upsert for one revocation, with its values bound, for either backend.
+fn bind_write<DB>(r: &Revocation, now_ms: i64) -> sqlx::query::Query<'_, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
     match r {
         Revocation::Token { jti, expires_at } => sqlx::query(UPSERT_TOKEN)
             .bind(jti.as_str())
