@@ -1,16 +1,16 @@
 //! Store operations on hash-chained records: reading a chain's head, writing a batch with its
 //! checkpoint in one transaction, following the log, and pruning with anchors.
 
-use std::sync::LazyLock;
-
 use authz_types::{AuditFilter, ReasonCode, RecordKind};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgArguments;
-use sqlx::{Arguments, Connection, Postgres, QueryBuilder, Sqlite};
+use sqlx::{AssertSqlSafe, Connection, Postgres, QueryBuilder, Sqlite};
 
+use crate::batch::{
+    EncodedRows, SQLITE_FULL_CHUNK_SQL, UNNEST_RETURNING_SQL, UNNEST_SQL, sqlite_insert_sql,
+};
 use crate::chain::{CheckpointKind, GENESIS_HASH, checkpoint_message};
 use crate::keys::SigningKey;
-use crate::row::{CHAIN_COLUMNS, ChainedRow, HASH_VERSION_LITERAL, INSERT_COLUMNS, RawRow};
+use crate::row::RawRow;
 use crate::{AuditStore, Error, Pool, StoredRecord, read_failed, sql, write_failed};
 
 /// A search over the audit log: an [`AuditFilter`] plus the conditions the admin CLI needs and
@@ -183,58 +183,52 @@ impl AuditStore {
         .map_err(write_failed)
     }
 
-    /// Writes chained rows and an optional checkpoint in one transaction on `conn`: on SQLite
-    /// in multi-row inserts of at most 1000 rows, on Postgres in `UNNEST` inserts. Returns the
-    /// id of each row, in the order of `rows`.
+    /// Writes a batch of chained rows (encoded for this backend, `first_seq` onwards) and an
+    /// optional checkpoint in one transaction on `conn`: on SQLite in multi-row inserts, on
+    /// Postgres with `COPY`. With `want_ids`, returns the id of each row in chain order;
+    /// otherwise an empty list.
     pub(crate) async fn write_chained(
         conn: &mut WriterConn,
-        rows: &[ChainedRow<'_>],
+        rows: EncodedRows,
+        first_seq: i64,
+        want_ids: bool,
         checkpoint: Option<&NewCheckpoint>,
     ) -> Result<Vec<i64>, Error> {
-        let first_seq = rows.first().map_or(0, |r| r.seq);
-        let mut ids = vec![0i64; rows.len()];
-        let mut place = |returned: Vec<(i64, i64)>| -> Result<(), Error> {
-            for (id, seq) in returned {
-                let slot = usize::try_from(seq - first_seq)
-                    .ok()
-                    .and_then(|i| ids.get_mut(i))
-                    .ok_or(Error::Corrupt { id, field: "seq" })?;
-                *slot = id;
-            }
-            Ok(())
-        };
-        match conn {
-            WriterConn::Sqlite(conn) => {
+        let expected = rows.len();
+        let mut ids = Vec::with_capacity(if want_ids { expected } else { 0 });
+        match (conn, rows) {
+            (WriterConn::Sqlite(conn), EncodedRows::Sqlite(rows)) => {
                 let mut tx = conn
                     .begin_with("BEGIN IMMEDIATE")
                     .await
                     .map_err(write_failed)?;
-                for chunk in rows.chunks(sql::ROWS_PER_INSERT) {
+                for chunk in rows.chunks {
                     // No `RETURNING`: it streams every row back from sqlx's SQLite worker thread
                     // (allocations and a message per row). Under `BEGIN IMMEDIATE` nobody else
-                    // inserts, and an
-                    // AUTOINCREMENT table gives the rows of one multi-row insert consecutive
-                    // ids in VALUES order, so they follow from the last one.
-                    let done = sql::insert_chained_sqlite(chunk)
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(write_failed)?;
-                    let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+                    // inserts, and an AUTOINCREMENT table gives the rows of one multi-row
+                    // insert consecutive ids in VALUES order, so they follow from the last one.
+                    let n = chunk.rows;
+                    let done = if n == sql::ROWS_PER_INSERT {
+                        sqlx::query_with(SQLITE_FULL_CHUNK_SQL.as_str(), chunk.args)
+                            .execute(&mut *tx)
+                            .await
+                    } else {
+                        sqlx::query_with(AssertSqlSafe(sqlite_insert_sql(n)), chunk.args)
+                            .execute(&mut *tx)
+                            .await
+                    }
+                    .map_err(write_failed)?;
                     let last = done.last_insert_rowid();
-                    if done.rows_affected() != chunk.len() as u64 {
+                    if done.rows_affected() != n as u64 {
                         return Err(Error::Corrupt {
                             id: last,
                             field: "id",
                         });
                     }
-                    place(
-                        chunk
-                            .iter()
-                            .zip(last - n + 1..)
-                            .map(|(row, id)| (id, row.seq))
-                            .collect(),
-                    )?;
+                    if want_ids {
+                        let n = i64::try_from(n).unwrap_or(i64::MAX);
+                        ids.extend(last - n + 1..=last);
+                    }
                 }
                 if let Some(cp) = checkpoint {
                     insert_checkpoint::<Sqlite>(cp)
@@ -245,15 +239,41 @@ impl AuditStore {
                 }
                 tx.commit().await.map_err(write_failed)?;
             }
-            WriterConn::Postgres(conn) => {
+            (WriterConn::Postgres(conn), EncodedRows::Postgres(rows)) => {
                 let mut tx = conn.begin().await.map_err(write_failed)?;
-                for chunk in rows.chunks(UNNEST_ROWS) {
-                    place(
-                        unnest_insert(chunk)?
+                let args = rows.into_arguments()?;
+                if want_ids {
+                    let returned: Vec<(i64, i64)> =
+                        sqlx::query_as_with(UNNEST_RETURNING_SQL.as_str(), args)
                             .fetch_all(&mut *tx)
                             .await
-                            .map_err(write_failed)?,
-                    )?;
+                            .map_err(write_failed)?;
+                    ids.resize(expected, 0);
+                    let mut placed = 0;
+                    for (id, seq) in returned {
+                        let slot = usize::try_from(seq - first_seq)
+                            .ok()
+                            .and_then(|i| ids.get_mut(i))
+                            .ok_or(Error::Corrupt { id, field: "seq" })?;
+                        *slot = id;
+                        placed += 1;
+                    }
+                    if placed != expected {
+                        return Err(write_failed(sqlx::Error::Protocol(format!(
+                            "the insert returned {placed} rows of {expected}"
+                        ))));
+                    }
+                } else {
+                    let done = sqlx::query_with(UNNEST_SQL.as_str(), args)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write_failed)?;
+                    if done.rows_affected() != expected as u64 {
+                        return Err(write_failed(sqlx::Error::Protocol(format!(
+                            "the insert stored {} rows of {expected}",
+                            done.rows_affected()
+                        ))));
+                    }
                 }
                 if let Some(cp) = checkpoint {
                     insert_checkpoint::<Postgres>(cp)
@@ -264,6 +284,7 @@ impl AuditStore {
                 }
                 tx.commit().await.map_err(write_failed)?;
             }
+            _ => unreachable!("a writer encodes its rows for the backend of its connection"),
         }
         Ok(ids)
     }
@@ -412,84 +433,6 @@ impl AuditStore {
         Ok(report)
     }
 }
-
-/// Rows per `UNNEST` insert on Postgres. Arrays have no bind limit; this only bounds the size
-/// of one message.
-const UNNEST_ROWS: usize = 5_000;
-
-/// The Postgres insert of chained rows: one array per column, expanded by `UNNEST` on the
-/// server. 32 binds instead of 32 per row, so the statement text is the same for every batch
-/// size (prepared once) and nothing approaches the 65,535-bind limit. `hash_version` is the
-/// current encoding version, written as a literal.
-fn unnest_insert<'a>(
-    rows: &'a [ChainedRow<'a>],
-) -> Result<sqlx::query::QueryAs<'static, Postgres, (i64, i64), PgArguments>, Error> {
-    let col = |f: fn(&'a ChainedRow<'a>) -> Option<&'a str>| rows.iter().map(f).collect::<Vec<_>>();
-    let text = |f: fn(&'a ChainedRow<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<_>>();
-    let int = |f: fn(&'a ChainedRow<'a>) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
-    let chain_id = rows.first().map_or("", |r| r.chain_id);
-    // Bound through `Arguments::add`, which encodes at once, so the borrowed columns need not
-    // outlive the query.
-    let mut args = PgArguments::default();
-    let added = (|| {
-        args.add(rows.iter().map(|r| r.columns.time_ms).collect::<Vec<_>>())?;
-        args.add(text(|r| r.columns.request_id))?;
-        args.add(col(|r| r.columns.session_id))?;
-        args.add(col(|r| r.columns.tenant))?;
-        args.add(col(|r| r.columns.subject))?;
-        args.add(col(|r| r.columns.issuer))?;
-        args.add(col(|r| r.columns.client_id))?;
-        args.add(text(|r| r.columns.actors.as_str()))?;
-        args.add(col(|r| r.columns.token_id))?;
-        args.add(text(|r| r.columns.scopes.as_str()))?;
-        args.add(text(|r| r.columns.roles.as_str()))?;
-        args.add(text(|r| r.columns.upstream))?;
-        args.add(text(|r| r.columns.method))?;
-        args.add(col(|r| r.columns.target))?;
-        args.add(text(|r| r.columns.decision))?;
-        args.add(text(|r| r.columns.reason))?;
-        args.add(col(|r| r.columns.matched_rule))?;
-        args.add(int(|r| r.columns.policy_revision))?;
-        args.add(int(|r| r.columns.http_status))?;
-        args.add(int(|r| r.columns.jsonrpc_error))?;
-        args.add(text(|r| r.columns.kind))?;
-        args.add(col(|r| r.columns.trace_id))?;
-        args.add(int(|r| r.columns.upstream_status))?;
-        args.add(int(|r| r.columns.upstream_latency_ms))?;
-        args.add(col(|r| r.columns.outcome))?;
-        args.add(col(|r| r.columns.args_digest))?;
-        args.add(col(|r| r.columns.arguments))?;
-        args.add(text(|r| r.columns.shown.as_str()))?;
-        args.add(chain_id)?;
-        args.add(rows.iter().map(|r| r.seq).collect::<Vec<_>>())?;
-        args.add(rows.iter().map(|r| &r.prev_hash[..]).collect::<Vec<_>>())?;
-        args.add(rows.iter().map(|r| &r.hash[..]).collect::<Vec<_>>())
-    })();
-    added.map_err(|e| write_failed(sqlx::Error::Encode(e)))?;
-    Ok(sqlx::query_as_with(UNNEST_SQL.as_str(), args))
-}
-
-/// The statement of [`unnest_insert`], built once.
-static UNNEST_SQL: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "INSERT INTO audit_records ({INSERT_COLUMNS}, {CHAIN_COLUMNS}) \
-        SELECT time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
-        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
-        policy_revision, http_status, jsonrpc_error, kind, trace_id, upstream_status, \
-        upstream_latency_ms, outcome, args_digest, arguments, shown, {HASH_VERSION_LITERAL}, \
-        $29, seq, prev_hash, hash \
-        FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-        $14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], \
-        $20::bigint[], $21::text[], $22::text[], $23::bigint[], $24::bigint[], $25::text[], \
-        $26::text[], $27::text[], $28::text[], $30::bigint[], $31::bytea[], $32::bytea[]) \
-        AS u(time_ms, request_id, session_id, tenant, subject, issuer, client_id, actors, \
-        token_id, scopes, roles, upstream, method, target, decision, reason, matched_rule, \
-        policy_revision, http_status, jsonrpc_error, kind, trace_id, upstream_status, \
-        upstream_latency_ms, outcome, args_digest, arguments, shown, seq, prev_hash, hash) \
-        RETURNING id, seq"
-    )
-});
 
 fn insert_checkpoint<DB>(cp: &NewCheckpoint) -> QueryBuilder<DB>
 where

@@ -105,6 +105,7 @@ macro_rules! on_pool {
     };
 }
 
+mod batch;
 mod chain;
 mod chained;
 mod keys;

@@ -5,15 +5,13 @@
 //! generic over the database instead of being written out twice.
 
 use authz_types::AuditFilter;
-use std::collections::HashMap;
-use std::sync::Arc;
 
-use sqlx::{Database, Encode, QueryBuilder, Sqlite, Type};
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::AuditQuery;
 use crate::row::{
-    CHAIN_COLUMNS, CHAINED_COLUMN_COUNT, COLUMN_COUNT, ChainedRow, Columns, HASH_VERSION_LITERAL,
-    INSERT_COLUMNS, SELECT_COLUMNS,
+    CHAINED_COLUMN_COUNT, COLUMN_COUNT, Columns, HASH_VERSION_LITERAL, INSERT_COLUMNS,
+    SELECT_COLUMNS,
 };
 
 /// Rows per multi-row `INSERT`: 1000 rows × 28 values (32 for a chained row) = at most 32,000
@@ -48,63 +46,6 @@ where
         qb.push(" RETURNING id");
     }
     qb
-}
-
-/// `INSERT INTO audit_records (..., chain_id, seq, prev_hash, hash) VALUES ...`: the SQLite
-/// insert of chained rows (the writer's path; Postgres uses an `UNNEST` insert). sqlx copies every borrowed `&str`
-/// it binds into a new `Arc<String>` (two allocations per value, freed again on its worker
-/// thread), which was a large part of the writer's CPU time. Here text that tends to repeat
-/// within a chunk (tenant, issuer, method, chain id, lists, ...) is bound as one shared
-/// `Arc<str>` per distinct value, and the rest as one `Arc<str>` each.
-pub(crate) fn insert_chained_sqlite<'a>(rows: &'a [ChainedRow<'a>]) -> QueryBuilder<Sqlite> {
-    let mut shared: HashMap<&'a str, Arc<str>> = HashMap::new();
-    let mut qb = QueryBuilder::new(format!(
-        "INSERT INTO audit_records ({INSERT_COLUMNS}, {CHAIN_COLUMNS}) "
-    ));
-    qb.push_values(rows, |mut row, r| {
-        let mut s = |v: &'a str| intern(&mut shared, v);
-        let c = &r.columns;
-        let own = |v: &str| -> Arc<str> { Arc::from(v) };
-        row.push_bind(c.time_ms)
-            .push_bind(own(c.request_id))
-            .push_bind(c.session_id.map(&mut s))
-            .push_bind(c.tenant.map(&mut s))
-            .push_bind(c.subject.map(&mut s))
-            .push_bind(c.issuer.map(&mut s))
-            .push_bind(c.client_id.map(&mut s))
-            .push_bind(s(&c.actors))
-            .push_bind(c.token_id.map(&mut s))
-            .push_bind(s(&c.scopes))
-            .push_bind(s(&c.roles))
-            .push_bind(s(c.upstream))
-            .push_bind(s(c.method))
-            .push_bind(c.target.map(&mut s))
-            .push_bind(s(c.decision))
-            .push_bind(s(c.reason))
-            .push_bind(c.matched_rule.map(&mut s))
-            .push_bind(c.policy_revision)
-            .push_bind(c.http_status)
-            .push_bind(c.jsonrpc_error)
-            .push_bind(s(c.kind))
-            .push_bind(c.trace_id.map(own))
-            .push_bind(c.upstream_status)
-            .push_bind(c.upstream_latency_ms)
-            .push_bind(c.outcome.map(&mut s))
-            .push_bind(c.args_digest.map(&mut s))
-            .push_bind(c.arguments.map(own))
-            .push_bind(s(&c.shown))
-            .push(HASH_VERSION_LITERAL);
-        row.push_bind(s(r.chain_id))
-            .push_bind(r.seq)
-            .push_bind(r.prev_hash.to_vec())
-            .push_bind(r.hash.to_vec());
-    });
-    qb
-}
-
-/// The one `Arc<str>` of `value` in `shared`, made on first use.
-fn intern<'a>(shared: &mut HashMap<&'a str, Arc<str>>, value: &'a str) -> Arc<str> {
-    Arc::clone(shared.entry(value).or_insert_with(|| Arc::from(value)))
 }
 
 fn bind_columns<'a, DB>(
@@ -338,17 +279,6 @@ mod tests {
             COLUMN_COUNT + 1,
             "hash_version is the one column not bound"
         );
-        // The writer's SQLite insert binds every column of every row but `hash_version`.
-        let chained = [0, 1].map(|seq| ChainedRow {
-            columns: Columns::new(&record).expect("encode"),
-            chain_id: "gw",
-            seq,
-            prev_hash: [0; 32],
-            hash: [1; 32],
-        });
-        let insert = insert_chained_sqlite(&chained).into_string();
-        assert_eq!(insert.matches('?').count(), 2 * CHAINED_COLUMN_COUNT);
-        assert!(insert.ends_with(", 2, ?, ?, ?, ?)"), "{insert}");
         let lite = count::<Sqlite>(&AuditFilter::default()).into_string();
         assert_eq!(lite, "SELECT COUNT(*) FROM audit_records");
         assert_eq!(effective_limit(&f), MAX_LIMIT);

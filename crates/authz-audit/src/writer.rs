@@ -45,6 +45,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::batch::EncodedRows;
 use crate::chain::{CheckpointKind, record_hash};
 use crate::chained::{ChainHead, NewCheckpoint, WriterConn};
 use crate::keys::SigningKey;
@@ -424,45 +425,43 @@ struct Entry {
 /// with the batch.
 type Written = (Vec<i64>, ChainHead, Option<i64>);
 
-/// Hashes of the `Append` records at the front of the run loop's inbox, in order, chained from
-/// `base`: made while the batch before them committed, on the guess that it succeeds.
+/// The `Append` records at the front of the run loop's inbox, in order, hashed and chained
+/// from `base` and encoded as rows: made while the batch before them committed, on the guess
+/// that it succeeds.
 struct Ahead {
     base: ChainHead,
     hashes: Vec<[u8; 32]>,
+    /// The rows of the first `hashes.len()` records; `None` if one could not be encoded (the
+    /// batch then encodes them again and fails on it).
+    rows: Option<EncodedRows>,
 }
 
-/// A batch ready to be written: the hashes of its entries chained from `base`, the head they
-/// lead to, its checkpoint, and the connection to write it on.
+/// A batch ready to be written: its rows (chained from `base` up to `head`), its checkpoint,
+/// and the connection to write it on.
 struct Prepared {
     base: ChainHead,
-    hashes: Vec<[u8; 32]>,
+    rows: EncodedRows,
     head: ChainHead,
     checkpoint: Option<NewCheckpoint>,
     conn: WriterConn,
 }
 
-/// Writes `entries` (hashed from `base` as `hashes`) with `checkpoint` in one transaction.
-async fn write_batch(
-    conn: &mut WriterConn,
-    entries: &[Entry],
+/// Appends the row of `record` (at `seq`, after `prev_hash`) to `rows`.
+fn encode_row(
+    rows: &mut EncodedRows,
+    record: &AuditRecord,
     chain_id: &str,
-    base: ChainHead,
-    hashes: &[[u8; 32]],
-    checkpoint: Option<&NewCheckpoint>,
-) -> Result<Vec<i64>, Error> {
-    let mut rows = Vec::with_capacity(entries.len());
-    let mut prev = base.hash;
-    for ((entry, hash), seq) in entries.iter().zip(hashes).zip(base.seq + 1..) {
-        rows.push(ChainedRow {
-            columns: Columns::new(&entry.record)?,
-            chain_id,
-            seq,
-            prev_hash: prev,
-            hash: *hash,
-        });
-        prev = *hash;
-    }
-    AuditStore::write_chained(conn, &rows, checkpoint).await
+    seq: i64,
+    prev_hash: [u8; 32],
+    hash: [u8; 32],
+) -> Result<(), Error> {
+    rows.push(&ChainedRow {
+        columns: Columns::new(record)?,
+        chain_id,
+        seq,
+        prev_hash,
+        hash,
+    })
 }
 
 /// The writer task's state.
@@ -686,7 +685,7 @@ impl Task {
         };
         let Prepared {
             base,
-            hashes,
+            rows,
             head,
             checkpoint,
             mut conn,
@@ -694,19 +693,19 @@ impl Task {
         // Set before writing: if the write fails or times out, the outcome is unknown and the
         // next attempt must look first.
         self.unsure = Some(head);
-        let chain_id = self.chain_id.clone();
         // Counted now: if the write task panics, its records go with it and must not vanish
         // silently (durable callers see their answer channel close and fail closed).
         let buffered_in_batch = entries.iter().filter(|e| e.ack.is_none()).count();
+        // Ids are only returned for durable callers (on Postgres, `RETURNING` costs per row).
+        let want_ids = buffered_in_batch < entries.len();
         let mut write = tokio::spawn(async move {
             let written = tokio::time::timeout_at(
                 deadline,
-                write_batch(
+                AuditStore::write_chained(
                     &mut conn,
-                    &entries,
-                    &chain_id,
-                    base,
-                    &hashes,
+                    rows,
+                    base.seq + 1,
+                    want_ids,
                     checkpoint.as_ref(),
                 ),
             )
@@ -720,6 +719,7 @@ impl Task {
         let mut ahead = Ahead {
             base: head,
             hashes: Vec::new(),
+            rows: Some(EncodedRows::new(self.shared.backend)),
         };
         let mut prev = head.hash;
         let mut seq = head.seq;
@@ -738,8 +738,15 @@ impl Task {
                     for command in &inbox[hashed..] {
                         if let Command::Append { record, .. } = command {
                             seq += 1;
-                            prev = record_hash(record, &self.chain_id, seq, &prev);
-                            ahead.hashes.push(prev);
+                            let hash = record_hash(record, &self.chain_id, seq, &prev);
+                            if let Some(rows) = &mut ahead.rows
+                                && encode_row(rows, record, &self.chain_id, seq, prev, hash)
+                                    .is_err()
+                            {
+                                ahead.rows = None;
+                            }
+                            prev = hash;
+                            ahead.hashes.push(hash);
                         }
                     }
                     hashed = inbox.len();
@@ -827,15 +834,28 @@ impl Task {
             }
         }
 
-        let mut hashes = ahead.map(|a| a.hashes).unwrap_or_default();
+        // Records hashed ahead keep their hashes; their rows too unless one failed to encode.
+        let (mut hashes, ahead_rows) = ahead.map_or((Vec::new(), None), |a| (a.hashes, a.rows));
+        let mut rows = ahead_rows
+            .filter(|r| r.len() == hashes.len())
+            .unwrap_or_else(|| EncodedRows::new(self.shared.backend));
         hashes.reserve(entries.len() - hashes.len());
-        let mut prev = hashes.last().copied().unwrap_or(self.head.hash);
-        let mut seq = self.head.seq + i64::try_from(hashes.len()).unwrap_or(i64::MAX);
-        for entry in &entries[hashes.len()..] {
-            seq += 1;
-            prev = record_hash(&entry.record, &self.chain_id, seq, &prev);
-            hashes.push(prev);
+        let mut prev = self.head.hash;
+        for ((entry, seq), i) in entries.iter().zip(self.head.seq + 1..).zip(0..) {
+            let hash = match hashes.get(i) {
+                Some(hash) => *hash,
+                None => {
+                    let hash = record_hash(&entry.record, &self.chain_id, seq, &prev);
+                    hashes.push(hash);
+                    hash
+                }
+            };
+            if i >= rows.len() {
+                encode_row(&mut rows, &entry.record, &self.chain_id, seq, prev, hash)?;
+            }
+            prev = hash;
         }
+        let seq = self.head.seq + i64::try_from(entries.len()).unwrap_or(i64::MAX);
         let head = ChainHead { seq, hash: prev };
         let interval = Duration::from_millis(self.config.checkpoint_interval_ms);
         let checkpoint = (head.seq - self.last_cp_seq
@@ -867,7 +887,7 @@ impl Task {
         };
         Ok(Some(Prepared {
             base: self.head,
-            hashes,
+            rows,
             head,
             checkpoint,
             conn,
