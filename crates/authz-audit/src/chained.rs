@@ -3,11 +3,16 @@
 
 use authz_types::{AuditFilter, ReasonCode, RecordKind};
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Connection, Postgres, QueryBuilder, Sqlite};
 
 use crate::batch::{
-    EncodedRows, SQLITE_FULL_CHUNK_SQL, UNNEST_RETURNING_SQL, UNNEST_SQL, sqlite_insert_sql,
+    EncodedRows, PgRows, SQLITE_FULL_CHUNK_SQL, SqliteRows, UNNEST_RETURNING_SQL, UNNEST_SQL,
+    sqlite_insert_sql,
 };
+use std::time::Duration;
+
 use crate::chain::{CheckpointKind, GENESIS_HASH, checkpoint_message};
 use crate::keys::SigningKey;
 use crate::row::RawRow;
@@ -90,7 +95,12 @@ impl NewCheckpoint {
 #[derive(Debug)]
 pub(crate) enum WriterConn {
     Sqlite(PoolConnection<Sqlite>),
-    Postgres(PoolConnection<Postgres>),
+    /// `single_statements`: whether a batch without a checkpoint may be written as one
+    /// statement outside a transaction (see [`AuditStore::writer_conn`]).
+    Postgres {
+        conn: PoolConnection<Postgres>,
+        single_statements: bool,
+    },
 }
 
 impl WriterConn {
@@ -98,7 +108,7 @@ impl WriterConn {
     pub(crate) async fn ping(&mut self) -> bool {
         match self {
             Self::Sqlite(c) => c.ping().await.is_ok(),
-            Self::Postgres(c) => c.ping().await.is_ok(),
+            Self::Postgres { conn, .. } => conn.ping().await.is_ok(),
         }
     }
 
@@ -107,9 +117,18 @@ impl WriterConn {
     pub(crate) fn discard(mut self) {
         match &mut self {
             Self::Sqlite(c) => c.close_on_drop(),
-            Self::Postgres(c) => c.close_on_drop(),
+            Self::Postgres { conn, .. } => conn.close_on_drop(),
         }
     }
+}
+
+/// How much longer than its commit timeout the writer waits for a Postgres batch, so that the
+/// server's `statement_timeout` fires first (see [`AuditStore::writer_conn`]).
+pub(crate) const SERVER_TIMEOUT_GRACE: Duration = Duration::from_millis(1000);
+
+/// Whether `error` is Postgres cancelling a statement (`statement_timeout`, SQLSTATE 57014).
+pub(crate) fn is_query_canceled(error: &Error) -> bool {
+    matches!(error, Error::Write { source: sqlx::Error::Database(e) } if e.code().as_deref() == Some("57014"))
 }
 
 /// What [`AuditStore::prune_before`] removed.
@@ -175,18 +194,49 @@ impl AuditStore {
     }
 
     /// A connection from the pool for the writer to keep.
-    pub(crate) async fn writer_conn(&self) -> Result<WriterConn, Error> {
+    ///
+    /// On Postgres the writer would rather not spend two round trips on `BEGIN` and `COMMIT`
+    /// per batch, but a lone statement whose client gave up still commits when it finishes,
+    /// which a transaction that never got its `COMMIT` does not. So the server enforces the
+    /// commit timeout itself: the connection gets `statement_timeout = commit_timeout`, the
+    /// writer waits [`SERVER_TIMEOUT_GRACE`] longer than that for a single-statement batch,
+    /// and the server's cancellation (reported as a commit timeout) comes first: a batch the
+    /// writer reports as failed was not committed. Only a connection that stops answering
+    /// altogether leaves that open, as it does for a `COMMIT` in flight. The connection is
+    /// closed instead of going back to the pool, so the setting stays with the writer. If the
+    /// server refuses the setting, every batch is a transaction.
+    pub(crate) async fn writer_conn(&self, commit_timeout: Duration) -> Result<WriterConn, Error> {
         match &self.pool {
-            Pool::Sqlite(pool) => pool.acquire().await.map(WriterConn::Sqlite),
-            Pool::Postgres(pool) => pool.acquire().await.map(WriterConn::Postgres),
+            Pool::Sqlite(pool) => pool
+                .acquire()
+                .await
+                .map(WriterConn::Sqlite)
+                .map_err(write_failed),
+            Pool::Postgres(pool) => {
+                let mut conn = pool.acquire().await.map_err(write_failed)?;
+                conn.close_on_drop();
+                // A number formatted here, not caller text.
+                let set = sqlx::raw_sql(AssertSqlSafe(format!(
+                    "SET statement_timeout = {}",
+                    commit_timeout.as_millis().max(1)
+                )))
+                .execute(&mut *conn)
+                .await;
+                if let Err(error) = &set {
+                    tracing::warn!(%error, "statement_timeout refused; audit batches stay in transactions");
+                }
+                Ok(WriterConn::Postgres {
+                    conn,
+                    single_statements: set.is_ok(),
+                })
+            }
         }
-        .map_err(write_failed)
     }
 
     /// Writes a batch of chained rows (encoded for this backend, `first_seq` onwards) and an
-    /// optional checkpoint in one transaction on `conn`: on SQLite in multi-row inserts, on
-    /// Postgres with `COPY`. With `want_ids`, returns the id of each row in chain order;
-    /// otherwise an empty list.
+    /// optional checkpoint atomically on `conn`: on SQLite in multi-row inserts in one
+    /// transaction, on Postgres in one `unnest` insert (in a transaction with the checkpoint).
+    /// With `want_ids`, returns the id of each row in chain order; otherwise an empty list.
     pub(crate) async fn write_chained(
         conn: &mut WriterConn,
         rows: EncodedRows,
@@ -194,42 +244,16 @@ impl AuditStore {
         want_ids: bool,
         checkpoint: Option<&NewCheckpoint>,
     ) -> Result<Vec<i64>, Error> {
-        let expected = rows.len();
-        let mut ids = Vec::with_capacity(if want_ids { expected } else { 0 });
+        let mut ids = Vec::with_capacity(if want_ids { rows.len() } else { 0 });
         match (conn, rows) {
             (WriterConn::Sqlite(conn), EncodedRows::Sqlite(rows)) => {
+                // Always a transaction: sqlx's SQLite worker finishes a statement whose caller
+                // gave up, and a lone statement would then commit after its timeout.
                 let mut tx = conn
                     .begin_with("BEGIN IMMEDIATE")
                     .await
                     .map_err(write_failed)?;
-                for chunk in rows.chunks {
-                    // No `RETURNING`: it streams every row back from sqlx's SQLite worker thread
-                    // (allocations and a message per row). Under `BEGIN IMMEDIATE` nobody else
-                    // inserts, and an AUTOINCREMENT table gives the rows of one multi-row
-                    // insert consecutive ids in VALUES order, so they follow from the last one.
-                    let n = chunk.rows;
-                    let done = if n == sql::ROWS_PER_INSERT {
-                        sqlx::query_with(SQLITE_FULL_CHUNK_SQL.as_str(), chunk.args)
-                            .execute(&mut *tx)
-                            .await
-                    } else {
-                        sqlx::query_with(AssertSqlSafe(sqlite_insert_sql(n)), chunk.args)
-                            .execute(&mut *tx)
-                            .await
-                    }
-                    .map_err(write_failed)?;
-                    let last = done.last_insert_rowid();
-                    if done.rows_affected() != n as u64 {
-                        return Err(Error::Corrupt {
-                            id: last,
-                            field: "id",
-                        });
-                    }
-                    if want_ids {
-                        let n = i64::try_from(n).unwrap_or(i64::MAX);
-                        ids.extend(last - n + 1..=last);
-                    }
-                }
+                sqlite_insert(&mut tx, rows, want_ids, &mut ids).await?;
                 if let Some(cp) = checkpoint {
                     insert_checkpoint::<Sqlite>(cp)
                         .build()
@@ -239,50 +263,30 @@ impl AuditStore {
                 }
                 tx.commit().await.map_err(write_failed)?;
             }
-            (WriterConn::Postgres(conn), EncodedRows::Postgres(rows)) => {
-                let mut tx = conn.begin().await.map_err(write_failed)?;
-                let args = rows.into_arguments()?;
-                if want_ids {
-                    let returned: Vec<(i64, i64)> =
-                        sqlx::query_as_with(UNNEST_RETURNING_SQL.as_str(), args)
-                            .fetch_all(&mut *tx)
+            (
+                WriterConn::Postgres {
+                    conn,
+                    single_statements,
+                },
+                EncodedRows::Postgres(rows),
+            ) => {
+                // Without a checkpoint the batch is one statement: atomic, and durable when it
+                // returns, on its own. `BEGIN` and `COMMIT` were two round trips per batch
+                // (see `writer_conn` for why a timeout cannot leave it to commit later).
+                if checkpoint.is_some() || !*single_statements {
+                    let mut tx = conn.begin().await.map_err(write_failed)?;
+                    pg_insert(&mut tx, *rows, first_seq, want_ids, &mut ids).await?;
+                    if let Some(cp) = checkpoint {
+                        insert_checkpoint::<Postgres>(cp)
+                            .build()
+                            .execute(&mut *tx)
                             .await
                             .map_err(write_failed)?;
-                    ids.resize(expected, 0);
-                    let mut placed = 0;
-                    for (id, seq) in returned {
-                        let slot = usize::try_from(seq - first_seq)
-                            .ok()
-                            .and_then(|i| ids.get_mut(i))
-                            .ok_or(Error::Corrupt { id, field: "seq" })?;
-                        *slot = id;
-                        placed += 1;
                     }
-                    if placed != expected {
-                        return Err(write_failed(sqlx::Error::Protocol(format!(
-                            "the insert returned {placed} rows of {expected}"
-                        ))));
-                    }
+                    tx.commit().await.map_err(write_failed)?;
                 } else {
-                    let done = sqlx::query_with(UNNEST_SQL.as_str(), args)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(write_failed)?;
-                    if done.rows_affected() != expected as u64 {
-                        return Err(write_failed(sqlx::Error::Protocol(format!(
-                            "the insert stored {} rows of {expected}",
-                            done.rows_affected()
-                        ))));
-                    }
+                    pg_insert(conn, *rows, first_seq, want_ids, &mut ids).await?;
                 }
-                if let Some(cp) = checkpoint {
-                    insert_checkpoint::<Postgres>(cp)
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(write_failed)?;
-                }
-                tx.commit().await.map_err(write_failed)?;
             }
             _ => unreachable!("a writer encodes its rows for the backend of its connection"),
         }
@@ -432,6 +436,92 @@ impl AuditStore {
         });
         Ok(report)
     }
+}
+
+/// The multi-row inserts of `rows` on SQLite; with `want_ids`, their ids are appended to `ids`.
+async fn sqlite_insert(
+    conn: &mut SqliteConnection,
+    rows: SqliteRows,
+    want_ids: bool,
+    ids: &mut Vec<i64>,
+) -> Result<(), Error> {
+    for chunk in rows.chunks {
+        // No `RETURNING`: it streams every row back from sqlx's SQLite worker thread
+        // (allocations and a message per row). While a statement or a `BEGIN IMMEDIATE`
+        // transaction runs nobody else inserts, and an AUTOINCREMENT table gives the rows of one
+        // multi-row insert consecutive ids in VALUES order, so they follow from the last one.
+        let n = chunk.rows;
+        let done = if n == sql::ROWS_PER_INSERT {
+            sqlx::query_with(SQLITE_FULL_CHUNK_SQL.as_str(), chunk.args)
+                .execute(&mut *conn)
+                .await
+        } else {
+            sqlx::query_with(AssertSqlSafe(sqlite_insert_sql(n)), chunk.args)
+                .execute(&mut *conn)
+                .await
+        }
+        .map_err(write_failed)?;
+        let last = done.last_insert_rowid();
+        if done.rows_affected() != n as u64 {
+            return Err(Error::Corrupt {
+                id: last,
+                field: "id",
+            });
+        }
+        if want_ids {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            ids.extend(last - n + 1..=last);
+        }
+    }
+    Ok(())
+}
+
+/// The `unnest` insert of `rows` (from `first_seq` on) on Postgres; with `want_ids`, their ids
+/// in chain order are appended to `ids`.
+async fn pg_insert(
+    conn: &mut PgConnection,
+    rows: PgRows,
+    first_seq: i64,
+    want_ids: bool,
+    ids: &mut Vec<i64>,
+) -> Result<(), Error> {
+    let expected = rows.rows;
+    let args = rows.into_arguments()?;
+    if !want_ids {
+        let done = sqlx::query_with(UNNEST_SQL.as_str(), args)
+            .execute(conn)
+            .await
+            .map_err(write_failed)?;
+        if done.rows_affected() != expected as u64 {
+            return Err(write_failed(sqlx::Error::Protocol(format!(
+                "the insert stored {} rows of {expected}",
+                done.rows_affected()
+            ))));
+        }
+        return Ok(());
+    }
+    let returned: Vec<(i64, i64)> = sqlx::query_as_with(UNNEST_RETURNING_SQL.as_str(), args)
+        .fetch_all(conn)
+        .await
+        .map_err(write_failed)?;
+    let start = ids.len();
+    ids.resize(start + expected, 0);
+    let mut placed = 0;
+    for (id, seq) in returned {
+        let slot = usize::try_from(seq - first_seq)
+            .ok()
+            .filter(|&i| i < expected)
+            .and_then(|i| ids.get_mut(start + i))
+            .ok_or(Error::Corrupt { id, field: "seq" })?;
+        *slot = id;
+        placed += 1;
+    }
+    if placed != expected {
+        return Err(write_failed(sqlx::Error::Protocol(format!(
+            "the insert returned {placed} rows of {expected}"
+        ))));
+    }
+    Ok(())
 }
 
 fn insert_checkpoint<DB>(cp: &NewCheckpoint) -> QueryBuilder<DB>

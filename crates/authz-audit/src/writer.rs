@@ -47,7 +47,9 @@ use tokio::time::Instant;
 
 use crate::batch::EncodedRows;
 use crate::chain::{CheckpointKind, record_hash};
-use crate::chained::{ChainHead, NewCheckpoint, WriterConn};
+use crate::chained::{
+    ChainHead, NewCheckpoint, SERVER_TIMEOUT_GRACE, WriterConn, is_query_canceled,
+};
 use crate::keys::SigningKey;
 use crate::row::{ChainedRow, Columns};
 use crate::{AuditStore, Backend, Error};
@@ -698,9 +700,15 @@ impl Task {
         let buffered_in_batch = entries.iter().filter(|e| e.ack.is_none()).count();
         // Ids are only returned for durable callers (on Postgres, `RETURNING` costs per row).
         let want_ids = buffered_in_batch < entries.len();
+        // On Postgres the server enforces the commit timeout; waiting a little longer lets its
+        // answer arrive first (see `AuditStore::writer_conn`).
+        let write_deadline = match self.shared.backend {
+            Backend::Postgres => deadline + SERVER_TIMEOUT_GRACE,
+            Backend::Sqlite => deadline,
+        };
         let mut write = tokio::spawn(async move {
             let written = tokio::time::timeout_at(
-                deadline,
+                write_deadline,
                 AuditStore::write_chained(
                     &mut conn,
                     rows,
@@ -776,7 +784,12 @@ impl Task {
             }
             Ok(Err(error)) => {
                 conn.discard();
-                (entries, Err(error))
+                if is_query_canceled(&error) {
+                    // Postgres enforcing the commit timeout (see `AuditStore::writer_conn`).
+                    (entries, Err(self.commit_timeout()))
+                } else {
+                    (entries, Err(error))
+                }
             }
             Err(_) => {
                 conn.discard();
@@ -883,7 +896,11 @@ impl Task {
         }
         let conn = match self.conn.take() {
             Some(conn) => conn,
-            None => self.store.writer_conn().await?,
+            None => {
+                self.store
+                    .writer_conn(Duration::from_millis(self.config.commit_timeout_ms))
+                    .await?
+            }
         };
         Ok(Some(Prepared {
             base: self.head,
