@@ -4,6 +4,9 @@
 //! signature cost, durable ingestion): absolute times drift on shared machines, ratios do not.
 //! Each benchmark also prints its own target check; this command gathers the medians criterion
 //! wrote to `target/criterion/**/new/estimates.json` into a single table at the end.
+//!
+//! Postgres for the audit benchmark: `DATABASE_URL` when set, else Docker, else a throwaway
+//! cluster like the tests', but with `fsync=on`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +14,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 
 use crate::cmd;
+use crate::postgres::{Durability, Postgres};
 
 /// The benchmarks: (package, bench target, what it measures).
 const BENCHES: &[(&str, &str, &str)] = &[
@@ -32,14 +36,19 @@ const BENCHES: &[(&str, &str, &str)] = &[
 ];
 
 pub fn bench(extra: &[String]) -> Result<()> {
+    // The audit benchmark writes into Postgres too: DATABASE_URL when set, else a cluster
+    // started here with fsync on (unlike the tests' throwaway one), so durable means durable.
+    let pg = Postgres::start_with(Durability::Durable)?;
     for (package, target, what) in BENCHES {
         println!("==> {package}/{target}: {what}");
         cmd::run(
             cmd::cargo()
                 .args(["bench", "-p", package, "--bench", target, "--"])
-                .args(extra),
+                .args(extra)
+                .env("DATABASE_URL", pg.url()),
         )?;
     }
+    pg.stop()?;
     let dir = criterion_dir()?;
     let mut rows = Vec::new();
     collect(&dir, &dir, &mut rows)?;

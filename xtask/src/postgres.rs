@@ -71,9 +71,23 @@ struct Watchdog {
     stdin: ChildStdin,
 }
 
+/// Whether a cluster this process starts flushes its writes to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `fsync=off`: the tests' cluster is thrown away, so durability is not worth waiting for.
+    Throwaway,
+    /// The server defaults (`fsync=on`): benchmarks measure what a real deployment pays.
+    Durable,
+}
+
 impl Postgres {
-    /// Finds or starts a Postgres, printing which way was taken.
+    /// Finds or starts a Postgres for the tests, printing which way was taken.
     pub fn start() -> Result<Self> {
+        Self::start_with(Durability::Throwaway)
+    }
+
+    /// Finds or starts a Postgres; a cluster started here has the given durability.
+    pub fn start_with(durability: Durability) -> Result<Self> {
         if let Some(url) = std::env::var_os("DATABASE_URL") {
             let url = url
                 .into_string()
@@ -95,7 +109,7 @@ impl Postgres {
         } else {
             println!("postgres: no Docker engine answers `docker info`; using a throwaway cluster");
         }
-        Self::start_cluster()
+        Self::start_cluster(durability)
     }
 
     /// The URL to export as `DATABASE_URL`.
@@ -160,7 +174,7 @@ impl Postgres {
         Ok(pg)
     }
 
-    fn start_cluster() -> Result<Self> {
+    fn start_cluster(durability: Durability) -> Result<Self> {
         let initdb = find_pg_binary("initdb").context(
             "no `initdb` found on PATH or under /usr/lib/postgresql/*/bin; install PostgreSQL \
              (apt-get install postgresql), start Docker, or set DATABASE_URL",
@@ -261,8 +275,12 @@ impl Postgres {
         .context("initdb failed")?;
 
         // max_connections is raised because parallel tests each open a connection pool.
+        let fsync = match durability {
+            Durability::Throwaway => "off",
+            Durability::Durable => "on",
+        };
         let server_opts = format!(
-            "-p {port} -k {dir_s} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
+            "-p {port} -k {dir_s} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=300"
         );
         let started = cmd::output(&mut run_as.command(
             &pg_ctl,

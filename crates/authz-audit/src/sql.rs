@@ -4,7 +4,7 @@
 //! `$1..$N`), which `QueryBuilder` writes for each backend; that is why these builders are
 //! generic over the database instead of being written out twice.
 
-use authz_types::AuditFilter;
+use authz_types::{AuditFilter, Effect};
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
@@ -172,8 +172,13 @@ where
         qb.push_bind(subject.as_str());
     }
     if let Some(decision) = f.decision {
+        // A literal, not a bind: one of two fixed strings, and written out so that the
+        // partial index on denials (migration 0007) matches the condition on both backends.
         clause(qb, "decision = ");
-        qb.push_bind(decision.as_str());
+        qb.push(match decision {
+            Effect::Allow => "'allow'",
+            Effect::Deny => "'deny'",
+        });
     }
     if let Some(upstream) = &f.upstream {
         clause(qb, "upstream = ");
@@ -225,7 +230,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use authz_types::Effect;
     use sqlx::{Postgres, Sqlite};
 
     #[test]
@@ -241,9 +245,9 @@ mod tests {
         };
         let pg = select::<Postgres>(&f).into_string();
         assert!(pg.ends_with(
-            "FROM audit_records WHERE subject = $1 AND decision = $2 AND upstream = $3 \
-             AND request_id = $4 AND time_ms >= $5 AND time_ms < $6 \
-             ORDER BY time_ms DESC, id DESC LIMIT $7"
+            "FROM audit_records WHERE subject = $1 AND decision = 'deny' AND upstream = $2 \
+             AND request_id = $3 AND time_ms >= $4 AND time_ms < $5 \
+             ORDER BY time_ms DESC, id DESC LIMIT $6"
         ));
         let q = AuditQuery {
             filter: AuditFilter {
