@@ -284,7 +284,11 @@ impl PgRows {
         if self.rows == 0 {
             r.chain_id.clone_into(&mut self.chain_id);
         } else if self.chain_id != r.chain_id {
-            unreachable!("a writer batch belongs to one chain");
+            // The chain id is bound once per batch. A writer has one chain, so this is a bug;
+            // failing the batch is safer than a panic in the writer task.
+            return Err(crate::write_failed(sqlx::Error::Protocol(
+                "audit rows of two chains in one batch".into(),
+            )));
         }
         self.time_ms.push(Some(&c.time_ms.to_be_bytes()));
         for (array, v) in self.text.iter_mut().zip(text) {

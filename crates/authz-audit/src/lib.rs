@@ -25,7 +25,7 @@
 //! # Writing: the group-commit writer
 //!
 //! The gateway writes through an [`AuditWriter`]: a task that owns a queue and commits records
-//! in batches (one transaction per batch), in durable mode (the caller waits for the commit)
+//! in batches (one atomic write per batch), in durable mode (the caller waits for the commit)
 //! or buffered mode (the caller waits only for the queue). See the [`AuditWriter`] docs for
 //! the failure and retry policy. [`AuditStore::append`] and [`AuditStore::append_batch`]
 //! remain for direct writes; their rows are not chained.

@@ -1,5 +1,6 @@
 //! The group-commit writer: one task per gateway replica that owns a hash chain, drains a bounded
-//! queue of records and commits them in batches, one transaction per batch.
+//! queue of records and commits them in batches, one atomic write per batch (a transaction; on
+//! Postgres a single statement unless a checkpoint goes with it).
 //!
 //! # Modes
 //!
