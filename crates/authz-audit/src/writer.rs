@@ -222,7 +222,7 @@ impl AuditWriter {
             durable_timeout: Duration::from_millis(config.durable_timeout_ms),
         });
         shared.counters.last_seq.store(head.seq, Ordering::Relaxed);
-        let task = Task {
+        let mut task = Task {
             store,
             key,
             chain_id,
@@ -241,7 +241,13 @@ impl AuditWriter {
             shutdown_replies: Vec::new(),
             shared: Arc::clone(&shared),
             config,
+            checkpointer: None,
         };
+        if task.store.backend() == Backend::Sqlite {
+            let (wake, rx) = mpsc::channel(1);
+            tokio::spawn(wal_checkpointer(task.store.clone(), rx));
+            task.checkpointer = Some(wake);
+        }
         let handle = tokio::spawn(task.run());
         if let Ok(mut slot) = shared.task.lock() {
             *slot = Some(handle);
@@ -467,8 +473,33 @@ fn encode_row(
     })
 }
 
+/// How often, at most, the SQLite WAL is checkpointed in the background while records are
+/// committed.
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+
+/// Copies the SQLite WAL back into the database file on a connection of its own, after commits
+/// and at most every [`WAL_CHECKPOINT_EVERY`], until the writer task ends (it drops the sender).
+///
+/// Left to SQLite's automatic checkpoint, that copy (and an fsync of the database file) runs
+/// inside whichever commit pushes the WAL past 1000 pages: every few batches one commit took
+/// several times as long, with the writer waiting. A passive checkpoint here runs on another
+/// connection's thread while the writer goes on appending to the WAL; the writer's connection
+/// keeps an automatic checkpoint at a much larger size as a safety net (see
+/// `AuditStore::writer_conn`). A failed checkpoint is logged and tried again after the next
+/// commit.
+async fn wal_checkpointer(store: AuditStore, mut wake: mpsc::Receiver<()>) {
+    while wake.recv().await.is_some() {
+        if let Err(error) = store.checkpoint_wal().await {
+            tracing::warn!(%error, "background WAL checkpoint of the audit store failed");
+        }
+        tokio::time::sleep(WAL_CHECKPOINT_EVERY).await;
+    }
+}
+
 /// The writer task's state.
 struct Task {
+    /// SQLite: wakes the WAL checkpointer after a commit (see [`wal_checkpointer`]).
+    checkpointer: Option<mpsc::Sender<()>>,
     store: AuditStore,
     config: WriterConfig,
     key: Option<SigningKey>,
@@ -639,6 +670,10 @@ impl Task {
                 self.retry_at = None;
                 bump(&self.shared.counters.committed, n);
                 bump(&self.shared.counters.batches, 1);
+                if let Some(wake) = &self.checkpointer {
+                    // Full means a wake-up is pending already.
+                    let _ = wake.try_send(());
+                }
                 self.shared
                     .counters
                     .last_seq

@@ -25,6 +25,49 @@ on_both_backends!(
     every_field_round_trips_through_the_writer,
 );
 
+/// The writer copies the SQLite WAL back into the database file in the background: the
+/// automatic checkpoint of its connection only fires at 16,384 pages, far beyond what these
+/// records take, so the database file grows only through the background checkpointer.
+#[tokio::test]
+async fn sqlite_wal_is_checkpointed_in_the_background() {
+    let db = TestDb::sqlite().await;
+    let file = db
+        .url
+        .strip_prefix("sqlite://")
+        .and_then(|u| u.split('?').next())
+        .expect("sqlite path")
+        .to_owned();
+    let size = |path: String| std::fs::metadata(path).map_or(0, |m| m.len());
+    let before = size(file.clone());
+    let writer = AuditWriter::spawn(db.store.clone(), config("gw-wal"), None)
+        .await
+        .expect("spawn");
+    let mut tasks = Vec::new();
+    for t in 0..10 {
+        let w = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..400 {
+                w.append_durable(rec(t * 1000 + i)).await.expect("durable");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("caller");
+    }
+    let wal = size(format!("{file}-wal"));
+    assert!(
+        wal > 1 << 20,
+        "the records went through the WAL ({wal} bytes)"
+    );
+    eventually("the database file to take the WAL's pages", || async {
+        size(file.clone()) > before + (1 << 20)
+    })
+    .await;
+    writer.shutdown().await.expect("shutdown");
+    assert_eq!(count(&db.store).await, 4000);
+    db.finish().await;
+}
+
 /// A record numbered `i`: request id `r{i}`, varied subject, decision and target; every third
 /// one is an outcome record with every outcome field set, the others decisions with an
 /// argument digest on odd numbers.
