@@ -225,6 +225,29 @@ fn ingest(c: &mut Criterion) {
         });
         let stats = rt.block_on(writer.shutdown()).expect("shutdown");
         println!("{}: writer stats {stats:?}", t.name);
+        if t.name == "postgres" {
+            // The default on Postgres is two lanes; one lane for comparison in the same run.
+            let one = rt
+                .block_on(AuditWriter::spawn(
+                    t.store.clone(),
+                    WriterConfig {
+                        lanes: Some(1),
+                        ..writer_config()
+                    },
+                    Some(SigningKey::from_seed(&[7; 32]).expect("key")),
+                ))
+                .expect("spawn");
+            group.bench_function(BenchmarkId::new("durable_writer_one_lane", t.name), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += rt.block_on(durable_run(&one));
+                    }
+                    total
+                })
+            });
+            rt.block_on(one.shutdown()).expect("shutdown");
+        }
         group.bench_function(BenchmarkId::new("append_batch_baseline", t.name), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;

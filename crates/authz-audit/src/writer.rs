@@ -88,6 +88,13 @@ pub struct WriterConfig {
     /// This writer's chain. Give each gateway replica a stable one (e.g. its host name) so a
     /// restart resumes its chain; default: a new random chain per start.
     pub chain_id: Option<String>,
+    /// Independent lanes, each its own task, connection and hash chain, that commit batches at
+    /// the same time; records are spread over them by request id, so a request's decision and
+    /// outcome share a lane. Lane 0's chain is `chain_id`, lane `i`'s is `chain_id` + `~i`.
+    /// 1 to 8; more than 1 needs Postgres (SQLite takes one writer at a time). Default: 2 on
+    /// Postgres (measured here: about 10-15% more durable records/s than one, the server
+    /// inserting two batches at once), 1 on SQLite.
+    pub lanes: Option<usize>,
 }
 
 impl Default for WriterConfig {
@@ -105,6 +112,7 @@ impl Default for WriterConfig {
             checkpoint_every: 10_000,
             checkpoint_interval_ms: 60_000,
             chain_id: None,
+            lanes: None,
         }
     }
 }
@@ -130,7 +138,8 @@ pub struct WriterStats {
     pub pending_retry: u64,
     /// Checkpoints written.
     pub checkpoints: u64,
-    /// The seq of the chain's last committed record (0 for an empty chain).
+    /// The seq of the chain's last committed record (0 for an empty chain); with several lanes,
+    /// the sum over their chains.
     pub last_seq: i64,
 }
 
@@ -179,10 +188,16 @@ struct Shared {
     durable_timeout: Duration,
 }
 
-/// A handle to the group-commit writer task. Cheap to clone; the task ends after
+/// A handle to the group-commit writer. Cheap to clone; its tasks end after
 /// [`AuditWriter::shutdown`] or when every handle is dropped (after committing what is queued).
 #[derive(Debug, Clone)]
 pub struct AuditWriter {
+    lanes: Arc<[Lane]>,
+}
+
+/// One lane: a writer task with its queue and chain.
+#[derive(Debug)]
+struct Lane {
     tx: mpsc::Sender<Command>,
     shared: Arc<Shared>,
 }
@@ -201,10 +216,109 @@ impl AuditWriter {
         key: Option<SigningKey>,
     ) -> Result<Self, Error> {
         validate(&config)?;
-        let chain_id = config
+        let lanes = config.lanes.unwrap_or(match store.backend() {
+            Backend::Postgres => 2,
+            Backend::Sqlite => 1,
+        });
+        if lanes > 1 && store.backend() == Backend::Sqlite {
+            return Err(Error::Config {
+                reason: "lanes > 1 needs Postgres: SQLite takes one writer at a time",
+            });
+        }
+        let base = config
             .chain_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let key = key.map(Arc::new);
+        let mut spawned = Vec::with_capacity(lanes);
+        for i in 0..lanes {
+            let chain_id = if i == 0 {
+                base.clone()
+            } else {
+                format!("{base}~{i}")
+            };
+            validate_chain_id(&chain_id)?;
+            spawned.push(Lane::spawn(store.clone(), config.clone(), key.clone(), chain_id).await?);
+        }
+        Ok(Self {
+            lanes: spawned.into(),
+        })
+    }
+
+    /// The chain of the first lane (the configured `chain_id`).
+    pub fn chain_id(&self) -> &str {
+        &self.lanes[0].shared.chain_id
+    }
+
+    /// The chains of every lane, lane 0 first.
+    pub fn chain_ids(&self) -> Vec<&str> {
+        self.lanes
+            .iter()
+            .map(|l| l.shared.chain_id.as_str())
+            .collect()
+    }
+
+    /// The lane of a request: FNV-1a over its id, so a request's records share one chain.
+    fn lane(&self, request_id: &str) -> &Lane {
+        let hash = request_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let n = self.lanes.len() as u64;
+        &self.lanes[usize::try_from(hash % n).unwrap_or(0)]
+    }
+
+    /// Queues `record` and resolves once it is committed, with its id; `Err` when it could not
+    /// be confirmed (see the module documentation) — the caller fails closed.
+    pub async fn append_durable(&self, record: AuditRecord) -> Result<i64, Error> {
+        self.lane(&record.request_id).append_durable(record).await
+    }
+
+    /// Queues `record` and resolves once it is in the queue. [`Error::QueueFull`] when the queue
+    /// stayed full for `enqueue_timeout_ms`; [`Error::WriterClosed`] after shutdown.
+    pub async fn append_buffered(&self, record: AuditRecord) -> Result<(), Error> {
+        self.lane(&record.request_id).enqueue(record, None).await
+    }
+
+    /// The counters so far, summed over the lanes.
+    pub fn stats(&self) -> WriterStats {
+        let mut total = WriterStats::default();
+        for lane in self.lanes.iter() {
+            let s = lane.stats();
+            total.queued += s.queued;
+            total.committed += s.committed;
+            total.batches += s.batches;
+            total.failed_batches += s.failed_batches;
+            total.durable_failures += s.durable_failures;
+            total.queue_full_rejections += s.queue_full_rejections;
+            total.buffered_records_lost_on_error += s.buffered_records_lost_on_error;
+            total.pending_retry += s.pending_retry;
+            total.checkpoints += s.checkpoints;
+            total.last_seq += s.last_seq;
+        }
+        total
+    }
+
+    /// Stops accepting records (on every clone), commits everything queued (buffered records
+    /// waiting for a retry keep their retry policy, so this can take as long as that), writes a
+    /// final checkpoint per chain and returns the final counters.
+    pub async fn shutdown(self) -> Result<WriterStats, Error> {
+        for lane in self.lanes.iter() {
+            lane.shared.accepting.store(false, Ordering::Release);
+        }
+        for lane in self.lanes.iter() {
+            lane.shutdown().await?;
+        }
+        Ok(self.stats())
+    }
+}
+
+impl Lane {
+    async fn spawn(
+        store: AuditStore,
+        config: WriterConfig,
+        key: Option<Arc<SigningKey>>,
+        chain_id: String,
+    ) -> Result<Self, Error> {
         let head = store.chain_head(&chain_id).await?;
         let last_cp_seq = store
             .last_checkpoint(&chain_id)
@@ -255,14 +369,7 @@ impl AuditWriter {
         Ok(Self { tx, shared })
     }
 
-    /// This writer's chain id.
-    pub fn chain_id(&self) -> &str {
-        &self.shared.chain_id
-    }
-
-    /// Queues `record` and resolves once it is committed, with its id; `Err` when it could not
-    /// be confirmed (see the module documentation) — the caller fails closed.
-    pub async fn append_durable(&self, record: AuditRecord) -> Result<i64, Error> {
+    async fn append_durable(&self, record: AuditRecord) -> Result<i64, Error> {
         let deadline = Instant::now() + self.shared.durable_timeout;
         let (ack, answer) = oneshot::channel();
         let queued = tokio::time::timeout_at(deadline, self.enqueue(record, Some(ack))).await;
@@ -282,12 +389,6 @@ impl AuditWriter {
         };
         bump(&self.shared.counters.durable_failures, 1);
         outcome
-    }
-
-    /// Queues `record` and resolves once it is in the queue. [`Error::QueueFull`] when the queue
-    /// stayed full for `enqueue_timeout_ms`; [`Error::WriterClosed`] after shutdown.
-    pub async fn append_buffered(&self, record: AuditRecord) -> Result<(), Error> {
-        self.enqueue(record, None).await
     }
 
     async fn enqueue(&self, record: AuditRecord, ack: Option<Ack>) -> Result<(), Error> {
@@ -330,8 +431,7 @@ impl AuditWriter {
         sent
     }
 
-    /// The counters so far.
-    pub fn stats(&self) -> WriterStats {
+    fn stats(&self) -> WriterStats {
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         WriterStats {
@@ -348,11 +448,9 @@ impl AuditWriter {
         }
     }
 
-    /// Stops accepting records (on every clone), commits everything queued (buffered records
-    /// waiting for a retry keep their retry policy, so this can take as long as that), writes a
-    /// final checkpoint and returns the final counters.
-    pub async fn shutdown(self) -> Result<WriterStats, Error> {
-        self.shared.accepting.store(false, Ordering::Release);
+    /// Commits what is queued, writes a final checkpoint and waits for the task to end (the
+    /// caller has stopped the lane accepting records).
+    async fn shutdown(&self) -> Result<(), Error> {
         let (reply, done) = oneshot::channel();
         if self.tx.send(Command::Shutdown(reply)).await.is_ok() {
             // An error only means the task is gone already; the join below reports why.
@@ -369,7 +467,7 @@ impl AuditWriter {
                 .await
                 .map_err(|source| Error::WriterFailed { source })?;
         }
-        Ok(self.stats())
+        Ok(())
     }
 }
 
@@ -384,10 +482,20 @@ fn validate(config: &WriterConfig) -> Result<(), Error> {
     if config.checkpoint_every == 0 {
         return bad("checkpoint_every must be at least 1");
     }
-    if let Some(chain_id) = &config.chain_id
-        && (chain_id.is_empty() || chain_id.len() > 200 || chain_id.contains('\0'))
-    {
-        return bad("chain_id must be 1 to 200 bytes without NUL");
+    if config.lanes.is_some_and(|n| !(1..=8).contains(&n)) {
+        return bad("lanes must be 1 to 8");
+    }
+    if let Some(chain_id) = &config.chain_id {
+        validate_chain_id(chain_id)?;
+    }
+    Ok(())
+}
+
+fn validate_chain_id(chain_id: &str) -> Result<(), Error> {
+    if chain_id.is_empty() || chain_id.len() > 200 || chain_id.contains('\0') {
+        return Err(Error::Config {
+            reason: "chain_id must be 1 to 200 bytes without NUL (lane suffixes included)",
+        });
     }
     Ok(())
 }
@@ -502,7 +610,7 @@ struct Task {
     checkpointer: Option<mpsc::Sender<()>>,
     store: AuditStore,
     config: WriterConfig,
-    key: Option<SigningKey>,
+    key: Option<Arc<SigningKey>>,
     chain_id: String,
     /// The last committed record of the chain.
     head: ChainHead,
@@ -916,7 +1024,7 @@ impl Task {
                     &self.chain_id,
                     head,
                     authz_types::now_unix_ms(),
-                    self.key.as_ref(),
+                    self.key.as_deref(),
                 )
             });
         // A kept connection that sat idle may have been closed by the server meanwhile; check
@@ -1010,7 +1118,7 @@ impl Task {
             &self.chain_id,
             self.head,
             authz_types::now_unix_ms(),
-            self.key.as_ref(),
+            self.key.as_deref(),
         );
         let timeout = Duration::from_millis(self.config.commit_timeout_ms);
         match tokio::time::timeout(timeout, self.store.write_checkpoint(&cp)).await {

@@ -237,7 +237,7 @@ impl App {
         )
         .await
         .context("starting the audit writer")?;
-        tracing::info!(chain_id = audit_writer.chain_id(), "audit writer started");
+        tracing::info!(chains = ?audit_writer.chain_ids(), "audit writer started");
         let clients = config
             .upstreams
             .iter()

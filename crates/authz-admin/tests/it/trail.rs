@@ -40,6 +40,8 @@ async fn write_chain(
     let store = AuditStore::connect(url).await.expect("audit store");
     let config = WriterConfig {
         chain_id: Some(chain.to_owned()),
+        // One chain per writer, as these tests name it.
+        lanes: Some(1),
         ..WriterConfig::default()
     };
     let writer = AuditWriter::spawn(store.clone(), config, key)

@@ -68,6 +68,108 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
     db.finish().await;
 }
 
+/// On Postgres a writer has two lanes by default: two chains committed side by side, records
+/// spread over them by request id (a request's records in one chain), counters summed, and
+/// both chains verify. SQLite refuses more than one lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lanes_spread_requests_over_chains() {
+    let lite = TestDb::sqlite().await;
+    let refused = AuditWriter::spawn(
+        lite.store.clone(),
+        WriterConfig {
+            lanes: Some(2),
+            ..config("gw-l")
+        },
+        None,
+    )
+    .await;
+    assert!(matches!(refused, Err(Error::Config { .. })), "{refused:?}");
+    let one = AuditWriter::spawn(
+        lite.store.clone(),
+        WriterConfig {
+            lanes: None,
+            ..config("gw-l")
+        },
+        None,
+    )
+    .await
+    .expect("spawn");
+    assert_eq!(one.chain_ids(), ["gw-l"]);
+    one.shutdown().await.expect("shutdown");
+    lite.finish().await;
+
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            lanes: None,
+            ..config("gw-l")
+        },
+        Some(test_key()),
+    )
+    .await
+    .expect("spawn");
+    assert_eq!(writer.chain_ids(), ["gw-l", "gw-l~1"]);
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let w = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                // A decision and an outcome record per request id.
+                let mut decision = rec(t * 100 + i);
+                decision.kind = RecordKind::Decision;
+                let mut outcome = decision.clone();
+                outcome.kind = RecordKind::Outcome;
+                w.append_durable(decision).await.expect("decision");
+                w.append_durable(outcome).await.expect("outcome");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("caller");
+    }
+    let stats = writer.shutdown().await.expect("shutdown");
+    assert_eq!(stats.committed, 400);
+    assert_eq!(stats.last_seq, 400, "the seqs of both chains add up");
+    let report = verify(&db.store, None, Some(&test_key().public_key()))
+        .await
+        .expect("verify");
+    assert!(report.is_intact(), "{report:?}");
+    let mut per_chain: Vec<(String, u64)> = report
+        .chains
+        .iter()
+        .map(|c| (c.chain_id.clone(), c.records))
+        .collect();
+    per_chain.sort();
+    assert_eq!(per_chain.len(), 2, "{per_chain:?}");
+    assert!(
+        per_chain.iter().all(|(_, n)| *n > 0),
+        "both lanes took records: {per_chain:?}"
+    );
+    assert_eq!(per_chain.iter().map(|(_, n)| n).sum::<u64>(), 400);
+    // Every request's two records are in one chain: the first chain holds both or neither.
+    for t in 0..8 {
+        for i in 0..25 {
+            let in_first = db
+                .store
+                .count_matching(&AuditQuery {
+                    filter: AuditFilter {
+                        request_id: Some(rec(t * 100 + i).request_id),
+                        ..Default::default()
+                    },
+                    chain_id: Some("gw-l".into()),
+                    ..Default::default()
+                })
+                .await
+                .expect("count");
+            assert!(in_first == 0 || in_first == 2, "request r{}", t * 100 + i);
+        }
+    }
+    db.finish().await;
+}
+
 /// A record numbered `i`: request id `r{i}`, varied subject, decision and target; every third
 /// one is an outcome record with every outcome field set, the others decisions with an
 /// argument digest on odd numbers.
@@ -113,12 +215,13 @@ pub fn test_key() -> SigningKey {
     SigningKey::from_seed(&[42; 32]).expect("key")
 }
 
-/// A config for chain `chain` with quick retries.
+/// A config for chain `chain` with quick retries, one lane (so one chain) on both backends.
 pub fn config(chain: &str) -> WriterConfig {
     WriterConfig {
         chain_id: Some(chain.into()),
         retry_backoff_ms: 5,
         max_retry_backoff_ms: 50,
+        lanes: Some(1),
         ..Default::default()
     }
 }
@@ -279,9 +382,16 @@ async fn writers_with_different_chains_do_not_interfere(db: &TestDb) {
         .await
         .expect("a");
     // No chain id configured: a random one.
-    let b = AuditWriter::spawn(db.store.clone(), WriterConfig::default(), None)
-        .await
-        .expect("b");
+    let b = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            lanes: Some(1),
+            ..WriterConfig::default()
+        },
+        None,
+    )
+    .await
+    .expect("b");
     assert_eq!(b.chain_id().len(), 32);
     let (wa, wb) = (a.clone(), b.clone());
     let ta = tokio::spawn(async move {
