@@ -32,7 +32,8 @@
 //!
 //! # Tamper evidence
 //!
-//! Every writer has its own hash chain (`chain_id`, one per gateway replica): each record
+//! Every writer lane has its own hash chain (`chain_id`, one per gateway replica, plus `~1`,
+//! `~2`, ... for further lanes; see [`WriterConfig::lanes`]): each record
 //! carries its `seq` (gap-free), the previous record's hash and its own hash
 //! ([`record_hash`], a versioned, length-prefixed encoding documented there) with the
 //! encoding's version ([`HashVersion`]; rows chained before the record grew are version 1 and

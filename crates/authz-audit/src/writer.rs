@@ -1,6 +1,7 @@
-//! The group-commit writer: one task per gateway replica that owns a hash chain, drains a bounded
-//! queue of records and commits them in batches, one atomic write per batch (a transaction; on
-//! Postgres a single statement unless a checkpoint goes with it).
+//! The group-commit writer: per gateway replica one task per lane (see [`WriterConfig::lanes`]),
+//! each owning a hash chain, draining a bounded queue of records and committing them in
+//! batches, one atomic write per batch (a transaction; on Postgres a single statement unless a
+//! checkpoint goes with it).
 //!
 //! # Modes
 //!
