@@ -306,10 +306,17 @@ impl AuditWriter {
         for lane in self.lanes.iter() {
             lane.shared.accepting.store(false, Ordering::Release);
         }
+        // Every lane drains even if one of them failed; the first failure is reported.
+        let mut failed = None;
         for lane in self.lanes.iter() {
-            lane.shutdown().await?;
+            if let Err(error) = lane.shutdown().await {
+                failed.get_or_insert(error);
+            }
         }
-        Ok(self.stats())
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(self.stats()),
+        }
     }
 }
 
