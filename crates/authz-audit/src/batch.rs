@@ -7,8 +7,8 @@
 //!   rows. sqlx copies every borrowed `&str` it binds into a new `Arc` (and SQLite copies it once
 //!   more), so text that tends to repeat within a chunk (tenant, issuer, method, chain id,
 //!   lists, ...) is bound as one shared `Arc<str>` per distinct value.
-//! - **Postgres**: one array per column in Postgres's binary array format, for an `INSERT ...
-//!   SELECT FROM UNNEST(...)`: one statement per batch whatever its size, no per-value
+//! - **Postgres**: one array per column in Postgres's binary array format, for one `INSERT ...
+//!   SELECT unnest($1), unnest($2), ...` per batch whatever its size: no per-value
 //!   allocation, and text goes in as length-prefixed bytes (nothing to escape).
 //!
 //! Why not `COPY` on Postgres: measured here, binary `COPY` costs the server about as much per
@@ -44,7 +44,9 @@ impl EncodedRows {
         }
     }
 
-    /// Appends `row`; rows must be pushed in chain order.
+    /// Appends `row`; rows must be pushed in chain order. After an error the encoding may hold
+    /// part of the row and must be dropped (the writer does: the batch fails, or the rows
+    /// encoded ahead are made again).
     pub(crate) fn push(&mut self, row: &ChainedRow<'_>) -> Result<(), Error> {
         match self {
             Self::Sqlite(rows) => rows.push(row),
