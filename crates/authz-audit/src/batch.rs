@@ -33,14 +33,16 @@ use crate::sql::ROWS_PER_INSERT;
 #[derive(Debug)]
 pub(crate) enum EncodedRows {
     Sqlite(SqliteRows),
-    Postgres(Box<PgRows>),
+    /// One `unnest` insert per chunk; a new chunk starts before any array would pass
+    /// [`MAX_ARRAY_BYTES`].
+    Postgres(Vec<PgRows>),
 }
 
 impl EncodedRows {
     pub(crate) fn new(backend: crate::Backend) -> Self {
         match backend {
             crate::Backend::Sqlite => Self::Sqlite(SqliteRows::default()),
-            crate::Backend::Postgres => Self::Postgres(Box::new(PgRows::new())),
+            crate::Backend::Postgres => Self::Postgres(Vec::new()),
         }
     }
 
@@ -50,7 +52,7 @@ impl EncodedRows {
     pub(crate) fn push(&mut self, row: &ChainedRow<'_>) -> Result<(), Error> {
         match self {
             Self::Sqlite(rows) => rows.push(row),
-            Self::Postgres(rows) => rows.push(row),
+            Self::Postgres(chunks) => push_chunked(chunks, row, MAX_ARRAY_BYTES),
         }
     }
 
@@ -58,7 +60,7 @@ impl EncodedRows {
     pub(crate) fn len(&self) -> usize {
         match self {
             Self::Sqlite(rows) => rows.chunks.iter().map(|c| c.rows).sum(),
-            Self::Postgres(rows) => rows.rows,
+            Self::Postgres(chunks) => chunks.iter().map(|c| c.rows).sum(),
         }
     }
 }
@@ -217,6 +219,23 @@ pub(crate) static UNNEST_RETURNING_SQL: LazyLock<String> =
 /// [`unnest_sql`] returning nothing.
 pub(crate) static UNNEST_SQL: LazyLock<String> = LazyLock::new(|| unnest_sql(""));
 
+/// The most bytes one array parameter of a Postgres chunk holds before the next row starts a
+/// new chunk. A Postgres value cannot exceed 1 GB; without a cap, a batch of records with large
+/// recorded arguments would fail whole.
+const MAX_ARRAY_BYTES: usize = 256 << 20;
+
+/// Appends `row` to the last chunk, or to a new one when the last would pass `limit` bytes in
+/// some array (a row always fits an empty chunk: each value is under 1 GB).
+fn push_chunked(chunks: &mut Vec<PgRows>, row: &ChainedRow<'_>, limit: usize) -> Result<(), Error> {
+    if !chunks.last().is_some_and(|c| c.fits(row, limit)) {
+        chunks.push(PgRows::new());
+    }
+    let Some(chunk) = chunks.last_mut() else {
+        unreachable!("a chunk was pushed above")
+    };
+    chunk.push(row)
+}
+
 /// The Postgres encoding: the 31 array parameters of [`UNNEST_SQL`] in the binary array format,
 /// appended to element by element, and the chain id.
 ///
@@ -248,33 +267,19 @@ impl PgRows {
         }
     }
 
+    /// Whether `r` can join this chunk without an array passing `limit` bytes.
+    fn fits(&self, r: &ChainedRow<'_>, limit: usize) -> bool {
+        self.rows == 0
+            || self
+                .text
+                .iter()
+                .zip(text_values(r))
+                .all(|(array, v)| array.body.len() + 4 + v.map_or(0, str::len) <= limit)
+    }
+
     fn push(&mut self, r: &ChainedRow<'_>) -> Result<(), Error> {
         let c = &r.columns;
-        // In the parameter order of `UNNEST_SQL`, text and integer columns apart.
-        let text: [Option<&str>; 22] = [
-            Some(c.request_id),
-            c.session_id,
-            c.tenant,
-            c.subject,
-            c.issuer,
-            c.client_id,
-            Some(&c.actors),
-            c.token_id,
-            Some(&c.scopes),
-            Some(&c.roles),
-            Some(c.upstream),
-            Some(c.method),
-            c.target,
-            Some(c.decision),
-            Some(c.reason),
-            c.matched_rule,
-            Some(c.kind),
-            c.trace_id,
-            c.outcome,
-            c.args_digest,
-            c.arguments,
-            Some(&c.shown),
-        ];
+        let text = text_values(r);
         // Check every value before appending any, so a refused row leaves nothing behind.
         for (v, field) in text.iter().zip(TEXT_FIELDS) {
             if let Some(v) = v {
@@ -338,6 +343,35 @@ impl PgRows {
         added.map_err(|e| crate::write_failed(sqlx::Error::Encode(e)))?;
         Ok(args)
     }
+}
+
+/// The text columns of `r` in the parameter order of `UNNEST_SQL` ([`TEXT_FIELDS`]).
+fn text_values<'a>(r: &'a ChainedRow<'a>) -> [Option<&'a str>; 22] {
+    let c = &r.columns;
+    [
+        Some(c.request_id),
+        c.session_id,
+        c.tenant,
+        c.subject,
+        c.issuer,
+        c.client_id,
+        Some(&c.actors),
+        c.token_id,
+        Some(&c.scopes),
+        Some(&c.roles),
+        Some(c.upstream),
+        Some(c.method),
+        c.target,
+        Some(c.decision),
+        Some(c.reason),
+        c.matched_rule,
+        Some(c.kind),
+        c.trace_id,
+        c.outcome,
+        c.args_digest,
+        c.arguments,
+        Some(&c.shown),
+    ]
 }
 
 /// The integer columns of [`PgRows`] (besides `time_ms` and `seq`), in parameter order.
@@ -467,6 +501,34 @@ mod tests {
         assert_eq!(sql.matches('?').count(), 2 * CHAINED_COLUMN_COUNT);
         assert!(sql.ends_with(", 2, ?, ?, ?, ?)"), "{sql}");
         assert_eq!(*SQLITE_FULL_CHUNK_SQL, sqlite_insert_sql(ROWS_PER_INSERT));
+    }
+
+    #[test]
+    fn pg_rows_start_a_new_chunk_before_an_array_passes_the_cap() {
+        let mut small = AuditRecord::unauthenticated("r", "u", "m", ReasonCode::TokenMissing, 401);
+        small.arguments = Some("x".repeat(100));
+        let mut big = small.clone();
+        big.arguments = Some("y".repeat(700));
+        let mut chunks = Vec::new();
+        for (record, seq) in [&small, &small, &big, &small, &big, &big]
+            .into_iter()
+            .zip(1..)
+        {
+            push_chunked(&mut chunks, &row(record, seq), 1000).expect("push");
+        }
+        // Each element takes its length plus 4 bytes: 104 + 104 + 704 fit in 1000, another 104
+        // does not; 104 + 704 fit, another 704 does not.
+        let counts: Vec<usize> = chunks.iter().map(|c| c.rows).collect();
+        assert_eq!(counts, [3, 2, 1]);
+        // A row larger than the cap still goes in, alone in its chunk.
+        let mut huge = small.clone();
+        huge.arguments = Some("z".repeat(5000));
+        push_chunked(&mut chunks, &row(&huge, 7), 1000).expect("push");
+        assert_eq!(chunks.last().map(|c| c.rows), Some(1));
+        let mut rows = EncodedRows::Postgres(chunks);
+        assert_eq!(rows.len(), 7);
+        rows.push(&row(&small, 8)).expect("push");
+        assert_eq!(rows.len(), 8);
     }
 
     #[test]

@@ -276,14 +276,23 @@ impl AuditStore {
                     conn,
                     single_statements,
                 },
-                EncodedRows::Postgres(rows),
+                EncodedRows::Postgres(mut chunks),
             ) => {
-                // Without a checkpoint the batch is one statement: atomic, and durable when it
-                // returns, on its own. `BEGIN` and `COMMIT` were two round trips per batch
-                // (see `writer_conn` for why a timeout cannot leave it to commit later).
-                if checkpoint.is_some() || !*single_statements {
+                // A batch of one chunk without a checkpoint is one statement: atomic, and
+                // durable when it returns, on its own. `BEGIN` and `COMMIT` were two round trips
+                // per batch (see `writer_conn` for why a timeout cannot leave it to commit later).
+                if checkpoint.is_none() && *single_statements && chunks.len() == 1 {
+                    if let Some(rows) = chunks.pop() {
+                        pg_insert(conn, rows, first_seq, want_ids, &mut ids).await?;
+                    }
+                } else {
                     let mut tx = conn.begin().await.map_err(write_failed)?;
-                    pg_insert(&mut tx, *rows, first_seq, want_ids, &mut ids).await?;
+                    let mut seq = first_seq;
+                    for rows in chunks {
+                        let n = i64::try_from(rows.rows).unwrap_or(i64::MAX);
+                        pg_insert(&mut tx, rows, seq, want_ids, &mut ids).await?;
+                        seq += n;
+                    }
                     if let Some(cp) = checkpoint {
                         insert_checkpoint::<Postgres>(cp)
                             .build()
@@ -292,8 +301,6 @@ impl AuditStore {
                             .map_err(write_failed)?;
                     }
                     tx.commit().await.map_err(write_failed)?;
-                } else {
-                    pg_insert(conn, *rows, first_seq, want_ids, &mut ids).await?;
                 }
             }
             _ => unreachable!("a writer encodes its rows for the backend of its connection"),
