@@ -226,7 +226,11 @@ const MAX_ARRAY_BYTES: usize = 256 << 20;
 
 /// Appends `row` to the last chunk, or to a new one when the last would pass `limit` bytes in
 /// some array (a row always fits an empty chunk: each value is under 1 GB).
-fn push_chunked(chunks: &mut Vec<PgRows>, row: &ChainedRow<'_>, limit: usize) -> Result<(), Error> {
+pub(crate) fn push_chunked(
+    chunks: &mut Vec<PgRows>,
+    row: &ChainedRow<'_>,
+    limit: usize,
+) -> Result<(), Error> {
     if !chunks.last().is_some_and(|c| c.fits(row, limit)) {
         chunks.push(PgRows::new());
     }

@@ -574,3 +574,124 @@ where
     qb.push(")");
     qb
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::push_chunked;
+    use crate::row::{ChainedRow, Columns};
+    use authz_types::AuditRecord;
+    use sqlx::Connection;
+
+    /// Rows 1..=1203 of chain `c`, each with 300 bytes of arguments.
+    fn records() -> Vec<AuditRecord> {
+        (1..=1203)
+            .map(|i| {
+                let mut r = AuditRecord::unauthenticated(
+                    format!("r{i}"),
+                    "u",
+                    "m",
+                    ReasonCode::PolicyAllow,
+                    200,
+                );
+                r.arguments = Some("x".repeat(300));
+                r
+            })
+            .collect()
+    }
+
+    /// A batch that needs several statements (SQLite: more than 1000 rows; Postgres: arrays
+    /// over a small cap) is written whole, in seq order, with an id per row.
+    async fn several_chunks_are_written_in_one_batch(store: &AuditStore, pg_cap: usize) {
+        let records = records();
+        let mut rows = EncodedRows::new(store.backend());
+        for (record, seq) in records.iter().zip(1..) {
+            let row = ChainedRow {
+                columns: Columns::new(record).expect("columns"),
+                chain_id: "c",
+                seq,
+                prev_hash: [0; 32],
+                hash: [1; 32],
+            };
+            match &mut rows {
+                EncodedRows::Postgres(chunks) => push_chunked(chunks, &row, pg_cap).expect("push"),
+                rows => rows.push(&row).expect("push"),
+            }
+        }
+        let chunks = match &rows {
+            EncodedRows::Sqlite(r) => r.chunks.len(),
+            EncodedRows::Postgres(c) => c.len(),
+        };
+        assert!(chunks > 1, "{chunks} chunks");
+        let mut conn = store
+            .writer_conn(Duration::from_secs(30))
+            .await
+            .expect("conn");
+        let ids = AuditStore::write_chained(&mut conn, rows, 1, true, None)
+            .await
+            .expect("write");
+        assert_eq!(ids.len(), records.len());
+        let stored = store
+            .search(&AuditQuery {
+                filter: AuditFilter {
+                    limit: Some(10_000),
+                    ..Default::default()
+                },
+                chain_id: Some("c".into()),
+                after_id: Some(0),
+                ..Default::default()
+            })
+            .await
+            .expect("search");
+        assert_eq!(stored.len(), records.len());
+        for ((found, id), record) in stored.iter().zip(&ids).zip(&records) {
+            assert_eq!(found.id, *id);
+            assert_eq!(found.record, *record);
+        }
+        assert_eq!(store.chain_head("c").await.expect("head").seq, 1203);
+    }
+
+    #[tokio::test]
+    async fn several_chunks_on_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("a.db").display());
+        let store = AuditStore::connect(&url).await.expect("connect");
+        several_chunks_are_written_in_one_batch(&store, usize::MAX).await;
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn several_chunks_on_postgres() {
+        let Ok(admin_url) = std::env::var("DATABASE_URL") else {
+            return;
+        };
+        let name = format!("authz_chunks_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to DATABASE_URL");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let (base, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
+        let host_end = base.find("://").map_or(0, |i| i + 3);
+        let path = base[host_end..]
+            .find('/')
+            .map_or(base.len(), |i| host_end + i);
+        let url = format!(
+            "{}/{name}{}{query}",
+            &base[..path],
+            if query.is_empty() { "" } else { "?" }
+        );
+        let store = AuditStore::connect(&url).await.expect("connect");
+        // About 100 rows of ~330 bytes per chunk: a dozen statements.
+        several_chunks_are_written_in_one_batch(&store, 32 << 10).await;
+        store.close().await;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop database");
+    }
+}
