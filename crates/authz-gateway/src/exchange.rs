@@ -37,6 +37,19 @@ pub struct ExchangeForm {
     task_id: Option<String>,
 }
 
+/// Writes `rec` durably; when the writer does not take it, counts and logs that (like the MCP
+/// routes) and returns the 503 to answer instead: an exchange without its record is refused.
+async fn record(app: &App, rec: AuditRecord, request_id: &str) -> Option<Response> {
+    let error = app.audit_writer.append_durable(rec).await.err()?;
+    app.metrics.audit_refused(request_id, &error);
+    Some(oauth_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "try again later",
+        request_id,
+    ))
+}
+
 fn oauth_error(status: StatusCode, code: &str, description: &str, request_id: &str) -> Response {
     let mut resp = (
         status,
@@ -136,13 +149,8 @@ pub async fn token(
                 e.reason(),
                 400,
             );
-            if app.audit_writer.append_durable(rec).await.is_err() {
-                return oauth_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "try again later",
-                    &request_id,
-                );
+            if let Some(unavailable) = record(&app, rec, &request_id).await {
+                return unavailable;
             }
             return bad("invalid_grant", e.description());
         }
@@ -183,14 +191,9 @@ pub async fn token(
     if result.is_err() {
         rec.http_status = Some(400);
     }
-    if app.audit_writer.append_durable(rec).await.is_err() {
-        // No record, no token.
-        return oauth_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "try again later",
-            &request_id,
-        );
+    // No record, no token.
+    if let Some(unavailable) = record(&app, rec, &request_id).await {
+        return unavailable;
     }
     match result {
         Ok(token) => {

@@ -55,6 +55,17 @@ pub struct Metrics {
     pub other_refusals: AtomicU64,
     pub audit_failures: AtomicU64,
     pub upstream_errors: AtomicU64,
+    /// Outcome records the audit writer refused (the answer had already gone out). Shared with
+    /// every `OutcomeRecorder`, which counts from a task of its own.
+    pub outcome_records_lost: Arc<AtomicU64>,
+}
+
+impl Metrics {
+    /// Counts and logs an audit record the writer did not take; the caller fails closed.
+    pub(crate) fn audit_refused(&self, request_id: &str, error: &authz_audit::Error) {
+        self.audit_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(%error, %request_id, "the audit writer did not take a record; failing closed");
+    }
 }
 
 impl Metrics {
@@ -88,6 +99,9 @@ impl Metrics {
              # HELP authz_audit_failures_total Audit records the store refused (each failed its request closed).\n\
              # TYPE authz_audit_failures_total counter\n\
              authz_audit_failures_total {}\n\
+             # HELP authz_audit_outcome_lost_total Outcome records the audit writer refused after the answer went out (logged with their request id).\n\
+             # TYPE authz_audit_outcome_lost_total counter\n\
+             authz_audit_outcome_lost_total {}\n\
              # HELP authz_upstream_errors_total Upstream requests that failed or timed out.\n\
              # TYPE authz_upstream_errors_total counter\n\
              authz_upstream_errors_total {}\n\
@@ -120,6 +134,7 @@ impl Metrics {
             g(&self.unauthenticated),
             g(&self.other_refusals),
             g(&self.audit_failures),
+            g(&self.outcome_records_lost),
             g(&self.upstream_errors),
             sessions,
             policy.revision,

@@ -188,8 +188,7 @@ async fn pipeline(
 
     if let Err(e) = check_transport_headers(&headers, version.as_deref()) {
         let op = Operation::new(Method::Unknown(format!("http/{method}")), Target::None);
-        let decision = Decision::deny(ReasonCode::MalformedRequest, None, app.rbac.revision());
-        return Err(refuse(app, ctx, &principal, &op, &decision, e).await);
+        return Err(deny(app, ctx, &principal, &op, ReasonCode::MalformedRequest, e).await);
     }
     let stateless = version.as_deref() == Some(STATELESS_VERSION);
 
@@ -296,8 +295,7 @@ async fn record(app: &App, ctx: &Ctx, mut rec: AuditRecord) -> Result<(), ApiErr
         AuditMode::Buffered => app.audit_writer.append_buffered(rec).await,
     };
     result.map_err(|e| {
-        app.metrics.audit_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::error!(error = %e, request_id = %request_id, "the audit writer did not take a record; failing closed");
+        app.metrics.audit_refused(&request_id, &e);
         ApiError::unavailable("audit_unavailable")
     })
 }
@@ -318,8 +316,7 @@ async fn post(
     // Refusals before classification are recorded against the caller like any other.
     let refuse_unclassified = |what: &str, reason: ReasonCode, err: ApiError| {
         let op = Operation::new(Method::Unknown(format!("({what})")), Target::None);
-        let decision = Decision::deny(reason, None, app.rbac.revision());
-        async move { Err::<Response, _>(refuse(app, ctx, principal, &op, &decision, err).await) }
+        async move { Err::<Response, _>(deny(app, ctx, principal, &op, reason, err).await) }
     };
     if !content_type
         .split(';')
@@ -358,13 +355,12 @@ async fn post(
     }
 
     if let Err(e) = check_standard_headers(headers, &msg, stateless) {
-        let decision = Decision::deny(ReasonCode::MalformedRequest, None, app.rbac.revision());
-        return Err(refuse(
+        return Err(deny(
             app,
             ctx,
             principal,
             &msg.operation,
-            &decision,
+            ReasonCode::MalformedRequest,
             e.with_id(msg.id.clone()),
         )
         .await);
@@ -376,20 +372,13 @@ async fn post(
     if let Some(sid) = &ctx.session_id
         && app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned
     {
-        let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
-        return Err(refuse(
+        return Err(deny(
             app,
             ctx,
             principal,
             &msg.operation,
-            &decision,
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "session_not_found",
-                "session not found",
-                -32001,
-            )
-            .with_id(msg.id.clone()),
+            ReasonCode::SessionMismatch,
+            session_not_found().with_id(msg.id.clone()),
         )
         .await);
     }
@@ -398,13 +387,12 @@ async fn post(
     if let Target::Task(task_id) = &msg.operation.target
         && !app.tasks.owner_is(&up.name, task_id, &Owner::of(principal))
     {
-        let decision = Decision::deny(ReasonCode::TaskNotOwned, None, app.rbac.revision());
-        return Err(refuse(
+        return Err(deny(
             app,
             ctx,
             principal,
             &msg.operation,
-            &decision,
+            ReasonCode::TaskNotOwned,
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "task_not_found",
@@ -465,13 +453,12 @@ async fn post(
     }
 
     let Some(permit) = app.in_flight.try_acquire(Owner::of(principal)) else {
-        let decision = Decision::deny(ReasonCode::TooManyRequests, None, app.rbac.revision());
-        return Err(refuse(
+        return Err(deny(
             app,
             ctx,
             principal,
             &msg.operation,
-            &decision,
+            ReasonCode::TooManyRequests,
             too_many().with_id(msg.id.clone()),
         )
         .await);
@@ -484,7 +471,8 @@ async fn post(
         &decision,
     );
     annotate(ctx, &mut rec);
-    let mut outcome = OutcomeRecorder::start(&app.audit_writer, &rec);
+    let mut outcome =
+        OutcomeRecorder::start(&app.audit_writer, &app.metrics.outcome_records_lost, &rec);
     // Without its decision record the request goes nowhere, so there is no outcome to record.
     record(app, ctx, rec)
         .await
@@ -631,6 +619,20 @@ async fn refuse(
     }
 }
 
+/// [`refuse`] for a refusal the gateway decides itself (a check beside the policy), denied
+/// for `reason` at the policy revision in force.
+async fn deny(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    op: &Operation,
+    reason: ReasonCode,
+    err: ApiError,
+) -> ApiError {
+    let decision = Decision::deny(reason, None, app.rbac.revision());
+    refuse(app, ctx, principal, op, &decision, err).await
+}
+
 /// MCP transport headers must be unambiguous: each at most once and printable ASCII. A
 /// repeated `Mcp-Session-Id` could be read as the first value here and the last one upstream
 /// (a session-binding bypass), so it is refused rather than interpreted.
@@ -737,23 +739,25 @@ async fn stream_or_end(
     if let Some(sid) = &ctx.session_id
         && app.sessions.check(&up.name, sid, principal) != SessionCheck::Owned
     {
-        let decision = Decision::deny(ReasonCode::SessionMismatch, None, app.rbac.revision());
-        let err = ApiError::new(
-            StatusCode::NOT_FOUND,
-            "session_not_found",
-            "session not found",
-            -32001,
-        );
-        return Err(refuse(app, ctx, principal, &op, &decision, err).await);
+        let err = session_not_found();
+        return Err(deny(app, ctx, principal, &op, ReasonCode::SessionMismatch, err).await);
     }
     let Some(permit) = app.in_flight.try_acquire(Owner::of(principal)) else {
-        let decision = Decision::deny(ReasonCode::TooManyRequests, None, app.rbac.revision());
-        return Err(refuse(app, ctx, principal, &op, &decision, too_many()).await);
+        return Err(deny(
+            app,
+            ctx,
+            principal,
+            &op,
+            ReasonCode::TooManyRequests,
+            too_many(),
+        )
+        .await);
     };
     let decision = Decision::allow(ReasonCode::ProtocolMethod, None, app.rbac.revision());
     let mut rec = AuditRecord::for_decision(&ctx.request_id, &up.name, principal, &op, &decision);
     annotate(ctx, &mut rec);
-    let mut outcome = OutcomeRecorder::start(&app.audit_writer, &rec);
+    let mut outcome =
+        OutcomeRecorder::start(&app.audit_writer, &app.metrics.outcome_records_lost, &rec);
     // Without its decision record the request goes nowhere, so there is no outcome to record.
     record(app, ctx, rec)
         .await
@@ -779,6 +783,16 @@ async fn stream_or_end(
         app.sessions.end(&up.name, sid);
     }
     Ok(stream_back(resp, guard))
+}
+
+/// A session the caller does not own is reported as unknown (a leaked id reveals nothing).
+fn session_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "session_not_found",
+        "session not found",
+        -32001,
+    )
 }
 
 fn too_many() -> ApiError {

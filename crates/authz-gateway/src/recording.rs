@@ -7,6 +7,8 @@
 //! follows it with the same request id. Outcome records are buffered: they never delay the
 //! response, and a record the writer refuses is counted and logged, never silently lost.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use authz_audit::AuditWriter;
@@ -105,6 +107,8 @@ fn redact(v: &mut Value, fields: &[&str]) {
 #[derive(Debug)]
 pub struct OutcomeRecorder {
     writer: AuditWriter,
+    /// Counts an outcome record the writer refused (`Metrics::outcome_records_lost`).
+    lost: Arc<AtomicU64>,
     record: Option<AuditRecord>,
     started: Instant,
     outcome: &'static str,
@@ -113,9 +117,10 @@ pub struct OutcomeRecorder {
 
 impl OutcomeRecorder {
     /// Starts timing the upstream exchange for the request whose decision record is `decision`.
-    pub fn start(writer: &AuditWriter, decision: &AuditRecord) -> Self {
+    pub fn start(writer: &AuditWriter, lost: &Arc<AtomicU64>, decision: &AuditRecord) -> Self {
         Self {
             writer: writer.clone(),
+            lost: Arc::clone(lost),
             record: Some(AuditRecord::outcome(decision)),
             started: Instant::now(),
             outcome: "incomplete",
@@ -177,16 +182,20 @@ impl Drop for OutcomeRecorder {
             );
         }
         let writer = self.writer.clone();
+        let lost = Arc::clone(&self.lost);
         // Dropped inside the server's runtime (the body stream ends there); outside one there is
-        // nobody left to answer, and the decision record already stands.
+        // nobody left to answer, and the decision record already stands. Either way a record
+        // that is not taken is counted and logged, never dropped silently.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
                 let request_id = rec.request_id.clone();
                 if let Err(e) = writer.append_buffered(rec).await {
+                    lost.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, %request_id, "the audit writer refused an outcome record");
                 }
             });
         } else {
+            lost.fetch_add(1, Ordering::Relaxed);
             tracing::error!(request_id = %rec.request_id, "no runtime to record an outcome");
         }
     }
@@ -231,5 +240,37 @@ mod tests {
             v,
             json!({"body": "[redacted]", "nested": [{"password": "[redacted]", "keep": 1}], "title": "t"})
         );
+    }
+
+    /// An outcome record the writer refuses is counted (and logged), not dropped silently.
+    #[tokio::test]
+    async fn a_refused_outcome_record_is_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite:{}", dir.path().join("a.db").display());
+        let store = authz_audit::AuditStore::connect(&url).await.expect("store");
+        let writer = AuditWriter::spawn(store, Default::default(), None)
+            .await
+            .expect("writer");
+        let closed = writer.clone();
+        writer.shutdown().await.expect("shutdown");
+        let lost = Arc::new(AtomicU64::new(0));
+        let decision = AuditRecord::unauthenticated(
+            "r1",
+            "tickets",
+            "tools/call",
+            authz_types::ReasonCode::PolicyAllow,
+            200,
+        );
+        let mut outcome = OutcomeRecorder::start(&closed, &lost, &decision);
+        outcome.answered(200);
+        outcome.finished();
+        drop(outcome);
+        for _ in 0..500 {
+            if lost.load(Ordering::Relaxed) == 1 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the refused outcome record was not counted");
     }
 }
