@@ -131,7 +131,7 @@ pub use url::redact_url;
 pub use verify::{ChainReport, Finding, Tamper, VerifyReport, verify};
 pub use writer::{AuditWriter, WriterConfig, WriterStats};
 
-use row::{Columns, RawRow};
+use row::Columns;
 
 /// How long SQLite waits for another writer's lock before giving up.
 pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -422,43 +422,20 @@ impl AuditStore {
     /// Records matching `filter`, newest first (ties broken by id), at most `filter.limit`
     /// (default 100, capped at 10,000).
     pub async fn query(&self, filter: &AuditFilter) -> Result<Vec<StoredRecord>, Error> {
-        let raw: Vec<RawRow> = match &self.pool {
-            Pool::Sqlite(pool) => {
-                sql::select::<Sqlite>(filter)
-                    .build_query_as::<RawRow>()
-                    .fetch_all(pool)
-                    .await
-            }
-            Pool::Postgres(pool) => {
-                sql::select::<Postgres>(filter)
-                    .build_query_as::<RawRow>()
-                    .fetch_all(pool)
-                    .await
-            }
-        }
-        .map_err(|source| Error::Read { source })?;
-        raw.into_iter().map(RawRow::into_stored).collect()
+        self.search(&AuditQuery {
+            filter: filter.clone(),
+            ..Default::default()
+        })
+        .await
     }
 
     /// How many records match `filter` (its limit is ignored).
     pub async fn count(&self, filter: &AuditFilter) -> Result<u64, Error> {
-        let n: i64 = match &self.pool {
-            Pool::Sqlite(pool) => {
-                sql::count::<Sqlite>(filter)
-                    .build_query_scalar::<i64>()
-                    .fetch_one(pool)
-                    .await
-            }
-            Pool::Postgres(pool) => {
-                sql::count::<Postgres>(filter)
-                    .build_query_scalar::<i64>()
-                    .fetch_one(pool)
-                    .await
-            }
-        }
-        .map_err(|source| Error::Read { source })?;
-        // COUNT(*) is never negative; the fallback is unreachable.
-        Ok(u64::try_from(n).unwrap_or_default())
+        self.count_matching(&AuditQuery {
+            filter: filter.clone(),
+            ..Default::default()
+        })
+        .await
     }
 
     /// A cheap liveness probe (`SELECT 1`), for readiness checks.

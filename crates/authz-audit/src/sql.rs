@@ -89,36 +89,8 @@ fn bind_columns<'a, DB>(
         .push(HASH_VERSION_LITERAL);
 }
 
-/// `SELECT <columns> FROM audit_records WHERE ... ORDER BY time_ms DESC, id DESC LIMIT n`.
-pub(crate) fn select<'a, DB>(filter: &'a AuditFilter) -> QueryBuilder<DB>
-where
-    DB: Database,
-    <DB as Database>::Arguments: Default,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    let mut qb = QueryBuilder::new(format!("SELECT {SELECT_COLUMNS} FROM audit_records"));
-    push_where(&mut qb, filter, None);
-    // `id` breaks ties between records of the same millisecond: later insert, newer record.
-    qb.push(" ORDER BY time_ms DESC, id DESC LIMIT ");
-    qb.push_bind(i64::from(effective_limit(filter)));
-    qb
-}
-
-/// `SELECT COUNT(*) FROM audit_records WHERE ...` (the filter's limit does not apply).
-pub(crate) fn count<'a, DB>(filter: &'a AuditFilter) -> QueryBuilder<DB>
-where
-    DB: Database,
-    <DB as Database>::Arguments: Default,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-{
-    let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM audit_records");
-    push_where(&mut qb, filter, None);
-    qb
-}
-
-/// [`select`] with the extra conditions of an [`AuditQuery`]; with `after_id`, oldest first.
+/// `SELECT <columns> FROM audit_records WHERE ...`: newest first (`ORDER BY time_ms DESC, id
+/// DESC`), or with `after_id` oldest first by id; at most the filter's limit.
 pub(crate) fn select_query<'a, DB>(q: &'a AuditQuery) -> QueryBuilder<DB>
 where
     DB: Database,
@@ -127,7 +99,7 @@ where
     i64: Encode<'a, DB> + Type<DB>,
 {
     let mut qb = QueryBuilder::new(format!("SELECT {SELECT_COLUMNS} FROM audit_records"));
-    push_where(&mut qb, &q.filter, Some(q));
+    push_where(&mut qb, q);
     if q.after_id.is_some() {
         // Following the log (`tail -f`): the next records in insert order.
         qb.push(" ORDER BY id ASC LIMIT ");
@@ -138,7 +110,7 @@ where
     qb
 }
 
-/// [`count`] with the extra conditions of an [`AuditQuery`].
+/// `SELECT COUNT(*) FROM audit_records WHERE ...` (the filter's limit does not apply).
 pub(crate) fn count_query<'a, DB>(q: &'a AuditQuery) -> QueryBuilder<DB>
 where
     DB: Database,
@@ -147,7 +119,7 @@ where
     i64: Encode<'a, DB> + Type<DB>,
 {
     let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM audit_records");
-    push_where(&mut qb, &q.filter, Some(q));
+    push_where(&mut qb, q);
     qb
 }
 
@@ -155,12 +127,13 @@ pub(crate) fn effective_limit(filter: &AuditFilter) -> u32 {
     filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT)
 }
 
-fn push_where<'a, DB>(qb: &mut QueryBuilder<DB>, f: &'a AuditFilter, extra: Option<&'a AuditQuery>)
+fn push_where<'a, DB>(qb: &mut QueryBuilder<DB>, q: &'a AuditQuery)
 where
     DB: Database,
     &'a str: Encode<'a, DB> + Type<DB>,
     i64: Encode<'a, DB> + Type<DB>,
 {
+    let f = &q.filter;
     let mut first = true;
     let mut clause = |qb: &mut QueryBuilder<DB>, sql: &str| {
         qb.push(if first { " WHERE " } else { " AND " });
@@ -196,7 +169,6 @@ where
         clause(qb, "time_ms < ");
         qb.push_bind(until);
     }
-    let Some(q) = extra else { return };
     if let Some(tenant) = &q.tenant {
         clause(qb, "tenant = ");
         qb.push_bind(tenant.as_str());
@@ -243,7 +215,11 @@ mod tests {
             until_ms: Some(2),
             limit: Some(50_000),
         };
-        let pg = select::<Postgres>(&f).into_string();
+        let pg = select_query::<Postgres>(&AuditQuery {
+            filter: f.clone(),
+            ..Default::default()
+        })
+        .into_string();
         assert!(pg.ends_with(
             "FROM audit_records WHERE subject = $1 AND decision = 'deny' AND upstream = $2 \
              AND request_id = $3 AND time_ms >= $4 AND time_ms < $5 \
@@ -283,7 +259,7 @@ mod tests {
             COLUMN_COUNT + 1,
             "hash_version is the one column not bound"
         );
-        let lite = count::<Sqlite>(&AuditFilter::default()).into_string();
+        let lite = count_query::<Sqlite>(&AuditQuery::default()).into_string();
         assert_eq!(lite, "SELECT COUNT(*) FROM audit_records");
         assert_eq!(effective_limit(&f), MAX_LIMIT);
         assert_eq!(effective_limit(&AuditFilter::default()), DEFAULT_LIMIT);

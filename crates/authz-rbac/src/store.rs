@@ -443,44 +443,31 @@ impl PolicyStore {
 
     /// [`PolicyStore::snapshot`] with the `casbin_rule` row of every line, for lint findings.
     pub async fn snapshot_located(&self) -> Result<(LocatedPolicy, i64), Error> {
+        // The revision and the rules from one snapshot, so they belong together.
+        macro_rules! read {
+            ($tx:expr) => {{
+                let mut tx = $tx.await.map_err(db)?;
+                let revision: i64 = sqlx::query_scalar(READ_REVISION)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let rows = sqlx::query(READ_RULES)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .map(read_row)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                (rows, revision)
+            }};
+        }
         let (rows, revision) = match &self.backend {
-            Backend::Sqlite(pool) => {
-                // In WAL mode a read transaction sees one consistent snapshot from its first read.
-                let mut tx = pool.begin().await.map_err(db)?;
-                let revision: i64 = sqlx::query_scalar(READ_REVISION)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                let rows = sqlx::query(READ_RULES)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(read_row)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                (rows, revision)
-            }
+            // In WAL mode a read transaction sees one consistent snapshot from its first read.
+            Backend::Sqlite(pool) => read!(pool.begin()),
             Backend::Postgres(pool) => {
-                let mut tx = pool
-                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await
-                    .map_err(db)?;
-                let revision: i64 = sqlx::query_scalar(READ_REVISION)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                let rows = sqlx::query(READ_RULES)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(read_row)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                (rows, revision)
+                read!(pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
             }
         };
         let mut located = LocatedPolicy::default();

@@ -87,6 +87,17 @@ enum Backend {
     Postgres(PgPool),
 }
 
+/// Runs `$body` with `$pool` bound to the store's pool, whichever backend it is: the statements
+/// are the same text on both, only the pool type differs.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite($pool) => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// The revocation store in SQLite or Postgres. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
 pub struct RevocationStore {
@@ -160,10 +171,7 @@ impl RevocationStore {
 
     /// Closes the connection pool (waits for connections in use to be returned).
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(pool) => pool.close().await,
-            Backend::Postgres(pool) => pool.close().await,
-        }
+        on_pool!(self, pool => pool.close().await)
     }
 
     /// Revokes the token with this `jti` until `expires_at` (its `exp`, Unix seconds). Revoking
@@ -258,55 +266,31 @@ impl RevocationStore {
 
     /// The current revision (0 for a store that was never written).
     pub async fn revision(&self) -> Result<i64, Error> {
-        match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await,
-            Backend::Postgres(pool) => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await,
-        }
-        .map_err(db)
+        on_pool!(self, pool => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await).map_err(db)
     }
 
     /// Every revocation still in force at `now` (Unix seconds), with the revision it was read
     /// at (read first, so a concurrent write is at worst seen twice, never missed).
     pub async fn list(&self, now: i64) -> Result<(i64, Vec<Revocation>), Error> {
         let revision = self.revision().await?;
-        let (tokens, subjects) = match &self.backend {
-            Backend::Sqlite(pool) => (
-                sqlx::query(READ_TOKENS)
-                    .bind(now)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(token_row)
-                    .collect::<Result<Vec<_>, _>>(),
-                sqlx::query(READ_SUBJECTS)
-                    .bind(now)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(subject_row)
-                    .collect::<Result<Vec<_>, _>>(),
-            ),
-            Backend::Postgres(pool) => (
-                sqlx::query(READ_TOKENS)
-                    .bind(now)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(token_row)
-                    .collect::<Result<Vec<_>, _>>(),
-                sqlx::query(READ_SUBJECTS)
-                    .bind(now)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(subject_row)
-                    .collect::<Result<Vec<_>, _>>(),
-            ),
-        };
+        let (tokens, subjects) = on_pool!(self, pool => (
+            sqlx::query(READ_TOKENS)
+                .bind(now)
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+                .iter()
+                .map(token_row)
+                .collect::<Result<Vec<_>, _>>(),
+            sqlx::query(READ_SUBJECTS)
+                .bind(now)
+                .fetch_all(pool)
+                .await
+                .map_err(db)?
+                .iter()
+                .map(subject_row)
+                .collect::<Result<Vec<_>, _>>(),
+        ));
         let mut out = tokens.map_err(db)?;
         out.extend(subjects.map_err(db)?);
         Ok((revision, out))
@@ -317,18 +301,11 @@ impl RevocationStore {
     pub async fn prune(&self, now: i64) -> Result<u64, Error> {
         let mut n = 0;
         for sql in [PRUNE_TOKENS, PRUNE_SUBJECTS] {
-            n += match &self.backend {
-                Backend::Sqlite(pool) => sqlx::query(sql)
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected()),
-                Backend::Postgres(pool) => sqlx::query(sql)
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected()),
-            }
+            n += on_pool!(self, pool => sqlx::query(sql)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))
             .map_err(db)?;
         }
         Ok(n)
