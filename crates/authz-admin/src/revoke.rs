@@ -33,106 +33,71 @@ fn format_secs(secs: i64) -> String {
     format_time(secs.saturating_mul(1000))
 }
 
-/// What `token revoke` will write, with times in Unix seconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Planned {
-    Token {
-        jti: String,
-        expires_at: i64,
-    },
-    Subject {
-        issuer: String,
-        subject: String,
-        issued_before: i64,
-        expires_at: i64,
-    },
-}
-
-impl Planned {
-    /// Works out the revocation from the arguments at `now_ms`. A revocation that would already
-    /// have lapsed protects nothing, so it is refused as a usage error rather than written.
-    fn from_args(a: &RevokeArgs, now_ms: i64) -> anyhow::Result<Self> {
-        let now = now_ms.div_euclid(1000);
-        let planned = match (&a.jti, &a.subject, &a.issuer) {
-            (Some(jti), None, _) => Planned::Token {
-                jti: jti.clone(),
-                expires_at: a.expires_at.to_unix_ms(now_ms).div_euclid(1000),
-            },
-            (None, Some(subject), Some(issuer)) => {
-                let issued_before = a.before.unwrap_or(now_ms).div_euclid(1000);
-                Planned::Subject {
-                    issuer: issuer.clone(),
-                    subject: subject.clone(),
-                    issued_before,
-                    expires_at: issued_before.saturating_add(a.keep_for),
-                }
+/// Works out what `token revoke` will write from the arguments at `now_ms` (times in Unix
+/// seconds). A revocation that would already have lapsed protects nothing, so it is refused as a
+/// usage error rather than written.
+fn plan(a: &RevokeArgs, now_ms: i64) -> anyhow::Result<Revocation> {
+    let now = now_ms.div_euclid(1000);
+    let planned = match (&a.jti, &a.subject, &a.issuer) {
+        (Some(jti), None, _) => Revocation::Token {
+            jti: jti.clone(),
+            expires_at: a.expires_at.to_unix_ms(now_ms).div_euclid(1000),
+        },
+        (None, Some(subject), Some(issuer)) => {
+            let issued_before = a.before.unwrap_or(now_ms).div_euclid(1000);
+            Revocation::Subject {
+                issuer: issuer.clone(),
+                subject: subject.clone(),
+                issued_before,
+                expires_at: issued_before.saturating_add(a.keep_for),
             }
-            // clap's argument group and `requires` rule these out before anything runs.
-            _ => {
-                return Err(UsageError::new(
-                    "give either --jti <ID> or --subject <SUB> --issuer <ISS>",
-                )
-                .into());
-            }
-        };
-        let (expires_at, flag) = match &planned {
-            Planned::Token { expires_at, .. } => (*expires_at, "--expires-at"),
-            Planned::Subject { expires_at, .. } => (*expires_at, "--before plus --keep-for"),
-        };
-        if expires_at <= now {
-            return Err(UsageError::new(format!(
-                "{flag} ends at {}, which is not in the future: the revocation would refuse \
-                 nothing",
-                format_secs(expires_at)
-            ))
+        }
+        // clap's argument group and `requires` rule these out before anything runs.
+        _ => {
+            return Err(UsageError::new(
+                "give either --jti <ID> or --subject <SUB> --issuer <ISS>",
+            )
             .into());
         }
-        Ok(planned)
+    };
+    let (expires_at, flag) = match &planned {
+        Revocation::Token { expires_at, .. } => (*expires_at, "--expires-at"),
+        Revocation::Subject { expires_at, .. } => (*expires_at, "--before plus --keep-for"),
+    };
+    if expires_at <= now {
+        return Err(UsageError::new(format!(
+            "{flag} ends at {}, which is not in the future: the revocation would refuse \
+                 nothing",
+            format_secs(expires_at)
+        ))
+        .into());
     }
+    Ok(planned)
+}
 
-    /// What is revoked, as the object of "revoke".
-    fn describe(&self) -> String {
-        match self {
-            Planned::Token { jti, expires_at } => {
-                format!("token {jti} until {}", format_secs(*expires_at))
-            }
-            Planned::Subject {
-                issuer,
-                subject,
-                issued_before,
-                expires_at,
-            } => format!(
-                "every token of {subject} (issuer {issuer}) issued before {} (kept until {})",
-                format_secs(*issued_before),
-                format_secs(*expires_at)
-            ),
+/// What is revoked, as the object of "revoke".
+fn describe(r: &Revocation) -> String {
+    match r {
+        Revocation::Token { jti, expires_at } => {
+            format!("token {jti} until {}", format_secs(*expires_at))
         }
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        match self {
-            Planned::Token { jti, expires_at } => json!({
-                "kind": "jti", "jti": jti,
-                "expires_at": expires_at, "expires": format_secs(*expires_at),
-            }),
-            Planned::Subject {
-                issuer,
-                subject,
-                issued_before,
-                expires_at,
-            } => json!({
-                "kind": "subject", "issuer": issuer, "subject": subject,
-                "issued_before": issued_before, "before": format_secs(*issued_before),
-                "expires_at": expires_at, "expires": format_secs(*expires_at),
-            }),
-        }
+        Revocation::Subject {
+            issuer,
+            subject,
+            issued_before,
+            expires_at,
+        } => format!(
+            "every token of {subject} (issuer {issuer}) issued before {} (kept until {})",
+            format_secs(*issued_before),
+            format_secs(*expires_at)
+        ),
     }
 }
 
 /// `token revoke`.
 pub(crate) async fn revoke(a: &RevokeArgs, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
-    let planned = Planned::from_args(a, authz_types::now_unix_ms())?;
-    let what = planned.describe();
+    let planned = plan(a, authz_types::now_unix_ms())?;
+    let what = describe(&planned);
     with_store(&a.store, async |store: &RevocationStore, shown: &str| {
         let revision = if a.dry_run {
             store
@@ -141,8 +106,8 @@ pub(crate) async fn revoke(a: &RevokeArgs, json: bool, out: &mut dyn Write) -> a
                 .context("cannot read the revocation revision")?
         } else {
             match &planned {
-                Planned::Token { jti, expires_at } => store.revoke_token(jti, *expires_at).await,
-                Planned::Subject {
+                Revocation::Token { jti, expires_at } => store.revoke_token(jti, *expires_at).await,
+                Revocation::Subject {
                     issuer,
                     subject,
                     issued_before,
@@ -156,7 +121,7 @@ pub(crate) async fn revoke(a: &RevokeArgs, json: bool, out: &mut dyn Write) -> a
             .with_context(|| format!("cannot revoke {what} in {shown}"))?
         };
         if json {
-            let mut v = planned.to_json();
+            let mut v = revocation_json(&planned);
             v["revision"] = revision.into();
             v["dry_run"] = a.dry_run.into();
             v["store"] = shown.into();
@@ -344,10 +309,10 @@ mod tests {
     #[test]
     fn revocation_times_follow_the_arguments() {
         let now_ms = 1_700_000_000_500;
-        let planned = Planned::from_args(&args(Some("t-1"), None), now_ms).expect("jti");
+        let planned = plan(&args(Some("t-1"), None), now_ms).expect("jti");
         assert_eq!(
             planned,
-            Planned::Token {
+            Revocation::Token {
                 jti: "t-1".into(),
                 expires_at: 1_700_086_400
             }
@@ -355,10 +320,10 @@ mod tests {
         let mut a = args(None, Some("alice"));
         a.before = Some(1_699_999_000_000);
         a.keep_for = 3_600;
-        let planned = Planned::from_args(&a, now_ms).expect("subject");
+        let planned = plan(&a, now_ms).expect("subject");
         assert_eq!(
             planned,
-            Planned::Subject {
+            Revocation::Subject {
                 issuer: "https://idp.example".into(),
                 subject: "alice".into(),
                 issued_before: 1_699_999_000,
@@ -367,11 +332,11 @@ mod tests {
         );
         // A revocation that has lapsed already is refused.
         a.before = Some(1_600_000_000_000);
-        let e = Planned::from_args(&a, now_ms).expect_err("lapsed");
+        let e = plan(&a, now_ms).expect_err("lapsed");
         assert!(e.downcast_ref::<UsageError>().is_some(), "{e}");
         let mut a = args(Some("t-1"), None);
         a.expires_at = Until::At(1_000);
-        assert!(Planned::from_args(&a, now_ms).is_err());
+        assert!(plan(&a, now_ms).is_err());
     }
 
     #[test]
