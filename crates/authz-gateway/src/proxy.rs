@@ -76,6 +76,17 @@ struct Ctx {
     session_id: Option<String>,
 }
 
+/// Whether a query string names an `access_token` parameter (RFC 6750 §2.3), which we refuse.
+///
+/// The names are percent-decoded (and `+` read as a space) before they are compared, as any
+/// upstream or framework reading the query would: `?access%5Ftoken=` and `?%61ccess_token=` are
+/// the same parameter as `?access_token=`. Surrounding whitespace and ASCII case are ignored, so
+/// no spelling a lenient reader would accept slips past.
+fn query_carries_token(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes())
+        .any(|(name, _)| name.trim().eq_ignore_ascii_case("access_token"))
+}
+
 pub async fn handle(
     State(app): State<Arc<App>>,
     Path(upstream): Path<String>,
@@ -101,13 +112,7 @@ pub async fn handle(
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let query_token = uri.query().is_some_and(|q| {
-            q.split('&').any(|kv| {
-                kv.split('=')
-                    .next()
-                    .is_some_and(|k| k.eq_ignore_ascii_case("access_token"))
-            })
-        });
+        let query_token = uri.query().is_some_and(query_carries_token);
         let ctx = Ctx {
             query_token,
             trace_id: crate::recording::trace_id(&headers),
@@ -1098,5 +1103,32 @@ mod tests {
         );
         let mut sz = super::EventSize::default();
         assert!(!sz.advance(b"data: 0123456789abcdef", 16));
+    }
+
+    #[test]
+    fn a_token_in_the_query_is_found_however_it_is_spelled() {
+        for q in [
+            "access_token=x",
+            "a=1&access_token=x",
+            "ACCESS_TOKEN=x",
+            "access%5Ftoken=x",
+            "access%5ftoken=x",
+            "%61ccess_token=x",
+            "%61%63%63%65%73%73%5F%74%6F%6B%65%6E=x",
+            "access_token",
+            "+access_token+=x",
+            "access_token%20=x",
+        ] {
+            assert!(super::query_carries_token(q), "{q}");
+        }
+        for q in [
+            "",
+            "a=access_token",
+            "access_tokens=x",
+            "x_access_token=x",
+            "access%2Dtoken=x",
+        ] {
+            assert!(!super::query_carries_token(q), "{q}");
+        }
     }
 }

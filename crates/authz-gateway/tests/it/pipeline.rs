@@ -693,10 +693,18 @@ async fn a_principal_over_its_in_flight_limit_gets_429_and_a_record() {
 async fn a_token_in_the_query_string_is_refused_even_with_a_good_header() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    // Percent-encoded spellings of the name are the same parameter to anyone who decodes it.
+    for name in ["access_token", "access%5Ftoken", "%61ccess_token"] {
+        refuses_token_in_query(&env, &admin, name).await;
+    }
+}
+
+async fn refuses_token_in_query(env: &harness::Env, admin: &str, name: &str) {
+    let before = env.upstream.log.request_count();
     let resp = env
         .http
-        .post(format!("{}?access_token={admin}", env.route))
-        .bearer_auth(&admin)
+        .post(format!("{}?{name}={admin}", env.route))
+        .bearer_auth(admin)
         .header("content-type", "application/json")
         .header("accept", harness::ACCEPT_BOTH)
         .body(tools_call(1, "get_ticket"))
@@ -713,8 +721,8 @@ async fn a_token_in_the_query_string_is_refused_even_with_a_good_header() {
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     let records = env.records_for(&resp).await;
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].reason, ReasonCode::TokenNotInHeader);
-    assert_eq!(env.upstream.log.request_count(), 0);
+    assert_eq!(records[0].reason, ReasonCode::TokenNotInHeader, "{name}");
+    assert_eq!(env.upstream.log.request_count(), before, "{name}");
 }
 
 #[tokio::test]
