@@ -1,11 +1,14 @@
-//! `ApiError`: one type that renders both the HTTP response and the JSON-RPC error body.
+//! `Refusal`, the status policy in one `match`, and `ApiError`, which renders a refusal as both
+//! the HTTP response and the JSON-RPC error body.
 //!
 //! The message shown to the client is fixed per error kind and safe; details for operators go to
 //! the log through `tracing`, never into the response (house style, after omicron/dropshot).
 
+use authz_types::ReasonCode;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 
 /// The JSON-RPC error code of an authorization refusal. The MCP specification defines none; this
 /// is an application code outside the reserved -32768..-32000 range.
@@ -16,6 +19,263 @@ pub const UNAVAILABLE_CODE: i64 = -31004;
 pub const HEADER_MISMATCH_CODE: i64 = -32020;
 /// 2026-07-28: unsupported protocol version.
 pub const UNSUPPORTED_VERSION_CODE: i64 = -32022;
+
+/// Every way the gateway refuses a request. [`Refusal::parts`] is the status policy: one `match`
+/// giving the HTTP status, the stable machine-readable code, the client-safe message and the
+/// JSON-RPC error code; the snapshot test below pins that table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No MCP route of that name.
+    UnknownRoute,
+    /// The `Origin` is not on the allow-list (DNS rebinding).
+    OriginNotAllowed,
+    /// The request head is larger than the configured limit.
+    HeadersTooLarge,
+    /// GET or DELETE on a route whose clients speak the stateless 2026-07-28 protocol.
+    StatelessNeedsPost,
+    /// An HTTP method MCP does not use.
+    MethodNotAllowed,
+    /// No usable bearer token; the reason says why.
+    Unauthenticated(ReasonCode),
+    /// A POST body that is not `application/json`.
+    UnsupportedMediaType,
+    /// A POST body over the configured limit.
+    BodyTooLarge,
+    /// A body that is not one well-formed JSON-RPC message; the classifier's message and code.
+    Malformed { message: String, jsonrpc_code: i64 },
+    /// An MCP transport header given more than once.
+    AmbiguousHeader(&'static str),
+    /// An MCP transport header that is not printable ASCII.
+    InvalidHeader(&'static str),
+    /// An `MCP-Protocol-Version` the gateway does not speak.
+    UnsupportedProtocolVersion(&'static [&'static str]),
+    /// 2026-07-28 `Mcp-Method`/`Mcp-Name` headers that disagree with the body, or are missing.
+    HeaderMismatch(&'static str),
+    /// A task the caller does not own (reported as unknown).
+    TaskNotFound,
+    /// A session the caller does not own or that ended (reported as unknown).
+    SessionNotFound,
+    /// The token lacks a scope the operation needs.
+    InsufficientScope,
+    /// A method the gateway does not know is never passed on.
+    UnknownMethod,
+    /// The policy refused; the reason code names why.
+    Forbidden(ReasonCode),
+    /// The principal has too many requests in flight.
+    TooManyRequests,
+    /// The audit store did not take the record: fail closed.
+    AuditUnavailable,
+    /// The policy engine could not decide: fail closed.
+    PolicyUnavailable,
+    /// The upstream could not be reached or failed.
+    UpstreamUnavailable,
+    /// The gateway could not obtain its own upstream credential.
+    UpstreamCredentialsUnavailable,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+    /// The upstream refused the gateway's credential (its 401/403).
+    UpstreamRejectedGateway,
+    /// The upstream's answer could not be read.
+    UpstreamInvalid,
+}
+
+/// The JSON-RPC code for an invalid request.
+const INVALID_REQUEST: i64 = -32600;
+/// The JSON-RPC code for an unknown method.
+const METHOD_NOT_FOUND: i64 = -32601;
+/// The JSON-RPC code for invalid parameters.
+const INVALID_PARAMS: i64 = -32602;
+/// The JSON-RPC code for an internal error.
+const INTERNAL_ERROR: i64 = -32603;
+/// The JSON-RPC code used for "authentication required" and "session not found".
+const AUTH_OR_SESSION: i64 = -32001;
+
+impl Refusal {
+    /// The status policy: HTTP status, machine-readable code, client message, JSON-RPC code.
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, Cow<'static, str>, i64) {
+        use Refusal::*;
+        let fixed = Cow::Borrowed;
+        match self {
+            UnknownRoute => (
+                StatusCode::NOT_FOUND,
+                "unknown_route",
+                fixed("no such MCP endpoint"),
+                METHOD_NOT_FOUND,
+            ),
+            OriginNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                fixed("origin not allowed"),
+                INVALID_REQUEST,
+            ),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                fixed("the request headers are too large"),
+                INVALID_REQUEST,
+            ),
+            StatelessNeedsPost => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                fixed("MCP 2026-07-28 is stateless: use POST"),
+                INVALID_REQUEST,
+            ),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                fixed("use POST, GET or DELETE"),
+                INVALID_REQUEST,
+            ),
+            Unauthenticated(reason) => (
+                StatusCode::UNAUTHORIZED,
+                reason.as_str(),
+                fixed("authentication required"),
+                AUTH_OR_SESSION,
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                fixed("POST bodies must be application/json"),
+                INVALID_REQUEST,
+            ),
+            BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                fixed("the request body is too large"),
+                INVALID_REQUEST,
+            ),
+            Malformed {
+                message,
+                jsonrpc_code,
+            } => (
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                Cow::Owned(message.clone()),
+                *jsonrpc_code,
+            ),
+            AmbiguousHeader(name) => (
+                StatusCode::BAD_REQUEST,
+                "ambiguous_header",
+                Cow::Owned(format!("{name} must appear at most once")),
+                INVALID_REQUEST,
+            ),
+            InvalidHeader(name) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                Cow::Owned(format!("{name} must be printable ASCII")),
+                INVALID_REQUEST,
+            ),
+            UnsupportedProtocolVersion(supported) => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_protocol_version",
+                Cow::Owned(format!(
+                    "unsupported MCP-Protocol-Version; supported: {}",
+                    supported.join(", ")
+                )),
+                UNSUPPORTED_VERSION_CODE,
+            ),
+            HeaderMismatch(what) => (
+                StatusCode::BAD_REQUEST,
+                "header_mismatch",
+                fixed(what),
+                HEADER_MISMATCH_CODE,
+            ),
+            TaskNotFound => (
+                StatusCode::NOT_FOUND,
+                "task_not_found",
+                fixed("task not found"),
+                INVALID_PARAMS,
+            ),
+            SessionNotFound => (
+                StatusCode::NOT_FOUND,
+                "session_not_found",
+                fixed("session not found"),
+                AUTH_OR_SESSION,
+            ),
+            InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                fixed("insufficient scope"),
+                FORBIDDEN_CODE,
+            ),
+            UnknownMethod => (
+                StatusCode::NOT_FOUND,
+                "unknown_method",
+                fixed("method not found"),
+                METHOD_NOT_FOUND,
+            ),
+            Forbidden(reason) => (
+                StatusCode::FORBIDDEN,
+                reason.as_str(),
+                fixed("forbidden by policy"),
+                FORBIDDEN_CODE,
+            ),
+            TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                fixed("too many requests in flight for this principal"),
+                INTERNAL_ERROR,
+            ),
+            AuditUnavailable => unavailable("audit_unavailable"),
+            PolicyUnavailable => unavailable("policy_unavailable"),
+            UpstreamUnavailable => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                fixed("the upstream MCP server failed"),
+                INTERNAL_ERROR,
+            ),
+            UpstreamCredentialsUnavailable => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_credentials_unavailable",
+                fixed("the gateway cannot authenticate to the upstream MCP server"),
+                INTERNAL_ERROR,
+            ),
+            UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                fixed("the upstream MCP server timed out"),
+                INTERNAL_ERROR,
+            ),
+            UpstreamRejectedGateway => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_rejected_gateway",
+                fixed("the upstream MCP server refused the gateway"),
+                INTERNAL_ERROR,
+            ),
+            UpstreamInvalid => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_invalid",
+                fixed("the upstream response could not be read"),
+                INTERNAL_ERROR,
+            ),
+        }
+    }
+}
+
+/// The gateway could not decide safely (audit store down, policy error): fail closed.
+fn unavailable(code: &'static str) -> (StatusCode, &'static str, Cow<'static, str>, i64) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        Cow::Borrowed("the gateway cannot make a safe decision right now; retry later"),
+        UNAVAILABLE_CODE,
+    )
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let (status, code, message, jsonrpc_code) = refusal.parts();
+        Self {
+            status,
+            code,
+            message: message.into_owned(),
+            jsonrpc_code,
+            id: None,
+            request_id: String::new(),
+            www_authenticate: None,
+        }
+    }
+}
 
 /// An error answered to the client.
 #[derive(Debug, Clone)]
@@ -33,23 +293,6 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<String>,
-        jsonrpc_code: i64,
-    ) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            jsonrpc_code,
-            id: None,
-            request_id: String::new(),
-            www_authenticate: None,
-        }
-    }
-
     pub fn with_id(mut self, id: Option<Value>) -> Self {
         self.id = id;
         self
@@ -63,20 +306,6 @@ impl ApiError {
     pub fn with_challenge(mut self, challenge: String) -> Self {
         self.www_authenticate = Some(challenge);
         self
-    }
-
-    pub fn bad_request(code: &'static str, message: impl Into<String>, jsonrpc_code: i64) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message, jsonrpc_code)
-    }
-
-    /// The gateway could not decide safely (audit store down, policy error): fail closed.
-    pub fn unavailable(code: &'static str) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code,
-            "the gateway cannot make a safe decision right now; retry later",
-            UNAVAILABLE_CODE,
-        )
     }
 
     /// The JSON-RPC error body.
@@ -113,5 +342,121 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, c);
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Refusal::{self, *};
+    use authz_types::ReasonCode;
+
+    /// One example of every refusal. The exhaustive `match` makes a new variant without a row
+    /// here a compile error, so the table below always covers the whole policy.
+    fn examples() -> Vec<Refusal> {
+        let all = vec![
+            UnknownRoute,
+            OriginNotAllowed,
+            HeadersTooLarge,
+            StatelessNeedsPost,
+            MethodNotAllowed,
+            Unauthenticated(ReasonCode::TokenMissing),
+            UnsupportedMediaType,
+            BodyTooLarge,
+            Malformed {
+                message: "invalid JSON".into(),
+                jsonrpc_code: -32700,
+            },
+            AmbiguousHeader("mcp-session-id"),
+            InvalidHeader("mcp-name"),
+            UnsupportedProtocolVersion(&["2025-11-25", "2026-07-28"]),
+            HeaderMismatch("Mcp-Method does not match the body"),
+            TaskNotFound,
+            SessionNotFound,
+            InsufficientScope,
+            UnknownMethod,
+            Forbidden(ReasonCode::NoMatchingRule),
+            TooManyRequests,
+            AuditUnavailable,
+            PolicyUnavailable,
+            UpstreamUnavailable,
+            UpstreamCredentialsUnavailable,
+            UpstreamTimeout,
+            UpstreamRejectedGateway,
+            UpstreamInvalid,
+        ];
+        for r in &all {
+            match r {
+                UnknownRoute
+                | OriginNotAllowed
+                | HeadersTooLarge
+                | StatelessNeedsPost
+                | MethodNotAllowed
+                | Unauthenticated(_)
+                | UnsupportedMediaType
+                | BodyTooLarge
+                | Malformed { .. }
+                | AmbiguousHeader(_)
+                | InvalidHeader(_)
+                | UnsupportedProtocolVersion(_)
+                | HeaderMismatch(_)
+                | TaskNotFound
+                | SessionNotFound
+                | InsufficientScope
+                | UnknownMethod
+                | Forbidden(_)
+                | TooManyRequests
+                | AuditUnavailable
+                | PolicyUnavailable
+                | UpstreamUnavailable
+                | UpstreamCredentialsUnavailable
+                | UpstreamTimeout
+                | UpstreamRejectedGateway
+                | UpstreamInvalid => {}
+            }
+        }
+        all
+    }
+
+    /// The status policy (ARCHITECTURE.md, "Errors and status policy"), pinned row by row:
+    /// HTTP status, machine code, JSON-RPC code, client message.
+    const POLICY: &str = concat!(
+        "404 unknown_route -32601 no such MCP endpoint\n",
+        "403 origin_not_allowed -32600 origin not allowed\n",
+        "431 headers_too_large -32600 the request headers are too large\n",
+        "405 method_not_allowed -32600 MCP 2026-07-28 is stateless: use POST\n",
+        "405 method_not_allowed -32600 use POST, GET or DELETE\n",
+        "401 token_missing -32001 authentication required\n",
+        "415 unsupported_media_type -32600 POST bodies must be application/json\n",
+        "413 body_too_large -32600 the request body is too large\n",
+        "400 malformed_request -32700 invalid JSON\n",
+        "400 ambiguous_header -32600 mcp-session-id must appear at most once\n",
+        "400 invalid_header -32600 mcp-name must be printable ASCII\n",
+        "400 unsupported_protocol_version -32022 unsupported MCP-Protocol-Version; supported: 2025-11-25, 2026-07-28\n",
+        "400 header_mismatch -32020 Mcp-Method does not match the body\n",
+        "404 task_not_found -32602 task not found\n",
+        "404 session_not_found -32001 session not found\n",
+        "403 insufficient_scope -31003 insufficient scope\n",
+        "404 unknown_method -32601 method not found\n",
+        "403 no_matching_rule -31003 forbidden by policy\n",
+        "429 too_many_requests -32603 too many requests in flight for this principal\n",
+        "503 audit_unavailable -31004 the gateway cannot make a safe decision right now; retry later\n",
+        "503 policy_unavailable -31004 the gateway cannot make a safe decision right now; retry later\n",
+        "502 upstream_unavailable -32603 the upstream MCP server failed\n",
+        "502 upstream_credentials_unavailable -32603 the gateway cannot authenticate to the upstream MCP server\n",
+        "504 upstream_timeout -32603 the upstream MCP server timed out\n",
+        "502 upstream_rejected_gateway -32603 the upstream MCP server refused the gateway\n",
+        "502 upstream_invalid -32603 the upstream response could not be read\n",
+    );
+
+    #[test]
+    fn the_status_policy_is_this_table() {
+        let table: String = examples()
+            .iter()
+            .map(|r| {
+                let (status, code, message, jsonrpc) = r.parts();
+                format!("{} {code} {jsonrpc} {message}\n", status.as_u16())
+            })
+            .collect();
+        assert_eq!(table, POLICY, "the status policy changed:\n{table}");
     }
 }

@@ -23,7 +23,7 @@ use tracing::{Instrument, info_span, warn};
 
 use crate::App;
 use crate::config::{AuditMode, Upstream};
-use crate::error::{ApiError, FORBIDDEN_CODE, HEADER_MISMATCH_CODE, UNSUPPORTED_VERSION_CODE};
+use crate::error::{ApiError, Refusal};
 use crate::filter::{self, ItemAllowed, ListKind, Rewrite};
 use crate::limits::Permit;
 use crate::recording::{Arguments, OutcomeRecorder};
@@ -101,12 +101,7 @@ pub async fn handle(
         decision = tracing::field::Empty);
     let result = async {
         let Some(up) = app.upstreams.get(&upstream).cloned() else {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_route",
-                "no such MCP endpoint",
-                -32601,
-            ));
+            return Err(Refusal::UnknownRoute.into());
         };
         let session_id = headers
             .get("mcp-session-id")
@@ -151,12 +146,7 @@ async fn pipeline(
             .to_str()
             .is_ok_and(|o| app.config.allowed_origins.iter().any(|a| a == o));
         if !ok {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                "origin not allowed",
-                -32600,
-            ));
+            return Err(Refusal::OriginNotAllowed.into());
         }
     }
     let version = headers
@@ -179,12 +169,7 @@ async fn pipeline(
         );
         rec.session_id = ctx.session_id.clone();
         record(app, ctx, rec).await?;
-        return Err(ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            "the request headers are too large",
-            -32600,
-        ));
+        return Err(Refusal::HeadersTooLarge.into());
     }
 
     // Authenticate before looking at anything the caller sent.
@@ -199,21 +184,13 @@ async fn pipeline(
 
     match method {
         HttpMethod::POST => post(app, ctx, &principal, &headers, body, stateless).await,
-        HttpMethod::GET | HttpMethod::DELETE if stateless => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "MCP 2026-07-28 is stateless: use POST",
-            -32600,
-        )),
+        HttpMethod::GET | HttpMethod::DELETE if stateless => {
+            Err(Refusal::StatelessNeedsPost.into())
+        }
         HttpMethod::GET | HttpMethod::DELETE => {
             stream_or_end(app, ctx, &principal, &headers, method).await
         }
-        _ => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use POST, GET or DELETE",
-            -32600,
-        )),
+        _ => Err(Refusal::MethodNotAllowed.into()),
     }
 }
 
@@ -267,13 +244,7 @@ async fn authenticate(
             ", error=\"invalid_token\", error_description=\"{d}\""
         ));
     }
-    Err(ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        reason.as_str(),
-        "authentication required",
-        -32001,
-    )
-    .with_challenge(challenge))
+    Err(ApiError::from(Refusal::Unauthenticated(reason)).with_challenge(challenge))
 }
 
 /// Every record of a request carries its trace, session and argument context.
@@ -301,7 +272,7 @@ async fn record(app: &App, ctx: &Ctx, mut rec: AuditRecord) -> Result<(), ApiErr
     };
     result.map_err(|e| {
         app.metrics.audit_refused(&request_id, &e);
-        ApiError::unavailable("audit_unavailable")
+        ApiError::from(Refusal::AuditUnavailable)
     })
 }
 
@@ -328,27 +299,20 @@ async fn post(
         .next()
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
     {
-        let err = ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "POST bodies must be application/json",
-            -32600,
-        );
+        let err = ApiError::from(Refusal::UnsupportedMediaType);
         return refuse_unclassified("not json", ReasonCode::MalformedRequest, err).await;
     }
     let Ok(bytes) = axum::body::to_bytes(body, app.config.max_body_bytes).await else {
-        let err = ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the request body is too large",
-            -32600,
-        );
+        let err = ApiError::from(Refusal::BodyTooLarge);
         return refuse_unclassified("too large", ReasonCode::LimitExceeded, err).await;
     };
     let msg = match authz_types::classify(&bytes) {
         Ok(m) => m,
         Err(e) => {
-            let err = ApiError::bad_request("malformed_request", e.to_string(), e.jsonrpc_code());
+            let err = ApiError::from(Refusal::Malformed {
+                message: e.to_string(),
+                jsonrpc_code: e.jsonrpc_code(),
+            });
             return refuse_unclassified("malformed", ReasonCode::MalformedRequest, err).await;
         }
     };
@@ -398,13 +362,7 @@ async fn post(
             principal,
             &msg.operation,
             ReasonCode::TaskNotOwned,
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "task_not_found",
-                "task not found",
-                -32602,
-            )
-            .with_id(msg.id.clone()),
+            ApiError::from(Refusal::TaskNotFound).with_id(msg.id.clone()),
         )
         .await);
     }
@@ -419,32 +377,17 @@ async fn post(
                 required.join(" "),
                 app.metadata_url(up)
             );
-            let err = ApiError::new(
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                "insufficient scope",
-                FORBIDDEN_CODE,
-            )
-            .with_id(msg.id.clone())
-            .with_challenge(challenge);
+            let err = ApiError::from(Refusal::InsufficientScope)
+                .with_id(msg.id.clone())
+                .with_challenge(challenge);
             return Err(refuse(app, ctx, principal, &msg.operation, &decision, err).await);
         }
         // A method the gateway does not know is never passed on; JSON-RPC's answer for that is
         // "method not found" (404 / -32601, as MCP 2026-07-28 specifies), not a policy denial.
         let err = if decision.reason == ReasonCode::UnknownMethod {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_method",
-                "method not found",
-                -32601,
-            )
+            ApiError::from(Refusal::UnknownMethod)
         } else {
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                decision.reason.as_str(),
-                "forbidden by policy",
-                FORBIDDEN_CODE,
-            )
+            ApiError::from(Refusal::Forbidden(decision.reason))
         };
         return Err(refuse(
             app,
@@ -583,7 +526,7 @@ fn authorize(
     }
     app.rbac.decide(principal, &up.name, op).map_err(|e| {
         tracing::error!(error = %e, "policy evaluation failed; failing closed");
-        ApiError::unavailable("policy_unavailable")
+        ApiError::from(Refusal::PolicyUnavailable)
     })
 }
 
@@ -652,33 +595,18 @@ fn check_transport_headers(headers: &HeaderMap, version: Option<&str>) -> Result
         let mut values = headers.get_all(name).iter();
         let first = values.next();
         if values.next().is_some() {
-            return Err(ApiError::bad_request(
-                "ambiguous_header",
-                format!("{name} must appear at most once"),
-                -32600,
-            ));
+            return Err(Refusal::AmbiguousHeader(name).into());
         }
         if let Some(v) = first
             && !v.as_bytes().iter().all(|b| (0x20..=0x7e).contains(b))
         {
-            return Err(ApiError::bad_request(
-                "invalid_header",
-                format!("{name} must be printable ASCII"),
-                -32600,
-            ));
+            return Err(Refusal::InvalidHeader(name).into());
         }
     }
     if let Some(v) = version
         && !SUPPORTED_VERSIONS.contains(&v)
     {
-        return Err(ApiError::bad_request(
-            "unsupported_protocol_version",
-            format!(
-                "unsupported MCP-Protocol-Version; supported: {}",
-                SUPPORTED_VERSIONS.join(", ")
-            ),
-            UNSUPPORTED_VERSION_CODE,
-        ));
+        return Err(Refusal::UnsupportedProtocolVersion(SUPPORTED_VERSIONS).into());
     }
     Ok(())
 }
@@ -689,9 +617,7 @@ fn check_standard_headers(
     msg: &Message,
     stateless: bool,
 ) -> Result<(), ApiError> {
-    let mismatch = |what: &str| {
-        ApiError::bad_request("header_mismatch", what.to_owned(), HEADER_MISMATCH_CODE)
-    };
+    let mismatch = |what: &'static str| ApiError::from(Refusal::HeaderMismatch(what));
     let body_method = match msg.kind {
         MessageKind::Response => None,
         _ => Some(msg.operation.method.as_str()),
@@ -792,21 +718,11 @@ async fn stream_or_end(
 
 /// A session the caller does not own is reported as unknown (a leaked id reveals nothing).
 fn session_not_found() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "session_not_found",
-        "session not found",
-        -32001,
-    )
+    Refusal::SessionNotFound.into()
 }
 
 fn too_many() -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_requests",
-        "too many requests in flight for this principal",
-        -32603,
-    )
+    Refusal::TooManyRequests.into()
 }
 
 /// Sends the request upstream with the gateway's own credential; the agent's token never leaves.
@@ -817,19 +733,15 @@ async fn forward(
     headers: &HeaderMap,
     body: Option<bytes::Bytes>,
 ) -> Result<reqwest::Response, ApiError> {
-    let upstream_error = |status: StatusCode, code: &'static str, message: &str| {
+    let upstream_error = |refusal: Refusal| {
         app.metrics
             .upstream_errors
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ApiError::new(status, code, message, -32603)
+        ApiError::from(refusal)
     };
-    let client = app.client(&up.name).ok_or_else(|| {
-        upstream_error(
-            StatusCode::BAD_GATEWAY,
-            "upstream_unavailable",
-            "the upstream MCP server failed",
-        )
-    })?;
+    let client = app
+        .client(&up.name)
+        .ok_or_else(|| upstream_error(Refusal::UpstreamUnavailable))?;
     let mut req = client.http.request(method, up.url.clone());
     for name in FORWARDED_REQUEST_HEADERS {
         for v in headers.get_all(*name) {
@@ -841,11 +753,7 @@ async fn forward(
         Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, upstream = %up.name, "cannot obtain the gateway's upstream credential");
-            return Err(upstream_error(
-                StatusCode::BAD_GATEWAY,
-                "upstream_credentials_unavailable",
-                "the gateway cannot authenticate to the upstream MCP server",
-            ));
+            return Err(upstream_error(Refusal::UpstreamCredentialsUnavailable));
         }
     }
     if let Some(b) = body {
@@ -855,26 +763,14 @@ async fn forward(
     let resp = match tokio::time::timeout(up.timeout, req.send()).await {
         Err(_) => {
             warn!(upstream = %up.name, "upstream response head timed out");
-            return Err(upstream_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the upstream MCP server timed out",
-            ));
+            return Err(upstream_error(Refusal::UpstreamTimeout));
         }
         Ok(Err(e)) => {
             warn!(error = %e, upstream = %up.name, elapsed_ms = started.elapsed().as_millis() as u64, "upstream request failed");
             return Err(if e.is_timeout() {
-                upstream_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream_timeout",
-                    "the upstream MCP server timed out",
-                )
+                upstream_error(Refusal::UpstreamTimeout)
             } else {
-                upstream_error(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unavailable",
-                    "the upstream MCP server failed",
-                )
+                upstream_error(Refusal::UpstreamUnavailable)
             });
         }
         Ok(Ok(resp)) => resp,
@@ -886,11 +782,7 @@ async fn forward(
     if matches!(resp.status().as_u16(), 401 | 403) {
         client.invalidate().await;
         tracing::error!(upstream = %up.name, status = resp.status().as_u16(), "the upstream refused the gateway's credential");
-        return Err(upstream_error(
-            StatusCode::BAD_GATEWAY,
-            "upstream_rejected_gateway",
-            "the upstream MCP server refused the gateway",
-        ));
+        return Err(upstream_error(Refusal::UpstreamRejectedGateway));
     }
     Ok(resp)
 }
@@ -1036,14 +928,7 @@ async fn rewritten_response(
         .unwrap_or("")
         .to_ascii_lowercase();
     let mut head = response_head(&resp);
-    let unreadable = || {
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_invalid",
-            "the upstream response could not be read",
-            -32603,
-        )
-    };
+    let unreadable = || ApiError::from(Refusal::UpstreamInvalid);
     let unreadable_with = |guard: &mut StreamGuard| {
         guard.outcome.failed("upstream_invalid", 502);
         unreadable()
