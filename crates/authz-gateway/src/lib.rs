@@ -381,8 +381,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     let audit_ok = app.audit.ping().await.is_ok();
     let policy = app.rbac.status();
     // A refused policy change leaves the last good policy serving: still ready, but reported.
+    let keys = key_readiness(&app.verifier.key_status());
+    let keys_usable = keys["state"] != "unavailable";
     let body = json!({
-        "keys": "loaded",
+        "keys": keys,
+        "revocations": revocation_readiness(&app),
         "audit_store": if audit_ok { "reachable" } else { "unreachable" },
         "policy": {
             "revision": policy.revision,
@@ -393,12 +396,70 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             "watching": policy.watching,
         },
     });
-    let status = if audit_ok {
+    let status = if audit_ok && keys_usable {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The signing keys as `/readyz` reports them. An issuer without a key, or whose remote key set
+/// is past its staleness bound, refuses every token it signed: one such issuer makes the keys
+/// `degraded`, all of them `unavailable` (not ready: this replica can authenticate nobody).
+fn key_readiness(issuers: &[authz_token::IssuerKeyStatus]) -> serde_json::Value {
+    let usable = |i: &&authz_token::IssuerKeyStatus| !i.stale && !i.kids.is_empty();
+    let usable_count = issuers.iter().filter(usable).count();
+    let state = if usable_count == issuers.len() {
+        "ok"
+    } else if usable_count == 0 {
+        "unavailable"
+    } else {
+        "degraded"
+    };
+    let issuers: Vec<_> = issuers
+        .iter()
+        .map(|i| {
+            json!({
+                "issuer": i.issuer,
+                "keys": i.kids.len(),
+                "age_secs": i.age_secs,
+                "stale": i.stale,
+                "fetch_failures": i.fetch_failures,
+            })
+        })
+        .collect();
+    json!({ "state": state, "issuers": issuers })
+}
+
+/// The revocation list as `/readyz` reports it: its size, the store revision it was loaded at,
+/// and how long ago it was last confirmed current. It is `stale` once three poll intervals (and
+/// at least ten seconds) pass without a confirmation: the store is unreachable, and a token
+/// revoked since then would still pass. That is reported, not refused, because the list in
+/// memory stays correct for everything revoked before.
+fn revocation_readiness(app: &App) -> serde_json::Value {
+    let Some(list) = app.verifier.revocations() else {
+        return json!({ "state": "off" });
+    };
+    let counts = list.counts();
+    let checked_at_ms = list.checked_at_ms();
+    let age_ms = authz_types::now_unix_ms().saturating_sub(checked_at_ms);
+    let bound_ms = i64::try_from(app.config.revocation_poll_interval.as_millis())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(3)
+        .max(10_000);
+    let state = if checked_at_ms > 0 && age_ms <= bound_ms {
+        "ok"
+    } else {
+        "stale"
+    };
+    json!({
+        "state": state,
+        "revision": counts.revision,
+        "tokens": counts.tokens,
+        "subjects": counts.subjects,
+        "checked_age_secs": (checked_at_ms > 0).then_some(age_ms / 1000),
+    })
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

@@ -481,6 +481,19 @@ async fn protected_resource_metadata_describes_each_route() {
         .await
         .expect("readyz");
     assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.expect("readyz json");
+    // The key and revocation states are read from the verifier, not written as literals.
+    assert_eq!(body["keys"]["state"], "ok", "{body}");
+    let issuers = body["keys"]["issuers"].as_array().expect("issuers");
+    assert!(!issuers.is_empty(), "{body}");
+    assert!(
+        issuers
+            .iter()
+            .all(|i| i["keys"].as_u64().is_some_and(|n| n > 0) && i["stale"] == false),
+        "{body}"
+    );
+    assert_eq!(body["revocations"]["state"], "ok", "{body}");
+    assert!(body["revocations"]["revision"].is_i64(), "{body}");
 }
 
 #[tokio::test]
