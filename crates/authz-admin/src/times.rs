@@ -1,24 +1,41 @@
 //! The times and durations of the command line (`--ttl`, `--since`, `--expires-at`, …) and
 //! the RFC 3339 times printed.
 
-/// Parses `300`, `300s`, `15m`, `2h`, `1d` into a positive number of seconds.
+/// Parses `300`, `300s`, `15m`, `2h`, `1d` (also `1h30m` and humantime's long unit names such as
+/// `15min`) into a positive number of seconds. A bare number is seconds; units below a second
+/// and above a day (`ms`, `w`, `M`, `y`) are refused, as before humantime parsed these.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
+    const UNITS: [&str; 19] = [
+        "s", "sec", "secs", "second", "seconds", "m", "min", "mins", "minute", "minutes", "h",
+        "hr", "hrs", "hour", "hours", "d", "day", "days", "",
+    ];
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 300s, 15m, 1h)"))?;
-    let mul = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)")),
-    };
-    n.checked_mul(mul)
+    let not_a_duration = || format!("`{s}` is not a duration (e.g. 300s, 15m, 1h)");
+    if s.is_empty() {
+        return Err(not_a_duration());
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        let n: i64 = s.parse().map_err(|_| not_a_duration())?;
+        return Some(n)
+            .filter(|v| *v > 0)
+            .ok_or_else(|| format!("`{s}` must be a positive duration"));
+    }
+    if !s.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(not_a_duration());
+    }
+    for unit in s.split(|c: char| c.is_ascii_digit() || c.is_whitespace()) {
+        if !UNITS.contains(&unit) {
+            return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)"));
+        }
+    }
+    let duration = humantime::parse_duration(s).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => {
+            format!("`{s}` must be a positive duration")
+        }
+        _ => not_a_duration(),
+    })?;
+    i64::try_from(duration.as_secs())
+        .ok()
         .filter(|v| *v > 0)
         .ok_or_else(|| format!("`{s}` must be a positive duration"))
 }
@@ -113,6 +130,9 @@ mod tests {
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("99999999999999999d").is_err());
+        assert_eq!(parse_duration(" 1h30m ").ok(), Some(5400));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("500ms").is_err());
     }
 
     #[test]
