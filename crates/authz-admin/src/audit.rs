@@ -347,28 +347,25 @@ fn csv_cells(r: &StoredRecord) -> Vec<(String, bool)> {
     ]
 }
 
+/// Writes one CSV row (RFC 4180 quoting by the `csv` crate: a cell is quoted when it holds a
+/// separator, quote or line break). With `guard`, a cell starting with a character spreadsheets
+/// read as a formula (`= + - @`, tab, CR) gets a leading `'`, so a crafted tool name or subject
+/// cannot run as one when the file is opened.
 fn write_csv_row(out: &mut dyn Write, cells: &[(String, bool)]) -> std::io::Result<()> {
-    let line: Vec<String> = cells
-        .iter()
-        .map(|(cell, guard)| csv_escape(cell, *guard))
-        .collect();
-    writeln!(out, "{}", line.join(","))
-}
-
-/// Quotes a cell when it holds a separator, quote or line break (RFC 4180). With `guard`, a
-/// cell starting with a character spreadsheets read as a formula (`= + - @`, tab, CR) gets a
-/// leading `'`, so a crafted tool name or subject cannot run as one when the file is opened.
-fn csv_escape(cell: &str, guard: bool) -> String {
-    let guarded = if guard && cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_owned()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
-    }
+    let mut row = csv::WriterBuilder::new()
+        .buffer_capacity(1024)
+        .from_writer(Vec::new());
+    row.write_record(cells.iter().map(|(cell, guard)| {
+        if *guard && cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{cell}")
+        } else {
+            cell.clone()
+        }
+    }))?;
+    let bytes = row
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    out.write_all(&bytes)
 }
 
 /// Reads `--public-key`: 64 hex digits, else a file holding the key.
@@ -634,6 +631,14 @@ pub(crate) async fn prune(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One cell as [`write_csv_row`] writes it.
+    fn csv_escape(cell: &str, guard: bool) -> String {
+        let mut out = Vec::new();
+        write_csv_row(&mut out, &[(cell.to_owned(), guard)]).expect("write to a Vec");
+        let text = String::from_utf8(out).expect("UTF-8");
+        text.strip_suffix('\n').unwrap_or(&text).to_owned()
+    }
 
     #[test]
     fn csv_cells_are_quoted_and_guarded() {
