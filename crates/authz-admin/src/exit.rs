@@ -64,7 +64,7 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// The exit code for an error from [`execute`]: [`EXIT_USAGE`] for a [`UsageError`], else
+/// The exit code for an error from [`execute`](crate::execute): [`EXIT_USAGE`] for a [`UsageError`], else
 /// [`EXIT_ERROR`].
 pub fn exit_code_of(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<UsageError>().is_some() {
