@@ -64,8 +64,8 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// The exit code for an error from [`execute`](crate::execute): [`EXIT_USAGE`] for a [`UsageError`], else
-/// [`EXIT_ERROR`].
+/// The exit code for an error from [`execute`](crate::execute): [`EXIT_USAGE`] for a
+/// [`UsageError`], else [`EXIT_ERROR`].
 pub fn exit_code_of(error: &anyhow::Error) -> u8 {
     if error.downcast_ref::<UsageError>().is_some() {
         EXIT_USAGE
