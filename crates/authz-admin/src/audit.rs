@@ -9,14 +9,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use authz_audit::{
     AuditQuery, AuditStore, ChainReport, Finding, PublicKey, SigningKey, StoredRecord, Tamper,
-    redact_url,
 };
 use authz_types::{AuditFilter, now_unix_ms};
 use serde_json::json;
 
 use crate::{
-    AuditExportArgs, AuditListArgs, AuditPruneArgs, AuditStoreArgs, AuditTailArgs, AuditVerifyArgs,
-    Confirmation, ExportFormat, Outcome, Output, format_time, probe_postgres, write_table,
+    AuditExportArgs, AuditListArgs, AuditPruneArgs, AuditTailArgs, AuditVerifyArgs, Confirmation,
+    ExportFormat, Outcome, Output, format_time, with_store, write_table,
 };
 
 /// How often `audit tail --follow` asks the store for new records.
@@ -30,22 +29,6 @@ const PAGE: u32 = 1_000;
 /// gateway replicas writing to one Postgres database); reading a window behind, and skipping
 /// the ids already printed, still shows it.
 const REREAD_WINDOW: i64 = 1_000;
-
-/// Connects, runs `body` and closes the pool whatever `body` returned. `body` gets the URL
-/// (redacted) for messages.
-async fn with_store<T>(
-    args: &AuditStoreArgs,
-    body: impl AsyncFnOnce(&AuditStore, &str) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let url = args.url()?;
-    let shown = redact_url(url);
-    let context = || format!("cannot open the audit store {shown}");
-    probe_postgres(url).await.with_context(context)?;
-    let store = AuditStore::connect(url).await.with_context(context)?;
-    let result = body(&store, &shown).await;
-    store.close().await;
-    result
-}
 
 /// A record as JSON: its fields plus its store `id`.
 fn record_json(r: &StoredRecord) -> anyhow::Result<serde_json::Value> {
@@ -364,28 +347,25 @@ fn csv_cells(r: &StoredRecord) -> Vec<(String, bool)> {
     ]
 }
 
+/// Writes one CSV row (RFC 4180 quoting by the `csv` crate: a cell is quoted when it holds a
+/// separator, quote or line break). With `guard`, a cell starting with a character spreadsheets
+/// read as a formula (`= + - @`, tab, CR) gets a leading `'`, so a crafted tool name or subject
+/// cannot run as one when the file is opened.
 fn write_csv_row(out: &mut dyn Write, cells: &[(String, bool)]) -> std::io::Result<()> {
-    let line: Vec<String> = cells
-        .iter()
-        .map(|(cell, guard)| csv_escape(cell, *guard))
-        .collect();
-    writeln!(out, "{}", line.join(","))
-}
-
-/// Quotes a cell when it holds a separator, quote or line break (RFC 4180). With `guard`, a
-/// cell starting with a character spreadsheets read as a formula (`= + - @`, tab, CR) gets a
-/// leading `'`, so a crafted tool name or subject cannot run as one when the file is opened.
-fn csv_escape(cell: &str, guard: bool) -> String {
-    let guarded = if guard && cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_owned()
-    };
-    if guarded.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
-    }
+    let mut row = csv::WriterBuilder::new()
+        .buffer_capacity(1024)
+        .from_writer(Vec::new());
+    row.write_record(cells.iter().map(|(cell, guard)| {
+        if *guard && cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+            format!("'{cell}")
+        } else {
+            cell.clone()
+        }
+    }))?;
+    let bytes = row
+        .into_inner()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    out.write_all(&bytes)
 }
 
 /// Reads `--public-key`: 64 hex digits, else a file holding the key.
@@ -648,50 +628,17 @@ pub(crate) async fn prune(
     .await
 }
 
-/// `keys generate-audit`: a new checkpoint signing seed (mode 0600) and its public key.
-pub(crate) fn keys_generate_audit(
-    path: &Path,
-    json: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    if path.exists() {
-        bail!(
-            "{} already exists; an audit signing key is never replaced (move it away first)",
-            path.display()
-        );
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
-    }
-    let seed = SigningKey::generate_seed().context("cannot generate an audit signing key")?;
-    let public = SigningKey::from_seed(&seed)
-        .context("cannot generate an audit signing key")?
-        .public_key();
-    authz_audit::write_seed_file(path, &seed)
-        .with_context(|| format!("cannot write the audit signing key {}", path.display()))?;
-    if json {
-        writeln!(
-            out,
-            "{}",
-            json!({"signing_key": path, "public_key": public.to_hex()})
-        )?;
-    } else {
-        writeln!(
-            out,
-            "audit signing key: {} (keep secret; for the gateway only)\npublic key: {}\n\
-             check with: authzctl audit verify --public-key {}",
-            path.display(),
-            public.to_hex(),
-            public.to_hex()
-        )?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One cell as [`write_csv_row`] writes it.
+    fn csv_escape(cell: &str, guard: bool) -> String {
+        let mut out = Vec::new();
+        write_csv_row(&mut out, &[(cell.to_owned(), guard)]).expect("write to a Vec");
+        let text = String::from_utf8(out).expect("UTF-8");
+        text.strip_suffix('\n').unwrap_or(&text).to_owned()
+    }
 
     #[test]
     fn csv_cells_are_quoted_and_guarded() {

@@ -1,4 +1,4 @@
-//! `authzctl role …` and `authzctl subject show`: roles and subjects in the SQL policy store.
+//! `authzctl role …`: roles, their grants and who holds them, in the SQL policy store.
 
 use std::io::Write;
 
@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use authz_rbac::{DeclaredRole, PolicyRule, PolicySet, PolicyStore, RoleAssignment};
 use serde_json::json;
 
-use crate::{AssignArgs, Confirmation, RoleCommand, RuleArgs, StoreArgs, UsageError, write_table};
+use crate::{AssignArgs, Confirmation, RoleCommand, RuleArgs, with_store, write_table};
 
 /// Runs one `role` command.
 pub(crate) async fn role(
@@ -17,10 +17,13 @@ pub(crate) async fn role(
 ) -> anyhow::Result<()> {
     match cmd {
         RoleCommand::List { store } => {
-            with_store(&store, async |s: &PolicyStore| list(s, json, out).await).await
+            with_store(&store, async |s: &PolicyStore, _: &str| {
+                list(s, json, out).await
+            })
+            .await
         }
         RoleCommand::Show { role, store } => {
-            with_store(&store, async |s: &PolicyStore| {
+            with_store(&store, async |s: &PolicyStore, _: &str| {
                 show(s, &role, json, out).await
             })
             .await
@@ -32,7 +35,7 @@ pub(crate) async fn role(
         } => {
             let what = format!("create role {role}");
             authz_rbac::check_role_name(&role).with_context(|| format!("cannot {what}"))?;
-            with_store(&write.store, async |store: &PolicyStore| {
+            with_store(&write.store, async |store: &PolicyStore, _: &str| {
                 let (_, declared, revision) = read(store).await?;
                 if declared.iter().any(|d| d.name == role) {
                     return Err(authz_rbac::Error::AlreadyExists)
@@ -66,7 +69,7 @@ pub(crate) async fn role(
             confirm,
             write,
         } => {
-            with_store(&write.store, async |store: &PolicyStore| {
+            with_store(&write.store, async |store: &PolicyStore, _: &str| {
                 let (set, declared, revision) = read(store).await?;
                 let lines = deletion_preview(&set, &declared, &role);
                 if lines.is_empty() {
@@ -112,7 +115,7 @@ pub(crate) async fn role(
                 rule.effect(),
             )
             .with_context(|| format!("cannot grant `{line}`"))?;
-            with_store(&write.store, async |store: &PolicyStore| {
+            with_store(&write.store, async |store: &PolicyStore, _: &str| {
                 let changes = [format!("+ {line}")];
                 if write.dry_run {
                     let (set, _, revision) = read(store).await?;
@@ -150,7 +153,7 @@ pub(crate) async fn role(
             write,
         } => {
             let line = rule.line();
-            with_store(&write.store, async |store: &PolicyStore| {
+            with_store(&write.store, async |store: &PolicyStore, _: &str| {
                 let (set, _, revision) = read(store).await?;
                 if !set.rules.contains(&unchecked_rule(&rule)) {
                     return Err(authz_rbac::Error::NotFound)
@@ -200,7 +203,7 @@ pub(crate) async fn role(
             let context = || message.clone();
             let built = RoleAssignment::for_subject(&a.subject, &a.role, &a.tenant)
                 .with_context(context)?;
-            with_store(&write.store, async |store: &PolicyStore| {
+            with_store(&write.store, async |store: &PolicyStore, _: &str| {
                 let changes = [format!("+ {built}")];
                 if write.dry_run {
                     let (set, _, revision) = read(store).await?;
@@ -232,7 +235,7 @@ pub(crate) async fn role(
                 a.role, a.subject, a.tenant
             );
             let context = || message.clone();
-            with_store(&write.store, async |store: &PolicyStore| {
+            with_store(&write.store, async |store: &PolicyStore, _: &str| {
                 let (set, _, revision) = read(store).await?;
                 let existing = unchecked_assignment(&a);
                 if !set.assignments.contains(&existing) {
@@ -266,19 +269,10 @@ pub(crate) async fn role(
     }
 }
 
-/// Connects, runs `body` and closes the pool whatever `body` returned.
-pub(crate) async fn with_store<T>(
-    args: &StoreArgs,
-    body: impl AsyncFnOnce(&PolicyStore) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let store = args.connect().await?;
-    let result = body(&store).await;
-    store.close().await;
-    result
-}
-
 /// The store's rules, declared roles and revision.
-async fn read(store: &PolicyStore) -> anyhow::Result<(PolicySet, Vec<DeclaredRole>, i64)> {
+pub(crate) async fn read(
+    store: &PolicyStore,
+) -> anyhow::Result<(PolicySet, Vec<DeclaredRole>, i64)> {
     let (set, revision) = store
         .snapshot()
         .await
@@ -310,7 +304,7 @@ fn unchecked_assignment(a: &AssignArgs) -> RoleAssignment {
 }
 
 /// `user:<subject>` unless the subject is already written that way (as the store does).
-fn stored_subject(subject: &str) -> String {
+pub(crate) fn stored_subject(subject: &str) -> String {
     if subject.starts_with(authz_rbac::SUBJECT_PREFIX) {
         subject.to_owned()
     } else {
@@ -502,106 +496,5 @@ async fn show(
         "INHERITS",
         summary.inherits.iter().map(ToString::to_string).collect(),
     )?;
-    Ok(())
-}
-
-/// `subject show`.
-pub(crate) async fn subject_show(
-    subject: &str,
-    tenant: Option<&str>,
-    store: &StoreArgs,
-    json: bool,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    if subject.is_empty() {
-        return Err(UsageError::new("the subject is empty").into());
-    }
-    let name = stored_subject(subject);
-    let (set, _, revision) = with_store(store, async |s: &PolicyStore| read(s).await).await?;
-    let tenants = match tenant {
-        Some(t) => vec![t.to_owned()],
-        None => {
-            let tenants = set.tenants_of(&name);
-            if tenants.is_empty() {
-                vec![authz_types::DEFAULT_TENANT.to_owned()]
-            } else {
-                // A `*` of the subject's own rules is not a tenant one acts in.
-                tenants
-                    .into_iter()
-                    .filter(|t| t != authz_rbac::ANY_TENANT)
-                    .collect()
-            }
-        }
-    };
-    let per_tenant: Vec<(String, Vec<String>, Vec<authz_rbac::Permission>)> = tenants
-        .iter()
-        .map(|t| {
-            (
-                t.clone(),
-                set.roles_of(&name, t),
-                set.permissions_of(&name, t),
-            )
-        })
-        .collect();
-    if json {
-        let tenants: Vec<serde_json::Value> = per_tenant
-            .iter()
-            .map(|(t, roles, permissions)| {
-                json!({"tenant": t, "roles": roles, "permissions": permissions})
-            })
-            .collect();
-        writeln!(
-            out,
-            "{}",
-            json!({"subject": subject, "name": name, "revision": revision, "tenants": tenants})
-        )?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "subject {subject} ({name}) at policy revision {revision}\n"
-    )?;
-    let role_rows: Vec<Vec<String>> = per_tenant
-        .iter()
-        .map(|(t, roles, _)| {
-            vec![
-                t.clone(),
-                if roles.is_empty() {
-                    "(none)".to_owned()
-                } else {
-                    roles.join(", ")
-                },
-            ]
-        })
-        .collect();
-    write_table(out, &["TENANT", "ROLES"], &role_rows)?;
-    writeln!(out)?;
-    let permission_rows: Vec<Vec<String>> = per_tenant
-        .iter()
-        .flat_map(|(t, _, permissions)| {
-            permissions.iter().map(move |p| {
-                vec![
-                    t.clone(),
-                    p.rule.effect.as_str().to_owned(),
-                    p.rule.action.clone(),
-                    p.rule.object.clone(),
-                    if p.rule.tenant == authz_rbac::ANY_TENANT {
-                        format!("{} (every tenant)", p.via)
-                    } else {
-                        p.via.clone()
-                    },
-                ]
-            })
-        })
-        .collect();
-    if permission_rows.is_empty() {
-        writeln!(out, "no permissions: every operation is denied")?;
-    } else {
-        write_table(
-            out,
-            &["TENANT", "EFFECT", "ACTION", "OBJECT", "VIA"],
-            &permission_rows,
-        )?;
-    }
     Ok(())
 }

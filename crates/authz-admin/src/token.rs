@@ -1,31 +1,43 @@
-//! `authzctl token revoke|revocations|prune-revocations`: the token revocation store the
-//! gateways follow.
+//! `authzctl token mint|revoke|revocations|prune-revocations`: minting development tokens, and
+//! the token revocation store the gateways follow.
 
 use std::io::Write;
 
 use anyhow::Context as _;
-use authz_audit::redact_url;
 use authz_token::{Revocation, RevocationStore};
 use serde_json::json;
 
 use crate::{
-    Output, RevocationStoreArgs, RevokeArgs, UsageError, format_time, probe_postgres, write_table,
+    MintArgs, Output, RevocationStoreArgs, RevokeArgs, UsageError, format_time, with_store,
+    write_table,
 };
 
-/// Connects, runs `body` and closes the pool whatever `body` returned. `body` gets the URL
-/// (redacted) for messages.
-async fn with_store<T>(
-    args: &RevocationStoreArgs,
-    body: impl AsyncFnOnce(&RevocationStore, &str) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let url = args.url()?;
-    let shown = redact_url(&url);
-    let context = || format!("cannot open the revocation store {shown}");
-    probe_postgres(&url).await.with_context(context)?;
-    let store = RevocationStore::connect(&url).await.with_context(context)?;
-    let result = body(&store, &shown).await;
-    store.close().await;
-    result
+/// `token mint`: a signed access token on one line.
+pub(crate) fn mint(a: &MintArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let signer = authz_token::Signer::from_private_jwk_file(&a.key).with_context(|| {
+        format!(
+            "cannot load the signing key {} (`authzctl keys generate` makes one)",
+            a.key.display()
+        )
+    })?;
+    let mut req = authz_token::MintRequest::new(a.issuer.clone(), a.sub.clone(), String::new());
+    req.audience = a.audiences.clone();
+    req.scopes = a
+        .scopes
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_owned)
+        .collect();
+    req.roles = a.roles.clone();
+    req.tenant = a.tenant.clone();
+    req.client_id = a.client_id.clone();
+    req.actor = a.actor.clone();
+    req.ttl_secs = a.ttl;
+    let token = signer
+        .mint(&req)
+        .with_context(|| format!("cannot mint a token for `{}`", a.sub))?;
+    writeln!(out, "{token}")?;
+    Ok(())
 }
 
 /// Formats Unix seconds as RFC 3339 UTC.
