@@ -121,7 +121,6 @@ mod watch;
 
 use std::path::PathBuf;
 
-pub use adapter::StoreAdapter;
 pub use inspect::{Permission, RoleSummary};
 pub use lint::{LintCode, LintConfig, LintFinding, LintReport, Severity, lint};
 pub use rbac::{Candidate, CandidateOrigin, Explanation, Rbac, RuleMatch, WatchStatus};
