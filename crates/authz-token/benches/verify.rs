@@ -23,27 +23,13 @@ use josekit::jws::{ES256, EdDSA, JwsVerifier, RS256};
 const ISSUER: &str = "https://idp.example";
 const AUDIENCE: &str = "https://gw.example/mcp/tickets";
 
-/// Unpadded base64url decoding for the signature segment (the bench must not use the crate's
-/// private decoder).
+/// Unpadded base64url decoding for the signature segment (the `base64` crate; the crate's own
+/// decoder is private).
 fn b64_decode(s: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            _ => 63,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .expect("base64url")
 }
 
 fn raw_verifier(alg: KeyAlgorithm, public_jwks: &str) -> Box<dyn JwsVerifier> {
