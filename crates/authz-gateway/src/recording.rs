@@ -56,7 +56,7 @@ impl Arguments {
             return Arguments::default();
         };
         let bytes = serde_json::to_vec(args).unwrap_or_default();
-        let digest = Some(hex(&Sha256::digest(&bytes)));
+        let digest = Some(hex::encode(Sha256::digest(&bytes)));
         let name = msg.operation.mcp_name().unwrap_or("");
         let recorded = up
             .record_arguments
@@ -80,10 +80,6 @@ impl Arguments {
         rec.args_digest.clone_from(&self.digest);
         rec.arguments.clone_from(&self.recorded);
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Replaces the value of every object key named in `fields`, at any depth.
