@@ -473,3 +473,33 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use authz_token::IssuerKeyStatus;
+
+    fn issuer(name: &str, kids: usize, stale: bool) -> IssuerKeyStatus {
+        IssuerKeyStatus {
+            issuer: name.to_owned(),
+            jwks_url: None,
+            kids: (0..kids).map(|i| format!("k{i}")).collect(),
+            age_secs: 7,
+            stale,
+            fetches: 0,
+            fetch_failures: 0,
+        }
+    }
+
+    #[test]
+    fn key_readiness_is_degraded_by_one_unusable_issuer_and_unavailable_by_all() {
+        let ok = super::key_readiness(&[issuer("a", 1, false), issuer("b", 2, false)]);
+        assert_eq!(ok["state"], "ok");
+        assert_eq!(ok["issuers"][1]["keys"], 2);
+        let stale = super::key_readiness(&[issuer("a", 1, false), issuer("b", 2, true)]);
+        assert_eq!(stale["state"], "degraded");
+        let empty = super::key_readiness(&[issuer("a", 0, false), issuer("b", 2, false)]);
+        assert_eq!(empty["state"], "degraded");
+        let none = super::key_readiness(&[issuer("a", 0, false), issuer("b", 1, true)]);
+        assert_eq!(none["state"], "unavailable");
+    }
+}
