@@ -350,8 +350,8 @@ mod tests {
     use super::Refusal::{self, *};
     use authz_types::ReasonCode;
 
-    /// One example of every refusal. The exhaustive `match` makes a new variant without a row
-    /// here a compile error, so the table below always covers the whole policy.
+    /// One example of every refusal. The exhaustive `match` stops compiling when a variant is
+    /// added, which is the cue to add its example (and its row in the table below) too.
     fn examples() -> Vec<Refusal> {
         let all = vec![
             UnknownRoute,
