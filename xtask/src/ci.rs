@@ -35,7 +35,12 @@ pub fn test(extra: &[String]) -> Result<()> {
     steps.finish()
 }
 
-/// Starts (or finds) Postgres, runs the tests with `DATABASE_URL` exported, and stops Postgres.
+/// Set while building and running the tests: it builds the Postgres tests, which are otherwise
+/// reported as ignored (see `authz-test-support`).
+const POSTGRES_BUILD_ENV: &str = "AUTHZ_TEST_POSTGRES";
+
+/// Starts (or finds) Postgres, runs the tests with `DATABASE_URL` (and [`POSTGRES_BUILD_ENV`])
+/// exported, and stops Postgres.
 fn tests_with_postgres(steps: &mut Steps, extra: &[String]) {
     let Some(pg) = steps.run("postgres", Postgres::start) else {
         steps.skip("tests", "no Postgres");
@@ -55,7 +60,11 @@ fn tests_with_postgres(steps: &mut Steps, extra: &[String]) {
             if !selection.names_packages() {
                 c.arg("--workspace");
             }
-            cmd::run(c.args(extra).env("DATABASE_URL", &url))
+            cmd::run(
+                c.args(extra)
+                    .env("DATABASE_URL", &url)
+                    .env(POSTGRES_BUILD_ENV, "1"),
+            )
         });
         // nextest does not run doctests, so cargo test does, for the same packages.
         steps.run("doctests", || {
@@ -67,7 +76,8 @@ fn tests_with_postgres(steps: &mut Steps, extra: &[String]) {
                 cmd::cargo()
                     .args(["test", "--doc", "--no-fail-fast"])
                     .args(args)
-                    .env("DATABASE_URL", &url),
+                    .env("DATABASE_URL", &url)
+                    .env(POSTGRES_BUILD_ENV, "1"),
             )
         });
     } else {
@@ -78,7 +88,11 @@ fn tests_with_postgres(steps: &mut Steps, extra: &[String]) {
             if !selection.names_packages() {
                 c.arg("--workspace");
             }
-            cmd::run(c.args(extra).env("DATABASE_URL", &url))
+            cmd::run(
+                c.args(extra)
+                    .env("DATABASE_URL", &url)
+                    .env(POSTGRES_BUILD_ENV, "1"),
+            )
         });
     }
     steps.run("stop postgres", || pg.stop());

@@ -10,7 +10,12 @@
 //! 2. every `.rs` file under `crates/`, `xtask/`, `examples/` starts with a `//!` line;
 //! 3. every workspace member sets `[lints] workspace = true`;
 //! 4. no `todo!`/`unimplemented!` in `src/` outside `#[cfg(test)]` items;
-//! 5. at most one integration-test binary per crate, and it is `tests/it/main.rs`.
+//! 5. at most one integration-test binary per crate, and it is `tests/it/main.rs`;
+//! 6. only `authz-db` and the stores depend on sqlx ([`stores::check_sqlx_users`]);
+//! 7. each store's migrations touch only its own tables, with versions unique across stores
+//!    ([`stores::check_migrations`]).
+
+mod stores;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -24,7 +29,12 @@ use crate::cmd;
 
 /// The crate every other crate may depend on, and which itself depends on no workspace crate.
 const VOCABULARY: &str = "authz-types";
-/// Library crates that may depend on no workspace crate except [`VOCABULARY`].
+/// The one SQL layer, which depends on no workspace crate.
+const SQL_LAYER: &str = "authz-db";
+/// Test fixtures: a dev-dependency only, of any crate.
+const TEST_SUPPORT: &str = "authz-test-support";
+/// Library crates that may depend on no workspace crate except [`VOCABULARY`] and [`SQL_LAYER`]
+/// (and [`TEST_SUPPORT`] for their tests); each is also a store over [`SQL_LAYER`].
 const LEAF_LIBRARIES: &[&str] = &["authz-token", "authz-rbac", "authz-audit"];
 /// Crates nothing may depend on: the two binaries and xtask.
 const NOT_DEPENDABLE: &[&str] = &["authz-gateway", "authz-admin", "xtask"];
@@ -39,12 +49,14 @@ type Check = fn(&Workspace) -> Result<Vec<String>>;
 /// Runs every check on the workspace and fails with all violations listed.
 pub fn run() -> Result<()> {
     let ws = Workspace::load(&cmd::workspace_root())?;
-    let checks: [(&str, Check); 5] = [
+    let checks: [(&str, Check); 7] = [
         ("dependency rule", check_dependency_rule),
         ("module docs", check_module_docs),
         ("workspace lints", check_workspace_lints),
         ("unfinished code", check_unfinished_code),
         ("test layout", check_test_layout),
+        ("sqlx users", stores::check_sqlx_users),
+        ("store migrations", stores::check_migrations),
     ];
     let mut failed = Vec::new();
     for (name, check) in checks {
@@ -253,7 +265,8 @@ impl DepGraph {
 /// that does not exist (a renamed crate would otherwise silently escape the rule).
 fn check_dependency_rule(ws: &Workspace) -> Result<Vec<String>> {
     let graph = DepGraph::from_workspace(ws);
-    let mut violations: Vec<String> = std::iter::once(&VOCABULARY)
+    let mut violations: Vec<String> = [VOCABULARY, SQL_LAYER, TEST_SUPPORT]
+        .iter()
         .chain(LEAF_LIBRARIES)
         .chain(NOT_DEPENDABLE)
         .filter(|name| !graph.contains(name))
@@ -265,27 +278,40 @@ fn check_dependency_rule(ws: &Workspace) -> Result<Vec<String>> {
 
 /// Every edge breaking the dependency rule of `gateway.md`, one message each.
 ///
-/// `authz-types` depends on no workspace crate; `authz-token`, `authz-rbac`, `authz-audit` depend
-/// on none except `authz-types`; nothing depends on `authz-gateway`, `authz-admin` or `xtask`.
-/// Dev- and build-dependencies count: a test that links another library couples the crates too.
+/// `authz-types` and `authz-db` depend on no workspace crate; `authz-token`, `authz-rbac`,
+/// `authz-audit` depend on none except those two; `authz-test-support` is only ever a
+/// dev-dependency; nothing depends on `authz-gateway`, `authz-admin` or `xtask`. Dev- and
+/// build-dependencies count: a test that links another library couples the crates too. A crate's
+/// dev-dependency on itself (to turn on a test-only feature) is not an edge.
 pub fn dependency_rule_violations(graph: &DepGraph) -> Vec<String> {
     let mut violations = Vec::new();
     for (from, deps) in &graph.edges {
         for (to, kind) in deps {
-            if NOT_DEPENDABLE.contains(&to.as_str()) {
+            if from == to {
+                continue;
+            }
+            if to == TEST_SUPPORT {
+                if *kind != DepKind::Dev {
+                    violations.push(format!(
+                        "crate `{from}` has a {kind} on `{to}`, but `{TEST_SUPPORT}` may only be \
+                         a dev-dependency"
+                    ));
+                }
+            } else if NOT_DEPENDABLE.contains(&to.as_str()) {
                 violations.push(format!(
                     "crate `{from}` has a {kind} on `{to}`, but nothing may depend on a binary \
                      crate or on xtask"
                 ));
-            } else if from == VOCABULARY {
+            } else if from == VOCABULARY || from == SQL_LAYER {
                 violations.push(format!(
-                    "crate `{from}` has a {kind} on `{to}`, but `{VOCABULARY}` may depend on no \
+                    "crate `{from}` has a {kind} on `{to}`, but `{from}` may depend on no \
                      workspace crate"
                 ));
-            } else if LEAF_LIBRARIES.contains(&from.as_str()) && to != VOCABULARY {
+            } else if LEAF_LIBRARIES.contains(&from.as_str()) && to != VOCABULARY && to != SQL_LAYER
+            {
                 violations.push(format!(
                     "crate `{from}` has a {kind} on `{to}`, but {} may depend on no workspace \
-                     crate except `{VOCABULARY}`",
+                     crate except `{VOCABULARY}` and `{SQL_LAYER}`",
                     LEAF_LIBRARIES.join(", ")
                 ));
             }
@@ -536,6 +562,10 @@ mod tests {
             .add_edge("authz-token", "authz-types", DepKind::Normal)
             .add_edge("authz-rbac", "authz-types", DepKind::Normal)
             .add_edge("authz-audit", "authz-types", DepKind::Dev)
+            .add_edge("authz-audit", "authz-db", DepKind::Normal)
+            .add_edge("authz-audit", "authz-audit", DepKind::Dev)
+            .add_edge("authz-rbac", "authz-test-support", DepKind::Dev)
+            .add_edge("authz-test-support", "authz-db", DepKind::Normal)
             .add_edge("authz-gateway", "authz-token", DepKind::Normal)
             .add_edge("authz-gateway", "authz-rbac", DepKind::Normal)
             .add_edge("authz-admin", "authz-audit", DepKind::Normal)
@@ -558,7 +588,10 @@ mod tests {
             .add_edge("authz-rbac", "authz-audit", DepKind::Dev)
             .add_edge("authz-token", "authz-gateway", DepKind::Build)
             .add_edge("authz-gateway", "authz-admin", DepKind::Normal)
-            .add_edge("authz-admin", "xtask", DepKind::Dev);
+            .add_edge("authz-admin", "xtask", DepKind::Dev)
+            .add_edge("authz-db", "authz-types", DepKind::Normal)
+            .add_edge("authz-token", "authz-test-support", DepKind::Normal)
+            .add_edge("authz-audit", "authz-rbac", DepKind::Normal);
         let violations = dependency_rule_violations(&g);
         let expected = [
             "`authz-types` has a dependency on `authz-token`",
@@ -566,6 +599,9 @@ mod tests {
             "`authz-token` has a build-dependency on `authz-gateway`",
             "`authz-gateway` has a dependency on `authz-admin`",
             "`authz-admin` has a dev-dependency on `xtask`",
+            "`authz-db` has a dependency on `authz-types`",
+            "`authz-token` has a dependency on `authz-test-support`",
+            "`authz-audit` has a dependency on `authz-rbac`",
         ];
         for needle in expected {
             assert!(
@@ -580,7 +616,7 @@ mod tests {
     fn dependency_rule_holds_in_the_workspace() {
         let graph = DepGraph::from_workspace(&workspace());
         // If a crate were renamed the rule would silently stop applying to it.
-        for name in [VOCABULARY]
+        for name in [VOCABULARY, SQL_LAYER, TEST_SUPPORT]
             .iter()
             .chain(LEAF_LIBRARIES)
             .chain(NOT_DEPENDABLE)

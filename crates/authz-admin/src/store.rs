@@ -1,36 +1,15 @@
-//! Opening the policy, audit and revocation stores: one [`with_store`] for all three, and a
-//! Postgres probe that reports an unreachable server at once.
+//! Opening the policy, audit and revocation stores: one [`with_store`] for all three. Each store
+//! connects through `authz_db::connect`, whose first connection reports an unreachable server or
+//! a refused login at once, with its real cause.
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use authz_audit::redact_url;
-
-/// How long a Postgres server may take to accept the first connection.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Opens one Postgres connection and closes it again, so an unreachable server or a refused
-/// login is reported at once with its real cause. The stores' pools retry until their acquire
-/// timeout (30 s) and then report only "pool timed out", which tells an operator nothing.
-async fn probe_postgres(url: &str) -> anyhow::Result<()> {
-    use sqlx::Connection as _;
-    if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
-        return Ok(());
-    }
-    match tokio::time::timeout(CONNECT_TIMEOUT, sqlx::PgConnection::connect(url)).await {
-        Ok(Ok(connection)) => {
-            // The probe has done its job; a failure to say goodbye does not matter.
-            let _ = connection.close().await;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => bail!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
-    }
-}
 
 /// A store the CLI opens: the policy, audit or revocation store.
 pub(crate) trait Store: Sized {
     /// The store's name in messages: "cannot open the {KIND} store …".
     const KIND: &'static str;
-    /// Connects without probing.
+    /// Connects.
     async fn connect_pool(url: &str) -> anyhow::Result<Self>;
     /// Closes the pool.
     async fn close_pool(&self);
@@ -101,11 +80,9 @@ impl StoreSource for crate::RevocationStoreArgs {
     }
 }
 
-/// Probes a Postgres server, then connects; errors say which store could not be opened, with
-/// the URL's password redacted.
+/// Connects; errors say which store could not be opened, with the URL's password redacted.
 pub(crate) async fn open<S: Store>(url: &str) -> anyhow::Result<S> {
     let context = || format!("cannot open the {} store {}", S::KIND, redact_url(url));
-    probe_postgres(url).await.with_context(context)?;
     S::connect_pool(url).await.with_context(context)
 }
 

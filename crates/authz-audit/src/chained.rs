@@ -11,6 +11,7 @@ use crate::batch::{
     EncodedRows, PgRows, SQLITE_FULL_CHUNK_SQL, SqliteRows, UNNEST_RETURNING_SQL, UNNEST_SQL,
     sqlite_insert_sql,
 };
+use authz_db::on_pool;
 use std::time::Duration;
 
 use crate::chain::{CheckpointKind, GENESIS_HASH, checkpoint_message};
@@ -152,7 +153,7 @@ impl AuditStore {
     /// record, or a new chain.
     pub(crate) async fn chain_head(&self, chain_id: &str) -> Result<ChainHead, Error> {
         type SeqHash = Option<(i64, Vec<u8>)>;
-        let (row, anchor): (SeqHash, SeqHash) = on_pool!(self, pool => {
+        let (row, anchor): (SeqHash, SeqHash) = on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new("SELECT seq, hash FROM audit_records WHERE chain_id = ");
             qb.push_bind(chain_id);
             qb.push(" ORDER BY seq DESC LIMIT 1");
@@ -183,7 +184,7 @@ impl AuditStore {
         &self,
         chain_id: &str,
     ) -> Result<Option<(i64, i64)>, Error> {
-        on_pool!(self, pool => {
+        on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new(
                 "SELECT seq, time_ms FROM audit_checkpoints WHERE kind = 'checkpoint' AND chain_id = ",
             );
@@ -322,7 +323,7 @@ impl AuditStore {
 
     /// Writes one checkpoint on its own.
     pub(crate) async fn write_checkpoint(&self, cp: &NewCheckpoint) -> Result<(), Error> {
-        on_pool!(self, pool => {
+        on_pool!(self.pool, pool => {
             insert_checkpoint::<DB>(cp).build().execute(pool).await.map_err(write_failed)?;
         });
         Ok(())
@@ -352,7 +353,7 @@ impl AuditStore {
     /// Records matching `query`: newest first, or oldest first after `query.after_id`; at most
     /// `query.filter.limit` (default 100, capped at 10,000).
     pub async fn search(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, Error> {
-        let raw: Vec<RawRow> = on_pool!(self, pool => {
+        let raw: Vec<RawRow> = on_pool!(self.pool, pool => {
             sql::select_query::<DB>(query)
                 .build_query_as::<RawRow>()
                 .fetch_all(pool)
@@ -364,7 +365,7 @@ impl AuditStore {
 
     /// How many records match `query` (its limit is ignored).
     pub async fn count_matching(&self, query: &AuditQuery) -> Result<u64, Error> {
-        let n: i64 = on_pool!(self, pool => {
+        let n: i64 = on_pool!(self.pool, pool => {
             sql::count_query::<DB>(query)
                 .build_query_scalar()
                 .fetch_one(pool)
@@ -391,7 +392,7 @@ impl AuditStore {
         key: Option<&SigningKey>,
     ) -> Result<PruneReport, Error> {
         let mut report = PruneReport::default();
-        let chains: Vec<String> = on_pool!(self, pool => {
+        let chains: Vec<String> = on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new(
                 "SELECT DISTINCT chain_id FROM audit_records WHERE chain_id IS NOT NULL AND time_ms < ",
             );
@@ -399,7 +400,7 @@ impl AuditStore {
             qb.build_query_scalar().fetch_all(pool).await.map_err(read_failed)?
         });
         for chain_id in chains {
-            let pruned = on_pool!(self, pool => {
+            let pruned = on_pool!(self.pool, pool => {
                 let mut tx = pool.begin_with(BEGIN).await.map_err(write_failed)?;
                 let mut qb = QueryBuilder::<DB>::new(
                     "SELECT MIN(seq) FROM audit_records WHERE chain_id = ",
@@ -454,7 +455,7 @@ impl AuditStore {
                 report.anchors.push((chain_id, seq));
             }
         }
-        report.unchained_deleted = on_pool!(self, pool => {
+        report.unchained_deleted = on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new(
                 "DELETE FROM audit_records WHERE chain_id IS NULL AND time_ms < ",
             );

@@ -15,11 +15,12 @@
 //! rows with its request id: the decision, written before forwarding, and the outcome
 //! (upstream status and latency, what a list call showed), written after. A stored value
 //! that does not parse back is reported as [`Error::Corrupt`]. The schema lives in
-//! `migrations/{sqlite,postgres}` at the workspace root and is applied by [`AuditStore::connect`];
-//! every crate of the workspace embeds the whole folder, so they apply the same set.
+//! `migrations/{sqlite,postgres}/audit` at the workspace root and creates only the audit tables
+//! (`audit_records`, `audit_checkpoints`); [`AuditStore::connect`] applies it.
 //!
-//! SQLite is opened in WAL mode with `synchronous=FULL` (a committed record survives power loss),
-//! a busy timeout and foreign keys on. Postgres cannot store the NUL character in text, so a
+//! The store connects through [`authz_db::connect`]: SQLite in WAL mode with `synchronous=FULL`
+//! (a committed record survives power loss), a busy timeout and foreign keys on; Postgres by a
+//! `postgres://` URL; the first connection fails fast with its real cause. Postgres cannot store the NUL character in text, so a
 //! record containing one is refused with [`Error::Write`] there.
 //!
 //! # Writing: the group-commit writer
@@ -27,8 +28,10 @@
 //! The gateway writes through an [`AuditWriter`]: a task that owns a queue and commits records
 //! in batches (one atomic write per batch), in durable mode (the caller waits for the commit)
 //! or buffered mode (the caller waits only for the queue). See the [`AuditWriter`] docs for
-//! the failure and retry policy. [`AuditStore::append`] and [`AuditStore::append_batch`]
-//! remain for direct writes; their rows are not chained.
+//! the failure and retry policy. There is no other way to write a record in a normal build:
+//! rows written outside a chain would weaken the trail. With the `legacy-rows` feature (tests
+//! and benchmarks only), `AuditStore::append_unchained` and `append_unchained_batch` write rows
+//! without a chain, as a database from before the chain (migration 0003) holds.
 //!
 //! # Tamper evidence
 //!
@@ -80,61 +83,30 @@
 //! # }
 //! ```
 
-/// Runs `$body` once per backend with `$pool` bound to that backend's pool, the type alias `DB`
-/// naming its database and `BEGIN` the statement that starts a write transaction (SQLite:
-/// `BEGIN IMMEDIATE`, which takes the write lock up front so a concurrent writer waits for the
-/// busy timeout instead of failing on upgrade). One body then serves both backends without the
-/// long trait bounds generic code over `sqlx::Database` would need.
-macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.pool {
-            $crate::Pool::Sqlite($pool) => {
-                #[allow(dead_code)]
-                type DB = sqlx::Sqlite;
-                #[allow(dead_code)]
-                const BEGIN: &str = "BEGIN IMMEDIATE";
-                $body
-            }
-            $crate::Pool::Postgres($pool) => {
-                #[allow(dead_code)]
-                type DB = sqlx::Postgres;
-                #[allow(dead_code)]
-                const BEGIN: &str = "BEGIN";
-                $body
-            }
-        }
-    };
-}
-
 mod batch;
 mod chain;
 mod chained;
 mod keys;
 mod row;
 mod sql;
-mod url;
 mod verify;
 mod writer;
 
 use std::time::Duration;
 
+use authz_db::Pool;
 use authz_types::{AuditFilter, AuditRecord};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnection, SqlitePool, SqlitePoolOptions};
-use sqlx::{Connection, Postgres, Sqlite};
+use sqlx::{Postgres, Sqlite};
 
+pub use authz_db::{Backend, redact_url};
 pub use chain::{CheckpointKind, GENESIS_HASH, HashVersion, record_hash, record_hash_with};
 pub use chained::{AuditQuery, PruneReport};
 pub use keys::{PublicKey, SigningKey, write_seed_file};
-pub use url::redact_url;
 pub use verify::{ChainReport, Finding, Tamper, VerifyReport, verify};
 pub use writer::{AuditWriter, WriterConfig, WriterStats};
 
 use row::Columns;
-
-/// How long SQLite waits for another writer's lock before giving up.
-pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors of the audit store. Messages never contain a password: URLs appear redacted.
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +126,12 @@ pub enum Error {
         url_redacted: String,
         #[source]
         source: sqlx::Error,
+    },
+    /// The store could not be opened for a reason the variants above do not name.
+    #[error("cannot open the audit store")]
+    Open {
+        #[source]
+        source: authz_db::Error,
     },
     /// The schema migrations could not be applied.
     #[error("cannot apply the audit store migrations")]
@@ -227,13 +205,6 @@ pub enum Error {
     },
 }
 
-/// Which database a store writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 /// A record as stored, with the id the store gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
@@ -263,12 +234,6 @@ impl Default for StoreOptions {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
 /// The audit store: a connection pool over SQLite or Postgres. Cheap to clone (clones share the
 /// pool).
 #[derive(Debug, Clone)]
@@ -276,18 +241,37 @@ pub struct AuditStore {
     pool: Pool,
 }
 
-fn sqlite_migrator() -> sqlx::migrate::Migrator {
-    let mut m = sqlx::migrate!("../../migrations/sqlite");
-    // A database migrated by a newer release (during a rolling upgrade) has versions this build
-    // does not know; the tables it needs are still there, so that must not stop it.
-    m.set_ignore_missing(true);
-    m
-}
+/// The audit store's tables: `audit_records` and `audit_checkpoints`.
+const SCHEMA: authz_db::Schema = authz_db::Schema {
+    store: "audit",
+    sqlite: || sqlx::migrate!("../../migrations/sqlite/audit"),
+    postgres: || sqlx::migrate!("../../migrations/postgres/audit"),
+};
 
-fn postgres_migrator() -> sqlx::migrate::Migrator {
-    let mut m = sqlx::migrate!("../../migrations/postgres");
-    m.set_ignore_missing(true);
-    m
+impl From<authz_db::Error> for Error {
+    fn from(error: authz_db::Error) -> Self {
+        match error {
+            authz_db::Error::InvalidUrl {
+                url_redacted,
+                reason,
+                source,
+            } => Error::InvalidUrl {
+                url_redacted,
+                reason,
+                source,
+            },
+            authz_db::Error::Connect {
+                url_redacted,
+                source,
+            } => Error::Connect {
+                url_redacted,
+                source,
+            },
+            authz_db::Error::Migrate { source, .. } => Error::Migrate { source },
+            // `authz_db::Error` is non-exhaustive; a future variant still fails closed here.
+            other => Error::Open { source: other },
+        }
+    }
 }
 
 impl AuditStore {
@@ -304,60 +288,23 @@ impl AuditStore {
     /// A first connection is made directly, not through the pool, so an unreachable database
     /// fails fast with its real cause instead of the pool's generic timeout.
     pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self, Error> {
-        let url_redacted = redact_url(url);
-        let timeout = Duration::from_millis(options.acquire_timeout_ms);
-        let connect_err = |source| Error::Connect {
-            url_redacted: url_redacted.clone(),
-            source,
+        let pool_options = authz_db::PoolOptions {
+            max_connections: options.max_connections,
+            acquire_timeout: Duration::from_millis(options.acquire_timeout_ms),
         };
-        let pool = match url::parse(url)? {
-            url::Target::Sqlite(opts) => {
-                let mut conn = within(timeout, SqliteConnection::connect_with(&opts))
-                    .await
-                    .map_err(connect_err)?;
-                sqlite_migrator()
-                    .run(&mut conn)
-                    .await
-                    .map_err(|source| Error::Migrate { source })?;
-                close_quietly(conn).await;
-                Pool::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(options.max_connections.unwrap_or(4))
-                        .acquire_timeout(timeout)
-                        .connect_lazy_with(opts),
-                )
-            }
-            url::Target::Postgres(opts) => {
-                let mut conn = within(timeout, PgConnection::connect_with(&opts))
-                    .await
-                    .map_err(connect_err)?;
-                postgres_migrator()
-                    .run(&mut conn)
-                    .await
-                    .map_err(|source| Error::Migrate { source })?;
-                close_quietly(conn).await;
-                Pool::Postgres(
-                    PgPoolOptions::new()
-                        .max_connections(options.max_connections.unwrap_or(10))
-                        .acquire_timeout(timeout)
-                        .connect_lazy_with(opts),
-                )
-            }
-        };
-        tracing::debug!(url = %url_redacted, "audit store connected and migrated");
+        let pool = authz_db::connect(url, &pool_options, &SCHEMA).await?;
         Ok(Self { pool })
     }
 
     /// Which database this store writes to.
     pub fn backend(&self) -> Backend {
-        match self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
-            Pool::Postgres(_) => Backend::Postgres,
-        }
+        self.pool.backend()
     }
 
-    /// Appends one record and returns its id once it is committed.
-    pub async fn append(&self, record: &AuditRecord) -> Result<i64, Error> {
+    /// Appends one record without a chain, as a database from before migration 0003 holds it,
+    /// and returns its id once it is committed. For tests of legacy rows only.
+    #[cfg(feature = "legacy-rows")]
+    pub async fn append_unchained(&self, record: &AuditRecord) -> Result<i64, Error> {
         let rows = [Columns::new(record)?];
         let id = match &self.pool {
             Pool::Sqlite(pool) => {
@@ -377,9 +324,11 @@ impl AuditStore {
         Ok(id)
     }
 
-    /// Appends many records in one transaction, with multi-row inserts of at most
-    /// 1000 rows each. Either every record is committed or none is.
-    pub async fn append_batch(&self, records: &[AuditRecord]) -> Result<(), Error> {
+    /// Appends many records without a chain in one transaction, with multi-row inserts of at
+    /// most 1000 rows each; either every record is committed or none is. For tests and the
+    /// ingest benchmark's baseline only.
+    #[cfg(feature = "legacy-rows")]
+    pub async fn append_unchained_batch(&self, records: &[AuditRecord]) -> Result<(), Error> {
         if records.is_empty() {
             return Ok(());
         }
@@ -440,19 +389,15 @@ impl AuditStore {
 
     /// A cheap liveness probe (`SELECT 1`), for readiness checks.
     pub async fn ping(&self) -> Result<(), Error> {
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-            Pool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-        }
-        .map_err(|source| Error::Read { source })
+        self.pool
+            .ping()
+            .await
+            .map_err(|source| Error::Read { source })
     }
 
     /// Closes the pool, waiting for connections in use to be returned. Later calls fail.
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(pool) => pool.close().await,
-            Pool::Postgres(pool) => pool.close().await,
-        }
+        self.pool.close().await
     }
 }
 
@@ -463,28 +408,6 @@ fn read_failed(source: sqlx::Error) -> Error {
 fn write_failed(source: sqlx::Error) -> Error {
     tracing::warn!(error = %source, "audit record write failed");
     Error::Write { source }
-}
-
-/// Runs a connection attempt with a deadline, reporting a timeout as an IO error so it keeps its
-/// meaning in the error chain.
-async fn within<T>(
-    timeout: Duration,
-    attempt: impl Future<Output = Result<T, sqlx::Error>>,
-) -> Result<T, sqlx::Error> {
-    tokio::time::timeout(timeout, attempt).await.map_err(|_| {
-        sqlx::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "connection attempt timed out",
-        ))
-    })?
-}
-
-/// Closes a setup connection. A failure to say goodbye politely does not matter: the schema is
-/// already committed and the pool opens its own connections.
-async fn close_quietly(conn: impl Connection) {
-    if let Err(error) = conn.close().await {
-        tracing::debug!(%error, "closing the migration connection failed");
-    }
 }
 
 #[cfg(test)]

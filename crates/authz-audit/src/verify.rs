@@ -40,6 +40,7 @@ use crate::chained::hash32;
 use crate::keys::PublicKey;
 use crate::row::{RawRow, SELECT_COLUMNS};
 use crate::{AuditStore, Error, read_failed};
+use authz_db::on_pool;
 
 /// Rows read per query while walking a chain.
 const PAGE: i64 = 2_000;
@@ -425,14 +426,14 @@ impl AuditStore {
     async fn chain_ids(&self) -> Result<Vec<String>, Error> {
         const SQL: &str = "SELECT chain_id FROM audit_records WHERE chain_id IS NOT NULL \
              UNION SELECT chain_id FROM audit_checkpoints ORDER BY 1";
-        on_pool!(self, pool => {
+        on_pool!(self.pool, pool => {
             sqlx::query_scalar::<DB, String>(SQL).fetch_all(pool).await.map_err(read_failed)
         })
     }
 
     async fn unchained_count(&self) -> Result<u64, Error> {
         const SQL: &str = "SELECT COUNT(*) FROM audit_records WHERE chain_id IS NULL";
-        let n: i64 = on_pool!(self, pool => {
+        let n: i64 = on_pool!(self.pool, pool => {
             sqlx::query_scalar::<DB, i64>(SQL).fetch_one(pool).await.map_err(read_failed)?
         });
         Ok(u64::try_from(n).unwrap_or_default())
@@ -445,7 +446,7 @@ impl AuditStore {
         kind: CheckpointKind,
         from_seq: i64,
     ) -> Result<Vec<CheckpointRow>, Error> {
-        on_pool!(self, pool => {
+        on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new(
                 "SELECT id, seq, hash, time_ms, signature FROM audit_checkpoints WHERE chain_id = ",
             );
@@ -461,7 +462,7 @@ impl AuditStore {
 
     /// The next page of a chain after `after_seq`, in seq order.
     async fn chain_page(&self, chain_id: &str, after_seq: i64) -> Result<Vec<ChainRow>, Error> {
-        on_pool!(self, pool => {
+        on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new(format!(
                 "SELECT {SELECT_COLUMNS}, seq, prev_hash, hash, \
                  CAST(hash_version AS BIGINT) AS hash_version FROM audit_records WHERE chain_id = "
@@ -481,7 +482,7 @@ impl AuditStore {
         chain_id: &str,
         up_to: i64,
     ) -> Result<Option<(i64, i64)>, Error> {
-        on_pool!(self, pool => {
+        on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new("SELECT id, seq FROM audit_records WHERE chain_id = ");
             qb.push_bind(chain_id);
             qb.push(" AND seq <= ");
@@ -497,7 +498,7 @@ impl AuditStore {
         chain_id: &str,
         hash: &[u8; 32],
     ) -> Result<Option<(i64, i64)>, Error> {
-        on_pool!(self, pool => {
+        on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new("SELECT id, seq FROM audit_records WHERE chain_id = ");
             qb.push_bind(chain_id);
             qb.push(" AND hash = ");
@@ -514,7 +515,7 @@ impl AuditStore {
         prev: &[u8; 32],
         after_seq: i64,
     ) -> Result<Option<(i64, i64)>, Error> {
-        on_pool!(self, pool => {
+        on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new("SELECT id, seq FROM audit_records WHERE chain_id = ");
             qb.push_bind(chain_id);
             qb.push(" AND prev_hash = ");
@@ -528,7 +529,7 @@ impl AuditStore {
 
     /// The id of the record at `seq`.
     async fn id_at(&self, chain_id: &str, seq: i64) -> Result<Option<i64>, Error> {
-        on_pool!(self, pool => {
+        on_pool!(self.pool, pool => {
             let mut qb = QueryBuilder::<DB>::new("SELECT id FROM audit_records WHERE chain_id = ");
             qb.push_bind(chain_id);
             qb.push(" AND seq = ");

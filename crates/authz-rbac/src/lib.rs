@@ -172,17 +172,17 @@ pub enum Error {
     AlreadyExists,
     #[error("not supported: {operation}")]
     Unsupported { operation: String },
-    #[error("unsupported database URL (expected sqlite: or postgres:)")]
-    UnsupportedUrl,
+    /// The policy store could not be opened: its URL is not one the stores understand, the
+    /// database is unreachable, or its migrations failed.
+    #[error("cannot open the policy store")]
+    Open {
+        #[source]
+        source: authz_db::Error,
+    },
     #[error("policy database error")]
     Database {
         #[source]
         source: sqlx::Error,
-    },
-    #[error("policy database migration failed")]
-    Migrate {
-        #[source]
-        source: sqlx::migrate::MigrateError,
     },
     #[error("Casbin failed to load the policy")]
     Casbin {

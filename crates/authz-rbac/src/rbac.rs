@@ -651,17 +651,7 @@ pub(crate) fn fingerprint<'a>(contents: impl Iterator<Item = &'a [u8]>) -> u64 {
     hasher.finish()
 }
 
-/// An error and its causes on one line, for [`WatchStatus::last_error`].
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use authz_db::error_chain;
 
 /// The objects an operation needs permission on.
 enum Objects {

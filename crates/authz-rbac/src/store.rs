@@ -7,14 +7,12 @@
 //! to (delivered on commit only; see [`crate::Rbac::spawn_watcher`]).
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 
+use authz_db::Pool;
 use authz_types::Effect;
 use sqlx::Row;
-use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::postgres::PgPool;
 
 use crate::rule::{format_line, stored_subject};
 use crate::{Error, LocatedPolicy, Origin, PolicyRule, PolicySet, RoleAssignment, check_role_name};
@@ -22,21 +20,12 @@ use crate::{Error, LocatedPolicy, Origin, PolicyRule, PolicySet, RoleAssignment,
 /// The Postgres channel every policy change is announced on; the payload is the new revision.
 pub const POLICY_NOTIFY_CHANNEL: &str = "authz_policy_changed";
 
-// Both folders hold every migration of the workspace (audit and policy alike), so whichever crate
-// connects first brings the database to the same version.
-fn sqlite_migrator() -> Migrator {
-    let mut m = sqlx::migrate!("../../migrations/sqlite");
-    // A database migrated by a newer release (during a rolling upgrade) has versions this build
-    // does not know; the tables it needs are still there, so that must not stop it.
-    m.set_ignore_missing(true);
-    m
-}
-
-fn postgres_migrator() -> Migrator {
-    let mut m = sqlx::migrate!("../../migrations/postgres");
-    m.set_ignore_missing(true);
-    m
-}
+/// The policy store's tables: `casbin_rule`, `policy_revision`, `policy_history`, `policy_role`.
+const SCHEMA: authz_db::Schema = authz_db::Schema {
+    store: "policy",
+    sqlite: || sqlx::migrate!("../../migrations/sqlite/policy"),
+    postgres: || sqlx::migrate!("../../migrations/postgres/policy"),
+};
 
 // `$N` placeholders are understood by both SQLite and Postgres, so the statements are shared;
 // only the Postgres notification differs.
@@ -103,65 +92,24 @@ pub struct RoleDeletion {
 /// A policy store in SQLite or Postgres. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
 pub struct PolicyStore {
-    backend: Backend,
+    pool: Pool,
     /// Who the history names for changes made through this handle.
     actor: Arc<str>,
-}
-
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
 }
 
 /// One row of `casbin_rule` as stored: the type and its six value columns.
 type Row7 = [String; 7];
 
 impl PolicyStore {
-    /// Connects to `sqlite://path?mode=rwc` (WAL journal) or `postgres://...` and applies the
-    /// workspace migrations.
+    /// Connects to `sqlite:PATH` / `sqlite://PATH[?mode=…]` or `postgres://...` through
+    /// [`authz_db::connect`] (durable SQLite, fail-fast first connection) and applies this
+    /// store's migrations, which create only the policy tables.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|source| Error::Database { source })?
-                .journal_mode(SqliteJournalMode::Wal);
-            let pool = SqlitePoolOptions::new()
-                .connect_with(options)
-                .await
-                .map_err(|source| Error::Database { source })?;
-            Self::from_sqlite_pool(pool).await
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = PgPoolOptions::new()
-                .max_connections(4)
-                .connect(url)
-                .await
-                .map_err(|source| Error::Database { source })?;
-            Self::from_pg_pool(pool).await
-        } else {
-            Err(Error::UnsupportedUrl)
-        }
-    }
-
-    /// Uses an existing SQLite pool (set WAL on it yourself) and applies the migrations.
-    pub async fn from_sqlite_pool(pool: SqlitePool) -> Result<Self, Error> {
-        sqlite_migrator()
-            .run(&pool)
+        let pool = authz_db::connect(url, &authz_db::PoolOptions::default(), &SCHEMA)
             .await
-            .map_err(|source| Error::Migrate { source })?;
+            .map_err(|source| Error::Open { source })?;
         Ok(Self {
-            backend: Backend::Sqlite(pool),
-            actor: Arc::from(UNKNOWN_ACTOR),
-        })
-    }
-
-    /// Uses an existing Postgres pool and applies the migrations.
-    pub async fn from_pg_pool(pool: PgPool) -> Result<Self, Error> {
-        postgres_migrator()
-            .run(&pool)
-            .await
-            .map_err(|source| Error::Migrate { source })?;
-        Ok(Self {
-            backend: Backend::Postgres(pool),
+            pool,
             actor: Arc::from(UNKNOWN_ACTOR),
         })
     }
@@ -171,7 +119,7 @@ impl PolicyStore {
     /// says [`UNKNOWN_ACTOR`].
     pub fn with_actor(&self, actor: &str) -> Self {
         Self {
-            backend: self.backend.clone(),
+            pool: self.pool.clone(),
             actor: Arc::from(actor),
         }
     }
@@ -183,22 +131,16 @@ impl PolicyStore {
 
     /// Whether this store is Postgres (which announces changes with `NOTIFY`).
     pub fn is_postgres(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
+        self.pool.postgres().is_some()
     }
 
     pub(crate) fn pg_pool(&self) -> Option<&PgPool> {
-        match &self.backend {
-            Backend::Postgres(pool) => Some(pool),
-            Backend::Sqlite(_) => None,
-        }
+        self.pool.postgres()
     }
 
     /// Closes the connection pool (waits for connections in use to be returned).
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(pool) => pool.close().await,
-            Backend::Postgres(pool) => pool.close().await,
-        }
+        self.pool.close().await
     }
 
     /// Adds a `p` rule for a role, or for a token subject written `user:<sub>`. The pattern must
@@ -336,9 +278,9 @@ impl PolicyStore {
                     .map_err(db)
             }};
         }
-        match &self.backend {
-            Backend::Sqlite(pool) => read!(pool),
-            Backend::Postgres(pool) => read!(pool),
+        match &self.pool {
+            Pool::Sqlite(pool) => read!(pool),
+            Pool::Postgres(pool) => read!(pool),
         }
     }
 
@@ -372,9 +314,9 @@ impl PolicyStore {
                     .map_err(db)
             }};
         }
-        match &self.backend {
-            Backend::Sqlite(pool) => read!(pool),
-            Backend::Postgres(pool) => read!(pool),
+        match &self.pool {
+            Pool::Sqlite(pool) => read!(pool),
+            Pool::Postgres(pool) => read!(pool),
         }
     }
 
@@ -391,9 +333,9 @@ impl PolicyStore {
 
     /// The current policy revision (0 for an empty, never changed store).
     pub async fn revision(&self) -> Result<i64, Error> {
-        let revision = match &self.backend {
-            Backend::Sqlite(pool) => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await,
-            Backend::Postgres(pool) => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await,
+        let revision = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await,
+            Pool::Postgres(pool) => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await,
         };
         revision.map_err(|source| Error::Database { source })
     }
@@ -463,10 +405,10 @@ impl PolicyStore {
                 (rows, revision)
             }};
         }
-        let (rows, revision) = match &self.backend {
+        let (rows, revision) = match &self.pool {
             // In WAL mode a read transaction sees one consistent snapshot from its first read.
-            Backend::Sqlite(pool) => read!(pool.begin()),
-            Backend::Postgres(pool) => {
+            Pool::Sqlite(pool) => read!(pool.begin()),
+            Pool::Postgres(pool) => {
                 read!(pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
             }
         };
@@ -619,9 +561,9 @@ impl PolicyStore {
                 Ok((revision, lines))
             }};
         }
-        match &self.backend {
-            Backend::Sqlite(pool) => run!(pool, false),
-            Backend::Postgres(pool) => run!(pool, true),
+        match &self.pool {
+            Pool::Sqlite(pool) => run!(pool, false),
+            Pool::Postgres(pool) => run!(pool, true),
         }
     }
 }

@@ -12,7 +12,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use sqlx::postgres::{PgListener, PgNotification, PgPool};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
 use crate::rbac::{Marker, Source, error_chain, fingerprint, read_files};
@@ -91,42 +93,48 @@ impl Rbac {
 type FileStat = Option<(SystemTime, u64)>;
 
 async fn watch(rbac: Rbac, config: WatchConfig) {
-    let mut ticker = tokio::time::interval(config.poll_interval.max(Duration::from_millis(10)));
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let pool = match &rbac.inner.source {
         Source::Store { store, .. } if config.pg_listen => store.pg_pool().cloned(),
         _ => None,
     };
-    let mut listener: Option<PgListener> = None;
-    let mut seen_files: Option<Vec<FileStat>> = None;
     tracing::info!(
         poll_interval_ms = u64::try_from(config.poll_interval.as_millis()).unwrap_or(u64::MAX),
         pg_listen = pool.is_some(),
         "policy watcher started"
     );
-    loop {
-        if listener.is_none()
-            && let Some(pool) = &pool
-        {
-            listener = listen(pool).await;
-            rbac.lock_status().listening = listener.is_some();
+    let changed = Arc::new(Notify::new());
+    // The listener runs in this task, so aborting the watcher stops it too.
+    let listener = async {
+        match pool {
+            Some(pool) => {
+                let status = rbac.clone();
+                authz_db::follow_channel(
+                    pool,
+                    POLICY_NOTIFY_CHANNEL,
+                    Arc::clone(&changed),
+                    config.poll_interval.max(Duration::from_secs(1)),
+                    move |listening| status.lock_status().listening = listening,
+                )
+                .await;
+            }
+            None => std::future::pending().await,
         }
+    };
+    tokio::select! {
+        () = listener => {}
+        () = poll(&rbac, &config, &changed) => {}
+    }
+}
+
+/// Checks the source every poll interval, and at once when the listener announces a change.
+async fn poll(rbac: &Rbac, config: &WatchConfig, changed: &Notify) {
+    let mut ticker = tokio::time::interval(config.poll_interval.max(Duration::from_millis(10)));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut seen_files: Option<Vec<FileStat>> = None;
+    loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            received = next_notification(&mut listener) => match received {
-                Ok(notification) => tracing::debug!(
-                    revision = notification.payload(),
-                    "policy change announced"
-                ),
-                Err(error) => {
-                    tracing::warn!(
-                        error = &error as &dyn std::error::Error,
-                        "lost the policy notification listener; polling until it is back"
-                    );
-                    listener = None;
-                    rbac.lock_status().listening = false;
-                }
-            },
+            () = changed.notified() => tracing::debug!("policy change announced"),
         }
         match &rbac.inner.source {
             Source::Store { store, .. } => {
@@ -150,10 +158,10 @@ async fn watch(rbac: Rbac, config: WatchConfig) {
                         continue;
                     }
                 };
-                reload_if_new(&rbac, Marker::Revision(revision)).await;
+                reload_if_new(rbac, Marker::Revision(revision)).await;
             }
             Source::Files { model, policies } if config.watch_files => {
-                check_files(&rbac, model, policies, &mut seen_files).await;
+                check_files(rbac, model, policies, &mut seen_files).await;
             }
             Source::Files { .. } => {}
         }
@@ -211,40 +219,5 @@ async fn check_files(
             status.check_error = Some(error_chain(&error));
             status.last_check_ms = Some(now);
         }
-    }
-}
-
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let connected = async {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(POLICY_NOTIFY_CHANNEL).await?;
-        Ok::<_, sqlx::Error>(listener)
-    }
-    .await;
-    match connected {
-        Ok(listener) => {
-            tracing::debug!(
-                channel = POLICY_NOTIFY_CHANNEL,
-                "listening for policy changes"
-            );
-            Some(listener)
-        }
-        Err(error) => {
-            tracing::warn!(
-                error = &error as &dyn std::error::Error,
-                "cannot listen for policy change notifications; polling instead"
-            );
-            None
-        }
-    }
-}
-
-/// The next notification, or never when there is no listener.
-async fn next_notification(
-    listener: &mut Option<PgListener>,
-) -> Result<PgNotification, sqlx::Error> {
-    match listener {
-        Some(listener) => listener.recv().await,
-        None => std::future::pending().await,
     }
 }

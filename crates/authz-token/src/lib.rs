@@ -245,20 +245,18 @@ pub enum Error {
         #[source]
         source: josekit::JoseError,
     },
-    /// A revocation store URL is neither `sqlite:` nor `postgres:`.
-    #[error("unsupported revocation store URL (expected sqlite:PATH or postgres://...)")]
-    UnsupportedDatabaseUrl,
+    /// The revocation store could not be opened: its URL is not one the stores understand, the
+    /// database is unreachable, or its migrations failed.
+    #[error("cannot open the revocation store")]
+    Open {
+        #[source]
+        source: authz_db::Error,
+    },
     /// The revocation store failed.
     #[error("revocation store operation failed")]
     Database {
         #[source]
         source: sqlx::Error,
-    },
-    /// Applying the database migrations failed.
-    #[error("migrating the revocation store failed")]
-    Migrate {
-        #[source]
-        source: sqlx::migrate::MigrateError,
     },
     /// A revocation request is invalid.
     #[error("invalid revocation: {problem}")]

@@ -16,19 +16,15 @@
 //! on Postgres) and reloads the whole snapshot when it changes.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use authz_db::{Pool, error_chain, on_pool};
 use authz_types::Principal;
 use sqlx::Row;
-use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::Error;
-use crate::jwks::error_chain;
 
 /// The Postgres channel every revocation change is announced on; the payload is the new revision.
 pub const REVOCATION_NOTIFY_CHANNEL: &str = "authz_revocation_changed";
@@ -37,12 +33,12 @@ pub const REVOCATION_NOTIFY_CHANNEL: &str = "authz_revocation_changed";
 /// replica's memory.
 const MAX_FIELD_BYTES: usize = 4096;
 
-fn migrator(mut m: Migrator) -> Migrator {
-    // A database migrated by a newer release (during a rolling upgrade) has versions this build
-    // does not know; the tables it needs are still there, so that must not stop it.
-    m.set_ignore_missing(true);
-    m
-}
+/// The revocation store's tables: `revoked_token`, `revoked_subject`, `revocation_revision`.
+const SCHEMA: authz_db::Schema = authz_db::Schema {
+    store: "revocation",
+    sqlite: || sqlx::migrate!("../../migrations/sqlite/revocation"),
+    postgres: || sqlx::migrate!("../../migrations/postgres/revocation"),
+};
 
 // `$N` placeholders are understood by both SQLite and Postgres, so the statements are shared.
 const UPSERT_TOKEN: &str = "INSERT INTO revoked_token (jti, expires_at, revoked_at_ms) \
@@ -81,27 +77,10 @@ pub enum Revocation {
     },
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-/// Runs `$body` with `$pool` bound to the store's pool, whichever backend it is: the statements
-/// are the same text on both, only the pool type differs.
-macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match &$store.backend {
-            Backend::Sqlite($pool) => $body,
-            Backend::Postgres($pool) => $body,
-        }
-    };
-}
-
 /// The revocation store in SQLite or Postgres. Cheap to clone (a connection pool inside).
 #[derive(Debug, Clone)]
 pub struct RevocationStore {
-    backend: Backend,
+    pool: Pool,
 }
 
 fn db(source: sqlx::Error) -> Error {
@@ -121,57 +100,19 @@ fn check_field(value: &str, what: &'static str) -> Result<(), Error> {
 }
 
 impl RevocationStore {
-    /// Connects to `sqlite://path?mode=rwc` / `sqlite:path` (WAL journal) or `postgres://...`
-    /// and applies the workspace migrations.
+    /// Connects to `sqlite:PATH` / `sqlite://PATH[?mode=…]` or `postgres://...` through
+    /// [`authz_db::connect`] (durable SQLite, fail-fast first connection) and applies this
+    /// store's migrations, which create only the revocation tables.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(db)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await
-                .map_err(db)?;
-            Self::from_sqlite_pool(pool).await
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = PgPoolOptions::new()
-                .max_connections(4)
-                .connect(url)
-                .await
-                .map_err(db)?;
-            Self::from_pg_pool(pool).await
-        } else {
-            Err(Error::UnsupportedDatabaseUrl)
-        }
-    }
-
-    /// Uses an existing SQLite pool (set WAL on it yourself) and applies the migrations.
-    pub async fn from_sqlite_pool(pool: SqlitePool) -> Result<Self, Error> {
-        migrator(sqlx::migrate!("../../migrations/sqlite"))
-            .run(&pool)
+        let pool = authz_db::connect(url, &authz_db::PoolOptions::default(), &SCHEMA)
             .await
-            .map_err(|source| Error::Migrate { source })?;
-        Ok(Self {
-            backend: Backend::Sqlite(pool),
-        })
-    }
-
-    /// Uses an existing Postgres pool and applies the migrations.
-    pub async fn from_pg_pool(pool: PgPool) -> Result<Self, Error> {
-        migrator(sqlx::migrate!("../../migrations/postgres"))
-            .run(&pool)
-            .await
-            .map_err(|source| Error::Migrate { source })?;
-        Ok(Self {
-            backend: Backend::Postgres(pool),
-        })
+            .map_err(|source| Error::Open { source })?;
+        Ok(Self { pool })
     }
 
     /// Closes the connection pool (waits for connections in use to be returned).
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        on_pool!(self.pool, pool => pool.close().await)
     }
 
     /// Revokes the token with this `jti` until `expires_at` (its `exp`, Unix seconds). Revoking
@@ -214,8 +155,8 @@ impl RevocationStore {
 
     async fn write(&self, revocation: Revocation) -> Result<i64, Error> {
         let now_ms = authz_types::now_unix_ms();
-        let revision = match &self.backend {
-            Backend::Sqlite(pool) => {
+        let revision = match &self.pool {
+            Pool::Sqlite(pool) => {
                 // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy
                 // timeout) instead of failing when a deferred transaction upgrades.
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
@@ -231,7 +172,7 @@ impl RevocationStore {
                 tx.commit().await.map_err(db)?;
                 revision
             }
-            Backend::Postgres(pool) => {
+            Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(db)?;
                 bind_write::<sqlx::Postgres>(&revocation, now_ms)
                     .execute(&mut *tx)
@@ -266,14 +207,15 @@ impl RevocationStore {
 
     /// The current revision (0 for a store that was never written).
     pub async fn revision(&self) -> Result<i64, Error> {
-        on_pool!(self, pool => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await).map_err(db)
+        on_pool!(self.pool, pool => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await)
+            .map_err(db)
     }
 
     /// Every revocation still in force at `now` (Unix seconds), with the revision it was read
     /// at (read first, so a concurrent write is at worst seen twice, never missed).
     pub async fn list(&self, now: i64) -> Result<(i64, Vec<Revocation>), Error> {
         let revision = self.revision().await?;
-        let (tokens, subjects) = on_pool!(self, pool => (
+        let (tokens, subjects) = on_pool!(self.pool, pool => (
             sqlx::query(READ_TOKENS)
                 .bind(now)
                 .fetch_all(pool)
@@ -301,7 +243,7 @@ impl RevocationStore {
     pub async fn prune(&self, now: i64) -> Result<u64, Error> {
         let mut n = 0;
         for sql in [PRUNE_TOKENS, PRUNE_SUBJECTS] {
-            n += on_pool!(self, pool => sqlx::query(sql)
+            n += on_pool!(self.pool, pool => sqlx::query(sql)
                 .bind(now)
                 .execute(pool)
                 .await
@@ -496,10 +438,14 @@ impl RevocationList {
         let list = Self::load(&store).await?;
         let changed = Arc::new(tokio::sync::Notify::new());
         let mut tasks = Vec::new();
-        if let (Backend::Postgres(pool), true) = (&store.backend, options.listen) {
-            tasks.push(tokio::spawn(listen_loop(
+        if let (Some(pool), true) = (store.pool.postgres(), options.listen) {
+            // Re-created at most every ten seconds while Postgres is away; polling covers the gap.
+            tasks.push(tokio::spawn(authz_db::follow_channel(
                 pool.clone(),
+                REVOCATION_NOTIFY_CHANNEL,
                 Arc::clone(&changed),
+                Duration::from_secs(10),
+                |_| {},
             )));
         }
         tasks.push(tokio::spawn(follow_loop(
@@ -616,43 +562,6 @@ async fn follow_loop(
         if let Err(err) = list.refresh(&store).await {
             tracing::warn!(error = %error_chain(&err), "revocation store unreachable; keeping the last revocation list");
         }
-    }
-}
-
-/// Listens on [`REVOCATION_NOTIFY_CHANNEL`] and wakes the follower on every notification (and
-/// on a lost connection, since a notification may have been missed). Polling covers the time
-/// while the listener is down; it is re-created at most every ten seconds.
-async fn listen_loop(pool: PgPool, changed: Arc<tokio::sync::Notify>) {
-    let retry = Duration::from_secs(10);
-    loop {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(l) => l,
-            Err(err) => {
-                tracing::warn!(error = %error_chain(&err), "cannot LISTEN for revocations; polling only");
-                tokio::time::sleep(retry).await;
-                continue;
-            }
-        };
-        if let Err(err) = listener.listen(REVOCATION_NOTIFY_CHANNEL).await {
-            tracing::warn!(error = %error_chain(&err), "cannot LISTEN for revocations; polling only");
-            tokio::time::sleep(retry).await;
-            continue;
-        }
-        tracing::debug!(
-            channel = REVOCATION_NOTIFY_CHANNEL,
-            "listening for revocations"
-        );
-        loop {
-            match listener.try_recv().await {
-                // `None` is a lost connection that sqlx re-establishes on the next call.
-                Ok(_) => changed.notify_one(),
-                Err(err) => {
-                    tracing::warn!(error = %error_chain(&err), "revocation listener failed; polling only");
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(retry).await;
     }
 }
 

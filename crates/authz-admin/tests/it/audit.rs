@@ -56,15 +56,15 @@ async fn audit_list_filters_and_formats() {
     let url = sqlite_url(dir.path(), "audit.db");
     let store = AuditStore::connect(&url).await.expect("audit store");
     store
-        .append(&record("bob", Effect::Allow, "list_tickets", 180))
+        .append_unchained(&record("bob", Effect::Allow, "list_tickets", 180))
         .await
         .expect("append");
     store
-        .append(&record("alice", Effect::Allow, "get_ticket", 10))
+        .append_unchained(&record("alice", Effect::Allow, "get_ticket", 10))
         .await
         .expect("append");
     store
-        .append(&record("alice", Effect::Deny, "delete_ticket", 1))
+        .append_unchained(&record("alice", Effect::Deny, "delete_ticket", 1))
         .await
         .expect("append");
     let mut anonymous = AuditRecord::unauthenticated(
@@ -75,7 +75,7 @@ async fn audit_list_filters_and_formats() {
         401,
     );
     anonymous.time_ms = now_unix_ms() - 30 * MINUTE_MS;
-    store.append(&anonymous).await.expect("append");
+    store.append_unchained(&anonymous).await.expect("append");
     store.close().await;
 
     let db = ["--database-url", url.as_str()];

@@ -89,7 +89,12 @@ fn store_errors_redact_passwords_and_exit_1() {
         ),
         "{err}"
     );
-    assert!(err.contains("caused by: unsupported database URL"), "{err}");
+    assert!(
+        err.contains(
+            "caused by: invalid store URL mysql://admin:***@db.example/authz: unsupported scheme"
+        ),
+        "{err}"
+    );
     assert!(!err.contains("s3cret"), "{err}");
     assert!(
         !err.contains("backtrace") && !err.contains("panicked"),

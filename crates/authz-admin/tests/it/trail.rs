@@ -233,7 +233,7 @@ async fn tail_prints_the_newest_and_follows_new_records() {
     let store = AuditStore::connect(&url).await.expect("audit store");
     for (subject, tool, minutes_ago) in [("bob", "a", 30), ("alice", "b", 20), ("alice", "c", 10)] {
         store
-            .append(&record(subject, Effect::Allow, tool, minutes_ago))
+            .append_unchained(&record(subject, Effect::Allow, tool, minutes_ago))
             .await
             .expect("append");
     }
@@ -302,7 +302,7 @@ async fn tail_prints_the_newest_and_follows_new_records() {
         first_poll.notified().await;
         for subject in ["bob", "alice"] {
             store
-                .append(&record(subject, Effect::Deny, "late", 0))
+                .append_unchained(&record(subject, Effect::Deny, "late", 0))
                 .await
                 .expect("append");
         }
@@ -330,7 +330,10 @@ async fn export_writes_every_matching_record_in_each_format() {
     let filler: Vec<AuditRecord> = (0..1_200)
         .map(|i| record("filler", Effect::Allow, &format!("f{i}"), 60))
         .collect();
-    store.append_batch(&filler).await.expect("append batch");
+    store
+        .append_unchained_batch(&filler)
+        .await
+        .expect("append batch");
     let mut acme = record("alice", Effect::Allow, "get_ticket", 30);
     acme.tenant = Some("acme".into());
     let formula = record("bob", Effect::Deny, "=HYPERLINK(\"x\")", 20);
@@ -339,7 +342,7 @@ async fn export_writes_every_matching_record_in_each_format() {
     denied.matched_rule =
         Some("p, ticket-admin, default, tool:tickets/delete_*, call, deny".into());
     for r in [&acme, &formula, &denied] {
-        store.append(r).await.expect("append");
+        store.append_unchained(r).await.expect("append");
     }
     store.close().await;
     let export = |extra: &[&'static str]| -> Vec<String> {
@@ -463,7 +466,7 @@ async fn prune_deletes_old_records_and_the_rest_still_verifies() {
     // An old record written without a chain goes as well.
     let store = AuditStore::connect(&url).await.expect("audit store");
     store
-        .append(&record("old", Effect::Deny, "x", 300))
+        .append_unchained(&record("old", Effect::Deny, "x", 300))
         .await
         .expect("append");
     store.close().await;

@@ -139,8 +139,11 @@ async fn round_trips_full_and_minimal_records(db: &TestDb) {
     let s = &db.store;
     let full_record = full("full");
     let minimal_record = minimal("minimal");
-    let id_full = s.append(&full_record).await.expect("append full");
-    let id_min = s.append(&minimal_record).await.expect("append minimal");
+    let id_full = s.append_unchained(&full_record).await.expect("append full");
+    let id_min = s
+        .append_unchained(&minimal_record)
+        .await
+        .expect("append minimal");
     assert!(id_min > id_full, "ids increase: {id_full} then {id_min}");
 
     let got = s.query(&by_request("full")).await.expect("query");
@@ -159,7 +162,7 @@ async fn round_trips_full_and_minimal_records(db: &TestDb) {
         kind: RecordKind::Decision,
         ..full("full-decision")
     };
-    s.append_batch(&[outcome.clone(), decision.clone()])
+    s.append_unchained_batch(&[outcome.clone(), decision.clone()])
         .await
         .expect("batch");
     for want in [&outcome, &decision] {
@@ -183,7 +186,7 @@ async fn round_trips_full_and_minimal_records(db: &TestDb) {
             r
         })
         .collect();
-    s.append_batch(&records).await.expect("batch");
+    s.append_unchained_batch(&records).await.expect("batch");
     for (i, want) in records.iter().enumerate() {
         let got = s
             .query(&by_request(&format!("reason-{i}")))
@@ -202,15 +205,15 @@ async fn round_trips_full_and_minimal_records(db: &TestDb) {
 async fn queries_filter_and_order_newest_first(db: &TestDb) {
     let s = &db.store;
     let records: Vec<AuditRecord> = (0..30).map(numbered).collect();
-    s.append_batch(&records).await.expect("batch");
+    s.append_unchained_batch(&records).await.expect("batch");
     // Two records in the same millisecond: the later insert counts as newer.
     let mut tie_a = numbered(100);
     tie_a.time_ms = 5_000;
     tie_a.request_id = "tie-a".into();
     let mut tie_b = tie_a.clone();
     tie_b.request_id = "tie-b".into();
-    let id_a = s.append(&tie_a).await.expect("a");
-    let id_b = s.append(&tie_b).await.expect("b");
+    let id_a = s.append_unchained(&tie_a).await.expect("a");
+    let id_b = s.append_unchained(&tie_b).await.expect("b");
 
     let all = s.query(&AuditFilter::default()).await.expect("all");
     assert_eq!(all.len(), 32);
@@ -327,7 +330,7 @@ async fn queries_filter_and_order_newest_first(db: &TestDb) {
 async fn limit_defaults_to_100_and_is_capped(db: &TestDb) {
     let s = &db.store;
     let records: Vec<AuditRecord> = (0..10_001).map(numbered).collect();
-    s.append_batch(&records).await.expect("batch");
+    s.append_unchained_batch(&records).await.expect("batch");
     assert_eq!(
         s.query(&AuditFilter::default()).await.expect("q").len(),
         100
@@ -344,7 +347,7 @@ async fn limit_defaults_to_100_and_is_capped(db: &TestDb) {
 async fn batch_crosses_chunk_boundaries(db: &TestDb) {
     let s = &db.store;
     let records: Vec<AuditRecord> = (0..2_500).map(numbered).collect();
-    s.append_batch(&records).await.expect("batch");
+    s.append_unchained_batch(&records).await.expect("batch");
     assert_eq!(
         s.count(&AuditFilter::default()).await.expect("count"),
         2_500
@@ -368,7 +371,10 @@ async fn batch_crosses_chunk_boundaries(db: &TestDb) {
 }
 
 async fn empty_batch_writes_nothing(db: &TestDb) {
-    db.store.append_batch(&[]).await.expect("empty batch");
+    db.store
+        .append_unchained_batch(&[])
+        .await
+        .expect("empty batch");
     assert_eq!(
         db.store
             .count(&AuditFilter::default())
@@ -403,12 +409,17 @@ async fn failed_batch_commits_nothing(db: &TestDb) {
     let mut records: Vec<AuditRecord> = (0..2_500).map(numbered).collect();
     // In the third statement, after two chunks were already inserted.
     records[2_100].request_id = "poison".into();
-    let err = s.append_batch(&records).await.expect_err("poisoned batch");
+    let err = s
+        .append_unchained_batch(&records)
+        .await
+        .expect_err("poisoned batch");
     assert!(matches!(err, Error::Write { .. }), "{err:?}");
     assert_eq!(s.count(&AuditFilter::default()).await.expect("count"), 0);
     // The store is still usable afterwards.
     records[2_100].request_id = "fine".into();
-    s.append_batch(&records).await.expect("clean batch");
+    s.append_unchained_batch(&records)
+        .await
+        .expect("clean batch");
     assert_eq!(
         s.count(&AuditFilter::default()).await.expect("count"),
         2_500
@@ -419,7 +430,7 @@ async fn failed_append_is_an_error(db: &TestDb) {
     install_poison_trigger(db).await;
     let err = db
         .store
-        .append(&full("poison"))
+        .append_unchained(&full("poison"))
         .await
         .expect_err("poisoned");
     assert!(matches!(err, Error::Write { .. }), "{err:?}");
@@ -433,7 +444,11 @@ async fn failed_append_is_an_error(db: &TestDb) {
 }
 
 async fn bad_stored_reason_is_corrupt(db: &TestDb) {
-    let good = db.store.append(&full("good")).await.expect("append");
+    let good = db
+        .store
+        .append_unchained(&full("good"))
+        .await
+        .expect("append");
     db.raw(
         "INSERT INTO audit_records (time_ms, request_id, actors, scopes, roles, upstream, method, \
          decision, reason) VALUES (99, 'bad', '[]', '[]', '[]', 'u', 'm', 'deny', 'not_a_reason')",
@@ -466,7 +481,11 @@ async fn bad_stored_reason_is_corrupt(db: &TestDb) {
 /// Unknown kinds and malformed `shown` lists are reported, never guessed. (An out-of-range
 /// `upstream_status` cannot be stored: a CHECK refuses it, like `http_status`.)
 async fn bad_stored_new_fields_are_corrupt(db: &TestDb) {
-    let good = db.store.append(&full("good")).await.expect("append");
+    let good = db
+        .store
+        .append_unchained(&full("good"))
+        .await
+        .expect("append");
     for (field, set) in [
         ("kind", "kind = 'Outcome'"),
         ("shown", "shown = '{\"a\":1}'"),
@@ -492,7 +511,7 @@ async fn bad_stored_new_fields_are_corrupt(db: &TestDb) {
 
 async fn reconnecting_keeps_records_and_migrations_are_idempotent(db: &TestDb) {
     let r = full("persisted");
-    let id = db.store.append(&r).await.expect("append");
+    let id = db.store.append_unchained(&r).await.expect("append");
     db.store.close().await;
     // Twice: the second connect finds every migration applied and changes nothing.
     for _ in 0..2 {
@@ -504,7 +523,7 @@ async fn reconnecting_keeps_records_and_migrations_are_idempotent(db: &TestDb) {
     }
     let store = db.reconnect().await;
     let next = store
-        .append(&full("after"))
+        .append_unchained(&full("after"))
         .await
         .expect("append after reopen");
     assert!(next > id);
@@ -519,7 +538,7 @@ async fn concurrent_appends_all_land(db: &TestDb) {
             let mut ids = Vec::new();
             for i in 0..25 {
                 let id = store
-                    .append(&full(&format!("t{t}-{i}")))
+                    .append_unchained(&full(&format!("t{t}-{i}")))
                     .await
                     .expect("append");
                 ids.push(id);
@@ -548,7 +567,10 @@ async fn closed_store_fails_closed(db: &TestDb) {
     let clone = db.store.clone();
     db.store.close().await;
     assert!(matches!(clone.ping().await, Err(Error::Read { .. })));
-    let err = clone.append(&full("late")).await.expect_err("closed");
+    let err = clone
+        .append_unchained(&full("late"))
+        .await
+        .expect_err("closed");
     assert!(matches!(err, Error::Write { .. }), "{err:?}");
 }
 
@@ -556,7 +578,7 @@ async fn closed_store_fails_closed(db: &TestDb) {
 /// error the gateway fails closed on), never truncated.
 async fn nul_in_text(db: &TestDb) {
     let r = full("nul\0inside");
-    let result = db.store.append(&r).await;
+    let result = db.store.append_unchained(&r).await;
     if db.is_postgres() {
         assert!(matches!(result, Err(Error::Write { .. })), "{result:?}");
     } else {

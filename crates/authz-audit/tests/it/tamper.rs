@@ -320,7 +320,7 @@ async fn pruning_leaves_a_verifiable_chain(db: &TestDb) {
         writer.append_durable(r).await.expect("append");
     }
     writer.shutdown().await.expect("shutdown");
-    db.store.append(&rec(0)).await.expect("unchained");
+    db.store.append_unchained(&rec(0)).await.expect("unchained");
 
     // Only the prefix before the first young record goes.
     let pruned = db
@@ -463,7 +463,7 @@ async fn mixed_chain(db: &TestDb) {
         let r = v1_record(i);
         let seq = i64::try_from(i).expect("small");
         let hash = record_hash_with(HashVersion::V1, &r, CHAIN, seq, &prev).expect("fits v1");
-        let id = db.store.append(&r).await.expect("append");
+        let id = db.store.append_unchained(&r).await.expect("append");
         db.raw(&format!(
             "UPDATE audit_records SET chain_id = '{CHAIN}', seq = {seq}, prev_hash = {}, \
              hash = {}, hash_version = 1 WHERE id = {id}",

@@ -366,7 +366,10 @@ async fn a_restarted_writer_resumes_its_chain(db: &TestDb) {
         );
     }
     // A record written around the writer is counted but not part of any chain.
-    db.store.append(&rec(99)).await.expect("plain append");
+    db.store
+        .append_unchained(&rec(99))
+        .await
+        .expect("plain append");
     let report = verify(&db.store, None, Some(&test_key().public_key()))
         .await
         .expect("verify");

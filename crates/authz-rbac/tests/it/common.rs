@@ -116,3 +116,20 @@ impl PgDatabase {
         admin.close().await;
     }
 }
+
+/// The table names of the SQLite database at `path`, sorted (SQLite's own tables left out).
+pub async fn sqlite_tables(path: &std::path::Path) -> Vec<String> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open the database file");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("list tables");
+    conn.close().await.expect("close");
+    tables
+}

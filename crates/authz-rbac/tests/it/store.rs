@@ -286,6 +286,26 @@ async fn postgres_store_writes_bump_revision_and_apply_after_reload() {
 async fn unsupported_urls_are_refused() {
     assert!(matches!(
         PolicyStore::connect("mysql://localhost/x").await,
-        Err(Error::UnsupportedUrl)
+        Err(Error::Open {
+            source: authz_db::Error::InvalidUrl { .. }
+        })
     ));
+}
+
+/// Pulling `authz-rbac` alone into a service must not create another store's tables there.
+#[tokio::test]
+async fn connecting_creates_only_the_policy_tables() {
+    let (store, dir) = sqlite_store().await;
+    store.close().await;
+    let tables = crate::common::sqlite_tables(&dir.path().join("policy.db")).await;
+    assert_eq!(
+        tables,
+        [
+            "_sqlx_migrations",
+            "casbin_rule",
+            "policy_history",
+            "policy_revision",
+            "policy_role"
+        ]
+    );
 }

@@ -162,6 +162,8 @@ async fn postgres_notify_reloads_without_waiting_for_the_poll() {
 async fn unsupported_urls_are_refused() {
     assert!(matches!(
         RevocationStore::connect("mysql://x/y").await,
-        Err(authz_token::Error::UnsupportedDatabaseUrl)
+        Err(authz_token::Error::Open {
+            source: authz_db::Error::InvalidUrl { .. }
+        })
     ));
 }

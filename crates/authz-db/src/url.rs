@@ -1,4 +1,4 @@
-//! Parsing of audit store URLs into backend connect options, and redaction of secrets in them.
+//! Parsing of store URLs into backend connect options, and redaction of secrets in them.
 
 use std::str::FromStr;
 
@@ -14,7 +14,9 @@ pub(crate) enum Target {
     Postgres(PgConnectOptions),
 }
 
-/// Parses `url` into connect options, with the durability settings the audit store requires.
+/// Parses `url` into connect options, with the durability settings every store gets: WAL,
+/// `synchronous=FULL` (a committed row survives a power cut, not only a crash), a busy timeout and
+/// foreign keys on SQLite; `postgres://` or `postgresql://` for Postgres.
 pub(crate) fn parse(url: &str) -> Result<Target, Error> {
     let invalid = |reason: &str, source: Option<sqlx::Error>| Error::InvalidUrl {
         url_redacted: redact_url(url),
@@ -22,11 +24,12 @@ pub(crate) fn parse(url: &str) -> Result<Target, Error> {
         source,
     };
     if url.starts_with("sqlite:") {
-        // An in-memory store would lose every record when the process exits, which is exactly
-        // what an audit log must never do, so it is refused rather than quietly accepted.
+        // An in-memory store would lose every row when the process exits (and every pooled
+        // connection would see its own empty database), so it is refused rather than quietly
+        // accepted.
         if url.contains(":memory:") || query_param(url, "mode").as_deref() == Some("memory") {
             return Err(invalid(
-                "an in-memory SQLite audit store would lose its records; use a file",
+                "an in-memory SQLite store would lose its rows; use a file",
                 None,
             ));
         }
