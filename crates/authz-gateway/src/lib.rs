@@ -25,6 +25,7 @@ mod proxy;
 pub mod recording;
 pub mod scopes;
 pub mod sessions;
+mod stream;
 pub mod telemetry;
 pub mod upstream;
 
