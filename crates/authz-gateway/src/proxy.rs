@@ -7,7 +7,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use authz_types::{
     AuditRecord, Decision, Message, MessageKind, Method, Operation, Principal, ReasonCode, Target,
@@ -18,15 +17,15 @@ use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::Value;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info_span};
 
-use crate::App;
 use crate::config::{AuditMode, Upstream};
 use crate::error::{ApiError, Refusal};
 use crate::filter::{self, ItemAllowed, ListKind, Rewrite};
 use crate::recording::{Arguments, OutcomeRecorder};
 use crate::sessions::{Owner, SessionCheck};
 use crate::stream::{StreamGuard, rewritten_response, stream_back};
+use crate::{App, upstream};
 
 /// Protocol versions the gateway understands.
 pub const SUPPORTED_VERSIONS: &[&str] = &[
@@ -43,17 +42,6 @@ const STATELESS_VERSION: &str = "2026-07-28";
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 /// Most request headers accepted.
 const MAX_HEADERS: usize = 100;
-
-/// Request headers passed upstream. Everything else — above all `Authorization` — is dropped.
-const FORWARDED_REQUEST_HEADERS: &[&str] = &[
-    "content-type",
-    "accept",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "mcp-method",
-    "mcp-name",
-    "last-event-id",
-];
 
 /// Per-request context shared by the pipeline steps.
 struct Ctx {
@@ -421,7 +409,7 @@ async fn post(
         .allowed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
-    let upstream_resp = forward(app, up, reqwest::Method::POST, headers, Some(bytes))
+    let upstream_resp = upstream::forward(app, up, reqwest::Method::POST, headers, Some(bytes))
         .await
         .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
     outcome.answered(upstream_resp.status().as_u16());
@@ -686,7 +674,7 @@ async fn stream_or_end(
     } else {
         reqwest::Method::DELETE
     };
-    let resp = forward(app, up, m, headers, None)
+    let resp = upstream::forward(app, up, m, headers, None)
         .await
         .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
     outcome.answered(resp.status().as_u16());
@@ -707,68 +695,6 @@ fn session_not_found() -> ApiError {
 
 fn too_many() -> ApiError {
     Refusal::TooManyRequests.into()
-}
-
-/// Sends the request upstream with the gateway's own credential; the agent's token never leaves.
-async fn forward(
-    app: &App,
-    up: &Upstream,
-    method: reqwest::Method,
-    headers: &HeaderMap,
-    body: Option<bytes::Bytes>,
-) -> Result<reqwest::Response, ApiError> {
-    let upstream_error = |refusal: Refusal| {
-        app.metrics
-            .upstream_errors
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ApiError::from(refusal)
-    };
-    let client = app
-        .client(&up.name)
-        .ok_or_else(|| upstream_error(Refusal::UpstreamUnavailable))?;
-    let mut req = client.http.request(method, up.url.clone());
-    for name in FORWARDED_REQUEST_HEADERS {
-        for v in headers.get_all(*name) {
-            req = req.header(*name, v.as_bytes());
-        }
-    }
-    match client.bearer().await {
-        Ok(Some(token)) => req = req.bearer_auth(token.expose()),
-        Ok(None) => {}
-        Err(e) => {
-            tracing::error!(error = %e, upstream = %up.name, "cannot obtain the gateway's upstream credential");
-            return Err(upstream_error(Refusal::UpstreamCredentialsUnavailable));
-        }
-    }
-    if let Some(b) = body {
-        req = req.body(b);
-    }
-    let started = Instant::now();
-    let resp = match tokio::time::timeout(up.timeout, req.send()).await {
-        Err(_) => {
-            warn!(upstream = %up.name, "upstream response head timed out");
-            return Err(upstream_error(Refusal::UpstreamTimeout));
-        }
-        Ok(Err(e)) => {
-            warn!(error = %e, upstream = %up.name, elapsed_ms = started.elapsed().as_millis() as u64, "upstream request failed");
-            return Err(if e.is_timeout() {
-                upstream_error(Refusal::UpstreamTimeout)
-            } else {
-                upstream_error(Refusal::UpstreamUnavailable)
-            });
-        }
-        Ok(Ok(resp)) => resp,
-    };
-    // The upstream authenticates the *gateway*, not the agent: its 401/403 means our own
-    // credential is wrong, missing or expired. Passing it on would tell the agent to fix a token
-    // that is fine (and leak the upstream's challenge), so it becomes a 502 and an operator log;
-    // a cached OAuth token is dropped so the next request fetches a fresh one.
-    if matches!(resp.status().as_u16(), 401 | 403) {
-        client.invalidate().await;
-        tracing::error!(upstream = %up.name, status = resp.status().as_u16(), "the upstream refused the gateway's credential");
-        return Err(upstream_error(Refusal::UpstreamRejectedGateway));
-    }
-    Ok(resp)
 }
 
 #[cfg(test)]

@@ -3,9 +3,6 @@
 //! record for exactly as long as the body lives. SSE events are held to a size limit and a
 //! route's stream to its `max_stream_secs`.
 
-// `ApiError` is large, but it only travels on the refusal path; see `proxy`.
-#![allow(clippy::result_large_err)]
-
 use std::time::Duration;
 
 use axum::body::Body;
