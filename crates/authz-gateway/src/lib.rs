@@ -15,19 +15,19 @@
 //! # Ok(()) }
 //! ```
 
-pub mod cli;
+mod cli;
 pub mod config;
 pub mod error;
 mod exchange;
-pub mod filter;
-pub mod limits;
+mod filter;
+mod limits;
 mod proxy;
-pub mod recording;
-pub mod scopes;
-pub mod sessions;
+mod recording;
+mod scopes;
+mod sessions;
 mod stream;
 pub mod telemetry;
-pub mod upstream;
+mod upstream;
 
 use std::collections::HashMap;
 use std::future::Future;
