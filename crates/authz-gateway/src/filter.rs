@@ -86,15 +86,11 @@ pub fn filter_response(kind: ListKind, response: &mut Value, allowed: &ItemAllow
     before - items.len()
 }
 
-/// A [`Rewrite`] that filters a list result.
-pub fn list_filter(kind: ListKind, allowed: ItemAllowed) -> Rewrite {
-    list_filter_recording(kind, allowed, None)
-}
-
 /// What the caller was shown by a filtered list (names or URIs), for the audit trail.
 pub type Shown = Arc<std::sync::Mutex<Vec<String>>>;
 
-/// A [`list_filter`] that also writes the names (or URIs) of the items it kept into `shown`.
+/// A [`Rewrite`] that filters a list result and, given `shown`, writes the names (or URIs) of
+/// the items it kept there.
 pub fn list_filter_recording(
     kind: ListKind,
     allowed: ItemAllowed,
@@ -258,6 +254,11 @@ where
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A [`Rewrite`] that filters a list result (the gateway always records what was shown).
+    fn list_filter(kind: ListKind, allowed: ItemAllowed) -> Rewrite {
+        list_filter_recording(kind, allowed, None)
+    }
 
     fn only_get() -> ItemAllowed {
         Arc::new(|op: &Operation| matches!(&op.target, Target::Tool(n) if n.starts_with("get_")))

@@ -15,18 +15,19 @@
 //! # Ok(()) }
 //! ```
 
-pub mod cli;
+mod cli;
 pub mod config;
 pub mod error;
 mod exchange;
-pub mod filter;
-pub mod limits;
+mod filter;
+mod limits;
 mod proxy;
-pub mod recording;
-pub mod scopes;
-pub mod sessions;
+mod recording;
+mod scopes;
+mod sessions;
+mod stream;
 pub mod telemetry;
-pub mod upstream;
+mod upstream;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,16 +49,16 @@ use sessions::OwnerBindings;
 
 /// Counters exposed at `/metrics`.
 #[derive(Debug, Default)]
-pub struct Metrics {
-    pub allowed: AtomicU64,
-    pub denied: AtomicU64,
-    pub unauthenticated: AtomicU64,
-    pub other_refusals: AtomicU64,
-    pub audit_failures: AtomicU64,
-    pub upstream_errors: AtomicU64,
+pub(crate) struct Metrics {
+    pub(crate) allowed: AtomicU64,
+    pub(crate) denied: AtomicU64,
+    pub(crate) unauthenticated: AtomicU64,
+    pub(crate) other_refusals: AtomicU64,
+    pub(crate) audit_failures: AtomicU64,
+    pub(crate) upstream_errors: AtomicU64,
     /// Outcome records the audit writer refused (the answer had already gone out). Shared with
     /// every `OutcomeRecorder`, which counts from a task of its own.
-    pub outcome_records_lost: Arc<AtomicU64>,
+    pub(crate) outcome_records_lost: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -152,25 +153,27 @@ impl Metrics {
 #[derive(Debug)]
 pub struct App {
     pub config: Config,
-    pub verifier: authz_token::Verifier,
+    pub(crate) verifier: authz_token::Verifier,
     /// Keeps the revocation list current for the life of the gateway.
-    pub revocation_follower: authz_token::RevocationFollower,
+    #[expect(dead_code, reason = "held for its lifetime, never read")]
+    revocation_follower: authz_token::RevocationFollower,
     /// Signs exchanged tokens (`POST /token`), when token exchange is configured.
-    pub exchange_signer: Option<authz_token::Signer>,
-    pub rbac: authz_rbac::Rbac,
+    pub(crate) exchange_signer: Option<authz_token::Signer>,
+    pub(crate) rbac: authz_rbac::Rbac,
     /// Keeps the policy watcher running for the life of the gateway.
-    pub policy_watch: authz_rbac::WatchHandle,
-    pub audit: authz_audit::AuditStore,
+    #[expect(dead_code, reason = "held for its lifetime, never read")]
+    policy_watch: authz_rbac::WatchHandle,
+    pub(crate) audit: authz_audit::AuditStore,
     /// The group-commit writer every record goes through (one hash chain per gateway).
-    pub audit_writer: authz_audit::AuditWriter,
-    pub scopes: ScopePolicy,
-    pub sessions: OwnerBindings,
+    pub(crate) audit_writer: authz_audit::AuditWriter,
+    pub(crate) scopes: ScopePolicy,
+    pub(crate) sessions: OwnerBindings,
     /// Task ids bound to the principal whose request created them.
-    pub tasks: Arc<OwnerBindings>,
+    pub(crate) tasks: Arc<OwnerBindings>,
     /// Requests (and open streams) in flight per principal.
-    pub in_flight: Arc<limits::InFlight>,
-    pub upstreams: HashMap<String, Arc<Upstream>>,
-    pub metrics: Metrics,
+    pub(crate) in_flight: Arc<limits::InFlight>,
+    pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
+    pub(crate) metrics: Metrics,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
     clients: HashMap<String, upstream::UpstreamClient>,
 }
@@ -293,7 +296,7 @@ impl App {
     }
 
     /// The RFC 9728 metadata URL of an upstream route (path-inserted form).
-    pub fn metadata_url(&self, up: &Upstream) -> String {
+    pub(crate) fn metadata_url(&self, up: &Upstream) -> String {
         format!(
             "{}/.well-known/oauth-protected-resource/mcp/{}",
             self.config.public_url, up.name

@@ -111,10 +111,6 @@ impl OwnerBindings {
     pub fn len(&self) -> usize {
         self.lock().owners.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]

@@ -1,18 +1,34 @@
-//! Per-upstream HTTP clients and the gateway's own upstream credentials (static bearer or
-//! OAuth 2.0 client credentials with a cached token). The agent's token is never used here.
+//! Per-upstream HTTP clients, the gateway's own upstream credentials (static bearer or OAuth 2.0
+//! client credentials with a cached token), and [`forward`], which sends an authorized request
+//! upstream and maps every upstream failure to a refusal. The agent's token is never used here.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use tokio::sync::Mutex;
+use tracing::warn;
 
+use crate::App;
 use crate::config::{Credential, OAuthClient, Secret, Upstream};
+use crate::error::{ApiError, Refusal};
 
 /// Refresh a cached OAuth token this long before it expires.
 const REFRESH_MARGIN: Duration = Duration::from_secs(30);
 /// The largest token endpoint response read.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// Request headers passed upstream. Everything else — above all `Authorization` — is dropped.
+const FORWARDED_REQUEST_HEADERS: &[&str] = &[
+    "content-type",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
+    "last-event-id",
+];
 
 /// Why the gateway could not obtain its upstream credential.
 #[derive(Debug, thiserror::Error)]
@@ -147,4 +163,66 @@ impl UpstreamClient {
         let lifetime = Duration::from_secs(t.expires_in.unwrap_or(60).min(86_400));
         Ok((Secret::new(t.access_token), lifetime))
     }
+}
+
+/// Sends the request upstream with the gateway's own credential; the agent's token never leaves.
+pub(crate) async fn forward(
+    app: &App,
+    up: &Upstream,
+    method: reqwest::Method,
+    headers: &HeaderMap,
+    body: Option<bytes::Bytes>,
+) -> Result<reqwest::Response, ApiError> {
+    let upstream_error = |refusal: Refusal| {
+        app.metrics
+            .upstream_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ApiError::from(refusal)
+    };
+    let client = app
+        .client(&up.name)
+        .ok_or_else(|| upstream_error(Refusal::UpstreamUnavailable))?;
+    let mut req = client.http.request(method, up.url.clone());
+    for name in FORWARDED_REQUEST_HEADERS {
+        for v in headers.get_all(*name) {
+            req = req.header(*name, v.as_bytes());
+        }
+    }
+    match client.bearer().await {
+        Ok(Some(token)) => req = req.bearer_auth(token.expose()),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, upstream = %up.name, "cannot obtain the gateway's upstream credential");
+            return Err(upstream_error(Refusal::UpstreamCredentialsUnavailable));
+        }
+    }
+    if let Some(b) = body {
+        req = req.body(b);
+    }
+    let started = Instant::now();
+    let resp = match tokio::time::timeout(up.timeout, req.send()).await {
+        Err(_) => {
+            warn!(upstream = %up.name, "upstream response head timed out");
+            return Err(upstream_error(Refusal::UpstreamTimeout));
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, upstream = %up.name, elapsed_ms = started.elapsed().as_millis() as u64, "upstream request failed");
+            return Err(if e.is_timeout() {
+                upstream_error(Refusal::UpstreamTimeout)
+            } else {
+                upstream_error(Refusal::UpstreamUnavailable)
+            });
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    // The upstream authenticates the *gateway*, not the agent: its 401/403 means our own
+    // credential is wrong, missing or expired. Passing it on would tell the agent to fix a token
+    // that is fine (and leak the upstream's challenge), so it becomes a 502 and an operator log;
+    // a cached OAuth token is dropped so the next request fetches a fresh one.
+    if matches!(resp.status().as_u16(), 401 | 403) {
+        client.invalidate().await;
+        tracing::error!(upstream = %up.name, status = resp.status().as_u16(), "the upstream refused the gateway's credential");
+        return Err(upstream_error(Refusal::UpstreamRejectedGateway));
+    }
+    Ok(resp)
 }

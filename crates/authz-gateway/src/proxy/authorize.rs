@@ -1,0 +1,217 @@
+//! Who is asking and what they may do: the bearer token (401 with a challenge), ownership of the
+//! session and task a request names (someone else's is reported as unknown), the decision —
+//! scopes first, then RBAC (Casbin) — and the per-principal in-flight limit. Every refusal is
+//! recorded.
+
+use std::sync::Arc;
+
+use authz_types::{AuditRecord, Decision, Message, Operation, Principal, ReasonCode, Target};
+use axum::http::{HeaderMap, header};
+use serde_json::Value;
+
+use super::Ctx;
+use super::record::{deny, record, refuse};
+use crate::App;
+use crate::config::Upstream;
+use crate::error::{ApiError, Refusal};
+use crate::filter::ItemAllowed;
+use crate::limits::Permit;
+use crate::sessions::{Owner, SessionCheck};
+
+/// Verifies the bearer token; every failure is answered 401 with a challenge and recorded.
+pub(super) async fn authenticate(
+    app: &App,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    method: &str,
+) -> Result<Principal, ApiError> {
+    let up = &ctx.upstream;
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let auth = values.next().map(|v| v.to_str().unwrap_or(""));
+    let repeated = values.next().is_some();
+    let token = auth.and_then(|a| {
+        let (scheme, rest) = a.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let (reason, description) = match (auth, token) {
+        // A token in the URL leaks into logs and proxies; it is refused even next to a header.
+        _ if ctx.query_token => (
+            ReasonCode::TokenNotInHeader,
+            Some("tokens are accepted only in the Authorization header"),
+        ),
+        // Two Authorization headers are ambiguous: which one would a proxy behind us honour?
+        _ if repeated => (
+            ReasonCode::TokenMalformed,
+            Some("send exactly one Authorization header"),
+        ),
+        (None, _) => (ReasonCode::TokenMissing, None),
+        (Some(_), None) | (Some(_), Some("")) => (
+            ReasonCode::TokenMalformed,
+            Some("the Authorization header must be `Bearer <token>`"),
+        ),
+        (Some(_), Some(t)) => match app.verifier.verify_refreshing(t, &up.resource).await {
+            Ok(p) => return Ok(Arc::unwrap_or_clone(p)),
+            Err(e) => (e.reason(), Some(e.description())),
+        },
+    };
+    tracing::Span::current().record("decision", "deny");
+    let mut rec = AuditRecord::unauthenticated(&ctx.request_id, &up.name, method, reason, 401);
+    rec.session_id = ctx.session_id.clone();
+    record(app, ctx, rec).await?;
+    let mut challenge = format!("Bearer resource_metadata=\"{}\"", app.metadata_url(up));
+    let scopes = crate::scopes::supported_scopes(&up.scopes);
+    if !scopes.is_empty() {
+        challenge.push_str(&format!(", scope=\"{}\"", scopes.join(" ")));
+    }
+    if let Some(d) = description {
+        challenge.push_str(&format!(
+            ", error=\"invalid_token\", error_description=\"{d}\""
+        ));
+    }
+    Err(ApiError::from(Refusal::Unauthenticated(reason)).with_challenge(challenge))
+}
+
+/// A session id presented by anyone but its owner is treated as unknown (404), so a leaked id is
+/// useless; the refusal is recorded (under `op`, answering request `id`). This holds for
+/// `initialize` too: an upstream that routes by the header would otherwise re-initialize someone
+/// else's session.
+pub(super) async fn session_owned(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    op: &Operation,
+    id: Option<Value>,
+) -> Result<(), ApiError> {
+    if let Some(sid) = &ctx.session_id
+        && app.sessions.check(&ctx.upstream.name, sid, principal) != SessionCheck::Owned
+    {
+        let err = ApiError::from(Refusal::SessionNotFound).with_id(id);
+        return Err(deny(app, ctx, principal, op, ReasonCode::SessionMismatch, err).await);
+    }
+    Ok(())
+}
+
+/// A task belongs to the principal that created it; anyone else is told it does not exist.
+pub(super) async fn task_owned(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    msg: &Message,
+) -> Result<(), ApiError> {
+    if let Target::Task(task_id) = &msg.operation.target
+        && !app
+            .tasks
+            .owner_is(&ctx.upstream.name, task_id, &Owner::of(principal))
+    {
+        let err = ApiError::from(Refusal::TaskNotFound).with_id(msg.id.clone());
+        return Err(deny(
+            app,
+            ctx,
+            principal,
+            &msg.operation,
+            ReasonCode::TaskNotOwned,
+            err,
+        )
+        .await);
+    }
+    Ok(())
+}
+
+/// The decision for a classified message, returned when it allows. A denial is recorded and
+/// refused (with an `insufficient_scope` challenge when scopes are missing); a decision that
+/// cannot be made fails closed, unrecorded.
+pub(super) async fn decide(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    msg: &Message,
+) -> Result<Decision, ApiError> {
+    let up = &ctx.upstream;
+    let decision = scopes_then_rbac(app, up, principal, &msg.operation)?;
+    tracing::Span::current().record("decision", decision.effect.as_str());
+    if decision.is_allowed() {
+        return Ok(decision);
+    }
+    if decision.reason == ReasonCode::InsufficientScope {
+        let required = app.scopes.required(&up.scopes, &msg.operation);
+        let challenge = format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
+            required.join(" "),
+            app.metadata_url(up)
+        );
+        let err = ApiError::from(Refusal::InsufficientScope)
+            .with_id(msg.id.clone())
+            .with_challenge(challenge);
+        return Err(refuse(app, ctx, principal, &msg.operation, &decision, err).await);
+    }
+    // A method the gateway does not know is never passed on; JSON-RPC's answer for that is
+    // "method not found" (404 / -32601, as MCP 2026-07-28 specifies), not a policy denial.
+    let err = if decision.reason == ReasonCode::UnknownMethod {
+        ApiError::from(Refusal::UnknownMethod)
+    } else {
+        ApiError::from(Refusal::Forbidden(decision.reason))
+    };
+    Err(refuse(
+        app,
+        ctx,
+        principal,
+        &msg.operation,
+        &decision,
+        err.with_id(msg.id.clone()),
+    )
+    .await)
+}
+
+/// The caller's in-flight permit, or a recorded refusal (under `op`, answering request `id`)
+/// when it already has as many requests in flight as allowed.
+pub(super) async fn admit(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    op: &Operation,
+    id: Option<Value>,
+) -> Result<Permit, ApiError> {
+    match app.in_flight.try_acquire(Owner::of(principal)) {
+        Some(permit) => Ok(permit),
+        None => {
+            let err = ApiError::from(Refusal::TooManyRequests).with_id(id);
+            Err(deny(app, ctx, principal, op, ReasonCode::TooManyRequests, err).await)
+        }
+    }
+}
+
+/// The authorization decision for one operation: scopes first, then RBAC. An `Err` means no
+/// decision could be made and the caller must fail closed.
+fn scopes_then_rbac(
+    app: &App,
+    up: &Upstream,
+    principal: &Principal,
+    op: &Operation,
+) -> Result<Decision, ApiError> {
+    let required = app.scopes.required(&up.scopes, op);
+    if !app.scopes.missing(principal, required).is_empty() {
+        return Ok(Decision::deny(
+            ReasonCode::InsufficientScope,
+            None,
+            app.rbac.revision(),
+        ));
+    }
+    app.rbac.decide(principal, &up.name, op).map_err(|e| {
+        tracing::error!(error = %e, "policy evaluation failed; failing closed");
+        ApiError::from(Refusal::PolicyUnavailable)
+    })
+}
+
+/// A predicate for list filtering: the same decision `tools/call` (etc.) would get.
+pub(super) fn item_filter(app: &App, up: Arc<Upstream>, principal: Principal) -> ItemAllowed {
+    let scopes = app.scopes.clone();
+    let rbac = app.rbac.clone();
+    Arc::new(move |op: &Operation| {
+        scopes
+            .missing(&principal, scopes.required(&up.scopes, op))
+            .is_empty()
+            && rbac
+                .decide(&principal, &up.name, op)
+                .is_ok_and(|d| d.is_allowed())
+    })
+}

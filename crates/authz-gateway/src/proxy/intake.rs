@@ -1,0 +1,121 @@
+//! Intake: what the gateway reads from a request before judging it — the per-request context,
+//! the size of the header set, and for a POST the media type, the body (bounded) and its strict
+//! JSON-RPC classification. Every refusal here is recorded.
+
+use std::sync::Arc;
+
+use authz_types::{AuditRecord, Message, Method, Operation, Principal, ReasonCode, Target};
+use axum::body::Body;
+use axum::http::{HeaderMap, Method as HttpMethod, Uri, header};
+use bytes::Bytes;
+
+use super::record::{deny, record};
+use super::{Ctx, gates};
+use crate::App;
+use crate::config::Upstream;
+use crate::error::{ApiError, Refusal};
+use crate::recording::Arguments;
+
+/// Largest total size of request header names and values accepted.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Most request headers accepted.
+const MAX_HEADERS: usize = 100;
+
+impl Ctx {
+    /// The context of request `request_id` to route `upstream`, read from its URL and headers.
+    pub(super) fn new(
+        request_id: String,
+        upstream: Arc<Upstream>,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Ctx {
+        let session_id = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ctx {
+            query_token: uri.query().is_some_and(gates::query_carries_token),
+            trace_id: crate::recording::trace_id(headers),
+            arguments: std::sync::OnceLock::new(),
+            request_id,
+            upstream,
+            session_id,
+        }
+    }
+}
+
+/// Oversized header sets are refused before any parsing (431), and recorded.
+pub(super) async fn header_size(
+    app: &App,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    method: &HttpMethod,
+) -> Result<(), ApiError> {
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES || headers.len() > MAX_HEADERS {
+        let mut rec = AuditRecord::unauthenticated(
+            &ctx.request_id,
+            &ctx.upstream.name,
+            method.as_str(),
+            ReasonCode::LimitExceeded,
+            431,
+        );
+        rec.session_id = ctx.session_id.clone();
+        record(app, ctx, rec).await?;
+        return Err(Refusal::HeadersTooLarge.into());
+    }
+    Ok(())
+}
+
+/// The JSON-RPC message of a POST and the exact bytes that will be forwarded: a JSON body within
+/// `max_body_bytes`, strictly classified. The message's arguments join the request's context and
+/// its method and target the span.
+pub(super) async fn message(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Message, Bytes), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // Refusals before classification are recorded against the caller like any other.
+    let refuse_unclassified = |what: &str, reason: ReasonCode, err: ApiError| {
+        let op = Operation::new(Method::Unknown(format!("({what})")), Target::None);
+        async move { Err(deny(app, ctx, principal, &op, reason, err).await) }
+    };
+    if !content_type
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    {
+        let err = ApiError::from(Refusal::UnsupportedMediaType);
+        return refuse_unclassified("not json", ReasonCode::MalformedRequest, err).await;
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, app.config.max_body_bytes).await else {
+        let err = ApiError::from(Refusal::BodyTooLarge);
+        return refuse_unclassified("too large", ReasonCode::LimitExceeded, err).await;
+    };
+    let msg = match authz_types::classify(&bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            let err = ApiError::from(Refusal::Malformed {
+                message: e.to_string(),
+                jsonrpc_code: e.jsonrpc_code(),
+            });
+            return refuse_unclassified("malformed", ReasonCode::MalformedRequest, err).await;
+        }
+    };
+    let _ = ctx.arguments.set(Arguments::of(&ctx.upstream, &msg));
+    let span = tracing::Span::current();
+    span.record("mcp.method", msg.operation.method.as_str());
+    if let Some(t) = msg.operation.target.display() {
+        span.record("target", t.as_str());
+    }
+    Ok((msg, bytes))
+}

@@ -1,0 +1,174 @@
+//! The request pipeline for `POST|GET|DELETE /mcp/{upstream}`: authenticate, classify, check
+//! scopes, ask RBAC, record the decision, and only then forward with the gateway's own upstream
+//! credentials, streaming the answer back (list results filtered per caller).
+//!
+//! This module is the order of the steps; each step is a function in a submodule: [`intake`]
+//! (context, header size, body, classification), [`gates`] (Origin, protocol version, transport
+//! and standard headers), [`authorize`] (token, ownership, scopes then RBAC, in-flight limit),
+//! [`record`] (audit records; nothing passes without one) and [`respond`] (session binding,
+//! response rewriting). Forwarding is [`crate::upstream::forward`]; the response body machinery
+//! is [`crate::stream`]. Every refusal's status comes from [`crate::error::Refusal`].
+
+// `ApiError` is large, but it only travels on the refusal path, where a few bytes of moves are
+// irrelevant next to the audit write; boxing it would add an allocation to every refusal.
+#![allow(clippy::result_large_err)]
+
+mod authorize;
+mod gates;
+mod intake;
+mod record;
+mod respond;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use authz_types::{Decision, Method, Operation, Principal, ReasonCode, Target};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method as HttpMethod, Uri};
+use axum::response::{IntoResponse, Response};
+use tracing::{Instrument, info_span};
+
+use crate::App;
+use crate::config::Upstream;
+use crate::error::{ApiError, Refusal};
+use crate::recording::Arguments;
+use crate::stream::{StreamGuard, stream_back};
+use crate::upstream::forward;
+
+/// Per-request context shared by the pipeline steps.
+struct Ctx {
+    /// The URL carries an `access_token` query parameter (refused: tokens only in the header).
+    query_token: bool,
+    /// The W3C trace id of the request, if it came with a valid `traceparent`.
+    trace_id: Option<String>,
+    /// The call's argument digest (and recorded arguments), once the body is classified.
+    arguments: std::sync::OnceLock<Arguments>,
+    request_id: String,
+    upstream: Arc<Upstream>,
+    session_id: Option<String>,
+}
+
+pub(crate) async fn handle(
+    State(app): State<Arc<App>>,
+    Path(upstream): Path<String>,
+    method: HttpMethod,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let span = info_span!("mcp", request_id = %request_id, upstream = %upstream, http.method = %method,
+        mcp.method = tracing::field::Empty, target = tracing::field::Empty, subject = tracing::field::Empty,
+        decision = tracing::field::Empty);
+    let result = async {
+        let Some(up) = app.upstreams.get(&upstream).cloned() else {
+            return Err(Refusal::UnknownRoute.into());
+        };
+        let ctx = Ctx::new(request_id.clone(), up, &uri, &headers);
+        pipeline(&app, &ctx, method, headers, body).await
+    }
+    .instrument(span)
+    .await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            app.metrics.count_refusal(e.status);
+            e.with_request_id(&request_id).into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn pipeline(
+    app: &App,
+    ctx: &Ctx,
+    method: HttpMethod,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // Transport check first: a browser page on another origin must not reach us at all.
+    gates::origin(app, &headers)?;
+    intake::header_size(app, ctx, &headers, &method).await?;
+    // Authenticate before looking at anything the caller sent.
+    let principal = authorize::authenticate(app, ctx, &headers, method.as_str()).await?;
+    tracing::Span::current().record("subject", principal.subject.as_str());
+    let stateless = gates::transport(app, ctx, &principal, &headers, &method).await?;
+    match method {
+        HttpMethod::POST => post(app, ctx, &principal, &headers, body, stateless).await,
+        HttpMethod::GET | HttpMethod::DELETE if stateless => {
+            Err(Refusal::StatelessNeedsPost.into())
+        }
+        HttpMethod::GET | HttpMethod::DELETE => {
+            stream_or_end(app, ctx, &principal, &headers, method).await
+        }
+        _ => Err(Refusal::MethodNotAllowed.into()),
+    }
+}
+
+/// One JSON-RPC message: classified, checked, decided, recorded, forwarded, answered.
+async fn post(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+    stateless: bool,
+) -> Result<Response, ApiError> {
+    let up = &ctx.upstream;
+    let (msg, bytes) = intake::message(app, ctx, principal, headers, body).await?;
+    let (op, id) = (&msg.operation, &msg.id);
+    gates::standard_headers(app, ctx, principal, headers, &msg, stateless).await?;
+    authorize::session_owned(app, ctx, principal, op, id.clone()).await?;
+    authorize::task_owned(app, ctx, principal, &msg).await?;
+    let decision = authorize::decide(app, ctx, principal, &msg).await?;
+    let permit = authorize::admit(app, ctx, principal, op, id.clone()).await?;
+    let mut outcome = record::commit_decision(app, ctx, principal, op, &decision).await?;
+    app.metrics.allowed.fetch_add(1, Ordering::Relaxed);
+
+    let resp = forward(app, up, reqwest::Method::POST, headers, Some(bytes))
+        .await
+        .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
+    outcome.answered(resp.status().as_u16());
+    let guard = StreamGuard::new(permit, outcome, up.max_stream);
+    respond::bind_session(app, up, principal, &msg, &resp);
+    respond::answer(app, up, principal, &msg, resp, guard).await
+}
+
+/// GET (server-to-client stream) and DELETE (end session) for session-based protocol versions.
+async fn stream_or_end(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    headers: &HeaderMap,
+    method: HttpMethod,
+) -> Result<Response, ApiError> {
+    let up = &ctx.upstream;
+    // Not a JSON-RPC message: recorded under its HTTP method (`GET`, `DELETE`).
+    let op = Operation::new(Method::Unknown(method.as_str().to_owned()), Target::None);
+    authorize::session_owned(app, ctx, principal, &op, None).await?;
+    let permit = authorize::admit(app, ctx, principal, &op, None).await?;
+    let decision = Decision::allow(ReasonCode::ProtocolMethod, None, app.rbac.revision());
+    let mut outcome = record::commit_decision(app, ctx, principal, &op, &decision).await?;
+
+    let m = if method == HttpMethod::GET {
+        reqwest::Method::GET
+    } else {
+        reqwest::Method::DELETE
+    };
+    let resp = forward(app, up, m, headers, None)
+        .await
+        .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
+    outcome.answered(resp.status().as_u16());
+    let guard = StreamGuard::new(permit, outcome, up.max_stream);
+    if method == HttpMethod::DELETE
+        && resp.status().is_success()
+        && let Some(sid) = &ctx.session_id
+    {
+        app.sessions.end(&up.name, sid);
+    }
+    Ok(stream_back(resp, guard))
+}

@@ -1,0 +1,96 @@
+//! The audit side of the pipeline: every record of a request carries its context, is handed to
+//! the writer in the route's mode, and fails the request closed when the writer cannot take it.
+
+use authz_types::{AuditRecord, Decision, Operation, Principal, ReasonCode};
+
+use super::Ctx;
+use crate::App;
+use crate::config::AuditMode;
+use crate::error::{ApiError, Refusal};
+use crate::recording::OutcomeRecorder;
+
+/// Every record of a request carries its trace, session and argument context.
+fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
+    if rec.trace_id.is_none() {
+        rec.trace_id.clone_from(&ctx.trace_id);
+    }
+    if rec.session_id.is_none() {
+        rec.session_id.clone_from(&ctx.session_id);
+    }
+    if let Some(args) = ctx.arguments.get() {
+        args.apply(rec);
+    }
+}
+
+/// Hands an audit record to the writer in the route's mode. Durable: returns once committed.
+/// Buffered: returns once queued. Either way, a record the writer cannot take fails the request
+/// closed (503): nothing passes without its record.
+pub(super) async fn record(app: &App, ctx: &Ctx, mut rec: AuditRecord) -> Result<(), ApiError> {
+    annotate(ctx, &mut rec);
+    let request_id = rec.request_id.clone();
+    let result = match ctx.upstream.audit_mode {
+        AuditMode::Durable => app.audit_writer.append_durable(rec).await.map(drop),
+        AuditMode::Buffered => app.audit_writer.append_buffered(rec).await,
+    };
+    result.map_err(|e| {
+        app.metrics.audit_refused(&request_id, &e);
+        ApiError::from(Refusal::AuditUnavailable)
+    })
+}
+
+/// Commits the decision record of an allowed request and starts its outcome record. Without its
+/// decision record the request goes nowhere, so there is then no outcome to record.
+pub(super) async fn commit_decision(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    op: &Operation,
+    decision: &Decision,
+) -> Result<OutcomeRecorder, ApiError> {
+    let mut rec =
+        AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, op, decision);
+    annotate(ctx, &mut rec);
+    let mut outcome =
+        OutcomeRecorder::start(&app.audit_writer, &app.metrics.outcome_records_lost, &rec);
+    record(app, ctx, rec)
+        .await
+        .inspect_err(|_| outcome.discard())?;
+    Ok(outcome)
+}
+
+/// Records a refusal and returns the error to answer with — or, if the record cannot be
+/// written, the 503 that failing closed calls for.
+pub(super) async fn refuse(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    op: &Operation,
+    decision: &Decision,
+    err: ApiError,
+) -> ApiError {
+    app.metrics
+        .denied
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut rec =
+        AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, op, decision);
+    rec.http_status = Some(err.status.as_u16());
+    rec.jsonrpc_error = Some(err.jsonrpc_code);
+    match record(app, ctx, rec).await {
+        Ok(()) => err,
+        Err(unavailable) => unavailable,
+    }
+}
+
+/// [`refuse`] for a refusal the gateway decides itself (a check beside the policy), denied
+/// for `reason` at the policy revision in force.
+pub(super) async fn deny(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    op: &Operation,
+    reason: ReasonCode,
+    err: ApiError,
+) -> ApiError {
+    let decision = Decision::deny(reason, None, app.rbac.revision());
+    refuse(app, ctx, principal, op, &decision, err).await
+}

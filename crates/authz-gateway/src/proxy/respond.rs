@@ -1,0 +1,107 @@
+//! What follows a forwarded request: a successful `initialize` binds the new session to its
+//! principal, and the answer streams back — rewritten when the request was a list (filtered per
+//! caller) or concerns tasks (bound to, or shown only to, their creator).
+
+use std::sync::Arc;
+
+use authz_types::{Message, MessageKind, Method, Principal};
+use axum::response::Response;
+use serde_json::Value;
+
+use super::authorize::item_filter;
+use crate::App;
+use crate::config::Upstream;
+use crate::error::ApiError;
+use crate::filter::{self, ListKind, Rewrite};
+use crate::recording::OutcomeRecorder;
+use crate::sessions::Owner;
+use crate::stream::{StreamGuard, rewritten_response, stream_back};
+
+/// A successful `initialize` binds the session the upstream opened to the caller.
+pub(super) fn bind_session(
+    app: &App,
+    up: &Upstream,
+    principal: &Principal,
+    msg: &Message,
+    resp: &reqwest::Response,
+) {
+    if matches!(msg.operation.method, Method::Initialize)
+        && resp.status().is_success()
+        && let Some(sid) = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+    {
+        app.sessions.bind(&up.name, sid, Owner::of(principal));
+    }
+}
+
+/// The upstream's answer to `msg`, streamed back under `guard`: unchanged, unless the response to
+/// a request must be rewritten (see [`response_rewrite`]).
+pub(super) async fn answer(
+    app: &App,
+    up: &Arc<Upstream>,
+    principal: &Principal,
+    msg: &Message,
+    resp: reqwest::Response,
+    mut guard: StreamGuard,
+) -> Result<Response, ApiError> {
+    let Some(id) = msg.id.clone().filter(|_| msg.kind == MessageKind::Request) else {
+        return Ok(stream_back(resp, guard));
+    };
+    match response_rewrite(app, up, principal, msg, guard.outcome()) {
+        Some((rw, private)) => rewritten_response(id, rw, private, resp, guard).await,
+        None => Ok(stream_back(resp, guard)),
+    }
+}
+
+/// What, if anything, must be done to the response of an allowed request: list results are
+/// filtered per principal; a task-augmented request's answer binds the new task to its creator;
+/// `tasks/list` shows only the caller's tasks.
+fn response_rewrite(
+    app: &App,
+    up: &Arc<Upstream>,
+    principal: &Principal,
+    msg: &Message,
+    outcome: &mut OutcomeRecorder,
+) -> Option<(Rewrite, bool)> {
+    if let Some(kind) = ListKind::of(&msg.operation.method) {
+        return Some((
+            filter::list_filter_recording(
+                kind,
+                item_filter(app, up.clone(), principal.clone()),
+                Some(outcome.shown_sink()),
+            ),
+            true,
+        ));
+    }
+    match msg.operation.method {
+        Method::TasksList => {
+            let tasks = app.tasks.clone();
+            let (upstream, owner) = (up.name.clone(), Owner::of(principal));
+            let rw: Rewrite = Arc::new(move |v: &mut Value| {
+                if let Some(items) = v.pointer_mut("/result/tasks").and_then(Value::as_array_mut) {
+                    items.retain(|t| {
+                        t.get("taskId")
+                            .and_then(Value::as_str)
+                            .is_some_and(|id| tasks.owner_is(&upstream, id, &owner))
+                    });
+                }
+                true
+            });
+            Some((rw, true))
+        }
+        _ if msg.value.pointer("/params/task").is_some() => {
+            let tasks = app.tasks.clone();
+            let (upstream, owner) = (up.name.clone(), Owner::of(principal));
+            let rw: Rewrite = Arc::new(move |v: &mut Value| {
+                if let Some(id) = v.pointer("/result/task/taskId").and_then(Value::as_str) {
+                    tasks.bind(&upstream, id, owner.clone());
+                }
+                false
+            });
+            Some((rw, false))
+        }
+        _ => None,
+    }
+}
