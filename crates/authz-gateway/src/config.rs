@@ -350,45 +350,42 @@ impl RawConfig {
         })
     }
 
+    /// Parses TOML text. A value that does not fit is reported at its full key path, array
+    /// indices included (`upstreams[1].url`, `server.lisen` for an unknown key); a syntax error,
+    /// which has no key yet, at `<file>` with its line and column.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let span_key = e.message().to_owned();
-            ConfigError::new(
-                key_from_toml_error(text, &e),
-                span_key,
-                "see the configuration reference in README.md; unknown keys are refused",
-            )
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let problem = match e.span().map(|s| line_col(text, s.start)) {
+                Some((line, col)) => format!("{} (line {line}, column {col})", e.message()),
+                None => e.message().to_owned(),
+            };
+            ConfigError::new("<file>", problem, TOML_HINT)
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." {
+                "<file>".to_owned()
+            } else {
+                path
+            };
+            ConfigError::new(key, e.into_inner().message(), TOML_HINT)
         })
     }
 }
 
-/// Names the key a TOML error points at, from the error span (best effort).
-fn key_from_toml_error(text: &str, e: &toml::de::Error) -> String {
-    e.span()
-        .and_then(|span| text.get(..span.start))
-        .and_then(|before| {
-            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-            let line_end = text[line_start..]
-                .find('\n')
-                .map_or(text.len(), |i| line_start + i);
-            let line = text[line_start..line_end].trim();
-            let header = before[..line_start]
-                .lines()
-                .rev()
-                .map(str::trim)
-                .find(|l| l.starts_with('['))
-                .map(|h| h.trim_matches(|c| c == '[' || c == ']').to_owned());
-            let key = line
-                .split('=')
-                .next()
-                .map(str::trim)
-                .filter(|k| !k.is_empty())?;
-            Some(match header {
-                Some(h) if !line.starts_with('[') => format!("{h}.{key}"),
-                _ => key.to_owned(),
-            })
-        })
-        .unwrap_or_else(|| "<file>".to_owned())
+const TOML_HINT: &str = "see the configuration reference in README.md; unknown keys are refused";
+
+/// The 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before, |i| &before[i + 1..])
+        .chars()
+        .count()
+        + 1;
+    (line, col)
 }
 
 impl Config {
@@ -864,6 +861,53 @@ scopes = [{ method = "tools/call", target = "delete_*", require = ["tickets:writ
             .expect_err("unknown key");
         assert_eq!(err.key, "server.lisen");
         assert!(err.problem.contains("unknown field"), "{err}");
+    }
+
+    const SECOND: &str = r#"
+[[upstreams]]
+name = "billing"
+url = "http://127.0.0.1:9200/mcp"
+"#;
+
+    #[test]
+    fn a_bad_value_in_the_second_upstream_names_its_index() {
+        let text = format!(
+            "{GOOD}{}",
+            SECOND.replace("\"http://127.0.0.1:9200/mcp\"", "5")
+        );
+        let err = RawConfig::from_toml(&text).expect_err("url is not a string");
+        assert_eq!(err.key, "upstreams[1].url", "{err}");
+        assert!(err.problem.contains("string"), "{err}");
+
+        let text = format!(
+            "{GOOD}{}",
+            SECOND.replace("url = ", "timeout_secs = -1\nurl = ")
+        );
+        let err = RawConfig::from_toml(&text).expect_err("negative timeout");
+        assert_eq!(err.key, "upstreams[1].timeout_secs", "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_at_their_full_path() {
+        let text = format!("{GOOD}{SECOND}credentail_env = \"X\"\n");
+        let err = RawConfig::from_toml(&text).expect_err("unknown key");
+        assert_eq!(err.key, "upstreams[1].credentail_env", "{err}");
+        assert!(err.problem.contains("unknown field"), "{err}");
+        assert!(err.hint.contains("unknown keys are refused"), "{err}");
+
+        let text = GOOD.replace("require = ", "requires = ");
+        let err = RawConfig::from_toml(&text).expect_err("unknown key");
+        assert_eq!(err.key, "upstreams[0].scopes[0].requires", "{err}");
+
+        let err = RawConfig::from_toml("[sever]\nlisten = \"127.0.0.1:1\"\n").expect_err("unknown");
+        assert_eq!(err.key, "sever", "{err}");
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line() {
+        let err = RawConfig::from_toml("[server]\nlisten = \n").expect_err("no value");
+        assert_eq!(err.key, "<file>");
+        assert!(err.problem.contains("line 2"), "{err}");
     }
 
     #[test]
