@@ -15,6 +15,8 @@ use std::path::PathBuf;
 
 pub use raw::*;
 
+use crate::scopes::Glob;
+
 /// A configuration mistake: which key, what is wrong, and a hint.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error at `{key}`: {problem}\n  hint: {hint}")]
@@ -77,11 +79,11 @@ pub enum PolicySource {
     Database { model: PathBuf, url: String },
 }
 
-/// A validated scope requirement.
+/// A validated scope requirement; its target glob is compiled.
 #[derive(Debug, Clone)]
 pub struct ScopeRule {
     pub method: String,
-    pub target: String,
+    pub target: Glob,
     pub require: Vec<String>,
 }
 
@@ -119,8 +121,10 @@ pub struct Upstream {
     pub max_stream: Option<std::time::Duration>,
     pub ca_file: Option<PathBuf>,
     pub audit_mode: AuditMode,
-    pub record_arguments: Vec<String>,
-    pub redact_arguments: BTreeMap<String, Vec<String>>,
+    /// Tools/prompts whose raw arguments are recorded.
+    pub record_arguments: Vec<Glob>,
+    /// Per tool/prompt glob, the argument fields redacted in recorded arguments.
+    pub redact_arguments: Vec<(Glob, Vec<String>)>,
     pub scopes: Vec<ScopeRule>,
     /// The canonical resource URI of this route (the token audience).
     pub resource: String,
@@ -338,6 +342,30 @@ url = "http://127.0.0.1:9200/mcp"
         let default = RawConfig::from_toml("").expect("parses");
         assert_eq!(default.server.listen, DEFAULT_LISTEN);
         assert_eq!(default.audit.mode, AuditMode::Durable);
+    }
+
+    #[test]
+    fn invalid_globs_are_refused_at_load_naming_the_rule() {
+        let cases = [
+            (
+                GOOD.replace("delete_*", "delete_[*"),
+                "upstreams[0].scopes[0].target",
+            ),
+            (
+                format!("{GOOD}record_arguments = [\"ok\", \"{{create\"]\n"),
+                "upstreams[0].record_arguments[1]",
+            ),
+            (
+                format!("{GOOD}redact_arguments = {{ \"x[\" = [\"body\"] }}\n"),
+                "upstreams[0].redact_arguments.x[",
+            ),
+        ];
+        for (text, key) in cases {
+            let raw = RawConfig::from_toml(&text).expect("parses");
+            let err = Config::from_raw(raw, &Overrides::default(), &env).expect_err(key);
+            assert_eq!(err.key, key, "{err}");
+            assert!(err.problem.contains("not a valid glob"), "{err}");
+        }
     }
 
     #[test]

@@ -205,7 +205,8 @@ pub const ANY_TARGET: &str = "*";
 pub struct RawScopeRule {
     /// A JSON-RPC method name, or `*`.
     pub method: String,
-    /// A glob over the operation's target (`*` matches any text); default [`ANY_TARGET`].
+    /// A glob over the operation's target (see [`crate::scopes::Glob`] for the dialect);
+    /// default [`ANY_TARGET`].
     #[serde(default = "any_target")]
     pub target: String,
     pub require: Vec<String>,

@@ -15,6 +15,7 @@ use super::{
     ConfigError, Credential, OAuthClient, Overrides, PolicySource, ScopeRule, Secret,
     TokenExchange, Upstream,
 };
+use crate::scopes::Glob;
 
 /// Resolves the name of a credential environment variable.
 pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -283,6 +284,17 @@ fn upstream(
         .enumerate()
         .map(|(j, r)| scope_rule(&format!("{key}.scopes[{j}]"), r))
         .collect::<Result<_, _>>()?;
+    let record_arguments = u
+        .record_arguments
+        .iter()
+        .enumerate()
+        .map(|(j, g)| glob(&format!("{key}.record_arguments[{j}]"), g))
+        .collect::<Result<_, _>>()?;
+    let redact_arguments = u
+        .redact_arguments
+        .into_iter()
+        .map(|(g, fields)| Ok((glob(&format!("{key}.redact_arguments.{g}"), &g)?, fields)))
+        .collect::<Result<_, ConfigError>>()?;
     let resource = format!("{public_url}/mcp/{}", u.name);
     Ok(Upstream {
         name: u.name,
@@ -293,8 +305,8 @@ fn upstream(
         max_stream: u.max_stream_secs.map(Duration::from_secs),
         ca_file: u.ca_file,
         audit_mode: u.audit_mode.unwrap_or(default_mode),
-        record_arguments: u.record_arguments,
-        redact_arguments: u.redact_arguments,
+        record_arguments,
+        redact_arguments,
         scopes,
         resource,
     })
@@ -345,7 +357,8 @@ fn oauth(key: &str, o: RawOAuth, env: Env<'_>) -> Result<OAuthClient, ConfigErro
     })
 }
 
-/// One scope rule; `key` is its path, e.g. `upstreams[0].scopes[2]`.
+/// One scope rule; `key` is its path, e.g. `upstreams[0].scopes[2]`. The target is compiled
+/// here, once.
 fn scope_rule(key: &str, r: RawScopeRule) -> Result<ScopeRule, ConfigError> {
     if r.require.is_empty() || r.require.iter().any(|s| s.is_empty() || s.contains(' ')) {
         return Err(ConfigError::new(
@@ -356,8 +369,20 @@ fn scope_rule(key: &str, r: RawScopeRule) -> Result<ScopeRule, ConfigError> {
     }
     Ok(ScopeRule {
         method: r.method,
-        target: r.target,
+        target: glob(&format!("{key}.target"), &r.target)?,
         require: r.require,
+    })
+}
+
+/// Compiles a glob at `key`.
+fn glob(key: &str, pattern: &str) -> Result<Glob, ConfigError> {
+    Glob::new(pattern).map_err(|e| {
+        ConfigError::new(
+            key,
+            format!("`{pattern}` is not a valid glob: {}", e.kind()),
+            "`*` matches any text (`/` included), `?` one character, `[abc]` one of a set, \
+             `{a,b}` either; `\\` escapes the next character",
+        )
     })
 }
 
