@@ -19,7 +19,6 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Upstream;
 use crate::filter::Shown;
-use crate::scopes::glob_match;
 
 /// The W3C trace id of a valid `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
 pub fn trace_id(headers: &HeaderMap) -> Option<String> {
@@ -61,13 +60,13 @@ impl Arguments {
         let recorded = up
             .record_arguments
             .iter()
-            .any(|g| glob_match(g, name))
+            .any(|g| g.is_match(name))
             .then(|| {
                 let mut copy = args.clone();
                 let fields: Vec<&str> = up
                     .redact_arguments
                     .iter()
-                    .filter(|(g, _)| glob_match(g, name))
+                    .filter(|(g, _)| g.is_match(name))
                     .flat_map(|(_, f)| f.iter().map(String::as_str))
                     .collect();
                 redact(&mut copy, &fields);

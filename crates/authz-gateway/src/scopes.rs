@@ -2,13 +2,14 @@
 //!
 //! Scopes limit what *kind* of action a token may take, independently of who holds it. Each
 //! upstream lists rules `(method, target glob) → required scopes`; the first matching rule
-//! applies. A broader scope implies the narrower ones the hierarchy lists under it.
+//! applies. A broader scope implies the narrower ones the hierarchy lists under it. Target
+//! globs are compiled once, when the configuration is loaded ([`Glob`] gives the dialect).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use authz_types::{Operation, Principal};
 
-use crate::config::ScopeRule;
+use crate::config::{ANY_TARGET, ScopeRule};
 
 /// The scope policy of the whole gateway.
 #[derive(Debug, Clone, Default)]
@@ -48,8 +49,8 @@ impl ScopePolicy {
             .find(|r| {
                 (r.method == "*" || r.method == method)
                     && match &target {
-                        Some(t) => glob_match(&r.target, t),
-                        None => r.target == "*",
+                        Some(t) => r.target.is_match(t),
+                        None => r.target.as_str() == ANY_TARGET,
                     }
             })
             .map_or(&[], |r| r.require.as_slice())
@@ -89,29 +90,47 @@ pub fn supported_scopes(rules: &[ScopeRule]) -> Vec<String> {
     set.into_iter().cloned().collect()
 }
 
-/// Glob match where `*` matches any run of characters and `?` exactly one. Linear-time with
-/// backtracking limited to the last `*`, so hostile patterns cannot blow up.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
+/// A glob over an operation's target or an MCP name, compiled once when the configuration is
+/// loaded (scope-rule targets, `record_arguments`, `redact_arguments`).
+///
+/// The dialect is globset's, built the way authz-rbac builds object patterns (`?`, `[abc]`,
+/// `[!a]`, `{a,b}`, `\` escapes), with one deliberate difference: `*` and `?` also match `/`
+/// (no literal separator). A rule's target is a bare name or a whole resource URI within one
+/// route, not a `<kind>:<upstream>/<name>` object, and the default target `*` of a catch-all
+/// rule must cover every URI (`tickets://open/123` included), as it always has.
+#[derive(Clone)]
+pub struct Glob {
+    pattern: String,
+    matcher: globset::GlobMatcher,
+}
+
+impl Glob {
+    /// Compiles a pattern; an invalid one (an unclosed `[` or `{`, a trailing `\`) is an error.
+    pub fn new(pattern: &str) -> Result<Self, globset::Error> {
+        let matcher = globset::GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .build()?
+            .compile_matcher();
+        Ok(Self {
+            pattern: pattern.to_owned(),
+            matcher,
+        })
     }
-    p[pi..].iter().all(|&c| c == '*')
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        self.matcher.is_match(text)
+    }
+}
+
+impl std::fmt::Debug for Glob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Glob({:?})", self.pattern)
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +157,7 @@ mod tests {
     fn rules() -> Vec<ScopeRule> {
         let r = |m: &str, t: &str, s: &[&str]| ScopeRule {
             method: m.into(),
-            target: t.into(),
+            target: Glob::new(t).expect("valid glob"),
             require: s.iter().map(|x| (*x).to_owned()).collect(),
         };
         vec![
@@ -187,6 +206,10 @@ mod tests {
         );
     }
 
+    fn glob_match(pattern: &str, text: &str) -> bool {
+        Glob::new(pattern).expect("valid glob").is_match(text)
+    }
+
     #[test]
     fn glob() {
         assert!(glob_match("*", ""));
@@ -197,5 +220,43 @@ mod tests {
         assert!(!glob_match("*a*b", "xxaxxbxx"));
         assert!(glob_match(&"*a".repeat(20), &"a".repeat(40)));
         assert!(!glob_match(&"*a".repeat(20), &"b".repeat(200)));
+    }
+
+    #[test]
+    fn star_crosses_slashes_unlike_rbac_object_globs() {
+        assert!(glob_match("*", "tickets://open/123"));
+        assert!(glob_match("tickets://*", "tickets://open/123"));
+        assert!(glob_match("tickets://open/?23", "tickets://open/123"));
+        assert!(!glob_match("tickets://*", "billing://invoices"));
+    }
+
+    #[test]
+    fn the_rest_of_the_syntax_is_globset_s() {
+        assert!(glob_match("{get,list}_*", "list_tickets"));
+        assert!(!glob_match("{get,list}_*", "delete_ticket"));
+        assert!(glob_match("ticket_[0-9]", "ticket_7"));
+        assert!(glob_match("\\*", "*"));
+        assert!(!glob_match("\\*", "x"));
+        for bad in ["get_[", "{get", "a\\"] {
+            assert!(Glob::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_rule_without_target_matches_only_the_catch_all() {
+        let sp = ScopePolicy::default();
+        let ping = Operation::new(Method::Ping, Target::None);
+        let r = |t: &str| ScopeRule {
+            method: "*".into(),
+            target: Glob::new(t).expect("valid glob"),
+            require: vec!["s".into()],
+        };
+        assert_eq!(sp.required(&[r("*")], &ping), ["s"]);
+        assert!(sp.required(&[r("**")], &ping).is_empty());
+        let read = Operation::new(
+            Method::ResourcesRead,
+            Target::Resource("tickets://open/1".into()),
+        );
+        assert_eq!(sp.required(&[r("*")], &read), ["s"]);
     }
 }

@@ -1,0 +1,338 @@
+//! The configuration file as written: one struct per section, unknown keys refused, and every
+//! default next to the field it fills (a `Default` impl or a `#[serde(default = ...)]`).
+//!
+//! A few defaults depend on other values and are filled in by validation instead, as the field
+//! documentation says: `server.public_url` (from the listen address), the policy file (only
+//! when no `policy.database_url` is given), `revocation.database_url` (the audit database),
+//! `token_exchange.issuer` (from the public URL) and a route's `audit_mode` (`audit.mode`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// The configuration file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    /// Token verification (trusted issuers, leeway, maximum lifetime): `authz_token`'s config.
+    pub auth: Option<authz_token::VerifierConfig>,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// Scope hierarchy: a scope maps to the narrower scopes it implies.
+    #[serde(default)]
+    pub scope_hierarchy: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub upstreams: Vec<RawUpstream>,
+    #[serde(default)]
+    pub telemetry: Telemetry,
+    #[serde(default)]
+    pub revocation: RawRevocation,
+    pub token_exchange: Option<RawTokenExchange>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+pub const DEFAULT_MAX_IN_FLIGHT_PER_PRINCIPAL: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Default [`DEFAULT_LISTEN`]; the `--listen` flag wins over it.
+    pub listen: String,
+    /// The externally visible base URL; canonical resource URIs are `<public_url>/mcp/<name>`.
+    /// Default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Default [`DEFAULT_MAX_BODY`].
+    pub max_body_bytes: usize,
+    /// Origins allowed to call (DNS-rebinding protection). Requests without `Origin` pass.
+    pub allowed_origins: Vec<String>,
+    /// Requests (including open SSE streams) one principal may have in flight.
+    pub max_in_flight_per_principal: usize,
+    /// Authorization servers advertised in protected resource metadata (empty: the issuers).
+    pub authorization_servers: Vec<String>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            public_url: None,
+            max_body_bytes: DEFAULT_MAX_BODY,
+            allowed_origins: Vec::new(),
+            max_in_flight_per_principal: DEFAULT_MAX_IN_FLIGHT_PER_PRINCIPAL,
+            authorization_servers: Vec::new(),
+        }
+    }
+}
+
+pub const DEFAULT_POLICY_MODEL: &str = "policies/model.conf";
+/// The policy file read when neither `policy.files` nor `policy.database_url` is given.
+pub const DEFAULT_POLICY_FILE: &str = "policies/policy.csv";
+pub const DEFAULT_POLICY_POLL_MS: u64 = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    pub model: PathBuf,
+    /// Empty: [`DEFAULT_POLICY_FILE`], unless `database_url` is set.
+    pub files: Vec<PathBuf>,
+    pub database_url: Option<String>,
+    /// How often the policy source is checked for changes (Postgres also notifies at once).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self {
+            model: PathBuf::from(DEFAULT_POLICY_MODEL),
+            files: Vec::new(),
+            database_url: None,
+            poll_interval_ms: DEFAULT_POLICY_POLL_MS,
+        }
+    }
+}
+
+pub const DEFAULT_AUDIT_URL: &str = "sqlite://authz-audit.db?mode=rwc";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// Default [`DEFAULT_AUDIT_URL`]; `--audit-database-url` wins over it.
+    pub database_url: String,
+    /// Default audit mode of every route.
+    pub mode: AuditMode,
+    /// Ed25519 seed (32 raw bytes or 64 hex digits) that signs the chain's checkpoints.
+    pub signing_key_file: Option<PathBuf>,
+    /// The group-commit writer: queue, batch, flush interval, retries, checkpoints, chain id.
+    pub writer: authz_audit::WriterConfig,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_AUDIT_URL.to_owned(),
+            mode: AuditMode::default(),
+            signing_key_file: None,
+            writer: authz_audit::WriterConfig::default(),
+        }
+    }
+}
+
+/// How a route's requests wait for their audit record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditMode {
+    /// The request is forwarded only after its record is committed; a store that cannot take
+    /// it fails the request with 503. The default.
+    #[default]
+    Durable,
+    /// The request does not wait for the commit; a full queue makes it wait (bounded), then 503.
+    /// Records are never dropped silently.
+    Buffered,
+}
+
+pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECS: u64 = 300;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: String,
+    pub url: String,
+    /// Name of an environment variable holding the gateway's own bearer credential upstream.
+    pub credential_env: Option<String>,
+    /// Path of a file holding that credential.
+    pub credential_file: Option<PathBuf>,
+    /// OAuth 2.0 client credentials: the gateway fetches (and caches) its own upstream token.
+    pub oauth: Option<RawOAuth>,
+    /// Seconds to wait for the upstream's response head.
+    #[serde(default = "default_upstream_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Seconds a response body (an SSE stream) may stay silent before it is cut.
+    #[serde(default = "default_upstream_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// Seconds a response (including an SSE stream) may last in total; unset: no limit.
+    pub max_stream_secs: Option<u64>,
+    /// Extra CA certificates (PEM) to trust for this upstream's TLS, besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// This route's audit mode (default: `audit.mode`).
+    pub audit_mode: Option<AuditMode>,
+    /// Tools/prompts (globs) whose raw arguments are kept in the audit record; every call's
+    /// arguments get a SHA-256 digest regardless.
+    #[serde(default)]
+    pub record_arguments: Vec<String>,
+    /// Per tool/prompt glob, argument field names replaced by `[redacted]` (at any depth) in
+    /// recorded arguments.
+    #[serde(default)]
+    pub redact_arguments: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub scopes: Vec<RawScopeRule>,
+}
+
+fn default_upstream_timeout_secs() -> u64 {
+    DEFAULT_UPSTREAM_TIMEOUT_SECS
+}
+
+fn default_upstream_idle_timeout_secs() -> u64 {
+    DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECS
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret_env: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// Space-separated scopes to request.
+    pub scope: Option<String>,
+    /// RFC 8707 resource indicator to request the token for.
+    pub resource: Option<String>,
+}
+
+/// The target of a scope rule that names none: every operation, with or without a target.
+pub const ANY_TARGET: &str = "*";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScopeRule {
+    /// A JSON-RPC method name, or `*`.
+    pub method: String,
+    /// A glob over the operation's target (see [`crate::scopes::Glob`] for the dialect);
+    /// default [`ANY_TARGET`].
+    #[serde(default = "any_target")]
+    pub target: String,
+    pub require: Vec<String>,
+}
+
+fn any_target() -> String {
+    ANY_TARGET.to_owned()
+}
+
+pub const DEFAULT_REVOCATION_POLL_MS: u64 = 500;
+
+/// Where token revocations live (shared by every replica).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRevocation {
+    /// Default: the audit database.
+    pub database_url: Option<String>,
+    /// How often the revision is polled besides Postgres notifications.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RawRevocation {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            poll_interval_ms: DEFAULT_REVOCATION_POLL_MS,
+        }
+    }
+}
+
+pub const DEFAULT_EXCHANGE_MAX_TTL_SECS: i64 = 300;
+
+/// RFC 8693 token exchange at `POST /token`: short-lived, narrower tokens signed by the gateway.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenExchange {
+    /// `iss` of exchanged tokens; default `<public_url>/`.
+    pub issuer: Option<String>,
+    /// The gateway's private signing key (JWK), e.g. from `authzctl keys generate`.
+    pub signing_key_file: PathBuf,
+    /// The matching public JWKS; the gateway trusts its own tokens through it.
+    pub jwks_file: PathBuf,
+    /// Longest lifetime of an exchanged token.
+    #[serde(default = "default_exchange_max_ttl_secs")]
+    pub max_ttl_secs: i64,
+}
+
+fn default_exchange_max_ttl_secs() -> i64 {
+    DEFAULT_EXCHANGE_MAX_TTL_SECS
+}
+
+pub const DEFAULT_SERVICE_NAME: &str = "authz-gateway";
+
+/// Opt-in OpenTelemetry export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`. Unset: no export.
+    pub otlp_endpoint: Option<String>,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: default_service_name(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    DEFAULT_SERVICE_NAME.to_owned()
+}
+
+const TOML_HINT: &str = "see the configuration reference in README.md; unknown keys are refused";
+
+impl RawConfig {
+    /// Reads and parses a TOML file; unknown keys are errors that name the key.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                "--config",
+                format!("cannot read {}: {e}", path.display()),
+                "pass an existing TOML file with --config or AUTHZ_CONFIG",
+            )
+        })?;
+        Self::from_toml(&text).map_err(|mut e| {
+            e.problem = format!("{} (in {})", e.problem, path.display());
+            e
+        })
+    }
+
+    /// Parses TOML text. A value that does not fit is reported at its full key path, array
+    /// indices included (`upstreams[1].url`, `server.lisen` for an unknown key); a syntax error,
+    /// which has no key yet, at `<file>` with its line and column.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let problem = match e.span().map(|s| line_col(text, s.start)) {
+                Some((line, col)) => format!("{} (line {line}, column {col})", e.message()),
+                None => e.message().to_owned(),
+            };
+            ConfigError::new("<file>", problem, TOML_HINT)
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." {
+                "<file>".to_owned()
+            } else {
+                path
+            };
+            ConfigError::new(key, e.into_inner().message(), TOML_HINT)
+        })
+    }
+}
+
+/// The 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before, |i| &before[i + 1..])
+        .chars()
+        .count()
+        + 1;
+    (line, col)
+}

@@ -1,0 +1,494 @@
+//! Validation, one raw section at a time: each function checks its section's values and
+//! returns the typed settings, or a [`ConfigError`] naming the key. [`super::Config::from_raw`]
+//! calls them in file order and assembles the result.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::{
+    AuditMode, DEFAULT_POLICY_FILE, RawAudit, RawOAuth, RawPolicy, RawRevocation, RawScopeRule,
+    RawServer, RawTokenExchange, RawUpstream, Telemetry,
+};
+use super::{
+    ConfigError, Credential, OAuthClient, Overrides, PolicySource, ScopeRule, Secret,
+    TokenExchange, Upstream,
+};
+use crate::scopes::Glob;
+
+/// Resolves the name of a credential environment variable.
+pub(super) type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The `[server]` section, validated.
+pub(super) struct Server {
+    pub listen: SocketAddr,
+    /// Without a trailing `/`.
+    pub public_url: String,
+    pub max_body_bytes: usize,
+    pub max_in_flight_per_principal: usize,
+    pub allowed_origins: Vec<String>,
+    /// Empty: advertise the trusted issuers.
+    pub authorization_servers: Vec<String>,
+}
+
+const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
+const MAX_IN_FLIGHT_LIMIT: usize = 100_000;
+
+pub(super) fn server(raw: RawServer, overrides: &Overrides) -> Result<Server, ConfigError> {
+    let listen_text = overrides.listen.clone().unwrap_or(raw.listen);
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        ConfigError::new(
+            "server.listen",
+            format!("`{listen_text}` is not an address"),
+            "use host:port, e.g. 127.0.0.1:8080",
+        )
+    })?;
+    let public_url = overrides
+        .public_url
+        .clone()
+        .or(raw.public_url)
+        .unwrap_or_else(|| format!("http://{listen}"));
+    let parsed = reqwest::Url::parse(&public_url).map_err(|e| {
+        ConfigError::new(
+            "server.public_url",
+            format!("`{public_url}`: {e}"),
+            "an absolute http(s) URL",
+        )
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.query().is_some() {
+        return Err(ConfigError::new(
+            "server.public_url",
+            format!("`{public_url}` must be an http(s) URL without a query"),
+            "e.g. https://gateway.example.com",
+        ));
+    }
+    let public_url = public_url.trim_end_matches('/').to_owned();
+    if raw.max_body_bytes == 0 || raw.max_body_bytes > MAX_BODY_LIMIT {
+        return Err(ConfigError::new(
+            "server.max_body_bytes",
+            format!("{} is out of range", raw.max_body_bytes),
+            "between 1 byte and 64 MiB",
+        ));
+    }
+    let in_flight = raw.max_in_flight_per_principal;
+    if in_flight == 0 || in_flight > MAX_IN_FLIGHT_LIMIT {
+        return Err(ConfigError::new(
+            "server.max_in_flight_per_principal",
+            format!("{in_flight} is out of range"),
+            "between 1 and 100000",
+        ));
+    }
+    Ok(Server {
+        listen,
+        public_url,
+        max_body_bytes: raw.max_body_bytes,
+        max_in_flight_per_principal: in_flight,
+        allowed_origins: raw.allowed_origins,
+        authorization_servers: raw.authorization_servers,
+    })
+}
+
+/// The `[auth]` section: present, with at least one trusted issuer.
+pub(super) fn auth(
+    raw: Option<authz_token::VerifierConfig>,
+) -> Result<authz_token::VerifierConfig, ConfigError> {
+    let auth = raw.ok_or_else(|| {
+        ConfigError::new(
+            "auth",
+            "no [auth] section: the gateway cannot verify tokens",
+            "add [[auth.issuers]] with issuer and jwks_file (authzctl keys generate makes a dev key)",
+        )
+    })?;
+    if auth.issuers.is_empty() {
+        return Err(ConfigError::new(
+            "auth.issuers",
+            "no trusted issuer",
+            "add at least one [[auth.issuers]] entry",
+        ));
+    }
+    Ok(auth)
+}
+
+/// The `[policy]` section: one policy source and its poll interval.
+pub(super) fn policy(
+    raw: RawPolicy,
+    overrides: &Overrides,
+) -> Result<(PolicySource, Duration), ConfigError> {
+    let model = raw.model;
+    let url = overrides.policy_database_url.clone().or(raw.database_url);
+    let source = match (url, raw.files) {
+        (Some(_), files) if !files.is_empty() => {
+            return Err(ConfigError::new(
+                "policy",
+                "both policy.files and policy.database_url are set",
+                "choose one policy source",
+            ));
+        }
+        (Some(url), _) => PolicySource::Database { model, url },
+        (None, files) if files.is_empty() => PolicySource::Files {
+            model,
+            files: vec![PathBuf::from(DEFAULT_POLICY_FILE)],
+        },
+        (None, files) => PolicySource::Files { model, files },
+    };
+    let poll_ms = raw.poll_interval_ms;
+    if !(10..=3_600_000).contains(&poll_ms) {
+        return Err(ConfigError::new(
+            "policy.poll_interval_ms",
+            format!("{poll_ms} is out of range"),
+            "10 ms to 1 hour",
+        ));
+    }
+    Ok((source, Duration::from_millis(poll_ms)))
+}
+
+/// The audit database URL: the override wins over `audit.database_url`.
+pub(super) fn audit_database_url(raw: &RawAudit, overrides: &Overrides) -> String {
+    overrides
+        .audit_database_url
+        .clone()
+        .unwrap_or_else(|| raw.database_url.clone())
+}
+
+/// The `[scope_hierarchy]` section: no scope implies itself.
+pub(super) fn scope_hierarchy(raw: &BTreeMap<String, Vec<String>>) -> Result<(), ConfigError> {
+    match raw.iter().find(|(scope, implied)| implied.contains(scope)) {
+        Some((scope, _)) => Err(ConfigError::new(
+            format!("scope_hierarchy.{scope}"),
+            "a scope cannot imply itself",
+            "list only narrower scopes",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The `[telemetry]` section: the endpoint, if any, is an http(s) URL.
+pub(super) fn telemetry(raw: &Telemetry) -> Result<(), ConfigError> {
+    match &raw.otlp_endpoint {
+        Some(ep) if !reqwest::Url::parse(ep).is_ok_and(|u| is_http(&u)) => Err(ConfigError::new(
+            "telemetry.otlp_endpoint",
+            format!("`{ep}` is not an http(s) URL"),
+            "e.g. http://127.0.0.1:4318/v1/traces",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Every `[[upstreams]]` entry: at least one, with unique names.
+pub(super) fn upstreams(
+    raw: Vec<RawUpstream>,
+    public_url: &str,
+    default_mode: AuditMode,
+    env: Env<'_>,
+) -> Result<Vec<Upstream>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::new(
+            "upstreams",
+            "no upstream MCP server configured",
+            "add an [[upstreams]] entry with name and url",
+        ));
+    }
+    let mut upstreams: Vec<Upstream> = Vec::with_capacity(raw.len());
+    for (i, u) in raw.into_iter().enumerate() {
+        let key = format!("upstreams[{i}]");
+        // An invalid name is reported as such by `upstream`, before anything else about it.
+        if is_route_name(&u.name) && upstreams.iter().any(|x| x.name == u.name) {
+            return Err(ConfigError::new(
+                format!("{key}.name"),
+                format!("duplicate upstream `{}`", u.name),
+                "route names must be unique",
+            ));
+        }
+        upstreams.push(upstream(&key, u, public_url, default_mode, env)?);
+    }
+    Ok(upstreams)
+}
+
+const MAX_IDLE_TIMEOUT_SECS: u64 = 86_400;
+const MAX_TIMEOUT_SECS: u64 = 3600;
+
+/// One `[[upstreams]]` entry; `key` is its path, e.g. `upstreams[1]`.
+fn upstream(
+    key: &str,
+    u: RawUpstream,
+    public_url: &str,
+    default_mode: AuditMode,
+    env: Env<'_>,
+) -> Result<Upstream, ConfigError> {
+    if !is_route_name(&u.name) {
+        return Err(ConfigError::new(
+            format!("{key}.name"),
+            format!("`{}` is not a valid route name", u.name),
+            "use letters, digits, '-' and '_'",
+        ));
+    }
+    let url = http_url(&u.url).ok_or_else(|| {
+        ConfigError::new(
+            format!("{key}.url"),
+            format!("`{}` is not an http(s) URL", u.url),
+            "e.g. http://127.0.0.1:9100/mcp",
+        )
+    })?;
+    let bearer = secret(
+        &format!("{key}.credential"),
+        u.credential_env.as_deref(),
+        u.credential_file.as_deref(),
+        env,
+    )?;
+    let credential = match (bearer, u.oauth) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                format!("{key}.oauth"),
+                "both a static credential and oauth are set",
+                "choose one way for the gateway to authenticate upstream",
+            ));
+        }
+        (Some(b), None) => Credential::Bearer(b),
+        (None, Some(o)) => Credential::OAuth(oauth(&format!("{key}.oauth"), o, env)?),
+        (None, None) => Credential::None,
+    };
+    if let Some(ca) = &u.ca_file
+        && !ca.is_file()
+    {
+        return Err(ConfigError::new(
+            format!("{key}.ca_file"),
+            format!("{} is not a readable file", ca.display()),
+            "a PEM file with one or more CA certificates",
+        ));
+    }
+    if u.max_stream_secs == Some(0) {
+        return Err(ConfigError::new(
+            format!("{key}.max_stream_secs"),
+            "must be positive",
+            "leave it out for no limit",
+        ));
+    }
+    if u.idle_timeout_secs == 0 || u.idle_timeout_secs > MAX_IDLE_TIMEOUT_SECS {
+        return Err(ConfigError::new(
+            format!("{key}.idle_timeout_secs"),
+            "out of range",
+            "1..=86400 seconds",
+        ));
+    }
+    if u.timeout_secs == 0 || u.timeout_secs > MAX_TIMEOUT_SECS {
+        return Err(ConfigError::new(
+            format!("{key}.timeout_secs"),
+            "out of range",
+            "1..=3600 seconds",
+        ));
+    }
+    let scopes = u
+        .scopes
+        .into_iter()
+        .enumerate()
+        .map(|(j, r)| scope_rule(&format!("{key}.scopes[{j}]"), r))
+        .collect::<Result<_, _>>()?;
+    let record_arguments = u
+        .record_arguments
+        .iter()
+        .enumerate()
+        .map(|(j, g)| glob(&format!("{key}.record_arguments[{j}]"), g))
+        .collect::<Result<_, _>>()?;
+    let redact_arguments = u
+        .redact_arguments
+        .into_iter()
+        .map(|(g, fields)| Ok((glob(&format!("{key}.redact_arguments.{g}"), &g)?, fields)))
+        .collect::<Result<_, ConfigError>>()?;
+    let resource = format!("{public_url}/mcp/{}", u.name);
+    Ok(Upstream {
+        name: u.name,
+        url,
+        credential,
+        timeout: Duration::from_secs(u.timeout_secs),
+        idle_timeout: Duration::from_secs(u.idle_timeout_secs),
+        max_stream: u.max_stream_secs.map(Duration::from_secs),
+        ca_file: u.ca_file,
+        audit_mode: u.audit_mode.unwrap_or(default_mode),
+        record_arguments,
+        redact_arguments,
+        scopes,
+        resource,
+    })
+}
+
+fn is_route_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An upstream's `oauth` table; `key` is its path, e.g. `upstreams[0].oauth`.
+fn oauth(key: &str, o: RawOAuth, env: Env<'_>) -> Result<OAuthClient, ConfigError> {
+    let token_url = http_url(&o.token_url).ok_or_else(|| {
+        ConfigError::new(
+            format!("{key}.token_url"),
+            format!("`{}` is not an http(s) URL", o.token_url),
+            "the authorization server's token endpoint",
+        )
+    })?;
+    let client_secret = secret(
+        &format!("{key}.client_secret"),
+        o.client_secret_env.as_deref(),
+        o.client_secret_file.as_deref(),
+        env,
+    )?
+    .ok_or_else(|| {
+        ConfigError::new(
+            format!("{key}.client_secret_env"),
+            "no client secret",
+            "set client_secret_env or client_secret_file",
+        )
+    })?;
+    if o.client_id.is_empty() {
+        return Err(ConfigError::new(
+            format!("{key}.client_id"),
+            "empty",
+            "the gateway's OAuth client id",
+        ));
+    }
+    Ok(OAuthClient {
+        token_url,
+        client_id: o.client_id,
+        client_secret,
+        scope: o.scope,
+        resource: o.resource,
+    })
+}
+
+/// One scope rule; `key` is its path, e.g. `upstreams[0].scopes[2]`. The target is compiled
+/// here, once.
+fn scope_rule(key: &str, r: RawScopeRule) -> Result<ScopeRule, ConfigError> {
+    if r.require.is_empty() || r.require.iter().any(|s| s.is_empty() || s.contains(' ')) {
+        return Err(ConfigError::new(
+            format!("{key}.require"),
+            "must list one or more scope names without spaces",
+            "e.g. require = [\"tickets:read\"]",
+        ));
+    }
+    Ok(ScopeRule {
+        method: r.method,
+        target: glob(&format!("{key}.target"), &r.target)?,
+        require: r.require,
+    })
+}
+
+/// Compiles a glob at `key`.
+fn glob(key: &str, pattern: &str) -> Result<Glob, ConfigError> {
+    Glob::new(pattern).map_err(|e| {
+        ConfigError::new(
+            key,
+            format!("`{pattern}` is not a valid glob: {}", e.kind()),
+            "`*` matches any text (`/` included), `?` one character, `[abc]` one of a set, \
+             `{a,b}` either; `\\` escapes the next character",
+        )
+    })
+}
+
+/// The `[revocation]` section: its database (default: the audit database) and poll interval.
+pub(super) fn revocation(
+    raw: RawRevocation,
+    audit_database_url: &str,
+) -> Result<(String, Duration), ConfigError> {
+    let poll_ms = raw.poll_interval_ms;
+    if !(10..=60_000).contains(&poll_ms) {
+        return Err(ConfigError::new(
+            "revocation.poll_interval_ms",
+            format!("{poll_ms} is out of range"),
+            "10 ms to 60 s",
+        ));
+    }
+    let url = raw
+        .database_url
+        .unwrap_or_else(|| audit_database_url.to_owned());
+    Ok((url, Duration::from_millis(poll_ms)))
+}
+
+/// The `[token_exchange]` section. The gateway trusts its own tokens, for its own routes only,
+/// and only as access tokens (`typ: at+jwt`): its issuer is added to `auth`.
+pub(super) fn token_exchange(
+    raw: Option<RawTokenExchange>,
+    public_url: &str,
+    auth: &mut authz_token::VerifierConfig,
+    upstreams: &[Upstream],
+) -> Result<Option<TokenExchange>, ConfigError> {
+    let Some(t) = raw else { return Ok(None) };
+    let issuer = t.issuer.unwrap_or_else(|| format!("{public_url}/"));
+    if !(1..=3600).contains(&t.max_ttl_secs) {
+        return Err(ConfigError::new(
+            "token_exchange.max_ttl_secs",
+            format!("{} is out of range", t.max_ttl_secs),
+            "1..=3600 seconds; exchanged tokens are meant to be short-lived",
+        ));
+    }
+    if auth.issuers.iter().any(|i| i.issuer == issuer) {
+        return Err(ConfigError::new(
+            "token_exchange.issuer",
+            format!("`{issuer}` is also an [[auth.issuers]] entry"),
+            "the gateway's own issuer is added automatically; give it its own name",
+        ));
+    }
+    let mut own = authz_token::IssuerConfig::new(issuer.clone(), t.jwks_file);
+    own.audiences = upstreams.iter().map(|u| u.resource.clone()).collect();
+    own.require_typ_at_jwt = true;
+    auth.issuers.push(own);
+    Ok(Some(TokenExchange {
+        issuer,
+        signing_key_file: t.signing_key_file,
+        max_ttl_secs: t.max_ttl_secs,
+    }))
+}
+
+fn is_http(url: &reqwest::Url) -> bool {
+    matches!(url.scheme(), "http" | "https")
+}
+
+fn http_url(text: &str) -> Option<reqwest::Url> {
+    reqwest::Url::parse(text).ok().filter(is_http)
+}
+
+/// Resolves a secret given by environment variable name or file path (at most one).
+fn secret(
+    key: &str,
+    var: Option<&str>,
+    file: Option<&Path>,
+    env: Env<'_>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (var, file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            format!("{key}_env"),
+            format!("both {key}_env and {key}_file are set"),
+            "choose one",
+        )),
+        (Some(var), None) => env(var)
+            .filter(|v| !v.is_empty())
+            .map(|v| Some(Secret::new(v)))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    format!("{key}_env"),
+                    format!("environment variable {var} is not set"),
+                    format!("export it, or remove {key}_env"),
+                )
+            }),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    format!("{key}_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                    "point it at a readable file holding the secret",
+                )
+            })?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}_file"),
+                    format!("{} is empty", path.display()),
+                    "put the secret in the file",
+                ));
+            }
+            Ok(Some(Secret::new(text.to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
+}
