@@ -87,6 +87,8 @@ mod batch;
 mod chain;
 mod chained;
 mod keys;
+#[cfg(feature = "legacy-rows")]
+mod legacy;
 mod row;
 mod sql;
 mod verify;
@@ -97,7 +99,6 @@ use std::time::Duration;
 use authz_db::Pool;
 use authz_types::{AuditFilter, AuditRecord};
 use serde::{Deserialize, Serialize};
-use sqlx::{Postgres, Sqlite};
 
 pub use authz_db::{Backend, redact_url};
 pub use chain::{CheckpointKind, GENESIS_HASH, HashVersion, record_hash, record_hash_with};
@@ -105,8 +106,6 @@ pub use chained::{AuditQuery, PruneReport};
 pub use keys::{PublicKey, SigningKey, write_seed_file};
 pub use verify::{ChainReport, Finding, Tamper, VerifyReport, verify};
 pub use writer::{AuditWriter, WriterConfig, WriterStats};
-
-use row::Columns;
 
 /// Errors of the audit store. Messages never contain a password: URLs appear redacted.
 #[derive(Debug, thiserror::Error)]
@@ -299,73 +298,6 @@ impl AuditStore {
     /// Which database this store writes to.
     pub fn backend(&self) -> Backend {
         self.pool.backend()
-    }
-
-    /// Appends one record without a chain, as a database from before migration 0003 holds it,
-    /// and returns its id once it is committed. For tests of legacy rows only.
-    #[cfg(feature = "legacy-rows")]
-    pub async fn append_unchained(&self, record: &AuditRecord) -> Result<i64, Error> {
-        let rows = [Columns::new(record)?];
-        let id = match &self.pool {
-            Pool::Sqlite(pool) => {
-                sql::insert::<Sqlite>(&rows, true)
-                    .build_query_scalar::<i64>()
-                    .fetch_one(pool)
-                    .await
-            }
-            Pool::Postgres(pool) => {
-                sql::insert::<Postgres>(&rows, true)
-                    .build_query_scalar::<i64>()
-                    .fetch_one(pool)
-                    .await
-            }
-        }
-        .map_err(write_failed)?;
-        Ok(id)
-    }
-
-    /// Appends many records without a chain in one transaction, with multi-row inserts of at
-    /// most 1000 rows each; either every record is committed or none is. For tests and the
-    /// ingest benchmark's baseline only.
-    #[cfg(feature = "legacy-rows")]
-    pub async fn append_unchained_batch(&self, records: &[AuditRecord]) -> Result<(), Error> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let rows = records
-            .iter()
-            .map(Columns::new)
-            .collect::<Result<Vec<_>, _>>()?;
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                // IMMEDIATE takes the write lock up front, so a concurrent writer makes this wait
-                // (busy timeout) instead of failing when a deferred transaction upgrades.
-                let mut tx = pool
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(write_failed)?;
-                for chunk in rows.chunks(sql::ROWS_PER_INSERT) {
-                    sql::insert::<Sqlite>(chunk, false)
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(write_failed)?;
-                }
-                tx.commit().await.map_err(write_failed)?;
-            }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(write_failed)?;
-                for chunk in rows.chunks(sql::ROWS_PER_INSERT) {
-                    sql::insert::<Postgres>(chunk, false)
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(write_failed)?;
-                }
-                tx.commit().await.map_err(write_failed)?;
-            }
-        }
-        Ok(())
     }
 
     /// Records matching `filter`, newest first (ties broken by id), at most `filter.limit`

@@ -9,10 +9,7 @@ use authz_types::{AuditFilter, Effect};
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use crate::AuditQuery;
-use crate::row::{
-    CHAINED_COLUMN_COUNT, COLUMN_COUNT, Columns, HASH_VERSION_LITERAL, INSERT_COLUMNS,
-    SELECT_COLUMNS,
-};
+use crate::row::{CHAINED_COLUMN_COUNT, COLUMN_COUNT, SELECT_COLUMNS};
 
 /// Rows per multi-row `INSERT`: 1000 rows × 28 values (32 for a chained row) = at most 32,000
 /// bound values, under SQLite's 32,766 and Postgres's 65,535 per statement, and the size
@@ -27,67 +24,6 @@ pub(crate) const DEFAULT_LIMIT: u32 = 100;
 
 /// The most records one query returns, whatever the filter asks for.
 pub(crate) const MAX_LIMIT: u32 = 10_000;
-
-/// `INSERT INTO audit_records (...) VALUES (...), (...)` for `rows`, optionally `RETURNING id`.
-pub(crate) fn insert<'a, DB>(rows: &'a [Columns<'a>], returning_id: bool) -> QueryBuilder<DB>
-where
-    DB: Database,
-    <DB as Database>::Arguments: Default,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    Option<&'a str>: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-    Option<i64>: Encode<'a, DB> + Type<DB>,
-{
-    let mut qb = QueryBuilder::new(format!("INSERT INTO audit_records ({INSERT_COLUMNS}) "));
-    qb.push_values(rows, |mut row, c| {
-        bind_columns(&mut row, c);
-    });
-    if returning_id {
-        qb.push(" RETURNING id");
-    }
-    qb
-}
-
-fn bind_columns<'a, DB>(
-    row: &mut sqlx::query_builder::Separated<'_, DB, &'static str>,
-    c: &'a Columns<'a>,
-) where
-    DB: Database,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    Option<&'a str>: Encode<'a, DB> + Type<DB>,
-    i64: Encode<'a, DB> + Type<DB>,
-    Option<i64>: Encode<'a, DB> + Type<DB>,
-{
-    row.push_bind(c.time_ms)
-        .push_bind(c.request_id)
-        .push_bind(c.session_id)
-        .push_bind(c.tenant)
-        .push_bind(c.subject)
-        .push_bind(c.issuer)
-        .push_bind(c.client_id)
-        .push_bind(c.actors.as_str())
-        .push_bind(c.token_id)
-        .push_bind(c.scopes.as_str())
-        .push_bind(c.roles.as_str())
-        .push_bind(c.upstream)
-        .push_bind(c.method)
-        .push_bind(c.target)
-        .push_bind(c.decision)
-        .push_bind(c.reason)
-        .push_bind(c.matched_rule)
-        .push_bind(c.policy_revision)
-        .push_bind(c.http_status)
-        .push_bind(c.jsonrpc_error)
-        .push_bind(c.kind)
-        .push_bind(c.trace_id)
-        .push_bind(c.upstream_status)
-        .push_bind(c.upstream_latency_ms)
-        .push_bind(c.outcome)
-        .push_bind(c.args_digest)
-        .push_bind(c.arguments)
-        .push_bind(c.shown.as_str())
-        .push(HASH_VERSION_LITERAL);
-}
 
 /// `SELECT <columns> FROM audit_records WHERE ...`: newest first (`ORDER BY time_ms DESC, id
 /// DESC`), or with `after_id` oldest first by id; at most the filter's limit.
@@ -242,23 +178,6 @@ mod tests {
             "WHERE subject = $1 AND tenant = $2 AND method = $3 AND target = $4 AND reason = $5 \
              AND kind = $6 AND chain_id = $7 AND id > $8 ORDER BY id ASC LIMIT $9"
         ));
-        // Every row carries the current encoding version as a literal, not a bind.
-        let record = authz_types::AuditRecord::unauthenticated(
-            "r",
-            "u",
-            "m",
-            authz_types::ReasonCode::TokenMissing,
-            401,
-        );
-        let cols = [Columns::new(&record).expect("encode")];
-        let insert = insert::<Sqlite>(&cols, false).into_string();
-        assert!(insert.ends_with(", 2)"), "{insert}");
-        assert_eq!(insert.matches('?').count(), COLUMN_COUNT);
-        assert_eq!(
-            INSERT_COLUMNS.split(',').count(),
-            COLUMN_COUNT + 1,
-            "hash_version is the one column not bound"
-        );
         let lite = count_query::<Sqlite>(&AuditQuery::default()).into_string();
         assert_eq!(lite, "SELECT COUNT(*) FROM audit_records");
         assert_eq!(effective_limit(&f), MAX_LIMIT);
