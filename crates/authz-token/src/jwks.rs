@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::cache::TokenCache;
+use crate::error::{TokenError, error_chain};
 use crate::keys::{KeyAlgorithm, VerifyKey, parse_jwks};
-use crate::verify::TokenError;
 
 fn default_timeout_secs() -> u64 {
     5
@@ -280,18 +280,6 @@ fn cache_max_age(headers: &reqwest::header::HeaderMap) -> Option<u64> {
         }
     }
     result
-}
-
-/// An error and its sources on one line, for log events.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl RemoteKeys {

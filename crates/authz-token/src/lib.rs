@@ -91,6 +91,7 @@
 //! ```
 mod b64;
 mod cache;
+mod error;
 mod exchange;
 mod json;
 mod jwks;
@@ -102,6 +103,7 @@ mod verify;
 use std::path::PathBuf;
 
 pub use cache::CacheStats;
+pub use error::TokenError;
 pub use exchange::{ExchangeError, ExchangePolicy, ExchangeRequest};
 pub use jwks::{IssuerKeyStatus, JwksFetchConfig};
 pub use keys::{GeneratedKeys, KeyAlgorithm, generate_key_pair};
@@ -111,8 +113,7 @@ pub use revocation::{
     RevocationList, RevocationStore,
 };
 pub use verify::{
-    IssuerConfig, MAX_ACTOR_DEPTH, MAX_KID_LEN, MAX_TOKEN_BYTES, TokenError, Verifier,
-    VerifierConfig,
+    IssuerConfig, MAX_ACTOR_DEPTH, MAX_KID_LEN, MAX_TOKEN_BYTES, Verifier, VerifierConfig,
 };
 
 /// Errors of this crate other than token refusals (which are [`TokenError`]) and exchange

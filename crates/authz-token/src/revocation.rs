@@ -28,7 +28,7 @@ use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::Error;
-use crate::jwks::error_chain;
+use crate::error::error_chain;
 
 /// The Postgres channel every revocation change is announced on; the payload is the new revision.
 pub const REVOCATION_NOTIFY_CHANNEL: &str = "authz_revocation_changed";
