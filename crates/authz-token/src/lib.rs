@@ -98,6 +98,7 @@ mod jwks;
 mod keys;
 mod mint;
 mod revocation;
+mod rules;
 mod verify;
 
 use std::path::PathBuf;
@@ -112,9 +113,8 @@ pub use revocation::{
     FollowOptions, REVOCATION_NOTIFY_CHANNEL, Revocation, RevocationCounts, RevocationFollower,
     RevocationList, RevocationStore,
 };
-pub use verify::{
-    IssuerConfig, MAX_ACTOR_DEPTH, MAX_KID_LEN, MAX_TOKEN_BYTES, Verifier, VerifierConfig,
-};
+pub use rules::{MAX_ACTOR_DEPTH, MAX_KID_LEN};
+pub use verify::{IssuerConfig, MAX_TOKEN_BYTES, Verifier, VerifierConfig};
 
 /// Errors of this crate other than token refusals (which are [`TokenError`]) and exchange
 /// refusals (which are [`ExchangeError`]): configuration, key loading and fetching, key
