@@ -91,6 +91,7 @@
 //! ```
 mod b64;
 mod cache;
+mod config;
 mod error;
 mod exchange;
 mod json;
@@ -104,9 +105,10 @@ mod verify;
 use std::path::PathBuf;
 
 pub use cache::CacheStats;
+pub use config::{IssuerConfig, JwksFetchConfig, VerifierConfig};
 pub use error::TokenError;
 pub use exchange::{ExchangeError, ExchangePolicy, ExchangeRequest};
-pub use jwks::{IssuerKeyStatus, JwksFetchConfig};
+pub use jwks::IssuerKeyStatus;
 pub use keys::{GeneratedKeys, KeyAlgorithm, generate_key_pair};
 pub use mint::{MintRequest, Signer};
 pub use revocation::{
@@ -114,7 +116,7 @@ pub use revocation::{
     RevocationList, RevocationStore,
 };
 pub use rules::{MAX_ACTOR_DEPTH, MAX_KID_LEN};
-pub use verify::{IssuerConfig, MAX_TOKEN_BYTES, Verifier, VerifierConfig};
+pub use verify::{MAX_TOKEN_BYTES, Verifier};
 
 /// Errors of this crate other than token refusals (which are [`TokenError`]) and exchange
 /// refusals (which are [`ExchangeError`]): configuration, key loading and fetching, key

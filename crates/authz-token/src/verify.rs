@@ -3,17 +3,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use authz_types::Principal;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cache::{self, CacheStats, TokenCache};
+use crate::config::{JwksFetchConfig, VerifierConfig};
 use crate::error::TokenError;
 use crate::json::{self, Json, Object};
-use crate::jwks::{IssuerKeyStatus, IssuerKeys, JwksFetchConfig, RemoteKeys, spawn_refresher};
+use crate::jwks::{IssuerKeyStatus, IssuerKeys, RemoteKeys, spawn_refresher};
 use crate::keys::{KeyAlgorithm, VerifyKey, load_jwks, parse_jwks};
 use crate::revocation::RevocationList;
 use crate::rules::{
@@ -25,157 +24,6 @@ use crate::{Error, b64};
 /// Tokens longer than this are refused before any parsing. Real access tokens are a few hundred
 /// bytes to a few KiB; the cap bounds the work an unauthenticated caller can cause.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
-
-fn default_algorithms() -> Vec<String> {
-    KeyAlgorithm::ALL
-        .iter()
-        .map(|a| a.as_str().to_owned())
-        .collect()
-}
-fn default_roles_claim() -> String {
-    "roles".to_owned()
-}
-fn default_tenant_claim() -> String {
-    "tenant".to_owned()
-}
-fn default_leeway_secs() -> u64 {
-    30
-}
-fn default_max_lifetime_secs() -> u64 {
-    86_400
-}
-fn default_max_claim_bytes() -> usize {
-    4096
-}
-fn default_max_claim_items() -> usize {
-    256
-}
-fn default_cache_capacity() -> usize {
-    10_000
-}
-
-/// One trusted token issuer. Exactly one key source must be set: `jwks_file`, `jwks` or
-/// `jwks_url`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// The exact `iss` value this issuer puts in its tokens.
-    pub issuer: String,
-    /// A JWKS file with the issuer's public signing keys; every key must have a `kid`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_file: Option<PathBuf>,
-    /// The JWKS inline: a `{"keys": [...]}` object (a TOML table works) or a string holding it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks: Option<Value>,
-    /// An HTTPS URL serving the JWKS, fetched at start-up and refreshed as `jwks_fetch` says.
-    /// Needs [`Verifier::load`] (async).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_url: Option<String>,
-    /// Fetch limits and refresh timing for `jwks_url`.
-    #[serde(default)]
-    pub jwks_fetch: JwksFetchConfig,
-    /// Allowed `alg` values: a subset of `ES256`, `RS256`, `EdDSA`. `none` and `HS*` are refused.
-    #[serde(default = "default_algorithms")]
-    pub algorithms: Vec<String>,
-    /// The claim holding roles (an array of strings or one string).
-    #[serde(default = "default_roles_claim")]
-    pub roles_claim: String,
-    /// The claim holding the tenant (a string).
-    #[serde(default = "default_tenant_claim")]
-    pub tenant_claim: String,
-    /// The protected resources (canonical URIs) this issuer may issue tokens for; a token of this
-    /// issuer is refused (`token_wrong_audience`) for any other resource. Empty: any resource.
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    /// Claims every token of this issuer must carry (for example `jti`, so tokens can be revoked
-    /// one by one).
-    #[serde(default)]
-    pub required_claims: Vec<String>,
-    /// Require the RFC 9068 header `typ: at+jwt` (or `application/at+jwt`, any case), so ID
-    /// tokens and other JWTs of the same issuer are not accepted as access tokens.
-    #[serde(default)]
-    pub require_typ_at_jwt: bool,
-}
-
-impl IssuerConfig {
-    /// An issuer with keys from a JWKS file and the default algorithms and claim names.
-    pub fn new(issuer: impl Into<String>, jwks_file: impl Into<PathBuf>) -> Self {
-        Self {
-            jwks_file: Some(jwks_file.into()),
-            ..Self::without_keys(issuer)
-        }
-    }
-
-    /// An issuer whose keys are fetched from `jwks_url` (see [`Verifier::load`]).
-    pub fn with_jwks_url(issuer: impl Into<String>, jwks_url: impl Into<String>) -> Self {
-        Self {
-            jwks_url: Some(jwks_url.into()),
-            ..Self::without_keys(issuer)
-        }
-    }
-
-    /// An issuer with an inline JWKS document.
-    pub fn with_inline_jwks(issuer: impl Into<String>, jwks: Value) -> Self {
-        Self {
-            jwks: Some(jwks),
-            ..Self::without_keys(issuer)
-        }
-    }
-
-    fn without_keys(issuer: impl Into<String>) -> Self {
-        Self {
-            issuer: issuer.into(),
-            jwks_file: None,
-            jwks: None,
-            jwks_url: None,
-            jwks_fetch: JwksFetchConfig::default(),
-            algorithms: default_algorithms(),
-            roles_claim: default_roles_claim(),
-            tenant_claim: default_tenant_claim(),
-            audiences: Vec::new(),
-            required_claims: Vec::new(),
-            require_typ_at_jwt: false,
-        }
-    }
-}
-
-/// Configuration of a [`Verifier`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifierConfig {
-    /// The trusted issuers; a token from any other issuer is refused.
-    pub issuers: Vec<IssuerConfig>,
-    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
-    #[serde(default = "default_leeway_secs")]
-    pub leeway_secs: u64,
-    /// Longest accepted token lifetime: `exp - iat`, or `exp - now` when there is no `iat`.
-    #[serde(default = "default_max_lifetime_secs")]
-    pub max_lifetime_secs: u64,
-    /// Longest string anywhere in the claims (values and member names), in bytes.
-    #[serde(default = "default_max_claim_bytes")]
-    pub max_claim_bytes: usize,
-    /// Most items in any claim array, and most members in any claim object.
-    #[serde(default = "default_max_claim_items")]
-    pub max_claim_items: usize,
-    /// Entries in the verified-token cache; 0 turns the cache off.
-    #[serde(default = "default_cache_capacity")]
-    pub cache_capacity: usize,
-}
-
-impl VerifierConfig {
-    /// A configuration with the default leeway (30 s), maximum lifetime (24 h), claim limits
-    /// (4 KiB strings, 256 items) and cache (10,000 entries).
-    pub fn new(issuers: Vec<IssuerConfig>) -> Self {
-        Self {
-            issuers,
-            leeway_secs: default_leeway_secs(),
-            max_lifetime_secs: default_max_lifetime_secs(),
-            max_claim_bytes: default_max_claim_bytes(),
-            max_claim_items: default_max_claim_items(),
-            cache_capacity: default_cache_capacity(),
-        }
-    }
-}
 
 /// Verifies bearer tokens against the configured issuers. Cheap to clone (clones share keys,
 /// cache and revocation list); shareable across threads.
