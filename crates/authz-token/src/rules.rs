@@ -1,6 +1,7 @@
 //! The claim rules, each a pure function of the claims (or a header value or a name): `kid` and
-//! claim-name safety, `typ`, claim sizes, NumericDate parsing, audience comparison and matching,
-//! the `act` chain, scopes and roles.
+//! claim-name safety, `typ`, claim sizes, NumericDate parsing, the time checks (`exp`, `nbf`,
+//! `iat` with leeway, maximum lifetime), audience comparison and matching, the `act` chain,
+//! scopes and roles.
 
 use crate::Error;
 use crate::error::TokenError;
@@ -162,6 +163,76 @@ pub(crate) fn numeric_date(claims: &Object<'_>, name: &str) -> Result<Option<i64
     }
 }
 
+/// A token's time claims once they pass the time checks, and the window in which they would
+/// pass again (the verified-token cache answers only inside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Times {
+    /// `exp`.
+    pub(crate) expires_at: i64,
+    /// `iat`, if present.
+    pub(crate) issued_at: Option<i64>,
+    /// The first second at which every time check passes.
+    pub(crate) valid_from: i64,
+    /// The first second at which the token has expired (`exp` plus the leeway).
+    pub(crate) valid_until: i64,
+}
+
+/// The time checks at `now`: `exp` is required and not past, `nbf` and `iat` are not in the
+/// future (each with `leeway`), and the lifetime (`exp - iat`, or `exp - now` without `iat`) is
+/// at most `max_lifetime`.
+pub(crate) fn check_times(
+    claims: &Object<'_>,
+    now: i64,
+    leeway: i64,
+    max_lifetime: i64,
+) -> Result<Times, TokenError> {
+    // We require `exp`, since every token must be short-lived.
+    let expires_at =
+        numeric_date(claims, "exp")?.ok_or(TokenError::InvalidClaims("exp is missing"))?;
+    let not_before = numeric_date(claims, "nbf")?;
+    let issued_at = numeric_date(claims, "iat")?;
+    if now >= expires_at.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    if let Some(nbf) = not_before
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(TokenError::NotYetValid);
+    }
+    if let Some(iat) = issued_at
+        && iat > now.saturating_add(leeway)
+    {
+        return Err(TokenError::InvalidClaims("iat is in the future"));
+    }
+    let lifetime = expires_at.saturating_sub(issued_at.unwrap_or(now));
+    if lifetime > max_lifetime {
+        return Err(TokenError::LifetimeTooLong);
+    }
+
+    // The window in which every check above passes again; the cache answers only inside
+    // it. Without `iat`, the lifetime check passes only from `exp - max_lifetime` on.
+    let mut valid_from = i64::MIN;
+    for bound in [
+        not_before.map(|nbf| nbf.saturating_sub(leeway)),
+        issued_at.map(|iat| iat.saturating_sub(leeway)),
+        issued_at
+            .is_none()
+            .then(|| expires_at.saturating_sub(max_lifetime)),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        valid_from = valid_from.max(bound);
+    }
+
+    Ok(Times {
+        expires_at,
+        issued_at,
+        valid_from,
+        valid_until: expires_at.saturating_add(leeway),
+    })
+}
+
 /// An audience split for comparison: one trailing slash removed, then `scheme://authority` and
 /// the rest for URIs; values that are not `scheme://…` URIs are one opaque string.
 fn split_audience(aud: &str) -> (Option<(&str, &str)>, &str) {
@@ -314,6 +385,34 @@ mod tests {
         with_obj(json!({ "aud": v }), |o| {
             check_audience(o.get("aud"), expected)
         })
+    }
+
+    #[test]
+    fn time_checks_and_the_window_they_pass_in() {
+        let times = |v: Value, now: i64| with_obj(v, |o| check_times(o, now, 30, 200));
+        let full = json!({"exp": 1000, "iat": 900, "nbf": 950});
+        let window = Times {
+            expires_at: 1000,
+            issued_at: Some(900),
+            valid_from: 920,
+            valid_until: 1030,
+        };
+        assert_eq!(times(full.clone(), 960), Ok(window));
+        assert_eq!(times(full.clone(), 1029), Ok(window));
+        assert_eq!(times(full.clone(), 1030), Err(TokenError::Expired));
+        assert_eq!(times(full, 919), Err(TokenError::NotYetValid));
+        // Without `iat` the lifetime runs from now, so the window opens at `exp - max_lifetime`.
+        let no_iat = json!({"exp": 1000});
+        assert_eq!(times(no_iat.clone(), 900).map(|t| t.valid_from), Ok(800));
+        assert_eq!(times(no_iat, 799), Err(TokenError::LifetimeTooLong));
+        assert_eq!(
+            times(json!({"exp": 1000, "iat": 990}), 950),
+            Err(TokenError::InvalidClaims("iat is in the future"))
+        );
+        assert_eq!(
+            times(json!({"iat": 900}), 950),
+            Err(TokenError::InvalidClaims("exp is missing"))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::keys::{KeyAlgorithm, VerifyKey, load_jwks, parse_jwks};
 use crate::revocation::RevocationList;
 use crate::rules::{
     actors, audience_eq, audience_is_empty, check_audience, check_claim_name, check_claim_sizes,
-    kid_is_safe, non_empty_string, numeric_date, roles, scopes, typ_is_at_jwt,
+    check_times, kid_is_safe, non_empty_string, roles, scopes, typ_is_at_jwt,
 };
 use crate::{Error, b64};
 
@@ -606,29 +606,7 @@ fn check_claims(
             "sub is missing or not a non-empty string",
         ))?;
 
-    // We require `exp`, since every token must be short-lived.
-    let expires_at =
-        numeric_date(claims, "exp")?.ok_or(TokenError::InvalidClaims("exp is missing"))?;
-    let not_before = numeric_date(claims, "nbf")?;
-    let issued_at = numeric_date(claims, "iat")?;
-    let leeway = inner.leeway;
-    if now >= expires_at.saturating_add(leeway) {
-        return Err(TokenError::Expired);
-    }
-    if let Some(nbf) = not_before
-        && nbf > now.saturating_add(leeway)
-    {
-        return Err(TokenError::NotYetValid);
-    }
-    if let Some(iat) = issued_at
-        && iat > now.saturating_add(leeway)
-    {
-        return Err(TokenError::InvalidClaims("iat is in the future"));
-    }
-    let lifetime = expires_at.saturating_sub(issued_at.unwrap_or(now));
-    if lifetime > inner.max_lifetime {
-        return Err(TokenError::LifetimeTooLong);
-    }
+    let times = check_times(claims, now, inner.leeway, inner.max_lifetime)?;
 
     // The issuer restriction first: a token from an issuer that may not speak for this resource
     // is refused whatever its `aud` says.
@@ -653,22 +631,6 @@ fn check_claims(
     };
     let token_id = non_empty_string(claims, "jti", "jti is not a non-empty string")?;
 
-    // The window in which every time check above passes again; the cache answers only inside
-    // it. Without `iat`, the lifetime check passes only from `exp - max_lifetime` on.
-    let mut valid_from = i64::MIN;
-    for bound in [
-        not_before.map(|nbf| nbf.saturating_sub(leeway)),
-        issued_at.map(|iat| iat.saturating_sub(leeway)),
-        issued_at
-            .is_none()
-            .then(|| expires_at.saturating_sub(inner.max_lifetime)),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        valid_from = valid_from.max(bound);
-    }
-
     Ok(Verified {
         principal: Principal {
             subject,
@@ -679,12 +641,12 @@ fn check_claims(
             scopes: scopes(claims)?,
             roles: roles(claims, &issuer.roles_claim)?,
             token_id,
-            expires_at,
-            issued_at,
+            expires_at: times.expires_at,
+            issued_at: times.issued_at,
         }
         .normalize(),
-        valid_from,
-        valid_until: expires_at.saturating_add(leeway),
+        valid_from: times.valid_from,
+        valid_until: times.valid_until,
     })
 }
 
