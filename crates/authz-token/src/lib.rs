@@ -89,6 +89,11 @@
 //! })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+// The modules in layers, lowest first. Each refers (by a `crate::` path, directly or through a
+// re-export below) only to modules before it, so the module graph has no cycle; the root's own
+// items (`Error`) sit below them all. tests/it/layering.rs checks this order:
+// error, json, b64, rules, keys, config, cache, jwks, revocation, verify, mint, exchange
 mod b64;
 mod cache;
 mod config;
