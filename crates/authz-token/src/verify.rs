@@ -1,5 +1,6 @@
-//! Bearer-token verification: configuration, the per-issuer key sets, the claim checks, the
-//! verified-token cache and the revocation check.
+//! Bearer-token verification: the [`Verifier`], built from a checked configuration and each
+//! issuer's keys; the JWS split, the signature check and the claim checks (whose rules live in
+//! `rules`); the verified-token cache and the revocation check.
 
 use std::collections::HashMap;
 use std::fmt;
