@@ -5,7 +5,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::mint::Signer;
-use crate::verify::{MAX_ACTOR_DEPTH, audience_eq, audience_is_empty};
+use crate::rules::{MAX_ACTOR_DEPTH, audience_eq, audience_is_empty};
 
 /// Longest `task_id` or requesting-agent name accepted.
 const MAX_LABEL_BYTES: usize = 256;

@@ -7,107 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::Error;
 use crate::cache::TokenCache;
+use crate::config::JwksFetchConfig;
+use crate::error::{TokenError, error_chain};
 use crate::keys::{KeyAlgorithm, VerifyKey, parse_jwks};
-use crate::verify::TokenError;
-
-fn default_timeout_secs() -> u64 {
-    5
-}
-fn default_max_bytes() -> usize {
-    256 * 1024
-}
-fn default_min_refresh_secs() -> u64 {
-    60
-}
-fn default_max_refresh_secs() -> u64 {
-    3600
-}
-fn default_max_staleness_secs() -> u64 {
-    86_400
-}
-fn default_unknown_kid_min_interval_secs() -> u64 {
-    30
-}
-
-/// How an issuer's `jwks_url` is fetched and refreshed. Every field has a default.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JwksFetchConfig {
-    /// Accept an `http://` URL. Only for tests and local development: keys fetched without TLS
-    /// can be replaced by anyone on the path.
-    #[serde(default)]
-    pub allow_http: bool,
-    /// Whole-request deadline for one fetch (connect, headers and body).
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
-    /// Largest JWKS document accepted.
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: usize,
-    /// Shortest time between background refreshes, whatever `Cache-Control` says; also the retry
-    /// interval after a failed fetch.
-    #[serde(default = "default_min_refresh_secs")]
-    pub min_refresh_secs: u64,
-    /// Longest time between background refreshes; used when the response has no `max-age`.
-    #[serde(default = "default_max_refresh_secs")]
-    pub max_refresh_secs: u64,
-    /// How long the last good keys keep being used while the endpoint fails; after that every
-    /// token of the issuer is refused (`token_unknown_key`) until a fetch succeeds.
-    #[serde(default = "default_max_staleness_secs")]
-    pub max_staleness_secs: u64,
-    /// Shortest time between two fetches caused by tokens with an unknown `kid`, so a flood of
-    /// random `kid`s cannot hammer the identity provider.
-    #[serde(default = "default_unknown_kid_min_interval_secs")]
-    pub unknown_kid_min_interval_secs: u64,
-}
-
-impl Default for JwksFetchConfig {
-    fn default() -> Self {
-        Self {
-            allow_http: false,
-            timeout_secs: default_timeout_secs(),
-            max_bytes: default_max_bytes(),
-            min_refresh_secs: default_min_refresh_secs(),
-            max_refresh_secs: default_max_refresh_secs(),
-            max_staleness_secs: default_max_staleness_secs(),
-            unknown_kid_min_interval_secs: default_unknown_kid_min_interval_secs(),
-        }
-    }
-}
-
-impl JwksFetchConfig {
-    fn validate(&self) -> Result<(), Error> {
-        let bad = |field, problem| Err(Error::InvalidConfig { field, problem });
-        if self.timeout_secs == 0 {
-            return bad("jwks_fetch.timeout_secs", "must be at least 1");
-        }
-        if self.max_bytes < 64 {
-            return bad("jwks_fetch.max_bytes", "must be at least 64");
-        }
-        if self.min_refresh_secs == 0 {
-            return bad("jwks_fetch.min_refresh_secs", "must be at least 1");
-        }
-        if self.max_refresh_secs < self.min_refresh_secs {
-            return bad(
-                "jwks_fetch.max_refresh_secs",
-                "must not be below min_refresh_secs",
-            );
-        }
-        if self.max_staleness_secs == 0 {
-            return bad("jwks_fetch.max_staleness_secs", "must be at least 1");
-        }
-        if self.unknown_kid_min_interval_secs == 0 {
-            return bad(
-                "jwks_fetch.unknown_kid_min_interval_secs",
-                "must be at least 1",
-            );
-        }
-        Ok(())
-    }
-}
 
 /// One generation of an issuer's keys.
 pub(crate) struct KeySet {
@@ -280,18 +184,6 @@ fn cache_max_age(headers: &reqwest::header::HeaderMap) -> Option<u64> {
         }
     }
     result
-}
-
-/// An error and its sources on one line, for log events.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl RemoteKeys {
@@ -595,23 +487,5 @@ mod tests {
             &u("https://a.example/x"),
             &u("https://a.example:8443/x")
         ));
-    }
-
-    #[test]
-    fn fetch_config_bounds_are_checked() {
-        assert!(JwksFetchConfig::default().validate().is_ok());
-        let cases: Vec<fn(&mut JwksFetchConfig)> = vec![
-            |c| c.timeout_secs = 0,
-            |c| c.max_bytes = 1,
-            |c| c.min_refresh_secs = 0,
-            |c| c.max_refresh_secs = 1,
-            |c| c.max_staleness_secs = 0,
-            |c| c.unknown_kid_min_interval_secs = 0,
-        ];
-        for (i, change) in cases.iter().enumerate() {
-            let mut c = JwksFetchConfig::default();
-            change(&mut c);
-            assert!(c.validate().is_err(), "case {i}");
-        }
     }
 }

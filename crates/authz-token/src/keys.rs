@@ -206,7 +206,7 @@ pub(crate) fn parse_jwks(
             Some(Value::String(kid)) if !kid.is_empty() => kid.clone(),
             _ => return Err(invalid("a key has no `kid`")),
         };
-        if !crate::verify::kid_is_safe(&kid) {
+        if !crate::rules::kid_is_safe(&kid) {
             // Tokens naming such a kid are refused before any lookup, so the key could never be
             // used; say so instead of failing mysteriously later.
             tracing::warn!(

@@ -89,31 +89,39 @@
 //! })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+// The modules in layers, lowest first. Each refers (by a `crate::` path, directly or through a
+// re-export below) only to modules before it, so the module graph has no cycle; the root's own
+// items (`Error`) sit below them all. tests/it/layering.rs checks this order:
+// error, json, b64, rules, keys, config, cache, jwks, revocation, verify, mint, exchange
 mod b64;
 mod cache;
+mod config;
+mod error;
 mod exchange;
 mod json;
 mod jwks;
 mod keys;
 mod mint;
 mod revocation;
+mod rules;
 mod verify;
 
 use std::path::PathBuf;
 
 pub use cache::CacheStats;
+pub use config::{IssuerConfig, JwksFetchConfig, VerifierConfig};
+pub use error::TokenError;
 pub use exchange::{ExchangeError, ExchangePolicy, ExchangeRequest};
-pub use jwks::{IssuerKeyStatus, JwksFetchConfig};
+pub use jwks::IssuerKeyStatus;
 pub use keys::{GeneratedKeys, KeyAlgorithm, generate_key_pair};
 pub use mint::{MintRequest, Signer};
 pub use revocation::{
     FollowOptions, REVOCATION_NOTIFY_CHANNEL, Revocation, RevocationCounts, RevocationFollower,
     RevocationList, RevocationStore,
 };
-pub use verify::{
-    IssuerConfig, MAX_ACTOR_DEPTH, MAX_KID_LEN, MAX_TOKEN_BYTES, TokenError, Verifier,
-    VerifierConfig,
-};
+pub use rules::{MAX_ACTOR_DEPTH, MAX_KID_LEN};
+pub use verify::{MAX_TOKEN_BYTES, Verifier};
 
 /// Errors of this crate other than token refusals (which are [`TokenError`]) and exchange
 /// refusals (which are [`ExchangeError`]): configuration, key loading and fetching, key

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use crate::Error;
 use crate::keys::KeyAlgorithm;
-use crate::verify::check_claim_name;
+use crate::rules::check_claim_name;
 
 /// What to put in a minted token. Build with [`MintRequest::new`] and adjust the fields.
 #[derive(Debug, Clone, PartialEq, Eq)]

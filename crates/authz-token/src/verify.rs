@@ -1,282 +1,30 @@
-//! Bearer-token verification: configuration, the per-issuer key sets, the claim rules, the
-//! verified-token cache and the revocation check.
+//! Bearer-token verification: the [`Verifier`], built from a checked configuration and each
+//! issuer's keys; the JWS split, the signature check and the claim checks (whose rules live in
+//! `rules`); the verified-token cache and the revocation check.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use authz_types::{Principal, ReasonCode};
-use serde::{Deserialize, Serialize};
+use authz_types::Principal;
 use serde_json::Value;
 
 use crate::cache::{self, CacheStats, TokenCache};
+use crate::config::{JwksFetchConfig, VerifierConfig};
+use crate::error::TokenError;
 use crate::json::{self, Json, Object};
-use crate::jwks::{IssuerKeyStatus, IssuerKeys, JwksFetchConfig, RemoteKeys, spawn_refresher};
+use crate::jwks::{IssuerKeyStatus, IssuerKeys, RemoteKeys, spawn_refresher};
 use crate::keys::{KeyAlgorithm, VerifyKey, load_jwks, parse_jwks};
 use crate::revocation::RevocationList;
+use crate::rules::{
+    actors, audience_eq, audience_is_empty, check_audience, check_claim_name, check_claim_sizes,
+    check_times, kid_is_safe, non_empty_string, roles, scopes, typ_is_at_jwt,
+};
 use crate::{Error, b64};
 
 /// Tokens longer than this are refused before any parsing. Real access tokens are a few hundred
 /// bytes to a few KiB; the cap bounds the work an unauthenticated caller can cause.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
-
-/// How deep a chain of nested `act` claims may go before the token is refused.
-pub const MAX_ACTOR_DEPTH: usize = 8;
-
-/// Longest accepted `kid`. Longer ones (and ones outside `A-Z a-z 0-9 - _ . ~ + / = :`, or
-/// containing `..`) are refused as unknown without a lookup or a re-fetch.
-pub const MAX_KID_LEN: usize = 256;
-
-/// How deeply claim values may nest (objects in arrays in objects …) before the token is refused.
-const MAX_CLAIM_DEPTH: usize = 16;
-
-/// Claim names a roles or tenant claim may not reuse, because they already mean something else.
-pub(crate) const RESERVED_CLAIMS: [&str; 12] = [
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "nbf",
-    "iat",
-    "jti",
-    "scope",
-    "scp",
-    "client_id",
-    "azp",
-    "act",
-];
-
-fn default_algorithms() -> Vec<String> {
-    KeyAlgorithm::ALL
-        .iter()
-        .map(|a| a.as_str().to_owned())
-        .collect()
-}
-fn default_roles_claim() -> String {
-    "roles".to_owned()
-}
-fn default_tenant_claim() -> String {
-    "tenant".to_owned()
-}
-fn default_leeway_secs() -> u64 {
-    30
-}
-fn default_max_lifetime_secs() -> u64 {
-    86_400
-}
-fn default_max_claim_bytes() -> usize {
-    4096
-}
-fn default_max_claim_items() -> usize {
-    256
-}
-fn default_cache_capacity() -> usize {
-    10_000
-}
-
-/// One trusted token issuer. Exactly one key source must be set: `jwks_file`, `jwks` or
-/// `jwks_url`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// The exact `iss` value this issuer puts in its tokens.
-    pub issuer: String,
-    /// A JWKS file with the issuer's public signing keys; every key must have a `kid`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_file: Option<PathBuf>,
-    /// The JWKS inline: a `{"keys": [...]}` object (a TOML table works) or a string holding it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks: Option<Value>,
-    /// An HTTPS URL serving the JWKS, fetched at start-up and refreshed as `jwks_fetch` says.
-    /// Needs [`Verifier::load`] (async).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks_url: Option<String>,
-    /// Fetch limits and refresh timing for `jwks_url`.
-    #[serde(default)]
-    pub jwks_fetch: JwksFetchConfig,
-    /// Allowed `alg` values: a subset of `ES256`, `RS256`, `EdDSA`. `none` and `HS*` are refused.
-    #[serde(default = "default_algorithms")]
-    pub algorithms: Vec<String>,
-    /// The claim holding roles (an array of strings or one string).
-    #[serde(default = "default_roles_claim")]
-    pub roles_claim: String,
-    /// The claim holding the tenant (a string).
-    #[serde(default = "default_tenant_claim")]
-    pub tenant_claim: String,
-    /// The protected resources (canonical URIs) this issuer may issue tokens for; a token of this
-    /// issuer is refused (`token_wrong_audience`) for any other resource. Empty: any resource.
-    #[serde(default)]
-    pub audiences: Vec<String>,
-    /// Claims every token of this issuer must carry (for example `jti`, so tokens can be revoked
-    /// one by one).
-    #[serde(default)]
-    pub required_claims: Vec<String>,
-    /// Require the RFC 9068 header `typ: at+jwt` (or `application/at+jwt`, any case), so ID
-    /// tokens and other JWTs of the same issuer are not accepted as access tokens.
-    #[serde(default)]
-    pub require_typ_at_jwt: bool,
-}
-
-impl IssuerConfig {
-    /// An issuer with keys from a JWKS file and the default algorithms and claim names.
-    pub fn new(issuer: impl Into<String>, jwks_file: impl Into<PathBuf>) -> Self {
-        Self {
-            jwks_file: Some(jwks_file.into()),
-            ..Self::without_keys(issuer)
-        }
-    }
-
-    /// An issuer whose keys are fetched from `jwks_url` (see [`Verifier::load`]).
-    pub fn with_jwks_url(issuer: impl Into<String>, jwks_url: impl Into<String>) -> Self {
-        Self {
-            jwks_url: Some(jwks_url.into()),
-            ..Self::without_keys(issuer)
-        }
-    }
-
-    /// An issuer with an inline JWKS document.
-    pub fn with_inline_jwks(issuer: impl Into<String>, jwks: Value) -> Self {
-        Self {
-            jwks: Some(jwks),
-            ..Self::without_keys(issuer)
-        }
-    }
-
-    fn without_keys(issuer: impl Into<String>) -> Self {
-        Self {
-            issuer: issuer.into(),
-            jwks_file: None,
-            jwks: None,
-            jwks_url: None,
-            jwks_fetch: JwksFetchConfig::default(),
-            algorithms: default_algorithms(),
-            roles_claim: default_roles_claim(),
-            tenant_claim: default_tenant_claim(),
-            audiences: Vec::new(),
-            required_claims: Vec::new(),
-            require_typ_at_jwt: false,
-        }
-    }
-}
-
-/// Configuration of a [`Verifier`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifierConfig {
-    /// The trusted issuers; a token from any other issuer is refused.
-    pub issuers: Vec<IssuerConfig>,
-    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
-    #[serde(default = "default_leeway_secs")]
-    pub leeway_secs: u64,
-    /// Longest accepted token lifetime: `exp - iat`, or `exp - now` when there is no `iat`.
-    #[serde(default = "default_max_lifetime_secs")]
-    pub max_lifetime_secs: u64,
-    /// Longest string anywhere in the claims (values and member names), in bytes.
-    #[serde(default = "default_max_claim_bytes")]
-    pub max_claim_bytes: usize,
-    /// Most items in any claim array, and most members in any claim object.
-    #[serde(default = "default_max_claim_items")]
-    pub max_claim_items: usize,
-    /// Entries in the verified-token cache; 0 turns the cache off.
-    #[serde(default = "default_cache_capacity")]
-    pub cache_capacity: usize,
-}
-
-impl VerifierConfig {
-    /// A configuration with the default leeway (30 s), maximum lifetime (24 h), claim limits
-    /// (4 KiB strings, 256 items) and cache (10,000 entries).
-    pub fn new(issuers: Vec<IssuerConfig>) -> Self {
-        Self {
-            issuers,
-            leeway_secs: default_leeway_secs(),
-            max_lifetime_secs: default_max_lifetime_secs(),
-            max_claim_bytes: default_max_claim_bytes(),
-            max_claim_items: default_max_claim_items(),
-            cache_capacity: default_cache_capacity(),
-        }
-    }
-}
-
-/// Why a token was refused. Each variant maps to one [`ReasonCode`].
-///
-/// The `Display` text is meant for logs and never contains token contents; [`TokenError::description`]
-/// is the shorter text to show a client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    /// Not a well-formed JWS compact serialization (size, segments, base64url, JSON, `crit`).
-    #[error("token is malformed: {0}")]
-    Malformed(&'static str),
-    /// The signature does not verify with the key the token names.
-    #[error("token signature does not verify")]
-    BadSignature,
-    /// `alg` is `none`, symmetric, unsupported or not allowed for the issuer.
-    #[error("token algorithm is not allowed")]
-    AlgorithmNotAllowed,
-    /// `kid` is missing, malformed, unknown for the issuer, names a key of another algorithm, or
-    /// the issuer's fetched keys are too stale to trust.
-    #[error("token names no known key")]
-    UnknownKey,
-    /// `exp` has passed (beyond the leeway).
-    #[error("token has expired")]
-    Expired,
-    /// `nbf` is in the future (beyond the leeway).
-    #[error("token is not yet valid")]
-    NotYetValid,
-    /// `iss` is not a configured issuer.
-    #[error("token issuer is not trusted")]
-    WrongIssuer,
-    /// `aud` is missing or does not name the protected resource, or the issuer may not issue
-    /// tokens for this resource.
-    #[error("token audience does not match this resource")]
-    WrongAudience,
-    /// A required claim is missing, a claim has the wrong type, value or size, or `typ` is not
-    /// `at+jwt` where that is required.
-    #[error("token claims are invalid: {0}")]
-    InvalidClaims(&'static str),
-    /// The token lives longer than the configured maximum.
-    #[error("token lifetime exceeds the allowed maximum")]
-    LifetimeTooLong,
-    /// The token's `jti`, or its subject before the token's `iat`, has been revoked.
-    #[error("token has been revoked")]
-    Revoked,
-}
-
-impl TokenError {
-    /// The stable reason code for audit records and error bodies.
-    pub fn reason(&self) -> ReasonCode {
-        match self {
-            TokenError::Malformed(_) => ReasonCode::TokenMalformed,
-            TokenError::BadSignature => ReasonCode::TokenBadSignature,
-            TokenError::AlgorithmNotAllowed => ReasonCode::TokenAlgorithmNotAllowed,
-            TokenError::UnknownKey => ReasonCode::TokenUnknownKey,
-            TokenError::Expired => ReasonCode::TokenExpired,
-            TokenError::NotYetValid => ReasonCode::TokenNotYetValid,
-            TokenError::WrongIssuer => ReasonCode::TokenWrongIssuer,
-            TokenError::WrongAudience => ReasonCode::TokenWrongAudience,
-            TokenError::InvalidClaims(_) => ReasonCode::TokenInvalidClaims,
-            TokenError::LifetimeTooLong => ReasonCode::TokenLifetimeTooLong,
-            TokenError::Revoked => ReasonCode::TokenRevoked,
-        }
-    }
-
-    /// A client-safe description (for `error_description`); never contains token contents.
-    pub fn description(&self) -> &'static str {
-        match self {
-            TokenError::Malformed(_) => "The access token is malformed.",
-            TokenError::BadSignature => "The access token signature is invalid.",
-            TokenError::AlgorithmNotAllowed => "The access token algorithm is not allowed.",
-            TokenError::UnknownKey => "The access token is signed with an unknown key.",
-            TokenError::Expired => "The access token has expired.",
-            TokenError::NotYetValid => "The access token is not yet valid.",
-            TokenError::WrongIssuer => "The access token issuer is not trusted.",
-            TokenError::WrongAudience => "The access token is not intended for this resource.",
-            TokenError::InvalidClaims(_) => "The access token claims are invalid.",
-            TokenError::LifetimeTooLong => "The access token lifetime is too long.",
-            TokenError::Revoked => "The access token has been revoked.",
-        }
-    }
-}
 
 /// Verifies bearer tokens against the configured issuers. Cheap to clone (clones share keys,
 /// cache and revocation list); shareable across threads.
@@ -349,27 +97,6 @@ impl fmt::Debug for Issuer {
             .field("require_typ_at_jwt", &self.require_typ)
             .finish()
     }
-}
-
-/// Checks a configurable claim name: non-empty and not one the verifier already interprets.
-pub(crate) fn check_claim_name(name: &str) -> Result<(), Error> {
-    if name.is_empty() || RESERVED_CLAIMS.contains(&name) {
-        return Err(Error::ReservedClaimName {
-            claim: name.to_owned(),
-        });
-    }
-    Ok(())
-}
-
-/// Whether a `kid` is one we are willing to look up: short, from a conservative character set,
-/// and without `..`, so path or SQL fragments never reach a map, a log line or a re-fetch.
-pub(crate) fn kid_is_safe(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= MAX_KID_LEN
-        && !kid.contains("..")
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.~+/=:".contains(&b))
 }
 
 /// An issuer's settings checked and its key source chosen, before any network access.
@@ -812,19 +539,6 @@ impl Verifier {
     }
 }
 
-/// Whether a `typ` header is the RFC 9068 access-token type (media types are case-insensitive,
-/// and the `application/` prefix may be left out).
-fn typ_is_at_jwt(typ: Option<&Json<'_>>) -> bool {
-    let Some(typ) = typ.and_then(Json::as_str) else {
-        return false;
-    };
-    let typ = match typ.get(..12) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
-        _ => typ,
-    };
-    typ.eq_ignore_ascii_case("at+jwt")
-}
-
 /// The three segments of a compact JWS, base64url-decoded.
 struct Segments<'t> {
     header: Vec<u8>,
@@ -873,68 +587,6 @@ fn split_token(token: &str) -> Result<Segments<'_>, TokenError> {
     })
 }
 
-/// Refuses oversized claims: long strings (values and member names), long arrays, objects with
-/// many members, and deep nesting. Real tokens are far inside these limits; the limits keep a
-/// misbehaving issuer from pushing huge role lists into every decision and audit record.
-fn check_claim_sizes(
-    claims: &Object<'_>,
-    max_bytes: usize,
-    max_items: usize,
-) -> Result<(), TokenError> {
-    fn walk(
-        v: &Json<'_>,
-        depth: usize,
-        max_bytes: usize,
-        max_items: usize,
-    ) -> Result<(), TokenError> {
-        match v {
-            Json::Str(s) if s.len() > max_bytes => {
-                Err(TokenError::InvalidClaims("a claim string is too long"))
-            }
-            Json::Array(items) => {
-                if items.len() > max_items {
-                    return Err(TokenError::InvalidClaims(
-                        "a claim array has too many items",
-                    ));
-                }
-                if depth >= MAX_CLAIM_DEPTH {
-                    return Err(TokenError::InvalidClaims("claims are nested too deeply"));
-                }
-                items
-                    .iter()
-                    .try_for_each(|i| walk(i, depth + 1, max_bytes, max_items))
-            }
-            Json::Object(map) => {
-                if depth >= MAX_CLAIM_DEPTH {
-                    return Err(TokenError::InvalidClaims("claims are nested too deeply"));
-                }
-                walk_object(map, depth + 1, max_bytes, max_items)
-            }
-            _ => Ok(()),
-        }
-    }
-    fn walk_object(
-        map: &Object<'_>,
-        depth: usize,
-        max_bytes: usize,
-        max_items: usize,
-    ) -> Result<(), TokenError> {
-        if map.len() > max_items {
-            return Err(TokenError::InvalidClaims(
-                "a claim object has too many members",
-            ));
-        }
-        for (name, value) in map.iter() {
-            if name.len() > max_bytes {
-                return Err(TokenError::InvalidClaims("a claim name is too long"));
-            }
-            walk(value, depth, max_bytes, max_items)?;
-        }
-        Ok(())
-    }
-    walk_object(claims, 0, max_bytes, max_items)
-}
-
 fn check_claims(
     inner: &Inner,
     issuer: &Issuer,
@@ -955,29 +607,7 @@ fn check_claims(
             "sub is missing or not a non-empty string",
         ))?;
 
-    // We require `exp`, since every token must be short-lived.
-    let expires_at =
-        numeric_date(claims, "exp")?.ok_or(TokenError::InvalidClaims("exp is missing"))?;
-    let not_before = numeric_date(claims, "nbf")?;
-    let issued_at = numeric_date(claims, "iat")?;
-    let leeway = inner.leeway;
-    if now >= expires_at.saturating_add(leeway) {
-        return Err(TokenError::Expired);
-    }
-    if let Some(nbf) = not_before
-        && nbf > now.saturating_add(leeway)
-    {
-        return Err(TokenError::NotYetValid);
-    }
-    if let Some(iat) = issued_at
-        && iat > now.saturating_add(leeway)
-    {
-        return Err(TokenError::InvalidClaims("iat is in the future"));
-    }
-    let lifetime = expires_at.saturating_sub(issued_at.unwrap_or(now));
-    if lifetime > inner.max_lifetime {
-        return Err(TokenError::LifetimeTooLong);
-    }
+    let times = check_times(claims, now, inner.leeway, inner.max_lifetime)?;
 
     // The issuer restriction first: a token from an issuer that may not speak for this resource
     // is refused whatever its `aud` says.
@@ -1002,22 +632,6 @@ fn check_claims(
     };
     let token_id = non_empty_string(claims, "jti", "jti is not a non-empty string")?;
 
-    // The window in which every time check above passes again; the cache answers only inside
-    // it. Without `iat`, the lifetime check passes only from `exp - max_lifetime` on.
-    let mut valid_from = i64::MIN;
-    for bound in [
-        not_before.map(|nbf| nbf.saturating_sub(leeway)),
-        issued_at.map(|iat| iat.saturating_sub(leeway)),
-        issued_at
-            .is_none()
-            .then(|| expires_at.saturating_sub(inner.max_lifetime)),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        valid_from = valid_from.max(bound);
-    }
-
     Ok(Verified {
         principal: Principal {
             subject,
@@ -1028,321 +642,18 @@ fn check_claims(
             scopes: scopes(claims)?,
             roles: roles(claims, &issuer.roles_claim)?,
             token_id,
-            expires_at,
-            issued_at,
+            expires_at: times.expires_at,
+            issued_at: times.issued_at,
         }
         .normalize(),
-        valid_from,
-        valid_until: expires_at.saturating_add(leeway),
+        valid_from: times.valid_from,
+        valid_until: times.valid_until,
     })
-}
-
-/// An optional claim that, when present, must be a non-empty string.
-fn non_empty_string(
-    claims: &Object<'_>,
-    name: &str,
-    problem: &'static str,
-) -> Result<Option<String>, TokenError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Json::Str(s)) if !s.is_empty() => Ok(Some(s.to_string())),
-        Some(_) => Err(TokenError::InvalidClaims(problem)),
-    }
-}
-
-/// An optional NumericDate claim as whole Unix seconds (fractions are truncated). Negative
-/// values are refused: no real token predates 1970, and a negative `exp` is a parser probe.
-fn numeric_date(claims: &Object<'_>, name: &str) -> Result<Option<i64>, TokenError> {
-    const NEGATIVE: TokenError = TokenError::InvalidClaims("a time claim is negative");
-    match claims.get(name) {
-        None => Ok(None),
-        Some(Json::Number(n)) => {
-            if let Some(v) = n.as_i64() {
-                return if v < 0 { Err(NEGATIVE) } else { Ok(Some(v)) };
-            }
-            match n.as_f64() {
-                Some(f) if f.is_finite() && f < 0.0 => Err(NEGATIVE),
-                // A float beyond i64 saturates, which only makes the time checks stricter.
-                Some(f) if f.is_finite() => Ok(Some(f.trunc() as i64)),
-                _ => Err(TokenError::InvalidClaims("a time claim is not a number")),
-            }
-        }
-        Some(_) => Err(TokenError::InvalidClaims("a time claim is not a number")),
-    }
-}
-
-/// An audience split for comparison: one trailing slash removed, then `scheme://authority` and
-/// the rest for URIs; values that are not `scheme://…` URIs are one opaque string.
-fn split_audience(aud: &str) -> (Option<(&str, &str)>, &str) {
-    let aud = aud.strip_suffix('/').unwrap_or(aud);
-    match aud.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let (authority, tail) = rest.split_at(end);
-            (Some((scheme, authority)), tail)
-        }
-        None => (None, aud),
-    }
-}
-
-/// Whether two audiences name the same resource: scheme and host compared case-insensitively,
-/// one trailing slash ignored, the path compared exactly. Allocation-free, since it runs for
-/// every audience of every uncached token.
-pub(crate) fn audience_eq(a: &str, b: &str) -> bool {
-    match (split_audience(a), split_audience(b)) {
-        ((Some((s1, h1)), t1), (Some((s2, h2)), t2)) => {
-            s1.eq_ignore_ascii_case(s2) && h1.eq_ignore_ascii_case(h2) && t1 == t2
-        }
-        ((None, x), (None, y)) => x == y,
-        _ => false,
-    }
-}
-
-/// Whether an audience is empty once its trailing slash is removed (never a real resource).
-pub(crate) fn audience_is_empty(aud: &str) -> bool {
-    aud.strip_suffix('/').unwrap_or(aud).is_empty()
-}
-
-fn check_audience(aud: Option<&Json<'_>>, expected: &str) -> Result<(), TokenError> {
-    // An empty expected audience would match a token with an empty `aud`; never accept that.
-    if audience_is_empty(expected) {
-        return Err(TokenError::WrongAudience);
-    }
-    let matches = |v: &Json<'_>| match v {
-        Json::Str(s) => Ok(audience_eq(s, expected)),
-        _ => Err(TokenError::InvalidClaims(
-            "aud is not a string or array of strings",
-        )),
-    };
-    let found = match aud {
-        None => false,
-        Some(Json::Array(values)) => {
-            let mut found = false;
-            for v in values {
-                // Check every element's type, so a bad entry is refused even after a match.
-                found |= matches(v)?;
-            }
-            found
-        }
-        Some(v) => matches(v)?,
-    };
-    if found {
-        Ok(())
-    } else {
-        Err(TokenError::WrongAudience)
-    }
-}
-
-/// The delegation chain of nested `act` claims (RFC 8693), outermost (current actor) first.
-fn actors(claims: &Object<'_>) -> Result<Vec<String>, TokenError> {
-    let mut out = Vec::new();
-    let mut current = claims.get("act");
-    while let Some(act) = current {
-        if out.len() == MAX_ACTOR_DEPTH {
-            return Err(TokenError::InvalidClaims("act is nested too deeply"));
-        }
-        let Json::Object(act) = act else {
-            return Err(TokenError::InvalidClaims("act is not an object"));
-        };
-        let sub = non_empty_string(act, "sub", "act.sub is not a non-empty string")?
-            .ok_or(TokenError::InvalidClaims("act.sub is missing"))?;
-        out.push(sub);
-        current = act.get("act");
-    }
-    Ok(out)
-}
-
-/// Scopes from `scope` (a space-delimited string, RFC 9068) and `scp` (an array of strings, or a
-/// space-delimited string as some providers emit it); both are merged if both are present.
-fn scopes(claims: &Object<'_>) -> Result<Vec<String>, TokenError> {
-    let split = |s: &str| -> Vec<String> {
-        s.split(' ')
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect()
-    };
-    let mut out = Vec::new();
-    match claims.get("scope") {
-        None => {}
-        Some(Json::Str(s)) => out.extend(split(s)),
-        Some(_) => return Err(TokenError::InvalidClaims("scope is not a string")),
-    }
-    match claims.get("scp") {
-        None => {}
-        Some(Json::Str(s)) => out.extend(split(s)),
-        Some(Json::Array(values)) => {
-            for v in values {
-                match v {
-                    Json::Str(s) if !s.is_empty() && !s.contains(' ') => out.push(s.to_string()),
-                    _ => {
-                        return Err(TokenError::InvalidClaims(
-                            "scp is not an array of scope strings",
-                        ));
-                    }
-                }
-            }
-        }
-        Some(_) => return Err(TokenError::InvalidClaims("scp is not an array of strings")),
-    }
-    Ok(out)
-}
-
-/// Roles from the issuer's roles claim: an array of non-empty strings or one string.
-fn roles(claims: &Object<'_>, claim: &str) -> Result<Vec<String>, TokenError> {
-    const PROBLEM: &str = "roles claim is not a string or array of non-empty strings";
-    match claims.get(claim) {
-        None => Ok(Vec::new()),
-        Some(Json::Str(s)) if !s.is_empty() => Ok(vec![s.to_string()]),
-        Some(Json::Array(values)) => values
-            .iter()
-            .map(|v| match v {
-                Json::Str(s) if !s.is_empty() => Ok(s.to_string()),
-                _ => Err(TokenError::InvalidClaims(PROBLEM)),
-            })
-            .collect(),
-        Some(_) => Err(TokenError::InvalidClaims(PROBLEM)),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    /// Runs `f` on the strict borrowed parse of `v` (which must be an object).
-    fn with_obj<R>(v: Value, f: impl FnOnce(&Object<'_>) -> R) -> R {
-        let text = v.to_string();
-        let obj = json::parse_object(text.as_bytes()).expect("object");
-        f(&obj)
-    }
-
-    /// Runs `check_audience` on the `aud` value `v`.
-    fn check_aud(v: &Value, expected: &str) -> Result<(), TokenError> {
-        with_obj(json!({ "aud": v }), |o| {
-            check_audience(o.get("aud"), expected)
-        })
-    }
-
-    #[test]
-    fn audience_comparison() {
-        for (a, b) in [
-            (
-                "HTTPS://Gw.Example:8443/mcp/Tickets/",
-                "https://gw.example:8443/mcp/Tickets",
-            ),
-            ("https://h/", "https://h"),
-            ("urn:Thing/", "urn:Thing"),
-            ("https://h/A//", "https://h/A//"),
-        ] {
-            assert!(audience_eq(a, b), "{a} {b}");
-            assert!(audience_eq(b, a), "{b} {a}");
-        }
-        for (a, b) in [
-            ("https://h/A", "https://h/a"),
-            // Only one trailing slash is ignored on each side.
-            ("https://h/A//", "https://h/A"),
-            ("https://h/A//", "https://h/A/"),
-            ("urn:thing", "urn:Thing"),
-            ("https://h", "http://h"),
-            ("https://h", "h"),
-        ] {
-            assert!(!audience_eq(a, b), "{a} {b}");
-        }
-        assert!(audience_is_empty("/") && audience_is_empty("") && !audience_is_empty("x"));
-    }
-
-    #[test]
-    fn audience_matching() {
-        let want = "https://gw.example/mcp/tickets";
-        assert!(check_aud(&json!("HTTPS://GW.example/mcp/tickets/"), want).is_ok());
-        assert!(check_aud(&json!(["other", "https://gw.example/mcp/tickets"]), want).is_ok());
-        for (aud, code) in [
-            (
-                json!("https://gw.example/mcp/other"),
-                ReasonCode::TokenWrongAudience,
-            ),
-            (
-                json!("https://gw.example/mcp/Tickets"),
-                ReasonCode::TokenWrongAudience,
-            ),
-            (
-                json!("https://gw.example/mcp"),
-                ReasonCode::TokenWrongAudience,
-            ),
-            (json!([]), ReasonCode::TokenWrongAudience),
-            (json!("*"), ReasonCode::TokenWrongAudience),
-            (json!(7), ReasonCode::TokenInvalidClaims),
-            (json!([want, 7]), ReasonCode::TokenInvalidClaims),
-        ] {
-            let err = check_aud(&aud, want).expect_err("refused");
-            assert_eq!(err.reason(), code, "{aud}");
-        }
-        assert_eq!(check_audience(None, want), Err(TokenError::WrongAudience));
-        assert_eq!(check_aud(&json!(""), ""), Err(TokenError::WrongAudience));
-        assert_eq!(check_aud(&json!("/"), "/"), Err(TokenError::WrongAudience));
-    }
-
-    #[test]
-    fn actors_walk_outermost_first_and_are_bounded() {
-        let c = json!({"act": {"sub": "agent", "act": {"sub": "orchestrator"}}});
-        assert_eq!(
-            with_obj(c, actors),
-            Ok(vec!["agent".to_owned(), "orchestrator".to_owned()])
-        );
-        let mut deep = json!({"sub": "a8"});
-        for i in (0..8).rev() {
-            deep = json!({"sub": format!("a{i}"), "act": deep});
-        }
-        assert_eq!(
-            with_obj(json!({ "act": deep }), actors),
-            Err(TokenError::InvalidClaims("act is nested too deeply"))
-        );
-        for bad in [
-            json!({"act": "agent"}),
-            json!({"act": {}}),
-            json!({"act": {"sub": 1}}),
-        ] {
-            assert!(with_obj(bad, actors).is_err());
-        }
-    }
-
-    #[test]
-    fn scopes_and_roles_shapes() {
-        let c = json!({"scope": "a  b", "scp": ["c"], "roles": "admin"});
-        assert_eq!(
-            with_obj(c.clone(), scopes),
-            Ok(vec!["a".into(), "b".into(), "c".into()])
-        );
-        assert_eq!(with_obj(c, |o| roles(o, "roles")), Ok(vec!["admin".into()]));
-        for bad in [
-            json!({"scope": ["a"]}),
-            json!({"scp": [1]}),
-            json!({"scp": 1}),
-            json!({"scp": ["a b"]}),
-        ] {
-            assert!(with_obj(bad, scopes).is_err());
-        }
-        for bad in [
-            json!({"roles": 1}),
-            json!({"roles": [""]}),
-            json!({"roles": [true]}),
-        ] {
-            assert!(with_obj(bad, |o| roles(o, "roles")).is_err());
-        }
-    }
-
-    #[test]
-    fn numeric_dates_accept_non_negative_integers_and_finite_floats() {
-        let c = json!({"a": 10, "b": 10.9, "c": "10", "n": -1, "f": -0.5});
-        with_obj(c, |c| {
-            assert_eq!(numeric_date(c, "a"), Ok(Some(10)));
-            assert_eq!(numeric_date(c, "b"), Ok(Some(10)));
-            assert!(numeric_date(c, "c").is_err());
-            assert!(numeric_date(c, "n").is_err());
-            assert!(numeric_date(c, "f").is_err());
-            assert_eq!(numeric_date(c, "d"), Ok(None));
-        });
-    }
 
     #[test]
     fn split_token_is_strict() {
@@ -1368,72 +679,6 @@ mod tests {
                 matches!(parse(&bad), Err(TokenError::Malformed(_))),
                 "{bad:.60}"
             );
-        }
-    }
-
-    #[test]
-    fn kids_typ_and_claim_sizes() {
-        for ok in ["k1", "a-b_c.d~e+f/g=h:i", &"k".repeat(MAX_KID_LEN)] {
-            assert!(kid_is_safe(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "../../etc/passwd",
-            "' OR 1=1 --",
-            "k 1",
-            "k\u{0}",
-            "ké",
-            &"k".repeat(MAX_KID_LEN + 1),
-        ] {
-            assert!(!kid_is_safe(bad), "{bad:.20}");
-        }
-        let typ = |v: Value| with_obj(json!({ "typ": v }), |o| typ_is_at_jwt(o.get("typ")));
-        assert!(typ(json!("at+JWT")) && typ(json!("APPLICATION/at+jwt")));
-        assert!(!typ(json!("jwt")) && !typ(json!(1)) && !typ(json!("application/")));
-        let sizes = |v: Value| with_obj(v, |o| check_claim_sizes(o, 8, 3));
-        assert!(sizes(json!({"a": "12345678", "b": [1, 2, 3], "c": {"x": 1}})).is_ok());
-        for bad in [
-            json!({"a": "123456789"}),
-            json!({"a": [1, 2, 3, 4]}),
-            json!({"a": {"w": 1, "x": 1, "y": 1, "z": 1}}),
-            json!({"a": 1, "b": 2, "c": 3, "d": 4}),
-            json!({"abcdefghi": 1}),
-            json!({"a": [["123456789"]]}),
-        ] {
-            assert!(sizes(bad.clone()).is_err(), "{bad}");
-        }
-        // A claim value may nest MAX_CLAIM_DEPTH objects deep, not one more.
-        let nested = |levels: usize| {
-            let mut v = json!(1);
-            for _ in 0..levels {
-                v = json!({ "d": v });
-            }
-            with_obj(v, |o| check_claim_sizes(o, 8, 3))
-        };
-        assert!(nested(MAX_CLAIM_DEPTH + 1).is_ok());
-        assert!(nested(MAX_CLAIM_DEPTH + 2).is_err());
-    }
-
-    #[test]
-    fn every_error_has_its_own_reason_and_a_safe_description() {
-        let all = [
-            TokenError::Malformed("x"),
-            TokenError::BadSignature,
-            TokenError::AlgorithmNotAllowed,
-            TokenError::UnknownKey,
-            TokenError::Expired,
-            TokenError::NotYetValid,
-            TokenError::WrongIssuer,
-            TokenError::WrongAudience,
-            TokenError::InvalidClaims("x"),
-            TokenError::LifetimeTooLong,
-            TokenError::Revoked,
-        ];
-        let reasons: std::collections::HashSet<_> = all.iter().map(TokenError::reason).collect();
-        assert_eq!(reasons.len(), all.len());
-        for e in all {
-            assert!(e.reason().as_str().starts_with("token_"));
-            assert!(!e.description().is_empty());
         }
     }
 }

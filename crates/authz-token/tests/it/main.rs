@@ -5,6 +5,7 @@ mod cache;
 mod config;
 mod exchange;
 mod hostile;
+mod layering;
 mod mapping;
 mod remote;
 mod revocation;
