@@ -35,7 +35,7 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-pub fn bench(extra: &[String]) -> Result<()> {
+pub(crate) fn bench(extra: &[String]) -> Result<()> {
     // The audit benchmark writes into Postgres too: DATABASE_URL when set, else a cluster
     // started here with fsync on (unlike the tests' throwaway one), so durable means durable.
     let pg = Postgres::start_with(Durability::Durable)?;

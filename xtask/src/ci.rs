@@ -9,7 +9,7 @@ use crate::postgres::Postgres;
 use crate::tidy::Workspace;
 
 /// `cargo xtask ci`: fmt check, clippy, then every test with a Postgres.
-pub fn ci() -> Result<()> {
+pub(crate) fn ci() -> Result<()> {
     let mut steps = Steps::default();
     steps.run("fmt", || {
         cmd::run(cmd::cargo().args(["fmt", "--all", "--", "--check"]))
@@ -29,7 +29,7 @@ pub fn ci() -> Result<()> {
 }
 
 /// `cargo xtask test [-- ARGS]`: the tests with a Postgres, `ARGS` going to the test runner.
-pub fn test(extra: &[String]) -> Result<()> {
+pub(crate) fn test(extra: &[String]) -> Result<()> {
     let mut steps = Steps::default();
     tests_with_postgres(&mut steps, extra);
     steps.finish()

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 /// The interval between two polls of something we wait for (a process exit, a server coming up).
-pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The workspace root: the parent of the xtask package directory.
 ///
 /// Cargo sets `CARGO_MANIFEST_DIR` at run time for `cargo run` and for tests; it is preferred over
 /// the compile-time value because the build cache may be shared between several checkouts.
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
@@ -26,7 +26,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// A `cargo` command run from the workspace root, using the same cargo that runs xtask.
-pub fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root());
@@ -34,7 +34,7 @@ pub fn cargo() -> Command {
 }
 
 /// Runs `cmd` with inherited stdio, echoing it first; fails unless it exits successfully.
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let shown = display(cmd);
     println!("$ {shown}");
     let status = cmd
@@ -47,7 +47,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Runs `cmd` capturing its output; fails (showing stderr and stdout) unless it exits successfully.
-pub fn output(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let shown = display(cmd);
     let out = cmd
         .stdin(Stdio::null())
@@ -68,7 +68,7 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 ///
 /// A command still running at the deadline is killed and counts as a failure; this keeps probes
 /// such as `docker info` against a hung daemon from stalling the whole run.
-pub fn probe(cmd: &mut Command, timeout: Duration) -> bool {
+pub(crate) fn probe(cmd: &mut Command, timeout: Duration) -> bool {
     let Ok(mut child) = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -93,7 +93,7 @@ pub fn probe(cmd: &mut Command, timeout: Duration) -> bool {
 }
 
 /// The first executable called `name` on `PATH`, like `command -v`.
-pub fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -101,7 +101,7 @@ pub fn which(name: &str) -> Option<PathBuf> {
 }
 
 /// Whether `path` is a regular file with an execute bit set.
-pub fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -115,7 +115,7 @@ pub fn is_executable(path: &Path) -> bool {
 }
 
 /// Quotes `arg` for a POSIX shell if it contains anything but plainly safe characters.
-pub fn shell_quote(arg: &str) -> String {
+pub(crate) fn shell_quote(arg: &str) -> String {
     let safe = !arg.is_empty()
         && arg
             .chars()
@@ -128,7 +128,7 @@ pub fn shell_quote(arg: &str) -> String {
 }
 
 /// A shell-like rendering of `cmd` for logs (environment changes are not shown).
-pub fn display(cmd: &Command) -> String {
+pub(crate) fn display(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(OsStr::to_string_lossy)

@@ -36,7 +36,7 @@ impl Guard {
     }
 }
 
-pub fn demo() -> Result<()> {
+pub(crate) fn demo() -> Result<()> {
     let root = cmd::workspace_root();
     let dir = root.join(".demo");
     std::fs::create_dir_all(&dir).context("creating .demo/")?;

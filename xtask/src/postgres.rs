@@ -35,7 +35,7 @@ const DOCKER_IMAGE: &str = "postgres:15";
 
 /// A Postgres the tests can use, and whatever must be cleaned up once they are done.
 #[derive(Debug)]
-pub struct Postgres {
+pub(crate) struct Postgres {
     url: String,
     owned: Option<Owned>,
     watchdog: Option<Watchdog>,
@@ -73,7 +73,7 @@ struct Watchdog {
 
 /// Whether a cluster this process starts flushes its writes to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
+pub(crate) enum Durability {
     /// `fsync=off`: the tests' cluster is thrown away, so durability is not worth waiting for.
     Throwaway,
     /// The server defaults (`fsync=on`): benchmarks measure what a real deployment pays.
@@ -82,12 +82,12 @@ pub enum Durability {
 
 impl Postgres {
     /// Finds or starts a Postgres for the tests, printing which way was taken.
-    pub fn start() -> Result<Self> {
+    pub(crate) fn start() -> Result<Self> {
         Self::start_with(Durability::Throwaway)
     }
 
     /// Finds or starts a Postgres; a cluster started here has the given durability.
-    pub fn start_with(durability: Durability) -> Result<Self> {
+    pub(crate) fn start_with(durability: Durability) -> Result<Self> {
         if let Some(url) = std::env::var_os("DATABASE_URL") {
             let url = url
                 .into_string()
@@ -113,12 +113,12 @@ impl Postgres {
     }
 
     /// The URL to export as `DATABASE_URL`.
-    pub fn url(&self) -> &str {
+    pub(crate) fn url(&self) -> &str {
         &self.url
     }
 
     /// Stops whatever was started, reporting failures (dropping does the same, silently on success).
-    pub fn stop(mut self) -> Result<()> {
+    pub(crate) fn stop(mut self) -> Result<()> {
         self.shutdown()
     }
 
@@ -457,7 +457,7 @@ fn url_for(port: u16) -> String {
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context("could not bind 127.0.0.1:0 to find a free port")?;
     Ok(listener.local_addr()?.port())
@@ -477,7 +477,7 @@ fn running_as_root() -> Result<bool> {
 
 /// A PostgreSQL server binary: on `PATH`, else from the newest `/usr/lib/postgresql/<N>/bin`
 /// (where Debian installs them without putting them on `PATH`).
-pub fn find_pg_binary(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_pg_binary(name: &str) -> Option<PathBuf> {
     if let Some(path) = cmd::which(name) {
         return Some(path);
     }

@@ -47,7 +47,7 @@ const FORBIDDEN_MACROS: &[&str] = &[concat!("todo", "!("), concat!("unimplemente
 type Check = fn(&Workspace) -> Result<Vec<String>>;
 
 /// Runs every check on the workspace and fails with all violations listed.
-pub fn run() -> Result<()> {
+pub(crate) fn run() -> Result<()> {
     let ws = Workspace::load(&cmd::workspace_root())?;
     let checks: [(&str, Check); 7] = [
         ("dependency rule", check_dependency_rule),
@@ -80,14 +80,14 @@ pub fn run() -> Result<()> {
 
 /// The parts of `cargo metadata --no-deps` the checks need.
 #[derive(Debug)]
-pub struct Workspace {
+pub(crate) struct Workspace {
     pub root: PathBuf,
     pub packages: Vec<Package>,
 }
 
 /// One workspace member.
 #[derive(Debug)]
-pub struct Package {
+pub(crate) struct Package {
     pub name: String,
     pub manifest_path: PathBuf,
     pub dependencies: Vec<Dependency>,
@@ -96,7 +96,7 @@ pub struct Package {
 
 /// One entry of a member's `[dependencies]`, `[dev-dependencies]` or `[build-dependencies]`.
 #[derive(Debug)]
-pub struct Dependency {
+pub(crate) struct Dependency {
     /// The package name (not a `rename`).
     pub name: String,
     pub kind: DepKind,
@@ -104,7 +104,7 @@ pub struct Dependency {
 
 /// Which dependency table an edge comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DepKind {
+pub(crate) enum DepKind {
     Normal,
     Dev,
     Build,
@@ -112,14 +112,14 @@ pub enum DepKind {
 
 /// One build target of a member (lib, bin, test, example, bench, ...).
 #[derive(Debug)]
-pub struct Target {
+pub(crate) struct Target {
     pub kinds: Vec<String>,
     pub src_path: PathBuf,
 }
 
 impl Workspace {
     /// Runs `cargo metadata --format-version 1 --no-deps` for the workspace at `root`.
-    pub fn load(root: &Path) -> Result<Self> {
+    pub(crate) fn load(root: &Path) -> Result<Self> {
         let json = cmd::output(
             cmd::cargo()
                 .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -132,7 +132,7 @@ impl Workspace {
     }
 
     /// Reads the workspace from parsed `cargo metadata` output.
-    pub fn from_metadata(value: &Value) -> Result<Self> {
+    pub(crate) fn from_metadata(value: &Value) -> Result<Self> {
         let str_field = |v: &Value, key: &str| -> Result<String> {
             v.get(key)
                 .and_then(Value::as_str)
@@ -202,7 +202,7 @@ impl Workspace {
 
 impl Package {
     /// The directory holding the member's `Cargo.toml`.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.manifest_path.parent().unwrap_or(Path::new("."))
     }
 }
@@ -219,13 +219,13 @@ impl fmt::Display for DepKind {
 
 /// Edges between workspace crates: crate name → (dependency name, kind).
 #[derive(Debug, Default)]
-pub struct DepGraph {
+pub(crate) struct DepGraph {
     edges: BTreeMap<String, BTreeSet<(String, DepKind)>>,
 }
 
 impl DepGraph {
     /// The graph of the real workspace; dependencies outside the workspace are left out.
-    pub fn from_workspace(ws: &Workspace) -> Self {
+    pub(crate) fn from_workspace(ws: &Workspace) -> Self {
         let members: BTreeSet<&str> = ws.packages.iter().map(|p| p.name.as_str()).collect();
         let mut graph = Self::default();
         for pkg in &ws.packages {
@@ -240,13 +240,13 @@ impl DepGraph {
     }
 
     /// Adds a crate without dependencies (a no-op if it is already there).
-    pub fn add_crate(&mut self, name: &str) -> &mut Self {
+    pub(crate) fn add_crate(&mut self, name: &str) -> &mut Self {
         self.edges.entry(name.to_owned()).or_default();
         self
     }
 
     /// Adds "`from` depends on `to`" of the given kind.
-    pub fn add_edge(&mut self, from: &str, to: &str, kind: DepKind) -> &mut Self {
+    pub(crate) fn add_edge(&mut self, from: &str, to: &str, kind: DepKind) -> &mut Self {
         self.add_crate(to);
         self.edges
             .entry(from.to_owned())
@@ -256,7 +256,7 @@ impl DepGraph {
     }
 
     /// Whether the graph has a crate called `name`.
-    pub fn contains(&self, name: &str) -> bool {
+    pub(crate) fn contains(&self, name: &str) -> bool {
         self.edges.contains_key(name)
     }
 }
@@ -283,7 +283,7 @@ fn check_dependency_rule(ws: &Workspace) -> Result<Vec<String>> {
 /// dev-dependency; nothing depends on `authz-gateway`, `authz-admin` or `xtask`. Dev- and
 /// build-dependencies count: a test that links another library couples the crates too. A crate's
 /// dev-dependency on itself (to turn on a test-only feature) is not an edge.
-pub fn dependency_rule_violations(graph: &DepGraph) -> Vec<String> {
+pub(crate) fn dependency_rule_violations(graph: &DepGraph) -> Vec<String> {
     let mut violations = Vec::new();
     for (from, deps) in &graph.edges {
         for (to, kind) in deps {
@@ -339,7 +339,7 @@ fn check_module_docs(ws: &Workspace) -> Result<Vec<String>> {
 }
 
 /// Whether the first non-empty line of `text` is a `//!` inner doc comment.
-pub fn starts_with_module_doc(text: &str) -> bool {
+pub(crate) fn starts_with_module_doc(text: &str) -> bool {
     text.lines()
         .map(str::trim)
         .find(|line| !line.is_empty())
@@ -363,7 +363,7 @@ fn check_workspace_lints(ws: &Workspace) -> Result<Vec<String>> {
 
 /// Whether a `Cargo.toml` text sets `lints.workspace = true`, in any of its TOML spellings:
 /// a `[lints]` table, a root-level dotted key, or a root-level inline table.
-pub fn has_workspace_lints(manifest: &str) -> bool {
+pub(crate) fn has_workspace_lints(manifest: &str) -> bool {
     let mut table: Option<String> = None;
     for line in manifest.lines() {
         // Comments are cut naively at `#`, which is safe for the short lines that matter here.
@@ -410,7 +410,7 @@ fn check_unfinished_code(ws: &Workspace) -> Result<Vec<String>> {
 ///
 /// The end of a test item is found by counting braces after the attribute, ignoring `//`
 /// comments; braces inside string literals can fool it, which is acceptable for a lint.
-pub fn unfinished_code(text: &str) -> Vec<(usize, &'static str)> {
+pub(crate) fn unfinished_code(text: &str) -> Vec<(usize, &'static str)> {
     let lines: Vec<&str> = text.lines().collect();
     let mut found = Vec::new();
     let mut i = 0;
@@ -497,7 +497,7 @@ fn check_test_layout(ws: &Workspace) -> Result<Vec<String>> {
 }
 
 /// The test binaries of a crate in `crate_dir` other than its one allowed `tests/it/main.rs`.
-pub fn extra_test_binaries<'a>(
+pub(crate) fn extra_test_binaries<'a>(
     crate_dir: &Path,
     binaries: &'a BTreeSet<PathBuf>,
 ) -> Vec<&'a PathBuf> {

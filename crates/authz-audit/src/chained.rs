@@ -14,7 +14,7 @@ use crate::batch::{
 use authz_db::on_pool;
 use std::time::Duration;
 
-use crate::chain::{CheckpointKind, GENESIS_HASH, checkpoint_message};
+use crate::hash::{CheckpointKind, GENESIS_HASH, checkpoint_message};
 use crate::keys::SigningKey;
 use crate::row::RawRow;
 use crate::{AuditStore, Error, Pool, StoredRecord, read_failed, sql, write_failed};

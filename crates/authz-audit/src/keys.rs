@@ -16,7 +16,7 @@ use std::path::Path;
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 
 use crate::Error;
-use crate::chain::{from_hex, to_hex};
+use crate::hash::{from_hex, to_hex};
 
 /// An Ed25519 key that signs checkpoints. `Debug` does not show it.
 pub struct SigningKey {
@@ -212,7 +212,7 @@ mod tests {
         let pub_path = dir.path().join("audit.pub");
         std::fs::write(&pub_path, format!("{}\n", public.to_hex())).expect("write pub");
         assert_eq!(PublicKey::from_file(&pub_path).expect("pub file"), public);
-        assert!(!format!("{key:?}").contains(&crate::chain::to_hex(&seed)));
+        assert!(!format!("{key:?}").contains(&crate::hash::to_hex(&seed)));
         assert!(PublicKey::from_hex("abcd").is_err());
         std::fs::write(&raw, b"short").expect("write");
         assert!(matches!(

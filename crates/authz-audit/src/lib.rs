@@ -84,8 +84,8 @@
 //! ```
 
 mod batch;
-mod chain;
 mod chained;
+mod hash;
 mod keys;
 #[cfg(feature = "legacy-rows")]
 mod legacy;
@@ -101,8 +101,8 @@ use authz_types::{AuditFilter, AuditRecord};
 use serde::{Deserialize, Serialize};
 
 pub use authz_db::{Backend, redact_url};
-pub use chain::{CheckpointKind, GENESIS_HASH, HashVersion, record_hash, record_hash_with};
 pub use chained::{AuditQuery, PruneReport};
+pub use hash::{CheckpointKind, GENESIS_HASH, HashVersion, record_hash, record_hash_with};
 pub use keys::{PublicKey, SigningKey, write_seed_file};
 pub use verify::{ChainReport, Finding, Tamper, VerifyReport, verify};
 pub use writer::{AuditWriter, WriterConfig, WriterStats};

@@ -5,7 +5,7 @@
 
 use authz_types::{AuditRecord, Effect, ReasonCode, RecordKind};
 
-use crate::chain::HashVersion;
+use crate::hash::HashVersion;
 use crate::{Error, StoredRecord};
 
 /// The column list of an insert, in the order [`Columns`] binds them. The last one,

@@ -33,10 +33,10 @@
 use authz_types::AuditRecord;
 use sqlx::QueryBuilder;
 
-use crate::chain::{
+use crate::chained::hash32;
+use crate::hash::{
     CheckpointKind, GENESIS_HASH, HashVersion, checkpoint_message, record_hash_with, to_hex,
 };
-use crate::chained::hash32;
 use crate::keys::PublicKey;
 use crate::row::{RawRow, SELECT_COLUMNS};
 use crate::{AuditStore, Error, read_failed};

@@ -48,10 +48,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::batch::EncodedRows;
-use crate::chain::{CheckpointKind, record_hash};
 use crate::chained::{
     ChainHead, NewCheckpoint, SERVER_TIMEOUT_GRACE, WriterConn, is_query_canceled,
 };
+use crate::hash::{CheckpointKind, record_hash};
 use crate::keys::SigningKey;
 use crate::row::{ChainedRow, Columns};
 use crate::{AuditStore, Backend, Error};

@@ -15,7 +15,7 @@ use crate::config::{Config, Overrides, RawConfig};
     version,
     about = "MCP authorization gateway: authenticate, authorize, audit, forward."
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// The TOML configuration file.
     #[arg(long, env = "AUTHZ_CONFIG")]
     pub config: PathBuf,

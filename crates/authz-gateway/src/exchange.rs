@@ -25,7 +25,7 @@ const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// The form fields of a token exchange request (RFC 8693 §2.1, plus `task_id` and
 /// `expires_in`, the requested lifetime).
 #[derive(Debug, Deserialize)]
-pub struct ExchangeForm {
+pub(crate) struct ExchangeForm {
     grant_type: Option<String>,
     subject_token: Option<String>,
     subject_token_type: Option<String>,
@@ -64,7 +64,7 @@ fn oauth_error(status: StatusCode, code: &str, description: &str, request_id: &s
     resp
 }
 
-pub async fn token(
+pub(crate) async fn token(
     State(app): State<Arc<App>>,
     form: Result<axum::Form<ExchangeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {

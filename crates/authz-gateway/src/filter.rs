@@ -15,18 +15,18 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 /// Decides whether one item's operation is allowed for the caller.
-pub type ItemAllowed = Arc<dyn Fn(&Operation) -> bool + Send + Sync>;
+pub(crate) type ItemAllowed = Arc<dyn Fn(&Operation) -> bool + Send + Sync>;
 
 /// Rewrites (or just inspects) the JSON-RPC response to the forwarded request; returns whether
 /// it changed the value. Only the response whose `id` is the request's is ever handed to it.
-pub type Rewrite = Arc<dyn Fn(&mut Value) -> bool + Send + Sync>;
+pub(crate) type Rewrite = Arc<dyn Fn(&mut Value) -> bool + Send + Sync>;
 
 /// The largest single SSE event or JSON list response the gateway will buffer to filter.
-pub const MAX_FILTERED_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_FILTERED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Which list a method returns, and how each item maps to an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
+pub(crate) enum ListKind {
     Tools,
     Prompts,
     Resources,
@@ -34,7 +34,7 @@ pub enum ListKind {
 }
 
 impl ListKind {
-    pub fn of(method: &Method) -> Option<ListKind> {
+    pub(crate) fn of(method: &Method) -> Option<ListKind> {
         match method {
             Method::ToolsList => Some(ListKind::Tools),
             Method::PromptsList => Some(ListKind::Prompts),
@@ -70,7 +70,11 @@ impl ListKind {
 
 /// Filters a JSON-RPC response in place (its `id` already matched). Returns how many items were
 /// removed.
-pub fn filter_response(kind: ListKind, response: &mut Value, allowed: &ItemAllowed) -> usize {
+pub(crate) fn filter_response(
+    kind: ListKind,
+    response: &mut Value,
+    allowed: &ItemAllowed,
+) -> usize {
     let Some(result) = response.get_mut("result").and_then(Value::as_object_mut) else {
         return 0;
     };
@@ -87,11 +91,11 @@ pub fn filter_response(kind: ListKind, response: &mut Value, allowed: &ItemAllow
 }
 
 /// What the caller was shown by a filtered list (names or URIs), for the audit trail.
-pub type Shown = Arc<std::sync::Mutex<Vec<String>>>;
+pub(crate) type Shown = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// A [`Rewrite`] that filters a list result and, given `shown`, writes the names (or URIs) of
 /// the items it kept there.
-pub fn list_filter_recording(
+pub(crate) fn list_filter_recording(
     kind: ListKind,
     allowed: ItemAllowed,
     shown: Option<Shown>,
@@ -131,7 +135,7 @@ fn is_response_to(v: &Value, id: &Value) -> bool {
 
 /// Rewrites a complete JSON body. `None` when it cannot be parsed: the gateway does not pass on
 /// a response it was asked to rewrite but could not read. Unchanged bodies keep their bytes.
-pub fn rewrite_json_body(id: &Value, body: &[u8], rw: &Rewrite) -> Option<Vec<u8>> {
+pub(crate) fn rewrite_json_body(id: &Value, body: &[u8], rw: &Rewrite) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     if !is_response_to(&v, id) || !rw(&mut v) {
         return Some(body.to_vec());
@@ -194,7 +198,7 @@ fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
 
 /// An SSE body whose response event is rewritten as it passes; everything else streams through
 /// event by event without waiting for the end of the stream.
-pub fn rewrite_sse_stream<S, E>(
+pub(crate) fn rewrite_sse_stream<S, E>(
     id: Value,
     rw: Rewrite,
     upstream: S,

@@ -8,20 +8,20 @@ use crate::sessions::Owner;
 
 /// Counts in-flight requests per principal.
 #[derive(Debug)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     counts: Mutex<HashMap<Owner, usize>>,
     max: usize,
 }
 
 /// One in-flight request; released when dropped.
 #[derive(Debug)]
-pub struct Permit {
+pub(crate) struct Permit {
     limiter: Arc<InFlight>,
     owner: Owner,
 }
 
 impl InFlight {
-    pub fn new(max: usize) -> Arc<Self> {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             counts: Mutex::new(HashMap::new()),
             max: max.max(1),
@@ -36,7 +36,7 @@ impl InFlight {
     }
 
     /// A permit, or `None` when the principal already has `max` requests in flight.
-    pub fn try_acquire(self: &Arc<Self>, owner: Owner) -> Option<Permit> {
+    pub(crate) fn try_acquire(self: &Arc<Self>, owner: Owner) -> Option<Permit> {
         let mut counts = self.lock();
         let n = counts.entry(owner.clone()).or_insert(0);
         if *n >= self.max {

@@ -21,7 +21,7 @@ use crate::config::Upstream;
 use crate::filter::Shown;
 
 /// The W3C trace id of a valid `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
-pub fn trace_id(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn trace_id(headers: &HeaderMap) -> Option<String> {
     let v = headers.get("traceparent")?.to_str().ok()?;
     let mut parts = v.split('-');
     let (version, trace, parent, flags) =
@@ -44,13 +44,13 @@ pub fn trace_id(headers: &HeaderMap) -> Option<String> {
 /// The digest of a request's `params.arguments`, and the (redacted) arguments when the route
 /// records them for this tool or prompt.
 #[derive(Debug, Clone, Default)]
-pub struct Arguments {
+pub(crate) struct Arguments {
     pub digest: Option<String>,
     pub recorded: Option<String>,
 }
 
 impl Arguments {
-    pub fn of(up: &Upstream, msg: &Message) -> Arguments {
+    pub(crate) fn of(up: &Upstream, msg: &Message) -> Arguments {
         let Some(args) = msg.value.pointer("/params/arguments") else {
             return Arguments::default();
         };
@@ -75,7 +75,7 @@ impl Arguments {
         Arguments { digest, recorded }
     }
 
-    pub fn apply(&self, rec: &mut AuditRecord) {
+    pub(crate) fn apply(&self, rec: &mut AuditRecord) {
         rec.args_digest.clone_from(&self.digest);
         rec.arguments.clone_from(&self.recorded);
     }
@@ -100,7 +100,7 @@ fn redact(v: &mut Value, fields: &[&str]) {
 
 /// Writes the outcome record of one forwarded request when dropped.
 #[derive(Debug)]
-pub struct OutcomeRecorder {
+pub(crate) struct OutcomeRecorder {
     writer: AuditWriter,
     /// Counts an outcome record the writer refused (`Metrics::outcome_records_lost`).
     lost: Arc<AtomicU64>,
@@ -112,7 +112,11 @@ pub struct OutcomeRecorder {
 
 impl OutcomeRecorder {
     /// Starts timing the upstream exchange for the request whose decision record is `decision`.
-    pub fn start(writer: &AuditWriter, lost: &Arc<AtomicU64>, decision: &AuditRecord) -> Self {
+    pub(crate) fn start(
+        writer: &AuditWriter,
+        lost: &Arc<AtomicU64>,
+        decision: &AuditRecord,
+    ) -> Self {
         Self {
             writer: writer.clone(),
             lost: Arc::clone(lost),
@@ -124,7 +128,7 @@ impl OutcomeRecorder {
     }
 
     /// The upstream answered with `status`; the body has not ended yet.
-    pub fn answered(&mut self, status: u16) {
+    pub(crate) fn answered(&mut self, status: u16) {
         if let Some(r) = self.record.as_mut() {
             r.upstream_status = Some(status);
         }
@@ -132,7 +136,7 @@ impl OutcomeRecorder {
     }
 
     /// The answer ended normally.
-    pub fn finished(&mut self) {
+    pub(crate) fn finished(&mut self) {
         let status = self
             .record
             .as_ref()
@@ -142,7 +146,7 @@ impl OutcomeRecorder {
     }
 
     /// The exchange failed: `code` is the gateway's error code (e.g. `upstream_timeout`).
-    pub fn failed(&mut self, code: &'static str, http_status: u16) {
+    pub(crate) fn failed(&mut self, code: &'static str, http_status: u16) {
         if let Some(r) = self.record.as_mut() {
             r.http_status = Some(http_status);
         }
@@ -150,12 +154,12 @@ impl OutcomeRecorder {
     }
 
     /// Nothing was forwarded after all: write no outcome record.
-    pub fn discard(&mut self) {
+    pub(crate) fn discard(&mut self) {
         self.record = None;
     }
 
     /// The list items the caller was shown end up in the outcome record.
-    pub fn shown_sink(&mut self) -> Shown {
+    pub(crate) fn shown_sink(&mut self) -> Shown {
         self.shown.get_or_insert_with(Default::default).clone()
     }
 }

@@ -13,13 +13,13 @@ use crate::config::{ANY_TARGET, ScopeRule};
 
 /// The scope policy of the whole gateway.
 #[derive(Debug, Clone, Default)]
-pub struct ScopePolicy {
+pub(crate) struct ScopePolicy {
     /// For each scope, every scope it implies (transitively), itself excluded.
     implied: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl ScopePolicy {
-    pub fn new(hierarchy: &BTreeMap<String, Vec<String>>) -> Self {
+    pub(crate) fn new(hierarchy: &BTreeMap<String, Vec<String>>) -> Self {
         let mut implied = BTreeMap::new();
         for scope in hierarchy.keys() {
             let mut seen = BTreeSet::new();
@@ -41,7 +41,7 @@ impl ScopePolicy {
     }
 
     /// The scopes an operation requires on an upstream (empty when no rule matches).
-    pub fn required<'a>(&self, rules: &'a [ScopeRule], op: &Operation) -> &'a [String] {
+    pub(crate) fn required<'a>(&self, rules: &'a [ScopeRule], op: &Operation) -> &'a [String] {
         let method = op.method.as_str();
         let target = op.target.display();
         rules
@@ -57,7 +57,7 @@ impl ScopePolicy {
     }
 
     /// The scopes held plus every scope they imply, sorted and deduplicated.
-    pub fn expand(&self, scopes: &[String]) -> Vec<String> {
+    pub(crate) fn expand(&self, scopes: &[String]) -> Vec<String> {
         let mut out: BTreeSet<String> = scopes.iter().cloned().collect();
         for s in scopes {
             if let Some(implied) = self.implied.get(s) {
@@ -68,7 +68,7 @@ impl ScopePolicy {
     }
 
     /// The required scopes the principal lacks, honouring the hierarchy.
-    pub fn missing(&self, principal: &Principal, required: &[String]) -> Vec<String> {
+    pub(crate) fn missing(&self, principal: &Principal, required: &[String]) -> Vec<String> {
         required
             .iter()
             .filter(|need| {
@@ -85,7 +85,7 @@ impl ScopePolicy {
 }
 
 /// Every scope named by an upstream's rules, for `scopes_supported` and 401 challenges.
-pub fn supported_scopes(rules: &[ScopeRule]) -> Vec<String> {
+pub(crate) fn supported_scopes(rules: &[ScopeRule]) -> Vec<String> {
     let set: BTreeSet<&String> = rules.iter().flat_map(|r| r.require.iter()).collect();
     set.into_iter().cloned().collect()
 }

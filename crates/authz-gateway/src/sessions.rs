@@ -11,14 +11,14 @@ use authz_types::Principal;
 
 /// Who owns a session: issuer, subject and tenant of the principal that initialized it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Owner {
+pub(crate) struct Owner {
     issuer: String,
     subject: String,
     tenant: String,
 }
 
 impl Owner {
-    pub fn of(p: &Principal) -> Self {
+    pub(crate) fn of(p: &Principal) -> Self {
         Self {
             issuer: p.issuer.clone(),
             subject: p.subject.clone(),
@@ -29,7 +29,7 @@ impl Owner {
 
 /// What a presented session id means for a principal.
 #[derive(Debug, PartialEq, Eq)]
-pub enum SessionCheck {
+pub(crate) enum SessionCheck {
     Owned,
     /// Unknown to this gateway, or ended.
     Unknown,
@@ -40,7 +40,7 @@ pub enum SessionCheck {
 /// Bounded map of session id → owner. The oldest binding is forgotten first when full; a client
 /// whose session was forgotten gets 404 and re-initializes, as the transport specifies.
 #[derive(Debug)]
-pub struct OwnerBindings {
+pub(crate) struct OwnerBindings {
     inner: Mutex<Inner>,
     capacity: usize,
 }
@@ -52,7 +52,7 @@ struct Inner {
 }
 
 impl OwnerBindings {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
             capacity: capacity.max(1),
@@ -67,7 +67,7 @@ impl OwnerBindings {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn bind(&self, upstream: &str, session_id: &str, owner: Owner) {
+    pub(crate) fn bind(&self, upstream: &str, session_id: &str, owner: Owner) {
         let key = (upstream.to_owned(), session_id.to_owned());
         let mut inner = self.lock();
         if inner.owners.insert(key.clone(), owner).is_none() {
@@ -80,7 +80,12 @@ impl OwnerBindings {
         }
     }
 
-    pub fn check(&self, upstream: &str, session_id: &str, principal: &Principal) -> SessionCheck {
+    pub(crate) fn check(
+        &self,
+        upstream: &str,
+        session_id: &str,
+        principal: &Principal,
+    ) -> SessionCheck {
         let inner = self.lock();
         match inner
             .owners
@@ -93,14 +98,14 @@ impl OwnerBindings {
     }
 
     /// Whether `id` is bound to exactly this owner.
-    pub fn owner_is(&self, upstream: &str, id: &str, owner: &Owner) -> bool {
+    pub(crate) fn owner_is(&self, upstream: &str, id: &str, owner: &Owner) -> bool {
         self.lock()
             .owners
             .get(&(upstream.to_owned(), id.to_owned()))
             == Some(owner)
     }
 
-    pub fn end(&self, upstream: &str, session_id: &str) {
+    pub(crate) fn end(&self, upstream: &str, session_id: &str) {
         let key = (upstream.to_owned(), session_id.to_owned());
         let mut inner = self.lock();
         if inner.owners.remove(&key).is_some() {
@@ -108,7 +113,7 @@ impl OwnerBindings {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().owners.len()
     }
 }

@@ -32,7 +32,7 @@ const FORWARDED_REQUEST_HEADERS: &[&str] = &[
 
 /// Why the gateway could not obtain its upstream credential.
 #[derive(Debug, thiserror::Error)]
-pub enum CredentialError {
+pub(crate) enum CredentialError {
     #[error("the token endpoint could not be reached")]
     Unreachable(#[source] reqwest::Error),
     #[error("the token endpoint answered HTTP {0}")]
@@ -43,7 +43,7 @@ pub enum CredentialError {
 
 /// The HTTP client and credential of one upstream.
 #[derive(Debug)]
-pub struct UpstreamClient {
+pub(crate) struct UpstreamClient {
     pub http: reqwest::Client,
     credential: CredentialState,
 }
@@ -68,7 +68,7 @@ struct TokenResponse {
 }
 
 impl UpstreamClient {
-    pub fn new(up: &Upstream) -> anyhow::Result<Self> {
+    pub(crate) fn new(up: &Upstream) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10))
@@ -98,7 +98,7 @@ impl UpstreamClient {
     }
 
     /// The bearer token to present upstream, if any; fetches or refreshes an OAuth token.
-    pub async fn bearer(&self) -> Result<Option<Secret>, CredentialError> {
+    pub(crate) async fn bearer(&self) -> Result<Option<Secret>, CredentialError> {
         match &self.credential {
             CredentialState::None => Ok(None),
             CredentialState::Bearer(s) => Ok(Some(s.clone())),
@@ -119,7 +119,7 @@ impl UpstreamClient {
     }
 
     /// Forgets a cached OAuth token (after the upstream refused it).
-    pub async fn invalidate(&self) {
+    pub(crate) async fn invalidate(&self) {
         if let CredentialState::OAuth { cached, .. } = &self.credential {
             *cached.lock().await = None;
         }

@@ -1,7 +1,7 @@
 //! The decision index: the same answers as Casbin's matcher, found without visiting every rule.
 //!
-//! Casbin evaluates `policies/model.conf`'s matcher over every `p` line for every request, which
-//! costs about a microsecond per line. The matcher only ever compares the tenant, the subject
+//! Casbin evaluates `policies/model.conf`'s matcher over every `p` line for every request, so
+//! its cost grows with the policy (`benches/decide.rs` measures both). The matcher only ever compares the tenant, the subject
 //! (or a role it holds through `g`), the action and a glob, so the policy can be partitioned by
 //! those fields once per snapshot:
 //!

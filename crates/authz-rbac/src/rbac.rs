@@ -330,9 +330,9 @@ impl Rbac {
     /// A deny rule matching any candidate denies, else an allow rule matching any candidate
     /// allows, else default deny. `Err` means the engine could not decide; callers fail closed.
     ///
-    /// Sync and fast (about a microsecond, whatever the policy's size: the rules that can match
-    /// are found through an index built with the snapshot, and only those are tested); never
-    /// panics on any input.
+    /// Sync, and its cost does not grow with the policy's size: the rules that can match are
+    /// found through an index built with the snapshot, and only those are tested
+    /// (`benches/decide.rs`). Never panics on any input.
     pub fn decide(
         &self,
         principal: &Principal,

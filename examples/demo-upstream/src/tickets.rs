@@ -111,7 +111,7 @@ impl Store {
 /// Arguments of `list_tickets`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
-pub struct ListTicketsArgs {
+pub(crate) struct ListTicketsArgs {
     /// Only return tickets with this status; all tickets when absent.
     #[serde(default)]
     pub status: Option<TicketStatus>,
@@ -120,7 +120,7 @@ pub struct ListTicketsArgs {
 /// Arguments of `get_ticket` and `delete_ticket`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
-pub struct TicketIdArgs {
+pub(crate) struct TicketIdArgs {
     /// The ticket identifier.
     pub id: u64,
 }
@@ -128,7 +128,7 @@ pub struct TicketIdArgs {
 /// Arguments of `create_ticket`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
-pub struct CreateTicketArgs {
+pub(crate) struct CreateTicketArgs {
     /// One-line summary.
     pub title: String,
     /// Free-form description.
@@ -139,7 +139,7 @@ pub struct CreateTicketArgs {
 /// is parsed here rather than declared as a number.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(crate = "rmcp::schemars")]
-pub struct TriageArgs {
+pub(crate) struct TriageArgs {
     /// The ticket identifier, as a decimal string.
     pub id: String,
 }

@@ -15,14 +15,14 @@ use super::{DepKind, LEAF_LIBRARIES, SQL_LAYER, TEST_SUPPORT, Workspace, read, r
 
 /// One store: the crate it lives in, its folder under `migrations/<backend>/`, its tables.
 #[derive(Debug)]
-pub struct Store {
+pub(super) struct Store {
     pub crate_name: &'static str,
     pub folder: &'static str,
     pub tables: &'static [&'static str],
 }
 
 /// Every store of the workspace and the tables it owns.
-pub const STORES: &[Store] = &[
+pub(super) const STORES: &[Store] = &[
     Store {
         crate_name: "authz-audit",
         folder: "audit",
@@ -46,12 +46,12 @@ pub const STORES: &[Store] = &[
 ];
 
 /// The backends, one folder each under `migrations/`.
-pub const BACKENDS: &[&str] = &["sqlite", "postgres"];
+pub(super) const BACKENDS: &[&str] = &["sqlite", "postgres"];
 
 /// Crates with a normal or build dependency on sqlx that are neither the SQL layer, a store nor
 /// the test fixtures (themselves only ever a dev-dependency). Dev-dependencies are allowed:
 /// tests tamper with stored rows directly.
-pub fn check_sqlx_users(ws: &Workspace) -> Result<Vec<String>> {
+pub(super) fn check_sqlx_users(ws: &Workspace) -> Result<Vec<String>> {
     let mut violations = Vec::new();
     for pkg in &ws.packages {
         let allowed = pkg.name == SQL_LAYER
@@ -74,7 +74,7 @@ pub fn check_sqlx_users(ws: &Workspace) -> Result<Vec<String>> {
 
 /// The layout of `migrations/`, the tables each migration touches, unique versions, and which
 /// folder each store crate embeds.
-pub fn check_migrations(ws: &Workspace) -> Result<Vec<String>> {
+pub(super) fn check_migrations(ws: &Workspace) -> Result<Vec<String>> {
     let root = ws.root.join("migrations");
     let mut violations = Vec::new();
     let backends = subdirectories(&root)?;
@@ -139,7 +139,7 @@ pub fn check_migrations(ws: &Workspace) -> Result<Vec<String>> {
 }
 
 /// One message per table `text` (the migration at `path`) touches that `store` does not own.
-pub fn foreign_tables(path: &str, store: &Store, text: &str) -> Vec<String> {
+pub(super) fn foreign_tables(path: &str, store: &Store, text: &str) -> Vec<String> {
     tables_touched(text)
         .into_iter()
         .filter(|table| !store.tables.contains(&table.as_str()))
@@ -158,7 +158,7 @@ pub fn foreign_tables(path: &str, store: &Store, text: &str) -> Vec<String> {
 }
 
 /// The tables an SQL script creates, alters, drops, indexes, references or writes to.
-pub fn tables_touched(sql: &str) -> BTreeSet<String> {
+pub(super) fn tables_touched(sql: &str) -> BTreeSet<String> {
     let without_comments: String = sql
         .lines()
         .map(|line| line.split("--").next().unwrap_or_default())

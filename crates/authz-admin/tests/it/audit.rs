@@ -5,10 +5,10 @@ use authz_types::{AuditRecord, Effect, ReasonCode, now_unix_ms};
 
 use crate::common::{json, ok, sqlite_url};
 
-pub const MINUTE_MS: i64 = 60_000;
+pub(crate) const MINUTE_MS: i64 = 60_000;
 
 /// A decision record about `tool` for `subject`, `minutes_ago` minutes old.
-pub fn record(subject: &str, decision: Effect, tool: &str, minutes_ago: i64) -> AuditRecord {
+pub(crate) fn record(subject: &str, decision: Effect, tool: &str, minutes_ago: i64) -> AuditRecord {
     let allowed = decision == Effect::Allow;
     AuditRecord {
         time_ms: now_unix_ms() - minutes_ago * MINUTE_MS,

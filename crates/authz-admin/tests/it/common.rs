@@ -6,7 +6,7 @@ use authz_admin::{Cli, Outcome, execute};
 use clap::Parser as _;
 
 /// Parses `authzctl <args>`, panicking on a usage error (tests of usage errors parse themselves).
-pub fn parse(args: &[&str]) -> Cli {
+pub(crate) fn parse(args: &[&str]) -> Cli {
     let argv = std::iter::once("authzctl").chain(args.iter().copied());
     match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
@@ -15,14 +15,14 @@ pub fn parse(args: &[&str]) -> Cli {
 }
 
 /// Runs `authzctl <args>` and returns the outcome and stdout, or the error.
-pub async fn run(args: &[&str]) -> anyhow::Result<(Outcome, String)> {
+pub(crate) async fn run(args: &[&str]) -> anyhow::Result<(Outcome, String)> {
     let mut out = Vec::new();
     let outcome = execute(parse(args), &mut out).await?;
     Ok((outcome, String::from_utf8(out).expect("utf-8 output")))
 }
 
 /// Runs `authzctl <args>`, expects success and returns stdout.
-pub async fn ok(args: &[&str]) -> String {
+pub(crate) async fn ok(args: &[&str]) -> String {
     match run(args).await {
         Ok((Outcome::Success, out)) => out,
         Ok((outcome, out)) => panic!("authzctl {args:?} ended {outcome:?}:\n{out}"),
@@ -31,7 +31,7 @@ pub async fn ok(args: &[&str]) -> String {
 }
 
 /// Runs `authzctl <args>`, expects an error and returns it.
-pub async fn fails(args: &[&str]) -> anyhow::Error {
+pub(crate) async fn fails(args: &[&str]) -> anyhow::Error {
     match run(args).await {
         Ok((outcome, out)) => panic!("authzctl {args:?} should fail but ended {outcome:?}:\n{out}"),
         Err(e) => e,
@@ -39,7 +39,7 @@ pub async fn fails(args: &[&str]) -> anyhow::Error {
 }
 
 /// Runs `authzctl <args>` with `-o json` appended and parses stdout as one JSON document.
-pub async fn json(args: &[&str]) -> serde_json::Value {
+pub(crate) async fn json(args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     let out = ok(&all).await;
@@ -47,28 +47,28 @@ pub async fn json(args: &[&str]) -> serde_json::Value {
 }
 
 /// The error with its causes on one line, as the binary prints it (minus the prefix).
-pub fn text(e: &anyhow::Error) -> String {
+pub(crate) fn text(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
 
 /// A SQLite URL for a new database file in `dir`.
-pub fn sqlite_url(dir: &Path, name: &str) -> String {
+pub(crate) fn sqlite_url(dir: &Path, name: &str) -> String {
     format!("sqlite://{}?mode=rwc", dir.join(name).display())
 }
 
 /// The repository's `policies/` directory.
-pub fn policies_dir() -> PathBuf {
+pub(crate) fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
 }
 
 /// The repository's Casbin model, as a string argument.
-pub fn model() -> String {
+pub(crate) fn model() -> String {
     policies_dir().join("model.conf").display().to_string()
 }
 
 /// Whether an environment variable that clap would read instead of a missing flag is set; tests
 /// of "missing URL" messages can only run when it is not.
-pub fn env_is_set(name: &str) -> bool {
+pub(crate) fn env_is_set(name: &str) -> bool {
     let set = std::env::var_os(name).is_some_and(|v| !v.is_empty());
     if set {
         println!("skipped: {name} is set in the environment, so the flag is never missing");
@@ -77,14 +77,14 @@ pub fn env_is_set(name: &str) -> bool {
 }
 
 /// A freshly created Postgres database, or `None` (after saying so) when DATABASE_URL is unset.
-pub struct PgDatabase {
+pub(crate) struct PgDatabase {
     admin_url: String,
     name: String,
     pub url: String,
 }
 
 impl PgDatabase {
-    pub async fn create() -> Option<Self> {
+    pub(crate) async fn create() -> Option<Self> {
         let Ok(admin_url) = std::env::var("DATABASE_URL") else {
             println!("skipped: DATABASE_URL not set (run cargo xtask test)");
             return None;
@@ -108,7 +108,7 @@ impl PgDatabase {
     }
 
     /// Drops the database (authzctl closes its pools after every command).
-    pub async fn drop(self) {
+    pub(crate) async fn drop(self) {
         let admin = sqlx::PgPool::connect(&self.admin_url)
             .await
             .expect("connect admin");

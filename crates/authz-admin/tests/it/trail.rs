@@ -61,7 +61,7 @@ fn with_db<'a>(args: &[&'a str], url: &'a str) -> Vec<&'a str> {
 }
 
 /// An intact chain verifies (exit 0); one edited row makes `audit verify` exit 5 naming it.
-pub async fn verify_round_trip(url: &str) {
+pub(crate) async fn verify_round_trip(url: &str) {
     let records = (0..5)
         .map(|i| record("alice", Effect::Allow, &format!("tool_{i}"), 5 - i))
         .collect();

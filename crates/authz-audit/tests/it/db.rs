@@ -5,7 +5,7 @@ use sqlx::Connection;
 use tempfile::TempDir;
 
 /// A database created for one test, with a store connected to it.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub url: String,
     pub store: AuditStore,
     kind: Kind,
@@ -17,7 +17,7 @@ enum Kind {
 }
 
 impl TestDb {
-    pub async fn sqlite() -> Self {
+    pub(crate) async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!(
             "sqlite://{}?mode=rwc",
@@ -32,7 +32,7 @@ impl TestDb {
     }
 
     /// A fresh Postgres database, or `None` (after saying so) when `DATABASE_URL` is unset.
-    pub async fn postgres() -> Option<Self> {
+    pub(crate) async fn postgres() -> Option<Self> {
         let Ok(admin_url) = std::env::var("DATABASE_URL") else {
             println!("skipped: DATABASE_URL not set (run cargo xtask test)");
             return None;
@@ -58,12 +58,12 @@ impl TestDb {
     }
 
     /// A second, independent store on the same database (as after a restart).
-    pub async fn reconnect(&self) -> AuditStore {
+    pub(crate) async fn reconnect(&self) -> AuditStore {
         AuditStore::connect(&self.url).await.expect("reconnect")
     }
 
     /// Runs raw SQL on the database, bypassing the store (to plant bad rows or triggers).
-    pub async fn raw(&self, sql: &str) {
+    pub(crate) async fn raw(&self, sql: &str) {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match &self.kind {
             Kind::Sqlite(_) => {
@@ -90,7 +90,7 @@ impl TestDb {
     }
 
     /// The single bytes value `sql` selects, read bypassing the store.
-    pub async fn fetch_bytes(&self, sql: &str) -> Vec<u8> {
+    pub(crate) async fn fetch_bytes(&self, sql: &str) -> Vec<u8> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match &self.kind {
             Kind::Sqlite(_) => {
@@ -119,7 +119,7 @@ impl TestDb {
     }
 
     /// A SQL literal for `bytes` in this database's dialect.
-    pub fn blob(&self, bytes: &[u8]) -> String {
+    pub(crate) fn blob(&self, bytes: &[u8]) -> String {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         if self.is_postgres() {
             format!("'\\x{hex}'::bytea")
@@ -130,7 +130,7 @@ impl TestDb {
 
     /// Opens a transaction on a separate connection that blocks every insert into
     /// `audit_records` until the returned lock is released.
-    pub async fn lock_writes(&self) -> WriteLock {
+    pub(crate) async fn lock_writes(&self) -> WriteLock {
         match &self.kind {
             Kind::Sqlite(_) => {
                 let mut conn = sqlx::SqliteConnection::connect(&self.url)
@@ -157,7 +157,7 @@ impl TestDb {
 
     /// Runs SQL on the server's admin database (Postgres only), e.g. to refuse connections to
     /// the test database.
-    pub async fn admin(&self, sql: &str) {
+    pub(crate) async fn admin(&self, sql: &str) {
         let Kind::Postgres { admin_url, .. } = &self.kind else {
             panic!("admin SQL needs Postgres")
         };
@@ -172,19 +172,19 @@ impl TestDb {
     }
 
     /// The test database's name (Postgres only).
-    pub fn pg_name(&self) -> &str {
+    pub(crate) fn pg_name(&self) -> &str {
         match &self.kind {
             Kind::Postgres { name, .. } => name,
             Kind::Sqlite(_) => panic!("not Postgres"),
         }
     }
 
-    pub fn is_postgres(&self) -> bool {
+    pub(crate) fn is_postgres(&self) -> bool {
         matches!(self.kind, Kind::Postgres { .. })
     }
 
     /// Closes the store and removes the database.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         self.store.close().await;
         match self.kind {
             Kind::Sqlite(dir) => drop(dir),
@@ -205,13 +205,13 @@ impl TestDb {
 }
 
 /// A held write lock; [`WriteLock::release`] rolls its transaction back.
-pub enum WriteLock {
+pub(crate) enum WriteLock {
     Sqlite(sqlx::SqliteConnection),
     Postgres(sqlx::PgConnection),
 }
 
 impl WriteLock {
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         match self {
             Self::Sqlite(mut conn) => {
                 sqlx::raw_sql("ROLLBACK")

@@ -48,7 +48,7 @@ on_every_backend!(
 );
 
 /// A record with every field set, including edge values.
-pub fn full(request_id: &str) -> AuditRecord {
+pub(crate) fn full(request_id: &str) -> AuditRecord {
     AuditRecord {
         time_ms: 1_767_225_600_123,
         kind: RecordKind::Outcome,
@@ -94,7 +94,7 @@ pub fn full(request_id: &str) -> AuditRecord {
 }
 
 /// A record with only the required fields.
-pub fn minimal(request_id: &str) -> AuditRecord {
+pub(crate) fn minimal(request_id: &str) -> AuditRecord {
     let mut r = AuditRecord::unauthenticated(request_id, "", "", ReasonCode::TokenMissing, 401);
     r.http_status = None;
     r.time_ms = 0;
@@ -102,7 +102,7 @@ pub fn minimal(request_id: &str) -> AuditRecord {
 }
 
 /// `minimal` as an outcome record with an empty-but-present value in every new option.
-pub fn minimal_outcome(request_id: &str) -> AuditRecord {
+pub(crate) fn minimal_outcome(request_id: &str) -> AuditRecord {
     let mut r = AuditRecord::outcome(&minimal(request_id));
     r.time_ms = 0;
     r.trace_id = Some(String::new());

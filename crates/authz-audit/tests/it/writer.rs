@@ -173,7 +173,7 @@ async fn postgres_lanes_spread_requests_over_chains() {
 /// A record numbered `i`: request id `r{i}`, varied subject, decision and target; every third
 /// one is an outcome record with every outcome field set, the others decisions with an
 /// argument digest on odd numbers.
-pub fn rec(i: usize) -> AuditRecord {
+pub(crate) fn rec(i: usize) -> AuditRecord {
     let mut r = AuditRecord::unauthenticated(
         format!("r{i}"),
         "tickets",
@@ -211,12 +211,12 @@ pub fn rec(i: usize) -> AuditRecord {
 }
 
 /// A deterministic test key.
-pub fn test_key() -> SigningKey {
+pub(crate) fn test_key() -> SigningKey {
     SigningKey::from_seed(&[42; 32]).expect("key")
 }
 
 /// A config for chain `chain` with quick retries, one lane (so one chain) on both backends.
-pub fn config(chain: &str) -> WriterConfig {
+pub(crate) fn config(chain: &str) -> WriterConfig {
     WriterConfig {
         chain_id: Some(chain.into()),
         retry_backoff_ms: 5,
@@ -245,7 +245,7 @@ where
 }
 
 /// Installs a trigger that refuses every insert into `audit_records`.
-pub async fn refuse_inserts(db: &TestDb) {
+pub(crate) async fn refuse_inserts(db: &TestDb) {
     if db.is_postgres() {
         db.raw(
             "CREATE FUNCTION refuse_all() RETURNS trigger LANGUAGE plpgsql AS $$ \
@@ -263,7 +263,7 @@ pub async fn refuse_inserts(db: &TestDb) {
     }
 }
 
-pub async fn accept_inserts(db: &TestDb) {
+pub(crate) async fn accept_inserts(db: &TestDb) {
     if db.is_postgres() {
         db.raw("DROP TRIGGER refuse_all ON audit_records").await;
     } else {

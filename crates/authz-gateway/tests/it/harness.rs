@@ -17,14 +17,14 @@ use rmcp::{
     },
 };
 
-pub const ISSUER: &str = "https://idp.test";
-pub const UPSTREAM_SECRET: &str = "gateway-own-upstream-credential";
-pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+pub(crate) const ISSUER: &str = "https://idp.test";
+pub(crate) const UPSTREAM_SECRET: &str = "gateway-own-upstream-credential";
+pub(crate) const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
-pub type Client = RunningService<RoleClient, ()>;
+pub(crate) type Client = RunningService<RoleClient, ()>;
 
 /// A running gateway with its upstream, keys and audit store.
-pub struct Env {
+pub(crate) struct Env {
     pub _dir: tempfile::TempDir,
     pub base: String,
     /// `<base>/mcp/tickets`: the route and the token audience.
@@ -59,14 +59,14 @@ fn repo_path(rel: &str) -> PathBuf {
 }
 
 /// Which audit backend a test runs against.
-pub enum AuditBackend {
+pub(crate) enum AuditBackend {
     Sqlite,
     Postgres(String),
 }
 
 /// A fresh Postgres database on the server named by `DATABASE_URL`, or `None` (and a printed
 /// skip notice) when it is not set.
-pub async fn postgres_database() -> Option<String> {
+pub(crate) async fn postgres_database() -> Option<String> {
     let Ok(base) = std::env::var("DATABASE_URL") else {
         println!("skipped: DATABASE_URL not set (run cargo xtask test)");
         return None;
@@ -86,13 +86,13 @@ pub async fn postgres_database() -> Option<String> {
     Some(format!("{prefix}/{name}"))
 }
 
-pub async fn start(backend: AuditBackend) -> Env {
+pub(crate) async fn start(backend: AuditBackend) -> Env {
     start_with(backend, Options::default()).await
 }
 
 /// Variations of the standard set-up.
 #[derive(Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// The credential the gateway presents upstream (default: the right one).
     pub upstream_credential: Option<&'static str>,
     /// Point the gateway at a port where nothing listens.
@@ -118,7 +118,7 @@ pub struct Options {
     pub max_in_flight: Option<usize>,
 }
 
-pub async fn start_with(backend: AuditBackend, opts: Options) -> Env {
+pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = authz_token::generate_key_pair(KeyAlgorithm::Es256, "test-key").expect("keys");
     let jwks = dir.path().join("jwks.json");
@@ -305,7 +305,7 @@ async fn closed_port_url() -> String {
 
 impl Env {
     /// Stops the gateway gracefully and waits until it has drained its audit queue.
-    pub async fn stop(mut self) -> Self {
+    pub(crate) async fn stop(mut self) -> Self {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -316,7 +316,12 @@ impl Env {
     }
 
     /// A request for a token; adjust fields before [`Env::mint`].
-    pub fn token_request(&self, subject: &str, roles: &[&str], scopes: &[&str]) -> MintRequest {
+    pub(crate) fn token_request(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        scopes: &[&str],
+    ) -> MintRequest {
         let mut req = MintRequest::new(ISSUER, subject, self.route.clone());
         req.roles = roles.iter().map(|r| (*r).to_owned()).collect();
         req.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
@@ -325,11 +330,11 @@ impl Env {
         req
     }
 
-    pub fn mint(&self, req: &MintRequest) -> String {
+    pub(crate) fn mint(&self, req: &MintRequest) -> String {
         self.signer.mint(req).expect("mint")
     }
 
-    pub fn token(&self, subject: &str, roles: &[&str], scopes: &[&str]) -> String {
+    pub(crate) fn token(&self, subject: &str, roles: &[&str], scopes: &[&str]) -> String {
         self.mint(&self.token_request(subject, roles, scopes))
     }
 
@@ -341,14 +346,14 @@ impl Env {
     }
 
     /// rmcp's session-based client (initialize handshake, 2025-11-25).
-    pub async fn legacy_client(&self, token: &str) -> Client {
+    pub(crate) async fn legacy_client(&self, token: &str) -> Client {
         ().serve(self.transport(token))
             .await
             .expect("initialize through the gateway")
     }
 
     /// rmcp's stateless 2026-07-28 client.
-    pub async fn modern_client(&self, token: &str) -> Client {
+    pub(crate) async fn modern_client(&self, token: &str) -> Client {
         ().serve_with_lifecycle(
             self.transport(token),
             ClientLifecycleMode::Discover {
@@ -360,7 +365,7 @@ impl Env {
     }
 
     /// POSTs one JSON-RPC message with the given headers.
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         token: Option<&str>,
         headers: &[(&str, &str)],
@@ -384,7 +389,7 @@ impl Env {
     /// Every audit record of one request (found by the `x-request-id` the gateway returned).
     /// The decision records of one request (found by the `x-request-id` the gateway returned).
     /// Outcome records (written when the answer ends) are read with [`Env::outcomes_for`].
-    pub async fn records_for(&self, resp: &reqwest::Response) -> Vec<AuditRecord> {
+    pub(crate) async fn records_for(&self, resp: &reqwest::Response) -> Vec<AuditRecord> {
         self.records_of_request(resp)
             .await
             .into_iter()
@@ -394,7 +399,7 @@ impl Env {
 
     /// The outcome records of one request id, waiting (bounded) for the first to be committed:
     /// they are written when the answer ends, without holding up the response.
-    pub async fn outcomes_for_request(&self, request_id: &str) -> Vec<AuditRecord> {
+    pub(crate) async fn outcomes_for_request(&self, request_id: &str) -> Vec<AuditRecord> {
         let filter = AuditFilter {
             request_id: Some(request_id.to_owned()),
             ..AuditFilter::default()
@@ -437,7 +442,7 @@ impl Env {
     }
 
     /// Every decision record.
-    pub async fn all_records(&self) -> Vec<AuditRecord> {
+    pub(crate) async fn all_records(&self) -> Vec<AuditRecord> {
         let filter = AuditFilter {
             limit: Some(10_000),
             ..AuditFilter::default()
@@ -454,7 +459,10 @@ impl Env {
 }
 
 /// A complete 2026-07-28 stateless `tools/call`: body with `_meta`, and the headers it needs.
-pub fn stateless_call(id: u64, name: &'static str) -> (Vec<(&'static str, &'static str)>, String) {
+pub(crate) fn stateless_call(
+    id: u64,
+    name: &'static str,
+) -> (Vec<(&'static str, &'static str)>, String) {
     let body = serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1},
         "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
                  "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},

@@ -5,19 +5,19 @@ use std::path::PathBuf;
 use authz_rbac::PolicyStore;
 use authz_types::{CompletionRef, Method, Operation, Principal, Target};
 
-pub fn policies_dir() -> PathBuf {
+pub(crate) fn policies_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies")
 }
 
-pub fn model_path() -> PathBuf {
+pub(crate) fn model_path() -> PathBuf {
     policies_dir().join("model.conf")
 }
 
-pub fn policy_path() -> PathBuf {
+pub(crate) fn policy_path() -> PathBuf {
     policies_dir().join("policy.csv")
 }
 
-pub fn principal(subject: &str, roles: &[&str], tenant: Option<&str>) -> Principal {
+pub(crate) fn principal(subject: &str, roles: &[&str], tenant: Option<&str>) -> Principal {
     Principal {
         subject: subject.to_owned(),
         issuer: "https://idp.example".to_owned(),
@@ -34,7 +34,7 @@ pub fn principal(subject: &str, roles: &[&str], tenant: Option<&str>) -> Princip
 }
 
 /// Parses the decision-table target notation (see policies/testdata/decisions.toml).
-pub fn target(spec: &str) -> Target {
+pub(crate) fn target(spec: &str) -> Target {
     if spec == "none" {
         return Target::None;
     }
@@ -51,16 +51,16 @@ pub fn target(spec: &str) -> Target {
     }
 }
 
-pub fn op(method: &str, target_spec: &str) -> Operation {
+pub(crate) fn op(method: &str, target_spec: &str) -> Operation {
     Operation::new(Method::from_name(method), target(target_spec))
 }
 
-pub fn tool(name: &str) -> Operation {
+pub(crate) fn tool(name: &str) -> Operation {
     Operation::new(Method::ToolsCall, Target::Tool(name.to_owned()))
 }
 
 /// A SQLite store in a fresh temporary directory (kept alive by the returned guard).
-pub async fn sqlite_store() -> (PolicyStore, tempfile::TempDir) {
+pub(crate) async fn sqlite_store() -> (PolicyStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!(
         "sqlite://{}?mode=rwc",
@@ -71,14 +71,14 @@ pub async fn sqlite_store() -> (PolicyStore, tempfile::TempDir) {
 }
 
 /// A freshly created Postgres database, or `None` (after saying so) when DATABASE_URL is unset.
-pub struct PgDatabase {
+pub(crate) struct PgDatabase {
     admin_url: String,
     name: String,
     pub url: String,
 }
 
 impl PgDatabase {
-    pub async fn create() -> Option<Self> {
+    pub(crate) async fn create() -> Option<Self> {
         let Ok(admin_url) = std::env::var("DATABASE_URL") else {
             println!("skipped: DATABASE_URL not set (run cargo xtask test)");
             return None;
@@ -102,7 +102,7 @@ impl PgDatabase {
     }
 
     /// Drops the database; every pool on it must be closed first.
-    pub async fn drop(self) {
+    pub(crate) async fn drop(self) {
         let admin = sqlx::PgPool::connect(&self.admin_url)
             .await
             .expect("connect admin");
@@ -118,7 +118,7 @@ impl PgDatabase {
 }
 
 /// The table names of the SQLite database at `path`, sorted (SQLite's own tables left out).
-pub async fn sqlite_tables(path: &std::path::Path) -> Vec<String> {
+pub(crate) async fn sqlite_tables(path: &std::path::Path) -> Vec<String> {
     use sqlx::Connection as _;
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
         .await

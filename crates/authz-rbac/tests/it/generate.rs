@@ -12,14 +12,14 @@ use authz_types::{Method, Operation, Principal, Target};
 
 /// A small, fast, seeded random source (SplitMix64); no dependency needed.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -28,23 +28,23 @@ impl Rng {
     }
 
     /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
     /// True with probability `percent`/100.
-    pub fn chance(&mut self, percent: u64) -> bool {
+    pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
 }
 
 /// The shape of a generated policy.
 #[derive(Debug, Clone, Copy)]
-pub struct Shape {
+pub(crate) struct Shape {
     /// Total policy lines (`p` and `g`).
     pub lines: usize,
     pub tenants: usize,
@@ -55,7 +55,7 @@ pub struct Shape {
 
 impl Shape {
     /// The benchmark's shape: 50 tenants, 1k users.
-    pub fn bench(lines: usize) -> Self {
+    pub(crate) fn bench(lines: usize) -> Self {
         Self {
             lines,
             tenants: 50,
@@ -66,7 +66,7 @@ impl Shape {
     }
 }
 
-pub const TOOLS: &[&str] = &[
+pub(crate) const TOOLS: &[&str] = &[
     "get_ticket",
     "list_tickets",
     "create_ticket",
@@ -78,20 +78,20 @@ pub const TOOLS: &[&str] = &[
     "a",
     "b_c",
 ];
-pub const URIS: &[&str] = &["tickets://open", "tickets://closed/1", "files/a/b.txt", "x"];
+pub(crate) const URIS: &[&str] = &["tickets://open", "tickets://closed/1", "files/a/b.txt", "x"];
 const ACTIONS: &[&str] = &["call", "read", "subscribe", "get", "complete", "task", "*"];
 
-pub fn tenant_name(t: usize) -> String {
+pub(crate) fn tenant_name(t: usize) -> String {
     format!("tenant{t}")
 }
 
-pub fn role_name(t: usize, r: usize) -> String {
+pub(crate) fn role_name(t: usize, r: usize) -> String {
     // Roles are shared by name across tenants, as real deployments do.
     let _ = t;
     format!("role{r}")
 }
 
-pub fn upstream_name(u: usize) -> String {
+pub(crate) fn upstream_name(u: usize) -> String {
     format!("up{u}")
 }
 
@@ -120,7 +120,7 @@ fn object_pattern(rng: &mut Rng, shape: &Shape) -> String {
 }
 
 /// A policy CSV of about `shape.lines` lines.
-pub fn policy_csv(shape: &Shape, seed: u64) -> String {
+pub(crate) fn policy_csv(shape: &Shape, seed: u64) -> String {
     let mut rng = Rng::new(seed);
     let mut out = String::new();
     let g_lines = (shape.lines / 5).max(1);
@@ -182,7 +182,7 @@ pub fn policy_csv(shape: &Shape, seed: u64) -> String {
 
 /// One request: who, on which upstream, doing what.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub principal: Principal,
     pub upstream: String,
     pub op: Operation,
@@ -190,7 +190,7 @@ pub struct Request {
 
 /// `count` requests against a policy of `shape`: mostly users in tenants where they may hold
 /// roles, sometimes token roles, odd tenants and unknown upstreams.
-pub fn requests(shape: &Shape, seed: u64, count: usize) -> Vec<Request> {
+pub(crate) fn requests(shape: &Shape, seed: u64, count: usize) -> Vec<Request> {
     let mut rng = Rng::new(seed ^ 0x5eed);
     (0..count)
         .map(|_| {

@@ -12,16 +12,16 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 /// The trusted issuer with all three algorithms.
-pub const ISSUER: &str = "https://idp.example";
+pub(crate) const ISSUER: &str = "https://idp.example";
 /// A second trusted issuer that only allows RS256 and has its own keys.
-pub const OTHER_ISSUER: &str = "https://other-idp.example";
+pub(crate) const OTHER_ISSUER: &str = "https://other-idp.example";
 /// The protected resource the tokens are minted for.
-pub const AUDIENCE: &str = "https://gw.example/mcp/tickets";
+pub(crate) const AUDIENCE: &str = "https://gw.example/mcp/tickets";
 /// A fixed "now" so time-dependent tests are deterministic.
-pub const NOW: i64 = 1_900_000_000;
+pub(crate) const NOW: i64 = 1_900_000_000;
 
 /// Key ids of the trusted issuer, one per algorithm.
-pub fn kid(alg: KeyAlgorithm) -> &'static str {
+pub(crate) fn kid(alg: KeyAlgorithm) -> &'static str {
     match alg {
         KeyAlgorithm::Es256 => "es-1",
         KeyAlgorithm::Rs256 => "rs-1",
@@ -29,7 +29,7 @@ pub fn kid(alg: KeyAlgorithm) -> &'static str {
     }
 }
 
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: TempDir,
     pub keys: Vec<(KeyAlgorithm, GeneratedKeys)>,
     pub other_keys: GeneratedKeys,
@@ -37,12 +37,12 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(|_| {})
     }
 
     /// Builds the fixture, letting the caller adjust the verifier configuration.
-    pub fn with(adjust: impl FnOnce(&mut VerifierConfig)) -> Self {
+    pub(crate) fn with(adjust: impl FnOnce(&mut VerifierConfig)) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let keys: Vec<_> = KeyAlgorithm::ALL
             .into_iter()
@@ -67,7 +67,7 @@ impl Fixture {
         }
     }
 
-    pub fn private_jwk(&self, alg: KeyAlgorithm) -> &str {
+    pub(crate) fn private_jwk(&self, alg: KeyAlgorithm) -> &str {
         &self
             .keys
             .iter()
@@ -77,39 +77,42 @@ impl Fixture {
             .private_jwk
     }
 
-    pub fn signer(&self, alg: KeyAlgorithm) -> Signer {
+    pub(crate) fn signer(&self, alg: KeyAlgorithm) -> Signer {
         Signer::from_private_jwk(self.private_jwk(alg)).expect("signer")
     }
 
     /// A josekit signer for hand-built tokens with this issuer's key for `alg`.
-    pub fn jose_signer(&self, alg: KeyAlgorithm) -> Box<dyn JwsSigner> {
+    pub(crate) fn jose_signer(&self, alg: KeyAlgorithm) -> Box<dyn JwsSigner> {
         jose_signer(alg, self.private_jwk(alg))
     }
 
-    pub fn verify(&self, token: &str) -> Result<authz_types::Principal, authz_token::TokenError> {
+    pub(crate) fn verify(
+        &self,
+        token: &str,
+    ) -> Result<authz_types::Principal, authz_token::TokenError> {
         self.verifier.verify_at(token, AUDIENCE, NOW)
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 }
 
 /// A mint request from the trusted issuer to [`AUDIENCE`], issued at [`NOW`].
-pub fn request(subject: &str) -> MintRequest {
+pub(crate) fn request(subject: &str) -> MintRequest {
     let mut req = MintRequest::new(ISSUER, subject, AUDIENCE);
     req.issued_at = Some(NOW);
     req
 }
 
-pub fn write(dir: &TempDir, name: &str, contents: &str) -> PathBuf {
+pub(crate) fn write(dir: &TempDir, name: &str, contents: &str) -> PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, contents).expect("write");
     path
 }
 
 /// Merges several `{"keys":[...]}` documents into one.
-pub fn merge_jwks<'a>(docs: impl Iterator<Item = &'a str>) -> String {
+pub(crate) fn merge_jwks<'a>(docs: impl Iterator<Item = &'a str>) -> String {
     let mut all = Vec::new();
     for doc in docs {
         let v: Value = serde_json::from_str(doc).expect("jwks json");
@@ -118,7 +121,7 @@ pub fn merge_jwks<'a>(docs: impl Iterator<Item = &'a str>) -> String {
     serde_json::json!({ "keys": all }).to_string()
 }
 
-pub fn jose_signer(alg: KeyAlgorithm, private_jwk: &str) -> Box<dyn JwsSigner> {
+pub(crate) fn jose_signer(alg: KeyAlgorithm, private_jwk: &str) -> Box<dyn JwsSigner> {
     let jwk = Jwk::from_bytes(private_jwk.as_bytes()).expect("jwk");
     match alg {
         KeyAlgorithm::Es256 => Box::new(ES256.signer_from_jwk(&jwk).expect("signer")),
@@ -129,7 +132,7 @@ pub fn jose_signer(alg: KeyAlgorithm, private_jwk: &str) -> Box<dyn JwsSigner> {
 
 /// Builds a compact JWS from exact header and payload bytes, signed by `signer` (or with an
 /// empty signature). Lets tests express tokens no well-behaved library would produce.
-pub fn raw_token(header: &str, payload: &str, signer: Option<&dyn JwsSigner>) -> String {
+pub(crate) fn raw_token(header: &str, payload: &str, signer: Option<&dyn JwsSigner>) -> String {
     let signing_input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
     let signature = match signer {
         Some(s) => s.sign(signing_input.as_bytes()).expect("sign"),
@@ -140,7 +143,7 @@ pub fn raw_token(header: &str, payload: &str, signer: Option<&dyn JwsSigner>) ->
 
 /// Valid claims for a hand-built token (JSON object text), with `extra` merged over them and
 /// `null` values in `extra` removing the claim.
-pub fn claims(extra: Value) -> String {
+pub(crate) fn claims(extra: Value) -> String {
     let mut base = serde_json::json!({
         "iss": ISSUER, "sub": "alice", "aud": AUDIENCE, "iat": NOW, "exp": NOW + 300,
     });
@@ -156,13 +159,13 @@ pub fn claims(extra: Value) -> String {
 }
 
 /// Unpadded base64url (the `base64` crate, not the crate-private decoder under test).
-pub fn b64(input: &[u8]) -> String {
+pub(crate) fn b64(input: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(input)
 }
 
 /// Polls `check` every 20 ms until it returns true, panicking with `what` after `deadline`.
-pub async fn eventually(
+pub(crate) async fn eventually(
     what: &str,
     deadline: std::time::Duration,
     mut check: impl FnMut() -> bool,
@@ -179,7 +182,7 @@ pub async fn eventually(
 
 /// What the loopback JWKS server answers; tests change it while the server runs.
 #[derive(Debug, Clone)]
-pub struct JwksReply {
+pub(crate) struct JwksReply {
     pub status: u16,
     pub body: String,
     pub cache_control: Option<String>,
@@ -188,7 +191,7 @@ pub struct JwksReply {
 }
 
 /// A JWKS endpoint served over loopback by the test itself, counting the requests it gets.
-pub struct JwksServer {
+pub(crate) struct JwksServer {
     pub base: String,
     reply: std::sync::Arc<std::sync::Mutex<JwksReply>>,
     hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -196,7 +199,7 @@ pub struct JwksServer {
 }
 
 impl JwksServer {
-    pub async fn start(body: &str, cache_control: Option<&str>) -> Self {
+    pub(crate) async fn start(body: &str, cache_control: Option<&str>) -> Self {
         use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
         use std::sync::atomic::Ordering;
 
@@ -259,15 +262,15 @@ impl JwksServer {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}/jwks", self.base)
     }
 
-    pub fn hits(&self) -> usize {
+    pub(crate) fn hits(&self) -> usize {
         self.hits.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    pub fn set(&self, change: impl FnOnce(&mut JwksReply)) {
+    pub(crate) fn set(&self, change: impl FnOnce(&mut JwksReply)) {
         change(&mut self.reply.lock().expect("lock"));
     }
 }
@@ -280,14 +283,14 @@ impl Drop for JwksServer {
 
 /// A fresh Postgres database for one test, dropped by [`TestDb::drop_db`]; `None` (after printing
 /// the skip line) when `DATABASE_URL` is not set.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub url: String,
     admin_url: String,
     name: String,
 }
 
 impl TestDb {
-    pub async fn create() -> Option<Self> {
+    pub(crate) async fn create() -> Option<Self> {
         let Ok(admin_url) = std::env::var("DATABASE_URL") else {
             println!("skipped: DATABASE_URL not set (run cargo xtask test)");
             return None;
@@ -313,7 +316,7 @@ impl TestDb {
         })
     }
 
-    pub async fn drop_db(self) {
+    pub(crate) async fn drop_db(self) {
         let admin = sqlx::PgPool::connect(&self.admin_url)
             .await
             .expect("connect admin");

@@ -11,11 +11,11 @@ use rmcp::{
 };
 use serde_json::{Value, json};
 
-pub const ACCEPT_BOTH: &str = "application/json, text/event-stream";
+pub(crate) const ACCEPT_BOTH: &str = "application/json, text/event-stream";
 
-pub type Client = RunningService<RoleClient, ()>;
+pub(crate) type Client = RunningService<RoleClient, ()>;
 
-pub async fn start(cfg: DemoConfig) -> DemoUpstream {
+pub(crate) async fn start(cfg: DemoConfig) -> DemoUpstream {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind an ephemeral port");
@@ -33,14 +33,14 @@ fn transport(url: &str, bearer: Option<&str>) -> StreamableHttpClientTransport<r
 }
 
 /// rmcp's plain `serve`: the `initialize` handshake, so a session-based (legacy) connection.
-pub async fn legacy_client(url: &str, bearer: Option<&str>) -> Client {
+pub(crate) async fn legacy_client(url: &str, bearer: Option<&str>) -> Client {
     ().serve(transport(url, bearer))
         .await
         .expect("legacy initialize handshake")
 }
 
 /// rmcp's 2026-07-28 lifecycle: `server/discover`, then self-contained stateless requests.
-pub async fn modern_client(url: &str, bearer: Option<&str>) -> Client {
+pub(crate) async fn modern_client(url: &str, bearer: Option<&str>) -> Client {
     ().serve_with_lifecycle(
         transport(url, bearer),
         ClientLifecycleMode::Discover {
@@ -51,7 +51,7 @@ pub async fn modern_client(url: &str, bearer: Option<&str>) -> Client {
     .expect("2026-07-28 discover")
 }
 
-pub fn tool_call(name: &'static str, args: Value) -> CallToolRequestParams {
+pub(crate) fn tool_call(name: &'static str, args: Value) -> CallToolRequestParams {
     let Value::Object(args) = args else {
         panic!("tool arguments must be a JSON object");
     };
@@ -59,7 +59,7 @@ pub fn tool_call(name: &'static str, args: Value) -> CallToolRequestParams {
 }
 
 /// The JSON carried in the first text content block of a tool result.
-pub fn result_json(result: &CallToolResult) -> Value {
+pub(crate) fn result_json(result: &CallToolResult) -> Value {
     let text = result
         .content
         .first()
@@ -70,7 +70,7 @@ pub fn result_json(result: &CallToolResult) -> Value {
 }
 
 /// The `_meta` a 2026-07-28 request must carry.
-pub fn modern_meta() -> Value {
+pub(crate) fn modern_meta() -> Value {
     json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientInfo": { "name": "raw-test", "version": "1.0" },
@@ -79,7 +79,7 @@ pub fn modern_meta() -> Value {
 }
 
 /// The JSON-RPC messages in an SSE body, skipping events without data (priming events).
-pub fn sse_messages(body: &str) -> Vec<Value> {
+pub(crate) fn sse_messages(body: &str) -> Vec<Value> {
     body.split("\n\n")
         .filter_map(|event| {
             let data: Vec<&str> = event
@@ -94,7 +94,7 @@ pub fn sse_messages(body: &str) -> Vec<Value> {
         .collect()
 }
 
-pub fn content_type(response: &reqwest::Response) -> String {
+pub(crate) fn content_type(response: &reqwest::Response) -> String {
     response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -104,7 +104,7 @@ pub fn content_type(response: &reqwest::Response) -> String {
 }
 
 /// A bare reqwest client posting hand-written JSON-RPC, to pin down the wire format.
-pub struct Raw {
+pub(crate) struct Raw {
     http: reqwest::Client,
     url: String,
 }
@@ -112,7 +112,7 @@ pub struct Raw {
 /// A response read to the end: status, headers and the JSON-RPC messages in its body, whether
 /// it came as `application/json` or as an SSE stream.
 #[derive(Debug)]
-pub struct RawReply {
+pub(crate) struct RawReply {
     pub status: u16,
     pub content_type: String,
     pub headers: reqwest::header::HeaderMap,
@@ -121,26 +121,26 @@ pub struct RawReply {
 }
 
 impl RawReply {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The single JSON-RPC message of the reply.
-    pub fn message(&self) -> &Value {
+    pub(crate) fn message(&self) -> &Value {
         assert_eq!(self.messages.len(), 1, "expected one message in {self:?}");
         &self.messages[0]
     }
 }
 
 impl Raw {
-    pub fn new(url: String) -> Self {
+    pub(crate) fn new(url: String) -> Self {
         Self {
             http: reqwest::Client::new(),
             url,
         }
     }
 
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> RawReply {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> RawReply {
         let response = request.send().await.expect("HTTP exchange");
         let status = response.status().as_u16();
         let content_type = content_type(&response);
@@ -163,7 +163,7 @@ impl Raw {
     }
 
     /// POST `body` with the two headers every Streamable HTTP POST needs plus `headers`.
-    pub async fn post(&self, headers: &[(&str, &str)], body: Value) -> RawReply {
+    pub(crate) async fn post(&self, headers: &[(&str, &str)], body: Value) -> RawReply {
         let mut request = self
             .http
             .post(&self.url)
@@ -176,7 +176,7 @@ impl Raw {
         self.send(request).await
     }
 
-    pub fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
         self.http.request(method, &self.url)
     }
 }
