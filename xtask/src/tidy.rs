@@ -13,8 +13,11 @@
 //! 5. at most one integration-test binary per crate, and it is `tests/it/main.rs`;
 //! 6. only `authz-db` and the stores depend on sqlx ([`stores::check_sqlx_users`]);
 //! 7. each store's migrations touch only its own tables, with versions unique across stores
-//!    ([`stores::check_migrations`]).
+//!    ([`stores::check_migrations`]);
+//! 8. `ARCHITECTURE.md` has one line per source file and names only paths that exist
+//!    ([`architecture::check_architecture`]).
 
+mod architecture;
 mod stores;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,7 +52,7 @@ type Check = fn(&Workspace) -> Result<Vec<String>>;
 /// Runs every check on the workspace and fails with all violations listed.
 pub(crate) fn run() -> Result<()> {
     let ws = Workspace::load(&cmd::workspace_root())?;
-    let checks: [(&str, Check); 7] = [
+    let checks: [(&str, Check); 8] = [
         ("dependency rule", check_dependency_rule),
         ("module docs", check_module_docs),
         ("workspace lints", check_workspace_lints),
@@ -57,6 +60,7 @@ pub(crate) fn run() -> Result<()> {
         ("test layout", check_test_layout),
         ("sqlx users", stores::check_sqlx_users),
         ("store migrations", stores::check_migrations),
+        ("code map", architecture::check_architecture),
     ];
     let mut failed = Vec::new();
     for (name, check) in checks {
