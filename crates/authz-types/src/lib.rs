@@ -26,7 +26,7 @@ pub use classify::{ClassifyError, Message, MessageKind, classify};
 pub use decision::{Decision, Effect, ReasonCode};
 pub use operation::{CompletionRef, Method, Operation, Target};
 pub use principal::{DEFAULT_TENANT, Principal};
-pub use strict_json::{StrictJsonError, parse_strict};
+pub use strict_json::{Json, JsonObject, StrictJsonError, parse_borrowed, parse_strict};
 
 /// Current time as Unix milliseconds. Kept here so every crate stamps time the same way.
 pub fn now_unix_ms() -> i64 {
