@@ -52,6 +52,11 @@ impl TestDb {
         self.database.execute(sql).await;
     }
 
+    /// The database's tables, sorted.
+    pub async fn tables(&self) -> Vec<String> {
+        self.database.tables().await
+    }
+
     /// The single bytes value `sql` selects, read bypassing the store.
     pub async fn fetch_bytes(&self, sql: &str) -> Vec<u8> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
