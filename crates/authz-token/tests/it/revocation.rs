@@ -155,6 +155,33 @@ async fn postgres_notify_reloads_without_waiting_for_the_poll() {
     writer.close().await;
 }
 
+/// Connecting to a fresh database creates the revocation store's own tables and no other
+/// store's.
+async fn a_fresh_database_gets_only_the_revocation_tables(db: &TestDatabase) {
+    let store = RevocationStore::connect(db.url()).await.expect("connect");
+    store.close().await;
+    assert_eq!(
+        db.tables().await,
+        [
+            "_sqlx_migrations",
+            "revocation_revision",
+            "revoked_subject",
+            "revoked_token"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_sqlite_database_gets_only_the_revocation_tables() {
+    a_fresh_database_gets_only_the_revocation_tables(&TestDatabase::sqlite("revocations.db")).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
+async fn a_fresh_postgres_database_gets_only_the_revocation_tables() {
+    a_fresh_database_gets_only_the_revocation_tables(&TestDatabase::postgres().await).await;
+}
+
 #[tokio::test]
 async fn unsupported_urls_are_refused() {
     assert!(matches!(
