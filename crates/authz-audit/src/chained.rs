@@ -582,7 +582,6 @@ mod tests {
     use crate::batch::push_chunked;
     use crate::row::{ChainedRow, Columns};
     use authz_types::AuditRecord;
-    use sqlx::Connection;
 
     /// Rows 1..=1203 of chain `c`, each with 300 bytes of arguments.
     fn records() -> Vec<AuditRecord> {
@@ -662,37 +661,12 @@ mod tests {
     }
 
     #[tokio::test]
+    #[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
     async fn several_chunks_on_postgres() {
-        let Ok(admin_url) = std::env::var("DATABASE_URL") else {
-            return;
-        };
-        let name = format!("authz_chunks_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to DATABASE_URL");
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let (base, query) = admin_url.split_once('?').unwrap_or((&admin_url, ""));
-        let host_end = base.find("://").map_or(0, |i| i + 3);
-        let path = base[host_end..]
-            .find('/')
-            .map_or(base.len(), |i| host_end + i);
-        let url = format!(
-            "{}/{name}{}{query}",
-            &base[..path],
-            if query.is_empty() { "" } else { "?" }
-        );
-        let store = AuditStore::connect(&url).await.expect("connect");
+        let db = authz_test_support::TestDatabase::postgres().await;
+        let store = AuditStore::connect(db.url()).await.expect("connect");
         // About 100 rows of ~330 bytes per chunk: a dozen statements.
         several_chunks_are_written_in_one_batch(&store, 32 << 10).await;
         store.close().await;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await
-        .expect("drop database");
     }
 }

@@ -14,17 +14,16 @@ macro_rules! on_every_backend {
                 async fn $check() {
                     let db = crate::db::TestDb::sqlite().await;
                     super::$check(&db).await;
-                    db.finish().await;
                 }
             )*
         }
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
                 async fn $check() {
-                    let Some(db) = crate::db::TestDb::postgres().await else { return };
+                    let db = crate::db::TestDb::postgres().await;
                     super::$check(&db).await;
-                    db.finish().await;
                 }
             )*
         }
@@ -45,6 +44,7 @@ on_every_backend!(
     concurrent_appends_all_land,
     closed_store_fails_closed,
     nul_in_text,
+    a_fresh_database_gets_only_the_audit_tables,
 );
 
 /// A record with every field set, including edge values.
@@ -572,6 +572,15 @@ async fn closed_store_fails_closed(db: &TestDb) {
         .await
         .expect_err("closed");
     assert!(matches!(err, Error::Write { .. }), "{err:?}");
+}
+
+/// Connecting to a fresh database creates the audit store's own tables and no other store's.
+async fn a_fresh_database_gets_only_the_audit_tables(db: &TestDb) {
+    db.store.close().await;
+    assert_eq!(
+        db.tables().await,
+        ["_sqlx_migrations", "audit_checkpoints", "audit_records"]
+    );
 }
 
 /// SQLite stores NUL characters; Postgres text cannot hold them, so the write is refused (an

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use authz_audit::{
     AuditQuery, AuditStore, AuditWriter, Error, SigningKey, WriterConfig, WriterStats, verify,
 };
+use authz_test_support::eventually_async;
 use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode, RecordKind};
 
 use crate::db::TestDb;
@@ -31,12 +32,7 @@ on_both_backends!(
 #[tokio::test]
 async fn sqlite_wal_is_checkpointed_in_the_background() {
     let db = TestDb::sqlite().await;
-    let file = db
-        .url
-        .strip_prefix("sqlite://")
-        .and_then(|u| u.split('?').next())
-        .expect("sqlite path")
-        .to_owned();
+    let file = db.sqlite_path().display().to_string();
     let size = |path: String| std::fs::metadata(path).map_or(0, |m| m.len());
     let before = size(file.clone());
     let writer = AuditWriter::spawn(db.store.clone(), config("gw-wal"), None)
@@ -59,20 +55,19 @@ async fn sqlite_wal_is_checkpointed_in_the_background() {
         wal > 1 << 20,
         "the records went through the WAL ({wal} bytes)"
     );
-    eventually("the database file to take the WAL's pages", || async {
-        size(file.clone()) > before + (1 << 20)
-    })
+    eventually_async(
+        "the database file to take the WAL's pages",
+        WAIT,
+        async || size(file.clone()) > before + (1 << 20),
+    )
     .await;
     writer.shutdown().await.expect("shutdown");
     assert_eq!(count(&db.store).await, 4000);
-    db.finish().await;
 }
 
-/// On Postgres a writer has two lanes by default: two chains committed side by side, records
-/// spread over them by request id (a request's records in one chain), counters summed, and
-/// both chains verify. SQLite refuses more than one lane.
+/// SQLite refuses more than one lane; without `lanes` a writer on SQLite has one chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_lanes_spread_requests_over_chains() {
+async fn sqlite_refuses_more_than_one_lane() {
     let lite = TestDb::sqlite().await;
     let refused = AuditWriter::spawn(
         lite.store.clone(),
@@ -96,11 +91,15 @@ async fn postgres_lanes_spread_requests_over_chains() {
     .expect("spawn");
     assert_eq!(one.chain_ids(), ["gw-l"]);
     one.shutdown().await.expect("shutdown");
-    lite.finish().await;
+}
 
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
+/// On Postgres a writer has two lanes by default: two chains committed side by side, records
+/// spread over them by request id (a request's records in one chain), counters summed, and
+/// both chains verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
+async fn postgres_lanes_spread_requests_over_chains() {
+    let db = TestDb::postgres().await;
     let writer = AuditWriter::spawn(
         db.store.clone(),
         WriterConfig {
@@ -167,7 +166,6 @@ async fn postgres_lanes_spread_requests_over_chains() {
             assert!(in_first == 0 || in_first == 2, "request r{}", t * 100 + i);
         }
     }
-    db.finish().await;
 }
 
 /// A record numbered `i`: request id `r{i}`, varied subject, decision and target; every third
@@ -230,19 +228,9 @@ async fn count(store: &AuditStore) -> u64 {
     store.count(&AuditFilter::default()).await.expect("count")
 }
 
-/// Polls `check` until it holds, failing after a generous deadline (never a timed assertion:
-/// the deadline only stops a test that would otherwise hang).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "gave up waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+/// How long `eventually_async` polls: generous, since it only stops a test that would otherwise
+/// hang (never a timed assertion).
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Installs a trigger that refuses every insert into `audit_records`.
 pub(crate) async fn refuse_inserts(db: &TestDb) {
@@ -436,7 +424,7 @@ async fn refused_inserts_fail_durable_callers_and_recover(db: &TestDb) {
     for i in 3..13 {
         writer.append_buffered(rec(i)).await.expect("queued");
     }
-    eventually("the buffered records to be retried", || async {
+    eventually_async("the buffered records to be retried", WAIT, async || {
         let s = writer.stats();
         s.pending_retry == 10 && s.failed_batches >= 2
     })
@@ -448,7 +436,7 @@ async fn refused_inserts_fail_durable_callers_and_recover(db: &TestDb) {
         .await
         .expect("after recovery");
     assert!(id > 0);
-    eventually("the buffered records to commit", || async {
+    eventually_async("the buffered records to commit", WAIT, async || {
         writer.stats().committed == 12
     })
     .await;
@@ -478,7 +466,7 @@ async fn buffered_records_are_given_up_after_the_retries_and_counted(db: &TestDb
     for i in 0..5 {
         writer.append_buffered(rec(i)).await.expect("queued");
     }
-    eventually("the records to be given up", || async {
+    eventually_async("the records to be given up", WAIT, async || {
         writer.stats().buffered_records_lost_on_error == 5
     })
     .await;
@@ -535,7 +523,7 @@ async fn a_blocked_store_times_out_and_fills_the_queue(db: &TestDb) {
     assert_eq!(writer.stats().queue_full_rejections, 1);
     lock.release().await;
     let accepted = u64::try_from(accepted).expect("small");
-    eventually("the accepted records to commit", || async {
+    eventually_async("the accepted records to commit", WAIT, async || {
         writer.stats().committed == 1 + accepted
     })
     .await;
@@ -738,10 +726,9 @@ async fn nul_characters(db: &TestDb) {
 /// Postgres outage: the database stops accepting connections and its sessions are killed;
 /// durable callers get errors promptly, and the same writer recovers when it comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn postgres_outage_and_recovery() {
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
+    let db = TestDb::postgres().await;
     let writer = AuditWriter::spawn(
         db.store.clone(),
         WriterConfig {
@@ -765,9 +752,11 @@ async fn postgres_outage_and_recovery() {
     for i in 3..8 {
         writer.append_buffered(rec(i)).await.expect("queued");
     }
-    eventually("the buffered records to wait for a retry", || async {
-        writer.stats().pending_retry == 5
-    })
+    eventually_async(
+        "the buffered records to wait for a retry",
+        WAIT,
+        async || writer.stats().pending_retry == 5,
+    )
     .await;
     db.admin(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
         .await;
@@ -777,7 +766,7 @@ async fn postgres_outage_and_recovery() {
         assert!(Instant::now() < deadline, "the writer never recovered");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    eventually("the buffered records to commit", || async {
+    eventually_async("the buffered records to commit", WAIT, async || {
         writer.stats().pending_retry == 0
     })
     .await;
@@ -789,7 +778,6 @@ async fn postgres_outage_and_recovery() {
         .await
         .expect("verify");
     assert!(report.is_intact(), "{report:?}");
-    db.finish().await;
 }
 
 /// Crash safety: the runtime running the writer and its callers is dropped abruptly; every
@@ -802,7 +790,7 @@ fn crash_keeps_every_acknowledged_record(db: TestDb, setup: tokio::runtime::Runt
         .build()
         .expect("runtime");
     let writer = crashing.block_on(async {
-        let store = AuditStore::connect(&db.url).await.expect("connect");
+        let store = AuditStore::connect(db.url()).await.expect("connect");
         AuditWriter::spawn(store, config("gw-x"), Some(test_key()))
             .await
             .expect("spawn")
@@ -870,7 +858,7 @@ fn crash_keeps_every_acknowledged_record(db: TestDb, setup: tokio::runtime::Runt
         assert!(report.is_intact(), "{report:?}");
         assert_eq!(report.chains[0].signed_through, Some(before + 1));
         store.close().await;
-        db.finish().await;
+        db.store.close().await;
     });
 }
 
@@ -889,10 +877,9 @@ fn crash_keeps_every_acknowledged_record_sqlite() {
 }
 
 #[test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 fn crash_keeps_every_acknowledged_record_postgres() {
     let rt = setup_runtime();
-    let Some(db) = rt.block_on(TestDb::postgres()) else {
-        return;
-    };
+    let db = rt.block_on(TestDb::postgres());
     crash_keeps_every_acknowledged_record(db, rt);
 }

@@ -3,15 +3,14 @@
 
 use std::time::Duration;
 
+use authz_test_support::eventually;
 use authz_token::{
     Error, IssuerConfig, KeyAlgorithm, MintRequest, Signer, TokenError, Verifier, VerifierConfig,
     generate_key_pair,
 };
 use serde_json::json;
 
-use crate::support::{
-    AUDIENCE, ISSUER, JwksServer, claims, eventually, jose_signer, merge_jwks, raw_token,
-};
+use crate::support::{AUDIENCE, ISSUER, JwksServer, claims, jose_signer, merge_jwks, raw_token};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -3,12 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use authz_test_support::{TestDatabase, eventually};
 use authz_token::{
     FollowOptions, KeyAlgorithm, MintRequest, Revocation, RevocationList, RevocationStore,
     TokenError,
 };
 
-use crate::support::{AUDIENCE, Fixture, ISSUER, TestDb, eventually};
+use crate::support::{AUDIENCE, Fixture, ISSUER};
 
 /// Real-time tokens: the revocation list compares against real `iat`s.
 fn mint(fx: &Fixture, sub: &str, jti: &str, iat: i64) -> String {
@@ -118,21 +119,18 @@ async fn sqlite_revocations_reach_a_second_replica() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn postgres_revocations_reach_a_second_replica() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    revocations_reach_a_second_replica(&db.url, &db.url).await;
-    db.drop_db().await;
+    let db = TestDatabase::postgres().await;
+    revocations_reach_a_second_replica(db.url(), db.url()).await;
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn postgres_notify_reloads_without_waiting_for_the_poll() {
-    let Some(db) = TestDb::create().await else {
-        return;
-    };
-    let writer = RevocationStore::connect(&db.url).await.expect("writer");
-    let replica = RevocationStore::connect(&db.url).await.expect("replica");
+    let db = TestDatabase::postgres().await;
+    let writer = RevocationStore::connect(db.url()).await.expect("writer");
+    let replica = RevocationStore::connect(db.url()).await.expect("replica");
     // Polling alone would take an hour here; only the notification can make this pass.
     let options = FollowOptions {
         poll_interval: Duration::from_secs(3600),
@@ -155,7 +153,33 @@ async fn postgres_notify_reloads_without_waiting_for_the_poll() {
     }
     follower.stop();
     writer.close().await;
-    db.drop_db().await;
+}
+
+/// Connecting to a fresh database creates the revocation store's own tables and no other
+/// store's.
+async fn a_fresh_database_gets_only_the_revocation_tables(db: &TestDatabase) {
+    let store = RevocationStore::connect(db.url()).await.expect("connect");
+    store.close().await;
+    assert_eq!(
+        db.tables().await,
+        [
+            "_sqlx_migrations",
+            "revocation_revision",
+            "revoked_subject",
+            "revoked_token"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_sqlite_database_gets_only_the_revocation_tables() {
+    a_fresh_database_gets_only_the_revocation_tables(&TestDatabase::sqlite("revocations.db")).await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
+async fn a_fresh_postgres_database_gets_only_the_revocation_tables() {
+    a_fresh_database_gets_only_the_revocation_tables(&TestDatabase::postgres().await).await;
 }
 
 #[tokio::test]

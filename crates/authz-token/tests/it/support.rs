@@ -164,22 +164,6 @@ pub(crate) fn b64(input: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(input)
 }
 
-/// Polls `check` every 20 ms until it returns true, panicking with `what` after `deadline`.
-pub(crate) async fn eventually(
-    what: &str,
-    deadline: std::time::Duration,
-    mut check: impl FnMut() -> bool,
-) {
-    let end = std::time::Instant::now() + deadline;
-    while !check() {
-        assert!(
-            std::time::Instant::now() < end,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 /// What the loopback JWKS server answers; tests change it while the server runs.
 #[derive(Debug, Clone)]
 pub(crate) struct JwksReply {
@@ -278,55 +262,5 @@ impl JwksServer {
 impl Drop for JwksServer {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-/// A fresh Postgres database for one test, dropped by [`TestDb::drop_db`]; `None` (after printing
-/// the skip line) when `DATABASE_URL` is not set.
-pub(crate) struct TestDb {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl TestDb {
-    pub(crate) async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("DATABASE_URL") else {
-            println!("skipped: DATABASE_URL not set (run cargo xtask test)");
-            return None;
-        };
-        let name = format!("authz_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&admin_url)
-            .await
-            .expect("connect admin");
-        // The name is generated above from a UUID, so it is safe to splice in.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .expect("create database");
-        admin.close().await;
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("DATABASE_URL has no database part"),
-        };
-        Some(Self {
-            url,
-            admin_url,
-            name,
-        })
-    }
-
-    pub(crate) async fn drop_db(self) {
-        let admin = sqlx::PgPool::connect(&self.admin_url)
-            .await
-            .expect("connect admin");
-        // FORCE ends the connections a follower may still hold.
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&admin)
-        .await;
-        admin.close().await;
     }
 }
