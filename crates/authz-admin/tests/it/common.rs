@@ -1,8 +1,9 @@
-//! Helpers shared by the test modules: parsing and running commands, store URLs, Postgres.
+//! Helpers shared by the test modules: parsing and running commands, store URLs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use authz_admin::{Cli, Outcome, execute};
+use authz_test_support::policies_dir;
 use clap::Parser as _;
 
 /// Parses `authzctl <args>`, panicking on a usage error (tests of usage errors parse themselves).
@@ -56,11 +57,6 @@ pub(crate) fn sqlite_url(dir: &Path, name: &str) -> String {
     format!("sqlite://{}?mode=rwc", dir.join(name).display())
 }
 
-/// The repository's `policies/` directory.
-pub(crate) fn policies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
-}
-
 /// The repository's Casbin model, as a string argument.
 pub(crate) fn model() -> String {
     policies_dir().join("model.conf").display().to_string()
@@ -74,51 +70,4 @@ pub(crate) fn env_is_set(name: &str) -> bool {
         println!("skipped: {name} is set in the environment, so the flag is never missing");
     }
     set
-}
-
-/// A freshly created Postgres database, or `None` (after saying so) when DATABASE_URL is unset.
-pub(crate) struct PgDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    pub(crate) async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("DATABASE_URL") else {
-            println!("skipped: DATABASE_URL not set (run cargo xtask test)");
-            return None;
-        };
-        let name = format!("authz_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&admin_url)
-            .await
-            .expect("connect admin");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .expect("create database");
-        admin.close().await;
-        let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
-        let url = format!("{base}/{name}");
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    /// Drops the database (authzctl closes its pools after every command).
-    pub(crate) async fn drop(self) {
-        let admin = sqlx::PgPool::connect(&self.admin_url)
-            .await
-            .expect("connect admin");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&admin)
-        .await
-        .expect("drop database");
-        admin.close().await;
-    }
 }

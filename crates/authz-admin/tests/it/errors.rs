@@ -134,7 +134,7 @@ fn missing_policy_files_are_named() {
     let missing_model = dir.path().join("model.conf").display().to_string();
     let missing_policy = dir.path().join("policy.csv").display().to_string();
     let model = model();
-    let policy = crate::common::policies_dir()
+    let policy = authz_test_support::policies_dir()
         .join("policy.csv")
         .display()
         .to_string();
@@ -206,14 +206,14 @@ fn an_unreachable_postgres_is_reported_with_its_cause() {
     assert!(err.contains("caused by:"), "{err}");
     assert!(!err.contains("pool timed out"), "{err}");
     assert!(!err.contains("s3cret"), "{err}");
+}
 
-    let Ok(admin_url) = std::env::var("DATABASE_URL") else {
-        println!("skipped: DATABASE_URL not set (run cargo xtask test)");
-        return;
-    };
-    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+#[test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
+fn a_missing_postgres_database_is_reported_with_its_name() {
+    let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL (run cargo xtask test)");
     let missing = format!("authz_missing_{}", uuid::Uuid::new_v4().simple());
-    let url = format!("{base}/{missing}");
+    let url = authz_test_support::with_database(&admin_url, &missing);
     let (code, _, err) = run_like_the_binary(&["audit", "list", "--database-url", &url]);
     assert_eq!(code, EXIT_ERROR);
     assert!(err.contains("cannot open the audit store"), "{err}");

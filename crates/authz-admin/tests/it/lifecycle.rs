@@ -5,8 +5,9 @@ use authz_admin::{
     Confirmation, EXIT_ERROR, EXIT_LINT, EXIT_USAGE, Outcome, UsageError, execute_with,
     exit_code_of,
 };
+use authz_test_support::{TestDatabase, policies_dir};
 
-use crate::common::{PgDatabase, fails, json, ok, parse, policies_dir, run, sqlite_url, text};
+use crate::common::{fails, json, ok, parse, run, sqlite_url, text};
 
 /// Runs `authzctl <args>` answering a confirmation with `answer`.
 async fn answered(args: &[&str], answer: bool) -> anyhow::Result<(Outcome, String)> {
@@ -198,12 +199,10 @@ async fn role_lifecycle_on_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn role_lifecycle_on_postgres() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    lifecycle(&db.url).await;
-    db.drop().await;
+    let db = TestDatabase::postgres().await;
+    lifecycle(db.url()).await;
 }
 
 #[tokio::test]

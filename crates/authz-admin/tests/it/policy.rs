@@ -4,10 +4,9 @@
 use std::path::Path;
 
 use authz_admin::{EXIT_DENY, EXIT_ERROR, Outcome, exit_code_of, run_cli};
+use authz_test_support::{TestDatabase, policies_dir};
 
-use crate::common::{
-    PgDatabase, fails, json, model, ok, parse, policies_dir, run, sqlite_url, text,
-};
+use crate::common::{fails, json, model, ok, parse, run, sqlite_url, text};
 
 const POLICY: &str = "\
 # Readers look; admins inherit reading and may call every tool; auditors may never delete.
@@ -123,13 +122,11 @@ async fn import_then_check_on_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn import_then_check_on_postgres() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
+    let db = TestDatabase::postgres().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    import_then_check(&db.url, dir.path()).await;
-    db.drop().await;
+    import_then_check(db.url(), dir.path()).await;
 }
 
 #[tokio::test]

@@ -4,13 +4,14 @@
 use std::path::Path;
 
 use authz_admin::{EXIT_USAGE, exit_code_of, format_time};
+use authz_test_support::TestDatabase;
 use authz_token::{
     IssuerConfig, KeyAlgorithm, MintRequest, RevocationList, RevocationStore, Signer, TokenError,
     Verifier, VerifierConfig, generate_key_pair,
 };
 use authz_types::now_unix_ms;
 
-use crate::common::{PgDatabase, fails, json, ok, sqlite_url};
+use crate::common::{fails, json, ok, sqlite_url};
 
 const ISSUER: &str = "https://idp.example";
 const AUDIENCE: &str = "http://127.0.0.1:8080/mcp/tickets";
@@ -278,12 +279,10 @@ async fn lapsed_revocations_are_usage_errors() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn revoke_and_verify_round_trip_on_postgres() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
+    let db = TestDatabase::postgres().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    revoke_round_trip(&db.url, &keys(dir.path())).await;
-    crate::trail::verify_round_trip(&db.url).await;
-    db.drop().await;
+    revoke_round_trip(db.url(), &keys(dir.path())).await;
+    crate::trail::verify_round_trip(db.url()).await;
 }

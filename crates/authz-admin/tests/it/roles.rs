@@ -2,8 +2,9 @@
 //! on Postgres; the rules and assignments are read back with `policy export`.
 
 use authz_admin::{EXIT_ERROR, exit_code_of};
+use authz_test_support::TestDatabase;
 
-use crate::common::{PgDatabase, fails, json, ok, sqlite_url, text};
+use crate::common::{fails, json, ok, sqlite_url, text};
 
 /// The revision a mutating command reports in its JSON output.
 async fn revision_after(args: &[&str]) -> i64 {
@@ -202,12 +203,10 @@ async fn roles_round_trip_on_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn roles_round_trip_on_postgres() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    round_trip(&db.url).await;
-    db.drop().await;
+    let db = TestDatabase::postgres().await;
+    round_trip(db.url()).await;
 }
 
 #[tokio::test]

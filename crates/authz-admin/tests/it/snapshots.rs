@@ -7,10 +7,11 @@
 use std::path::PathBuf;
 
 use authz_admin::{Cli, format_time};
+use authz_test_support::policies_dir;
 use clap::CommandFactory as _;
 use clap::Parser as _;
 
-use crate::common::{json, ok, policies_dir, run, sqlite_url};
+use crate::common::{json, ok, run, sqlite_url};
 
 /// The environment variable that makes snapshot tests rewrite their expected files.
 const UPDATE: &str = "UPDATE_SNAPSHOTS";

@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use authz_audit::AuditStore;
+use authz_test_support::TestDatabase;
 use authz_token::{KeyAlgorithm, MintRequest, Signer};
 use authz_types::AuditFilter;
 use demo_upstream::DemoConfig;
@@ -183,9 +184,8 @@ async fn sigkill_under_load_loses_no_acknowledged_record_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn sigkill_under_load_loses_no_acknowledged_record_postgres() {
-    let Some(url) = harness::postgres_database().await else {
-        return;
-    };
-    crash_under_load(url).await;
+    let db = TestDatabase::postgres().await;
+    crash_under_load(db.url().to_owned()).await;
 }

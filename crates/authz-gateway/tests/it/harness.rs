@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use authz_audit::AuditStore;
 use authz_gateway::config::{Config, Overrides, RawConfig};
+use authz_test_support::repo_path;
 use authz_token::{KeyAlgorithm, MintRequest, Signer};
 use authz_types::{AuditFilter, AuditRecord, RecordKind};
 use demo_upstream::{DemoConfig, DemoUpstream};
@@ -52,38 +53,11 @@ impl Drop for Env {
     }
 }
 
-fn repo_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-}
-
-/// Which audit backend a test runs against.
+/// Which audit backend a test runs against (a Postgres URL usually from a
+/// [`authz_test_support::TestDatabase`] that outlives the gateway).
 pub(crate) enum AuditBackend {
     Sqlite,
     Postgres(String),
-}
-
-/// A fresh Postgres database on the server named by `DATABASE_URL`, or `None` (and a printed
-/// skip notice) when it is not set.
-pub(crate) async fn postgres_database() -> Option<String> {
-    let Ok(base) = std::env::var("DATABASE_URL") else {
-        println!("skipped: DATABASE_URL not set (run cargo xtask test)");
-        return None;
-    };
-    let name = format!("authz_gw_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&base)
-        .await
-        .expect("connect to DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database path");
-    Some(format!("{prefix}/{name}"))
 }
 
 pub(crate) async fn start(backend: AuditBackend) -> Env {

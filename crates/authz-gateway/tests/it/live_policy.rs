@@ -2,21 +2,21 @@
 
 use std::time::{Duration, Instant};
 
+use authz_test_support::{TestDatabase, policies_dir};
 use serde_json::json;
 
 use crate::harness::{self, AuditBackend, Options};
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn a_revoke_through_the_store_reaches_another_gateway_within_a_second() {
-    let Some(url) = harness::postgres_database().await else {
-        return;
-    };
+    let db = TestDatabase::postgres().await;
+    let url = db.url().to_owned();
     let store = authz_rbac::PolicyStore::connect(&url)
         .await
         .expect("policy store")
         .with_actor("test-operator");
-    let policy =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies/policy.csv");
+    let policy = policies_dir().join("policy.csv");
     store
         .import_csv(&policy)
         .await
@@ -68,8 +68,7 @@ async fn a_revoke_through_the_store_reaches_another_gateway_within_a_second() {
 async fn a_broken_policy_file_keeps_the_last_good_one_serving_and_shows_in_readyz() {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("policy.csv");
-    let repo =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies/policy.csv");
+    let repo = policies_dir().join("policy.csv");
     std::fs::copy(&repo, &policy).expect("copy policy");
     // The harness reads the repository's file; this test points a gateway at its own copy.
     let env = harness::start_with(

@@ -3,16 +3,16 @@
 
 use std::time::{Duration, Instant};
 
+use authz_test_support::TestDatabase;
+
 use crate::harness::{self, AuditBackend};
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn a_postgres_outage_fails_closed_and_service_resumes_without_restart() {
-    let Some(url) = harness::postgres_database().await else {
-        return;
-    };
-    let name = url.rsplit('/').next().expect("database name").to_owned();
-    let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let env = harness::start(AuditBackend::Postgres(url)).await;
+    let db = TestDatabase::postgres().await;
+    let (name, admin_url) = db.postgres_admin().expect("postgres");
+    let env = harness::start(AuditBackend::Postgres(db.url().to_owned())).await;
     let adam = env.token("adam", &["ticket-admin"], &["tickets:write"]);
     let call = |id: u64| {
         let body = serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"get_ticket","arguments":{"id":1},
@@ -36,7 +36,7 @@ async fn a_postgres_outage_fails_closed_and_service_resumes_without_restart() {
     );
 
     // The audit database goes away.
-    let admin = sqlx::PgPool::connect(&admin_url)
+    let admin = sqlx::PgPool::connect(admin_url)
         .await
         .expect("admin connection");
     sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use authz_audit::AuditStore;
 use authz_gateway::config::{Config, Overrides, RawConfig};
+use authz_test_support::repo_path;
 use authz_token::{KeyAlgorithm, MintRequest, Signer};
 use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode, RecordKind};
 use serde_json::Value;
@@ -38,12 +39,6 @@ p, everything-user, default, resource:everything/demo://resource/dynamic/text/*,
 p, everything-user, default, prompt:everything/simple-prompt, get, allow
 p, everything-user, default, prompt:everything/args-prompt, get, allow
 ";
-
-fn repo_path(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-}
 
 fn peers_dir() -> PathBuf {
     repo_path("tests/peers")

@@ -1,6 +1,7 @@
 //! End-to-end behaviour of the request pipeline: authentication, scopes, RBAC, audit,
 //! forwarding and list filtering, driven by rmcp clients and raw HTTP.
 
+use authz_test_support::TestDatabase;
 use authz_types::{Effect, ReasonCode};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
@@ -226,11 +227,10 @@ async fn end_to_end_with_sqlite_audit() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn end_to_end_with_postgres_audit() {
-    let Some(url) = harness::postgres_database().await else {
-        return;
-    };
-    let env = harness::start(AuditBackend::Postgres(url)).await;
+    let db = TestDatabase::postgres().await;
+    let env = harness::start(AuditBackend::Postgres(db.url().to_owned())).await;
     scenario(&env).await;
 }
 

@@ -3,11 +3,8 @@
 use std::path::PathBuf;
 
 use authz_rbac::PolicyStore;
+use authz_test_support::{TestDatabase, policies_dir};
 use authz_types::{CompletionRef, Method, Operation, Principal, Target};
-
-pub(crate) fn policies_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../policies")
-}
 
 pub(crate) fn model_path() -> PathBuf {
     policies_dir().join("model.conf")
@@ -59,77 +56,11 @@ pub(crate) fn tool(name: &str) -> Operation {
     Operation::new(Method::ToolsCall, Target::Tool(name.to_owned()))
 }
 
-/// A SQLite store in a fresh temporary directory (kept alive by the returned guard).
-pub(crate) async fn sqlite_store() -> (PolicyStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("policy.db").display()
-    );
-    let store = PolicyStore::connect(&url).await.expect("connect sqlite");
-    (store, dir)
-}
-
-/// A freshly created Postgres database, or `None` (after saying so) when DATABASE_URL is unset.
-pub(crate) struct PgDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    pub(crate) async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("DATABASE_URL") else {
-            println!("skipped: DATABASE_URL not set (run cargo xtask test)");
-            return None;
-        };
-        let name = format!("authz_test_{}", uuid::Uuid::new_v4().simple());
-        let admin = sqlx::PgPool::connect(&admin_url)
-            .await
-            .expect("connect admin");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .expect("create database");
-        admin.close().await;
-        let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
-        let url = format!("{base}/{name}");
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    /// Drops the database; every pool on it must be closed first.
-    pub(crate) async fn drop(self) {
-        let admin = sqlx::PgPool::connect(&self.admin_url)
-            .await
-            .expect("connect admin");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&admin)
+/// A SQLite store in a fresh temporary directory (kept alive by the returned database).
+pub(crate) async fn sqlite_store() -> (PolicyStore, TestDatabase) {
+    let db = TestDatabase::sqlite("policy.db");
+    let store = PolicyStore::connect(db.url())
         .await
-        .expect("drop database");
-        admin.close().await;
-    }
-}
-
-/// The table names of the SQLite database at `path`, sorted (SQLite's own tables left out).
-pub(crate) async fn sqlite_tables(path: &std::path::Path) -> Vec<String> {
-    use sqlx::Connection as _;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("open the database file");
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-         ORDER BY name",
-    )
-    .fetch_all(&mut conn)
-    .await
-    .expect("list tables");
-    conn.close().await.expect("close");
-    tables
+        .expect("connect sqlite");
+    (store, db)
 }

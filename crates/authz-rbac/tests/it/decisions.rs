@@ -1,12 +1,11 @@
 //! The decision table in policies/testdata/decisions.toml, against every policy source.
 
 use authz_rbac::{PolicyStore, Rbac};
+use authz_test_support::{TestDatabase, policies_dir};
 use authz_types::{Effect, ReasonCode};
 use serde::Deserialize;
 
-use crate::common::{
-    PgDatabase, model_path, op, policies_dir, policy_path, principal, sqlite_store,
-};
+use crate::common::{model_path, op, policy_path, principal, sqlite_store};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,14 +99,12 @@ async fn table_against_sqlite_store() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn table_against_postgres_store() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let store = PolicyStore::connect(&db.url)
+    let db = TestDatabase::postgres().await;
+    let store = PolicyStore::connect(db.url())
         .await
         .expect("connect postgres");
     run_against_store(store.clone(), "postgres").await;
     store.close().await;
-    db.drop().await;
 }

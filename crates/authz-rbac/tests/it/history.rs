@@ -2,9 +2,10 @@
 //! deleted with everything that names them.
 
 use authz_rbac::{Error, PolicyStore, Rbac, UNKNOWN_ACTOR};
+use authz_test_support::TestDatabase;
 use authz_types::{Effect, ReasonCode};
 
-use crate::common::{PgDatabase, model_path, policy_path, principal, sqlite_store, tool};
+use crate::common::{model_path, policy_path, principal, sqlite_store, tool};
 
 async fn exercise(store: &PolicyStore) {
     let alice = store.with_actor("alice");
@@ -132,12 +133,10 @@ async fn sqlite_records_history_and_deletes_roles() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn postgres_records_history_and_deletes_roles() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let store = PolicyStore::connect(&db.url).await.expect("connect");
+    let db = TestDatabase::postgres().await;
+    let store = PolicyStore::connect(db.url()).await.expect("connect");
     exercise(&store).await;
     store.close().await;
-    db.drop().await;
 }

@@ -80,7 +80,7 @@ async fn file_reload_swaps_and_broken_sources_keep_the_old_policy() {
 
 #[tokio::test]
 async fn store_reload_refuses_a_row_written_around_the_store() {
-    let (store, dir) = sqlite_store().await;
+    let (store, db) = sqlite_store().await;
     store.assign("u", "r", "default").await.expect("assign");
     store
         .grant(
@@ -98,8 +98,9 @@ async fn store_reload_refuses_a_row_written_around_the_store() {
     assert_eq!(rbac.revision(), 2);
 
     // Someone writes an invalid pattern straight into the table, bypassing validation.
-    let url = format!("sqlite://{}", dir.path().join("policy.db").display());
-    let raw = sqlx::SqlitePool::connect(&url).await.expect("raw connect");
+    let raw = sqlx::SqlitePool::connect(db.url())
+        .await
+        .expect("raw connect");
     sqlx::query(
         "INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4) VALUES ('p', 'r', 'default', 'tool:t/[', 'call', 'allow')",
     )
@@ -121,6 +122,10 @@ async fn store_reload_refuses_a_row_written_around_the_store() {
     assert_eq!(d.reason, ReasonCode::PolicyAllow);
 
     // A store-backed Rbac also keeps its policy when the model breaks.
-    let err = Rbac::from_store(&dir.path().join("missing.conf"), store.clone()).await;
+    let err = Rbac::from_store(
+        &db.dir().expect("sqlite").join("missing.conf"),
+        store.clone(),
+    )
+    .await;
     assert!(err.is_err());
 }

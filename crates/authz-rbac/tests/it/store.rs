@@ -1,9 +1,10 @@
 //! The SQL policy store: writes validate, bump the revision, and take effect after a reload.
 
 use authz_rbac::{Error, PolicyRule, PolicySet, PolicyStore, Rbac, RoleAssignment};
+use authz_test_support::TestDatabase;
 use authz_types::{Effect, ReasonCode};
 
-use crate::common::{PgDatabase, model_path, policy_path, principal, sqlite_store, tool};
+use crate::common::{model_path, policy_path, principal, sqlite_store, tool};
 
 async fn exercise(store: &PolicyStore) {
     assert_eq!(store.revision().await.expect("revision"), 0);
@@ -259,15 +260,14 @@ async fn sqlite_store_writes_bump_revision_and_apply_after_reload() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn postgres_store_writes_bump_revision_and_apply_after_reload() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let store = PolicyStore::connect(&db.url)
+    let db = TestDatabase::postgres().await;
+    let store = PolicyStore::connect(db.url())
         .await
         .expect("connect postgres");
     // Every change is announced on the notification channel with its revision.
-    let mut listener = sqlx::postgres::PgListener::connect(&db.url)
+    let mut listener = sqlx::postgres::PgListener::connect(db.url())
         .await
         .expect("listen");
     listener
@@ -279,7 +279,6 @@ async fn postgres_store_writes_bump_revision_and_apply_after_reload() {
     assert_eq!(first.payload(), "1");
     drop(listener);
     store.close().await;
-    db.drop().await;
 }
 
 #[tokio::test]
@@ -292,20 +291,30 @@ async fn unsupported_urls_are_refused() {
     ));
 }
 
+/// The tables a policy store creates, and no other store's.
+const POLICY_TABLES: [&str; 5] = [
+    "_sqlx_migrations",
+    "casbin_rule",
+    "policy_history",
+    "policy_revision",
+    "policy_role",
+];
+
 /// Pulling `authz-rbac` alone into a service must not create another store's tables there.
 #[tokio::test]
 async fn connecting_creates_only_the_policy_tables() {
-    let (store, dir) = sqlite_store().await;
+    let (store, db) = sqlite_store().await;
     store.close().await;
-    let tables = crate::common::sqlite_tables(&dir.path().join("policy.db")).await;
-    assert_eq!(
-        tables,
-        [
-            "_sqlx_migrations",
-            "casbin_rule",
-            "policy_history",
-            "policy_revision",
-            "policy_role"
-        ]
-    );
+    assert_eq!(db.tables().await, POLICY_TABLES);
+}
+
+#[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
+async fn connecting_creates_only_the_policy_tables_on_postgres() {
+    let db = TestDatabase::postgres().await;
+    let store = PolicyStore::connect(db.url())
+        .await
+        .expect("connect postgres");
+    store.close().await;
+    assert_eq!(db.tables().await, POLICY_TABLES);
 }

@@ -6,23 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use authz_rbac::{Error, LintConfig, PolicyStore, Rbac, WatchConfig};
+use authz_test_support::{TestDatabase, eventually};
 use authz_types::{Effect, ReasonCode};
 
-use crate::common::{PgDatabase, model_path, principal, sqlite_store, tool};
-
-/// Polls `condition` every 10 ms until it holds or `deadline` passes; says whether it held.
-async fn eventually(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if condition() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= until {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use crate::common::{model_path, principal, sqlite_store, tool};
 
 fn reason(rbac: &Rbac, name: &str) -> ReasonCode {
     rbac.decide(&principal("u", &[], None), "t", &tool(name))
@@ -46,17 +33,16 @@ fn lint_knowing_upstream_t() -> LintConfig {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_good_policy() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
+    let db = TestDatabase::postgres().await;
     // Two gateways and an admin, each with its own pool, on one database.
-    let admin = PolicyStore::connect(&db.url)
+    let admin = PolicyStore::connect(db.url())
         .await
         .expect("connect")
         .with_actor("test-admin");
     seed(&admin).await;
-    let gateway_store = PolicyStore::connect(&db.url).await.expect("connect");
+    let gateway_store = PolicyStore::connect(db.url()).await.expect("connect");
     let one = Rbac::from_store(&model_path(), admin.clone())
         .await
         .expect("load");
@@ -75,24 +61,22 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
             watch_files: false,
         })
         .expect("watch");
-    assert!(
-        eventually(Duration::from_secs(10), || watcher.status().listening).await,
-        "the watcher never listened: {:?}",
-        watcher.status()
-    );
+    eventually("the watcher to listen", Duration::from_secs(10), || {
+        watcher.status().listening
+    })
+    .await;
     assert_eq!(reason(&two, "a"), ReasonCode::PolicyAllow);
 
     let revoked = admin
         .revoke("r", "default", "call", "tool:t/a", Effect::Allow)
         .await
         .expect("revoke");
-    assert!(
-        eventually(Duration::from_secs(1), || reason(&two, "a")
-            == ReasonCode::NoMatchingRule)
-        .await,
-        "the second gateway still allows after a second: {:?}",
-        watcher.status()
-    );
+    eventually(
+        "the second gateway to stop allowing within a second",
+        Duration::from_secs(1),
+        || reason(&two, "a") == ReasonCode::NoMatchingRule,
+    )
+    .await;
     assert_eq!(two.revision(), revoked);
     assert_eq!(watcher.status().revision, revoked);
     // The first one only changes when asked to.
@@ -103,25 +87,23 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
         .grant("r", "default", "call", "tool:t/b", Effect::Allow)
         .await
         .expect("grant");
-    assert!(
-        eventually(Duration::from_secs(1), || reason(&two, "b")
-            == ReasonCode::PolicyAllow)
-        .await
-    );
+    eventually(
+        "the second gateway to allow the new grant",
+        Duration::from_secs(1),
+        || reason(&two, "b") == ReasonCode::PolicyAllow,
+    )
+    .await;
     let good = two.revision();
     let broken = admin
         .grant("r", "default", "call", "tool:elsewhere/x", Effect::Allow)
         .await
         .expect("grant");
-    assert!(
-        eventually(Duration::from_secs(1), || watcher
-            .status()
-            .last_error
-            .is_some())
-        .await,
-        "no error reported: {:?}",
-        watcher.status()
-    );
+    eventually(
+        "the watcher to report the lint error",
+        Duration::from_secs(1),
+        || watcher.status().last_error.is_some(),
+    )
+    .await;
     let status = watcher.status();
     let error = status.last_error.clone().unwrap_or_default();
     assert!(error.contains("lint error"), "{error}");
@@ -134,7 +116,7 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
     assert!(broken > good);
 
     // A row written around the store, which no longer parses, is refused the same way.
-    let raw = sqlx::PgPool::connect(&db.url).await.expect("raw connect");
+    let raw = sqlx::PgPool::connect(db.url()).await.expect("raw connect");
     sqlx::query(
         "INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4) \
          VALUES ('p', 'r', 'default', 'tool:t/[', 'call', 'allow')",
@@ -150,13 +132,12 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
         .execute(&raw)
         .await
         .expect("notify");
-    assert!(
-        eventually(Duration::from_secs(1), || watcher.status().failed_reloads
-            == 2)
-        .await,
-        "{:?}",
-        watcher.status()
-    );
+    eventually(
+        "the watcher to refuse the row written around the store",
+        Duration::from_secs(1),
+        || watcher.status().failed_reloads == 2,
+    )
+    .await;
     let error = watcher.status().last_error.unwrap_or_default();
     assert!(error.contains("invalid policy line"), "{error}");
     assert_eq!(two.revision(), good);
@@ -172,11 +153,12 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
         .revoke("r", "default", "call", "tool:elsewhere/x", Effect::Allow)
         .await
         .expect("revoke");
-    assert!(
-        eventually(Duration::from_secs(1), || two.revision() == fixed).await,
-        "{:?}",
-        watcher.status()
-    );
+    eventually(
+        "the second gateway to load the repaired policy",
+        Duration::from_secs(1),
+        || two.revision() == fixed,
+    )
+    .await;
     let status = watcher.status();
     assert_eq!(status.last_error, None);
     assert_eq!(status.failed_reloads, 2);
@@ -187,7 +169,6 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
     assert!(!two.status().watching);
     admin.close().await;
     gateway_store.close().await;
-    db.drop().await;
 }
 
 /// Grants on `store` and waits for a polling watcher (no notifications) to pick it up.
@@ -208,11 +189,12 @@ async fn polling_follows(store: PolicyStore) {
         .grant("r", "default", "call", "tool:t/b", Effect::Allow)
         .await
         .expect("grant");
-    assert!(
-        eventually(Duration::from_secs(5), || rbac.revision() == revision).await,
-        "{:?}",
-        watcher.status()
-    );
+    eventually(
+        "the polling watcher to load the grant",
+        Duration::from_secs(5),
+        || rbac.revision() == revision,
+    )
+    .await;
     assert_eq!(reason(&rbac, "b"), ReasonCode::PolicyAllow);
     let status = watcher.status();
     assert!(!status.listening);
@@ -229,14 +211,12 @@ async fn polling_picks_up_changes_on_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
 async fn polling_picks_up_changes_on_postgres_without_notifications() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let store = PolicyStore::connect(&db.url).await.expect("connect");
+    let db = TestDatabase::postgres().await;
+    let store = PolicyStore::connect(db.url()).await.expect("connect");
     polling_follows(store.clone()).await;
     store.close().await;
-    db.drop().await;
 }
 
 fn write(path: &Path, text: &str) {
@@ -265,13 +245,10 @@ async fn policy_files_are_watched_and_broken_files_keep_the_old_policy() {
             watch_files: true,
         })
         .expect("watch");
-    assert!(
-        eventually(Duration::from_secs(5), || watcher
-            .status()
-            .last_check_ms
-            .is_some())
-        .await
-    );
+    eventually("the first file check", Duration::from_secs(5), || {
+        watcher.status().last_check_ms.is_some()
+    })
+    .await;
 
     // The same content written again is no change: the revision stays.
     write(
@@ -279,20 +256,27 @@ async fn policy_files_are_watched_and_broken_files_keep_the_old_policy() {
         "p, r, default, tool:t/a, call, allow\ng, user:u, r, default\n",
     );
     let written = authz_types::now_unix_ms();
-    assert!(
-        eventually(Duration::from_secs(5), || watcher
-            .status()
-            .last_check_ms
-            .is_some_and(|at| at > written + 20))
-        .await
-    );
+    eventually(
+        "a file check after the rewrite",
+        Duration::from_secs(5),
+        || {
+            watcher
+                .status()
+                .last_check_ms
+                .is_some_and(|at| at > written + 20)
+        },
+    )
+    .await;
     assert_eq!(rbac.revision(), 1);
 
     write(
         &policy,
         "p, r, default, tool:t/b, call, allow\ng, user:u, r, default\n",
     );
-    assert!(eventually(Duration::from_secs(5), || rbac.revision() == 2).await);
+    eventually("revision 2 from the file", Duration::from_secs(5), || {
+        rbac.revision() == 2
+    })
+    .await;
     assert_eq!(reason(&rbac, "a"), ReasonCode::NoMatchingRule);
     assert_eq!(reason(&rbac, "b"), ReasonCode::PolicyAllow);
 
@@ -309,13 +293,12 @@ async fn policy_files_are_watched_and_broken_files_keep_the_old_policy() {
     ] {
         let failures = watcher.status().failed_reloads;
         write(&policy, broken);
-        assert!(
-            eventually(Duration::from_secs(5), || watcher.status().failed_reloads
-                > failures)
-            .await,
-            "{:?}",
-            watcher.status()
-        );
+        eventually(
+            "the watcher to refuse the broken file",
+            Duration::from_secs(5),
+            || watcher.status().failed_reloads > failures,
+        )
+        .await;
         let error = watcher.status().last_error.unwrap_or_default();
         assert!(error.contains(needle), "{error}");
         assert_eq!(rbac.revision(), 2);
@@ -324,20 +307,27 @@ async fn policy_files_are_watched_and_broken_files_keep_the_old_policy() {
     // A refused content is not retried while it stays the same.
     let failures = watcher.status().failed_reloads;
     let checked = authz_types::now_unix_ms();
-    assert!(
-        eventually(Duration::from_secs(5), || watcher
-            .status()
-            .last_check_ms
-            .is_some_and(|at| at > checked + 60))
-        .await
-    );
+    eventually(
+        "file checks after the refused content",
+        Duration::from_secs(5),
+        || {
+            watcher
+                .status()
+                .last_check_ms
+                .is_some_and(|at| at > checked + 60)
+        },
+    )
+    .await;
     assert_eq!(watcher.status().failed_reloads, failures);
 
     write(
         &policy,
         "p, r, default, tool:t/c, call, allow\ng, user:u, r, default\n",
     );
-    assert!(eventually(Duration::from_secs(5), || rbac.revision() == 3).await);
+    eventually("revision 3 from the file", Duration::from_secs(5), || {
+        rbac.revision() == 3
+    })
+    .await;
     assert_eq!(reason(&rbac, "c"), ReasonCode::PolicyAllow);
     assert_eq!(watcher.status().last_error, None);
     watcher.stop();
