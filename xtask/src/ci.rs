@@ -1,5 +1,6 @@
 //! `cargo xtask ci` and `cargo xtask test`: formatting, lints, and the tests against a real Postgres.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -53,47 +54,38 @@ fn tests_with_postgres(steps: &mut Steps, extra: &[String]) {
     );
     let selection = PackageSelection::from_args(extra);
 
+    // The Postgres tests are built and run against `url`.
+    let with_postgres = |c: &mut Command| -> Result<()> {
+        cmd::run(c.env("DATABASE_URL", &url).env(POSTGRES_BUILD_ENV, "1"))
+    };
+    // `cargo RUNNER --no-fail-fast [--workspace] EXTRA`: the whole workspace unless packages
+    // are named.
+    let run_tests = |runner: &[&str]| {
+        let mut c = cmd::cargo();
+        c.args(runner).arg("--no-fail-fast");
+        if !selection.names_packages() {
+            c.arg("--workspace");
+        }
+        with_postgres(c.args(extra))
+    };
+
     if nextest {
-        steps.run("tests (nextest)", || {
-            let mut c = cmd::cargo();
-            c.args(["nextest", "run", "--no-fail-fast"]);
-            if !selection.names_packages() {
-                c.arg("--workspace");
-            }
-            cmd::run(
-                c.args(extra)
-                    .env("DATABASE_URL", &url)
-                    .env(POSTGRES_BUILD_ENV, "1"),
-            )
-        });
+        steps.run("tests (nextest)", || run_tests(&["nextest", "run"]));
         // nextest does not run doctests, so cargo test does, for the same packages.
         steps.run("doctests", || {
             let Some(args) = selection.doctest_args()? else {
                 println!("no selected package has a library; no doctests to run");
                 return Ok(());
             };
-            cmd::run(
+            with_postgres(
                 cmd::cargo()
                     .args(["test", "--doc", "--no-fail-fast"])
-                    .args(args)
-                    .env("DATABASE_URL", &url)
-                    .env(POSTGRES_BUILD_ENV, "1"),
+                    .args(args),
             )
         });
     } else {
         println!("cargo-nextest is not installed; using cargo test (which also runs doctests)");
-        steps.run("tests (cargo test)", || {
-            let mut c = cmd::cargo();
-            c.args(["test", "--no-fail-fast"]);
-            if !selection.names_packages() {
-                c.arg("--workspace");
-            }
-            cmd::run(
-                c.args(extra)
-                    .env("DATABASE_URL", &url)
-                    .env(POSTGRES_BUILD_ENV, "1"),
-            )
-        });
+        steps.run("tests (cargo test)", || run_tests(&["test"]));
     }
     steps.run("stop postgres", || pg.stop());
 }
