@@ -587,33 +587,31 @@ mod tests {
 
     #[test]
     fn dependency_rule_reports_each_broken_edge() {
-        let mut g = allowed_graph();
-        g.add_edge("authz-types", "authz-token", DepKind::Normal)
-            .add_edge("authz-rbac", "authz-audit", DepKind::Dev)
-            .add_edge("authz-token", "authz-gateway", DepKind::Build)
-            .add_edge("authz-gateway", "authz-admin", DepKind::Normal)
-            .add_edge("authz-admin", "xtask", DepKind::Dev)
-            .add_edge("authz-db", "authz-types", DepKind::Normal)
-            .add_edge("authz-token", "authz-test-support", DepKind::Normal)
-            .add_edge("authz-audit", "authz-rbac", DepKind::Normal);
-        let violations = dependency_rule_violations(&g);
-        let expected = [
-            "`authz-types` has a dependency on `authz-token`",
-            "`authz-rbac` has a dev-dependency on `authz-audit`",
-            "`authz-token` has a build-dependency on `authz-gateway`",
-            "`authz-gateway` has a dependency on `authz-admin`",
-            "`authz-admin` has a dev-dependency on `xtask`",
-            "`authz-db` has a dependency on `authz-types`",
-            "`authz-token` has a dependency on `authz-test-support`",
-            "`authz-audit` has a dependency on `authz-rbac`",
+        // Each forbidden edge, and the kind of dependency its violation names.
+        use DepKind::{Build, Dev, Normal};
+        let broken = [
+            ("authz-types", "authz-token", Normal, "dependency"),
+            ("authz-rbac", "authz-audit", Dev, "dev-dependency"),
+            ("authz-token", "authz-gateway", Build, "build-dependency"),
+            ("authz-gateway", "authz-admin", Normal, "dependency"),
+            ("authz-admin", "xtask", Dev, "dev-dependency"),
+            ("authz-db", "authz-types", Normal, "dependency"),
+            ("authz-token", "authz-test-support", Normal, "dependency"),
+            ("authz-audit", "authz-rbac", Normal, "dependency"),
         ];
-        for needle in expected {
+        let mut g = allowed_graph();
+        for (from, to, kind, _) in broken {
+            g.add_edge(from, to, kind);
+        }
+        let violations = dependency_rule_violations(&g);
+        for (from, to, _, named) in broken {
+            let needle = format!("`{from}` has a {named} on `{to}`");
             assert!(
-                violations.iter().any(|v| v.contains(needle)),
+                violations.iter().any(|v| v.contains(&needle)),
                 "no violation mentions {needle}: {violations:#?}"
             );
         }
-        assert_eq!(violations.len(), expected.len(), "{violations:#?}");
+        assert_eq!(violations.len(), broken.len(), "{violations:#?}");
     }
 
     #[test]
