@@ -155,34 +155,20 @@ impl RevocationStore {
 
     async fn write(&self, revocation: Revocation) -> Result<i64, Error> {
         let now_ms = authz_types::now_unix_ms();
-        let revision = match &self.pool {
-            Pool::Sqlite(pool) => {
-                // IMMEDIATE takes the write lock up front, so a concurrent writer waits (busy
-                // timeout) instead of failing when a deferred transaction upgrades.
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-                bind_write::<sqlx::Sqlite>(&revocation, now_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                let revision: i64 = sqlx::query_scalar(BUMP_REVISION)
-                    .bind(now_ms)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                revision
-            }
-            Pool::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(db)?;
-                bind_write::<sqlx::Postgres>(&revocation, now_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                let revision: i64 = sqlx::query_scalar(BUMP_REVISION)
-                    .bind(now_ms)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db)?;
+        let revision = on_pool!(self.pool, pool => {
+            // On SQLite `BEGIN IMMEDIATE` takes the write lock up front, so a concurrent writer
+            // waits (busy timeout) instead of failing when a deferred transaction upgrades.
+            let mut tx = pool.begin_with(BEGIN).await.map_err(db)?;
+            bind_write::<DB>(&revocation, now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            let revision: i64 = sqlx::query_scalar(BUMP_REVISION)
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            if matches!(self.pool, Pool::Postgres(_)) {
                 // Delivered on commit only, so a listener never reloads before the row is visible.
                 sqlx::query(NOTIFY)
                     .bind(REVOCATION_NOTIFY_CHANNEL)
@@ -190,10 +176,10 @@ impl RevocationStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                revision
             }
-        };
+            tx.commit().await.map_err(db)?;
+            revision
+        });
         tracing::info!(
             revision,
             kind = match revocation {
