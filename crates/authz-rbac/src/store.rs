@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use authz_db::Pool;
+use authz_db::{Pool, on_pool};
 use authz_types::Effect;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
@@ -263,61 +263,49 @@ impl PolicyStore {
 
     /// The roles declared with [`PolicyStore::create_role`], by name.
     pub async fn declared_roles(&self) -> Result<Vec<DeclaredRole>, Error> {
-        macro_rules! read {
-            ($pool:expr) => {{
-                let rows = sqlx::query(READ_ROLES).fetch_all($pool).await.map_err(db)?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(DeclaredRole {
-                            name: row.try_get("name")?,
-                            description: row.try_get("description")?,
-                            created_at_ms: row.try_get("created_at_ms")?,
-                        })
+        on_pool!(self.pool, pool => {
+            let rows = sqlx::query(READ_ROLES).fetch_all(pool).await.map_err(db)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(DeclaredRole {
+                        name: row.try_get("name")?,
+                        description: row.try_get("description")?,
+                        created_at_ms: row.try_get("created_at_ms")?,
                     })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-                    .map_err(db)
-            }};
-        }
-        match &self.pool {
-            Pool::Sqlite(pool) => read!(pool),
-            Pool::Postgres(pool) => read!(pool),
-        }
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+        })
+        .map_err(db)
     }
 
     /// The most recent changes, newest first (at most `limit`).
     pub async fn history(&self, limit: u32) -> Result<Vec<PolicyChange>, Error> {
-        macro_rules! read {
-            ($pool:expr) => {{
-                let rows = sqlx::query(READ_HISTORY)
-                    .bind(i64::from(limit))
-                    .fetch_all($pool)
-                    .await
-                    .map_err(db)?;
-                rows.iter()
-                    .map(|row| {
-                        let detail: String = row.try_get("detail")?;
-                        Ok(PolicyChange {
-                            id: row.try_get("id")?,
-                            at_ms: row.try_get("at_ms")?,
-                            actor: row.try_get("actor")?,
-                            action: row.try_get("action")?,
-                            lines: detail
-                                .lines()
-                                .filter(|l| !l.is_empty())
-                                .map(str::to_owned)
-                                .collect(),
-                            from_revision: row.try_get("from_revision")?,
-                            to_revision: row.try_get("to_revision")?,
-                        })
+        on_pool!(self.pool, pool => {
+            let rows = sqlx::query(READ_HISTORY)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|row| {
+                    let detail: String = row.try_get("detail")?;
+                    Ok(PolicyChange {
+                        id: row.try_get("id")?,
+                        at_ms: row.try_get("at_ms")?,
+                        actor: row.try_get("actor")?,
+                        action: row.try_get("action")?,
+                        lines: detail
+                            .lines()
+                            .filter(|l| !l.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                        from_revision: row.try_get("from_revision")?,
+                        to_revision: row.try_get("to_revision")?,
                     })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()
-                    .map_err(db)
-            }};
-        }
-        match &self.pool {
-            Pool::Sqlite(pool) => read!(pool),
-            Pool::Postgres(pool) => read!(pool),
-        }
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+        })
+        .map_err(db)
     }
 
     /// Every `p` rule, in insertion order.
@@ -333,11 +321,8 @@ impl PolicyStore {
 
     /// The current policy revision (0 for an empty, never changed store).
     pub async fn revision(&self) -> Result<i64, Error> {
-        let revision = match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await,
-            Pool::Postgres(pool) => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await,
-        };
-        revision.map_err(|source| Error::Database { source })
+        on_pool!(self.pool, pool => sqlx::query_scalar(READ_REVISION).fetch_one(pool).await)
+            .map_err(db)
     }
 
     /// Loads a Casbin policy CSV into the store, adding the lines that are not there yet, in one
@@ -393,14 +378,12 @@ impl PolicyStore {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db)?;
-                let rows = sqlx::query(READ_RULES)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db)?
-                    .iter()
-                    .map(read_row)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(db)?;
+                let rows = read_rows(
+                    &sqlx::query(READ_RULES)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db)?,
+                )?;
                 tx.commit().await.map_err(db)?;
                 (rows, revision)
             }};
@@ -456,115 +439,106 @@ impl PolicyStore {
     async fn write(&self, change: Change<'_>) -> Result<(i64, Vec<String>), Error> {
         let now = authz_types::now_unix_ms();
         let actor: &str = &self.actor;
-        // The two arms are the same statements on two transaction types; the macro keeps them
-        // from drifting apart.
-        macro_rules! run {
-            ($pool:expr, $notify:expr) => {{
-                // The first statement writes, so SQLite takes its write lock up front instead of
-                // upgrading a read transaction (which can fail with SQLITE_BUSY).
-                let mut tx = $pool.begin().await.map_err(db)?;
-                let mut lines: Vec<String> = Vec::new();
-                match change {
-                    Change::Insert(rows, _) | Change::Delete(rows, _) => {
-                        let (sql, sign) = if matches!(change, Change::Insert(..)) {
-                            (INSERT_RULE, '+')
-                        } else {
-                            (DELETE_RULE, '-')
-                        };
-                        for row in rows {
-                            let mut query = sqlx::query(sql);
-                            for value in row {
-                                query = query.bind(value.as_str());
-                            }
-                            let changed = query.execute(&mut *tx).await.map_err(db)?;
-                            if changed.rows_affected() > 0 {
-                                lines.push(format!("{sign} {}", row_line(row)));
-                            }
+        // One body for both backends, so the two cannot drift apart.
+        on_pool!(self.pool, pool => {
+            // The first statement writes, so SQLite takes its write lock up front instead of
+            // upgrading a read transaction (which can fail with SQLITE_BUSY).
+            let mut tx = pool.begin().await.map_err(db)?;
+            let mut lines: Vec<String> = Vec::new();
+            match change {
+                Change::Insert(rows, _) | Change::Delete(rows, _) => {
+                    let (sql, sign) = if matches!(change, Change::Insert(..)) {
+                        (INSERT_RULE, '+')
+                    } else {
+                        (DELETE_RULE, '-')
+                    };
+                    for row in rows {
+                        let mut query = sqlx::query(sql);
+                        for value in row {
+                            query = query.bind(value.as_str());
                         }
-                    }
-                    Change::CreateRole { name, description } => {
-                        let changed = sqlx::query(INSERT_ROLE)
-                            .bind(name)
-                            .bind(description)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db)?;
+                        let changed = query.execute(&mut *tx).await.map_err(db)?;
                         if changed.rows_affected() > 0 {
-                            lines.push(role_line('+', name, description));
-                        }
-                    }
-                    Change::DeleteRole { name } => {
-                        let mut removed = sqlx::query(DELETE_ROLE_LINES)
-                            .bind(name)
-                            .fetch_all(&mut *tx)
-                            .await
-                            .map_err(db)?
-                            .iter()
-                            .map(read_row)
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(db)?;
-                        removed.sort_by_key(|(id, _)| *id);
-                        lines.extend(
-                            removed
-                                .iter()
-                                .map(|(_, row)| format!("- {}", row_line(row))),
-                        );
-                        let changed = sqlx::query(DELETE_ROLE)
-                            .bind(name)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(db)?;
-                        if changed.rows_affected() > 0 {
-                            lines.push(role_line('-', name, ""));
+                            lines.push(format!("{sign} {}", row_line(row)));
                         }
                     }
                 }
-                if lines.is_empty() {
-                    tx.rollback().await.map_err(db)?;
-                    return Err(match change {
-                        Change::Insert(..) | Change::CreateRole { .. } => Error::AlreadyExists,
-                        Change::Delete(..) | Change::DeleteRole { .. } => Error::NotFound,
-                    });
-                }
-                let revision: i64 = sqlx::query_scalar(BUMP_REVISION)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                sqlx::query(INSERT_HISTORY)
-                    .bind(now)
-                    .bind(actor)
-                    .bind(change.action())
-                    .bind(history_detail(&lines))
-                    .bind(revision - 1)
-                    .bind(revision)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                if $notify {
-                    sqlx::query(NOTIFY)
-                        .bind(POLICY_NOTIFY_CHANNEL)
-                        .bind(revision.to_string())
+                Change::CreateRole { name, description } => {
+                    let changed = sqlx::query(INSERT_ROLE)
+                        .bind(name)
+                        .bind(description)
+                        .bind(now)
                         .execute(&mut *tx)
                         .await
                         .map_err(db)?;
+                    if changed.rows_affected() > 0 {
+                        lines.push(role_line('+', name, description));
+                    }
                 }
-                tx.commit().await.map_err(db)?;
-                tracing::info!(
-                    revision,
-                    changed = lines.len(),
-                    action = change.action(),
-                    actor,
-                    "policy store changed"
-                );
-                Ok((revision, lines))
-            }};
-        }
-        match &self.pool {
-            Pool::Sqlite(pool) => run!(pool, false),
-            Pool::Postgres(pool) => run!(pool, true),
-        }
+                Change::DeleteRole { name } => {
+                    let mut removed = read_rows(
+                        &sqlx::query(DELETE_ROLE_LINES)
+                            .bind(name)
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(db)?,
+                    )?;
+                    removed.sort_by_key(|(id, _)| *id);
+                    lines.extend(
+                        removed
+                            .iter()
+                            .map(|(_, row)| format!("- {}", row_line(row))),
+                    );
+                    let changed = sqlx::query(DELETE_ROLE)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    if changed.rows_affected() > 0 {
+                        lines.push(role_line('-', name, ""));
+                    }
+                }
+            }
+            if lines.is_empty() {
+                tx.rollback().await.map_err(db)?;
+                return Err(match change {
+                    Change::Insert(..) | Change::CreateRole { .. } => Error::AlreadyExists,
+                    Change::Delete(..) | Change::DeleteRole { .. } => Error::NotFound,
+                });
+            }
+            let revision: i64 = sqlx::query_scalar(BUMP_REVISION)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(INSERT_HISTORY)
+                .bind(now)
+                .bind(actor)
+                .bind(change.action())
+                .bind(history_detail(&lines))
+                .bind(revision - 1)
+                .bind(revision)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            if self.is_postgres() {
+                sqlx::query(NOTIFY)
+                    .bind(POLICY_NOTIFY_CHANNEL)
+                    .bind(revision.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)?;
+            tracing::info!(
+                revision,
+                changed = lines.len(),
+                action = change.action(),
+                actor,
+                "policy store changed"
+            );
+            Ok((revision, lines))
+        })
     }
 }
 
@@ -665,23 +639,27 @@ fn g_row(assignment: &RoleAssignment) -> Row7 {
     ]
 }
 
-fn read_row<R>(row: &R) -> Result<(i64, Row7), sqlx::Error>
+/// Rows of `casbin_rule` (with `id`) as read from either backend.
+fn read_rows<R>(rows: &[R]) -> Result<Vec<(i64, Row7)>, Error>
 where
     R: Row,
     for<'r> &'r str: sqlx::ColumnIndex<R>,
     for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
-    Ok((
-        row.try_get("id")?,
-        [
-            row.try_get("ptype")?,
-            row.try_get("v0")?,
-            row.try_get("v1")?,
-            row.try_get("v2")?,
-            row.try_get("v3")?,
-            row.try_get("v4")?,
-            row.try_get("v5")?,
-        ],
-    ))
+    let read = |row: &R| -> Result<(i64, Row7), sqlx::Error> {
+        Ok((
+            row.try_get("id")?,
+            [
+                row.try_get("ptype")?,
+                row.try_get("v0")?,
+                row.try_get("v1")?,
+                row.try_get("v2")?,
+                row.try_get("v3")?,
+                row.try_get("v4")?,
+                row.try_get("v5")?,
+            ],
+        ))
+    };
+    rows.iter().map(read).collect::<Result<_, _>>().map_err(db)
 }
