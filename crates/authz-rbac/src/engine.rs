@@ -190,19 +190,22 @@ impl Engine {
         self.index.is_some()
     }
 
-    /// Calls `on_match` with every policy line that matches the request, in policy order, found
-    /// through the [`Index`]: the same lines [`Engine::for_each_match`] reports, without running
-    /// Casbin's matcher over the whole policy. Falls back to Casbin when there is no index.
-    pub(crate) fn for_each_match_indexed<'e>(
+    /// Calls `on_match` with every policy line that matches the request, in policy order.
+    ///
+    /// With [`Lookup::Indexed`] the lines are found through the [`Index`], without running
+    /// Casbin's matcher over the whole policy (Casbin answers when there is no index); with
+    /// [`Lookup::Casbin`] the matcher runs over every line. Both report the same lines.
+    pub(crate) fn for_each_match<'e>(
         &'e self,
+        lookup: Lookup,
         subject: &str,
         tenant: &str,
         object: &str,
         action: &str,
         mut on_match: impl FnMut(&'e LoadedRule),
     ) -> Result<(), Error> {
-        let Some(index) = &self.index else {
-            return self.for_each_match(subject, tenant, object, action, on_match);
+        let (Lookup::Indexed, Some(index)) = (lookup, &self.index) else {
+            return self.for_each_casbin_match(vec![subject, tenant, object, action], on_match);
         };
         let mut hits = Vec::new();
         index.matches(subject, tenant, object, action, &mut hits);
@@ -214,22 +217,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Calls `on_match` with every policy line that matches the request, in policy order.
+    /// Calls `on_match` with every policy line that matches `request` (subject, tenant, object,
+    /// action), in policy order, as Casbin's matcher finds them.
     ///
     /// Casbin reports only a boolean without its `explain` feature (which drags in its logging
     /// stack), so the [`CollectAll`] effector records the index of every matching line in a
     /// thread-local while `enforce` runs; `enforce` is synchronous and evaluates on the calling
     /// thread, so the record belongs to this call. A panic inside Casbin (which validating every
     /// rule should make impossible) is caught and reported as an error: callers fail closed.
-    pub(crate) fn for_each_match<'e>(
+    fn for_each_casbin_match<'e>(
         &'e self,
-        subject: &str,
-        tenant: &str,
-        object: &str,
-        action: &str,
+        request: Vec<&str>,
         mut on_match: impl FnMut(&'e LoadedRule),
     ) -> Result<(), Error> {
-        let request = vec![subject, tenant, object, action];
         // Cleared here as well as in `new_stream`: should Casbin ever answer without asking the
         // effector (a disabled enforcer does), no stale matches from an earlier call may remain.
         MATCHED.with_borrow_mut(Vec::clear);
@@ -253,6 +253,15 @@ impl Engine {
         });
         Ok(())
     }
+}
+
+/// How [`Engine::for_each_match`] finds the rules matching a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// Through the snapshot's index (the hot path).
+    Indexed,
+    /// By running Casbin's matcher over every policy line (the reference).
+    Casbin,
 }
 
 /// Runs the model's matcher against a one-rule policy where every condition holds, and one
@@ -289,9 +298,14 @@ async fn probe(model_path: &Path, model: DefaultModel) -> Result<(), Error> {
     for (tenant, expected) in [("probe-tenant", 1), ("other-tenant", 0)] {
         let mut matched = 0;
         engine
-            .for_each_match("user:probe-user", tenant, "tool:probe/x", "call", |_| {
-                matched += 1
-            })
+            .for_each_match(
+                Lookup::Casbin,
+                "user:probe-user",
+                tenant,
+                "tool:probe/x",
+                "call",
+                |_| matched += 1,
+            )
             .map_err(|error| match error {
                 Error::Engine { source } => as_model_error(*source),
                 _ => failed("the matcher panicked on a probe request".to_owned()),

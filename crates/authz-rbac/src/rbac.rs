@@ -13,7 +13,7 @@ use casbin::RbacApi;
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::SetAdapter;
-use crate::engine::{Engine, LoadedRule};
+use crate::engine::{Engine, LoadedRule, Lookup};
 use crate::{
     Error, LintConfig, LintReport, LocatedPolicy, PolicyStore, check_role_name, lint, subject_name,
 };
@@ -339,17 +339,7 @@ impl Rbac {
         upstream: &str,
         op: &Operation,
     ) -> Result<Decision, Error> {
-        let snapshot = self.snapshot();
-        let candidates = Candidates::of(principal);
-        evaluate(
-            &snapshot,
-            Lookup::Indexed,
-            principal,
-            &candidates,
-            upstream,
-            op,
-            None,
-        )
+        self.decide_by(Lookup::Indexed, principal, upstream, op)
     }
 
     /// Decides exactly like [`Rbac::decide`], but asks Casbin's matcher about every policy line
@@ -361,11 +351,20 @@ impl Rbac {
         upstream: &str,
         op: &Operation,
     ) -> Result<Decision, Error> {
-        let snapshot = self.snapshot();
+        self.decide_by(Lookup::Casbin, principal, upstream, op)
+    }
+
+    fn decide_by(
+        &self,
+        lookup: Lookup,
+        principal: &Principal,
+        upstream: &str,
+        op: &Operation,
+    ) -> Result<Decision, Error> {
         let candidates = Candidates::of(principal);
         evaluate(
-            &snapshot,
-            Lookup::Casbin,
+            &self.snapshot(),
+            lookup,
             principal,
             &candidates,
             upstream,
@@ -748,15 +747,6 @@ impl<'p> Candidates<'p> {
     }
 }
 
-/// How [`evaluate`] finds the rules matching one candidate on one object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lookup {
-    /// Through the snapshot's index (the hot path).
-    Indexed,
-    /// By running Casbin's matcher over every policy line (the reference).
-    Casbin,
-}
-
 /// The decision procedure shared by `decide`, `decide_with_casbin` and `explain`, so they can
 /// never disagree in anything but how matching rules are found.
 /// With `trace`, every matching rule is recorded and nothing short-circuits.
@@ -808,14 +798,9 @@ fn evaluate<'s>(
                     _ => {}
                 }
             };
-            match lookup {
-                Lookup::Indexed => snapshot
-                    .engine
-                    .for_each_match_indexed(candidate, tenant, object, action, on_match)?,
-                Lookup::Casbin => snapshot
-                    .engine
-                    .for_each_match(candidate, tenant, object, action, on_match)?,
-            }
+            snapshot
+                .engine
+                .for_each_match(lookup, candidate, tenant, object, action, on_match)?;
             if let Some(rule) = first_deny
                 && trace.is_none()
             {
