@@ -3,17 +3,14 @@
 
 use std::sync::Arc;
 
-use authz_token::{KeyAlgorithm, RevocationList, RevocationStore, TokenError};
+use authz_token::{RevocationList, RevocationStore, TokenError};
 
 use crate::support::{AUDIENCE, Fixture, NOW, b64, claims, request};
 
 #[test]
 fn hits_share_the_principal_and_misses_verify() {
     let fx = Fixture::new();
-    let token = fx
-        .signer(KeyAlgorithm::Es256)
-        .mint(&request("alice"))
-        .expect("mint");
+    let token = fx.mint(&request("alice"));
     let v = &fx.verifier;
     let first = v.verify_shared_at(&token, AUDIENCE, NOW).expect("valid");
     let second = v
@@ -47,7 +44,7 @@ fn hits_end_with_the_tokens_window() {
     let fx = Fixture::new();
     let mut req = request("alice");
     req.not_before = Some(NOW + 10);
-    let token = fx.signer(KeyAlgorithm::Es256).mint(&req).expect("mint");
+    let token = fx.mint(&req);
     let v = &fx.verifier;
     // Inside the leeway of nbf: accepted and cached.
     assert!(v.verify_at(&token, AUDIENCE, NOW).is_ok());
@@ -67,10 +64,7 @@ fn hits_end_with_the_tokens_window() {
 #[test]
 fn a_cached_signature_on_other_claims_is_not_a_hit() {
     let fx = Fixture::new();
-    let token = fx
-        .signer(KeyAlgorithm::Es256)
-        .mint(&request("alice"))
-        .expect("mint");
+    let token = fx.mint(&request("alice"));
     assert!(fx.verify(&token).is_ok());
     let parts: Vec<&str> = token.split('.').collect();
     let forged_claims = b64(claims(serde_json::json!({"sub": "mallory"})).as_bytes());
@@ -82,10 +76,7 @@ fn a_cached_signature_on_other_claims_is_not_a_hit() {
 #[test]
 fn failures_are_not_cached() {
     let fx = Fixture::new();
-    let token = fx
-        .signer(KeyAlgorithm::Es256)
-        .mint(&request("alice"))
-        .expect("mint");
+    let token = fx.mint(&request("alice"));
     let v = &fx.verifier;
     for _ in 0..2 {
         assert_eq!(
@@ -100,10 +91,7 @@ fn failures_are_not_cached() {
 #[test]
 fn cache_can_be_turned_off() {
     let fx = Fixture::with(|cfg| cfg.cache_capacity = 0);
-    let token = fx
-        .signer(KeyAlgorithm::Es256)
-        .mint(&request("alice"))
-        .expect("mint");
+    let token = fx.mint(&request("alice"));
     let v = &fx.verifier;
     assert!(v.cache_stats().is_none());
     let a = v.verify_shared_at(&token, AUDIENCE, NOW).expect("valid");
@@ -121,7 +109,7 @@ async fn revocation_applies_to_cached_tokens() {
     let v = fx.verifier.clone().with_revocations(list.clone());
     let mut req = request("alice");
     req.token_id = Some("t-1".into());
-    let token = fx.signer(KeyAlgorithm::Es256).mint(&req).expect("mint");
+    let token = fx.mint(&req);
     assert!(v.verify_at(&token, AUDIENCE, NOW).is_ok());
 
     store.revoke_token("t-1", NOW + 300).await.expect("revoke");

@@ -6,10 +6,10 @@ use josekit::jwk::Jwk;
 use josekit::jwk::KeyPair as _;
 use josekit::jwk::alg::rsa::RsaKeyPair;
 use josekit::jws::HS256;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{
-    Fixture, ISSUER, NOW, OTHER_ISSUER, b64, claims, jose_signer, raw_token, request,
+    ES_HEADER, Fixture, ISSUER, NOW, OTHER_ISSUER, b64, claims, jose_signer, raw_token, request,
 };
 
 /// Replaces the character at `index` of `token` with a different base64url character.
@@ -69,7 +69,13 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
     let mut generic_audience = request("alice");
     generic_audience.audience = vec!["https://gw.example".into()];
 
-    let es_header = r#"{"alg":"ES256","kid":"es-1"}"#;
+    // Valid claims, or valid claims changed by `extra` (see `claims`), under ES_HEADER.
+    let es_claims = |extra: Value| raw_token(ES_HEADER, &claims(extra), Some(es.as_ref()));
+    // Valid claims under `header`, signed with our ES256 or RS256 key or the attacker's.
+    let es_signed = |header: &str| raw_token(header, &valid_claims, Some(es.as_ref()));
+    let rs_signed = |header: &str| raw_token(header, &valid_claims, Some(rs.as_ref()));
+    let attacker_signed =
+        |header: &str| raw_token(header, &valid_claims, Some(attacker_signer.as_ref()));
     vec![
         // Algorithms.
         (
@@ -84,11 +90,7 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
         ),
         (
             "alg none with a real signature",
-            raw_token(
-                r#"{"alg":"none","kid":"es-1"}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"none","kid":"es-1"}"#),
             TokenAlgorithmNotAllowed,
         ),
         (
@@ -111,175 +113,109 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
         ),
         (
             "lowercase es256",
-            raw_token(
-                r#"{"alg":"es256","kid":"es-1"}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"es256","kid":"es-1"}"#),
             TokenAlgorithmNotAllowed,
         ),
         (
             "PS256 is not supported",
-            raw_token(
-                r#"{"alg":"PS256","kid":"rs-1"}"#,
-                &valid_claims,
-                Some(rs.as_ref()),
-            ),
+            rs_signed(r#"{"alg":"PS256","kid":"rs-1"}"#),
             TokenAlgorithmNotAllowed,
         ),
         (
             "ES256 from an RS256-only issuer",
-            raw_token(
-                es_header,
-                &claims(json!({"iss": OTHER_ISSUER})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"iss": OTHER_ISSUER})),
             TokenAlgorithmNotAllowed,
         ),
         (
             "alg missing",
-            raw_token(r#"{"kid":"es-1"}"#, &valid_claims, Some(es.as_ref())),
+            es_signed(r#"{"kid":"es-1"}"#),
             TokenMalformed,
         ),
         (
             "alg not a string",
-            raw_token(
-                r#"{"alg":["ES256"],"kid":"es-1"}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":["ES256"],"kid":"es-1"}"#),
             TokenMalformed,
         ),
         // Keys.
         (
             "unknown kid",
-            raw_token(
-                r#"{"alg":"ES256","kid":"attacker"}"#,
-                &valid_claims,
-                Some(attacker_signer.as_ref()),
-            ),
+            attacker_signed(r#"{"alg":"ES256","kid":"attacker"}"#),
             TokenUnknownKey,
         ),
         (
             "missing kid",
-            raw_token(r#"{"alg":"ES256"}"#, &valid_claims, Some(es.as_ref())),
+            es_signed(r#"{"alg":"ES256"}"#),
             TokenUnknownKey,
         ),
         (
             "kid not a string",
-            raw_token(
-                r#"{"alg":"ES256","kid":1}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"ES256","kid":1}"#),
             TokenUnknownKey,
         ),
         (
             "kid of another algorithm",
-            raw_token(
-                r#"{"alg":"RS256","kid":"es-1"}"#,
-                &valid_claims,
-                Some(rs.as_ref()),
-            ),
+            rs_signed(r#"{"alg":"RS256","kid":"es-1"}"#),
             TokenUnknownKey,
         ),
         (
             "kid of another issuer",
-            raw_token(
-                r#"{"alg":"RS256","kid":"other-rs"}"#,
-                &valid_claims,
-                Some(rs.as_ref()),
-            ),
+            rs_signed(r#"{"alg":"RS256","kid":"other-rs"}"#),
             TokenUnknownKey,
         ),
         (
             "kid with a path",
-            raw_token(
-                r#"{"alg":"ES256","kid":"../../etc/passwd"}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"ES256","kid":"../../etc/passwd"}"#),
             TokenUnknownKey,
         ),
         (
             "kid with SQL",
-            raw_token(
-                r#"{"alg":"ES256","kid":"' OR 1=1 --"}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"ES256","kid":"' OR 1=1 --"}"#),
             TokenUnknownKey,
         ),
         (
             "kid with a NUL and a newline",
-            raw_token(
-                r#"{"alg":"ES256","kid":"es-1\u0000\n"}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"ES256","kid":"es-1\u0000\n"}"#),
             TokenUnknownKey,
         ),
         (
             "kid of 257 characters",
-            raw_token(
-                &json!({"alg": "ES256", "kid": "k".repeat(257)}).to_string(),
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(&json!({"alg": "ES256", "kid": "k".repeat(257)}).to_string()),
             TokenUnknownKey,
         ),
         (
             "empty kid",
-            raw_token(
-                r#"{"alg":"ES256","kid":""}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"ES256","kid":""}"#),
             TokenUnknownKey,
         ),
         (
             "jku to the attacker's JWKS",
-            raw_token(
+            attacker_signed(
                 r#"{"alg":"ES256","kid":"attacker","jku":"https://evil.example/jwks.json"}"#,
-                &valid_claims,
-                Some(attacker_signer.as_ref()),
             ),
             TokenUnknownKey,
         ),
         (
             "x5u to the attacker, our kid",
-            raw_token(
+            attacker_signed(
                 r#"{"alg":"ES256","kid":"es-1","x5u":"https://evil.example/cert.pem"}"#,
-                &valid_claims,
-                Some(attacker_signer.as_ref()),
             ),
             TokenBadSignature,
         ),
         (
             "embedded jwk, attacker kid",
-            raw_token(
+            attacker_signed(
                 &json!({"alg":"ES256","kid":"attacker","jwk":attacker_jwk}).to_string(),
-                &valid_claims,
-                Some(attacker_signer.as_ref()),
             ),
             TokenUnknownKey,
         ),
         (
             "embedded jwk, our kid",
-            raw_token(
-                &json!({"alg":"ES256","kid":"es-1","jwk":impostor_jwk}).to_string(),
-                &valid_claims,
-                Some(attacker_signer.as_ref()),
-            ),
+            attacker_signed(&json!({"alg":"ES256","kid":"es-1","jwk":impostor_jwk}).to_string()),
             TokenBadSignature,
         ),
         (
             "x5c, our kid",
-            raw_token(
-                r#"{"alg":"ES256","kid":"es-1","x5c":["MIIB"]}"#,
-                &valid_claims,
-                Some(attacker_signer.as_ref()),
-            ),
+            attacker_signed(r#"{"alg":"ES256","kid":"es-1","x5c":["MIIB"]}"#),
             TokenBadSignature,
         ),
         (
@@ -350,7 +286,7 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
             "payload not JSON",
             format!(
                 "{}.{}.{}",
-                b64(es_header.as_bytes()),
+                b64(ES_HEADER.as_bytes()),
                 b64(b"hello"),
                 b64(b"sig")
             ),
@@ -363,26 +299,18 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
         ),
         (
             "duplicate header key",
-            raw_token(
-                r#"{"alg":"ES256","kid":"es-1","kid":"es-1"}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"ES256","kid":"es-1","kid":"es-1"}"#),
             TokenMalformed,
         ),
         (
             "duplicate alg, none first",
-            raw_token(
-                r#"{"alg":"none","alg":"ES256","kid":"es-1"}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"none","alg":"ES256","kid":"es-1"}"#),
             TokenMalformed,
         ),
         (
             "duplicate claim",
             raw_token(
-                es_header,
+                ES_HEADER,
                 &format!("{{\"sub\":\"mallory\",{}", &valid_claims[1..]),
                 Some(es.as_ref()),
             ),
@@ -390,29 +318,17 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
         ),
         (
             "crit header",
-            raw_token(
-                r#"{"alg":"ES256","kid":"es-1","crit":["exp"],"exp":1}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"ES256","kid":"es-1","crit":["exp"],"exp":1}"#),
             TokenMalformed,
         ),
         (
             "empty crit header",
-            raw_token(
-                r#"{"alg":"ES256","kid":"es-1","crit":[]}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"ES256","kid":"es-1","crit":[]}"#),
             TokenMalformed,
         ),
         (
             "b64 crit header",
-            raw_token(
-                r#"{"alg":"ES256","kid":"es-1","b64":false,"crit":["b64"]}"#,
-                &valid_claims,
-                Some(es.as_ref()),
-            ),
+            es_signed(r#"{"alg":"ES256","kid":"es-1","b64":false,"crit":["b64"]}"#),
             TokenMalformed,
         ),
         // Time.
@@ -434,44 +350,32 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
         ),
         (
             "lifetime over max without iat",
-            raw_token(
-                es_header,
-                &claims(json!({"iat": null, "exp": NOW + 90_000})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"iat": null, "exp": NOW + 90_000})),
             TokenLifetimeTooLong,
         ),
         (
             "backdated iat stretching the lifetime",
-            raw_token(
-                es_header,
-                &claims(json!({"iat": NOW - 90_000})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"iat": NOW - 90_000})),
             TokenLifetimeTooLong,
         ),
         (
             "missing exp",
-            raw_token(es_header, &claims(json!({"exp": null})), Some(es.as_ref())),
+            es_claims(json!({"exp": null})),
             TokenInvalidClaims,
         ),
         (
             "exp as a string",
-            raw_token(
-                es_header,
-                &claims(json!({"exp": "tomorrow"})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"exp": "tomorrow"})),
             TokenInvalidClaims,
         ),
         (
             "negative exp",
-            raw_token(es_header, &claims(json!({"exp": -5})), Some(es.as_ref())),
+            es_claims(json!({"exp": -5})),
             TokenInvalidClaims,
         ),
         (
             "nbf as a string",
-            raw_token(es_header, &claims(json!({"nbf": "now"})), Some(es.as_ref())),
+            es_claims(json!({"nbf": "now"})),
             TokenInvalidClaims,
         ),
         // Issuer, subject, audience.
@@ -482,40 +386,32 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
         ),
         (
             "issuer differs in case",
-            raw_token(
-                es_header,
-                &claims(json!({"iss": "https://IDP.example"})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"iss": "https://IDP.example"})),
             TokenWrongIssuer,
         ),
         (
             "issuer with trailing slash",
-            raw_token(
-                es_header,
-                &claims(json!({"iss": format!("{ISSUER}/")})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"iss": format!("{ISSUER}/")})),
             TokenWrongIssuer,
         ),
         (
             "missing iss",
-            raw_token(es_header, &claims(json!({"iss": null})), Some(es.as_ref())),
+            es_claims(json!({"iss": null})),
             TokenInvalidClaims,
         ),
         (
             "missing sub",
-            raw_token(es_header, &claims(json!({"sub": null})), Some(es.as_ref())),
+            es_claims(json!({"sub": null})),
             TokenInvalidClaims,
         ),
         (
             "empty sub",
-            raw_token(es_header, &claims(json!({"sub": ""})), Some(es.as_ref())),
+            es_claims(json!({"sub": ""})),
             TokenInvalidClaims,
         ),
         (
             "sub not a string",
-            raw_token(es_header, &claims(json!({"sub": 42})), Some(es.as_ref())),
+            es_claims(json!({"sub": 42})),
             TokenInvalidClaims,
         ),
         (
@@ -530,106 +426,74 @@ fn cases(fx: &Fixture) -> Vec<(&'static str, String, ReasonCode)> {
         ),
         (
             "missing aud",
-            raw_token(es_header, &claims(json!({"aud": null})), Some(es.as_ref())),
+            es_claims(json!({"aud": null})),
             TokenWrongAudience,
         ),
         (
             "wildcard aud",
-            raw_token(es_header, &claims(json!({"aud": "*"})), Some(es.as_ref())),
+            es_claims(json!({"aud": "*"})),
             TokenWrongAudience,
         ),
         (
             "aud as a number",
-            raw_token(es_header, &claims(json!({"aud": 1})), Some(es.as_ref())),
+            es_claims(json!({"aud": 1})),
             TokenInvalidClaims,
         ),
         // Claim sizes.
         (
             "a claim string over 4 KiB",
-            raw_token(
-                es_header,
-                &claims(json!({"note": "x".repeat(4097)})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"note": "x".repeat(4097)})),
             TokenInvalidClaims,
         ),
         (
             "a roles array of 257 items",
-            raw_token(
-                es_header,
-                &claims(json!({"roles": (0..257).map(|i| format!("r{i}")).collect::<Vec<_>>()})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"roles": (0..257).map(|i| format!("r{i}")).collect::<Vec<_>>()})),
             TokenInvalidClaims,
         ),
         (
             "an oversized claim name",
-            raw_token(
-                es_header,
-                &claims(json!({ "n".repeat(4097): 1 })),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({ "n".repeat(4097): 1 })),
             TokenInvalidClaims,
         ),
         (
             "claims nested 20 deep",
-            raw_token(
-                es_header,
-                &claims(json!({"deep": (0..20).fold(json!(1), |v, _| json!([v]))})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"deep": (0..20).fold(json!(1), |v, _| json!([v]))})),
             TokenInvalidClaims,
         ),
         (
             "negative iat",
-            raw_token(es_header, &claims(json!({"iat": -1})), Some(es.as_ref())),
+            es_claims(json!({"iat": -1})),
             TokenInvalidClaims,
         ),
         // Mapped claims with the wrong shape.
         (
             "scope as an array",
-            raw_token(
-                es_header,
-                &claims(json!({"scope": ["a"]})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"scope": ["a"]})),
             TokenInvalidClaims,
         ),
         (
             "scp as a number",
-            raw_token(es_header, &claims(json!({"scp": 1})), Some(es.as_ref())),
+            es_claims(json!({"scp": 1})),
             TokenInvalidClaims,
         ),
         (
             "roles as an object",
-            raw_token(
-                es_header,
-                &claims(json!({"roles": {"admin": true}})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"roles": {"admin": true}})),
             TokenInvalidClaims,
         ),
         (
             "tenant as a number",
-            raw_token(es_header, &claims(json!({"tenant": 7})), Some(es.as_ref())),
+            es_claims(json!({"tenant": 7})),
             TokenInvalidClaims,
         ),
         (
             "act without sub",
-            raw_token(
-                es_header,
-                &claims(json!({"act": {"client": "x"}})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"act": {"client": "x"}})),
             TokenInvalidClaims,
         ),
         (
             "azp and client_id disagree",
-            raw_token(
-                es_header,
-                &claims(json!({"azp": "a", "client_id": "b"})),
-                Some(es.as_ref()),
-            ),
+            es_claims(json!({"azp": "a", "client_id": "b"})),
             TokenInvalidClaims,
         ),
     ]
@@ -666,21 +530,12 @@ fn the_table_is_anchored_by_a_valid_token() {
     // The hand-built helpers produce acceptable tokens when nothing is wrong, so each row above
     // fails for the reason it names and not for an accident of construction.
     let fx = Fixture::new();
-    let es = fx.jose_signer(KeyAlgorithm::Es256);
-    let token = raw_token(
-        r#"{"alg":"ES256","kid":"es-1"}"#,
-        &claims(json!({})),
-        Some(es.as_ref()),
-    );
+    let token = fx.es_token(&claims(json!({})));
     assert_eq!(fx.verify(&token).expect("valid").subject, "alice");
-    let other = jose_signer(KeyAlgorithm::Rs256, &fx.other_keys.private_jwk);
-    let token = raw_token(
-        r#"{"alg":"RS256","kid":"other-rs"}"#,
-        &claims(json!({"iss": OTHER_ISSUER})),
-        Some(other.as_ref()),
-    );
+    let token = fx.other_token(&claims(json!({"iss": OTHER_ISSUER})));
     assert_eq!(fx.verify(&token).expect("valid").issuer, OTHER_ISSUER);
     // The same header fields that are ignored do not spoil an otherwise valid token.
+    let es = fx.jose_signer(KeyAlgorithm::Es256);
     let token = raw_token(
         r#"{"alg":"ES256","kid":"es-1","jku":"https://evil.example/jwks.json","typ":"JWT"}"#,
         &claims(json!({})),

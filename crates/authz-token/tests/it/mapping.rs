@@ -4,15 +4,10 @@ use authz_token::{KeyAlgorithm, MAX_ACTOR_DEPTH, TokenError};
 use authz_types::{Principal, ReasonCode};
 use serde_json::{Value, json};
 
-use crate::support::{Fixture, NOW, claims, raw_token, request};
+use crate::support::{Fixture, NOW, claims, request};
 
 fn verify_claims(fx: &Fixture, extra: Value) -> Result<Principal, TokenError> {
-    let es = fx.jose_signer(KeyAlgorithm::Es256);
-    fx.verify(&raw_token(
-        r#"{"alg":"ES256","kid":"es-1"}"#,
-        &claims(extra),
-        Some(es.as_ref()),
-    ))
+    fx.verify(&fx.es_token(&claims(extra)))
 }
 
 #[test]

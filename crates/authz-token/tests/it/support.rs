@@ -20,6 +20,11 @@ pub(crate) const AUDIENCE: &str = "https://gw.example/mcp/tickets";
 /// A fixed "now" so time-dependent tests are deterministic.
 pub(crate) const NOW: i64 = 1_900_000_000;
 
+/// The JWS header of a hand-built token signed with the trusted issuer's ES256 key.
+pub(crate) const ES_HEADER: &str = r#"{"alg":"ES256","kid":"es-1"}"#;
+/// The JWS header of a hand-built token signed with [`OTHER_ISSUER`]'s RS256 key.
+pub(crate) const OTHER_HEADER: &str = r#"{"alg":"RS256","kid":"other-rs"}"#;
+
 /// Key ids of the trusted issuer, one per algorithm.
 pub(crate) fn kid(alg: KeyAlgorithm) -> &'static str {
     match alg {
@@ -79,6 +84,25 @@ impl Fixture {
 
     pub(crate) fn signer(&self, alg: KeyAlgorithm) -> Signer {
         Signer::from_private_jwk(self.private_jwk(alg)).expect("signer")
+    }
+
+    /// A token minted by [`Signer`] with the trusted issuer's ES256 key.
+    pub(crate) fn mint(&self, req: &MintRequest) -> String {
+        self.signer(KeyAlgorithm::Es256).mint(req).expect("mint")
+    }
+
+    /// A hand-built token with `payload` (JSON text), under [`ES_HEADER`] and signed with the
+    /// trusted issuer's ES256 key.
+    pub(crate) fn es_token(&self, payload: &str) -> String {
+        let es = self.jose_signer(KeyAlgorithm::Es256);
+        raw_token(ES_HEADER, payload, Some(es.as_ref()))
+    }
+
+    /// A hand-built token with `payload` (JSON text), under [`OTHER_HEADER`] and signed with
+    /// [`OTHER_ISSUER`]'s RS256 key.
+    pub(crate) fn other_token(&self, payload: &str) -> String {
+        let other = jose_signer(KeyAlgorithm::Rs256, &self.other_keys.private_jwk);
+        raw_token(OTHER_HEADER, payload, Some(other.as_ref()))
     }
 
     /// A josekit signer for hand-built tokens with this issuer's key for `alg`.
@@ -162,6 +186,29 @@ pub(crate) fn claims(extra: Value) -> String {
 pub(crate) fn b64(input: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(input)
+}
+
+/// Decodes unpadded base64url with a tiny decoder of the test's own (not the `base64` crate
+/// [`b64`] encodes with, so the two check each other), to read a token's segments.
+pub(crate) fn b64_decode(segment: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in segment.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            _ => 63,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    out
 }
 
 /// What the loopback JWKS server answers; tests change it while the server runs.
