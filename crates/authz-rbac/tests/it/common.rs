@@ -64,3 +64,14 @@ pub(crate) async fn sqlite_store() -> (PolicyStore, TestDatabase) {
         .expect("connect sqlite");
     (store, db)
 }
+
+/// Writes a `p` row the store would refuse (its pattern `tool:t/[` does not compile) straight
+/// into `casbin_rule` and bumps the revision, as a writer bypassing the store's validation would.
+pub(crate) async fn write_around_the_store(db: &TestDatabase) {
+    db.execute(
+        "INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4) \
+         VALUES ('p', 'r', 'default', 'tool:t/[', 'call', 'allow'); \
+         UPDATE policy_revision SET revision = revision + 1",
+    )
+    .await;
+}

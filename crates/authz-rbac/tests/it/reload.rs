@@ -3,7 +3,7 @@
 use authz_rbac::{Error, Rbac};
 use authz_types::ReasonCode;
 
-use crate::common::{model_path, principal, sqlite_store, tool};
+use crate::common::{model_path, principal, sqlite_store, tool, write_around_the_store};
 
 const GOOD: &str = "p, r, default, tool:t/a, call, allow\ng, user:u, r, default\n";
 const CHANGED: &str = "p, r, default, tool:t/b, call, allow\ng, user:u, r, default\n";
@@ -98,20 +98,7 @@ async fn store_reload_refuses_a_row_written_around_the_store() {
     assert_eq!(rbac.revision(), 2);
 
     // Someone writes an invalid pattern straight into the table, bypassing validation.
-    let raw = sqlx::SqlitePool::connect(db.url())
-        .await
-        .expect("raw connect");
-    sqlx::query(
-        "INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4) VALUES ('p', 'r', 'default', 'tool:t/[', 'call', 'allow')",
-    )
-    .execute(&raw)
-    .await
-    .expect("raw insert");
-    sqlx::query("UPDATE policy_revision SET revision = revision + 1")
-        .execute(&raw)
-        .await
-        .expect("raw bump");
-    raw.close().await;
+    write_around_the_store(&db).await;
 
     let err = rbac.reload().await.expect_err("invalid row");
     assert!(matches!(err, Error::InvalidPolicy { .. }), "{err:?}");

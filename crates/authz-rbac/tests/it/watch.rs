@@ -9,7 +9,7 @@ use authz_rbac::{Error, LintConfig, PolicyStore, Rbac, WatchConfig};
 use authz_test_support::{TestDatabase, eventually};
 use authz_types::{Effect, ReasonCode};
 
-use crate::common::{model_path, principal, sqlite_store, tool};
+use crate::common::{model_path, principal, sqlite_store, tool, write_around_the_store};
 
 fn reason(rbac: &Rbac, name: &str) -> ReasonCode {
     rbac.decide(&principal("u", &[], None), "t", &tool(name))
@@ -116,22 +116,9 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
     assert!(broken > good);
 
     // A row written around the store, which no longer parses, is refused the same way.
-    let raw = sqlx::PgPool::connect(db.url()).await.expect("raw connect");
-    sqlx::query(
-        "INSERT INTO casbin_rule (ptype, v0, v1, v2, v3, v4) \
-         VALUES ('p', 'r', 'default', 'tool:t/[', 'call', 'allow')",
-    )
-    .execute(&raw)
-    .await
-    .expect("raw insert");
-    sqlx::query("UPDATE policy_revision SET revision = revision + 1")
-        .execute(&raw)
-        .await
-        .expect("raw bump");
-    sqlx::query("SELECT pg_notify('authz_policy_changed', 'raw')")
-        .execute(&raw)
-        .await
-        .expect("notify");
+    write_around_the_store(&db).await;
+    db.execute("SELECT pg_notify('authz_policy_changed', 'raw')")
+        .await;
     eventually(
         "the watcher to refuse the row written around the store",
         Duration::from_secs(1),
@@ -144,11 +131,8 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
     assert_eq!(reason(&two, "b"), ReasonCode::PolicyAllow);
 
     // Repaired: the next change loads, and the error is gone.
-    sqlx::query("DELETE FROM casbin_rule WHERE v2 = 'tool:t/['")
-        .execute(&raw)
-        .await
-        .expect("raw delete");
-    raw.close().await;
+    db.execute("DELETE FROM casbin_rule WHERE v2 = 'tool:t/['")
+        .await;
     let fixed = admin
         .revoke("r", "default", "call", "tool:elsewhere/x", Effect::Allow)
         .await
