@@ -236,6 +236,10 @@ impl AuditWriter {
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let key = key.map(Arc::new);
         let mut spawned = Vec::with_capacity(lanes);
+        // Counts failed batches across lanes: after one lane lost its connection, the others
+        // check theirs before the next batch instead of failing a caller on a connection the
+        // same outage closed (see `Task::connection`).
+        let broken_connections = Arc::new(AtomicU64::new(0));
         for i in 0..lanes {
             let chain_id = if i == 0 {
                 base.clone()
@@ -243,7 +247,16 @@ impl AuditWriter {
                 format!("{base}~{i}")
             };
             validate_chain_id(&chain_id)?;
-            spawned.push(Lane::spawn(store.clone(), config.clone(), key.clone(), chain_id).await?);
+            spawned.push(
+                Lane::spawn(
+                    store.clone(),
+                    config.clone(),
+                    key.clone(),
+                    chain_id,
+                    Arc::clone(&broken_connections),
+                )
+                .await?,
+            );
         }
         Ok(Self {
             lanes: spawned.into(),
@@ -330,6 +343,7 @@ impl Lane {
         config: WriterConfig,
         key: Option<Arc<SigningKey>>,
         chain_id: String,
+        broken_connections: Arc<AtomicU64>,
     ) -> Result<Self, Error> {
         let head = store.chain_head(&chain_id).await?;
         let last_cp_seq = store
@@ -362,6 +376,8 @@ impl Lane {
             failures_in_a_row: 0,
             conn: None,
             conn_used: Instant::now(),
+            conn_alarms_seen: broken_connections.load(Ordering::Relaxed),
+            broken_connections,
             rx,
             closing: false,
             shutdown_replies: Vec::new(),

@@ -103,6 +103,10 @@ pub(super) struct Task {
     pub(super) conn: Option<WriterConn>,
     /// When `conn` was last used.
     pub(super) conn_used: Instant,
+    /// Failed batches of every lane of this writer, counted; see [`Task::connection`].
+    pub(super) broken_connections: Arc<AtomicU64>,
+    /// `broken_connections` when `conn` was last known good.
+    pub(super) conn_alarms_seen: u64,
     pub(super) rx: mpsc::Receiver<Command>,
     pub(super) closing: bool,
     pub(super) shutdown_replies: Vec<oneshot::Sender<()>>,
@@ -278,6 +282,7 @@ impl Task {
                 if let Some(conn) = self.conn.take() {
                     conn.discard();
                 }
+                self.broken_connections.fetch_add(1, Ordering::Relaxed);
                 self.fail(entries, error)
             }
         }
@@ -502,9 +507,26 @@ impl Task {
                     self.key.as_deref(),
                 )
             });
-        // A kept connection that sat idle may have been closed by the server meanwhile; check
-        // it then rather than fail a batch on it.
-        if self.conn_used.elapsed() > CONN_IDLE_CHECK
+        let conn = self.connection().await?;
+        Ok(Some(Prepared {
+            base: self.head,
+            rows,
+            head,
+            checkpoint,
+            conn,
+        }))
+    }
+
+    /// The connection for the next batch: the kept one if it is still good, else a new one.
+    ///
+    /// A kept connection is checked (a ping) before use when it sat idle for
+    /// [`CONN_IDLE_CHECK`], since the server may have closed it meanwhile, and when any lane of
+    /// this writer failed a batch since it was last known good: an outage that broke one lane's
+    /// connection broke the others' too, and a lane that saw no traffic during it would
+    /// otherwise fail its first caller afterwards.
+    async fn connection(&mut self) -> Result<WriterConn, Error> {
+        let alarms = self.broken_connections.load(Ordering::Relaxed);
+        if (self.conn_used.elapsed() > CONN_IDLE_CHECK || alarms != self.conn_alarms_seen)
             && let Some(mut conn) = self.conn.take()
         {
             if conn.ping().await {
@@ -513,21 +535,15 @@ impl Task {
                 conn.discard();
             }
         }
-        let conn = match self.conn.take() {
-            Some(conn) => conn,
+        self.conn_alarms_seen = alarms;
+        match self.conn.take() {
+            Some(conn) => Ok(conn),
             None => {
                 self.store
                     .writer_conn(Duration::from_millis(self.config.commit_timeout_ms))
-                    .await?
+                    .await
             }
-        };
-        Ok(Some(Prepared {
-            base: self.head,
-            rows,
-            head,
-            checkpoint,
-            conn,
-        }))
+        }
     }
 
     /// Answers durable callers with `error`, keeps buffered records for a retry or gives them up.

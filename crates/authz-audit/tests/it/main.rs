@@ -28,6 +28,7 @@ macro_rules! on_both_backends {
 }
 
 mod db;
+mod lanes;
 mod store;
 mod tamper;
 mod writer;
