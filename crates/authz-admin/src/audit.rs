@@ -246,11 +246,7 @@ pub(crate) async fn export(a: &AuditExportArgs, out: &mut dyn Write) -> anyhow::
         match a.format {
             ExportFormat::Json => write!(out, "[")?,
             ExportFormat::Csv => {
-                let header: Vec<(String, bool)> = CSV_HEADER
-                    .iter()
-                    .map(|h| ((*h).to_owned(), false))
-                    .collect();
-                write_csv_row(out, &header)?;
+                write_csv_row(out, &csv_header())?;
             }
             ExportFormat::Jsonl => {}
         }
@@ -289,69 +285,75 @@ pub(crate) async fn export(a: &AuditExportArgs, out: &mut dyn Write) -> anyhow::
     .await
 }
 
-const CSV_HEADER: [&str; 22] = [
-    "id",
-    "time",
-    "time_ms",
-    "request_id",
-    "session_id",
-    "tenant",
-    "subject",
-    "issuer",
-    "client_id",
-    "actors",
-    "token_id",
-    "scopes",
-    "roles",
-    "upstream",
-    "method",
-    "target",
-    "decision",
-    "reason",
-    "matched_rule",
-    "policy_revision",
-    "http_status",
-    "jsonrpc_error",
+/// A CSV cell: its text, and whether that text came from a request (guarded against formula
+/// injection) rather than being a number, time or fixed code of ours.
+type Cell = (String, bool);
+
+/// How a record's cell in one column is written.
+type CellOf = fn(&StoredRecord) -> Cell;
+
+/// The columns of `audit export --format csv`, in order: each header and how a record's cell
+/// in it is written.
+const CSV_COLUMNS: [(&str, CellOf); 22] = [
+    ("id", |r| (r.id.to_string(), false)),
+    ("time", |r| (format_time(r.record.time_ms), false)),
+    ("time_ms", |r| (r.record.time_ms.to_string(), false)),
+    ("request_id", |r| text(&r.record.request_id)),
+    ("session_id", |r| opt(&r.record.session_id)),
+    ("tenant", |r| opt(&r.record.tenant)),
+    ("subject", |r| opt(&r.record.subject)),
+    ("issuer", |r| opt(&r.record.issuer)),
+    ("client_id", |r| opt(&r.record.client_id)),
+    ("actors", |r| text(&r.record.actors.join(" "))),
+    ("token_id", |r| opt(&r.record.token_id)),
+    ("scopes", |r| text(&r.record.scopes.join(" "))),
+    ("roles", |r| text(&r.record.roles.join(" "))),
+    ("upstream", |r| text(&r.record.upstream)),
+    ("method", |r| text(&r.record.method)),
+    ("target", |r| opt(&r.record.target)),
+    ("decision", |r| {
+        (r.record.decision.as_str().to_owned(), false)
+    }),
+    ("reason", |r| (r.record.reason.as_str().to_owned(), false)),
+    ("matched_rule", |r| opt(&r.record.matched_rule)),
+    ("policy_revision", |r| num(r.record.policy_revision)),
+    ("http_status", |r| num(r.record.http_status.map(i64::from))),
+    ("jsonrpc_error", |r| num(r.record.jsonrpc_error)),
 ];
 
-/// The cells of a record's CSV row, each with whether it holds text that came from a request
-/// (guarded against formula injection) rather than a number, time or fixed code of ours.
-fn csv_cells(r: &StoredRecord) -> Vec<(String, bool)> {
-    let rec = &r.record;
-    let text = |v: &str| (v.to_owned(), true);
-    let opt = |v: &Option<String>| (v.clone().unwrap_or_default(), true);
-    let num = |v: Option<i64>| (v.map(|n| n.to_string()).unwrap_or_default(), false);
-    vec![
-        (r.id.to_string(), false),
-        (format_time(rec.time_ms), false),
-        (rec.time_ms.to_string(), false),
-        text(&rec.request_id),
-        opt(&rec.session_id),
-        opt(&rec.tenant),
-        opt(&rec.subject),
-        opt(&rec.issuer),
-        opt(&rec.client_id),
-        text(&rec.actors.join(" ")),
-        opt(&rec.token_id),
-        text(&rec.scopes.join(" ")),
-        text(&rec.roles.join(" ")),
-        text(&rec.upstream),
-        text(&rec.method),
-        opt(&rec.target),
-        (rec.decision.as_str().to_owned(), false),
-        (rec.reason.as_str().to_owned(), false),
-        opt(&rec.matched_rule),
-        num(rec.policy_revision),
-        num(rec.http_status.map(i64::from)),
-        num(rec.jsonrpc_error),
-    ]
+/// A cell of request text.
+fn text(v: &str) -> Cell {
+    (v.to_owned(), true)
+}
+
+/// A cell of optional request text (empty when absent).
+fn opt(v: &Option<String>) -> Cell {
+    (v.clone().unwrap_or_default(), true)
+}
+
+/// A cell of an optional number (empty when absent).
+fn num(v: Option<i64>) -> Cell {
+    (v.map(|n| n.to_string()).unwrap_or_default(), false)
+}
+
+/// The header row of the CSV export.
+fn csv_header() -> Vec<Cell> {
+    CSV_COLUMNS
+        .iter()
+        .map(|(name, _)| ((*name).to_owned(), false))
+        .collect()
+}
+
+/// The cells of a record's CSV row.
+fn csv_cells(r: &StoredRecord) -> Vec<Cell> {
+    CSV_COLUMNS.iter().map(|(_, cell)| cell(r)).collect()
 }
 
 /// Writes one CSV row (RFC 4180 quoting by the `csv` crate: a cell is quoted when it holds a
 /// separator, quote or line break). With `guard`, a cell starting with a character spreadsheets
 /// read as a formula (`= + - @`, tab, CR) gets a leading `'`, so a crafted tool name or subject
 /// cannot run as one when the file is opened.
-fn write_csv_row(out: &mut dyn Write, cells: &[(String, bool)]) -> std::io::Result<()> {
+fn write_csv_row(out: &mut dyn Write, cells: &[Cell]) -> std::io::Result<()> {
     let mut row = csv::WriterBuilder::new()
         .buffer_capacity(1024)
         .from_writer(Vec::new());

@@ -132,12 +132,7 @@ pub struct RevocationStoreArgs {
     /// Revocation store URL: sqlite://path?mode=rwc or postgres://user:password@host/db. When
     /// neither this nor AUTHZ_REVOCATION_DATABASE_URL is set, AUTHZ_AUDIT_DATABASE_URL is used
     /// (the gateway keeps revocations in its audit database by default).
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "AUTHZ_REVOCATION_DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "URL", env = REVOCATION_URL_ENV, hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
@@ -252,28 +247,22 @@ pub struct MintArgs {
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// Policy store URL: sqlite://path?mode=rwc or postgres://user:password@host/db.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "AUTHZ_POLICY_DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "URL", env = POLICY_URL_ENV, hide_env_values = true)]
     pub database_url: Option<String>,
     /// Who changes are recorded as in the policy history (default: $USER).
-    #[arg(long, value_name = "NAME", env = "AUTHZ_ACTOR", hide_env_values = true)]
+    #[arg(long, value_name = "NAME", env = ACTOR_ENV, hide_env_values = true)]
     pub actor: Option<String>,
 }
 
 impl StoreArgs {
     /// The store URL, or a usage error naming the flag and the environment variable.
     pub fn url(&self) -> anyhow::Result<&str> {
-        self.database_url.as_deref().ok_or_else(|| {
-            UsageError::new(format!(
-                "no policy store given: pass --database-url <URL> or set {POLICY_URL_ENV} \
-                 (sqlite://path?mode=rwc or postgres://…)"
-            ))
-            .into()
-        })
+        given_url(
+            self.database_url.as_deref(),
+            "policy store",
+            POLICY_URL_ENV,
+            "sqlite://path?mode=rwc or postgres://…",
+        )
     }
 
     /// Who changes are recorded as: `--actor`, `AUTHZ_ACTOR`, `$USER`, `$LOGNAME`, else
@@ -467,12 +456,7 @@ pub struct LintArgs {
     #[arg(long = "policy", value_name = "CSV")]
     pub policies: Vec<PathBuf>,
     /// Lint the policy in this SQL store instead of files.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "AUTHZ_POLICY_DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "URL", env = POLICY_URL_ENV, hide_env_values = true)]
     pub database_url: Option<String>,
     /// An upstream the gateway routes to (repeatable); rules for any other are errors.
     #[arg(long = "upstream", value_name = "NAME")]
@@ -543,12 +527,7 @@ pub struct CheckArgs {
     #[arg(long = "policy", value_name = "CSV")]
     pub policies: Vec<PathBuf>,
     /// Read policies from this SQL store instead of files.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "AUTHZ_POLICY_DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "URL", env = POLICY_URL_ENV, hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
@@ -570,26 +549,36 @@ pub enum AuditCommand {
 #[derive(Debug, Args)]
 pub struct AuditStoreArgs {
     /// Audit store URL: sqlite://path or postgres://user:password@host/db.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "AUTHZ_AUDIT_DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "URL", env = AUDIT_URL_ENV, hide_env_values = true)]
     pub database_url: Option<String>,
 }
 
 impl AuditStoreArgs {
     /// The store URL, or a usage error naming the flag and the environment variable.
     pub fn url(&self) -> anyhow::Result<&str> {
-        self.database_url.as_deref().ok_or_else(|| {
-            UsageError::new(format!(
-                "no audit store given: pass --database-url <URL> or set {AUDIT_URL_ENV} \
-                 (sqlite://path or postgres://…)"
-            ))
-            .into()
-        })
+        given_url(
+            self.database_url.as_deref(),
+            "audit store",
+            AUDIT_URL_ENV,
+            "sqlite://path or postgres://…",
+        )
     }
+}
+
+/// `url`, else a usage error saying that no `store` was given, naming the flag and `env` and
+/// showing the `forms` of a URL.
+fn given_url<'a>(
+    url: Option<&'a str>,
+    store: &str,
+    env: &str,
+    forms: &str,
+) -> anyhow::Result<&'a str> {
+    url.ok_or_else(|| {
+        UsageError::new(format!(
+            "no {store} given: pass --database-url <URL> or set {env} ({forms})"
+        ))
+        .into()
+    })
 }
 
 /// Which audit records a command reads. Every condition is an exact match.

@@ -8,13 +8,17 @@
 //! both backends; the latency of a durable append is reported as criterion's mean and as p50
 //! and p99 over single appends.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use authz_audit::{AuditStore, AuditWriter, SigningKey, WriterConfig};
-use authz_types::{AuditRecord, Effect, ReasonCode, RecordKind};
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use authz_test_support::TestDatabase;
+use authz_types::{AuditRecord, Decision, Method, Operation, Principal, ReasonCode, Target};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use sqlx::Connection;
 use tokio::runtime::Runtime;
 
@@ -32,89 +36,74 @@ const LATENCY_SAMPLES: usize = 2_000;
 /// traffic does not).
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// Who the records are about: an authenticated principal acting through an agent.
+static PRINCIPAL: LazyLock<Principal> = LazyLock::new(|| Principal {
+    subject: "alice@example.com".into(),
+    issuer: "https://idp.example.com/realms/acme".into(),
+    tenant: Some("acme".into()),
+    client_id: Some("agent-app".into()),
+    actors: vec!["agent-7".into()],
+    scopes: vec!["tickets:read".into(), "tickets:write".into()],
+    roles: vec!["reader".into()],
+    token_id: Some("jti-8c1f0e".into()),
+    expires_at: 1_767_229_200,
+    issued_at: Some(1_767_225_600),
+});
+
 /// A realistic record: the decision record of an allowed tool call by an authenticated
-/// principal, with a trace id and an argument digest (raw arguments are off by default).
+/// principal, built as the gateway builds it, with a session, a trace id and an argument digest
+/// (raw arguments are off by default).
 fn record(_i: usize) -> AuditRecord {
     let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    AuditRecord {
-        // About 100 records per millisecond.
-        time_ms: 1_767_225_600_000 + i64::try_from(n / 100).unwrap_or(0),
-        request_id: format!("0193c5d2-7a1b-7c3e-9f00-{n:012}"),
-        session_id: Some("sess-4f1c2a".into()),
-        tenant: Some("acme".into()),
-        subject: Some("alice@example.com".into()),
-        issuer: Some("https://idp.example.com/realms/acme".into()),
-        client_id: Some("agent-app".into()),
-        actors: vec!["agent-7".into()],
-        token_id: Some("jti-8c1f0e".into()),
-        scopes: vec!["tickets:read".into(), "tickets:write".into()],
-        roles: vec!["reader".into()],
-        upstream: "tickets".into(),
-        method: "tools/call".into(),
-        target: Some("get_ticket".into()),
-        decision: Effect::Allow,
-        reason: ReasonCode::PolicyAllow,
-        matched_rule: Some("p, reader, acme, tool:tickets/get_*, call, allow".into()),
-        policy_revision: Some(42),
-        http_status: None,
-        jsonrpc_error: None,
-        kind: RecordKind::Decision,
-        trace_id: Some(format!("4bf92f3577b34da6a3ce{n:012x}")),
-        upstream_status: None,
-        upstream_latency_ms: None,
-        outcome: None,
-        args_digest: Some(
-            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
-        ),
-        arguments: None,
-        shown: Vec::new(),
-    }
+    let operation = Operation::new(
+        Method::from_name("tools/call"),
+        Target::Tool("get_ticket".into()),
+    );
+    let decision = Decision::allow(
+        ReasonCode::PolicyAllow,
+        Some("p, reader, acme, tool:tickets/get_*, call, allow".into()),
+        42,
+    );
+    let request_id = format!("0193c5d2-7a1b-7c3e-9f00-{n:012}");
+    let mut r = AuditRecord::for_decision(request_id, "tickets", &PRINCIPAL, &operation, &decision);
+    // About 100 records per millisecond.
+    r.time_ms = 1_767_225_600_000 + i64::try_from(n / 100).unwrap_or(0);
+    r.session_id = Some("sess-4f1c2a".into());
+    r.trace_id = Some(format!("4bf92f3577b34da6a3ce{n:012x}"));
+    r.args_digest = Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into());
+    r
 }
 
 /// A database to benchmark against, removed when dropped.
-struct Target {
+struct BenchDb {
     name: &'static str,
     store: AuditStore,
-    cleanup: Option<(String, String)>,
-    _dir: Option<tempfile::TempDir>,
+    _database: TestDatabase,
 }
 
-fn targets(rt: &Runtime) -> Vec<Target> {
+fn targets(rt: &Runtime) -> Vec<BenchDb> {
     let mut out = Vec::new();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("bench.db").display()
-    );
-    out.push(Target {
+    let sqlite = TestDatabase::sqlite("bench.db");
+    out.push(BenchDb {
         name: "sqlite",
-        store: rt.block_on(AuditStore::connect(&url)).expect("sqlite"),
-        cleanup: None,
-        _dir: Some(dir),
+        store: rt
+            .block_on(AuditStore::connect(sqlite.url()))
+            .expect("sqlite"),
+        _database: sqlite,
     });
-    match std::env::var("DATABASE_URL") {
-        Err(_) => println!("skipped Postgres: DATABASE_URL not set (run cargo xtask bench)"),
-        Ok(admin_url) => {
-            let name = format!("authz_bench_{}", uuid::Uuid::new_v4().simple());
-            rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to DATABASE_URL");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create database");
-            });
-            let url = with_database(&admin_url, &name);
-            rt.block_on(warm_wal(&url));
-            out.push(Target {
-                name: "postgres",
-                store: rt.block_on(AuditStore::connect(&url)).expect("postgres"),
-                cleanup: Some((admin_url, name)),
-                _dir: None,
-            });
-        }
+    if std::env::var("DATABASE_URL").is_err() {
+        println!("skipped Postgres: DATABASE_URL not set (run cargo xtask bench)");
+        return out;
     }
+    let postgres = rt.block_on(TestDatabase::postgres());
+    rt.block_on(warm_wal(postgres.url()));
+    out.push(BenchDb {
+        name: "postgres",
+        store: rt
+            .block_on(AuditStore::connect(postgres.url()))
+            .expect("postgres"),
+        _database: postgres,
+    });
     out
 }
 
@@ -150,33 +139,11 @@ async fn warm_wal(url: &str) {
     );
 }
 
-fn drop_targets(rt: &Runtime, targets: Vec<Target>) {
+/// Closes each target's store, then removes its database.
+fn drop_targets(rt: &Runtime, targets: Vec<BenchDb>) {
     for t in targets {
         rt.block_on(t.store.close());
-        if let Some((admin_url, name)) = t.cleanup {
-            rt.block_on(async {
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .expect("connect to DATABASE_URL");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await
-                .expect("drop database");
-            });
-        }
     }
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let end = base[start..].find('/').map_or(base.len(), |i| start + i);
-    format!("{}/{name}{query}", &base[..end])
 }
 
 fn writer_config() -> WriterConfig {
@@ -207,6 +174,28 @@ async fn durable_run(writer: &AuditWriter) -> Duration {
     start.elapsed()
 }
 
+/// A writer on `store` with `config`, signing checkpoints as the gateway does.
+fn spawn_writer(rt: &Runtime, store: &AuditStore, config: WriterConfig) -> AuditWriter {
+    rt.block_on(AuditWriter::spawn(
+        store.clone(),
+        config,
+        Some(SigningKey::from_seed(&[7; 32]).expect("key")),
+    ))
+    .expect("spawn")
+}
+
+/// Measures [`durable_run`] on `writer` as benchmark `name` of `target`.
+fn bench_durable(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    (name, target): (&str, &str),
+    writer: &AuditWriter,
+) {
+    group.bench_function(BenchmarkId::new(name, target), |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(durable_run(writer))).sum())
+    });
+}
+
 fn ingest(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -222,22 +211,8 @@ fn ingest(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(RECORDS as u64));
     for t in &targets {
-        let writer = rt
-            .block_on(AuditWriter::spawn(
-                t.store.clone(),
-                writer_config(),
-                Some(SigningKey::from_seed(&[7; 32]).expect("key")),
-            ))
-            .expect("spawn");
-        group.bench_function(BenchmarkId::new("durable_writer", t.name), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += rt.block_on(durable_run(&writer));
-                }
-                total
-            })
-        });
+        let writer = spawn_writer(&rt, &t.store, writer_config());
+        bench_durable(&mut group, &rt, ("durable_writer", t.name), &writer);
         group.bench_function(BenchmarkId::new("buffered_writer", t.name), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -260,25 +235,12 @@ fn ingest(c: &mut Criterion) {
         println!("{}: writer stats {stats:?}", t.name);
         if t.name == "postgres" {
             // The default on Postgres is two lanes; one lane for comparison in the same run.
-            let one = rt
-                .block_on(AuditWriter::spawn(
-                    t.store.clone(),
-                    WriterConfig {
-                        lanes: Some(1),
-                        ..writer_config()
-                    },
-                    Some(SigningKey::from_seed(&[7; 32]).expect("key")),
-                ))
-                .expect("spawn");
-            group.bench_function(BenchmarkId::new("durable_writer_one_lane", t.name), |b| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += rt.block_on(durable_run(&one));
-                    }
-                    total
-                })
-            });
+            let one_lane = WriterConfig {
+                lanes: Some(1),
+                ..writer_config()
+            };
+            let one = spawn_writer(&rt, &t.store, one_lane);
+            bench_durable(&mut group, &rt, ("durable_writer_one_lane", t.name), &one);
             rt.block_on(one.shutdown()).expect("shutdown");
         }
         group.bench_function(BenchmarkId::new("append_batch_baseline", t.name), |b| {
@@ -304,13 +266,7 @@ fn ingest(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5));
     for t in &targets {
-        let writer = rt
-            .block_on(AuditWriter::spawn(
-                t.store.clone(),
-                writer_config(),
-                Some(SigningKey::from_seed(&[7; 32]).expect("key")),
-            ))
-            .expect("spawn");
+        let writer = spawn_writer(&rt, &t.store, writer_config());
         let stop = Arc::new(AtomicBool::new(false));
         let load = {
             let writer = writer.clone();

@@ -114,18 +114,18 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// A record for a request that was refused before any identity was established.
-    pub fn unauthenticated(
-        request_id: impl Into<String>,
-        upstream: impl Into<String>,
-        method: impl Into<String>,
+    /// A decision record stamped now with what every record has, and every other field empty.
+    fn decided(
+        request_id: String,
+        upstream: String,
+        method: String,
+        decision: Effect,
         reason: ReasonCode,
-        http_status: u16,
     ) -> Self {
         Self {
             time_ms: crate::now_unix_ms(),
             kind: RecordKind::Decision,
-            request_id: request_id.into(),
+            request_id,
             trace_id: None,
             session_id: None,
             tenant: None,
@@ -136,14 +136,14 @@ impl AuditRecord {
             token_id: None,
             scopes: Vec::new(),
             roles: Vec::new(),
-            upstream: upstream.into(),
-            method: method.into(),
+            upstream,
+            method,
             target: None,
-            decision: Effect::Deny,
+            decision,
             reason,
             matched_rule: None,
             policy_revision: None,
-            http_status: Some(http_status),
+            http_status: None,
             jsonrpc_error: None,
             upstream_status: None,
             upstream_latency_ms: None,
@@ -151,6 +151,26 @@ impl AuditRecord {
             args_digest: None,
             arguments: None,
             shown: Vec::new(),
+        }
+    }
+
+    /// A record for a request that was refused before any identity was established.
+    pub fn unauthenticated(
+        request_id: impl Into<String>,
+        upstream: impl Into<String>,
+        method: impl Into<String>,
+        reason: ReasonCode,
+        http_status: u16,
+    ) -> Self {
+        Self {
+            http_status: Some(http_status),
+            ..Self::decided(
+                request_id.into(),
+                upstream.into(),
+                method.into(),
+                Effect::Deny,
+                reason,
+            )
         }
     }
 
@@ -163,11 +183,6 @@ impl AuditRecord {
         decision: &Decision,
     ) -> Self {
         Self {
-            time_ms: crate::now_unix_ms(),
-            kind: RecordKind::Decision,
-            request_id: request_id.into(),
-            trace_id: None,
-            session_id: None,
             tenant: Some(principal.tenant_or_default().to_owned()),
             subject: Some(principal.subject.clone()),
             issuer: Some(principal.issuer.clone()),
@@ -176,21 +191,16 @@ impl AuditRecord {
             token_id: principal.token_id.clone(),
             scopes: principal.scopes.clone(),
             roles: principal.roles.clone(),
-            upstream: upstream.into(),
-            method: operation.method.as_str().to_owned(),
             target: operation.target.display(),
-            decision: decision.effect,
-            reason: decision.reason,
             matched_rule: decision.matched_rule.clone(),
             policy_revision: Some(decision.policy_revision),
-            http_status: None,
-            jsonrpc_error: None,
-            upstream_status: None,
-            upstream_latency_ms: None,
-            outcome: None,
-            args_digest: None,
-            arguments: None,
-            shown: Vec::new(),
+            ..Self::decided(
+                request_id.into(),
+                upstream.into(),
+                operation.method.as_str().to_owned(),
+                decision.effect,
+                decision.reason,
+            )
         }
     }
 
@@ -204,9 +214,7 @@ impl AuditRecord {
     /// `upstream_latency_ms`, `outcome`, `shown`) are left empty for the caller to fill.
     pub fn outcome(decision: &AuditRecord) -> Self {
         Self {
-            time_ms: crate::now_unix_ms(),
             kind: RecordKind::Outcome,
-            request_id: decision.request_id.clone(),
             trace_id: decision.trace_id.clone(),
             session_id: decision.session_id.clone(),
             tenant: decision.tenant.clone(),
@@ -217,21 +225,17 @@ impl AuditRecord {
             token_id: decision.token_id.clone(),
             scopes: decision.scopes.clone(),
             roles: decision.roles.clone(),
-            upstream: decision.upstream.clone(),
-            method: decision.method.clone(),
             target: decision.target.clone(),
-            decision: decision.decision,
-            reason: decision.reason,
             matched_rule: decision.matched_rule.clone(),
             policy_revision: decision.policy_revision,
-            http_status: None,
-            jsonrpc_error: None,
-            upstream_status: None,
-            upstream_latency_ms: None,
-            outcome: None,
             args_digest: decision.args_digest.clone(),
-            arguments: None,
-            shown: Vec::new(),
+            ..Self::decided(
+                decision.request_id.clone(),
+                decision.upstream.clone(),
+                decision.method.clone(),
+                decision.decision,
+                decision.reason,
+            )
         }
     }
 }

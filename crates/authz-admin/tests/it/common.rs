@@ -52,6 +52,11 @@ pub(crate) fn text(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
 
+/// `args` followed by `--database-url <url>`.
+pub(crate) fn with_db<'a>(args: &[&'a str], url: &'a str) -> Vec<&'a str> {
+    [args, &["--database-url", url][..]].concat()
+}
+
 /// A SQLite URL for a new database file in `dir`.
 pub(crate) fn sqlite_url(dir: &Path, name: &str) -> String {
     format!("sqlite://{}?mode=rwc", dir.join(name).display())

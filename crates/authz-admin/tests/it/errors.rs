@@ -19,6 +19,11 @@ fn run_like_the_binary(args: &[&str]) -> (u8, String, String) {
     )
 }
 
+/// `policy check a tools/call x <extra>`, run like the binary.
+fn check_like_the_binary(extra: &[&str]) -> (u8, String, String) {
+    run_like_the_binary(&[&["policy", "check", "a", "tools/call", "x"][..], extra].concat())
+}
+
 #[tokio::test]
 async fn a_missing_policy_store_names_the_flag_and_the_variable() {
     if crate::common::env_is_set(POLICY_URL_ENV) {
@@ -112,12 +117,7 @@ fn store_errors_redact_passwords_and_exit_1() {
     assert!(!err.contains("s3cret"), "{err}");
 
     let model = model();
-    let (code, _, err) = run_like_the_binary(&[
-        "policy",
-        "check",
-        "a",
-        "tools/call",
-        "x",
+    let (code, _, err) = check_like_the_binary(&[
         "--model",
         &model,
         "--database-url",
@@ -138,30 +138,10 @@ fn missing_policy_files_are_named() {
         .join("policy.csv")
         .display()
         .to_string();
-    let (code, _, err) = run_like_the_binary(&[
-        "policy",
-        "check",
-        "a",
-        "tools/call",
-        "x",
-        "--model",
-        &missing_model,
-        "--policy",
-        &policy,
-    ]);
+    let (code, _, err) = check_like_the_binary(&["--model", &missing_model, "--policy", &policy]);
     assert_eq!(code, EXIT_ERROR);
     assert!(err.contains(&missing_model), "{err}");
-    let (code, _, err) = run_like_the_binary(&[
-        "policy",
-        "check",
-        "a",
-        "tools/call",
-        "x",
-        "--model",
-        &model,
-        "--policy",
-        &missing_policy,
-    ]);
+    let (code, _, err) = check_like_the_binary(&["--model", &model, "--policy", &missing_policy]);
     assert_eq!(code, EXIT_ERROR);
     assert!(err.contains(&missing_policy), "{err}");
     assert!(err.contains("caused by:"), "{err}");

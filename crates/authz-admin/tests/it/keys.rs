@@ -16,26 +16,72 @@ fn verifier(jwks: &Path, issuer: &str) -> Verifier {
         .expect("the generated JWKS loads")
 }
 
+/// `keys generate --out-dir <dir> --alg <alg> <extra>`.
+fn generate<'a>(dir: &'a str, alg: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [
+        &["keys", "generate", "--out-dir", dir, "--alg", alg][..],
+        extra,
+    ]
+    .concat()
+}
+
+/// `token mint` for `sub` with the default audience, signed with the key file `key`.
+fn mint<'a>(sub: &'a str, key: &'a str) -> [&'a str; 8] {
+    [
+        "token",
+        "mint",
+        "--sub",
+        sub,
+        "--audience",
+        AUDIENCE,
+        "--key",
+        key,
+    ]
+}
+
+/// `authzctl token mint` of a token for `a` with lifetime `ttl`.
+fn mint_for(ttl: &str) -> [&str; 9] {
+    [
+        "authzctl",
+        "token",
+        "mint",
+        "--sub",
+        "a",
+        "--audience",
+        "x",
+        "--ttl",
+        ttl,
+    ]
+}
+
+/// Asserts that the key file at `path` is readable by its owner only.
+#[track_caller]
+fn assert_private(path: &Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{what}: private key mode {mode:o}");
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+}
+
 #[tokio::test]
 async fn every_algorithm_generates_keys_whose_tokens_verify() {
     for alg in ["ES256", "RS256", "EdDSA"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = dir.path().join("keys");
         let keys_arg = keys.display().to_string();
-        let out = ok(&["keys", "generate", "--out-dir", &keys_arg, "--alg", alg]).await;
+        let out = ok(&generate(&keys_arg, alg, &[])).await;
         assert!(out.contains(&format!("alg: {alg}")), "{out}");
 
         let private = keys.join("signing-key.jwk");
         let public = keys.join("jwks.json");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&private)
-                .expect("private key")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600, "{alg}: private key mode {mode:o}");
-        }
+        assert_private(&private, alg);
         let jwks: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&public).expect("jwks")).expect("JSON");
         assert_eq!(jwks["keys"][0]["kid"], "dev-1", "{alg}");
@@ -46,17 +92,7 @@ async fn every_algorithm_generates_keys_whose_tokens_verify() {
         );
 
         let key = private.display().to_string();
-        let token = ok(&[
-            "token",
-            "mint",
-            "--sub",
-            "alice",
-            "--audience",
-            AUDIENCE,
-            "--key",
-            &key,
-        ])
-        .await;
+        let token = ok(&mint("alice", &key)).await;
         let principal = verifier(&public, "authzctl")
             .verify(token.trim(), AUDIENCE)
             .unwrap_or_else(|e| panic!("{alg}: {e}"));
@@ -73,17 +109,7 @@ async fn every_algorithm_generates_keys_whose_tokens_verify() {
 async fn minted_tokens_carry_every_requested_claim() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir_arg = dir.path().display().to_string();
-    ok(&[
-        "keys",
-        "generate",
-        "--out-dir",
-        &dir_arg,
-        "--alg",
-        "EdDSA",
-        "--kid",
-        "k-7",
-    ])
-    .await;
+    ok(&generate(&dir_arg, "EdDSA", &["--kid", "k-7"])).await;
     let key = dir.path().join("signing-key.jwk").display().to_string();
     let token = ok(&[
         "token",
@@ -165,28 +191,11 @@ async fn existing_keys_are_kept_unless_forced() {
         std::fs::write(&private, "{}").expect("write");
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     }
-    ok(&[
-        "keys",
-        "generate",
-        "--out-dir",
-        &dir_arg,
-        "--alg",
-        "RS256",
-        "--force",
-    ])
-    .await;
+    ok(&generate(&dir_arg, "RS256", &["--force"])).await;
     let after = std::fs::read_to_string(&private).expect("key");
     assert_ne!(after, before);
     assert!(after.contains("RS256"));
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&private)
-            .expect("key")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+    assert_private(&private, "after a forced overwrite");
 }
 
 #[test]
@@ -194,56 +203,15 @@ fn bad_algorithms_and_lifetimes_are_usage_errors() {
     for args in [
         &["authzctl", "keys", "generate", "--alg", "HS256"][..],
         &["authzctl", "keys", "generate", "--alg", "none"],
-        &[
-            "authzctl",
-            "token",
-            "mint",
-            "--sub",
-            "a",
-            "--audience",
-            "x",
-            "--ttl",
-            "0s",
-        ],
-        &[
-            "authzctl",
-            "token",
-            "mint",
-            "--sub",
-            "a",
-            "--audience",
-            "x",
-            "--ttl",
-            "5w",
-        ],
-        &[
-            "authzctl",
-            "token",
-            "mint",
-            "--sub",
-            "a",
-            "--audience",
-            "x",
-            "--ttl",
-            "soon",
-        ],
+        &mint_for("0s"),
+        &mint_for("5w"),
+        &mint_for("soon"),
         &["authzctl", "token", "mint", "--sub", "a"],
     ] {
         let e = Cli::try_parse_from(args).expect_err("a usage error");
         assert_eq!(e.exit_code(), i32::from(EXIT_USAGE), "{args:?}: {e}");
     }
-    let e = Cli::try_parse_from([
-        "authzctl",
-        "token",
-        "mint",
-        "--sub",
-        "a",
-        "--audience",
-        "x",
-        "--ttl",
-        "5w",
-    ])
-    .expect_err("bad ttl");
+    let e = Cli::try_parse_from(mint_for("5w")).expect_err("bad ttl");
     assert!(e.to_string().contains("--ttl"), "{e}");
     assert!(e.to_string().contains("unknown unit"), "{e}");
 }
@@ -252,17 +220,7 @@ fn bad_algorithms_and_lifetimes_are_usage_errors() {
 async fn minting_without_a_key_names_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("missing.jwk").display().to_string();
-    let e = fails(&[
-        "token",
-        "mint",
-        "--sub",
-        "a",
-        "--audience",
-        AUDIENCE,
-        "--key",
-        &key,
-    ])
-    .await;
+    let e = fails(&mint("a", &key)).await;
     assert!(text(&e).contains(&key), "{e:#}");
     assert!(text(&e).contains("authzctl keys generate"), "{e:#}");
     assert_eq!(exit_code_of(&e), EXIT_ERROR);

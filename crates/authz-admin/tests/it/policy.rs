@@ -217,6 +217,24 @@ async fn explain_and_json_show_how_the_store_decided() {
     assert!(v.get("explain").is_none());
 }
 
+/// `policy check someone tools/call <tool>` with the role `ticket-reader`, on the repository's
+/// `model` and `policy` files.
+fn check_reader<'a>(tool: &'a str, model: &'a str, policy: &'a str) -> [&'a str; 11] {
+    [
+        "policy",
+        "check",
+        "someone",
+        "tools/call",
+        tool,
+        "--role",
+        "ticket-reader",
+        "--model",
+        model,
+        "--policy",
+        policy,
+    ]
+}
+
 #[tokio::test]
 async fn check_reads_the_repository_policy_files() {
     let model = model();
@@ -224,21 +242,9 @@ async fn check_reads_the_repository_policy_files() {
     let check = |tool: &'static str| {
         let (model, policy) = (model.clone(), policy.clone());
         async move {
-            run(&[
-                "policy",
-                "check",
-                "someone",
-                "tools/call",
-                tool,
-                "--role",
-                "ticket-reader",
-                "--model",
-                &model,
-                "--policy",
-                &policy,
-            ])
-            .await
-            .expect("check")
+            run(&check_reader(tool, &model, &policy))
+                .await
+                .expect("check")
         }
     };
     let (outcome, out) = check("get_ticket").await;
@@ -254,19 +260,7 @@ fn check_exit_codes_are_0_for_allow_and_3_for_deny() {
     let model = model();
     let policy = policies_dir().join("policy.csv").display().to_string();
     let code = |tool: &str| {
-        let cli = parse(&[
-            "policy",
-            "check",
-            "someone",
-            "tools/call",
-            tool,
-            "--role",
-            "ticket-reader",
-            "--model",
-            &model,
-            "--policy",
-            &policy,
-        ]);
+        let cli = parse(&check_reader(tool, &model, &policy));
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = run_cli(cli, &mut out, &mut err);
         assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));

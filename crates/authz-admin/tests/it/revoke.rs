@@ -11,7 +11,7 @@ use authz_token::{
 };
 use authz_types::now_unix_ms;
 
-use crate::common::{fails, json, ok, sqlite_url};
+use crate::common::{fails, json, ok, sqlite_url, with_db};
 
 const ISSUER: &str = "https://idp.example";
 const AUDIENCE: &str = "http://127.0.0.1:8080/mcp/tickets";
@@ -58,17 +58,24 @@ impl Keys {
     }
 }
 
+/// `token revoke --subject alice --issuer <ISSUER>` followed by `extra`.
+fn revoke_alice<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    [
+        &["token", "revoke", "--subject", "alice", "--issuer", ISSUER][..],
+        extra,
+    ]
+    .concat()
+}
+
 /// Revokes by jti and by subject through the CLI; a verifier that loads the list refuses the
 /// revoked tokens and accepts the others.
 async fn revoke_round_trip(url: &str, keys: &Keys) {
-    let db = ["--database-url", url];
-    let with = |args: &[&'static str]| [args, &db[..]].concat();
     let t1 = keys.mint("alice", "t-1", 60);
     let t2 = keys.mint("alice", "t-2", 60);
     let verifier = keys.verifier(url).await;
     assert!(verifier.verify(&t1, AUDIENCE).is_ok());
 
-    let out = ok(&with(&["token", "revoke", "--jti", "t-1"])).await;
+    let out = ok(&with_db(&["token", "revoke", "--jti", "t-1"], url)).await;
     assert!(out.starts_with("revoked token t-1 until "), "{out}");
     assert!(out.trim_end().ends_with("(revocation revision 1)"), "{out}");
 
@@ -78,7 +85,7 @@ async fn revoke_round_trip(url: &str, keys: &Keys) {
         verifier.verify(&t2, AUDIENCE).is_ok(),
         "only t-1 is revoked"
     );
-    let listed = json(&with(&["token", "revocations"])).await;
+    let listed = json(&with_db(&["token", "revocations"], url)).await;
     assert_eq!(listed["revision"], 1);
     assert_eq!(listed["revocations"][0]["kind"], "jti");
     assert_eq!(listed["revocations"][0]["jti"], "t-1");
@@ -96,31 +103,16 @@ async fn a_subject_is_revoked_for_tokens_issued_before_the_cut_off() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = keys(dir.path());
     let url = sqlite_url(dir.path(), "audit.db");
-    let db = ["--database-url", url.as_str()];
     let old = keys.mint("alice", "old", 120);
     let fresh = keys.mint("alice", "fresh", 0);
     let other = keys.mint("bob", "bob", 120);
 
     let cut_off_ms = now_unix_ms() - 60_000;
     let before = format_time(cut_off_ms / 1000 * 1000);
-    let revoked = json(
-        &[
-            &[
-                "token",
-                "revoke",
-                "--subject",
-                "alice",
-                "--issuer",
-                ISSUER,
-                "--before",
-                &before,
-                "--keep-for",
-                "2h",
-            ][..],
-            &db,
-        ]
-        .concat(),
-    )
+    let revoked = json(&with_db(
+        &revoke_alice(&["--before", &before, "--keep-for", "2h"]),
+        &url,
+    ))
     .await;
     assert_eq!(revoked["kind"], "subject");
     assert_eq!(revoked["revision"], 1);
@@ -137,7 +129,7 @@ async fn a_subject_is_revoked_for_tokens_issued_before_the_cut_off() {
     );
     assert!(verifier.verify(&other, AUDIENCE).is_ok(), "another subject");
 
-    let table = ok(&[&["token", "revocations"][..], &db].concat()).await;
+    let table = ok(&with_db(&["token", "revocations"], &url)).await;
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines[0], "revocation revision 1", "{table}");
     assert!(lines[2].starts_with("KIND"), "{table}");
@@ -152,8 +144,11 @@ async fn a_subject_is_revoked_for_tokens_issued_before_the_cut_off() {
 async fn dry_runs_write_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = sqlite_url(dir.path(), "revocations.db");
-    let db = ["--database-url", url.as_str()];
-    let out = ok(&[&["token", "revoke", "--jti", "t-9", "--dry-run"][..], &db].concat()).await;
+    let out = ok(&with_db(
+        &["token", "revoke", "--jti", "t-9", "--dry-run"],
+        &url,
+    ))
+    .await;
     assert!(
         out.starts_with("dry run: would revoke token t-9 until "),
         "{out}"
@@ -162,33 +157,18 @@ async fn dry_runs_write_nothing() {
         out.contains("(revocation revision 0; nothing was written)"),
         "{out}"
     );
-    let planned = json(
-        &[
-            &[
-                "token",
-                "revoke",
-                "--subject",
-                "alice",
-                "--issuer",
-                ISSUER,
-                "--dry-run",
-            ][..],
-            &db,
-        ]
-        .concat(),
-    )
-    .await;
+    let planned = json(&with_db(&revoke_alice(&["--dry-run"]), &url)).await;
     assert_eq!(planned["dry_run"], true);
     assert_eq!(planned["revision"], 0);
     assert_eq!(planned["subject"], "alice");
 
-    let listed = json(&[&["token", "revocations"][..], &db].concat()).await;
+    let listed = json(&with_db(&["token", "revocations"], &url)).await;
     assert_eq!(
         listed,
         serde_json::json!({"revision": 0, "revocations": []}),
         "nothing was written"
     );
-    let table = ok(&[&["token", "revocations"][..], &db].concat()).await;
+    let table = ok(&with_db(&["token", "revocations"], &url)).await;
     assert_eq!(table, "revocation revision 0\n\nno revocations in force\n");
 }
 
@@ -196,7 +176,6 @@ async fn dry_runs_write_nothing() {
 async fn revocations_are_listed_and_expired_ones_pruned() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = sqlite_url(dir.path(), "revocations.db");
-    let db = ["--database-url", url.as_str()];
     // The CLI refuses revocations that have lapsed already, so the expired rows are written
     // through the library.
     let store = RevocationStore::connect(&url).await.expect("store");
@@ -210,15 +189,14 @@ async fn revocations_are_listed_and_expired_ones_pruned() {
         .await
         .expect("revoke");
     store.close().await;
-    ok(&[
-        &["token", "revoke", "--jti", "b", "--expires-at", "1h"][..],
-        &db,
-    ]
-    .concat())
+    ok(&with_db(
+        &["token", "revoke", "--jti", "b", "--expires-at", "1h"],
+        &url,
+    ))
     .await;
-    ok(&[&["token", "revoke", "--jti", "a"][..], &db].concat()).await;
+    ok(&with_db(&["token", "revoke", "--jti", "a"], &url)).await;
 
-    let lines = ok(&[&["token", "revocations", "-o", "jsonl"][..], &db].concat()).await;
+    let lines = ok(&with_db(&["token", "revocations", "-o", "jsonl"], &url)).await;
     let rows: Vec<serde_json::Value> = lines
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
@@ -228,19 +206,19 @@ async fn revocations_are_listed_and_expired_ones_pruned() {
     let b_expiry = rows[1]["expires_at"].as_i64().expect("expires_at");
     assert!((now + 3600..=now + 4200).contains(&b_expiry), "{b_expiry}");
 
-    let dry = json(&[&["token", "prune-revocations", "--dry-run"][..], &db].concat()).await;
+    let dry = json(&with_db(&["token", "prune-revocations", "--dry-run"], &url)).await;
     assert_eq!(dry["expired"], 2);
     assert_eq!(dry["in_force"], 2);
     assert_eq!(dry["revision"], 4);
-    let out = ok(&[&["token", "prune-revocations", "--dry-run"][..], &db].concat()).await;
+    let out = ok(&with_db(&["token", "prune-revocations", "--dry-run"], &url)).await;
     assert!(out.starts_with("dry run: would delete 2 expired"), "{out}");
 
-    let out = ok(&[&["token", "prune-revocations"][..], &db].concat()).await;
+    let out = ok(&with_db(&["token", "prune-revocations"], &url)).await;
     assert_eq!(
         out,
         "deleted 2 expired revocation(s); 2 in force (revocation revision 4)\n"
     );
-    let again = json(&[&["token", "prune-revocations"][..], &db].concat()).await;
+    let again = json(&with_db(&["token", "prune-revocations"], &url)).await;
     assert_eq!(again["expired"], 0);
     assert_eq!(again["in_force"], 2);
 }
@@ -249,31 +227,24 @@ async fn revocations_are_listed_and_expired_ones_pruned() {
 async fn lapsed_revocations_are_usage_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = sqlite_url(dir.path(), "revocations.db");
-    let e = fails(&[
-        "token",
-        "revoke",
-        "--jti",
-        "t",
-        "--expires-at",
-        "2000-01-01T00:00:00Z",
-        "--database-url",
+    let e = fails(&with_db(
+        &[
+            "token",
+            "revoke",
+            "--jti",
+            "t",
+            "--expires-at",
+            "2000-01-01T00:00:00Z",
+        ],
         &url,
-    ])
+    ))
     .await;
     assert_eq!(exit_code_of(&e), EXIT_USAGE);
     assert!(e.to_string().contains("not in the future"), "{e}");
-    let e = fails(&[
-        "token",
-        "revoke",
-        "--subject",
-        "alice",
-        "--issuer",
-        ISSUER,
-        "--before",
-        "2000-01-01T00:00:00Z",
-        "--database-url",
+    let e = fails(&with_db(
+        &revoke_alice(&["--before", "2000-01-01T00:00:00Z"]),
         &url,
-    ])
+    ))
     .await;
     assert_eq!(exit_code_of(&e), EXIT_USAGE);
 }

@@ -13,7 +13,7 @@ use authz_audit::{AuditStore, AuditWriter, SigningKey, StoredRecord, WriterConfi
 use authz_types::{AuditRecord, Effect, ReasonCode};
 
 use crate::audit::record;
-use crate::common::{fails, json, ok, parse, run, sqlite_url, text};
+use crate::common::{fails, json, ok, parse, run, sqlite_url, text, with_db};
 
 /// Runs SQL against the store directly, as someone with write access to the database would.
 async fn raw_sql(url: &str, sql: &str) {
@@ -54,10 +54,6 @@ async fn write_chain(
     writer.shutdown().await.expect("shutdown");
     store.close().await;
     ids
-}
-
-fn with_db<'a>(args: &[&'a str], url: &'a str) -> Vec<&'a str> {
-    [args, &["--database-url", url][..]].concat()
 }
 
 /// An intact chain verifies (exit 0); one edited row makes `audit verify` exit 5 naming it.
@@ -446,6 +442,14 @@ async fn export_writes_every_matching_record_in_each_format() {
     }
 }
 
+/// `audit prune --before 1h <extra>` on the store at `url`.
+fn prune_1h<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    with_db(
+        &[&["audit", "prune", "--before", "1h"][..], extra].concat(),
+        url,
+    )
+}
+
 #[tokio::test]
 async fn prune_deletes_old_records_and_the_rest_still_verifies() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -478,23 +482,19 @@ async fn prune_deletes_old_records_and_the_rest_still_verifies() {
             .len()
     };
 
-    let dry = ok(&with_db(
-        &["audit", "prune", "--before", "1h", "--dry-run"],
-        &url,
-    ))
-    .await;
+    let dry = ok(&prune_1h(&url, &["--dry-run"])).await;
     assert!(
         dry.starts_with("dry run: would delete up to 4 record(s) older than "),
         "{dry}"
     );
     assert_eq!(count().await, 6, "a dry run deletes nothing");
 
-    let e = fails(&with_db(&["audit", "prune", "--before", "1h"], &url)).await;
+    let e = fails(&prune_1h(&url, &[])).await;
     assert!(e.downcast_ref::<UsageError>().is_some(), "{e:#}");
     assert_eq!(exit_code_of(&e), EXIT_USAGE);
     let mut out = Vec::new();
     let e = execute_with(
-        parse(&with_db(&["audit", "prune", "--before", "1h"], &url)),
+        parse(&prune_1h(&url, &[])),
         &mut out,
         Confirmation::Answer(false),
     )
@@ -506,35 +506,11 @@ async fn prune_deletes_old_records_and_the_rest_still_verifies() {
     let bad_key = dir.path().join("bad.key");
     std::fs::write(&bad_key, "short").expect("write");
     let bad_arg = bad_key.display().to_string();
-    let e = fails(&with_db(
-        &[
-            "audit",
-            "prune",
-            "--before",
-            "1h",
-            "--yes",
-            "--signing-key",
-            &bad_arg,
-        ],
-        &url,
-    ))
-    .await;
+    let e = fails(&prune_1h(&url, &["--yes", "--signing-key", &bad_arg])).await;
     assert_eq!(exit_code_of(&e), EXIT_ERROR);
     assert_eq!(count().await, 6);
 
-    let pruned = json(&with_db(
-        &[
-            "audit",
-            "prune",
-            "--before",
-            "1h",
-            "--yes",
-            "--signing-key",
-            &key_arg,
-        ],
-        &url,
-    ))
-    .await;
+    let pruned = json(&prune_1h(&url, &["--yes", "--signing-key", &key_arg])).await;
     assert_eq!(pruned["deleted"], 4);
     assert_eq!(pruned["chained_deleted"], 3);
     assert_eq!(pruned["unchained_deleted"], 1);
@@ -553,11 +529,7 @@ async fn prune_deletes_old_records_and_the_rest_still_verifies() {
     assert_eq!(report["chains"][0]["anchor_seq"], 3);
     assert_eq!(report["chains"][0]["records"], 2);
 
-    let again = ok(&with_db(
-        &["audit", "prune", "--before", "1h", "--yes"],
-        &url,
-    ))
-    .await;
+    let again = ok(&prune_1h(&url, &["--yes"])).await;
     assert!(
         again.starts_with("nothing to delete: no record is older than "),
         "{again}"

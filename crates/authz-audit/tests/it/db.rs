@@ -59,27 +59,10 @@ impl TestDb {
 
     /// The single bytes value `sql` selects, read bypassing the store.
     pub(crate) async fn fetch_bytes(&self, sql: &str) -> Vec<u8> {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
         if self.is_postgres() {
-            let mut conn = sqlx::PgConnection::connect(self.url())
-                .await
-                .expect("raw connect");
-            let v: Vec<u8> = sqlx::query_scalar(sql)
-                .fetch_one(&mut conn)
-                .await
-                .expect("raw select");
-            conn.close().await.expect("close");
-            v
+            fetch_bytes_on::<sqlx::PgConnection>(self.url(), sql).await
         } else {
-            let mut conn = sqlx::SqliteConnection::connect(self.url())
-                .await
-                .expect("raw connect");
-            let v: Vec<u8> = sqlx::query_scalar(sql)
-                .fetch_one(&mut conn)
-                .await
-                .expect("raw select");
-            conn.close().await.expect("close");
-            v
+            fetch_bytes_on::<sqlx::SqliteConnection>(self.url(), sql).await
         }
     }
 
@@ -97,23 +80,15 @@ impl TestDb {
     /// `audit_records` until the returned lock is released.
     pub(crate) async fn lock_writes(&self) -> WriteLock {
         if self.is_postgres() {
-            let mut conn = sqlx::PgConnection::connect(self.url())
-                .await
-                .expect("lock connect");
-            sqlx::raw_sql("BEGIN; LOCK TABLE audit_records IN EXCLUSIVE MODE")
-                .execute(&mut conn)
-                .await
-                .expect("lock the table");
-            WriteLock::Postgres(conn)
+            WriteLock::Postgres(
+                locked(
+                    self.url(),
+                    "BEGIN; LOCK TABLE audit_records IN EXCLUSIVE MODE",
+                )
+                .await,
+            )
         } else {
-            let mut conn = sqlx::SqliteConnection::connect(self.url())
-                .await
-                .expect("lock connect");
-            sqlx::raw_sql("BEGIN IMMEDIATE")
-                .execute(&mut conn)
-                .await
-                .expect("take the write lock");
-            WriteLock::Sqlite(conn)
+            WriteLock::Sqlite(locked(self.url(), "BEGIN IMMEDIATE").await)
         }
     }
 
@@ -153,20 +128,53 @@ pub(crate) enum WriteLock {
 impl WriteLock {
     pub(crate) async fn release(self) {
         match self {
-            Self::Sqlite(mut conn) => {
-                sqlx::raw_sql("ROLLBACK")
-                    .execute(&mut conn)
-                    .await
-                    .expect("rollback");
-                conn.close().await.expect("close");
-            }
-            Self::Postgres(mut conn) => {
-                sqlx::raw_sql("ROLLBACK")
-                    .execute(&mut conn)
-                    .await
-                    .expect("rollback");
-                conn.close().await.expect("close");
-            }
+            Self::Sqlite(conn) => rolled_back(conn).await,
+            Self::Postgres(conn) => rolled_back(conn).await,
         }
     }
+}
+
+/// The single bytes value `sql` selects, read on a raw connection of type `C` to `url`.
+async fn fetch_bytes_on<C>(url: &str, sql: &str) -> Vec<u8>
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
+    (Vec<u8>,): for<'r> sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+{
+    let mut conn = C::connect(url).await.expect("raw connect");
+    let v: Vec<u8> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut conn)
+        .await
+        .expect("raw select");
+    conn.close().await.expect("close");
+    v
+}
+
+/// A raw connection of type `C` to `url` that has run `begin`, which opens a transaction
+/// holding a write lock.
+async fn locked<C>(url: &str, begin: &'static str) -> C
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut conn = C::connect(url).await.expect("lock connect");
+    sqlx::raw_sql(begin)
+        .execute(&mut conn)
+        .await
+        .expect("take the write lock");
+    conn
+}
+
+/// Rolls back the transaction [`locked`] opened on `conn` and closes it.
+async fn rolled_back<C>(mut conn: C)
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut conn)
+        .await
+        .expect("rollback");
+    conn.close().await.expect("close");
 }

@@ -5,32 +5,7 @@ use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode, RecordKind};
 
 use crate::db::TestDb;
 
-/// Generates one `#[tokio::test]` per backend for each check function.
-macro_rules! on_every_backend {
-    ($($check:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    let db = crate::db::TestDb::sqlite().await;
-                    super::$check(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
-                async fn $check() {
-                    let db = crate::db::TestDb::postgres().await;
-                    super::$check(&db).await;
-                }
-            )*
-        }
-    };
-}
-
-on_every_backend!(
+on_both_backends!(
     round_trips_full_and_minimal_records,
     queries_filter_and_order_newest_first,
     limit_defaults_to_100_and_is_capped,
@@ -530,18 +505,20 @@ async fn reconnecting_keeps_records_and_migrations_are_idempotent(db: &TestDb) {
     store.close().await;
 }
 
-async fn concurrent_appends_all_land(db: &TestDb) {
+/// Runs `callers` tasks at once, task `t` making its `each` appends one after the other with
+/// `append(t, i)`; returns every id the appends returned, sorted and deduplicated.
+pub(crate) async fn append_concurrently<F, Fut>(callers: usize, each: usize, append: F) -> Vec<i64>
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = i64> + Send + 'static,
+{
     let mut tasks = Vec::new();
-    for t in 0..8 {
-        let store = db.store.clone();
+    for t in 0..callers {
+        let append = append.clone();
         tasks.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..25 {
-                let id = store
-                    .append_unchained(&full(&format!("t{t}-{i}")))
-                    .await
-                    .expect("append");
-                ids.push(id);
+            let mut ids = Vec::with_capacity(each);
+            for i in 0..each {
+                ids.push(append(t, i).await);
             }
             ids
         }));
@@ -552,6 +529,21 @@ async fn concurrent_appends_all_land(db: &TestDb) {
     }
     ids.sort_unstable();
     ids.dedup();
+    ids
+}
+
+async fn concurrent_appends_all_land(db: &TestDb) {
+    let store = db.store.clone();
+    let ids = append_concurrently(8, 25, move |t, i| {
+        let store = store.clone();
+        async move {
+            store
+                .append_unchained(&full(&format!("t{t}-{i}")))
+                .await
+                .expect("append")
+        }
+    })
+    .await;
     assert_eq!(ids.len(), 200);
     assert_eq!(
         db.store

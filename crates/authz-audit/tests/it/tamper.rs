@@ -31,16 +31,7 @@ const CHAIN: &str = "c1";
 /// Writes records 1..=20 to chain `c1`, one per batch, so record `i` has seq `i`; a checkpoint
 /// every 5 records.
 async fn twenty(db: &TestDb, key: Option<SigningKey>) {
-    let writer = AuditWriter::spawn(
-        db.store.clone(),
-        WriterConfig {
-            checkpoint_every: 5,
-            ..config(CHAIN)
-        },
-        key,
-    )
-    .await
-    .expect("spawn");
+    let writer = checkpointing_writer(db, key).await;
     for i in 1..=20 {
         writer.append_durable(rec(i)).await.expect("append");
     }
@@ -61,6 +52,14 @@ fn expected_hashes() -> Vec<[u8; 32]> {
         ));
     }
     hashes
+}
+
+/// Writes [`twenty`] records without a key, runs `sql` on them as an attacker with write access
+/// would, and verifies without a key.
+async fn tampered(db: &TestDb, sql: &str) -> VerifyReport {
+    twenty(db, None).await;
+    db.raw(sql).await;
+    report(db, None).await
 }
 
 async fn id_of(db: &TestDb, request_id: &str) -> i64 {
@@ -102,6 +101,34 @@ fn assert_problem(report: &VerifyReport, kind: Tamper, seq: i64, record_id: Opti
     assert!(!report.is_intact());
 }
 
+/// Verifies (checking signatures with `key`) and asserts the first problem's kind and seq, on
+/// the record with `request_id`; returns the report.
+async fn assert_named(
+    db: &TestDb,
+    key: Option<&PublicKey>,
+    kind: Tamper,
+    seq: i64,
+    request_id: &str,
+) -> VerifyReport {
+    let r = report(db, key).await;
+    assert_problem(&r, kind, seq, Some(id_of(db, request_id).await));
+    r
+}
+
+/// A writer on chain `c1` that writes a checkpoint every 5 records, signed with `key`.
+async fn checkpointing_writer(db: &TestDb, key: Option<SigningKey>) -> AuditWriter {
+    AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            checkpoint_every: 5,
+            ..config(CHAIN)
+        },
+        key,
+    )
+    .await
+    .expect("spawn")
+}
+
 /// Moves records with seq >= `from` one place up, making room at `from`.
 async fn shift_up(db: &TestDb, from: i64) {
     db.raw(&format!(
@@ -111,37 +138,21 @@ async fn shift_up(db: &TestDb, from: i64) {
     .await;
 }
 
-/// A record that never happened.
+/// A record that never happened: an allowed call with no identity, no target and no rule, as
+/// the columns [`insert_forged`] writes hold it.
 fn forged() -> AuditRecord {
+    let shape = AuditRecord::unauthenticated(
+        "forged",
+        "tickets",
+        "tools/call",
+        ReasonCode::PolicyAllow,
+        0,
+    );
     AuditRecord {
         time_ms: 7_500,
-        request_id: "forged".into(),
-        session_id: None,
-        tenant: None,
-        subject: None,
-        issuer: None,
-        client_id: None,
-        actors: Vec::new(),
-        token_id: None,
-        scopes: Vec::new(),
-        roles: Vec::new(),
-        upstream: "tickets".into(),
-        method: "tools/call".into(),
-        target: None,
         decision: Effect::Allow,
-        reason: ReasonCode::PolicyAllow,
-        matched_rule: None,
-        policy_revision: None,
         http_status: None,
-        jsonrpc_error: None,
-        kind: RecordKind::Decision,
-        trace_id: None,
-        upstream_status: None,
-        upstream_latency_ms: None,
-        outcome: None,
-        args_digest: None,
-        arguments: None,
-        shown: Vec::new(),
+        ..shape
     }
 }
 
@@ -184,30 +195,24 @@ async fn an_edited_field_is_named(db: &TestDb) {
         "UPDATE audit_records SET decision = 'deny' WHERE chain_id = '{CHAIN}' AND seq = 7"
     ))
     .await;
-    let r = report(db, Some(&test_key().public_key())).await;
-    assert_problem(&r, Tamper::Edited, 7, Some(id_of(db, "r7").await));
+    let public = test_key().public_key();
+    let r = assert_named(db, Some(&public), Tamper::Edited, 7, "r7").await;
     // Records before the edit are vouched for.
     assert_eq!(r.chains[0].records, 6);
 }
 
 async fn a_deleted_record_is_named(db: &TestDb) {
-    twenty(db, None).await;
-    db.raw(&format!(
-        "DELETE FROM audit_records WHERE chain_id = '{CHAIN}' AND seq = 7"
-    ))
-    .await;
-    assert_problem(&report(db, None).await, Tamper::Deleted, 7, None);
+    let sql = format!("DELETE FROM audit_records WHERE chain_id = '{CHAIN}' AND seq = 7");
+    assert_problem(&tampered(db, &sql).await, Tamper::Deleted, 7, None);
 }
 
 async fn a_deletion_hidden_by_renumbering_is_named(db: &TestDb) {
-    twenty(db, None).await;
-    db.raw(&format!(
+    let sql = format!(
         "DELETE FROM audit_records WHERE chain_id = '{CHAIN}' AND seq = 8; \
          UPDATE audit_records SET seq = -(seq - 1) WHERE chain_id = '{CHAIN}' AND seq > 8; \
          UPDATE audit_records SET seq = -seq WHERE chain_id = '{CHAIN}' AND seq < 0;"
-    ))
-    .await;
-    assert_problem(&report(db, None).await, Tamper::Deleted, 8, None);
+    );
+    assert_problem(&tampered(db, &sql).await, Tamper::Deleted, 8, None);
 }
 
 async fn a_forged_record_with_a_valid_hash_is_named_inserted(db: &TestDb) {
@@ -218,53 +223,31 @@ async fn a_forged_record_with_a_valid_hash_is_named_inserted(db: &TestDb) {
     shift_up(db, 8).await;
     let hash = record_hash(&forged(), CHAIN, 8, &hashes[7]);
     insert_forged(db, 8, &hashes[7], &hash).await;
-    let forged_id = id_of(db, "forged").await;
-    assert_problem(
-        &report(db, None).await,
-        Tamper::Inserted,
-        8,
-        Some(forged_id),
-    );
+    assert_named(db, None, Tamper::Inserted, 8, "forged").await;
 }
 
 async fn a_forged_record_with_garbage_hashes_is_named_inserted(db: &TestDb) {
     twenty(db, None).await;
     shift_up(db, 8).await;
     insert_forged(db, 8, &[1; 32], &[2; 32]).await;
-    let forged_id = id_of(db, "forged").await;
-    assert_problem(
-        &report(db, None).await,
-        Tamper::Inserted,
-        8,
-        Some(forged_id),
-    );
+    assert_named(db, None, Tamper::Inserted, 8, "forged").await;
 }
 
 async fn swapped_records_are_named_reordered(db: &TestDb) {
-    twenty(db, None).await;
-    db.raw(&format!(
+    let sql = format!(
         "UPDATE audit_records SET seq = -1 WHERE chain_id = '{CHAIN}' AND seq = 7; \
          UPDATE audit_records SET seq = 7 WHERE chain_id = '{CHAIN}' AND seq = 8; \
          UPDATE audit_records SET seq = 8 WHERE chain_id = '{CHAIN}' AND seq = -1;"
-    ))
-    .await;
-    // Seq 7 now holds the record written eighth.
-    assert_problem(
-        &report(db, None).await,
-        Tamper::Reordered,
-        7,
-        Some(id_of(db, "r8").await),
     );
+    let r = tampered(db, &sql).await;
+    // Seq 7 now holds the record written eighth.
+    assert_problem(&r, Tamper::Reordered, 7, Some(id_of(db, "r8").await));
 }
 
 async fn a_cut_off_tail_is_named_deleted(db: &TestDb) {
-    twenty(db, None).await;
-    db.raw(&format!(
-        "DELETE FROM audit_records WHERE chain_id = '{CHAIN}' AND seq >= 19"
-    ))
-    .await;
+    let sql = format!("DELETE FROM audit_records WHERE chain_id = '{CHAIN}' AND seq >= 19");
     // The checkpoint at seq 20 remembers the records.
-    assert_problem(&report(db, None).await, Tamper::Deleted, 19, None);
+    assert_problem(&tampered(db, &sql).await, Tamper::Deleted, 19, None);
 }
 
 async fn checkpoints_are_checked(db: &TestDb) {
@@ -301,16 +284,7 @@ async fn checkpoints_are_checked(db: &TestDb) {
 async fn pruning_leaves_a_verifiable_chain(db: &TestDb) {
     let key = test_key();
     let public = key.public_key();
-    let writer = AuditWriter::spawn(
-        db.store.clone(),
-        WriterConfig {
-            checkpoint_every: 5,
-            ..config(CHAIN)
-        },
-        Some(test_key()),
-    )
-    .await
-    .expect("spawn");
+    let writer = checkpointing_writer(db, Some(test_key())).await;
     for i in 1..=30 {
         let mut r = rec(i);
         // Times are not ordered along the chain: record 5 is late.
@@ -344,12 +318,7 @@ async fn pruning_leaves_a_verifiable_chain(db: &TestDb) {
 
     // A record put back before the anchor is not part of the chain.
     insert_forged(db, 2, &[1; 32], &[2; 32]).await;
-    assert_problem(
-        &report(db, None).await,
-        Tamper::Inserted,
-        2,
-        Some(id_of(db, "forged").await),
-    );
+    assert_named(db, None, Tamper::Inserted, 2, "forged").await;
     db.raw("DELETE FROM audit_records WHERE request_id = 'forged'")
         .await;
 
@@ -405,13 +374,7 @@ async fn edits_of_the_new_fields_are_named(db: &TestDb) {
             "UPDATE audit_records SET {set} WHERE chain_id = '{CHAIN}' AND seq = {seq}"
         ))
         .await;
-        let r = report(db, Some(&public)).await;
-        assert_problem(
-            &r,
-            Tamper::Edited,
-            seq,
-            Some(id_of(db, &format!("r{seq}")).await),
-        );
+        let r = assert_named(db, Some(&public), Tamper::Edited, seq, &format!("r{seq}")).await;
         assert_eq!(r.chains[0].records, u64::try_from(seq - 1).expect("small"));
     }
 }
@@ -426,12 +389,7 @@ async fn a_changed_hash_version_is_named_edited(db: &TestDb) {
              AND seq = {seq}"
         ))
         .await;
-        assert_problem(
-            &report(db, None).await,
-            Tamper::Edited,
-            seq,
-            Some(id_of(db, &format!("r{seq}")).await),
-        );
+        assert_named(db, None, Tamper::Edited, seq, &format!("r{seq}")).await;
     }
     db.raw(&format!(
         "UPDATE audit_records SET hash_version = {} WHERE chain_id = '{CHAIN}'",
@@ -473,16 +431,7 @@ async fn mixed_chain(db: &TestDb) {
         .await;
         prev = hash;
     }
-    let writer = AuditWriter::spawn(
-        db.store.clone(),
-        WriterConfig {
-            checkpoint_every: 5,
-            ..config(CHAIN)
-        },
-        Some(test_key()),
-    )
-    .await
-    .expect("spawn");
+    let writer = checkpointing_writer(db, Some(test_key())).await;
     for i in 6..=10 {
         writer.append_durable(rec(i)).await.expect("append");
     }
@@ -520,12 +469,7 @@ async fn a_chain_mixing_v1_and_v2_rows_verifies(db: &TestDb) {
         r#"UPDATE audit_records SET shown = '["x"]' WHERE chain_id = '{CHAIN}' AND seq = 3"#
     ))
     .await;
-    assert_problem(
-        &report(db, None).await,
-        Tamper::Edited,
-        3,
-        Some(id_of(db, "r3").await),
-    );
+    assert_named(db, None, Tamper::Edited, 3, "r3").await;
     db.raw(&format!(
         "UPDATE audit_records SET shown = '[]' WHERE chain_id = '{CHAIN}' AND seq = 3"
     ))
@@ -538,11 +482,6 @@ async fn a_chain_mixing_v1_and_v2_rows_verifies(db: &TestDb) {
              AND seq = {seq}"
         ))
         .await;
-        assert_problem(
-            &report(db, None).await,
-            Tamper::Edited,
-            seq,
-            Some(id_of(db, &format!("r{seq}")).await),
-        );
+        assert_named(db, None, Tamper::Edited, seq, &format!("r{seq}")).await;
     }
 }

@@ -11,6 +11,7 @@ use authz_test_support::eventually_async;
 use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode, RecordKind};
 
 use crate::db::TestDb;
+use crate::store::append_concurrently;
 
 on_both_backends!(
     concurrent_durable_appends_commit_into_one_verified_chain,
@@ -266,23 +267,12 @@ async fn concurrent_durable_appends_commit_into_one_verified_chain(db: &TestDb) 
         .await
         .expect("spawn");
     assert_eq!(writer.chain_id(), "gw-a");
-    let mut tasks = Vec::new();
-    for t in 0..8 {
-        let w = writer.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
-            for i in 0..250 {
-                ids.push(w.append_durable(rec(t * 1000 + i)).await.expect("durable"));
-            }
-            ids
-        }));
-    }
-    let mut ids = Vec::new();
-    for task in tasks {
-        ids.extend(task.await.expect("task"));
-    }
-    ids.sort_unstable();
-    ids.dedup();
+    let w = writer.clone();
+    let ids = append_concurrently(8, 250, move |t, i| {
+        let w = w.clone();
+        async move { w.append_durable(rec(t * 1000 + i)).await.expect("durable") }
+    })
+    .await;
     assert_eq!(ids.len(), 2000);
     // Acknowledged means committed: visible to a separate connection before shutdown.
     let other = db.reconnect().await;
