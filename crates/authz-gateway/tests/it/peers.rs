@@ -48,6 +48,18 @@ fn server_script() -> PathBuf {
     peers_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
 }
 
+/// `node <script>` in `tests/peers`: no stdin, output piped, killed when dropped.
+fn node(script: PathBuf) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .current_dir(peers_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
 /// Whether `node` and the installed peers are present. Under CI their absence is a failure.
 async fn peers_available() -> bool {
     let node = Command::new("node")
@@ -109,15 +121,9 @@ impl Everything {
                 let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
                 l.local_addr().expect("local addr").port()
             };
-            let mut child = Command::new("node")
-                .arg(server_script())
+            let mut child = node(server_script())
                 .arg("streamableHttp")
                 .env("PORT", port.to_string())
-                .current_dir(peers_dir())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
                 .spawn()
                 .expect("spawn node for server-everything");
             let log = Arc::new(Mutex::new(String::new()));
@@ -307,17 +313,11 @@ timeout_secs = {timeout_secs}
 
     /// Like [`Gateway::run_client`], with extra environment for the client.
     async fn run_client_with(&self, token: &str, mode: &str, env: &[(&str, &str)]) -> ClientRun {
-        let child = Command::new("node")
-            .envs(env.iter().copied())
-            .arg(peers_dir().join("client.mjs"))
+        let child = node(peers_dir().join("client.mjs"))
             .arg(&self.route)
             .arg(mode)
+            .envs(env.iter().copied())
             .env("MCP_TOKEN", token)
-            .current_dir(peers_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn node for the client");
         let out = tokio::time::timeout(CLIENT_DEADLINE, child.wait_with_output())
@@ -436,6 +436,13 @@ fn matching(
         .collect()
 }
 
+/// The one record of `method` on `target` with `effect`, asserting there is exactly one.
+fn the_one(records: &[AuditRecord], method: &str, target: &str, effect: Effect) -> AuditRecord {
+    let mut found = matching(records, method, target, effect);
+    assert_eq!(found.len(), 1, "{method} {target}: {found:?}");
+    found.swap_remove(0)
+}
+
 /// The whole scripted session with a token holding the role: every feature works through the
 /// gateway, and exactly what the policy refuses is refused and recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,23 +499,24 @@ async fn official_sdk_client_and_reference_server_through_the_gateway() {
     );
 
     // Sampling: the server's request reaches the agent on the call's stream and the agent's
-    // answer (a POSTed JSON-RPC response) reaches the server.
-    let sampling = run.ok("call_sampling");
-    assert_eq!(sampling["sampling_requests"], 1, "{sampling}");
-    assert!(
-        run.texts("call_sampling")
-            .contains("canned sampling answer from the peers client"),
-        "{sampling}"
-    );
-
-    // Elicitation, the same round trip with the agent's form answer.
-    let elicitation = run.ok("call_elicitation");
-    assert_eq!(elicitation["elicitation_requests"], 1, "{elicitation}");
-    assert!(
-        run.texts("call_elicitation")
-            .contains("Name: Peer Test Person"),
-        "{elicitation}"
-    );
+    // answer (a POSTed JSON-RPC response) reaches the server. Elicitation, the same round trip
+    // with the agent's form answer.
+    for (step, requests, answer) in [
+        (
+            "call_sampling",
+            "sampling_requests",
+            "canned sampling answer from the peers client",
+        ),
+        (
+            "call_elicitation",
+            "elicitation_requests",
+            "Name: Peer Test Person",
+        ),
+    ] {
+        let got = run.ok(step);
+        assert_eq!(got[requests], 1, "{step}: {got}");
+        assert!(run.texts(step).contains(answer), "{step}: {got}");
+    }
 
     // Roots: asked on the standalone GET stream, answered by POST.
     let roots = run.ok("call_roots");
@@ -586,9 +594,8 @@ async fn official_sdk_client_and_reference_server_through_the_gateway() {
         ("resources/read", "demo://resource/dynamic/text/1"),
         ("prompts/get", "args-prompt"),
     ] {
-        let allowed = matching(&records, method, target, Effect::Allow);
-        assert_eq!(allowed.len(), 1, "{method} {target}: {allowed:?}");
-        assert_eq!(allowed[0].session_id.as_deref(), Some(session_id.as_str()));
+        let allowed = the_one(&records, method, target, Effect::Allow);
+        assert_eq!(allowed.session_id.as_deref(), Some(session_id.as_str()));
     }
     for (method, target, reason) in [
         ("tools/call", "get-sum", ReasonCode::ExplicitDeny),
@@ -599,9 +606,7 @@ async fn official_sdk_client_and_reference_server_through_the_gateway() {
         ),
         ("prompts/get", "resource-prompt", ReasonCode::NoMatchingRule),
     ] {
-        let denied = matching(&records, method, target, Effect::Deny);
-        assert_eq!(denied.len(), 1, "{method} {target}: {denied:?}");
-        let d = &denied[0];
+        let d = the_one(&records, method, target, Effect::Deny);
         assert_eq!(d.reason, reason, "{d:?}");
         assert_eq!(d.http_status, Some(403), "{d:?}");
         assert_eq!(d.roles, ["everything-user"]);
@@ -706,10 +711,9 @@ async fn official_sdk_client_without_the_role_is_refused() {
         ("resources/read", "demo://resource/dynamic/text/1"),
         ("prompts/get", "args-prompt"),
     ] {
-        let denied = matching(&records, method, target, Effect::Deny);
-        assert_eq!(denied.len(), 1, "{method} {target}: {denied:?}");
-        assert_eq!(denied[0].reason, ReasonCode::NoMatchingRule);
-        assert_eq!(denied[0].http_status, Some(403));
+        let denied = the_one(&records, method, target, Effect::Deny);
+        assert_eq!(denied.reason, ReasonCode::NoMatchingRule);
+        assert_eq!(denied.http_status, Some(403));
     }
     assert!(
         !records
