@@ -20,7 +20,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
-const ISSUER: &str = "https://idp.test";
+use crate::harness::{self, ISSUER, Serving};
+
 const UPSTREAM: &str = "everything";
 /// How long the upstream may take to start listening (a cold `node` on a busy CI machine).
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
@@ -190,27 +191,24 @@ impl Everything {
 
 /// A gateway in front of server-everything, with its keys and audit store.
 struct Gateway {
+    /// First, so that dropping a `Gateway` signals the gateway before anything else goes.
+    _serving: Serving,
     _dir: tempfile::TempDir,
     /// `<base>/mcp/everything`: the route and the token audience.
     route: String,
     signer: Signer,
     audit: AuditStore,
     upstream: Everything,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
 }
 
 impl Gateway {
     /// The upstream needs no credential, so the config has no `credential_env`, and no scope
-    /// rules, so RBAC alone decides.
-    async fn start(timeout_secs: u64) -> Gateway {
+    /// rules, so RBAC alone decides. `None` where the peers are missing (see
+    /// [`peers_available`]): the test then passes as skipped.
+    async fn start(timeout_secs: u64) -> Option<Gateway> {
+        if !peers_available().await {
+            return None;
+        }
         let upstream = Everything::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = authz_token::generate_key_pair(KeyAlgorithm::Es256, "peers-key").expect("keys");
@@ -232,14 +230,7 @@ impl Gateway {
 [server]
 public_url = "{base}"
 
-[auth]
-leeway_secs = 5
-max_lifetime_secs = 3600
-
-[[auth.issuers]]
-issuer = "{ISSUER}"
-jwks_file = "{jwks}"
-
+{auth}
 [policy]
 model = "{model}"
 files = ["{policy}"]
@@ -252,7 +243,7 @@ name = "{UPSTREAM}"
 url = "{upstream_url}"
 timeout_secs = {timeout_secs}
 "#,
-            jwks = jwks.display(),
+            auth = harness::auth_toml(&jwks),
             model = repo_path("policies/model.conf").display(),
             policy = policy.display(),
             upstream_url = upstream.url,
@@ -260,25 +251,16 @@ timeout_secs = {timeout_secs}
         let raw = RawConfig::from_toml(&toml).expect("test config parses");
         let config =
             Config::from_raw(raw, &Overrides::default(), &|_| None).expect("test config validates");
-        let app = authz_gateway::App::new(config)
-            .await
-            .expect("gateway starts");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let _ = authz_gateway::serve(app, listener, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
+        let serving = Serving::start(config, listener).await;
         let audit = AuditStore::connect(&audit_url).await.expect("audit store");
-        Gateway {
+        Some(Gateway {
+            _serving: serving,
             _dir: dir,
             route: format!("{base}/mcp/{UPSTREAM}"),
             signer,
             audit,
             upstream,
-            shutdown: Some(tx),
-        }
+        })
     }
 
     fn token(&self, subject: &str, roles: &[&str]) -> String {
@@ -296,14 +278,7 @@ timeout_secs = {timeout_secs}
             limit: Some(10_000),
             ..AuditFilter::default()
         };
-        self.audit
-            .query(&filter)
-            .await
-            .expect("query audit")
-            .into_iter()
-            .map(|r| r.record)
-            .filter(|r| r.kind == RecordKind::Decision)
-            .collect()
+        harness::query(&self.audit, &filter, RecordKind::Decision).await
     }
 
     /// Runs `tests/peers/client.mjs` in `mode` with `token`; returns its steps by name.
@@ -447,10 +422,9 @@ fn the_one(records: &[AuditRecord], method: &str, target: &str, effect: Effect) 
 /// gateway, and exactly what the policy refuses is refused and recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_client_and_reference_server_through_the_gateway() {
-    if !peers_available().await {
+    let Some(mut gw) = Gateway::start(60).await else {
         return;
-    }
-    let mut gw = Gateway::start(60).await;
+    };
     let token = gw.token("peer-user", &["everything-user"]);
     let run = gw.run_client(&token, "user").await;
 
@@ -660,10 +634,9 @@ async fn official_sdk_client_and_reference_server_through_the_gateway() {
 /// list is empty, every call, read and prompt is refused and recorded, nothing leaks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_client_without_the_role_is_refused() {
-    if !peers_available().await {
+    let Some(gw) = Gateway::start(60).await else {
         return;
-    }
-    let gw = Gateway::start(60).await;
+    };
     let token = gw.token("peer-nobody", &[]);
     let run = gw.run_client(&token, "norole").await;
     assert!(run.success, "every step went as expected:\n{}", run.dump());
@@ -730,10 +703,9 @@ async fn official_sdk_client_without_the_role_is_refused() {
 /// bodies are now bounded by an idle timeout between chunks instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_outliving_the_upstream_timeout_completes() {
-    if !peers_available().await {
+    let Some(gw) = Gateway::start(1).await else {
         return;
-    }
-    let gw = Gateway::start(1).await;
+    };
     let token = gw.token("peer-long", &["everything-user"]);
     // The call lasts 3 s; 20 s is ample for it to finish and short enough that the failure
     // (the client never gets its answer) does not wait for the default 60 s.
