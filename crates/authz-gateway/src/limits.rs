@@ -71,21 +71,10 @@ impl Drop for Permit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use authz_types::Principal;
+    use crate::sessions::test_principal;
 
     fn owner(sub: &str) -> Owner {
-        Owner::of(&Principal {
-            subject: sub.into(),
-            issuer: "i".into(),
-            tenant: None,
-            client_id: None,
-            actors: vec![],
-            scopes: vec![],
-            roles: vec![],
-            token_id: None,
-            expires_at: 0,
-            issued_at: None,
-        })
+        Owner::of(&test_principal(sub))
     }
 
     #[test]

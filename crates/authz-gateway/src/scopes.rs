@@ -140,16 +140,8 @@ mod tests {
 
     fn principal(scopes: &[&str]) -> Principal {
         Principal {
-            subject: "a".into(),
-            issuer: "i".into(),
-            tenant: None,
-            client_id: None,
-            actors: vec![],
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            roles: vec![],
-            token_id: None,
-            expires_at: 0,
-            issued_at: None,
+            ..crate::sessions::test_principal("a")
         }
         .normalize()
     }

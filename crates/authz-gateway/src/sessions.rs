@@ -27,6 +27,23 @@ impl Owner {
     }
 }
 
+/// A principal with only a subject (issuer `i`, no tenant, no claims), for unit tests.
+#[cfg(test)]
+pub(crate) fn test_principal(subject: &str) -> Principal {
+    Principal {
+        subject: subject.into(),
+        issuer: "i".into(),
+        tenant: None,
+        client_id: None,
+        actors: vec![],
+        scopes: vec![],
+        roles: vec![],
+        token_id: None,
+        expires_at: 0,
+        issued_at: None,
+    }
+}
+
 /// What a presented session id means for a principal.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum SessionCheck {
@@ -120,22 +137,8 @@ impl OwnerBindings {
 
 #[cfg(test)]
 mod tests {
+    use super::test_principal as p;
     use super::*;
-
-    fn p(sub: &str) -> Principal {
-        Principal {
-            subject: sub.into(),
-            issuer: "i".into(),
-            tenant: None,
-            client_id: None,
-            actors: vec![],
-            scopes: vec![],
-            roles: vec![],
-            token_id: None,
-            expires_at: 0,
-            issued_at: None,
-        }
-    }
 
     #[test]
     fn sessions_belong_to_their_owner_only() {

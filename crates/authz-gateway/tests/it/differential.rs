@@ -89,11 +89,8 @@ async fn ambiguous_or_disguised_messages_never_reach_the_upstream() {
     bytes.extend_from_slice(&[0xff, 0xfe]);
     bytes.extend_from_slice(br#""}}"#);
     let resp = env
-        .http
-        .post(&env.route)
+        .json_post(&env.route)
         .bearer_auth(&reader)
-        .header("content-type", "application/json")
-        .header("accept", harness::ACCEPT_BOTH)
         .body(bytes)
         .send()
         .await
@@ -138,11 +135,7 @@ async fn an_upstream_answering_garbage_to_a_list_is_a_502() {
             )
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = harness::serve_stand_in(app).await;
     let env = harness::start_with(
         AuditBackend::Sqlite,
         harness::Options {
@@ -166,12 +159,7 @@ async fn an_upstream_answering_garbage_to_a_list_is_a_502() {
     );
     let v: Value = resp.json().await.expect("json error body");
     assert_eq!(v["error"]["data"]["reason"], "upstream_invalid");
-    let health = env
-        .http
-        .get(format!("{}/healthz", env.base))
-        .send()
-        .await
-        .expect("healthz");
+    let health = env.get("/healthz").await;
     assert_eq!(health.status(), 200, "the gateway stays up");
 }
 
@@ -182,11 +170,8 @@ async fn repeated_or_unreadable_transport_headers_are_refused_and_recorded() {
     let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
     // Two session ids: ours first, someone else's second — never interpreted, refused.
     let resp = env
-        .http
-        .post(&env.route)
+        .json_post(&env.route)
         .bearer_auth(&alice)
-        .header("content-type", "application/json")
-        .header("accept", harness::ACCEPT_BOTH)
         .header("mcp-session-id", "mine")
         .header("mcp-session-id", "someone-elses")
         .body(list)
@@ -199,11 +184,8 @@ async fn repeated_or_unreadable_transport_headers_are_refused_and_recorded() {
         ReasonCode::MalformedRequest
     );
     let resp = env
-        .http
-        .post(&env.route)
+        .json_post(&env.route)
         .bearer_auth(&alice)
-        .header("content-type", "application/json")
-        .header("accept", harness::ACCEPT_BOTH)
         .header(
             "mcp-session-id",
             reqwest::header::HeaderValue::from_bytes(b"s\xe9ssion").expect("obs-text"),

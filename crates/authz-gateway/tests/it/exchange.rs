@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use authz_types::{Effect, ReasonCode};
 use serde_json::Value;
 
-use crate::harness::{self, AuditBackend, Options, stateless_call};
+use crate::harness::{self, AuditBackend, Options};
 
 async fn exchange(env: &harness::Env, token: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let mut fields = vec![
@@ -77,8 +77,7 @@ async fn a_task_token_is_narrower_shorter_and_records_the_agent() {
     let task_token = body["access_token"].as_str().expect("token").to_owned();
 
     // The new token works for what it allows...
-    let (h, b) = stateless_call(1, "get_ticket");
-    let resp = env.post(Some(&task_token), &h, &b).await;
+    let resp = env.post_stateless_call(&task_token, 1, "get_ticket").await;
     assert_eq!(resp.status(), 200);
     let records = env.records_for(&resp).await;
     assert_eq!(records.len(), 1);
@@ -98,8 +97,10 @@ async fn a_task_token_is_narrower_shorter_and_records_the_agent() {
         "signed by the gateway"
     );
     // ...and nothing more: the write scope is gone.
-    let (h, b) = stateless_call(2, "delete_ticket");
-    assert_eq!(env.post(Some(&task_token), &h, &b).await.status(), 403);
+    let resp = env
+        .post_stateless_call(&task_token, 2, "delete_ticket")
+        .await;
+    assert_eq!(resp.status(), 403);
 
     // Widening is refused, and so is a resource that is not ours, and a bad subject token.
     let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
@@ -162,9 +163,10 @@ async fn a_revoked_token_is_refused_within_a_second() {
     let mut req = env.token_request("adam", &["ticket-admin"], &["tickets:write"]);
     req.token_id = Some("jti-to-revoke".into());
     let token = env.mint(&req);
-    let (h, b) = stateless_call(1, "get_ticket");
     assert_eq!(
-        env.post(Some(&token), &h, &b).await.status(),
+        env.post_stateless_call(&token, 1, "get_ticket")
+            .await
+            .status(),
         200,
         "valid (and now cached)"
     );
@@ -179,7 +181,7 @@ async fn a_revoked_token_is_refused_within_a_second() {
         .expect("revoke");
     let revoked = Instant::now();
     loop {
-        let resp = env.post(Some(&token), &h, &b).await;
+        let resp = env.post_stateless_call(&token, 1, "get_ticket").await;
         if resp.status() == 401 {
             let records = env.records_for(&resp).await;
             assert_eq!(records[0].reason, ReasonCode::TokenRevoked);

@@ -26,6 +26,8 @@ pub(crate) type Client = RunningService<RoleClient, ()>;
 
 /// A running gateway with its upstream, keys and audit store.
 pub(crate) struct Env {
+    /// First, so that dropping an `Env` signals the gateway before anything else goes.
+    gateway: Serving,
     pub _dir: tempfile::TempDir,
     pub base: String,
     /// `<base>/mcp/tickets`: the route and the token audience.
@@ -41,16 +43,61 @@ pub(crate) struct Env {
     pub audit: AuditStore,
     pub audit_url: String,
     pub http: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<()>>,
 }
 
-impl Drop for Env {
+/// A gateway serving on a listener until [`Serving::stop`] or until dropped.
+pub(crate) struct Serving {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Serving {
+    /// Builds the gateway from `config` and serves it on `listener`.
+    pub(crate) async fn start(config: Config, listener: tokio::net::TcpListener) -> Self {
+        let app = authz_gateway::App::new(config)
+            .await
+            .expect("gateway starts");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _ = authz_gateway::serve(app, listener, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Self {
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the gateway gracefully and waits until it has drained its audit queue.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("gateway task");
+        }
+    }
+}
+
+impl Drop for Serving {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
     }
+}
+
+/// Serves a scripted stand-in (an upstream, a token endpoint, a collector) on a fresh loopback
+/// port; returns its address.
+pub(crate) async fn serve_stand_in(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
 }
 
 /// Which audit backend a test runs against (a Postgres URL usually from a
@@ -131,14 +178,7 @@ pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
 public_url = "{base}"
 {max_in_flight}
 
-[auth]
-leeway_secs = 5
-max_lifetime_secs = 3600
-
-[[auth.issuers]]
-issuer = "{ISSUER}"
-jwks_file = "{jwks}"
-
+{auth}
 [policy]
 model = "{model}"
 {policy_source}
@@ -177,7 +217,7 @@ scopes = [
         } else {
             String::new()
         },
-        jwks = jwks.display(),
+        auth = auth_toml(&jwks),
         upstream_extra = opts.upstream_extra.as_deref().unwrap_or(""),
         model = repo_path("policies/model.conf").display(),
         policy_source = match &opts.policy_database_url {
@@ -238,19 +278,10 @@ scopes = [
         _ => None,
     };
     let config = Config::from_raw(raw, &Overrides::default(), &env).expect("test config validates");
-    let app = authz_gateway::App::new(config)
-        .await
-        .expect("gateway starts");
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let served = app.clone();
-    let served = tokio::spawn(async move {
-        let _ = authz_gateway::serve(served, listener, async {
-            let _ = rx.await;
-        })
-        .await;
-    });
+    let gateway = Serving::start(config, listener).await;
     let audit = AuditStore::connect(&audit_url).await.expect("audit store");
     Env {
+        gateway,
         _dir: dir,
         route: format!("{base}/mcp/tickets"),
         base,
@@ -262,9 +293,23 @@ scopes = [
         audit,
         audit_url,
         http: reqwest::Client::new(),
-        shutdown: Some(tx),
-        served: Some(served),
     }
+}
+
+/// The `[auth]` section of an in-process test gateway: trusts the keys in `jwks` for [`ISSUER`],
+/// with a 5 s leeway and tokens of at most an hour.
+pub(crate) fn auth_toml(jwks: &std::path::Path) -> String {
+    format!(
+        r#"[auth]
+leeway_secs = 5
+max_lifetime_secs = 3600
+
+[[auth.issuers]]
+issuer = "{ISSUER}"
+jwks_file = "{}"
+"#,
+        jwks.display()
+    )
 }
 
 /// A URL on a loopback port that was free a moment ago and is closed now.
@@ -280,12 +325,7 @@ async fn closed_port_url() -> String {
 impl Env {
     /// Stops the gateway gracefully and waits until it has drained its audit queue.
     pub(crate) async fn stop(mut self) -> Self {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(served) = self.served.take() {
-            served.await.expect("gateway task");
-        }
+        self.gateway.stop().await;
         self
     }
 
@@ -338,6 +378,41 @@ impl Env {
         .expect("server/discover through the gateway")
     }
 
+    /// GETs `path` (starting with `/`) below the gateway's base URL.
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET from the gateway")
+    }
+
+    /// Opens the server-to-client SSE stream (a GET on the route) with `token` and `headers`.
+    pub(crate) async fn get_stream(
+        &self,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .get(&self.route)
+            .bearer_auth(token)
+            .header("accept", "text/event-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("GET stream from the gateway")
+    }
+
+    /// A POST to `url` with the content type and `Accept` of an MCP message, for the requests
+    /// [`Env::post`] cannot build (odd URLs, bodies or headers); add the rest and send it.
+    pub(crate) fn json_post(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+        self.http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", ACCEPT_BOTH)
+    }
+
     /// POSTs one JSON-RPC message with the given headers.
     pub(crate) async fn post(
         &self,
@@ -345,12 +420,7 @@ impl Env {
         headers: &[(&str, &str)],
         body: &str,
     ) -> reqwest::Response {
-        let mut req = self
-            .http
-            .post(&self.route)
-            .header("content-type", "application/json")
-            .header("accept", ACCEPT_BOTH)
-            .body(body.to_owned());
+        let mut req = self.json_post(&self.route).body(body.to_owned());
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -360,15 +430,42 @@ impl Env {
         req.send().await.expect("HTTP exchange with the gateway")
     }
 
-    /// Every audit record of one request (found by the `x-request-id` the gateway returned).
+    /// POSTs the plain [`tools_call`] (no `_meta`, no MCP headers) with `token`, if any.
+    pub(crate) async fn post_tools_call(
+        &self,
+        token: Option<&str>,
+        id: u64,
+        name: &str,
+    ) -> reqwest::Response {
+        self.post(token, &[], &tools_call(id, name)).await
+    }
+
+    /// POSTs the 2026-07-28 stateless `tools/call` of [`stateless_call`] with `token`.
+    pub(crate) async fn post_stateless_call(
+        &self,
+        token: &str,
+        id: u64,
+        name: &'static str,
+    ) -> reqwest::Response {
+        let (headers, body) = stateless_call(id, name);
+        self.post(Some(token), &headers, &body).await
+    }
+
     /// The decision records of one request (found by the `x-request-id` the gateway returned).
-    /// Outcome records (written when the answer ends) are read with [`Env::outcomes_for`].
+    /// Outcome records (written when the answer ends) are read with [`Env::outcomes_for_request`].
     pub(crate) async fn records_for(&self, resp: &reqwest::Response) -> Vec<AuditRecord> {
-        self.records_of_request(resp)
-            .await
-            .into_iter()
-            .filter(|r| r.kind == RecordKind::Decision)
-            .collect()
+        let filter = AuditFilter {
+            request_id: Some(request_id(resp)),
+            ..AuditFilter::default()
+        };
+        query(&self.audit, &filter, RecordKind::Decision).await
+    }
+
+    /// The one decision record of a request, asserting there is exactly one.
+    pub(crate) async fn the_record_for(&self, resp: &reqwest::Response) -> AuditRecord {
+        let mut records = self.records_for(resp).await;
+        assert_eq!(records.len(), 1, "exactly one decision record: {records:?}");
+        records.swap_remove(0)
     }
 
     /// The outcome records of one request id, waiting (bounded) for the first to be committed:
@@ -380,39 +477,12 @@ impl Env {
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let found: Vec<AuditRecord> = self
-                .audit
-                .query(&filter)
-                .await
-                .expect("query audit")
-                .into_iter()
-                .map(|r| r.record)
-                .filter(|r| r.kind == RecordKind::Outcome)
-                .collect();
+            let found = query(&self.audit, &filter, RecordKind::Outcome).await;
             if !found.is_empty() || std::time::Instant::now() > deadline {
                 return found;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-    }
-
-    async fn records_of_request(&self, resp: &reqwest::Response) -> Vec<AuditRecord> {
-        let id = resp
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .expect("x-request-id header");
-        let filter = AuditFilter {
-            request_id: Some(id.to_owned()),
-            ..AuditFilter::default()
-        };
-        self.audit
-            .query(&filter)
-            .await
-            .expect("query audit")
-            .into_iter()
-            .map(|r| r.record)
-            .collect()
     }
 
     /// Every decision record.
@@ -421,22 +491,87 @@ impl Env {
             limit: Some(10_000),
             ..AuditFilter::default()
         };
-        self.audit
-            .query(&filter)
+        query(&self.audit, &filter, RecordKind::Decision).await
+    }
+
+    /// Asserts that each of `request_ids` has exactly one decision record.
+    pub(crate) async fn assert_one_decision_each(&self, request_ids: &[String]) {
+        let records = self.all_records().await;
+        for id in request_ids {
+            assert_eq!(
+                records.iter().filter(|r| &r.request_id == id).count(),
+                1,
+                "request {id}: exactly one decision record"
+            );
+        }
+    }
+
+    /// Makes the SQLite audit store refuse every insert `when` selects (`""`: every insert), as a
+    /// full disk or a lost database would; returns a pool on that database.
+    pub(crate) async fn refuse_audit_inserts(&self, when: &str) -> sqlx::SqlitePool {
+        let pool = sqlx::SqlitePool::connect(&self.audit_url)
             .await
-            .expect("query audit")
-            .into_iter()
-            .map(|r| r.record)
-            .filter(|r| r.kind == RecordKind::Decision)
-            .collect()
+            .expect("open audit db");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_records {when} BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )))
+        .execute(&pool)
+        .await
+        .expect("install trigger");
+        pool
+    }
+
+    /// Verifies the audit hash chain, asserts it is intact and returns the report.
+    pub(crate) async fn assert_chain_intact(&self) -> authz_audit::VerifyReport {
+        let report = authz_audit::verify(&self.audit, None, None)
+            .await
+            .expect("verify");
+        assert!(report.is_intact(), "{report:?}");
+        report
     }
 }
 
+/// The records of `kind` that `filter` selects.
+pub(crate) async fn query(
+    audit: &AuditStore,
+    filter: &AuditFilter,
+    kind: RecordKind,
+) -> Vec<AuditRecord> {
+    audit
+        .query(filter)
+        .await
+        .expect("query audit")
+        .into_iter()
+        .map(|r| r.record)
+        .filter(|r| r.kind == kind)
+        .collect()
+}
+
+/// The `x-request-id` the gateway answered with.
+pub(crate) fn request_id(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id header")
+        .to_owned()
+}
+
+/// The `WWW-Authenticate` challenge of a response; empty when there is none.
+pub(crate) fn challenge(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// A plain `tools/call` of tool `name` with arguments `{"id": 1}`.
+pub(crate) fn tools_call(id: u64, name: &str) -> String {
+    serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1}}}).to_string()
+}
+
 /// A complete 2026-07-28 stateless `tools/call`: body with `_meta`, and the headers it needs.
-pub(crate) fn stateless_call(
-    id: u64,
-    name: &'static str,
-) -> (Vec<(&'static str, &'static str)>, String) {
+fn stateless_call(id: u64, name: &'static str) -> (Vec<(&'static str, &'static str)>, String) {
     let body = serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1},
         "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
                  "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},

@@ -6,7 +6,7 @@ use josekit::jwk::Jwk;
 use josekit::jws::{ES256, HS256, JwsSigner};
 use serde_json::{Value, json};
 
-use crate::harness::{self, AuditBackend, Env, ISSUER};
+use crate::harness::{self, AuditBackend, Env, ISSUER, challenge};
 
 fn b64(input: &[u8]) -> String {
     use base64::Engine as _;
@@ -248,12 +248,7 @@ async fn every_hostile_token_is_a_401_with_exactly_one_specific_record() {
     for (name, token, reason) in cases(&env) {
         let resp = env.post(Some(&token), &[], &call).await;
         assert_eq!(resp.status(), 401, "{name}");
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let challenge = challenge(&resp);
         assert!(
             challenge.contains("error=\"invalid_token\""),
             "{name}: {challenge}"

@@ -90,15 +90,7 @@ async fn a_broken_policy_file_keeps_the_last_good_one_serving_and_shows_in_ready
     .expect("break it");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ready: serde_json::Value = env
-            .http
-            .get(format!("{}/readyz", env.base))
-            .send()
-            .await
-            .expect("readyz")
-            .json()
-            .await
-            .expect("json");
+        let ready: serde_json::Value = env.get("/readyz").await.json().await.expect("json");
         if ready["policy"]["state"] == "degraded" {
             assert!(ready["policy"]["last_error"].is_string(), "{ready}");
             break;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use authz_test_support::TestDatabase;
 
-use crate::harness::{self, AuditBackend};
+use crate::harness::{self, AuditBackend, request_id};
 
 #[tokio::test]
 #[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
@@ -14,26 +14,10 @@ async fn a_postgres_outage_fails_closed_and_service_resumes_without_restart() {
     let (name, admin_url) = db.postgres_admin().expect("postgres");
     let env = harness::start(AuditBackend::Postgres(db.url().to_owned())).await;
     let adam = env.token("adam", &["ticket-admin"], &["tickets:write"]);
-    let call = |id: u64| {
-        let body = serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"get_ticket","arguments":{"id":1},
-            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}});
-        body.to_string()
-    };
-    let headers = [
-        ("mcp-protocol-version", "2026-07-28"),
-        ("mcp-method", "tools/call"),
-        ("mcp-name", "get_ticket"),
-    ];
     let mut succeeded = Vec::new();
-    let resp = env.post(Some(&adam), &headers, &call(1)).await;
+    let resp = env.post_stateless_call(&adam, 1, "get_ticket").await;
     assert_eq!(resp.status(), 200);
-    succeeded.push(
-        resp.headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .expect("id")
-            .to_owned(),
-    );
+    succeeded.push(request_id(&resp));
 
     // The audit database goes away.
     let admin = sqlx::PgPool::connect(admin_url)
@@ -53,7 +37,7 @@ async fn a_postgres_outage_fails_closed_and_service_resumes_without_restart() {
     .expect("terminate");
     let forwarded = env.upstream.log.request_count();
     for id in 2..5 {
-        let resp = env.post(Some(&adam), &headers, &call(id)).await;
+        let resp = env.post_stateless_call(&adam, id, "get_ticket").await;
         assert_eq!(resp.status(), 503, "no record, no forwarding");
     }
     assert_eq!(
@@ -71,15 +55,9 @@ async fn a_postgres_outage_fails_closed_and_service_resumes_without_restart() {
     .expect("allow");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let resp = env.post(Some(&adam), &headers, &call(10)).await;
+        let resp = env.post_stateless_call(&adam, 10, "get_ticket").await;
         if resp.status() == 200 {
-            succeeded.push(
-                resp.headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .expect("id")
-                    .to_owned(),
-            );
+            succeeded.push(request_id(&resp));
             break;
         }
         assert_eq!(resp.status(), 503);
@@ -87,50 +65,23 @@ async fn a_postgres_outage_fails_closed_and_service_resumes_without_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for id in 11..15 {
-        let resp = env.post(Some(&adam), &headers, &call(id)).await;
+        let resp = env.post_stateless_call(&adam, id, "get_ticket").await;
         assert_eq!(resp.status(), 200);
-        succeeded.push(
-            resp.headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .expect("id")
-                .to_owned(),
-        );
+        succeeded.push(request_id(&resp));
     }
-    let records = env.all_records().await;
-    for id in &succeeded {
-        assert_eq!(
-            records.iter().filter(|r| &r.request_id == id).count(),
-            1,
-            "request {id}: exactly one decision record"
-        );
-    }
-    let report = authz_audit::verify(&env.audit, None, None)
-        .await
-        .expect("verify");
-    assert!(report.is_intact(), "{report:?}");
+    env.assert_one_decision_each(&succeeded).await;
+    env.assert_chain_intact().await;
 }
 
 #[tokio::test]
 async fn a_refused_decision_record_leaves_no_orphan_outcome() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let adam = env.token("adam", &["ticket-admin"], &["tickets:write"]);
-    let pool = sqlx::SqlitePool::connect(&env.audit_url)
-        .await
-        .expect("open");
-    sqlx::query("CREATE TRIGGER refuse_decisions BEFORE INSERT ON audit_records WHEN NEW.kind = 'decision' BEGIN SELECT RAISE(ABORT, 'refused'); END")
-        .execute(&pool)
-        .await
-        .expect("trigger");
+    let pool = env.refuse_audit_inserts("WHEN NEW.kind = 'decision'").await;
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket","arguments":{"id":1}}}"#;
     let resp = env.post(Some(&adam), &[], body).await;
     assert_eq!(resp.status(), 503);
-    let id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("id")
-        .to_owned();
+    let id = request_id(&resp);
     // Give a stray outcome write every chance to land, then check there is none.
     let env = env.stop().await;
     let (count,): (i64,) =

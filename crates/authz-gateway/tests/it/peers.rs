@@ -20,7 +20,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
-const ISSUER: &str = "https://idp.test";
+use crate::harness::{self, ISSUER, Serving};
+
 const UPSTREAM: &str = "everything";
 /// How long the upstream may take to start listening (a cold `node` on a busy CI machine).
 const STARTUP_DEADLINE: Duration = Duration::from_secs(60);
@@ -46,6 +47,18 @@ fn peers_dir() -> PathBuf {
 
 fn server_script() -> PathBuf {
     peers_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+/// `node <script>` in `tests/peers`: no stdin, output piped, killed when dropped.
+fn node(script: PathBuf) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .current_dir(peers_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// Whether `node` and the installed peers are present. Under CI their absence is a failure.
@@ -109,15 +122,9 @@ impl Everything {
                 let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
                 l.local_addr().expect("local addr").port()
             };
-            let mut child = Command::new("node")
-                .arg(server_script())
+            let mut child = node(server_script())
                 .arg("streamableHttp")
                 .env("PORT", port.to_string())
-                .current_dir(peers_dir())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
                 .spawn()
                 .expect("spawn node for server-everything");
             let log = Arc::new(Mutex::new(String::new()));
@@ -184,27 +191,24 @@ impl Everything {
 
 /// A gateway in front of server-everything, with its keys and audit store.
 struct Gateway {
+    /// First, so that dropping a `Gateway` signals the gateway before anything else goes.
+    _serving: Serving,
     _dir: tempfile::TempDir,
     /// `<base>/mcp/everything`: the route and the token audience.
     route: String,
     signer: Signer,
     audit: AuditStore,
     upstream: Everything,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
 }
 
 impl Gateway {
     /// The upstream needs no credential, so the config has no `credential_env`, and no scope
-    /// rules, so RBAC alone decides.
-    async fn start(timeout_secs: u64) -> Gateway {
+    /// rules, so RBAC alone decides. `None` where the peers are missing (see
+    /// [`peers_available`]): the test then passes as skipped.
+    async fn start(timeout_secs: u64) -> Option<Gateway> {
+        if !peers_available().await {
+            return None;
+        }
         let upstream = Everything::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = authz_token::generate_key_pair(KeyAlgorithm::Es256, "peers-key").expect("keys");
@@ -226,14 +230,7 @@ impl Gateway {
 [server]
 public_url = "{base}"
 
-[auth]
-leeway_secs = 5
-max_lifetime_secs = 3600
-
-[[auth.issuers]]
-issuer = "{ISSUER}"
-jwks_file = "{jwks}"
-
+{auth}
 [policy]
 model = "{model}"
 files = ["{policy}"]
@@ -246,7 +243,7 @@ name = "{UPSTREAM}"
 url = "{upstream_url}"
 timeout_secs = {timeout_secs}
 "#,
-            jwks = jwks.display(),
+            auth = harness::auth_toml(&jwks),
             model = repo_path("policies/model.conf").display(),
             policy = policy.display(),
             upstream_url = upstream.url,
@@ -254,25 +251,16 @@ timeout_secs = {timeout_secs}
         let raw = RawConfig::from_toml(&toml).expect("test config parses");
         let config =
             Config::from_raw(raw, &Overrides::default(), &|_| None).expect("test config validates");
-        let app = authz_gateway::App::new(config)
-            .await
-            .expect("gateway starts");
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
-            let _ = authz_gateway::serve(app, listener, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
+        let serving = Serving::start(config, listener).await;
         let audit = AuditStore::connect(&audit_url).await.expect("audit store");
-        Gateway {
+        Some(Gateway {
+            _serving: serving,
             _dir: dir,
             route: format!("{base}/mcp/{UPSTREAM}"),
             signer,
             audit,
             upstream,
-            shutdown: Some(tx),
-        }
+        })
     }
 
     fn token(&self, subject: &str, roles: &[&str]) -> String {
@@ -290,14 +278,7 @@ timeout_secs = {timeout_secs}
             limit: Some(10_000),
             ..AuditFilter::default()
         };
-        self.audit
-            .query(&filter)
-            .await
-            .expect("query audit")
-            .into_iter()
-            .map(|r| r.record)
-            .filter(|r| r.kind == RecordKind::Decision)
-            .collect()
+        harness::query(&self.audit, &filter, RecordKind::Decision).await
     }
 
     /// Runs `tests/peers/client.mjs` in `mode` with `token`; returns its steps by name.
@@ -307,17 +288,11 @@ timeout_secs = {timeout_secs}
 
     /// Like [`Gateway::run_client`], with extra environment for the client.
     async fn run_client_with(&self, token: &str, mode: &str, env: &[(&str, &str)]) -> ClientRun {
-        let child = Command::new("node")
-            .envs(env.iter().copied())
-            .arg(peers_dir().join("client.mjs"))
+        let child = node(peers_dir().join("client.mjs"))
             .arg(&self.route)
             .arg(mode)
+            .envs(env.iter().copied())
             .env("MCP_TOKEN", token)
-            .current_dir(peers_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn node for the client");
         let out = tokio::time::timeout(CLIENT_DEADLINE, child.wait_with_output())
@@ -436,14 +411,20 @@ fn matching(
         .collect()
 }
 
+/// The one record of `method` on `target` with `effect`, asserting there is exactly one.
+fn the_one(records: &[AuditRecord], method: &str, target: &str, effect: Effect) -> AuditRecord {
+    let mut found = matching(records, method, target, effect);
+    assert_eq!(found.len(), 1, "{method} {target}: {found:?}");
+    found.swap_remove(0)
+}
+
 /// The whole scripted session with a token holding the role: every feature works through the
 /// gateway, and exactly what the policy refuses is refused and recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_client_and_reference_server_through_the_gateway() {
-    if !peers_available().await {
+    let Some(mut gw) = Gateway::start(60).await else {
         return;
-    }
-    let mut gw = Gateway::start(60).await;
+    };
     let token = gw.token("peer-user", &["everything-user"]);
     let run = gw.run_client(&token, "user").await;
 
@@ -492,23 +473,24 @@ async fn official_sdk_client_and_reference_server_through_the_gateway() {
     );
 
     // Sampling: the server's request reaches the agent on the call's stream and the agent's
-    // answer (a POSTed JSON-RPC response) reaches the server.
-    let sampling = run.ok("call_sampling");
-    assert_eq!(sampling["sampling_requests"], 1, "{sampling}");
-    assert!(
-        run.texts("call_sampling")
-            .contains("canned sampling answer from the peers client"),
-        "{sampling}"
-    );
-
-    // Elicitation, the same round trip with the agent's form answer.
-    let elicitation = run.ok("call_elicitation");
-    assert_eq!(elicitation["elicitation_requests"], 1, "{elicitation}");
-    assert!(
-        run.texts("call_elicitation")
-            .contains("Name: Peer Test Person"),
-        "{elicitation}"
-    );
+    // answer (a POSTed JSON-RPC response) reaches the server. Elicitation, the same round trip
+    // with the agent's form answer.
+    for (step, requests, answer) in [
+        (
+            "call_sampling",
+            "sampling_requests",
+            "canned sampling answer from the peers client",
+        ),
+        (
+            "call_elicitation",
+            "elicitation_requests",
+            "Name: Peer Test Person",
+        ),
+    ] {
+        let got = run.ok(step);
+        assert_eq!(got[requests], 1, "{step}: {got}");
+        assert!(run.texts(step).contains(answer), "{step}: {got}");
+    }
 
     // Roots: asked on the standalone GET stream, answered by POST.
     let roots = run.ok("call_roots");
@@ -586,9 +568,8 @@ async fn official_sdk_client_and_reference_server_through_the_gateway() {
         ("resources/read", "demo://resource/dynamic/text/1"),
         ("prompts/get", "args-prompt"),
     ] {
-        let allowed = matching(&records, method, target, Effect::Allow);
-        assert_eq!(allowed.len(), 1, "{method} {target}: {allowed:?}");
-        assert_eq!(allowed[0].session_id.as_deref(), Some(session_id.as_str()));
+        let allowed = the_one(&records, method, target, Effect::Allow);
+        assert_eq!(allowed.session_id.as_deref(), Some(session_id.as_str()));
     }
     for (method, target, reason) in [
         ("tools/call", "get-sum", ReasonCode::ExplicitDeny),
@@ -599,9 +580,7 @@ async fn official_sdk_client_and_reference_server_through_the_gateway() {
         ),
         ("prompts/get", "resource-prompt", ReasonCode::NoMatchingRule),
     ] {
-        let denied = matching(&records, method, target, Effect::Deny);
-        assert_eq!(denied.len(), 1, "{method} {target}: {denied:?}");
-        let d = &denied[0];
+        let d = the_one(&records, method, target, Effect::Deny);
         assert_eq!(d.reason, reason, "{d:?}");
         assert_eq!(d.http_status, Some(403), "{d:?}");
         assert_eq!(d.roles, ["everything-user"]);
@@ -655,10 +634,9 @@ async fn official_sdk_client_and_reference_server_through_the_gateway() {
 /// list is empty, every call, read and prompt is refused and recorded, nothing leaks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_client_without_the_role_is_refused() {
-    if !peers_available().await {
+    let Some(gw) = Gateway::start(60).await else {
         return;
-    }
-    let gw = Gateway::start(60).await;
+    };
     let token = gw.token("peer-nobody", &[]);
     let run = gw.run_client(&token, "norole").await;
     assert!(run.success, "every step went as expected:\n{}", run.dump());
@@ -706,10 +684,9 @@ async fn official_sdk_client_without_the_role_is_refused() {
         ("resources/read", "demo://resource/dynamic/text/1"),
         ("prompts/get", "args-prompt"),
     ] {
-        let denied = matching(&records, method, target, Effect::Deny);
-        assert_eq!(denied.len(), 1, "{method} {target}: {denied:?}");
-        assert_eq!(denied[0].reason, ReasonCode::NoMatchingRule);
-        assert_eq!(denied[0].http_status, Some(403));
+        let denied = the_one(&records, method, target, Effect::Deny);
+        assert_eq!(denied.reason, ReasonCode::NoMatchingRule);
+        assert_eq!(denied.http_status, Some(403));
     }
     assert!(
         !records
@@ -726,10 +703,9 @@ async fn official_sdk_client_without_the_role_is_refused() {
 /// bodies are now bounded by an idle timeout between chunks instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_outliving_the_upstream_timeout_completes() {
-    if !peers_available().await {
+    let Some(gw) = Gateway::start(1).await else {
         return;
-    }
-    let gw = Gateway::start(1).await;
+    };
     let token = gw.token("peer-long", &["everything-user"]);
     // The call lasts 3 s; 20 s is ample for it to finish and short enough that the failure
     // (the client never gets its answer) does not wait for the default 60 s.

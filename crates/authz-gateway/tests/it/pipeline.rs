@@ -6,7 +6,9 @@ use authz_types::{Effect, ReasonCode};
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
-use crate::harness::{self, AuditBackend, Env, UPSTREAM_SECRET, stateless_call};
+use crate::harness::{
+    self, AuditBackend, Client, Env, UPSTREAM_SECRET, challenge, request_id, tools_call,
+};
 
 fn call(name: &'static str, args: Value) -> CallToolRequestParams {
     let Value::Object(args) = args else {
@@ -15,8 +17,15 @@ fn call(name: &'static str, args: Value) -> CallToolRequestParams {
     CallToolRequestParams::new(name).with_arguments(args)
 }
 
-fn tools_call(id: u64, name: &str) -> String {
-    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1}}}).to_string()
+/// The names of every tool the client is shown, in the order listed.
+async fn tool_names(client: &Client) -> Vec<String> {
+    client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect()
 }
 
 /// The walk every backend must pass: a reader lists and reads but cannot delete; an admin
@@ -31,13 +40,7 @@ async fn scenario(env: &Env) {
 
     // Session-based rmcp client (2025-11-25).
     let client = env.legacy_client(&reader).await;
-    let mut names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let mut names = tool_names(&client).await;
     names.sort();
     assert_eq!(
         names,
@@ -67,13 +70,7 @@ async fn scenario(env: &Env) {
 
     // Stateless 2026-07-28 rmcp client.
     let client = env.modern_client(&admin).await;
-    let names: Vec<String> = client
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let names = tool_names(&client).await;
     assert_eq!(names.len(), 4, "the admin sees every tool: {names:?}");
     let deleted = client
         .call_tool(call("delete_ticket", json!({"id": 2})))
@@ -130,10 +127,7 @@ async fn scenario(env: &Env) {
     unauthenticated_requests_are_refused_and_recorded(env).await;
 
     // Every record is on one intact hash chain.
-    let report = authz_audit::verify(&env.audit, None, None)
-        .await
-        .expect("verify");
-    assert!(report.is_intact(), "{report:?}");
+    let report = env.assert_chain_intact().await;
     assert_eq!(report.unchained_records, 0);
 }
 
@@ -177,15 +171,10 @@ async fn unauthenticated_requests_are_refused_and_recorded(env: &Env) {
     let before = env.upstream.log.request_count();
     for (name, token, reason) in cases {
         let resp = env
-            .post(token.as_deref(), &[], &tools_call(9, "delete_ticket"))
+            .post_tools_call(token.as_deref(), 9, "delete_ticket")
             .await;
         assert_eq!(resp.status(), 401, "{name}");
-        let challenge = resp
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let challenge = challenge(&resp);
         let metadata = format!(
             "{}/.well-known/oauth-protected-resource/mcp/tickets",
             env.base
@@ -238,23 +227,15 @@ async fn end_to_end_with_postgres_audit() {
 async fn missing_scope_gets_a_challenge_naming_every_needed_scope() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let narrow = env.token("nora", &["ticket-admin"], &["tickets:read"]);
-    let resp = env
-        .post(Some(&narrow), &[], &tools_call(1, "delete_ticket"))
-        .await;
+    let resp = env.post_tools_call(Some(&narrow), 1, "delete_ticket").await;
     assert_eq!(resp.status(), 403);
-    let challenge = resp
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let challenge = challenge(&resp);
     assert!(
         challenge.starts_with("Bearer error=\"insufficient_scope\", scope=\"tickets:write\""),
         "{challenge}"
     );
-    let records = env.records_for(&resp).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].reason, ReasonCode::InsufficientScope);
+    let record = env.the_record_for(&resp).await;
+    assert_eq!(record.reason, ReasonCode::InsufficientScope);
     let body: Value = resp.json().await.expect("JSON-RPC error body");
     assert_eq!(body["id"], json!(1));
     assert_eq!(
@@ -269,19 +250,13 @@ async fn missing_scope_gets_a_challenge_naming_every_needed_scope() {
 async fn rbac_denial_is_a_plain_403_with_a_reason_and_no_policy_text() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let reader = env.token("rita", &["ticket-reader"], &["tickets:write"]);
-    let resp = env
-        .post(Some(&reader), &[], &tools_call(4, "delete_ticket"))
-        .await;
+    let resp = env.post_tools_call(Some(&reader), 4, "delete_ticket").await;
     assert_eq!(resp.status(), 403);
     assert!(
         resp.headers().get("www-authenticate").is_none(),
         "no scope would help"
     );
-    let request_id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let request_id = request_id(&resp);
     let body: Value = resp.json().await.expect("JSON body");
     assert_eq!(
         body["error"]["code"],
@@ -289,7 +264,7 @@ async fn rbac_denial_is_a_plain_403_with_a_reason_and_no_policy_text() {
     );
     assert_eq!(
         body["error"]["data"]["requestId"].as_str(),
-        request_id.as_deref()
+        Some(request_id.as_str())
     );
     let text = body.to_string();
     assert!(
@@ -311,9 +286,8 @@ async fn malformed_and_ambiguous_bodies_are_refused_and_recorded() {
     ] {
         let resp = env.post(Some(&admin), &[], body).await;
         assert_eq!(resp.status(), 400, "{body}");
-        let records = env.records_for(&resp).await;
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].reason, ReasonCode::MalformedRequest);
+        let record = env.the_record_for(&resp).await;
+        assert_eq!(record.reason, ReasonCode::MalformedRequest);
         let v: Value = resp.json().await.expect("JSON");
         assert_eq!(v["error"]["code"], json!(code), "{body}");
     }
@@ -369,10 +343,9 @@ async fn a_session_is_useless_to_anyone_but_its_owner() {
     let before = env.upstream.log.request_count();
     let resp = env.post(Some(&mallory), &h, &list).await;
     assert_eq!(resp.status(), 404);
-    let records = env.records_for(&resp).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].reason, ReasonCode::SessionMismatch);
-    assert_eq!(records[0].subject.as_deref(), Some("mallory"));
+    let record = env.the_record_for(&resp).await;
+    assert_eq!(record.reason, ReasonCode::SessionMismatch);
+    assert_eq!(record.subject.as_deref(), Some("mallory"));
     assert_eq!(
         env.upstream.log.request_count(),
         before,
@@ -401,20 +374,12 @@ async fn when_the_audit_store_refuses_nothing_is_forwarded() {
     let env = harness::start(AuditBackend::Sqlite).await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
     // Make the real store refuse every insert, as a full disk or a lost database would.
-    let pool = sqlx::SqlitePool::connect(&env.audit_url)
-        .await
-        .expect("open audit db");
-    sqlx::query("CREATE TRIGGER refuse_all BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'refused'); END")
-        .execute(&pool)
-        .await
-        .expect("install trigger");
-    let resp = env
-        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
-        .await;
+    env.refuse_audit_inserts("").await;
+    let resp = env.post_tools_call(Some(&admin), 1, "get_ticket").await;
     assert_eq!(resp.status(), 503);
     let v: Value = resp.json().await.expect("JSON");
     assert_eq!(v["error"]["data"]["reason"], json!("audit_unavailable"));
-    let resp = env.post(None, &[], &tools_call(2, "get_ticket")).await;
+    let resp = env.post_tools_call(None, 2, "get_ticket").await;
     assert_eq!(
         resp.status(),
         503,
@@ -425,15 +390,7 @@ async fn when_the_audit_store_refuses_nothing_is_forwarded() {
         0,
         "nothing passed without a record"
     );
-    let metrics = env
-        .http
-        .get(format!("{}/metrics", env.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = env.get("/metrics").await.text().await.expect("text");
     assert!(
         metrics.contains("authz_audit_failures_total 2"),
         "{metrics}"
@@ -447,15 +404,7 @@ async fn protected_resource_metadata_describes_each_route() {
         "/.well-known/oauth-protected-resource/mcp/tickets",
         "/.well-known/oauth-protected-resource",
     ] {
-        let v: Value = env
-            .http
-            .get(format!("{}{path}", env.base))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let v: Value = env.get(path).await.json().await.expect("json");
         assert_eq!(v["resource"], json!(env.route));
         assert_eq!(v["authorization_servers"], json!([harness::ISSUER]));
         assert_eq!(
@@ -465,21 +414,10 @@ async fn protected_resource_metadata_describes_each_route() {
         assert_eq!(v["bearer_methods_supported"], json!(["header"]));
     }
     let resp = env
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-protected-resource/mcp/nope",
-            env.base
-        ))
-        .send()
-        .await
-        .expect("get");
+        .get("/.well-known/oauth-protected-resource/mcp/nope")
+        .await;
     assert_eq!(resp.status(), 404);
-    let ready = env
-        .http
-        .get(format!("{}/readyz", env.base))
-        .send()
-        .await
-        .expect("readyz");
+    let ready = env.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.expect("readyz json");
     // The key and revocation states are read from the verifier, not written as literals.
@@ -505,9 +443,7 @@ async fn an_upstream_that_refuses_the_gateway_credential_is_a_502_not_a_401() {
     };
     let env = harness::start_with(AuditBackend::Sqlite, opts).await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
-    let resp = env
-        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
-        .await;
+    let resp = env.post_tools_call(Some(&admin), 1, "get_ticket").await;
     assert_eq!(resp.status(), 502);
     assert!(
         resp.headers().get("www-authenticate").is_none(),
@@ -520,9 +456,9 @@ async fn an_upstream_that_refuses_the_gateway_credential_is_a_502_not_a_401() {
     );
 }
 
-#[tokio::test]
-async fn a_dead_upstream_is_a_502_after_the_decision_was_recorded() {
-    // Nothing listens upstream: the gateway can still decide and record, but cannot forward.
+/// An admin's `get_ticket` through a gateway whose upstream is dead (nothing listens there):
+/// the gateway can still decide and record, but cannot forward, so the answer is a 502.
+async fn get_ticket_from_a_dead_upstream() -> (Env, reqwest::Response) {
     let env = harness::start_with(
         AuditBackend::Sqlite,
         harness::Options {
@@ -532,13 +468,16 @@ async fn a_dead_upstream_is_a_502_after_the_decision_was_recorded() {
     )
     .await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
-    let resp = env
-        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
-        .await;
+    let resp = env.post_tools_call(Some(&admin), 1, "get_ticket").await;
     assert_eq!(resp.status(), 502);
-    let records = env.records_for(&resp).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].decision, Effect::Allow);
+    (env, resp)
+}
+
+#[tokio::test]
+async fn a_dead_upstream_is_a_502_after_the_decision_was_recorded() {
+    let (env, resp) = get_ticket_from_a_dead_upstream().await;
+    let record = env.the_record_for(&resp).await;
+    assert_eq!(record.decision, Effect::Allow);
 }
 
 /// A stand-in OAuth token endpoint that checks the client's credentials and counts requests.
@@ -575,11 +514,7 @@ async fn token_endpoint(
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = harness::serve_stand_in(app).await;
     (format!("http://{addr}/token"), calls)
 }
 
@@ -597,14 +532,11 @@ async fn oauth_client_credentials_are_fetched_once_and_refreshed_after_a_refusal
     )
     .await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
-    let resp = env
-        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
-        .await;
+    let resp = env.post_tools_call(Some(&admin), 1, "get_ticket").await;
     assert_eq!(resp.status(), 502, "the upstream refuses the first token");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     for id in 2..5 {
-        let (headers, body) = stateless_call(id, "get_ticket");
-        let resp = env.post(Some(&admin), &headers, &body).await;
+        let resp = env.post_stateless_call(&admin, id, "get_ticket").await;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         assert_eq!(
@@ -658,29 +590,19 @@ async fn a_principal_over_its_in_flight_limit_gets_429_and_a_record() {
     resp.text().await.expect("initialize body read to the end");
 
     // A long-lived GET stream holds alice's only slot.
-    let stream = env
-        .http
-        .get(&env.route)
-        .bearer_auth(&alice)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &sid)
-        .header("mcp-protocol-version", "2025-11-25")
-        .send()
-        .await
-        .expect("GET stream");
-    assert_eq!(stream.status(), 200);
-
-    let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}).to_string();
     let h = [
         ("mcp-session-id", sid.as_str()),
         ("mcp-protocol-version", "2025-11-25"),
     ];
+    let stream = env.get_stream(&alice, &h).await;
+    assert_eq!(stream.status(), 200);
+
+    let list = json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}).to_string();
     let resp = env.post(Some(&alice), &h, &list).await;
     assert_eq!(resp.status(), 429);
-    let records = env.records_for(&resp).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].reason, ReasonCode::TooManyRequests);
-    assert_eq!(records[0].http_status, Some(429));
+    let record = env.the_record_for(&resp).await;
+    assert_eq!(record.reason, ReasonCode::TooManyRequests);
+    assert_eq!(record.http_status, Some(429));
 
     // Others are not affected.
     let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"}).to_string();
@@ -715,26 +637,17 @@ async fn a_token_in_the_query_string_is_refused_even_with_a_good_header() {
 async fn refuses_token_in_query(env: &harness::Env, admin: &str, name: &str) {
     let before = env.upstream.log.request_count();
     let resp = env
-        .http
-        .post(format!("{}?{name}={admin}", env.route))
+        .json_post(format!("{}?{name}={admin}", env.route))
         .bearer_auth(admin)
-        .header("content-type", "application/json")
-        .header("accept", harness::ACCEPT_BOTH)
         .body(tools_call(1, "get_ticket"))
         .send()
         .await
         .expect("send");
     assert_eq!(resp.status(), 401);
-    let challenge = resp
-        .headers()
-        .get("www-authenticate")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let challenge = challenge(&resp);
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
-    let records = env.records_for(&resp).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].reason, ReasonCode::TokenNotInHeader, "{name}");
+    let record = env.the_record_for(&resp).await;
+    assert_eq!(record.reason, ReasonCode::TokenNotInHeader, "{name}");
     assert_eq!(env.upstream.log.request_count(), before, "{name}");
 }
 
@@ -751,30 +664,13 @@ async fn buffered_audit_records_every_request_and_drains_on_shutdown() {
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
     let mut ids = Vec::new();
     for id in 0..20 {
-        let (headers, body) = stateless_call(id, "get_ticket");
-        let resp = env.post(Some(&admin), &headers, &body).await;
+        let resp = env.post_stateless_call(&admin, id, "get_ticket").await;
         assert_eq!(resp.status(), 200);
-        ids.push(
-            resp.headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .expect("id")
-                .to_owned(),
-        );
+        ids.push(request_id(&resp));
     }
     let env = env.stop().await;
-    let records = env.all_records().await;
-    for id in &ids {
-        assert_eq!(
-            records.iter().filter(|r| &r.request_id == id).count(),
-            1,
-            "request {id} has exactly one record"
-        );
-    }
-    let report = authz_audit::verify(&env.audit, None, None)
-        .await
-        .expect("verify");
-    assert!(report.is_intact(), "{report:?}");
+    env.assert_one_decision_each(&ids).await;
+    env.assert_chain_intact().await;
 }
 
 #[tokio::test]
@@ -787,10 +683,9 @@ async fn oversized_bodies_and_headers_are_refused_and_recorded() {
     );
     let resp = env.post(Some(&admin), &[], &big).await;
     assert_eq!(resp.status(), 413);
-    let records = env.records_for(&resp).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].reason, ReasonCode::LimitExceeded);
-    assert_eq!(records[0].subject.as_deref(), Some("adam"));
+    let record = env.the_record_for(&resp).await;
+    assert_eq!(record.reason, ReasonCode::LimitExceeded);
+    assert_eq!(record.subject.as_deref(), Some("adam"));
 
     let huge = "h".repeat(40 * 1024);
     let resp = env
@@ -801,9 +696,8 @@ async fn oversized_bodies_and_headers_are_refused_and_recorded() {
         )
         .await;
     assert_eq!(resp.status(), 431);
-    let records = env.records_for(&resp).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].reason, ReasonCode::LimitExceeded);
+    let record = env.the_record_for(&resp).await;
+    assert_eq!(record.reason, ReasonCode::LimitExceeded);
     assert_eq!(env.upstream.log.request_count(), 0);
 }
 
@@ -836,9 +730,7 @@ redact_arguments = { "create_*" = ["body"] }"#
     ];
     let resp = env.post(Some(&admin), &headers, &body.to_string()).await;
     assert_eq!(resp.status(), 200);
-    let decision = env.records_for(&resp).await;
-    assert_eq!(decision.len(), 1);
-    let d = &decision[0];
+    let d = &env.the_record_for(&resp).await;
     assert_eq!(
         d.trace_id.as_deref(),
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -863,8 +755,7 @@ redact_arguments = { "create_*" = ["body"] }"#
     assert_eq!(o.args_digest, d.args_digest);
 
     // A call that is not configured for recording keeps only the digest.
-    let (h, b) = stateless_call(2, "get_ticket");
-    let resp = env.post(Some(&admin), &h, &b).await;
+    let resp = env.post_stateless_call(&admin, 2, "get_ticket").await;
     let d = &env.records_for(&resp).await[0];
     assert!(d.args_digest.is_some() && d.arguments.is_none());
 
@@ -883,12 +774,7 @@ redact_arguments = { "create_*" = ["body"] }"#
         )
         .await;
     assert_eq!(resp.status(), 200);
-    let id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("id")
-        .to_owned();
+    let id = request_id(&resp);
     resp.text().await.expect("body");
     let o = env.outcomes_for_request(&id).await;
     let mut shown = o[0].shown.clone();
@@ -898,26 +784,8 @@ redact_arguments = { "create_*" = ["body"] }"#
 
 #[tokio::test]
 async fn an_upstream_failure_leaves_an_outcome_record() {
-    let env = harness::start_with(
-        AuditBackend::Sqlite,
-        harness::Options {
-            dead_upstream: true,
-            ..Default::default()
-        },
-    )
-    .await;
-    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
-    let resp = env
-        .post(Some(&admin), &[], &tools_call(1, "get_ticket"))
-        .await;
-    assert_eq!(resp.status(), 502);
-    let id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("id")
-        .to_owned();
-    let o = env.outcomes_for_request(&id).await;
+    let (env, resp) = get_ticket_from_a_dead_upstream().await;
+    let o = env.outcomes_for_request(&request_id(&resp)).await;
     assert_eq!(o.len(), 1);
     assert_eq!(o[0].outcome.as_deref(), Some("upstream_unavailable"));
     assert_eq!(o[0].http_status, Some(502));

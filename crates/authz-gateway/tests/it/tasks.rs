@@ -34,11 +34,7 @@ async fn task_upstream() -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = harness::serve_stand_in(app).await;
     format!("http://{addr}/mcp")
 }
 
@@ -97,9 +93,8 @@ async fn a_task_is_visible_and_usable_only_by_its_creator() {
         404,
         "another principal is told the task does not exist"
     );
-    let records = env.records_for(&resp).await;
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].reason, ReasonCode::TaskNotOwned);
+    let record = env.the_record_for(&resp).await;
+    assert_eq!(record.reason, ReasonCode::TaskNotOwned);
 
     let resp = env
         .post(

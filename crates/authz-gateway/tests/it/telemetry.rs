@@ -28,11 +28,7 @@ async fn spans_are_exported_to_the_configured_collector() {
             },
         ),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = crate::harness::serve_stand_in(app).await;
 
     let cfg = Telemetry {
         otlp_endpoint: Some(format!("http://{addr}/v1/traces")),

@@ -4,7 +4,7 @@
 use axum::response::IntoResponse as _;
 use serde_json::{Value, json};
 
-use crate::harness::{self, AuditBackend, Options};
+use crate::harness::{self, AuditBackend, Env, Options, request_id};
 
 /// A scripted upstream: paginated `tools/list`, a slow tool, and an SSE answer that carries a
 /// `notifications/tools/list_changed` before the result.
@@ -54,24 +54,28 @@ async fn scripted_upstream() -> String {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = harness::serve_stand_in(app).await;
     format!("http://{addr}/mcp")
+}
+
+/// A gateway in front of [`scripted_upstream`], with `upstream_extra` TOML keys on its route.
+async fn scripted_gateway(upstream_extra: Option<&str>) -> Env {
+    let opts = Options {
+        upstream_url: Some(scripted_upstream().await),
+        upstream_extra: upstream_extra.map(str::to_owned),
+        ..Default::default()
+    };
+    harness::start_with(AuditBackend::Sqlite, opts).await
+}
+
+/// A `tools/call` of the scripted upstream's tool `name`, JSON-RPC id 1, no arguments.
+fn call_tool(name: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}"}}}}"#)
 }
 
 #[tokio::test]
 async fn paginated_lists_are_filtered_page_by_page_and_keep_their_cursor() {
-    let env = harness::start_with(
-        AuditBackend::Sqlite,
-        Options {
-            upstream_url: Some(scripted_upstream().await),
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = scripted_gateway(None).await;
     let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
     let page1: Value = env
         .post(
@@ -103,22 +107,9 @@ async fn paginated_lists_are_filtered_page_by_page_and_keep_their_cursor() {
 
 #[tokio::test]
 async fn server_notifications_pass_through_the_stream() {
-    let env = harness::start_with(
-        AuditBackend::Sqlite,
-        Options {
-            upstream_url: Some(scripted_upstream().await),
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = scripted_gateway(None).await;
     let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
-    let resp = env
-        .post(
-            Some(&reader),
-            &[],
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket"}}"#,
-        )
-        .await;
+    let resp = env.post(Some(&reader), &[], &call_tool("get_ticket")).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.expect("body");
     assert!(text.contains("notifications/tools/list_changed"), "{text}");
@@ -127,29 +118,12 @@ async fn server_notifications_pass_through_the_stream() {
 
 #[tokio::test]
 async fn a_slow_upstream_is_a_504() {
-    let opts = Options {
-        upstream_url: Some(scripted_upstream().await),
-        upstream_extra: Some("timeout_secs = 1".to_owned()),
-        ..Default::default()
-    };
-    let env = harness::start_with(AuditBackend::Sqlite, opts).await;
+    let env = scripted_gateway(Some("timeout_secs = 1")).await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
     // The scripted upstream's `slow_tool` takes 3 s; the policy lets admins call any tool.
-    let resp = env
-        .post(
-            Some(&admin),
-            &[],
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow_tool"}}"#,
-        )
-        .await;
+    let resp = env.post(Some(&admin), &[], &call_tool("slow_tool")).await;
     assert_eq!(resp.status(), 504);
-    let id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("id")
-        .to_owned();
-    let o = env.outcomes_for_request(&id).await;
+    let o = env.outcomes_for_request(&request_id(&resp)).await;
     assert_eq!(o[0].outcome.as_deref(), Some("upstream_timeout"));
 }
 
@@ -184,27 +158,13 @@ async fn stateless_clients_cannot_get_or_delete_and_foreign_origins_are_refused(
 
 #[tokio::test]
 async fn a_stream_longer_than_max_stream_secs_is_cut_and_recorded() {
-    let opts = Options {
-        upstream_url: Some(scripted_upstream().await),
-        upstream_extra: Some("max_stream_secs = 1".to_owned()),
-        ..Default::default()
-    };
-    let env = harness::start_with(AuditBackend::Sqlite, opts).await;
+    let env = scripted_gateway(Some("max_stream_secs = 1")).await;
     let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
     let resp = env
-        .post(
-            Some(&admin),
-            &[],
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"endless_tool"}}"#,
-        )
+        .post(Some(&admin), &[], &call_tool("endless_tool"))
         .await;
     assert_eq!(resp.status(), 200, "the stream starts");
-    let id = resp
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("id")
-        .to_owned();
+    let id = request_id(&resp);
     let started = std::time::Instant::now();
     let body = resp.text().await;
     assert!(body.is_err(), "the stream is cut, not ended cleanly");
@@ -229,41 +189,20 @@ async fn each_upstream_is_its_own_protected_resource_and_policy_namespace() {
     let billing = format!("{}/mcp/billing", env.base);
     // Metadata per route, each with its own resource.
     let meta: Value = env
-        .http
-        .get(format!(
-            "{}/.well-known/oauth-protected-resource/mcp/billing",
-            env.base
-        ))
-        .send()
+        .get("/.well-known/oauth-protected-resource/mcp/billing")
         .await
-        .expect("get")
         .json()
         .await
         .expect("json");
     assert_eq!(meta["resource"], Value::String(billing.clone()));
     // With two routes the root form is ambiguous, so it is not served.
-    let root = env
-        .http
-        .get(format!("{}/.well-known/oauth-protected-resource", env.base))
-        .send()
-        .await
-        .expect("get");
+    let root = env.get("/.well-known/oauth-protected-resource").await;
     assert_eq!(root.status(), 404);
 
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_ticket","arguments":{"id":1}}}"#;
     let post = |url: String, token: String| {
-        let http = env.http.clone();
-        async move {
-            http.post(url)
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .header("accept", harness::ACCEPT_BOTH)
-                .body(call)
-                .send()
-                .await
-                .expect("send")
-                .status()
-        }
+        let req = env.json_post(url).bearer_auth(token).body(call);
+        async move { req.send().await.expect("send").status() }
     };
     // A token for the tickets route is not valid at the billing route (audience per route)...
     let tickets_token = env.token("rita", &["ticket-reader"], &["tickets:read"]);
@@ -277,24 +216,9 @@ async fn each_upstream_is_its_own_protected_resource_and_policy_namespace() {
 
 #[tokio::test]
 async fn resumption_and_cancellation_pass_through() {
-    let env = harness::start_with(
-        AuditBackend::Sqlite,
-        Options {
-            upstream_url: Some(scripted_upstream().await),
-            ..Default::default()
-        },
-    )
-    .await;
+    let env = scripted_gateway(None).await;
     let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
-    let resp = env
-        .http
-        .get(&env.route)
-        .bearer_auth(&reader)
-        .header("accept", "text/event-stream")
-        .header("last-event-id", "7")
-        .send()
-        .await
-        .expect("GET");
+    let resp = env.get_stream(&reader, &[("last-event-id", "7")]).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.expect("stream");
     assert!(
