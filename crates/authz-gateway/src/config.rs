@@ -139,6 +139,8 @@ pub struct Config {
     pub max_in_flight_per_principal: usize,
     pub allowed_origins: Vec<String>,
     pub authorization_servers: Vec<String>,
+    /// Request-head deadline and open-connection caps (see [`crate::connections`]).
+    pub connections: crate::connections::ConnectionLimits,
     pub verifier: authz_token::VerifierConfig,
     pub policy: PolicySource,
     pub policy_poll_interval: std::time::Duration,
@@ -188,6 +190,7 @@ impl Config {
             public_url: server.public_url,
             max_body_bytes: server.max_body_bytes,
             max_in_flight_per_principal: server.max_in_flight_per_principal,
+            connections: server.connections,
             allowed_origins: server.allowed_origins,
             authorization_servers,
             verifier,

@@ -17,6 +17,7 @@
 
 mod cli;
 pub mod config;
+mod connections;
 pub mod error;
 mod exchange;
 mod filter;
@@ -44,6 +45,7 @@ use serde_json::json;
 
 pub use cli::run;
 use config::{Config, PolicySource, Upstream};
+pub use connections::ConnectionLimits;
 use scopes::ScopePolicy;
 use sessions::OwnerBindings;
 
@@ -174,6 +176,8 @@ pub struct App {
     pub(crate) in_flight: Arc<limits::InFlight>,
     pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
     pub(crate) metrics: Metrics,
+    /// The accept loop's counters (open connections, refusals, head timeouts).
+    pub(crate) connections: Arc<connections::ConnectionStats>,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
     clients: HashMap<String, upstream::UpstreamClient>,
 }
@@ -279,6 +283,7 @@ impl App {
             in_flight: limits::InFlight::new(config.max_in_flight_per_principal),
             upstreams,
             metrics: Metrics::default(),
+            connections: Arc::default(),
             verifier,
             revocation_follower,
             exchange_signer,
@@ -323,22 +328,21 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Serves until `shutdown` resolves. Sets `TCP_NODELAY` on accepted sockets (axum does not).
+/// Serves until `shutdown` resolves, through the accept loop of [`connections`] (request-head
+/// deadline, connection caps, `TCP_NODELAY`), then lets open connections finish.
 pub async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|s| {
-        if let Err(e) = s.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP");
+    connections::serve(
+        listener,
+        router(app.clone()),
+        app.config.connections,
+        Arc::clone(&app.connections),
+        shutdown,
+    )
+    .await;
     // Drain the audit queue before exit: buffered records are committed, not dropped.
     match app.audit_writer.clone().shutdown().await {
         Ok(stats) => tracing::info!(
@@ -348,7 +352,7 @@ pub async fn serve(
         ),
         Err(e) => tracing::error!(error = %e, "draining the audit writer failed"),
     }
-    served
+    Ok(())
 }
 
 fn metadata_for(app: &App, up: &Upstream) -> Response {
@@ -472,9 +476,38 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             app.sessions.len(),
             &app.rbac.status(),
             &app.audit_writer.stats(),
-        ),
+        ) + render_connections(&app.connections).as_str(),
     )
         .into_response()
+}
+
+/// The accept loop's metrics.
+fn render_connections(c: &connections::ConnectionStats) -> String {
+    let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    format!(
+        "# HELP authz_connections_open Client connections open now.\n\
+         # TYPE authz_connections_open gauge\n\
+         authz_connections_open {}\n\
+         # HELP authz_connections_accepted_total Client connections accepted.\n\
+         # TYPE authz_connections_accepted_total counter\n\
+         authz_connections_accepted_total {}\n\
+         # HELP authz_connections_refused_total Connections closed at once because a cap was reached.\n\
+         # TYPE authz_connections_refused_total counter\n\
+         authz_connections_refused_total{{cap=\"max_connections\"}} {}\n\
+         authz_connections_refused_total{{cap=\"max_connections_per_client\"}} {}\n\
+         # HELP authz_connections_header_timeouts_total Connections closed because no complete request head arrived in time.\n\
+         # TYPE authz_connections_header_timeouts_total counter\n\
+         authz_connections_header_timeouts_total {}\n\
+         # HELP authz_accept_errors_total Failed accepts (for example out of file descriptors); serving went on.\n\
+         # TYPE authz_accept_errors_total counter\n\
+         authz_accept_errors_total {}\n",
+        c.open(),
+        g(&c.accepted),
+        g(&c.refused_total_cap),
+        g(&c.refused_client_cap),
+        g(&c.header_timeouts),
+        g(&c.accept_errors),
+    )
 }
 
 #[cfg(test)]

@@ -40,6 +40,14 @@ pub struct RawConfig {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT_PER_PRINCIPAL: usize = 64;
+/// How long a client may take to send a complete request head (like nginx's
+/// `client_header_timeout`); also bounds how long an idle keep-alive connection is held.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Open client connections, in total. Kept below the usual open-file limit so that accepting
+/// never fails for want of descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Open client connections from one client address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -57,6 +65,12 @@ pub struct RawServer {
     pub max_in_flight_per_principal: usize,
     /// Authorization servers advertised in protected resource metadata (empty: the issuers).
     pub authorization_servers: Vec<String>,
+    /// Default [`DEFAULT_HEADER_READ_TIMEOUT_MS`].
+    pub header_read_timeout_ms: u64,
+    /// Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// Default [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`].
+    pub max_connections_per_client: usize,
 }
 
 impl Default for RawServer {
@@ -68,6 +82,9 @@ impl Default for RawServer {
             allowed_origins: Vec::new(),
             max_in_flight_per_principal: DEFAULT_MAX_IN_FLIGHT_PER_PRINCIPAL,
             authorization_servers: Vec::new(),
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 }

@@ -30,12 +30,14 @@ pub(super) struct Server {
     pub allowed_origins: Vec<String>,
     /// Empty: advertise the trusted issuers.
     pub authorization_servers: Vec<String>,
+    pub connections: crate::connections::ConnectionLimits,
 }
 
 const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
 const MAX_IN_FLIGHT_LIMIT: usize = 100_000;
 
 pub(super) fn server(raw: RawServer, overrides: &Overrides) -> Result<Server, ConfigError> {
+    let connections = connection_limits(&raw)?;
     let listen_text = overrides.listen.clone().unwrap_or(raw.listen);
     let listen: SocketAddr = listen_text.parse().map_err(|_| {
         ConfigError::new(
@@ -80,12 +82,46 @@ pub(super) fn server(raw: RawServer, overrides: &Overrides) -> Result<Server, Co
         ));
     }
     Ok(Server {
+        connections,
         listen,
         public_url,
         max_body_bytes: raw.max_body_bytes,
         max_in_flight_per_principal: in_flight,
         allowed_origins: raw.allowed_origins,
         authorization_servers: raw.authorization_servers,
+    })
+}
+
+/// The connection limits of `[server]`: each in range, the per-client cap within the total.
+fn connection_limits(raw: &RawServer) -> Result<crate::connections::ConnectionLimits, ConfigError> {
+    if !(100..=600_000).contains(&raw.header_read_timeout_ms) {
+        return Err(ConfigError::new(
+            "server.header_read_timeout_ms",
+            format!("{} is out of range", raw.header_read_timeout_ms),
+            "between 100 ms and 10 minutes",
+        ));
+    }
+    if !(1..=1_000_000).contains(&raw.max_connections) {
+        return Err(ConfigError::new(
+            "server.max_connections",
+            format!("{} is out of range", raw.max_connections),
+            "between 1 and 1000000, below the process's open-file limit",
+        ));
+    }
+    if raw.max_connections_per_client == 0 || raw.max_connections_per_client > raw.max_connections {
+        return Err(ConfigError::new(
+            "server.max_connections_per_client",
+            format!(
+                "{} is out of range (max_connections is {})",
+                raw.max_connections_per_client, raw.max_connections
+            ),
+            "between 1 and server.max_connections",
+        ));
+    }
+    Ok(crate::connections::ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_millis(raw.header_read_timeout_ms),
+        max_connections: raw.max_connections,
+        max_connections_per_client: raw.max_connections_per_client,
     })
 }
 

@@ -137,6 +137,8 @@ pub(crate) struct Options {
     pub upstream_url: Option<String>,
     /// `server.max_in_flight_per_principal` (default: the gateway's).
     pub max_in_flight: Option<usize>,
+    /// Extra TOML lines for `[server]` (connection limits).
+    pub server_extra: Option<String>,
 }
 
 pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -177,6 +179,7 @@ pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
 [server]
 public_url = "{base}"
 {max_in_flight}
+{server_extra}
 
 {auth}
 [policy]
@@ -249,6 +252,7 @@ scopes = [
             .audit_mode
             .map(|m| format!("mode = \"{m}\""))
             .unwrap_or_default(),
+        server_extra = opts.server_extra.as_deref().unwrap_or_default(),
         max_in_flight = opts
             .max_in_flight
             .map(|n| format!("max_in_flight_per_principal = {n}"))

@@ -1,0 +1,176 @@
+//! Connection hygiene over real sockets: a slowloris client is disconnected at the request-head
+//! deadline, one client address cannot hold more than its share of connections while another
+//! is still served, and every refusal is counted in `/metrics`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::harness::{self, AuditBackend, Options};
+
+/// A gateway with a short head deadline and a small per-client cap.
+async fn gateway() -> harness::Env {
+    harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            server_extra: Some(
+                "header_read_timeout_ms = 500\nmax_connections = 64\nmax_connections_per_client = 4"
+                    .into(),
+            ),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+fn addr(env: &harness::Env) -> SocketAddr {
+    env.base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the gateway listens on an IP address")
+}
+
+/// A connection to the gateway from `source` (another loopback address stands for another
+/// client).
+async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind a loopback source address");
+    socket.connect(to).await.expect("connect")
+}
+
+/// Reads until the peer closes the connection; `false` if it is still open after `wait`.
+async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A plain request on a fresh connection from `source`; the status code.
+async fn status_from(source: [u8; 4], to: SocketAddr, path: &str) -> u16 {
+    let mut stream = connect_from(source, to).await;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.expect("read");
+    reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn metric(env: &harness::Env, name: &str) -> u64 {
+    let text = env
+        .http
+        .get(format!("{}/metrics", env.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_disconnected_at_the_head_deadline() {
+    let env = gateway().await;
+    let to = addr(&env);
+    let mut slow = connect_from([127, 0, 0, 2], to).await;
+    slow.write_all(b"POST /mcp/tickets HTTP/1.1\r\nHost: gw\r\n")
+        .await
+        .expect("partial head");
+    // It keeps trickling header lines, never finishing the head.
+    let trickle = async {
+        for i in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow
+                .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    trickle.await;
+    // The 500 ms deadline has long passed; the generous wait only stops a hang.
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(10)).await,
+        "the slow client's connection was not closed"
+    );
+    assert_eq!(status_from([127, 0, 0, 1], to, "/healthz").await, 200);
+    assert!(metric(&env, "authz_connections_header_timeouts_total").await >= 1);
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_every_connection() {
+    let env = gateway().await;
+    let to = addr(&env);
+    // The flooding client holds its four allowed connections open, idle.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect_from([127, 0, 0, 2], to).await);
+    }
+    // Its fifth is closed at once, before anything is read.
+    let mut fifth = connect_from([127, 0, 0, 2], to).await;
+    let _ = fifth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await;
+    assert!(
+        closed_within(&mut fifth, Duration::from_secs(10)).await,
+        "a connection over the per-client cap was served"
+    );
+    // Another client is served every time meanwhile.
+    for _ in 0..5 {
+        assert_eq!(status_from([127, 0, 0, 1], to, "/healthz").await, 200);
+    }
+    assert!(
+        metric(
+            &env,
+            "authz_connections_refused_total{cap=\"max_connections_per_client\"}"
+        )
+        .await
+            >= 1
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_at_the_head_deadline() {
+    let env = gateway().await;
+    let to = addr(&env);
+    let mut idle = connect_from([127, 0, 0, 2], to).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .expect("a complete request");
+    let mut buf = [0u8; 512];
+    let n = idle.read(&mut buf).await.expect("the answer");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Kept alive, then idle: the next head never comes.
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(10)).await,
+        "an idle keep-alive connection was held past the head deadline"
+    );
+}
