@@ -57,11 +57,25 @@ const FULL: Plan = Plan {
 
 const OPEN_RATE: f64 = 1000.0;
 
-/// A child process killed when dropped.
+/// A child process stopped when dropped: SIGTERM first (nginx's master then stops its workers,
+/// which a SIGKILL of the master would leave running), SIGKILL if it is still there after 2 s.
 struct Guard(Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if terminated {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
