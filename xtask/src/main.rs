@@ -10,6 +10,8 @@
 //!   (e.g. `cargo xtask test -- -p authz-audit`).
 //! - `cargo xtask bench [-- ARGS]` — every criterion benchmark, then one table of medians
 //!   (see [`bench`]).
+//! - `cargo xtask bench e2e [--quick]` — the end-to-end load benchmark: the fast upstream
+//!   directly, a bare nginx in front of it and the gateway, one table (see [`bench_e2e`]).
 //! - `cargo xtask demo` — the gateway on embedded defaults with the demo upstream, two tokens,
 //!   allowed and refused calls, and the audit trail (see [`demo`]).
 //! - `cargo xtask tidy` — the repository rules (dependency rule, `//!` headers, workspace lints,
@@ -22,6 +24,7 @@
 //! add a row to [`COMMANDS`] and an arm to [`dispatch`].
 
 mod bench;
+mod bench_e2e;
 mod ci;
 mod cmd;
 mod demo;
@@ -46,6 +49,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "bench [-- ARGS]",
         "run every criterion benchmark and print one table of medians",
+    ),
+    (
+        "bench e2e [--quick]",
+        "end-to-end load: direct upstream, nginx, gateway (buffered/durable, SQLite/Postgres)",
     ),
     (
         "demo",
@@ -81,7 +88,10 @@ fn dispatch(args: &[String]) -> Result<()> {
             no_arguments(command, rest)?;
             tidy::run()
         }
-        "bench" => bench::bench(after_double_dash(rest)),
+        "bench" => match rest.split_first() {
+            Some((mode, tail)) if mode == "e2e" => bench_e2e::e2e(tail),
+            _ => bench::bench(after_double_dash(rest)),
+        },
         "demo" => {
             no_arguments(command, rest)?;
             demo::demo()
