@@ -200,6 +200,17 @@ impl Default for PoolOptions {
     }
 }
 
+impl PoolOptions {
+    /// For a store read once per change and written by operators (the policy and revocation
+    /// stores): four connections, the default acquire timeout.
+    pub fn low_traffic() -> Self {
+        Self {
+            max_connections: Some(4),
+            ..Self::default()
+        }
+    }
+}
+
 /// Connects to the database `url` names and applies `schema`'s pending migrations.
 ///
 /// The first connection is made directly, within `options.acquire_timeout`, and runs the

@@ -104,12 +104,7 @@ impl RevocationStore {
     /// [`authz_db::connect`] (durable SQLite, fail-fast first connection) and applies this
     /// store's migrations, which create only the revocation tables.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        // Few connections: the store is read once per change and written by operators.
-        let options = authz_db::PoolOptions {
-            max_connections: Some(4),
-            ..authz_db::PoolOptions::default()
-        };
-        let pool = authz_db::connect(url, &options, &SCHEMA)
+        let pool = authz_db::connect(url, &authz_db::PoolOptions::low_traffic(), &SCHEMA)
             .await
             .map_err(|source| Error::Open { source })?;
         Ok(Self { pool })
