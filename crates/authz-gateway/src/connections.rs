@@ -42,17 +42,23 @@ pub(crate) struct ConnectionStats {
     pub(crate) accept_errors: AtomicU64,
     /// Connections closed because their request head did not arrive in time.
     pub(crate) header_timeouts: AtomicU64,
-    /// Open connections per client address; the sum is the number open.
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<Open>,
+}
+
+/// Open connections: in total, and per client address (addresses with none are removed).
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
 }
 
 impl ConnectionStats {
     /// Connections open now.
     pub(crate) fn open(&self) -> usize {
-        self.lock().values().sum()
+        self.lock().total
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -61,15 +67,15 @@ impl ConnectionStats {
     /// Takes a slot for a connection from `client`, or says which cap refuses it.
     fn admit(self: &Arc<Self>, client: IpAddr, limits: &ConnectionLimits) -> Result<Slot, Refused> {
         let mut open = self.lock();
-        let total: usize = open.values().sum();
-        if total >= limits.max_connections {
+        if open.total >= limits.max_connections {
             return Err(Refused::Total);
         }
-        let mine = open.entry(client).or_insert(0);
+        let mine = open.per_client.entry(client).or_insert(0);
         if *mine >= limits.max_connections_per_client {
             return Err(Refused::Client);
         }
         *mine += 1;
+        open.total += 1;
         Ok(Slot {
             stats: Arc::clone(self),
             client,
@@ -93,11 +99,12 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.stats.lock();
-        if let Some(n) = open.get_mut(&self.client) {
+        if let Some(n) = open.per_client.get_mut(&self.client) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.client);
+                open.per_client.remove(&self.client);
             }
+            open.total -= 1;
         }
     }
 }

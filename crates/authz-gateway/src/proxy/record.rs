@@ -27,6 +27,11 @@ fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
 /// closed (503): nothing passes without its record.
 pub(super) async fn record(app: &App, ctx: &Ctx, mut rec: AuditRecord) -> Result<(), ApiError> {
     annotate(ctx, &mut rec);
+    submit(app, ctx, rec).await
+}
+
+/// [`record`] for a record already annotated.
+async fn submit(app: &App, ctx: &Ctx, rec: AuditRecord) -> Result<(), ApiError> {
     let request_id = rec.request_id.clone();
     let result = match ctx.upstream.audit_mode {
         AuditMode::Durable => app.audit_writer.append_durable(rec).await.map(drop),
@@ -52,7 +57,8 @@ pub(super) async fn commit_decision(
     annotate(ctx, &mut rec);
     let mut outcome =
         OutcomeRecorder::start(&app.audit_writer, &app.metrics.outcome_records_lost, &rec);
-    record(app, ctx, rec)
+    // Annotated once, above: the outcome record starts from the same context.
+    submit(app, ctx, rec)
         .await
         .inspect_err(|_| outcome.discard())?;
     Ok(outcome)
