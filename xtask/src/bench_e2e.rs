@@ -508,6 +508,18 @@ pub(crate) fn e2e(args: &[String]) -> Result<()> {
             }
         }
         for (i, s) in subjects.iter().enumerate() {
+            // One connection: what a durable call adds to a lone caller (the issue's "fsync
+            // p50 + 0.3 ms" target), against the direct upstream's own round trip.
+            if s.durable || i == 0 {
+                let r = run(s, "closed", 1, plan.closed_s)?;
+                println!(
+                    "    {:36} c1    {:>8.0} req/s, p50 {:.0} µs",
+                    s.name, r.0.rps, r.0.p50_us
+                );
+                closed.entry((i, 1)).or_default().push(r);
+            }
+        }
+        for (i, s) in subjects.iter().enumerate() {
             let (r, _) = run(s, "open", 16, plan.open_s)?;
             println!(
                 "    {:36} open  p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs at {OPEN_RATE} req/s",
@@ -517,6 +529,11 @@ pub(crate) fn e2e(args: &[String]) -> Result<()> {
         }
     }
 
+    let fsync = fsync_probe(&dir)?;
+    println!(
+        "    fsync of a 4 KiB write in the run directory: p50 {:.0} µs, p99 {:.0} µs",
+        fsync[0], fsync[1]
+    );
     let rss: Vec<Option<f64>> = subjects.iter().map(|s| rss_mib(&pids_of(s)).ok()).collect();
     let meta: Vec<(String, Option<f64>)> = subjects
         .iter()
@@ -533,12 +550,19 @@ pub(crate) fn e2e(args: &[String]) -> Result<()> {
             .filter(|&n| n != i && i != 0)
             .and_then(|n| closed.get(&(n, conns)))
             .map(|n| rps / median(n.iter().map(|r| r.0.rps)));
-        let added = match (conns, open.get(&i), open.get(&0)) {
-            (16, Some(mine), Some(direct)) if i != 0 => {
-                let diff = |f: fn(&LoadResult) -> f64| {
-                    median(mine.iter().zip(direct).map(|(m, d)| f(m) - f(d)))
-                };
-                Some([diff(|r| r.p50_us), diff(|r| r.p99_us), diff(|r| r.p999_us)])
+        let diff = |mine: &[LoadResult], direct: &[LoadResult]| {
+            let d = |f: fn(&LoadResult) -> f64| {
+                median(mine.iter().zip(direct).map(|(m, d)| f(m) - f(d)))
+            };
+            Some([d(|r| r.p50_us), d(|r| r.p99_us), d(|r| r.p999_us)])
+        };
+        let added = match (conns, open.get(&i), open.get(&0), closed.get(&(0, 1))) {
+            (16, Some(mine), Some(direct), _) if i != 0 => diff(mine, direct),
+            // At one connection the closed loop's own latency is the measure.
+            (1, _, _, Some(direct)) if i != 0 => {
+                let mine: Vec<LoadResult> = results.iter().map(|r| r.0.clone()).collect();
+                let direct: Vec<LoadResult> = direct.iter().map(|r| r.0.clone()).collect();
+                diff(&mine, &direct)
             }
             _ => None,
         };
@@ -563,7 +587,13 @@ pub(crate) fn e2e(args: &[String]) -> Result<()> {
         ]
     });
 
-    let table = render(&rows, direct_open);
+    let mut table = render(&rows, direct_open);
+    table.push_str(&format!(
+        "\nAdded latency on the 1-connection rows is the closed loop's percentile minus the direct \
+         upstream's at one connection. fsync of a 4 KiB write in the run directory: p50 {:.0} µs, \
+         p99 {:.0} µs (the durable target at one connection is fsync p50 + 300 µs).\n",
+        fsync[0], fsync[1]
+    ));
     println!(
         "\n==> end-to-end ({} mode, {} round(s), median)",
         if quick { "quick" } else { "full" },
@@ -582,6 +612,7 @@ pub(crate) fn e2e(args: &[String]) -> Result<()> {
         "open_rate": OPEN_RATE,
         "nginx": nginx.is_some(),
         "direct_open_latency_us": direct_open.map(|[p50, p99, p999]| json!({"p50": p50, "p99": p99, "p999": p999})),
+        "fsync_us": json!({"p50": fsync[0], "p99": fsync[1]}),
         "machine": machine(),
         "rows": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
     });
@@ -589,6 +620,25 @@ pub(crate) fn e2e(args: &[String]) -> Result<()> {
         .with_context(|| format!("writing {}", out.display()))?;
     println!("\nwritten: {}", out.display());
     Ok(())
+}
+
+/// p50 and p99 of `fsync` after a 4 KiB write to a file in `dir`, in µs (the disk's own part of
+/// a durable commit).
+fn fsync_probe(dir: &Path) -> Result<[f64; 2]> {
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path).context("creating the fsync probe file")?;
+    let page = [0x5a_u8; 4096];
+    let mut us = Vec::with_capacity(500);
+    for _ in 0..500 {
+        file.write_all(&page).context("writing the fsync probe")?;
+        let t = Instant::now();
+        file.sync_all().context("fsync of the probe file")?;
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    us.sort_by(f64::total_cmp);
+    Ok([us[us.len() / 2], us[us.len() * 99 / 100]])
 }
 
 /// One line of the table.

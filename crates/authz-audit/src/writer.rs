@@ -68,8 +68,10 @@ pub struct WriterConfig {
     pub queue_capacity: usize,
     /// Most records per transaction. Default 1000.
     pub max_batch: usize,
-    /// After the first record of a batch arrives, how long to wait for more before committing,
-    /// in milliseconds (0: commit whatever is queued at once). Default 2.
+    /// After the first buffered record of a batch arrives, how long to wait for more before
+    /// committing, in milliseconds (0: commit whatever is queued at once). A batch with a
+    /// durable record, whose caller waits, is committed at once; records arriving during a
+    /// commit form the next batch. Default 2.
     pub flush_interval_ms: u64,
     /// How long a full queue may block a caller before [`Error::QueueFull`], in milliseconds.
     /// Default 100.

@@ -68,7 +68,7 @@ pub(crate) async fn token(
     State(app): State<Arc<App>>,
     form: Result<axum::Form<ExchangeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let request_id = uuid::Uuid::now_v7().simple().to_string();
     let bad = |code: &str, description: &str| {
         oauth_error(StatusCode::BAD_REQUEST, code, description, &request_id)
     };

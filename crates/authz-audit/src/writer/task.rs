@@ -79,6 +79,16 @@ pub(super) async fn wal_checkpointer(store: AuditStore, mut wake: mpsc::Receiver
     }
 }
 
+/// Whether someone waits on one of `commands`: a durable append's caller, or a shutdown.
+fn someone_waits(commands: &[Command]) -> bool {
+    commands.iter().any(|c| {
+        matches!(
+            c,
+            Command::Append { ack: Some(_), .. } | Command::Shutdown(_)
+        )
+    })
+}
+
 /// The writer task's state.
 pub(super) struct Task {
     /// SQLite: wakes the WAL checkpointer after a commit (see [`wal_checkpointer`]).
@@ -221,15 +231,21 @@ impl Task {
             }
             Some(_) => {}
         }
-        if self.config.flush_interval_ms > 0 {
+        // Linger for more records only while nobody waits: a durable caller's record (or a
+        // shutdown) is committed at once, and whatever arrives while that commit runs forms the next batch
+        // (group commit). Buffered records, which nobody waits for, wait up to the flush
+        // interval to share a transaction.
+        if self.config.flush_interval_ms > 0 && !someone_waits(inbox) {
             let until = Instant::now() + Duration::from_millis(self.config.flush_interval_ms);
             while inbox.len() < max_batch {
                 let room = max_batch - inbox.len();
+                let before = inbox.len();
                 match tokio::time::timeout_at(until, self.rx.recv_many(inbox, room)).await {
                     Ok(0) => {
                         self.closing = true;
                         break;
                     }
+                    Ok(_) if someone_waits(&inbox[before..]) => break,
                     Ok(_) => {}
                     Err(_) => break,
                 }

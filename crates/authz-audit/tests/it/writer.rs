@@ -16,6 +16,7 @@ use crate::store::append_concurrently;
 on_both_backends!(
     concurrent_durable_appends_commit_into_one_verified_chain,
     buffered_appends_are_all_committed_by_shutdown,
+    a_durable_record_is_committed_without_waiting_for_the_flush_interval,
     a_restarted_writer_resumes_its_chain,
     writers_with_different_chains_do_not_interfere,
     refused_inserts_fail_durable_callers_and_recover,
@@ -324,6 +325,45 @@ async fn buffered_appends_are_all_committed_by_shutdown(db: &TestDb) {
     // At least every 500 records (at the end of the batch that reaches them).
     assert!(report.chains[0].checkpoints >= 3, "{report:?}");
     assert_eq!(report.chains[0].signed_through, Some(3000));
+}
+
+/// Group commit without a linger for durable callers: with a flush interval of ten minutes, a
+/// durable record is still committed within its 5 s durable timeout, alone on an idle writer
+/// and after a buffered record that had started a batch (whose wait it cuts short: both are
+/// committed when the durable caller returns). Shutdown does not wait for it either.
+async fn a_durable_record_is_committed_without_waiting_for_the_flush_interval(db: &TestDb) {
+    let writer = AuditWriter::spawn(
+        db.store.clone(),
+        WriterConfig {
+            flush_interval_ms: 600_000,
+            durable_timeout_ms: 5_000,
+            ..config("gw-linger")
+        },
+        None,
+    )
+    .await
+    .expect("spawn");
+    writer.append_durable(rec(1)).await.expect("alone");
+    assert_eq!(count(&db.store).await, 1);
+
+    writer.append_buffered(rec(2)).await.expect("buffered");
+    writer
+        .append_durable(rec(3))
+        .await
+        .expect("durable after a buffered record");
+    assert_eq!(count(&db.store).await, 3);
+
+    writer.append_buffered(rec(4)).await.expect("buffered");
+    // `WAIT` only stops a regression that would otherwise hang for ten minutes.
+    let stats = tokio::time::timeout(WAIT, writer.shutdown())
+        .await
+        .expect("shutdown does not wait out the flush interval")
+        .expect("shutdown");
+    assert_eq!(
+        (stats.committed, stats.durable_failures),
+        (4, 0),
+        "{stats:?}"
+    );
 }
 
 async fn a_restarted_writer_resumes_its_chain(db: &TestDb) {

@@ -57,7 +57,7 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    let request_id = uuid::Uuid::now_v7().simple().to_string();
     let span = info_span!("mcp", request_id = %request_id, upstream = %upstream, http.method = %method,
         mcp.method = tracing::field::Empty, target = tracing::field::Empty, subject = tracing::field::Empty,
         decision = tracing::field::Empty);
