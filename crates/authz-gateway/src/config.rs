@@ -136,6 +136,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub public_url: String,
     pub max_body_bytes: usize,
+    /// How long a POST body may take to arrive in full (`server.body_read_timeout_ms`).
+    pub body_read_timeout: std::time::Duration,
     pub max_in_flight_per_principal: usize,
     pub allowed_origins: Vec<String>,
     pub authorization_servers: Vec<String>,
@@ -189,6 +191,7 @@ impl Config {
             listen: server.listen,
             public_url: server.public_url,
             max_body_bytes: server.max_body_bytes,
+            body_read_timeout: server.body_read_timeout,
             max_in_flight_per_principal: server.max_in_flight_per_principal,
             connections: server.connections,
             allowed_origins: server.allowed_origins,
@@ -390,6 +393,10 @@ url = "http://127.0.0.1:9200/mcp"
             (
                 GOOD.replace("[\"tickets:write\"]", "[]"),
                 "upstreams[0].scopes[0].require",
+            ),
+            (
+                GOOD.replace("[server]\n", "[server]\nbody_read_timeout_ms = 0\n"),
+                "server.body_read_timeout_ms",
             ),
         ];
         for (text, key) in cases {

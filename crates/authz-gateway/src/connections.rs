@@ -42,6 +42,8 @@ pub(crate) struct ConnectionStats {
     pub(crate) accept_errors: AtomicU64,
     /// Connections closed because their request head did not arrive in time.
     pub(crate) header_timeouts: AtomicU64,
+    /// POST bodies that did not arrive in full in time (answered 408, connection closed).
+    pub(crate) body_timeouts: AtomicU64,
     open: Mutex<Open>,
 }
 

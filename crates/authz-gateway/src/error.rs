@@ -41,6 +41,8 @@ pub(crate) enum Refusal {
     UnsupportedMediaType,
     /// A POST body over the configured limit.
     BodyTooLarge,
+    /// A POST body that did not arrive in full within `server.body_read_timeout_ms`.
+    BodyTimeout,
     /// A body that is not one well-formed JSON-RPC message; the classifier's message and code.
     Malformed { message: String, jsonrpc_code: i64 },
     /// An MCP transport header given more than once.
@@ -142,6 +144,12 @@ impl Refusal {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 fixed("the request body is too large"),
+                INVALID_REQUEST,
+            ),
+            BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                fixed("the request body did not arrive in time"),
                 INVALID_REQUEST,
             ),
             Malformed {
@@ -341,6 +349,11 @@ impl IntoResponse for ApiError {
         {
             headers.insert(header::WWW_AUTHENTICATE, c);
         }
+        // A client whose body stalled gets no second chance on this connection (and hyper does
+        // not wait to drain the rest of its body).
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }
@@ -362,6 +375,7 @@ mod tests {
             Unauthenticated(ReasonCode::TokenMissing),
             UnsupportedMediaType,
             BodyTooLarge,
+            BodyTimeout,
             Malformed {
                 message: "invalid JSON".into(),
                 jsonrpc_code: -32700,
@@ -394,6 +408,7 @@ mod tests {
                 | Unauthenticated(_)
                 | UnsupportedMediaType
                 | BodyTooLarge
+                | BodyTimeout
                 | Malformed { .. }
                 | AmbiguousHeader(_)
                 | InvalidHeader(_)
@@ -428,6 +443,7 @@ mod tests {
         "401 token_missing -32001 authentication required\n",
         "415 unsupported_media_type -32600 POST bodies must be application/json\n",
         "413 body_too_large -32600 the request body is too large\n",
+        "408 body_timeout -32600 the request body did not arrive in time\n",
         "400 malformed_request -32700 invalid JSON\n",
         "400 ambiguous_header -32600 mcp-session-id must appear at most once\n",
         "400 invalid_header -32600 mcp-name must be printable ASCII\n",

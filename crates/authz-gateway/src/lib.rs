@@ -498,6 +498,9 @@ fn render_connections(c: &connections::ConnectionStats) -> String {
          # HELP authz_connections_header_timeouts_total Connections closed because no complete request head arrived in time.\n\
          # TYPE authz_connections_header_timeouts_total counter\n\
          authz_connections_header_timeouts_total {}\n\
+         # HELP authz_body_read_timeouts_total POST bodies that did not arrive in full in time (408, connection closed).\n\
+         # TYPE authz_body_read_timeouts_total counter\n\
+         authz_body_read_timeouts_total {}\n\
          # HELP authz_accept_errors_total Failed accepts (for example out of file descriptors); serving went on.\n\
          # TYPE authz_accept_errors_total counter\n\
          authz_accept_errors_total {}\n",
@@ -506,6 +509,7 @@ fn render_connections(c: &connections::ConnectionStats) -> String {
         g(&c.refused_total_cap),
         g(&c.refused_client_cap),
         g(&c.header_timeouts),
+        g(&c.body_timeouts),
         g(&c.accept_errors),
     )
 }

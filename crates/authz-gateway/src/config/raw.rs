@@ -43,6 +43,8 @@ pub const DEFAULT_MAX_IN_FLIGHT_PER_PRINCIPAL: usize = 64;
 /// How long a client may take to send a complete request head (like nginx's
 /// `client_header_timeout`); also bounds how long an idle keep-alive connection is held.
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// How long a POST body may take to arrive in full, once its head is in.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
 /// Open client connections, in total. Kept below the usual open-file limit so that accepting
 /// never fails for want of descriptors.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -67,6 +69,8 @@ pub struct RawServer {
     pub authorization_servers: Vec<String>,
     /// Default [`DEFAULT_HEADER_READ_TIMEOUT_MS`].
     pub header_read_timeout_ms: u64,
+    /// Default [`DEFAULT_BODY_READ_TIMEOUT_MS`].
+    pub body_read_timeout_ms: u64,
     /// Default [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: usize,
     /// Default [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`].
@@ -83,6 +87,7 @@ impl Default for RawServer {
             max_in_flight_per_principal: DEFAULT_MAX_IN_FLIGHT_PER_PRINCIPAL,
             authorization_servers: Vec::new(),
             header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }

@@ -26,6 +26,7 @@ pub(super) struct Server {
     /// Without a trailing `/`.
     pub public_url: String,
     pub max_body_bytes: usize,
+    pub body_read_timeout: std::time::Duration,
     pub max_in_flight_per_principal: usize,
     pub allowed_origins: Vec<String>,
     /// Empty: advertise the trusted issuers.
@@ -73,6 +74,13 @@ pub(super) fn server(raw: RawServer, overrides: &Overrides) -> Result<Server, Co
             "between 1 byte and 64 MiB",
         ));
     }
+    if !(100..=600_000).contains(&raw.body_read_timeout_ms) {
+        return Err(ConfigError::new(
+            "server.body_read_timeout_ms",
+            format!("{} is out of range", raw.body_read_timeout_ms),
+            "between 100 ms and 10 minutes",
+        ));
+    }
     let in_flight = raw.max_in_flight_per_principal;
     if in_flight == 0 || in_flight > MAX_IN_FLIGHT_LIMIT {
         return Err(ConfigError::new(
@@ -86,6 +94,7 @@ pub(super) fn server(raw: RawServer, overrides: &Overrides) -> Result<Server, Co
         listen,
         public_url,
         max_body_bytes: raw.max_body_bytes,
+        body_read_timeout: std::time::Duration::from_millis(raw.body_read_timeout_ms),
         max_in_flight_per_principal: in_flight,
         allowed_origins: raw.allowed_origins,
         authorization_servers: raw.authorization_servers,

@@ -97,9 +97,25 @@ pub(super) async fn message(
         let err = ApiError::from(Refusal::UnsupportedMediaType);
         return refuse_unclassified("not json", ReasonCode::MalformedRequest, err).await;
     }
-    let Ok(bytes) = axum::body::to_bytes(body, app.config.max_body_bytes).await else {
-        let err = ApiError::from(Refusal::BodyTooLarge);
-        return refuse_unclassified("too large", ReasonCode::LimitExceeded, err).await;
+    // A body that trickles in holds a connection and a permit: it gets a deadline of its own.
+    let read = tokio::time::timeout(
+        app.config.body_read_timeout,
+        axum::body::to_bytes(body, app.config.max_body_bytes),
+    )
+    .await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            let err = ApiError::from(Refusal::BodyTooLarge);
+            return refuse_unclassified("too large", ReasonCode::LimitExceeded, err).await;
+        }
+        Err(_) => {
+            app.connections
+                .body_timeouts
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let err = ApiError::from(Refusal::BodyTimeout);
+            return refuse_unclassified("body timeout", ReasonCode::LimitExceeded, err).await;
+        }
     };
     let msg = match authz_types::classify(&bytes) {
         Ok(m) => m,

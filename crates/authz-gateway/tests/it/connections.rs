@@ -1,5 +1,5 @@
 //! Connection hygiene over real sockets: a slowloris client is disconnected at the request-head
-//! deadline, one client address cannot hold more than its share of connections while another
+//! deadline, a POST body that stalls is answered 408 (recorded) at the body deadline, one client address cannot hold more than its share of connections while another
 //! is still served, and every refusal is counted in `/metrics`.
 
 use std::net::SocketAddr;
@@ -16,7 +16,8 @@ async fn gateway() -> harness::Env {
         AuditBackend::Sqlite,
         Options {
             server_extra: Some(
-                "header_read_timeout_ms = 500\nmax_connections = 64\nmax_connections_per_client = 4"
+                "header_read_timeout_ms = 500\nbody_read_timeout_ms = 300\nmax_connections = 64\n\
+                 max_connections_per_client = 4"
                     .into(),
             ),
             ..Options::default()
@@ -118,6 +119,59 @@ async fn a_slowloris_client_is_disconnected_at_the_head_deadline() {
     );
     assert_eq!(status_from([127, 0, 0, 1], to, "/healthz").await, 200);
     assert!(metric(&env, "authz_connections_header_timeouts_total").await >= 1);
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_at_the_body_deadline_and_recorded() {
+    let env = gateway().await;
+    let to = addr(&env);
+    let token = env.token("alice", &["ticket-reader"], &["tickets:read"]);
+    let mut slow = connect_from([127, 0, 0, 2], to).await;
+    // A complete head announcing 200 bytes, then 10 of them, then nothing.
+    slow.write_all(
+        format!(
+            "POST /mcp/tickets HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             Content-Length: 200\r\n\r\n{{\"jsonrpc\""
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("head and the start of the body");
+    let mut reply = Vec::new();
+    // The 300 ms deadline passes; the generous bound only stops a hang.
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut reply))
+        .await
+        .expect("the gateway answered and closed the connection")
+        .expect("read");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408 "), "{reply}");
+    assert!(
+        reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    assert!(reply.contains("body_timeout"), "{reply}");
+    let request_id = reply
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-request-id: ")
+                .map(str::to_owned)
+        })
+        .expect("x-request-id");
+    let recorded = env
+        .all_records()
+        .await
+        .into_iter()
+        .find(|r| r.request_id == request_id.trim())
+        .expect("the refusal is recorded");
+    assert_eq!(recorded.subject.as_deref(), Some("alice"));
+    assert_eq!(recorded.method, "(body timeout)");
+    assert_eq!(recorded.reason, authz_types::ReasonCode::LimitExceeded);
+    assert_eq!(recorded.http_status, Some(408));
+    assert_eq!(metric(&env, "authz_body_read_timeouts_total").await, 1);
+    // Everyone else is still served.
+    assert_eq!(status_from([127, 0, 0, 1], to, "/healthz").await, 200);
 }
 
 #[tokio::test]
