@@ -232,9 +232,9 @@ impl Task {
             Some(_) => {}
         }
         // Linger for more records only while nobody waits: a durable caller's record (or a
-        // shutdown) is committed at once, and whatever arrives while that commit runs forms the next batch
-        // (group commit). Buffered records, which nobody waits for, wait up to the flush
-        // interval to share a transaction.
+        // shutdown) is committed at once, and whatever arrives while that commit runs forms
+        // the next batch (group commit). Buffered records, which nobody waits for, wait up to
+        // the flush interval to share a transaction.
         if self.config.flush_interval_ms > 0 && !someone_waits(inbox) {
             let until = Instant::now() + Duration::from_millis(self.config.flush_interval_ms);
             while inbox.len() < max_batch {
