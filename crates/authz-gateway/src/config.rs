@@ -337,6 +337,27 @@ url = "http://127.0.0.1:9200/mcp"
         assert_eq!(cfg.policy_poll_interval.as_millis(), 1000);
         assert_eq!(cfg.revocation_poll_interval.as_millis(), 500);
         assert_eq!(cfg.telemetry.service_name, DEFAULT_SERVICE_NAME);
+        let c = cfg.connections;
+        assert_eq!(
+            c.idle_timeout.as_millis(),
+            u128::from(DEFAULT_IDLE_TIMEOUT_MS)
+        );
+        assert_eq!(
+            c.http2.max_concurrent_streams,
+            DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS
+        );
+        assert_eq!(
+            c.http2.max_header_list_bytes,
+            DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES
+        );
+        assert_eq!(
+            c.http2.max_pending_reset_streams,
+            DEFAULT_HTTP2_MAX_PENDING_RESET_STREAMS
+        );
+        assert_eq!(
+            c.http2.max_local_reset_streams,
+            DEFAULT_HTTP2_MAX_LOCAL_RESET_STREAMS
+        );
         assert!(matches!(
             &cfg.policy,
             PolicySource::Files { model, files }
@@ -397,6 +418,35 @@ url = "http://127.0.0.1:9200/mcp"
             (
                 GOOD.replace("[server]\n", "[server]\nbody_read_timeout_ms = 0\n"),
                 "server.body_read_timeout_ms",
+            ),
+            (
+                GOOD.replace("[server]\n", "[server]\nidle_timeout_ms = 10\n"),
+                "server.idle_timeout_ms",
+            ),
+            (
+                GOOD.replace("[server]\n", "[server]\nhttp2_max_concurrent_streams = 0\n"),
+                "server.http2_max_concurrent_streams",
+            ),
+            (
+                GOOD.replace(
+                    "[server]\n",
+                    "[server]\nhttp2_max_header_list_bytes = 100\n",
+                ),
+                "server.http2_max_header_list_bytes",
+            ),
+            (
+                GOOD.replace(
+                    "[server]\n",
+                    "[server]\nhttp2_max_pending_reset_streams = 0\n",
+                ),
+                "server.http2_max_pending_reset_streams",
+            ),
+            (
+                GOOD.replace(
+                    "[server]\n",
+                    "[server]\nhttp2_max_local_reset_streams = 1000000\n",
+                ),
+                "server.http2_max_local_reset_streams",
             ),
         ];
         for (text, key) in cases {

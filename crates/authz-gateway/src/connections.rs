@@ -4,34 +4,67 @@
 //! everyone else:
 //!
 //! - **A deadline for the request head** (`server.header_read_timeout_ms`, default 10 s, like
-//!   nginx's `client_header_timeout`): a client that trickles a head (slowloris), or holds a
-//!   keep-alive connection idle, is disconnected when it passes.
+//!   nginx's `client_header_timeout`): a client that trickles a head (slowloris), or holds an
+//!   HTTP/1.1 keep-alive connection idle, is disconnected when it passes.
+//! - **An idle deadline** (`server.idle_timeout_ms`, default 60 s): a connection with no request
+//!   in flight for that long is closed (HTTP/2 with a `GOAWAY`), so an HTTP/2 connection cannot be
+//!   held open without sending anything either.
 //! - **Caps on open connections**, in total (`server.max_connections`) and per client address
-//!   (`server.max_connections_per_client`). A connection over a cap is closed at once, before
-//!   anything is read from it, so one address cannot take every slot; the total stays below the
-//!   open-file limit so `accept` keeps working for everyone else.
+//!   (`server.max_connections_per_client`). A connection over the per-client cap is closed at
+//!   once, before anything is read from it, so one address cannot take every slot. At the total
+//!   cap the connection idle the longest (no request in flight: a slowloris head counts as idle)
+//!   is shed to make room; only when every connection is busy is the new one refused. The total
+//!   stays below the open-file limit so `accept` keeps working for everyone else.
+//! - **HTTP/2 limits**: concurrent streams per connection, the size of a request's header list,
+//!   and the resets a client may provoke (the rapid-reset and "made you reset" attack classes);
+//!   a connection over a reset limit is closed with `GOAWAY ENHANCE_YOUR_CALM` and counted.
 //! - **Accept errors never stop the loop**: a failed `accept` (out of descriptors, a connection
 //!   reset before it was taken) is counted and logged, and the loop goes on after a short pause.
 //!
-//! Every refusal is counted in `/metrics` (see [`ConnectionStats`]).
+//! Every refusal is counted in `/metrics` (see [`ConnectionStats`]). Each request carries its
+//! connection's [`ClientAddr`] as an extension.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 
 /// The limits the accept loop enforces (the `[server]` keys of the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    pub http2: Http2Limits,
 }
+
+/// HTTP/2 limits (the `[server]` keys `http2_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Limits {
+    /// Streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// The largest request header list accepted (`SETTINGS_MAX_HEADER_LIST_SIZE`, in the RFC's
+    /// measure: names, values and 32 bytes per field); larger ones are answered 431.
+    pub max_header_list_bytes: u32,
+    /// Streams a client may open and reset before the gateway has taken them (rapid reset).
+    pub max_pending_reset_streams: usize,
+    /// Streams the gateway may have to reset because of a client's protocol errors
+    /// ("made you reset").
+    pub max_local_reset_streams: usize,
+}
+
+/// The address of the client a request came from (the TCP peer, not a forwarded header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddr(pub(crate) IpAddr);
 
 /// Counters of the accept loop, rendered by `/metrics`.
 #[derive(Debug, Default)]
@@ -44,14 +77,49 @@ pub(crate) struct ConnectionStats {
     pub(crate) header_timeouts: AtomicU64,
     /// POST bodies that did not arrive in full in time (answered 408, connection closed).
     pub(crate) body_timeouts: AtomicU64,
+    /// Connections closed after `idle_timeout` without a request in flight.
+    pub(crate) idle_closed: AtomicU64,
+    /// Idle connections closed at the total cap to make room for a new one.
+    pub(crate) shed: AtomicU64,
+    /// HTTP/2 connections closed with `ENHANCE_YOUR_CALM` (a reset flood).
+    pub(crate) http2_reset_floods: AtomicU64,
+    /// For idle deadlines: milliseconds are counted from here.
+    epoch: Epoch,
     open: Mutex<Open>,
 }
 
-/// Open connections: in total, and per client address (addresses with none are removed).
+/// The instant activity times are measured from.
+#[derive(Debug)]
+struct Epoch(Instant);
+
+impl Default for Epoch {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+/// Open connections: in total, per client address (addresses with none are removed), and each
+/// one's activity, to find the one idle the longest.
 #[derive(Debug, Default)]
 struct Open {
     total: usize,
+    /// Connections told to close to make room, not yet gone.
+    shedding: usize,
     per_client: HashMap<IpAddr, usize>,
+    connections: HashMap<u64, Arc<Activity>>,
+    next_id: u64,
+}
+
+/// What one connection is doing: requests in flight, and since when it has had none.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds since the [`Epoch`] at which the last request finished (or the connection
+    /// was accepted).
+    idle_since_ms: AtomicU64,
+    /// Set once the connection has been chosen to be shed.
+    shedding: AtomicBool,
+    shed: tokio::sync::Notify,
 }
 
 impl ConnectionStats {
@@ -60,27 +128,57 @@ impl ConnectionStats {
         self.lock().total
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes a slot for a connection from `client`, or says which cap refuses it.
+    /// Takes a slot for a connection from `client`, or says which cap refuses it. At the total
+    /// cap, the connection idle the longest is told to close and the new one takes its place;
+    /// the connections not being shed never exceed the cap.
     fn admit(self: &Arc<Self>, client: IpAddr, limits: &ConnectionLimits) -> Result<Slot, Refused> {
         let mut open = self.lock();
-        if open.total >= limits.max_connections {
-            return Err(Refused::Total);
-        }
-        let mine = open.per_client.entry(client).or_insert(0);
-        if *mine >= limits.max_connections_per_client {
+        if open.per_client.get(&client).copied().unwrap_or(0) >= limits.max_connections_per_client {
             return Err(Refused::Client);
         }
-        *mine += 1;
+        if open.total - open.shedding >= limits.max_connections {
+            let victim = open
+                .connections
+                .values()
+                .filter(|a| {
+                    a.in_flight.load(Ordering::Acquire) == 0 && !a.shedding.load(Ordering::Relaxed)
+                })
+                .min_by_key(|a| a.idle_since_ms.load(Ordering::Relaxed))
+                .cloned();
+            let Some(victim) = victim else {
+                return Err(Refused::Total);
+            };
+            victim.shedding.store(true, Ordering::Relaxed);
+            victim.shed.notify_one();
+            open.shedding += 1;
+            self.shed.fetch_add(1, Ordering::Relaxed);
+        }
+        *open.per_client.entry(client).or_insert(0) += 1;
         open.total += 1;
+        let id = open.next_id;
+        open.next_id += 1;
+        let activity = Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(self.now_ms()),
+            shedding: AtomicBool::new(false),
+            shed: tokio::sync::Notify::new(),
+        });
+        open.connections.insert(id, Arc::clone(&activity));
         Ok(Slot {
             stats: Arc::clone(self),
             client,
+            id,
+            activity,
         })
     }
 }
@@ -96,24 +194,128 @@ enum Refused {
 struct Slot {
     stats: Arc<ConnectionStats>,
     client: IpAddr,
+    id: u64,
+    activity: Arc<Activity>,
+}
+
+impl Slot {
+    /// When the connection will have been idle for `timeout`, if nothing is in flight now.
+    fn idle_deadline(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+        if self.activity.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = self.activity.idle_since_ms.load(Ordering::Acquire);
+        let at = self.stats.epoch.0 + Duration::from_millis(since) + timeout;
+        Some(tokio::time::Instant::from_std(at))
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.stats.lock();
+        if open.connections.remove(&self.id).is_none() {
+            return;
+        }
+        if self.activity.shedding.load(Ordering::Relaxed) {
+            open.shedding -= 1;
+        }
         if let Some(n) = open.per_client.get_mut(&self.client) {
             *n -= 1;
             if *n == 0 {
                 open.per_client.remove(&self.client);
             }
-            open.total -= 1;
         }
+        open.total -= 1;
+    }
+}
+
+/// A request in flight on a connection; the connection is idle again when the last one's
+/// response body has been sent (or dropped).
+struct Busy {
+    stats: Arc<ConnectionStats>,
+    activity: Arc<Activity>,
+}
+
+impl Busy {
+    fn new(stats: &Arc<ConnectionStats>, activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self {
+            stats: Arc::clone(stats),
+            activity: Arc::clone(activity),
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.activity
+            .idle_since_ms
+            .store(self.stats.now_ms(), Ordering::Release);
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is done.
+pub(crate) struct TrackedBody {
+    inner: axum::body::Body,
+    _busy: Busy,
+}
+
+impl Body for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The router as one connection's hyper service: each request is counted in flight on the
+/// connection and carries the client's address.
+#[derive(Clone)]
+struct Tracked {
+    router: axum::Router,
+    stats: Arc<ConnectionStats>,
+    activity: Arc<Activity>,
+    client: ClientAddr,
+}
+
+impl hyper::service::Service<axum::http::Request<Incoming>> for Tracked {
+    type Response = axum::http::Response<TrackedBody>;
+    type Error = Infallible;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn call(&self, mut request: axum::http::Request<Incoming>) -> Self::Future {
+        use tower::ServiceExt as _;
+        let busy = Busy::new(&self.stats, &self.activity);
+        request.extensions_mut().insert(self.client);
+        let response = self.router.clone().oneshot(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|inner| TrackedBody { inner, _busy: busy }))
+        })
     }
 }
 
 /// How long the loop pauses after a failed `accept`, so running out of descriptors does not
 /// become a busy loop; connections that end meanwhile give theirs back.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
+
+/// How long a connection told to close (shed, or idle past its deadline) may take to finish
+/// before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` resolves,
 /// then lets open connections finish (graceful shutdown).
@@ -129,8 +331,17 @@ pub(crate) async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2.max_concurrent_streams)
+        .max_header_list_size(limits.http2.max_header_list_bytes)
+        .max_pending_accept_reset_streams(limits.http2.max_pending_reset_streams)
+        .max_local_error_reset_streams(limits.http2.max_local_reset_streams);
+    let builder = Arc::new(builder);
+    // Every connection task holds a sender; when all are gone, every connection has finished.
+    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -165,21 +376,96 @@ pub(crate) async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::warn!(%error, "could not set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(router.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let service = Tracked {
+            router: router.clone(),
+            stats: Arc::clone(&stats),
+            activity: Arc::clone(&slot.activity),
+            client: ClientAddr(peer.ip()),
+        };
+        let builder = Arc::clone(&builder);
         let stats = Arc::clone(&stats);
+        let finished = finished_tx.clone();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await
-                && is_timeout(&*error)
-            {
-                stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let result = drive(connection, &slot, limits.idle_timeout, &stats, stop).await;
+            match result {
+                Some(Err(error)) if is_timeout(&*error) => {
+                    stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Err(error)) if is_reset_flood(&*error) => {
+                    stats.http2_reset_floods.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(client = %slot.client, "HTTP/2 reset flood: connection closed");
+                }
+                _ => {}
             }
             drop(slot);
+            drop(finished);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    drop(finished_tx);
+    let _ = stop_tx.send(true);
+    // `None` once every connection task has dropped its sender.
+    let _ = finished_rx.recv().await;
+}
+
+type ConnectionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Serves one connection to its end: closes it gracefully when it is shed, idle past
+/// `idle_timeout`, or the gateway shuts down, and drops it if a shed or idle connection does
+/// not finish within [`CLOSE_GRACE`]. `None` if it was dropped.
+async fn drive(
+    connection: auto::UpgradeableConnection<
+        '_,
+        TokioIo<tokio::net::TcpStream>,
+        Tracked,
+        TokioExecutor,
+    >,
+    slot: &Slot,
+    idle_timeout: Duration,
+    stats: &ConnectionStats,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<ConnectionResult> {
+    let mut connection = std::pin::pin!(connection);
+    let far = || tokio::time::Instant::now() + idle_timeout;
+    let check = tokio::time::sleep_until(slot.idle_deadline(idle_timeout).unwrap_or_else(far));
+    let mut check = std::pin::pin!(check);
+    let mut closing = false;
+    let mut stopping = false;
+    let mut hard_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let hard = async {
+            match hard_deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = connection.as_mut() => return Some(result),
+            () = slot.activity.shed.notified(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+                hard_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            }
+            () = &mut check, if !closing => match slot.idle_deadline(idle_timeout) {
+                Some(at) if at <= tokio::time::Instant::now() => {
+                    closing = true;
+                    stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    connection.as_mut().graceful_shutdown();
+                    hard_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                }
+                at => check.as_mut().reset(at.unwrap_or_else(far)),
+            },
+            changed = stop.changed(), if !stopping => {
+                stopping = true;
+                if changed.is_ok() && !closing {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+            () = hard => return None,
+        }
+    }
 }
 
 /// Whether a connection ended because hyper's header-read timer fired.
@@ -196,6 +482,20 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether an HTTP/2 connection was closed for too many resets (`GOAWAY ENHANCE_YOUR_CALM`).
+fn is_reset_flood(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>()
+            && h2.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,8 +503,15 @@ mod tests {
     fn limits(total: usize, per_client: usize) -> ConnectionLimits {
         ConnectionLimits {
             header_read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
             max_connections: total,
             max_connections_per_client: per_client,
+            http2: Http2Limits {
+                max_concurrent_streams: 100,
+                max_header_list_bytes: 32 * 1024,
+                max_pending_reset_streams: 20,
+                max_local_reset_streams: 1024,
+            },
         }
     }
 
@@ -216,13 +523,54 @@ mod tests {
         let c: IpAddr = [10, 0, 0, 3].into();
         let l = limits(3, 2);
         let a1 = stats.admit(a, &l).expect("a1");
-        let _a2 = stats.admit(a, &l).expect("a2");
+        let a2 = stats.admit(a, &l).expect("a2");
         assert_eq!(stats.admit(a, &l).err(), Some(Refused::Client));
-        let _b1 = stats.admit(b, &l).expect("b1");
+        let b1 = stats.admit(b, &l).expect("b1");
+        // Every connection busy: nothing to shed, so the total cap refuses.
+        let busy: Vec<Busy> = [&a1, &a2, &b1]
+            .iter()
+            .map(|slot| Busy::new(&stats, &slot.activity))
+            .collect();
         assert_eq!(stats.admit(c, &l).err(), Some(Refused::Total));
         assert_eq!(stats.open(), 3);
         drop(a1);
         assert_eq!(stats.open(), 2);
         let _c1 = stats.admit(c, &l).expect("a slot given back is free again");
+        assert_eq!(stats.shed.load(Ordering::Relaxed), 0);
+        drop(busy);
+    }
+
+    #[test]
+    fn at_the_total_cap_the_connection_idle_the_longest_is_shed() {
+        let stats = Arc::new(ConnectionStats::default());
+        let l = limits(3, 3);
+        let ip = |n: u8| -> IpAddr { [10, 0, 0, n].into() };
+        let oldest = stats.admit(ip(1), &l).expect("1");
+        let newer = stats.admit(ip(2), &l).expect("2");
+        let busy_one = stats.admit(ip(3), &l).expect("3");
+        // The oldest is busy: it is not a candidate whatever its age.
+        let busy = Busy::new(&stats, &oldest.activity);
+        newer.activity.idle_since_ms.store(10, Ordering::Relaxed);
+        busy_one.activity.idle_since_ms.store(5, Ordering::Relaxed);
+        let _b = Busy::new(&stats, &busy_one.activity);
+        let fourth = stats.admit(ip(4), &l).expect("room is made by shedding");
+        assert!(newer.activity.shedding.load(Ordering::Relaxed));
+        assert!(!oldest.activity.shedding.load(Ordering::Relaxed));
+        assert_eq!(stats.shed.load(Ordering::Relaxed), 1);
+        // Until the shed connection is gone, the others are at the cap and all busy or new.
+        let _f = Busy::new(&stats, &fourth.activity);
+        assert_eq!(stats.admit(ip(5), &l).err(), Some(Refused::Total));
+        assert_eq!(
+            stats.open(),
+            4,
+            "the shed connection still counts until it closes"
+        );
+        drop(newer);
+        assert_eq!(stats.open(), 3);
+        assert_eq!(stats.lock().shedding, 0);
+        drop(busy);
+        // The oldest is idle again now, so it is the next to go.
+        let _fifth = stats.admit(ip(5), &l).expect("the oldest is idle again");
+        assert!(oldest.activity.shedding.load(Ordering::Relaxed));
     }
 }

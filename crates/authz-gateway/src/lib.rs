@@ -45,7 +45,7 @@ use serde_json::json;
 
 pub use cli::run;
 use config::{Config, PolicySource, Upstream};
-pub use connections::ConnectionLimits;
+pub use connections::{ConnectionLimits, Http2Limits};
 use scopes::ScopePolicy;
 use sessions::OwnerBindings;
 
@@ -476,13 +476,16 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             app.sessions.len(),
             &app.rbac.status(),
             &app.audit_writer.stats(),
-        ) + render_connections(&app.connections).as_str(),
+        ) + render_connections(&app.connections, &app.config.connections).as_str(),
     )
         .into_response()
 }
 
 /// The accept loop's metrics.
-fn render_connections(c: &connections::ConnectionStats) -> String {
+fn render_connections(
+    c: &connections::ConnectionStats,
+    limits: &connections::ConnectionLimits,
+) -> String {
     let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
     format!(
         "# HELP authz_connections_open Client connections open now.\n\
@@ -503,7 +506,16 @@ fn render_connections(c: &connections::ConnectionStats) -> String {
          authz_body_read_timeouts_total {}\n\
          # HELP authz_accept_errors_total Failed accepts (for example out of file descriptors); serving went on.\n\
          # TYPE authz_accept_errors_total counter\n\
-         authz_accept_errors_total {}\n",
+         authz_accept_errors_total {}\n\
+         # HELP authz_connections_idle_closed_total Connections closed after server.idle_timeout_ms with no request in flight.\n\
+         # TYPE authz_connections_idle_closed_total counter\n\
+         authz_connections_idle_closed_total {}\n\
+         # HELP authz_connections_shed_total Idle connections closed at server.max_connections to make room for a new one.\n\
+         # TYPE authz_connections_shed_total counter\n\
+         authz_connections_shed_total {}\n\
+         # HELP authz_http2_reset_floods_total HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for too many resets.\n\
+         # TYPE authz_http2_reset_floods_total counter\n\
+         authz_http2_reset_floods_total {}\n",
         c.open(),
         g(&c.accepted),
         g(&c.refused_total_cap),
@@ -511,7 +523,50 @@ fn render_connections(c: &connections::ConnectionStats) -> String {
         g(&c.header_timeouts),
         g(&c.body_timeouts),
         g(&c.accept_errors),
-    )
+        g(&c.idle_closed),
+        g(&c.shed),
+        g(&c.http2_reset_floods),
+    ) + render_limits(limits).as_str()
+}
+
+/// The connection limits in force, as gauges (`server.<key>`), so a dashboard can set a count
+/// against its cap.
+fn render_limits(l: &connections::ConnectionLimits) -> String {
+    let rows: [(&str, u128); 8] = [
+        ("header_read_timeout_ms", l.header_read_timeout.as_millis()),
+        ("idle_timeout_ms", l.idle_timeout.as_millis()),
+        ("max_connections", l.max_connections as u128),
+        (
+            "max_connections_per_client",
+            l.max_connections_per_client as u128,
+        ),
+        (
+            "http2_max_concurrent_streams",
+            l.http2.max_concurrent_streams.into(),
+        ),
+        (
+            "http2_max_header_list_bytes",
+            l.http2.max_header_list_bytes.into(),
+        ),
+        (
+            "http2_max_pending_reset_streams",
+            l.http2.max_pending_reset_streams as u128,
+        ),
+        (
+            "http2_max_local_reset_streams",
+            l.http2.max_local_reset_streams as u128,
+        ),
+    ];
+    let mut out = String::from(
+        "# HELP authz_connection_limit A connection limit in force (the [server] key).\n\
+         # TYPE authz_connection_limit gauge\n",
+    );
+    for (key, value) in rows {
+        out.push_str(&format!(
+            "authz_connection_limit{{key=\"{key}\"}} {value}\n"
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

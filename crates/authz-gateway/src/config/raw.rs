@@ -50,6 +50,17 @@ pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Open client connections from one client address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
+/// How long a connection may stay open with no request in flight (like nginx's
+/// `keepalive_timeout`; HTTP/1.1 keep-alive is also bounded by the head deadline).
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Streams one HTTP/2 connection may have open at once (nginx: 128; RFC 9113 advises >= 100).
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// The largest HTTP/2 request header list (room for large bearer tokens; nginx allows 32 KiB).
+pub const DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES: u32 = 32 * 1024;
+/// Streams an HTTP/2 client may open and reset before they are taken (rapid reset).
+pub const DEFAULT_HTTP2_MAX_PENDING_RESET_STREAMS: usize = 20;
+/// Streams the gateway may reset for a client's protocol errors ("made you reset").
+pub const DEFAULT_HTTP2_MAX_LOCAL_RESET_STREAMS: usize = 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -75,6 +86,16 @@ pub struct RawServer {
     pub max_connections: usize,
     /// Default [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`].
     pub max_connections_per_client: usize,
+    /// Default [`DEFAULT_IDLE_TIMEOUT_MS`].
+    pub idle_timeout_ms: u64,
+    /// Default [`DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS`].
+    pub http2_max_concurrent_streams: u32,
+    /// Default [`DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES`].
+    pub http2_max_header_list_bytes: u32,
+    /// Default [`DEFAULT_HTTP2_MAX_PENDING_RESET_STREAMS`].
+    pub http2_max_pending_reset_streams: usize,
+    /// Default [`DEFAULT_HTTP2_MAX_LOCAL_RESET_STREAMS`].
+    pub http2_max_local_reset_streams: usize,
 }
 
 impl Default for RawServer {
@@ -90,6 +111,11 @@ impl Default for RawServer {
             body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+            http2_max_header_list_bytes: DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES,
+            http2_max_pending_reset_streams: DEFAULT_HTTP2_MAX_PENDING_RESET_STREAMS,
+            http2_max_local_reset_streams: DEFAULT_HTTP2_MAX_LOCAL_RESET_STREAMS,
         }
     }
 }

@@ -127,11 +127,62 @@ fn connection_limits(raw: &RawServer) -> Result<crate::connections::ConnectionLi
             "between 1 and server.max_connections",
         ));
     }
+    if !(100..=86_400_000).contains(&raw.idle_timeout_ms) {
+        return Err(ConfigError::new(
+            "server.idle_timeout_ms",
+            format!("{} is out of range", raw.idle_timeout_ms),
+            "between 100 ms and 24 hours",
+        ));
+    }
+    in_range(
+        "server.http2_max_concurrent_streams",
+        raw.http2_max_concurrent_streams.into(),
+        1,
+        10_000,
+    )?;
+    in_range(
+        "server.http2_max_header_list_bytes",
+        raw.http2_max_header_list_bytes.into(),
+        1024,
+        1024 * 1024,
+    )?;
+    in_range(
+        "server.http2_max_pending_reset_streams",
+        raw.http2_max_pending_reset_streams as u64,
+        1,
+        10_000,
+    )?;
+    in_range(
+        "server.http2_max_local_reset_streams",
+        raw.http2_max_local_reset_streams as u64,
+        1,
+        100_000,
+    )?;
     Ok(crate::connections::ConnectionLimits {
         header_read_timeout: std::time::Duration::from_millis(raw.header_read_timeout_ms),
+        idle_timeout: std::time::Duration::from_millis(raw.idle_timeout_ms),
         max_connections: raw.max_connections,
         max_connections_per_client: raw.max_connections_per_client,
+        http2: crate::connections::Http2Limits {
+            max_concurrent_streams: raw.http2_max_concurrent_streams,
+            max_header_list_bytes: raw.http2_max_header_list_bytes,
+            max_pending_reset_streams: raw.http2_max_pending_reset_streams,
+            max_local_reset_streams: raw.http2_max_local_reset_streams,
+        },
     })
+}
+
+/// `value` within `min..=max`, or an error naming `key` and the range.
+fn in_range(key: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("{value} is out of range"),
+            format!("between {min} and {max}"),
+        ))
+    }
 }
 
 /// The `[auth]` section: present, with at least one trusted issuer.

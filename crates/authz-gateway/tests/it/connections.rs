@@ -26,7 +26,7 @@ async fn gateway() -> harness::Env {
     .await
 }
 
-fn addr(env: &harness::Env) -> SocketAddr {
+pub(crate) fn addr(env: &harness::Env) -> SocketAddr {
     env.base
         .trim_start_matches("http://")
         .parse()
@@ -35,7 +35,7 @@ fn addr(env: &harness::Env) -> SocketAddr {
 
 /// A connection to the gateway from `source` (another loopback address stands for another
 /// client).
-async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
+pub(crate) async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("socket");
     socket
         .bind(SocketAddr::from((source, 0)))
@@ -44,7 +44,7 @@ async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
 }
 
 /// Reads until the peer closes the connection; `false` if it is still open after `wait`.
-async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+pub(crate) async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     let mut buf = [0u8; 1024];
     let deadline = Instant::now() + wait;
     loop {
@@ -58,7 +58,7 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
 }
 
 /// A plain request on a fresh connection from `source`; the status code.
-async fn status_from(source: [u8; 4], to: SocketAddr, path: &str) -> u16 {
+pub(crate) async fn status_from(source: [u8; 4], to: SocketAddr, path: &str) -> u16 {
     let mut stream = connect_from(source, to).await;
     stream
         .write_all(
@@ -75,7 +75,7 @@ async fn status_from(source: [u8; 4], to: SocketAddr, path: &str) -> u16 {
         .unwrap_or(0)
 }
 
-async fn metric(env: &harness::Env, name: &str) -> u64 {
+pub(crate) async fn metric(env: &harness::Env, name: &str) -> u64 {
     let text = env
         .http
         .get(format!("{}/metrics", env.base))
@@ -226,5 +226,73 @@ async fn an_idle_keep_alive_connection_is_closed_at_the_head_deadline() {
     assert!(
         closed_within(&mut idle, Duration::from_secs(10)).await,
         "an idle keep-alive connection was held past the head deadline"
+    );
+}
+
+#[tokio::test]
+async fn under_a_connection_flood_a_new_client_is_served_every_time() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            server_extra: Some(
+                "header_read_timeout_ms = 1500\nmax_connections = 12\n\
+                 max_connections_per_client = 4"
+                    .into(),
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
+    let to = addr(&env);
+    // The flood: slowloris heads from eight addresses, refilled as they are closed, more than
+    // the twelve slots can hold.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = tokio::spawn({
+        let stop = std::sync::Arc::clone(&stop);
+        async move {
+            let mut held = Vec::new();
+            let mut source = 0u8;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                source = source % 8 + 1;
+                let mut stream = connect_from([127, 0, 0, 10 + source], to).await;
+                let _ = stream
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n")
+                    .await;
+                held.push(stream);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            held
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A legitimate client opening a new connection every 200 ms is served every time.
+    for i in 0..10 {
+        assert_eq!(
+            status_from([127, 0, 0, 1], to, "/healthz").await,
+            200,
+            "legitimate request {i} during the flood"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let held = flood.await.expect("the flood task");
+    // Every flood connection is closed by the head deadline (1.5 s) if it was not shed sooner;
+    // the generous bound only stops a hang.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for mut stream in held {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            closed_within(&mut stream, left).await,
+            "a flood connection outlived the head deadline"
+        );
+    }
+    assert!(metric(&env, "authz_connections_shed_total").await >= 10);
+    assert!(
+        metric(
+            &env,
+            "authz_connections_refused_total{cap=\"max_connections\"}"
+        )
+        .await
+            == 0
     );
 }

@@ -8,6 +8,7 @@ mod differential;
 mod exchange;
 mod harness;
 mod hostile;
+mod http2;
 mod live_policy;
 mod outage;
 mod peers;
