@@ -136,6 +136,9 @@ impl SqliteRows {
             args.add(c.args_digest.map(&mut s))?;
             args.add(c.arguments.map(own))?;
             args.add(s(&c.shown))?;
+            args.add(c.client_addr.map(&mut s))?;
+            args.add(c.repeat_count)?;
+            args.add(c.first_time_ms)?;
             args.add(s(r.chain_id))?;
             args.add(r.seq)?;
             args.add(r.prev_hash.to_vec())?;
@@ -152,7 +155,7 @@ impl SqliteRows {
 /// encoding version as a literal.
 pub(crate) fn sqlite_insert_sql(rows: usize) -> String {
     const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-        ?, ?, ?, ?, ";
+        ?, ?, ?, ?, ?, ?, ?, ";
     let mut sql = format!("INSERT INTO audit_records ({INSERT_COLUMNS}, {CHAIN_COLUMNS}) VALUES ");
     for i in 0..rows {
         if i > 0 {
@@ -171,7 +174,7 @@ pub(crate) static SQLITE_FULL_CHUNK_SQL: LazyLock<String> =
 
 /// The Postgres insert of chained rows: one array per column, expanded by `unnest` on the
 /// server, so the statement text is the same for every batch size (prepared once) and nothing
-/// approaches the 65,535-bind limit. `$29` is the chain id, the same for every row.
+/// approaches the 65,535-bind limit. `$31` is the chain id, the same for every row.
 ///
 /// The `unnest` calls are in the select list, where Postgres expands them in lockstep (the
 /// arrays have one length), and not in `FROM UNNEST($1, $2, ...)`, which stores every
@@ -240,7 +243,7 @@ pub(crate) fn push_chunked(
     chunk.push(row)
 }
 
-/// The Postgres encoding: the 31 array parameters of [`UNNEST_SQL`] in the binary array format,
+/// The Postgres encoding: the 34 array parameters of [`UNNEST_SQL`] in the binary array format,
 /// appended to element by element, and the chain id.
 ///
 /// sqlx would encode a `Vec<&str>` per column the same way, but only from a complete column;
@@ -250,8 +253,8 @@ pub(crate) struct PgRows {
     pub rows: usize,
     pub chain_id: String,
     time_ms: Int8Array,
-    text: [TextArray; 22],
-    ints: [Int8Array; 5],
+    text: [TextArray; 23],
+    ints: [Int8Array; 7],
     seq: Int8Array,
     prev_hash: ByteaArray,
     hash: ByteaArray,
@@ -317,6 +320,8 @@ impl PgRows {
             c.jsonrpc_error,
             c.upstream_status,
             c.upstream_latency_ms,
+            c.repeat_count,
+            c.first_time_ms,
         ];
         for (array, v) in self.ints.iter_mut().zip(ints) {
             array.push(v.map(i64::to_be_bytes).as_ref().map(|b| &b[..]));
@@ -350,7 +355,7 @@ impl PgRows {
 }
 
 /// The text columns of `r` in the parameter order of `UNNEST_SQL` ([`TEXT_FIELDS`]).
-fn text_values<'a>(r: &'a ChainedRow<'a>) -> [Option<&'a str>; 22] {
+fn text_values<'a>(r: &'a ChainedRow<'a>) -> [Option<&'a str>; 23] {
     let c = &r.columns;
     [
         Some(c.request_id),
@@ -375,21 +380,24 @@ fn text_values<'a>(r: &'a ChainedRow<'a>) -> [Option<&'a str>; 22] {
         c.args_digest,
         c.arguments,
         Some(&c.shown),
+        c.client_addr,
     ]
 }
 
 /// The integer columns of [`PgRows`] (besides `time_ms` and `seq`), in parameter order.
-const INT_FIELDS: [&str; 5] = [
+const INT_FIELDS: [&str; 7] = [
     "policy_revision",
     "http_status",
     "jsonrpc_error",
     "upstream_status",
     "upstream_latency_ms",
+    "repeat_count",
+    "first_time_ms",
 ];
 
 /// The text columns of [`PgRows`], in parameter order (and the names of their fields, for
 /// error messages).
-const TEXT_FIELDS: [&str; 22] = [
+const TEXT_FIELDS: [&str; 23] = [
     "request_id",
     "session_id",
     "tenant",
@@ -412,6 +420,7 @@ const TEXT_FIELDS: [&str; 22] = [
     "args_digest",
     "arguments",
     "shown",
+    "client_addr",
 ];
 
 /// A one-dimensional Postgres array in the binary format, built element by element: `ELEM` is
@@ -503,7 +512,7 @@ mod tests {
         }
         let sql = sqlite_insert_sql(2);
         assert_eq!(sql.matches('?').count(), 2 * CHAINED_COLUMN_COUNT);
-        assert!(sql.ends_with(", 2, ?, ?, ?, ?)"), "{sql}");
+        assert!(sql.ends_with(", 3, ?, ?, ?, ?)"), "{sql}");
         assert_eq!(*SQLITE_FULL_CHUNK_SQL, sqlite_insert_sql(ROWS_PER_INSERT));
     }
 
@@ -563,7 +572,7 @@ mod tests {
         assert!(matches!(encoded, Ok(sqlx::encode::IsNull::No)));
         let header = [1i32, 0, 25, 1, 1].map(i32::to_be_bytes).concat();
         assert_eq!(buf[..20], header[..]);
-        assert_eq!(rows.into_arguments().expect("args").len(), 32);
+        assert_eq!(rows.into_arguments().expect("args").len(), 35);
         assert_eq!(
             *UNNEST_SQL,
             format!(
@@ -573,11 +582,12 @@ mod tests {
                  unnest($8::text[]), unnest($9::text[]), unnest($10::text[]), \
                  unnest($11::text[]), unnest($12::text[]), unnest($13::text[]), \
                  unnest($14::text[]), unnest($15::text[]), unnest($16::text[]), \
-                 unnest($17::text[]), unnest($24::bigint[]), unnest($25::bigint[]), \
-                 unnest($26::bigint[]), unnest($18::text[]), unnest($19::text[]), \
-                 unnest($27::bigint[]), unnest($28::bigint[]), unnest($20::text[]), \
-                 unnest($21::text[]), unnest($22::text[]), unnest($23::text[]), 2, $29, \
-                 unnest($30::bigint[]), unnest($31::bytea[]), unnest($32::bytea[])"
+                 unnest($17::text[]), unnest($25::bigint[]), unnest($26::bigint[]), \
+                 unnest($27::bigint[]), unnest($18::text[]), unnest($19::text[]), \
+                 unnest($28::bigint[]), unnest($29::bigint[]), unnest($20::text[]), \
+                 unnest($21::text[]), unnest($22::text[]), unnest($23::text[]), \
+                 unnest($24::text[]), unnest($30::bigint[]), unnest($31::bigint[]), 3, $32, \
+                 unnest($33::bigint[]), unnest($34::bytea[]), unnest($35::bytea[])"
             )
         );
     }

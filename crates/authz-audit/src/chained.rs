@@ -600,7 +600,7 @@ mod tests {
             .collect()
     }
 
-    /// A batch that needs several statements (SQLite: more than 1000 rows; Postgres: arrays
+    /// A batch that needs several statements (SQLite: more than 900 rows; Postgres: arrays
     /// over a small cap) is written whole, in seq order, with an id per row.
     async fn several_chunks_are_written_in_one_batch(store: &AuditStore, pg_cap: usize) {
         let records = records();

@@ -3,7 +3,8 @@
 //!
 //! Each chained row stores the version of the encoding its hash was computed with
 //! (`hash_version`, see [`HashVersion`]). Rows written before migration 0006 are version 1;
-//! this build writes version 2. Verification recomputes every row with its own version, so a
+//! rows written before migration 0008 are version 1 or 2; this build writes version 3.
+//! Verification recomputes every row with its own version, so a
 //! chain may mix versions (an upgraded writer continues its chain in the new one).
 //!
 //! # Encoding, version 1
@@ -58,6 +59,19 @@
 //! | `arguments` | optional string |
 //! | `shown` | list |
 //!
+//! # Encoding, version 3
+//!
+//! The items of version 2, in the same order and with the same encodings, except that the
+//! domain tag is the string `"authz-audit/record/v3"`; then, appended after `shown`:
+//!
+//! | item | encoding |
+//! |---|---|
+//! | `client_addr` | optional string |
+//! | `repeat_count` | optional integer |
+//! | `first_time_ms` | optional integer |
+//!
+//! Version 2 can only stand for a record whose version-3 fields are absent.
+//!
 //! The version number itself is not an item: the domain tag differs per version, so a row
 //! whose `hash_version` was changed no longer matches its hash.
 //!
@@ -68,7 +82,7 @@
 //! `hash` (bytes) and `time_ms`. The kind is included so an anchor cannot be passed off as a
 //! checkpoint or the other way round. It does not depend on the record encoding version.
 //!
-//! A later change of the record encoding gets a new domain tag (`.../v3`) and a new
+//! A later change of the record encoding gets a new domain tag (`.../v4`) and a new
 //! [`HashVersion`].
 
 use authz_types::{AuditRecord, RecordKind};
@@ -79,6 +93,7 @@ pub const GENESIS_HASH: [u8; 32] = [0; 32];
 
 const RECORD_TAG_V1: &str = "authz-audit/record/v1";
 const RECORD_TAG_V2: &str = "authz-audit/record/v2";
+const RECORD_TAG_V3: &str = "authz-audit/record/v3";
 const CHECKPOINT_TAG: &str = "authz-audit/checkpoint/v1";
 
 /// Appends items of the encoding to any sink: a hasher or a byte buffer.
@@ -147,22 +162,25 @@ pub enum HashVersion {
     /// The fields of the first record format; rows written before migration 0006.
     V1,
     /// Version 1 plus the kind, trace id, upstream outcome, argument digest, arguments and
-    /// shown items.
+    /// shown items; rows written before migration 0008.
     V2,
+    /// Version 2 plus the client address and the count and window of aggregated refusals.
+    V3,
 }
 
 impl HashVersion {
     /// The version this build writes.
-    pub const CURRENT: HashVersion = HashVersion::V2;
+    pub const CURRENT: HashVersion = HashVersion::V3;
 
     /// Every version, oldest first.
-    pub const ALL: &'static [HashVersion] = &[HashVersion::V1, HashVersion::V2];
+    pub const ALL: &'static [HashVersion] = &[HashVersion::V1, HashVersion::V2, HashVersion::V3];
 
     /// The stored number (`hash_version` column).
     pub fn number(self) -> i64 {
         match self {
             Self::V1 => 1,
             Self::V2 => 2,
+            Self::V3 => 3,
         }
     }
 
@@ -171,6 +189,7 @@ impl HashVersion {
         match n {
             1 => Some(Self::V1),
             2 => Some(Self::V2),
+            3 => Some(Self::V3),
             _ => None,
         }
     }
@@ -180,6 +199,7 @@ impl HashVersion {
         match self {
             Self::V1 => "1",
             Self::V2 => "2",
+            Self::V3 => "3",
         }
     }
 }
@@ -195,14 +215,15 @@ pub fn record_hash(
     prev_hash: &[u8; 32],
 ) -> [u8; 32] {
     let mut h = Sha256::new();
-    encode_v2(&mut h, record, chain_id, seq, prev_hash);
+    encode_v3(&mut h, record, chain_id, seq, prev_hash);
     h.finalize().into()
 }
 
 /// The hash of `record` in the given encoding `version`, as [`record_hash`] otherwise.
 ///
 /// `None` when the version cannot represent the record: version 1 only encodes records whose
-/// version-2 fields are all at their defaults.
+/// version-2 and version-3 fields are all at their defaults, version 2 those whose version-3
+/// fields are.
 pub fn record_hash_with(
     version: HashVersion,
     record: &AuditRecord,
@@ -218,14 +239,21 @@ pub fn record_hash_with(
             }
             encode_v1_items(&mut h, RECORD_TAG_V1, record, chain_id, seq, prev_hash);
         }
-        HashVersion::V2 => encode_v2(&mut h, record, chain_id, seq, prev_hash),
+        HashVersion::V2 => {
+            if !fits_v2(record) {
+                return None;
+            }
+            encode_v2_items(&mut h, RECORD_TAG_V2, record, chain_id, seq, prev_hash);
+        }
+        HashVersion::V3 => encode_v3(&mut h, record, chain_id, seq, prev_hash),
     }
     Some(h.finalize().into())
 }
 
 /// Whether every field version 1 does not encode is at its default.
 fn fits_v1(r: &AuditRecord) -> bool {
-    r.kind == RecordKind::Decision
+    fits_v2(r)
+        && r.kind == RecordKind::Decision
         && r.trace_id.is_none()
         && r.upstream_status.is_none()
         && r.upstream_latency_ms.is_none()
@@ -235,7 +263,12 @@ fn fits_v1(r: &AuditRecord) -> bool {
         && r.shown.is_empty()
 }
 
-/// The items of version 1 after `tag`; version 2 starts the same way with its own tag.
+/// Whether every field version 2 does not encode is at its default.
+fn fits_v2(r: &AuditRecord) -> bool {
+    r.client_addr.is_none() && r.repeat_count.is_none() && r.first_time_ms.is_none()
+}
+
+/// The items of version 1 after `tag`; later versions start the same way with their own tag.
 fn encode_v1_items(
     h: &mut impl Sink,
     tag: &str,
@@ -270,8 +303,16 @@ fn encode_v1_items(
     h.opt_int(r.jsonrpc_error);
 }
 
-fn encode_v2(h: &mut impl Sink, r: &AuditRecord, chain_id: &str, seq: i64, prev_hash: &[u8; 32]) {
-    encode_v1_items(h, RECORD_TAG_V2, r, chain_id, seq, prev_hash);
+/// The items of version 2 after `tag`; version 3 starts the same way with its own tag.
+fn encode_v2_items(
+    h: &mut impl Sink,
+    tag: &str,
+    r: &AuditRecord,
+    chain_id: &str,
+    seq: i64,
+    prev_hash: &[u8; 32],
+) {
+    encode_v1_items(h, tag, r, chain_id, seq, prev_hash);
     h.str(r.kind.as_str());
     h.opt_str(r.trace_id.as_deref());
     h.opt_int(r.upstream_status.map(i64::from));
@@ -280,6 +321,13 @@ fn encode_v2(h: &mut impl Sink, r: &AuditRecord, chain_id: &str, seq: i64, prev_
     h.opt_str(r.args_digest.as_deref());
     h.opt_str(r.arguments.as_deref());
     h.list(&r.shown);
+}
+
+fn encode_v3(h: &mut impl Sink, r: &AuditRecord, chain_id: &str, seq: i64, prev_hash: &[u8; 32]) {
+    encode_v2_items(h, RECORD_TAG_V3, r, chain_id, seq, prev_hash);
+    h.opt_str(r.client_addr.as_deref());
+    h.opt_int(r.repeat_count);
+    h.opt_int(r.first_time_ms);
 }
 
 /// What a checkpoint row is.
@@ -361,6 +409,15 @@ mod tests {
         r
     }
 
+    /// `sample_v2()` with every version-3 field set.
+    fn sample_v3() -> AuditRecord {
+        let mut r = sample_v2();
+        r.client_addr = Some("203.0.113.9".into());
+        r.repeat_count = Some(1500);
+        r.first_time_ms = Some(1_767_225_590_000);
+        r
+    }
+
     #[test]
     fn encoding_is_pinned() {
         // Fixed vectors, also computed by an independent implementation of the tables in the
@@ -371,18 +428,29 @@ mod tests {
             v1.map(|h| to_hex(&h)).as_deref(),
             Some("ed3e7545c40b6ded0bbb9ba3a69ea258246801b3285dd3dca43e0a4b6fa27f6e")
         );
-        let v2 = record_hash(&sample(), "gw-1", 1, &GENESIS_HASH);
+        let v2 = record_hash_with(HashVersion::V2, &sample(), "gw-1", 1, &GENESIS_HASH);
         assert_eq!(
-            to_hex(&v2),
-            "0746b8dbf08cd4ed31bb30285deff5a586e92f44b1888bcba183de61d1865527"
+            v2.map(|h| to_hex(&h)).as_deref(),
+            Some("0746b8dbf08cd4ed31bb30285deff5a586e92f44b1888bcba183de61d1865527")
         );
         assert_eq!(
-            record_hash_with(HashVersion::V2, &sample(), "gw-1", 1, &GENESIS_HASH),
-            Some(v2)
+            record_hash_with(HashVersion::V2, &sample_v2(), "gw-1", 1, &GENESIS_HASH)
+                .map(|h| to_hex(&h))
+                .as_deref(),
+            Some("cd2919ec7ea123b6d28cda67aaf13d7d5ba122b532848b0bf9677d42f5d04a81")
+        );
+        let v3 = record_hash(&sample(), "gw-1", 1, &GENESIS_HASH);
+        assert_eq!(
+            to_hex(&v3),
+            "73b416c7a14214c1f181ec3c211349e4d2cb2e2ad448f04ab43ba51c0fe2ba32"
         );
         assert_eq!(
-            to_hex(&record_hash(&sample_v2(), "gw-1", 1, &GENESIS_HASH)),
-            "cd2919ec7ea123b6d28cda67aaf13d7d5ba122b532848b0bf9677d42f5d04a81"
+            record_hash_with(HashVersion::V3, &sample(), "gw-1", 1, &GENESIS_HASH),
+            Some(v3)
+        );
+        assert_eq!(
+            to_hex(&record_hash(&sample_v3(), "gw-1", 1, &GENESIS_HASH)),
+            "685e04d81a97fde4b1ceb3128a7b8c02ae6a368451db415da2732763e0e2bf18"
         );
         let mut buf = Vec::new();
         buf.opt_str(Some("ab"));
@@ -395,6 +463,28 @@ mod tests {
                 0, 1, b'x'
             ]
         );
+    }
+
+    #[test]
+    fn version_2_only_encodes_records_without_the_version_3_fields() {
+        type Change = fn(&mut AuditRecord);
+        let changes: [Change; 3] = [
+            |r| r.client_addr = Some(String::new()),
+            |r| r.repeat_count = Some(1),
+            |r| r.first_time_ms = Some(0),
+        ];
+        for change in changes {
+            let mut r = sample_v2();
+            change(&mut r);
+            for old in [HashVersion::V1, HashVersion::V2] {
+                assert_eq!(
+                    record_hash_with(old, &r, "gw-1", 1, &GENESIS_HASH),
+                    None,
+                    "{old:?} {r:?}"
+                );
+            }
+            assert!(record_hash_with(HashVersion::V3, &r, "gw-1", 1, &GENESIS_HASH).is_some());
+        }
     }
 
     #[test]
@@ -429,8 +519,8 @@ mod tests {
             assert_eq!(v.sql_literal(), v.number().to_string());
         }
         assert_eq!(HashVersion::from_number(0), None);
-        assert_eq!(HashVersion::from_number(3), None);
-        assert_eq!(HashVersion::CURRENT, HashVersion::V2);
+        assert_eq!(HashVersion::from_number(4), None);
+        assert_eq!(HashVersion::CURRENT, HashVersion::V3);
     }
 
     #[test]
@@ -440,7 +530,7 @@ mod tests {
         assert_ne!(base, record_hash(&sample(), "gw-1", 2, &GENESIS_HASH));
         assert_ne!(base, record_hash(&sample(), "gw-1", 1, &[1; 32]));
         type Change = fn(&mut AuditRecord);
-        let changes: [Change; 17] = [
+        let changes: [Change; 20] = [
             |r| r.time_ms += 1,
             |r| r.session_id = Some(String::new()),
             |r| r.actors.push(String::new()),
@@ -458,6 +548,9 @@ mod tests {
             |r| r.arguments = Some(String::new()),
             |r| r.shown.push(String::new()),
             |r| r.shown = vec!["a".into(), String::new()],
+            |r| r.client_addr = Some(String::new()),
+            |r| r.repeat_count = Some(1),
+            |r| r.first_time_ms = Some(0),
         ];
         for change in changes {
             let mut r = sample();
@@ -481,11 +574,21 @@ mod tests {
             record_hash(&a, "c", 1, &GENESIS_HASH),
             record_hash(&b, "c", 1, &GENESIS_HASH)
         );
-        // The same record hashes differently in each version.
+        let mut a = sample();
+        a.repeat_count = Some(5);
+        let mut b = sample();
+        b.first_time_ms = Some(5);
         assert_ne!(
-            record_hash_with(HashVersion::V1, &sample(), "gw-1", 1, &GENESIS_HASH),
-            Some(base)
+            record_hash(&a, "c", 1, &GENESIS_HASH),
+            record_hash(&b, "c", 1, &GENESIS_HASH)
         );
+        // The same record hashes differently in each version.
+        for old in [HashVersion::V1, HashVersion::V2] {
+            assert_ne!(
+                record_hash_with(old, &sample(), "gw-1", 1, &GENESIS_HASH),
+                Some(base)
+            );
+        }
     }
 
     #[test]

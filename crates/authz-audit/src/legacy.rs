@@ -34,7 +34,7 @@ impl AuditStore {
     }
 
     /// Appends many records without a chain in one transaction, with multi-row inserts of at
-    /// most 1000 rows each; either every record is committed or none is. For tests and the
+    /// most 900 rows each; either every record is committed or none is. For tests and the
     /// ingest benchmark's baseline only.
     pub async fn append_unchained_batch(&self, records: &[AuditRecord]) -> Result<(), Error> {
         if records.is_empty() {
@@ -135,6 +135,9 @@ fn bind_columns<'a, DB>(
         .push_bind(c.args_digest)
         .push_bind(c.arguments)
         .push_bind(c.shown.as_str())
+        .push_bind(c.client_addr)
+        .push_bind(c.repeat_count)
+        .push_bind(c.first_time_ms)
         .push(HASH_VERSION_LITERAL);
 }
 
@@ -155,7 +158,7 @@ mod tests {
         );
         let cols = [Columns::new(&record).expect("encode")];
         let insert = insert::<Sqlite>(&cols, false).into_string();
-        assert!(insert.ends_with(", 2)"), "{insert}");
+        assert!(insert.ends_with(", 3)"), "{insert}");
         assert_eq!(insert.matches('?').count(), COLUMN_COUNT);
         assert_eq!(
             INSERT_COLUMNS.split(',').count(),

@@ -14,11 +14,12 @@ use crate::{Error, StoredRecord};
 pub(crate) const INSERT_COLUMNS: &str = "time_ms, request_id, session_id, tenant, subject, issuer, \
      client_id, actors, token_id, scopes, roles, upstream, method, target, decision, reason, \
      matched_rule, policy_revision, http_status, jsonrpc_error, kind, trace_id, upstream_status, \
-     upstream_latency_ms, outcome, args_digest, arguments, shown, hash_version";
+     upstream_latency_ms, outcome, args_digest, arguments, shown, client_addr, repeat_count, \
+     first_time_ms, hash_version";
 
 /// How many values one row binds; keep in step with [`INSERT_COLUMNS`] (all but
 /// `hash_version`).
-pub(crate) const COLUMN_COUNT: usize = 28;
+pub(crate) const COLUMN_COUNT: usize = 31;
 
 /// The `hash_version` of every row this build writes, as SQL text.
 pub(crate) const HASH_VERSION_LITERAL: &str = HashVersion::CURRENT.sql_literal();
@@ -45,7 +46,8 @@ pub(crate) struct ChainedRow<'a> {
 pub(crate) const SELECT_COLUMNS: &str = "id, time_ms, request_id, session_id, tenant, subject, \
      issuer, client_id, actors, token_id, scopes, roles, upstream, method, target, decision, \
      reason, matched_rule, policy_revision, http_status, jsonrpc_error, kind, trace_id, \
-     upstream_status, upstream_latency_ms, outcome, args_digest, arguments, shown";
+     upstream_status, upstream_latency_ms, outcome, args_digest, arguments, shown, client_addr, \
+     repeat_count, first_time_ms";
 
 /// One record as the values bound into an insert. Borrowed from the record except the lists,
 /// which are encoded as JSON array text.
@@ -79,6 +81,9 @@ pub(crate) struct Columns<'a> {
     pub args_digest: Option<&'a str>,
     pub arguments: Option<&'a str>,
     pub shown: String,
+    pub client_addr: Option<&'a str>,
+    pub repeat_count: Option<i64>,
+    pub first_time_ms: Option<i64>,
 }
 
 impl<'a> Columns<'a> {
@@ -112,6 +117,9 @@ impl<'a> Columns<'a> {
             args_digest: r.args_digest.as_deref(),
             arguments: r.arguments.as_deref(),
             shown: encode_list("shown", &r.shown)?,
+            client_addr: r.client_addr.as_deref(),
+            repeat_count: r.repeat_count,
+            first_time_ms: r.first_time_ms,
         })
     }
 }
@@ -152,6 +160,9 @@ pub(crate) struct RawRow {
     pub args_digest: Option<String>,
     pub arguments: Option<String>,
     pub shown: String,
+    pub client_addr: Option<String>,
+    pub repeat_count: Option<i64>,
+    pub first_time_ms: Option<i64>,
 }
 
 impl RawRow {
@@ -196,6 +207,9 @@ impl RawRow {
             args_digest: self.args_digest,
             arguments: self.arguments,
             shown: decode_list(&self.shown).ok_or_else(|| corrupt("shown"))?,
+            client_addr: self.client_addr,
+            repeat_count: self.repeat_count,
+            first_time_ms: self.first_time_ms,
         };
         Ok(StoredRecord { id, record })
     }
@@ -241,6 +255,9 @@ mod tests {
             ),
             arguments: Some(r#"{"id":7,"note":"[redacted]"}"#.into()),
             shown: vec!["get_ticket".into(), "file:///a b".into()],
+            client_addr: Some("2001:db8::7".into()),
+            repeat_count: Some(i64::MAX),
+            first_time_ms: Some(-9),
         }
     }
 
@@ -277,6 +294,9 @@ mod tests {
             args_digest: c.args_digest.map(Into::into),
             arguments: c.arguments.map(Into::into),
             shown: c.shown,
+            client_addr: c.client_addr.map(Into::into),
+            repeat_count: c.repeat_count,
+            first_time_ms: c.first_time_ms,
         }
     }
 

@@ -555,6 +555,7 @@ fn nul_field(r: &AuditRecord) -> Option<&'static str> {
         ("args_digest", opt(&r.args_digest)),
         ("arguments", opt(&r.arguments)),
         ("shown", list(&r.shown)),
+        ("client_addr", opt(&r.client_addr)),
     ]
     .into_iter()
     .find_map(|(field, bad)| bad.then_some(field))

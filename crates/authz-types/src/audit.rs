@@ -111,6 +111,19 @@ pub struct AuditRecord {
     /// after filtering.
     #[serde(default)]
     pub shown: Vec<String>,
+    /// The address of the client the request came from (the TCP peer the gateway saw, not a
+    /// forwarded header), when known.
+    #[serde(default)]
+    pub client_addr: Option<String>,
+    /// Aggregated refusals: how many identical refusals (same client address, route, reason
+    /// and status, all without an identity) this one record stands for, from
+    /// `first_time_ms` to `time_ms`. `None` for a record of one request.
+    #[serde(default)]
+    pub repeat_count: Option<i64>,
+    /// Aggregated refusals: when the first of them was refused, Unix milliseconds (`time_ms`
+    /// is the last).
+    #[serde(default)]
+    pub first_time_ms: Option<i64>,
 }
 
 impl AuditRecord {
@@ -151,6 +164,9 @@ impl AuditRecord {
             args_digest: None,
             arguments: None,
             shown: Vec::new(),
+            client_addr: None,
+            repeat_count: None,
+            first_time_ms: None,
         }
     }
 
@@ -208,7 +224,8 @@ impl AuditRecord {
     ///
     /// Copies what identifies the request and its decision: request, trace and session ids,
     /// the identity fields, upstream, method, target, decision, reason, matched rule, policy
-    /// revision and the argument digest (so an outcome row can be matched on its own). Not
+    /// revision, the argument digest and the client address (so an outcome row can be matched on
+    /// its own). Not
     /// copied: the raw `arguments` (they are in the decision record already) and the refusal
     /// fields `http_status` and `jsonrpc_error`. The outcome fields (`upstream_status`,
     /// `upstream_latency_ms`, `outcome`, `shown`) are left empty for the caller to fill.
@@ -229,6 +246,7 @@ impl AuditRecord {
             matched_rule: decision.matched_rule.clone(),
             policy_revision: decision.policy_revision,
             args_digest: decision.args_digest.clone(),
+            client_addr: decision.client_addr.clone(),
             ..Self::decided(
                 decision.request_id.clone(),
                 decision.upstream.clone(),
