@@ -53,7 +53,11 @@ fn write_row(out: &mut dyn Write, r: &StoredRecord) -> std::io::Result<()> {
         "{:<24} {:<6} {:<22} {:<10} {:<18} {:<24} {:<26} {}",
         format_time(rec.time_ms),
         rec.decision.as_str(),
-        rec.reason.as_str(),
+        // An aggregate record of identical refusals says how many it stands for.
+        match rec.repeat_count {
+            Some(n) => format!("{} x{n}", rec.reason.as_str()),
+            None => rec.reason.as_str().to_owned(),
+        },
         rec.subject.as_deref().unwrap_or("-"),
         if rec.roles.is_empty() {
             "-".to_owned()
@@ -294,7 +298,7 @@ type CellOf = fn(&StoredRecord) -> Cell;
 
 /// The columns of `audit export --format csv`, in order: each header and how a record's cell
 /// in it is written.
-const CSV_COLUMNS: [(&str, CellOf); 22] = [
+const CSV_COLUMNS: [(&str, CellOf); 25] = [
     ("id", |r| (r.id.to_string(), false)),
     ("time", |r| (format_time(r.record.time_ms), false)),
     ("time_ms", |r| (r.record.time_ms.to_string(), false)),
@@ -319,6 +323,9 @@ const CSV_COLUMNS: [(&str, CellOf); 22] = [
     ("policy_revision", |r| num(r.record.policy_revision)),
     ("http_status", |r| num(r.record.http_status.map(i64::from))),
     ("jsonrpc_error", |r| num(r.record.jsonrpc_error)),
+    ("client_addr", |r| opt(&r.record.client_addr)),
+    ("repeat_count", |r| num(r.record.repeat_count)),
+    ("first_time_ms", |r| num(r.record.first_time_ms)),
 ];
 
 /// A cell of request text.

@@ -143,6 +143,9 @@ pub struct Config {
     pub authorization_servers: Vec<String>,
     /// Request-head deadline and open-connection caps (see [`crate::connections`]).
     pub connections: crate::connections::ConnectionLimits,
+    /// The per-client rate limit and aggregation of unauthenticated refusals (see
+    /// [`crate::refusals`]).
+    pub refusals: crate::refusals::RefusalLimits,
     pub verifier: authz_token::VerifierConfig,
     pub policy: PolicySource,
     pub policy_poll_interval: std::time::Duration,
@@ -194,6 +197,7 @@ impl Config {
             body_read_timeout: server.body_read_timeout,
             max_in_flight_per_principal: server.max_in_flight_per_principal,
             connections: server.connections,
+            refusals: server.refusals,
             allowed_origins: server.allowed_origins,
             authorization_servers,
             verifier,
@@ -337,6 +341,18 @@ url = "http://127.0.0.1:9200/mcp"
         assert_eq!(cfg.policy_poll_interval.as_millis(), 1000);
         assert_eq!(cfg.revocation_poll_interval.as_millis(), 500);
         assert_eq!(cfg.telemetry.service_name, DEFAULT_SERVICE_NAME);
+        assert_eq!(
+            cfg.refusals.per_client_per_sec,
+            DEFAULT_UNAUTHENTICATED_PER_CLIENT_PER_SEC
+        );
+        assert_eq!(
+            cfg.refusals.burst_per_client,
+            DEFAULT_UNAUTHENTICATED_BURST_PER_CLIENT
+        );
+        assert_eq!(
+            cfg.refusals.aggregate_window.as_millis(),
+            u128::from(DEFAULT_REFUSAL_AGGREGATE_WINDOW_MS)
+        );
         let c = cfg.connections;
         assert_eq!(
             c.idle_timeout.as_millis(),
@@ -447,6 +463,17 @@ url = "http://127.0.0.1:9200/mcp"
                     "[server]\nhttp2_max_local_reset_streams = 1000000\n",
                 ),
                 "server.http2_max_local_reset_streams",
+            ),
+            (
+                GOOD.replace("[server]\n", "[server]\nrefusal_aggregate_window_ms = 50\n"),
+                "server.refusal_aggregate_window_ms",
+            ),
+            (
+                GOOD.replace(
+                    "[server]\n",
+                    "[server]\nunauthenticated_burst_per_client = 0\n",
+                ),
+                "server.unauthenticated_burst_per_client",
             ),
         ];
         for (text, key) in cases {

@@ -65,6 +65,9 @@ pub(crate) enum Refusal {
     Forbidden(ReasonCode),
     /// The principal has too many requests in flight.
     TooManyRequests,
+    /// The client address has caused too many unauthenticated refusals; retry after this many
+    /// seconds.
+    ClientRateLimited { retry_after_secs: u64 },
     /// The audit store did not take the record: fail closed.
     AuditUnavailable,
     /// The policy engine could not decide: fail closed.
@@ -224,6 +227,12 @@ impl Refusal {
                 fixed("too many requests in flight for this principal"),
                 INTERNAL_ERROR,
             ),
+            ClientRateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "client_rate_limited",
+                fixed("too many unauthenticated requests from this client; retry later"),
+                AUTH_OR_SESSION,
+            ),
             AuditUnavailable => unavailable("audit_unavailable"),
             PolicyUnavailable => unavailable("policy_unavailable"),
             UpstreamUnavailable => (
@@ -273,6 +282,10 @@ fn unavailable(code: &'static str) -> (StatusCode, &'static str, Cow<'static, st
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         let (status, code, message, jsonrpc_code) = refusal.parts();
+        let retry_after_secs = match refusal {
+            Refusal::ClientRateLimited { retry_after_secs } => Some(retry_after_secs),
+            _ => None,
+        };
         Self {
             status,
             code,
@@ -281,6 +294,7 @@ impl From<Refusal> for ApiError {
             id: None,
             request_id: String::new(),
             www_authenticate: None,
+            retry_after_secs,
         }
     }
 }
@@ -298,6 +312,8 @@ pub struct ApiError {
     pub id: Option<Value>,
     pub request_id: String,
     pub www_authenticate: Option<String>,
+    /// Sent as `Retry-After` (seconds), when the refusal says when to come back.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -349,6 +365,9 @@ impl IntoResponse for ApiError {
         {
             headers.insert(header::WWW_AUTHENTICATE, c);
         }
+        if let Some(secs) = self.retry_after_secs {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         // A client whose body stalled gets no second chance on this connection (and hyper does
         // not wait to drain the rest of its body).
         if self.status == StatusCode::REQUEST_TIMEOUT {
@@ -390,6 +409,9 @@ mod tests {
             UnknownMethod,
             Forbidden(ReasonCode::NoMatchingRule),
             TooManyRequests,
+            ClientRateLimited {
+                retry_after_secs: 1,
+            },
             AuditUnavailable,
             PolicyUnavailable,
             UpstreamUnavailable,
@@ -420,6 +442,7 @@ mod tests {
                 | UnknownMethod
                 | Forbidden(_)
                 | TooManyRequests
+                | ClientRateLimited { .. }
                 | AuditUnavailable
                 | PolicyUnavailable
                 | UpstreamUnavailable
@@ -455,6 +478,7 @@ mod tests {
         "404 unknown_method -32601 method not found\n",
         "403 no_matching_rule -31003 forbidden by policy\n",
         "429 too_many_requests -32603 too many requests in flight for this principal\n",
+        "429 client_rate_limited -32001 too many unauthenticated requests from this client; retry later\n",
         "503 audit_unavailable -31004 the gateway cannot make a safe decision right now; retry later\n",
         "503 policy_unavailable -31004 the gateway cannot make a safe decision right now; retry later\n",
         "502 upstream_unavailable -32603 the upstream MCP server failed\n",

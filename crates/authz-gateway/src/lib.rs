@@ -24,6 +24,7 @@ mod filter;
 mod limits;
 mod proxy;
 mod recording;
+mod refusals;
 mod scopes;
 mod sessions;
 mod stream;
@@ -46,6 +47,7 @@ use serde_json::json;
 pub use cli::run;
 use config::{Config, PolicySource, Upstream};
 pub use connections::{ConnectionLimits, Http2Limits};
+pub use refusals::RefusalLimits;
 use scopes::ScopePolicy;
 use sessions::OwnerBindings;
 
@@ -58,6 +60,10 @@ pub(crate) struct Metrics {
     pub(crate) other_refusals: AtomicU64,
     pub(crate) audit_failures: AtomicU64,
     pub(crate) upstream_errors: AtomicU64,
+    /// Unauthenticated refusals counted into an aggregate record instead of one of their own.
+    pub(crate) refusals_aggregated: AtomicU64,
+    /// Requests answered 429 `client_rate_limited`.
+    pub(crate) client_rate_limited: AtomicU64,
     /// Outcome records the audit writer refused (the answer had already gone out). Shared with
     /// every `OutcomeRecorder`, which counts from a task of its own.
     pub(crate) outcome_records_lost: Arc<AtomicU64>,
@@ -178,6 +184,10 @@ pub struct App {
     pub(crate) metrics: Metrics,
     /// The accept loop's counters (open connections, refusals, head timeouts).
     pub(crate) connections: Arc<connections::ConnectionStats>,
+    /// Unauthenticated refusals: the per-client rate limit and aggregation windows.
+    pub(crate) refusals: Arc<refusals::UnauthenticatedRefusals>,
+    /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
+    refusal_flusher: AbortOnDrop,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
     clients: HashMap<String, upstream::UpstreamClient>,
 }
@@ -276,7 +286,14 @@ impl App {
             .iter()
             .map(|u| (u.name.clone(), Arc::new(u.clone())))
             .collect();
+        let refusals = Arc::new(refusals::UnauthenticatedRefusals::new(config.refusals));
+        let refusal_flusher = AbortOnDrop(tokio::spawn(refusals::run(
+            Arc::clone(&refusals),
+            audit_writer.clone(),
+        )));
         Ok(Arc::new(App {
+            refusals,
+            refusal_flusher,
             scopes: ScopePolicy::new(&config.scope_hierarchy),
             sessions: OwnerBindings::new(100_000),
             tasks: Arc::new(OwnerBindings::new(100_000)),
@@ -306,6 +323,16 @@ impl App {
             "{}/.well-known/oauth-protected-resource/mcp/{}",
             self.config.public_url, up.name
         )
+    }
+}
+
+/// A background task that stops when its owner is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -343,7 +370,10 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    // Drain the audit queue before exit: buffered records are committed, not dropped.
+    // The aggregate records of the open window, then the audit queue: buffered records are
+    // committed, not dropped.
+    app.refusal_flusher.0.abort();
+    refusals::flush(&app.refusals, &app.audit_writer).await;
     match app.audit_writer.clone().shutdown().await {
         Ok(stats) => tracing::info!(
             committed = stats.committed,
@@ -476,7 +506,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             app.sessions.len(),
             &app.rbac.status(),
             &app.audit_writer.stats(),
-        ) + render_connections(&app.connections, &app.config.connections).as_str(),
+        ) + render_connections(&app.connections, &app.config.connections).as_str()
+            + render_refusals(&app.metrics).as_str(),
     )
         .into_response()
 }
@@ -527,6 +558,20 @@ fn render_connections(
         g(&c.shed),
         g(&c.http2_reset_floods),
     ) + render_limits(limits).as_str()
+}
+
+/// The unauthenticated-refusal metrics.
+fn render_refusals(m: &Metrics) -> String {
+    format!(
+        "# HELP authz_refusals_aggregated_total Unauthenticated refusals counted into an aggregate record (repeat_count) instead of one each.\n\
+         # TYPE authz_refusals_aggregated_total counter\n\
+         authz_refusals_aggregated_total {}\n\
+         # HELP authz_client_rate_limited_total Requests answered 429 because their client address caused too many unauthenticated refusals.\n\
+         # TYPE authz_client_rate_limited_total counter\n\
+         authz_client_rate_limited_total {}\n",
+        m.refusals_aggregated.load(Ordering::Relaxed),
+        m.client_rate_limited.load(Ordering::Relaxed),
+    )
 }
 
 /// The connection limits in force, as gauges (`server.<key>`), so a dashboard can set a count

@@ -106,6 +106,8 @@ reason_codes! {
     LimitExceeded => "limit_exceeded",
     /// The principal has too many requests in flight.
     TooManyRequests => "too_many_requests",
+    /// A client address caused more unauthenticated refusals than its rate allows (429).
+    ClientRateLimited => "client_rate_limited",
 }
 
 impl std::fmt::Display for ReasonCode {

@@ -61,6 +61,12 @@ pub const DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES: u32 = 32 * 1024;
 pub const DEFAULT_HTTP2_MAX_PENDING_RESET_STREAMS: usize = 20;
 /// Streams the gateway may reset for a client's protocol errors ("made you reset").
 pub const DEFAULT_HTTP2_MAX_LOCAL_RESET_STREAMS: usize = 1024;
+/// Unauthenticated refusals one client address may cause per second, on average (0: no limit).
+pub const DEFAULT_UNAUTHENTICATED_PER_CLIENT_PER_SEC: u32 = 20;
+/// How many it may cause at once.
+pub const DEFAULT_UNAUTHENTICATED_BURST_PER_CLIENT: u32 = 100;
+/// How long identical unauthenticated refusals are counted into one aggregate record.
+pub const DEFAULT_REFUSAL_AGGREGATE_WINDOW_MS: u64 = 10_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -96,6 +102,12 @@ pub struct RawServer {
     pub http2_max_pending_reset_streams: usize,
     /// Default [`DEFAULT_HTTP2_MAX_LOCAL_RESET_STREAMS`].
     pub http2_max_local_reset_streams: usize,
+    /// Default [`DEFAULT_UNAUTHENTICATED_PER_CLIENT_PER_SEC`].
+    pub unauthenticated_per_client_per_sec: u32,
+    /// Default [`DEFAULT_UNAUTHENTICATED_BURST_PER_CLIENT`].
+    pub unauthenticated_burst_per_client: u32,
+    /// Default [`DEFAULT_REFUSAL_AGGREGATE_WINDOW_MS`].
+    pub refusal_aggregate_window_ms: u64,
 }
 
 impl Default for RawServer {
@@ -116,6 +128,9 @@ impl Default for RawServer {
             http2_max_header_list_bytes: DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES,
             http2_max_pending_reset_streams: DEFAULT_HTTP2_MAX_PENDING_RESET_STREAMS,
             http2_max_local_reset_streams: DEFAULT_HTTP2_MAX_LOCAL_RESET_STREAMS,
+            unauthenticated_per_client_per_sec: DEFAULT_UNAUTHENTICATED_PER_CLIENT_PER_SEC,
+            unauthenticated_burst_per_client: DEFAULT_UNAUTHENTICATED_BURST_PER_CLIENT,
+            refusal_aggregate_window_ms: DEFAULT_REFUSAL_AGGREGATE_WINDOW_MS,
         }
     }
 }

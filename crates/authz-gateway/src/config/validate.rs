@@ -32,6 +32,7 @@ pub(super) struct Server {
     /// Empty: advertise the trusted issuers.
     pub authorization_servers: Vec<String>,
     pub connections: crate::connections::ConnectionLimits,
+    pub refusals: crate::refusals::RefusalLimits,
 }
 
 const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -39,6 +40,7 @@ const MAX_IN_FLIGHT_LIMIT: usize = 100_000;
 
 pub(super) fn server(raw: RawServer, overrides: &Overrides) -> Result<Server, ConfigError> {
     let connections = connection_limits(&raw)?;
+    let refusals = refusal_limits(&raw)?;
     let listen_text = overrides.listen.clone().unwrap_or(raw.listen);
     let listen: SocketAddr = listen_text.parse().map_err(|_| {
         ConfigError::new(
@@ -91,6 +93,7 @@ pub(super) fn server(raw: RawServer, overrides: &Overrides) -> Result<Server, Co
     }
     Ok(Server {
         connections,
+        refusals,
         listen,
         public_url,
         max_body_bytes: raw.max_body_bytes,
@@ -169,6 +172,37 @@ fn connection_limits(raw: &RawServer) -> Result<crate::connections::ConnectionLi
             max_pending_reset_streams: raw.http2_max_pending_reset_streams,
             max_local_reset_streams: raw.http2_max_local_reset_streams,
         },
+    })
+}
+
+/// The unauthenticated-refusal keys of `[server]`: a burst of at least one when the rate limit
+/// is on, a window in range.
+fn refusal_limits(raw: &RawServer) -> Result<crate::refusals::RefusalLimits, ConfigError> {
+    in_range(
+        "server.unauthenticated_per_client_per_sec",
+        raw.unauthenticated_per_client_per_sec.into(),
+        0,
+        1_000_000,
+    )?;
+    let min_burst = u64::from(raw.unauthenticated_per_client_per_sec > 0);
+    in_range(
+        "server.unauthenticated_burst_per_client",
+        raw.unauthenticated_burst_per_client.into(),
+        min_burst,
+        1_000_000,
+    )?;
+    if raw.refusal_aggregate_window_ms != 0 {
+        in_range(
+            "server.refusal_aggregate_window_ms",
+            raw.refusal_aggregate_window_ms,
+            100,
+            3_600_000,
+        )?;
+    }
+    Ok(crate::refusals::RefusalLimits {
+        per_client_per_sec: raw.unauthenticated_per_client_per_sec,
+        burst_per_client: raw.unauthenticated_burst_per_client,
+        aggregate_window: std::time::Duration::from_millis(raw.refusal_aggregate_window_ms),
     })
 }
 

@@ -10,12 +10,13 @@ use axum::http::{HeaderMap, header};
 use serde_json::Value;
 
 use super::Ctx;
-use super::record::{deny, record, refuse};
+use super::record::{deny, record_unauthenticated, refuse};
 use crate::App;
 use crate::config::Upstream;
 use crate::error::{ApiError, Refusal};
 use crate::filter::ItemAllowed;
 use crate::limits::Permit;
+use crate::refusals::ClientKey;
 use crate::sessions::{Owner, SessionCheck};
 
 /// Verifies the bearer token; every failure is answered 401 with a challenge and recorded.
@@ -55,9 +56,31 @@ pub(super) async fn authenticate(
         },
     };
     tracing::Span::current().record("decision", "deny");
+    // A client that has caused too many of these lately is told to back off instead; a valid
+    // token from the same address was served above all the same.
+    let over_budget = ctx.client.and_then(|c| {
+        app.refusals
+            .over_budget(ClientKey::of(c), tokio::time::Instant::now())
+    });
+    if let Some(wait) = over_budget {
+        app.metrics
+            .client_rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut rec = AuditRecord::unauthenticated(
+            &ctx.request_id,
+            &up.name,
+            method,
+            ReasonCode::ClientRateLimited,
+            429,
+        );
+        rec.session_id = ctx.session_id.clone();
+        record_unauthenticated(app, ctx, rec).await?;
+        let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(Refusal::ClientRateLimited { retry_after_secs }.into());
+    }
     let mut rec = AuditRecord::unauthenticated(&ctx.request_id, &up.name, method, reason, 401);
     rec.session_id = ctx.session_id.clone();
-    record(app, ctx, rec).await?;
+    record_unauthenticated(app, ctx, rec).await?;
     let mut challenge = format!("Bearer resource_metadata=\"{}\"", app.metadata_url(up));
     let scopes = crate::scopes::supported_scopes(&up.scopes);
     if !scopes.is_empty() {

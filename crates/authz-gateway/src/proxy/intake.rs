@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method as HttpMethod, Uri, header};
 use bytes::Bytes;
 
-use super::record::{deny, record};
+use super::record::{deny, record_unauthenticated};
 use super::{Ctx, gates};
 use crate::App;
 use crate::config::Upstream;
@@ -26,6 +26,7 @@ impl Ctx {
     pub(super) fn new(
         request_id: String,
         upstream: Arc<Upstream>,
+        client: Option<std::net::IpAddr>,
         uri: &Uri,
         headers: &HeaderMap,
     ) -> Ctx {
@@ -40,6 +41,7 @@ impl Ctx {
             request_id,
             upstream,
             session_id,
+            client,
         }
     }
 }
@@ -64,7 +66,7 @@ pub(super) async fn header_size(
             431,
         );
         rec.session_id = ctx.session_id.clone();
-        record(app, ctx, rec).await?;
+        record_unauthenticated(app, ctx, rec).await?;
         return Err(Refusal::HeadersTooLarge.into());
     }
     Ok(())

@@ -47,11 +47,14 @@ struct Ctx {
     request_id: String,
     upstream: Arc<Upstream>,
     session_id: Option<String>,
+    /// The client's address (the TCP peer), when the request came through the accept loop.
+    client: Option<std::net::IpAddr>,
 }
 
 pub(crate) async fn handle(
     State(app): State<Arc<App>>,
     Path(upstream): Path<String>,
+    client: Option<axum::Extension<crate::connections::ClientAddr>>,
     method: HttpMethod,
     uri: Uri,
     headers: HeaderMap,
@@ -65,7 +68,8 @@ pub(crate) async fn handle(
         let Some(up) = app.upstreams.get(&upstream).cloned() else {
             return Err(Refusal::UnknownRoute.into());
         };
-        let ctx = Ctx::new(request_id.clone(), up, &uri, &headers);
+        let client = client.map(|axum::Extension(c)| c.0);
+        let ctx = Ctx::new(request_id.clone(), up, client, &uri, &headers);
         pipeline(&app, &ctx, method, headers, body).await
     }
     .instrument(span)

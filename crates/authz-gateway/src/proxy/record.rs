@@ -8,6 +8,7 @@ use crate::App;
 use crate::config::AuditMode;
 use crate::error::{ApiError, Refusal};
 use crate::recording::OutcomeRecorder;
+use crate::refusals::{ClientKey, Refused, Verdict};
 
 /// Every record of a request carries its trace, session and argument context.
 fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
@@ -16,6 +17,9 @@ fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
     }
     if rec.session_id.is_none() {
         rec.session_id.clone_from(&ctx.session_id);
+    }
+    if rec.client_addr.is_none() {
+        rec.client_addr = ctx.client.map(|c| c.to_string());
     }
     if let Some(args) = ctx.arguments.get() {
         args.apply(rec);
@@ -28,6 +32,35 @@ fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
 pub(super) async fn record(app: &App, ctx: &Ctx, mut rec: AuditRecord) -> Result<(), ApiError> {
     annotate(ctx, &mut rec);
     submit(app, ctx, rec).await
+}
+
+/// Records a refusal of a request without an identity: the first of its kind (client, route,
+/// method, reason, status) in the current window as [`record`] does, the identical ones after
+/// it only counted into the window's aggregate record (see [`crate::refusals`]).
+pub(super) async fn record_unauthenticated(
+    app: &App,
+    ctx: &Ctx,
+    rec: AuditRecord,
+) -> Result<(), ApiError> {
+    if let Some(client) = ctx.client {
+        let refused = Refused {
+            upstream: &rec.upstream,
+            method: &rec.method,
+            reason: rec.reason,
+            status: rec.http_status.unwrap_or_default(),
+        };
+        let now = tokio::time::Instant::now();
+        let verdict = app
+            .refusals
+            .note(ClientKey::of(client), refused, now, rec.time_ms);
+        if verdict == Verdict::Counted {
+            app.metrics
+                .refusals_aggregated
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(());
+        }
+    }
+    record(app, ctx, rec).await
 }
 
 /// [`record`] for a record already annotated.

@@ -575,7 +575,10 @@ pub(crate) fn tools_call(id: u64, name: &str) -> String {
 }
 
 /// A complete 2026-07-28 stateless `tools/call`: body with `_meta`, and the headers it needs.
-fn stateless_call(id: u64, name: &'static str) -> (Vec<(&'static str, &'static str)>, String) {
+pub(crate) fn stateless_call(
+    id: u64,
+    name: &'static str,
+) -> (Vec<(&'static str, &'static str)>, String) {
     let body = serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":{"id":1},
         "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
                  "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},

@@ -216,7 +216,16 @@ fn cases(env: &Env) -> Vec<(&'static str, String, ReasonCode)> {
 
 #[tokio::test]
 async fn every_hostile_token_is_a_401_with_exactly_one_specific_record() {
-    let env = harness::start(AuditBackend::Sqlite).await;
+    // Aggregation off: each hostile token's own record is looked up by its request id, and the
+    // revocation probe below causes many identical refusals first.
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            server_extra: Some("refusal_aggregate_window_ms = 0".into()),
+            ..harness::Options::default()
+        },
+    )
+    .await;
     let store = authz_token::RevocationStore::connect(&env.audit_url)
         .await
         .expect("revocations");

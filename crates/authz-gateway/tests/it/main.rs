@@ -6,6 +6,7 @@ mod connections;
 mod crash;
 mod differential;
 mod exchange;
+mod floods;
 mod harness;
 mod hostile;
 mod http2;
