@@ -1,4 +1,5 @@
-//! `cargo xtask ci` and `cargo xtask test`: formatting, lints, and the tests against a real Postgres.
+//! `cargo xtask ci` and `cargo xtask test`: formatting, lints, the tests against a real Postgres,
+//! and (ci) a short run of every fuzz target.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,6 +27,9 @@ pub(crate) fn ci() -> Result<()> {
         ]))
     });
     tests_with_postgres(&mut steps, &[]);
+    steps.run("fuzz (a few seconds per target)", || {
+        crate::fuzz::run(crate::fuzz::CI_SECS, &[], false)
+    });
     steps.finish()
 }
 

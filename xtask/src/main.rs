@@ -4,7 +4,7 @@
 //!
 //! - `cargo xtask ci` — what CI runs: `cargo fmt --check`, `cargo clippy -D warnings`, then every
 //!   test (nextest if installed, else `cargo test`; plus doctests) with `DATABASE_URL` pointing
-//!   at a Postgres. All steps run even when one fails; a summary names the failed ones and the
+//!   at a Postgres, then each fuzz target for a few seconds. All steps run even when one fails; a summary names the failed ones and the
 //!   exit status is non-zero.
 //! - `cargo xtask test [-- ARGS]` — only the tests with a Postgres; `ARGS` go to the test runner
 //!   (e.g. `cargo xtask test -- -p authz-audit`).
@@ -12,6 +12,8 @@
 //!   (see [`bench`]).
 //! - `cargo xtask bench e2e [--quick]` — the end-to-end load benchmark: the fast upstream
 //!   directly, a bare nginx in front of it and the gateway, one table (see [`bench_e2e`]).
+//! - `cargo xtask fuzz [--secs N] [TARGET...]` — the fuzz targets of `authz-fuzz` (release
+//!   build), N seconds each (see [`fuzz`]).
 //! - `cargo xtask demo` — the gateway on embedded defaults with the demo upstream, two tokens,
 //!   allowed and refused calls, and the audit trail (see [`demo`]).
 //! - `cargo xtask tidy` — the repository rules (dependency rule, `//!` headers, workspace lints,
@@ -28,6 +30,7 @@ mod bench_e2e;
 mod ci;
 mod cmd;
 mod demo;
+mod fuzz;
 mod postgres;
 mod tidy;
 
@@ -53,6 +56,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "bench e2e [--quick]",
         "end-to-end load: direct upstream, nginx, gateway (buffered/durable, SQLite/Postgres)",
+    ),
+    (
+        "fuzz [--secs N] [TARGET...]",
+        "run the fuzz targets (classify, token, sse, config) for N seconds each (default 60)",
     ),
     (
         "demo",
@@ -92,6 +99,7 @@ fn dispatch(args: &[String]) -> Result<()> {
             Some((mode, tail)) if mode == "e2e" => bench_e2e::e2e(tail),
             _ => bench::bench(after_double_dash(rest)),
         },
+        "fuzz" => fuzz::fuzz(rest),
         "demo" => {
             no_arguments(command, rest)?;
             demo::demo()

@@ -143,57 +143,88 @@ pub(crate) fn rewrite_json_body(id: &Value, body: &[u8], rw: &Rewrite) -> Option
     serde_json::to_vec(&v).ok()
 }
 
-/// Rewrites one SSE event block (without its terminating blank line) if its data is the response
-/// to `id`; other events are returned unchanged.
-fn rewrite_sse_event(id: &Value, event: &[u8], rw: &Rewrite) -> Result<Vec<u8>, ()> {
-    let text = std::str::from_utf8(event).map_err(|_| ())?;
-    let mut data = String::new();
-    let mut other_lines = Vec::new();
+/// The UTF-8 byte-order mark a stream may start with.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// The next SSE line of `buf` from `from`: (line length, terminator length). Lines end, as the
+/// SSE grammar says, with CRLF, LF or a lone CR. `None` without a complete terminator; a CR at
+/// the very end counts as one only once the stream is `done` (an LF may follow in the next
+/// chunk).
+fn line_end(buf: &[u8], from: usize, done: bool) -> Option<(usize, usize)> {
+    let rest = &buf[from..];
+    let i = rest.iter().position(|&b| b == b'\n' || b == b'\r')?;
+    if rest[i] == b'\n' {
+        return Some((i, 1));
+    }
+    match rest.get(i + 1) {
+        Some(b'\n') => Some((i, 2)),
+        Some(_) => Some((i, 1)),
+        None => done.then_some((i, 1)),
+    }
+}
+
+/// Where the first SSE event in `buf` ends: (length of its lines, with their terminators;
+/// length including the blank line that ends it). `None` until a blank line has arrived.
+fn find_event_end(buf: &[u8], done: bool) -> Option<(usize, usize)> {
+    let mut pos = 0;
+    loop {
+        let (len, term) = line_end(buf, pos, done)?;
+        if len == 0 {
+            return Some((pos, pos + term));
+        }
+        pos += len + term;
+    }
+}
+
+/// Rewrites one SSE event (its lines with their terminators, without the blank line that ends
+/// it) if its data is the response to `id`: `Some(new lines)`, or `None` to pass it unchanged.
+/// The data is assembled as a client's SSE parser does (every `data` field, joined by LF), so
+/// what is judged is what the client will see.
+fn rewrite_sse_event(id: &Value, event: &[u8], rw: &Rewrite) -> Result<Option<Vec<u8>>, ()> {
+    let mut data = Vec::new();
+    let mut other_lines: Vec<&[u8]> = Vec::new();
     let mut has_data = false;
-    for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if let Some(rest) = line.strip_prefix("data:") {
-            if has_data {
-                data.push('\n');
+    let mut pos = 0;
+    while let Some((len, term)) = line_end(event, pos, true) {
+        let line = &event[pos..pos + len];
+        pos += len + term;
+        let value = match line.strip_prefix(b"data") {
+            Some([]) => Some(&[][..]),
+            Some([b':', rest @ ..]) => Some(rest.strip_prefix(b" ").unwrap_or(rest)),
+            _ => None,
+        };
+        match value {
+            Some(v) => {
+                if has_data {
+                    data.push(b'\n');
+                }
+                data.extend_from_slice(v);
+                has_data = true;
             }
-            data.push_str(rest.strip_prefix(' ').unwrap_or(rest));
-            has_data = true;
-        } else {
-            other_lines.push(line);
+            None => other_lines.push(line),
         }
     }
     if !has_data {
-        return Ok(event.to_vec());
+        return Ok(None);
     }
-    let Ok(mut v) = serde_json::from_str::<Value>(&data) else {
-        return Ok(event.to_vec());
+    // A client's parser would decode the data as UTF-8 (lossily); data that is not valid UTF-8
+    // is refused rather than judged differently from it.
+    let text = std::str::from_utf8(&data).map_err(|_| ())?;
+    let Ok(mut v) = serde_json::from_str::<Value>(text) else {
+        return Ok(None);
     };
     if !is_response_to(&v, id) || !rw(&mut v) {
-        return Ok(event.to_vec());
+        return Ok(None);
     }
     let mut out = Vec::with_capacity(event.len());
     for l in other_lines {
-        out.extend_from_slice(l.as_bytes());
+        out.extend_from_slice(l);
         out.push(b'\n');
     }
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(&serde_json::to_vec(&v).map_err(|_| ())?);
-    Ok(out)
-}
-
-/// Finds the end of the first SSE event in `buf`: returns (event length, separator length).
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' && buf[i + 1] == b'\n' {
-            return Some((i, 2));
-        }
-        if buf[i] == b'\n' && buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-            return Some((i, 3));
-        }
-        i += 1;
-    }
-    None
+    out.push(b'\n');
+    Ok(Some(out))
 }
 
 /// An SSE body whose response event is rewritten as it passes; everything else streams through
@@ -208,27 +239,40 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     futures_util::stream::unfold(
-        (upstream, BytesMut::new(), false),
-        move |(mut upstream, mut buf, mut done)| {
+        (upstream, BytesMut::new(), false, false),
+        move |(mut upstream, mut buf, mut done, mut started)| {
             let id = id.clone();
             let rw = rw.clone();
             async move {
                 loop {
-                    if let Some((end, sep)) = find_event_end(&buf) {
-                        let event = buf.split_to(end + sep);
+                    // A client drops one byte-order mark at the start of the stream, so the
+                    // first line is read without it too; the mark itself is passed on (had it
+                    // been dropped here, a second one would be dropped by the client instead).
+                    if !started {
+                        let n = buf.len().min(UTF8_BOM.len());
+                        if buf.starts_with(UTF8_BOM) {
+                            let bom = buf.split_to(UTF8_BOM.len()).freeze();
+                            return Some((Ok(bom), (upstream, buf, done, true)));
+                        } else if done || n == UTF8_BOM.len() || buf[..n] != UTF8_BOM[..n] {
+                            started = true;
+                        }
+                    }
+                    if started && let Some((end, consumed)) = find_event_end(&buf, done) {
+                        let event = buf.split_to(consumed);
                         let out = match rewrite_sse_event(&id, &event[..end], &rw) {
-                            Ok(mut o) => {
+                            Ok(Some(mut o)) => {
                                 o.extend_from_slice(&event[end..]);
                                 Bytes::from(o)
                             }
+                            Ok(None) => event.freeze(),
                             Err(()) => {
                                 return Some((
                                     Err(std::io::Error::other("unreadable SSE event")),
-                                    (upstream, buf, true),
+                                    (upstream, buf, true, started),
                                 ));
                             }
                         };
-                        return Some((Ok(out), (upstream, buf, done)));
+                        return Some((Ok(out), (upstream, buf, done, started)));
                     }
                     if done {
                         // Trailing bytes without a terminating blank line are not an event per
@@ -238,13 +282,16 @@ where
                     if buf.len() > MAX_FILTERED_BYTES {
                         return Some((
                             Err(std::io::Error::other("SSE event too large")),
-                            (upstream, buf, true),
+                            (upstream, buf, true, started),
                         ));
                     }
                     match upstream.next().await {
                         Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
                         Some(Err(e)) => {
-                            return Some((Err(std::io::Error::other(e)), (upstream, buf, true)));
+                            return Some((
+                                Err(std::io::Error::other(e)),
+                                (upstream, buf, true, started),
+                            ));
                         }
                         None => done = true,
                     }
@@ -296,6 +343,52 @@ mod tests {
             "notifications pass byte for byte"
         );
         assert!(rewrite_json_body(&json!(5), b"{not json", &rw).is_none());
+    }
+
+    /// The SSE body `body` through the tools filter, cut into chunks of `size` bytes.
+    async fn filtered_sse(body: &str, size: usize) -> String {
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .as_bytes()
+            .chunks(size)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let out: Vec<Bytes> = rewrite_sse_stream(
+            json!(5),
+            list_filter(ListKind::Tools, only_get()),
+            futures_util::stream::iter(chunks),
+        )
+        .map(|r| r.expect("ok"))
+        .collect()
+        .await;
+        String::from_utf8(out.concat()).expect("utf8")
+    }
+
+    #[tokio::test]
+    async fn sse_events_are_split_on_every_line_ending_the_grammar_allows() {
+        let list = serde_json::to_string(&list()).expect("json");
+        // CR-only and CRLF line endings end lines and events for a client as LF does, so the
+        // response event must be found (and filtered) in each, wherever the chunks are cut.
+        for (sep, end) in [("\r", "\r\r"), ("\r\n", "\r\n\r\n"), ("\n", "\n\r\n")] {
+            let body = format!("event: message{sep}data: {list}{end}data: {{}}{end}");
+            for size in [1, 2, 3, 7, body.len()] {
+                let text = filtered_sse(&body, size).await;
+                assert!(
+                    text.contains("get_ticket") && !text.contains("delete_ticket"),
+                    "{sep:?} chunks of {size}: {text:?}"
+                );
+                assert!(text.ends_with(&format!("data: {{}}{end}")), "{text:?}");
+            }
+        }
+        // A client drops a byte-order mark at the start, however the chunks cut it.
+        let bom = format!("\u{feff}data: {list}\n\n");
+        for size in [1, 2, 3, 4] {
+            let text = filtered_sse(&bom, size).await;
+            assert!(!text.contains("delete_ticket"), "{size}: {text:?}");
+        }
+        // A `data` field without a colon is an empty data line to a client.
+        let split = "data: {\"jsonrpc\":\"2.0\",\"id\":5,\ndata\ndata: \"result\":{\"tools\":            [{\"name\":\"delete_ticket\"}]}}\n\n";
+        let text = filtered_sse(split, 4).await;
+        assert!(!text.contains("delete_ticket"), "{text:?}");
     }
 
     #[tokio::test]

@@ -21,6 +21,8 @@ mod connections;
 pub mod error;
 mod exchange;
 mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod proxy;
 mod recording;
