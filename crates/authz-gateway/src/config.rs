@@ -149,6 +149,8 @@ pub struct Config {
     pub verifier: authz_token::VerifierConfig,
     pub policy: PolicySource,
     pub policy_poll_interval: std::time::Duration,
+    /// Rate limits and quotas, when configured (see [`crate::quotas`]).
+    pub quotas_file: Option<PathBuf>,
     pub audit_database_url: String,
     pub audit_signing_key_file: Option<PathBuf>,
     pub audit_writer: authz_audit::WriterConfig,
@@ -176,6 +178,7 @@ impl Config {
         } else {
             server.authorization_servers
         };
+        let quotas_file = raw.policy.quotas_file.clone();
         let (policy, policy_poll_interval) = validate::policy(raw.policy, overrides)?;
         let audit_database_url = validate::audit_database_url(&raw.audit, overrides);
         validate::scope_hierarchy(&raw.scope_hierarchy)?;
@@ -203,6 +206,7 @@ impl Config {
             verifier,
             policy,
             policy_poll_interval,
+            quotas_file,
             audit_database_url,
             audit_signing_key_file: raw.audit.signing_key_file,
             audit_writer: raw.audit.writer,

@@ -68,6 +68,8 @@ pub(crate) enum Refusal {
     /// The client address has caused too many unauthenticated refusals; retry after this many
     /// seconds.
     ClientRateLimited { retry_after_secs: u64 },
+    /// The call is over a quota; retry after this many seconds.
+    QuotaExceeded { retry_after_secs: u64 },
     /// The audit store did not take the record: fail closed.
     AuditUnavailable,
     /// The policy engine could not decide: fail closed.
@@ -227,6 +229,12 @@ impl Refusal {
                 fixed("too many requests in flight for this principal"),
                 INTERNAL_ERROR,
             ),
+            QuotaExceeded { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                fixed("rate limit or quota exceeded; retry later"),
+                INTERNAL_ERROR,
+            ),
             ClientRateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "client_rate_limited",
@@ -283,7 +291,8 @@ impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         let (status, code, message, jsonrpc_code) = refusal.parts();
         let retry_after_secs = match refusal {
-            Refusal::ClientRateLimited { retry_after_secs } => Some(retry_after_secs),
+            Refusal::ClientRateLimited { retry_after_secs }
+            | Refusal::QuotaExceeded { retry_after_secs } => Some(retry_after_secs),
             _ => None,
         };
         Self {
@@ -409,6 +418,9 @@ mod tests {
             UnknownMethod,
             Forbidden(ReasonCode::NoMatchingRule),
             TooManyRequests,
+            QuotaExceeded {
+                retry_after_secs: 1,
+            },
             ClientRateLimited {
                 retry_after_secs: 1,
             },
@@ -442,6 +454,7 @@ mod tests {
                 | UnknownMethod
                 | Forbidden(_)
                 | TooManyRequests
+                | QuotaExceeded { .. }
                 | ClientRateLimited { .. }
                 | AuditUnavailable
                 | PolicyUnavailable
@@ -478,6 +491,7 @@ mod tests {
         "404 unknown_method -32601 method not found\n",
         "403 no_matching_rule -31003 forbidden by policy\n",
         "429 too_many_requests -32603 too many requests in flight for this principal\n",
+        "429 quota_exceeded -32603 rate limit or quota exceeded; retry later\n",
         "429 client_rate_limited -32001 too many unauthenticated requests from this client; retry later\n",
         "503 audit_unavailable -31004 the gateway cannot make a safe decision right now; retry later\n",
         "503 policy_unavailable -31004 the gateway cannot make a safe decision right now; retry later\n",

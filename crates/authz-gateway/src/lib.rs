@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod buckets;
 mod cli;
 pub mod config;
 mod connections;
@@ -25,6 +26,7 @@ mod filter;
 pub mod fuzzing;
 mod limits;
 mod proxy;
+mod quotas;
 mod recording;
 mod refusals;
 mod scopes;
@@ -190,6 +192,10 @@ pub struct App {
     pub(crate) refusals: Arc<refusals::UnauthenticatedRefusals>,
     /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
     refusal_flusher: AbortOnDrop,
+    /// Rate limits and quotas, and the task that reloads their file.
+    pub(crate) quotas: Arc<quotas::Quotas>,
+    #[expect(dead_code, reason = "held for its lifetime, never read")]
+    quota_watch: AbortOnDrop,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
     clients: HashMap<String, upstream::UpstreamClient>,
 }
@@ -288,12 +294,22 @@ impl App {
             .iter()
             .map(|u| (u.name.clone(), Arc::new(u.clone())))
             .collect();
+        let quotas = Arc::new(
+            quotas::Quotas::load(config.quotas_file.as_deref())
+                .context("loading the quota file")?,
+        );
+        let quota_watch = AbortOnDrop(tokio::spawn(quotas::watch(
+            Arc::clone(&quotas),
+            config.policy_poll_interval,
+        )));
         let refusals = Arc::new(refusals::UnauthenticatedRefusals::new(config.refusals));
         let refusal_flusher = AbortOnDrop(tokio::spawn(refusals::run(
             Arc::clone(&refusals),
             audit_writer.clone(),
         )));
         Ok(Arc::new(App {
+            quotas,
+            quota_watch,
             refusals,
             refusal_flusher,
             scopes: ScopePolicy::new(&config.scope_hierarchy),
@@ -509,7 +525,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             &app.rbac.status(),
             &app.audit_writer.stats(),
         ) + render_connections(&app.connections, &app.config.connections).as_str()
-            + render_refusals(&app.metrics).as_str(),
+            + render_refusals(&app.metrics, &app.quotas).as_str(),
     )
         .into_response()
 }
@@ -563,16 +579,33 @@ fn render_connections(
 }
 
 /// The unauthenticated-refusal metrics.
-fn render_refusals(m: &Metrics) -> String {
+fn render_refusals(m: &Metrics, q: &quotas::Quotas) -> String {
+    let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
     format!(
         "# HELP authz_refusals_aggregated_total Unauthenticated refusals counted into an aggregate record (repeat_count) instead of one each.\n\
          # TYPE authz_refusals_aggregated_total counter\n\
          authz_refusals_aggregated_total {}\n\
          # HELP authz_client_rate_limited_total Requests answered 429 because their client address caused too many unauthenticated refusals.\n\
          # TYPE authz_client_rate_limited_total counter\n\
-         authz_client_rate_limited_total {}\n",
-        m.refusals_aggregated.load(Ordering::Relaxed),
-        m.client_rate_limited.load(Ordering::Relaxed),
+         authz_client_rate_limited_total {}\n\
+         # HELP authz_quota_rules Quota rules in force (policy.quotas_file).\n\
+         # TYPE authz_quota_rules gauge\n\
+         authz_quota_rules {}\n\
+         # HELP authz_quota_exceeded_total Calls answered 429 quota_exceeded.\n\
+         # TYPE authz_quota_exceeded_total counter\n\
+         authz_quota_exceeded_total {}\n\
+         # HELP authz_quota_reloads_total Changes of the quota file applied.\n\
+         # TYPE authz_quota_reloads_total counter\n\
+         authz_quota_reloads_total {}\n\
+         # HELP authz_quota_failed_reloads_total Changes of the quota file refused (the quotas in force stayed).\n\
+         # TYPE authz_quota_failed_reloads_total counter\n\
+         authz_quota_failed_reloads_total {}\n",
+        g(&m.refusals_aggregated),
+        g(&m.client_rate_limited),
+        q.rule_count(),
+        g(&q.exceeded),
+        g(&q.reloads),
+        g(&q.failed_reloads),
     )
 }
 

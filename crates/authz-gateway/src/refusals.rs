@@ -28,6 +28,8 @@ use std::time::Duration;
 use authz_types::{AuditRecord, ReasonCode};
 use tokio::time::Instant;
 
+use crate::buckets::{Bucket, Rate};
+
 /// The limits of [`UnauthenticatedRefusals`] (the `[server]` keys of the same names).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RefusalLimits {
@@ -106,48 +108,14 @@ struct Counted {
     last_ms: i64,
 }
 
-/// Bucket contents are counted in millionths of a refusal, so refilling is exact integer
-/// arithmetic.
-const MICRO: u64 = 1_000_000;
-
-/// A token bucket: `micro` millionths of a refusal at `at`, refilled at the configured rate up
-/// to the burst.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    micro: u64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(now: Instant, limits: &RefusalLimits) -> Self {
-        Self {
-            micro: u64::from(limits.burst_per_client) * MICRO,
-            at: now,
+impl RefusalLimits {
+    /// The bucket rate of the per-client limit.
+    fn rate(&self) -> Rate {
+        Rate {
+            amount: self.per_client_per_sec.into(),
+            period: Duration::from_secs(1),
+            burst: self.burst_per_client.into(),
         }
-    }
-
-    fn refilled(self, now: Instant, limits: &RefusalLimits) -> Self {
-        let elapsed_ns = now.saturating_duration_since(self.at).as_nanos();
-        // rate per second = rate * MICRO per 1e9 ns = rate / 1000 per ns.
-        let gained = elapsed_ns * u128::from(limits.per_client_per_sec) / 1000;
-        let cap = u128::from(limits.burst_per_client) * u128::from(MICRO);
-        let micro = (u128::from(self.micro) + gained).min(cap);
-        Self {
-            micro: u64::try_from(micro).unwrap_or(u64::MAX),
-            at: now,
-        }
-    }
-
-    fn is_full(self, limits: &RefusalLimits) -> bool {
-        self.micro >= u64::from(limits.burst_per_client) * MICRO
-    }
-
-    /// How long until one whole refusal is available again (zero if it is).
-    fn wait(self, limits: &RefusalLimits) -> Duration {
-        let missing = MICRO.saturating_sub(self.micro);
-        let rate = u64::from(limits.per_client_per_sec).max(1);
-        // missing millionths at rate/1000 per ns, rounded up.
-        Duration::from_nanos((missing * 1000).div_ceil(rate))
     }
 }
 
@@ -209,9 +177,13 @@ impl UnauthenticatedRefusals {
         if self.limits.per_client_per_sec == 0 {
             return None;
         }
+        let rate = self.limits.rate();
         let state = self.lock();
-        let bucket = state.buckets.get(&client)?.refilled(now, &self.limits);
-        (bucket.micro < MICRO).then(|| bucket.wait(&self.limits))
+        let bucket = state.buckets.get(&client)?.refilled(now, &rate);
+        if bucket.has_one() {
+            return None;
+        }
+        bucket.wait(&rate)
     }
 
     /// Notes a refusal of a request without an identity, at `now` (`now_ms` in Unix ms): takes
@@ -229,13 +201,13 @@ impl UnauthenticatedRefusals {
             if state.buckets.len() >= MAX_TRACKED && !state.buckets.contains_key(&client) {
                 forget_full_buckets(&mut state.buckets, now, &self.limits);
             }
-            let limits = self.limits;
+            let rate = self.limits.rate();
             let bucket = state
                 .buckets
                 .entry(client)
-                .or_insert_with(|| Bucket::full(now, &limits));
-            let mut refilled = bucket.refilled(now, &limits);
-            refilled.micro = refilled.micro.saturating_sub(MICRO);
+                .or_insert_with(|| Bucket::full(now, &rate));
+            let mut refilled = bucket.refilled(now, &rate);
+            refilled.take_one();
             *bucket = refilled;
         }
         if self.limits.aggregate_window.is_zero() {
@@ -300,7 +272,8 @@ fn forget_full_buckets(
     now: Instant,
     limits: &RefusalLimits,
 ) {
-    buckets.retain(|_, b| !b.refilled(now, limits).is_full(limits));
+    let rate = limits.rate();
+    buckets.retain(|_, b| !b.refilled(now, &rate).is_full(&rate));
 }
 
 /// Empties `windows`, returning one aggregate record per kind that counted any refusals.

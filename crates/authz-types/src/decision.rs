@@ -108,6 +108,8 @@ reason_codes! {
     TooManyRequests => "too_many_requests",
     /// A client address caused more unauthenticated refusals than its rate allows (429).
     ClientRateLimited => "client_rate_limited",
+    /// The call is over a rate limit or quota (`policy.quotas_file`) (429).
+    QuotaExceeded => "quota_exceeded",
 }
 
 impl std::fmt::Display for ReasonCode {

@@ -149,6 +149,9 @@ pub struct RawPolicy {
     pub database_url: Option<String>,
     /// How often the policy source is checked for changes (Postgres also notifies at once).
     pub poll_interval_ms: u64,
+    /// Rate limits and quotas (see the gateway's `quotas` module); none without a file. Read
+    /// again as often as the policy is checked.
+    pub quotas_file: Option<PathBuf>,
 }
 
 impl Default for RawPolicy {
@@ -158,6 +161,7 @@ impl Default for RawPolicy {
             files: Vec::new(),
             database_url: None,
             poll_interval_ms: DEFAULT_POLICY_POLL_MS,
+            quotas_file: None,
         }
     }
 }

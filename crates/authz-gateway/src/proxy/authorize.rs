@@ -75,7 +75,7 @@ pub(super) async fn authenticate(
         );
         rec.session_id = ctx.session_id.clone();
         record_unauthenticated(app, ctx, rec).await?;
-        let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let retry_after_secs = crate::buckets::retry_after_secs(wait);
         return Err(Refusal::ClientRateLimited { retry_after_secs }.into());
     }
     let mut rec = AuditRecord::unauthenticated(&ctx.request_id, &up.name, method, reason, 401);
@@ -237,4 +237,28 @@ pub(super) fn item_filter(app: &App, up: Arc<Upstream>, principal: Principal) ->
                 .decide(&principal, &up.name, op)
                 .is_ok_and(|d| d.is_allowed())
     })
+}
+
+/// Rate limits and quotas, checked once the policy allowed the call (so a refused call spends
+/// nothing): over one, the call is answered 429 with `Retry-After` and recorded
+/// (`quota_exceeded`, the quota named as the matched rule).
+pub(super) async fn within_quota(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    op: &Operation,
+    id: Option<Value>,
+) -> Result<(), ApiError> {
+    let now = tokio::time::Instant::now();
+    let Err(over) = app.quotas.check(principal, &ctx.upstream.name, op, now) else {
+        return Ok(());
+    };
+    let retry_after_secs = crate::buckets::retry_after_secs(over.retry_after);
+    let decision = Decision::deny(
+        ReasonCode::QuotaExceeded,
+        Some(format!("quota {}", over.quota)),
+        app.rbac.revision(),
+    );
+    let err = ApiError::from(Refusal::QuotaExceeded { retry_after_secs }).with_id(id);
+    Err(refuse(app, ctx, principal, op, &decision, err).await)
 }

@@ -129,6 +129,7 @@ async fn post(
     authorize::session_owned(app, ctx, principal, op, id.clone()).await?;
     authorize::task_owned(app, ctx, principal, &msg).await?;
     let decision = authorize::decide(app, ctx, principal, &msg).await?;
+    authorize::within_quota(app, ctx, principal, op, id.clone()).await?;
     let permit = authorize::admit(app, ctx, principal, op, id.clone()).await?;
     let mut outcome = record::commit_decision(app, ctx, principal, op, &decision).await?;
     app.metrics.allowed.fetch_add(1, Ordering::Relaxed);

@@ -139,6 +139,8 @@ pub(crate) struct Options {
     pub max_in_flight: Option<usize>,
     /// Extra TOML lines for `[server]` (connection limits).
     pub server_extra: Option<String>,
+    /// `policy.quotas_file`.
+    pub quotas_file: Option<PathBuf>,
 }
 
 pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -186,6 +188,7 @@ public_url = "{base}"
 model = "{model}"
 {policy_source}
 poll_interval_ms = 200
+{quotas_file}
 
 [audit]
 database_url = "{audit_url}"
@@ -253,6 +256,11 @@ scopes = [
             .map(|m| format!("mode = \"{m}\""))
             .unwrap_or_default(),
         server_extra = opts.server_extra.as_deref().unwrap_or_default(),
+        quotas_file = opts
+            .quotas_file
+            .as_ref()
+            .map(|f| format!("quotas_file = \"{}\"", f.display()))
+            .unwrap_or_default(),
         max_in_flight = opts
             .max_in_flight
             .map(|n| format!("max_in_flight_per_principal = {n}"))

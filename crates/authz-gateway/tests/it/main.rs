@@ -14,6 +14,7 @@ mod live_policy;
 mod outage;
 mod peers;
 mod pipeline;
+mod quotas;
 mod tasks;
 mod telemetry;
 mod tls;
