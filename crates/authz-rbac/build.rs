@@ -5,6 +5,8 @@
 fn main() {
     println!("cargo:rerun-if-changed=../../migrations/sqlite/policy");
     println!("cargo:rerun-if-changed=../../migrations/postgres/policy");
+    println!("cargo:rerun-if-changed=../../migrations/sqlite/quota");
+    println!("cargo:rerun-if-changed=../../migrations/postgres/quota");
     // Postgres tests run only in a build made for them (`cargo xtask test` sets the variable);
     // elsewhere they are reported as ignored, never as passed. See `authz-test-support`.
     println!("cargo::rustc-check-cfg=cfg(authz_postgres)");

@@ -59,7 +59,7 @@ const OPEN_RATE: f64 = 1000.0;
 
 /// A child process stopped when dropped: SIGTERM first (nginx's master then stops its workers,
 /// which a SIGKILL of the master would leave running), SIGKILL if it is still there after 2 s.
-struct Guard(Child);
+pub(crate) struct Guard(pub(crate) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -203,7 +203,7 @@ fn total_ticks(pids: &[u32]) -> Result<u64> {
 }
 
 /// VmRSS in MiB, summed over `pids`.
-fn rss_mib(pids: &[u32]) -> Result<f64> {
+pub(crate) fn rss_mib(pids: &[u32]) -> Result<f64> {
     let mut kib = 0u64;
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -228,7 +228,7 @@ fn clock_ticks_per_sec() -> f64 {
 }
 
 /// The HTTP status of `GET path` on 127.0.0.1:port, if anything answers.
-fn http_get_status(port: u16, path: &str) -> Option<u16> {
+pub(crate) fn http_get_status(port: u16, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -241,7 +241,7 @@ fn http_get_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-fn wait_for_port(port: u16, what: &str, child: &mut Child) -> Result<()> {
+pub(crate) fn wait_for_port(port: u16, what: &str, child: &mut Child) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -296,22 +296,8 @@ pub(crate) fn e2e(args: &[String]) -> Result<()> {
         std::fs::File::create(dir.join(name)).with_context(|| format!("creating {name}"))
     };
 
-    cmd::run(
-        Command::new(bin("authzctl"))
-            .args(["keys", "generate", "--out-dir"])
-            .arg(dir.join("keys")),
-    )?;
     let public_url = "http://gateway.bench";
-    let token = cmd::output(
-        Command::new(bin("authzctl"))
-            .args(["token", "mint", "--sub", "bench", "--role", "ticket-reader"])
-            .args(["--scope", "tickets:read", "--ttl", "1h"])
-            .args(["--audience", &format!("{public_url}/mcp/tickets")])
-            .args(["--client-id", "bench-agent", "--key"])
-            .arg(dir.join("keys").join("signing-key.jwk")),
-    )?
-    .trim()
-    .to_owned();
+    let token = reader_token(&bin("authzctl"), &dir, "bench", public_url, "1h")?;
 
     // The example policy plus 10k lines for other roles, as the memory target asks.
     let mut policy = std::fs::read_to_string(root.join("policies/policy.csv"))?;
@@ -341,23 +327,15 @@ pub(crate) fn e2e(args: &[String]) -> Result<()> {
     ];
 
     println!("==> starting the fast upstream, nginx, Postgres and four gateways");
-    let up_port = free_port()?;
-    let mut upstream = Command::new(&loadgen)
-        .args(["--threads", "1", "upstream", "--listen"])
-        .arg(format!("127.0.0.1:{up_port}"))
-        .stdout(Stdio::null())
-        .stderr(log("upstream.log")?)
-        .spawn()
-        .context("starting loadgen upstream")?;
-    wait_for_port(up_port, "loadgen upstream", &mut upstream)?;
+    let (up_port, upstream) = start_upstream(&loadgen, log("upstream.log")?)?;
     let mut subjects = vec![Subject {
         name: "direct upstream".into(),
         url: format!("http://127.0.0.1:{up_port}/mcp"),
-        pid: Some(upstream.id()),
+        pid: Some(upstream.0.id()),
         nginx: false,
         durable: false,
         startup_ms: None,
-        _guard: Some(Guard(upstream)),
+        _guard: Some(upstream),
     }];
 
     if let Some(nginx) = &nginx {
@@ -766,7 +744,46 @@ http {{
     )
 }
 
-fn gateway_config(
+/// A development signing key in `<dir>/keys` and a `ticket-reader` token for `sub`, minted by
+/// `authzctl` for the `tickets` route of `public_url`, living `ttl`.
+pub(crate) fn reader_token(
+    authzctl: &Path,
+    dir: &Path,
+    sub: &str,
+    public_url: &str,
+    ttl: &str,
+) -> Result<String> {
+    cmd::run(
+        Command::new(authzctl)
+            .args(["keys", "generate", "--out-dir"])
+            .arg(dir.join("keys")),
+    )?;
+    let token = cmd::output(
+        Command::new(authzctl)
+            .args(["token", "mint", "--sub", sub, "--role", "ticket-reader"])
+            .args(["--scope", "tickets:read", "--ttl", ttl])
+            .args(["--audience", &format!("{public_url}/mcp/tickets")])
+            .args(["--client-id", &format!("{sub}-agent"), "--key"])
+            .arg(dir.join("keys").join("signing-key.jwk")),
+    )?;
+    Ok(token.trim().to_owned())
+}
+
+/// Starts the fast upstream (`loadgen upstream`) on a free port, logging to `log`.
+pub(crate) fn start_upstream(loadgen: &Path, log: std::fs::File) -> Result<(u16, Guard)> {
+    let port = free_port()?;
+    let mut upstream = Command::new(loadgen)
+        .args(["--threads", "1", "upstream", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting loadgen upstream")?;
+    wait_for_port(port, "loadgen upstream", &mut upstream)?;
+    Ok((port, Guard(upstream)))
+}
+
+pub(crate) fn gateway_config(
     root: &Path,
     dir: &Path,
     port: u16,

@@ -14,6 +14,9 @@
 //!   directly, a bare nginx in front of it and the gateway, one table (see [`bench_e2e`]).
 //! - `cargo xtask fuzz [--secs N] [TARGET...]` — the fuzz targets of `authz-fuzz` (release
 //!   build), N seconds each (see [`fuzz`]).
+//! - `cargo xtask bench --soak [--secs N]` — mixed traffic (allowed, streamed, denied,
+//!   tokenless, slow clients) against the release gateway; memory and descriptors must stay
+//!   flat (see [`bench_soak`]).
 //! - `cargo xtask demo` — the gateway on embedded defaults with the demo upstream, two tokens,
 //!   allowed and refused calls, and the audit trail (see [`demo`]).
 //! - `cargo xtask tidy` — the repository rules (dependency rule, `//!` headers, workspace lints,
@@ -27,6 +30,7 @@
 
 mod bench;
 mod bench_e2e;
+mod bench_soak;
 mod ci;
 mod cmd;
 mod demo;
@@ -52,6 +56,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "bench [-- ARGS]",
         "run every criterion benchmark and print one table of medians",
+    ),
+    (
+        "bench --soak [--secs N]",
+        "soak the release gateway under mixed traffic for N s (default 300): memory and fds stay flat?",
     ),
     (
         "bench e2e [--quick]",
@@ -97,6 +105,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         }
         "bench" => match rest.split_first() {
             Some((mode, tail)) if mode == "e2e" => bench_e2e::e2e(tail),
+            Some((mode, tail)) if mode == "--soak" => bench_soak::soak(tail),
             _ => bench::bench(after_double_dash(rest)),
         },
         "fuzz" => fuzz::fuzz(rest),

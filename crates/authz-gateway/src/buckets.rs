@@ -50,6 +50,14 @@ impl Bucket {
         }
     }
 
+    /// A bucket holding `micro` millionths of a token as of `at` (as a shared ledger stored it).
+    pub(crate) fn with_micro(micro: u64, at: Instant) -> Self {
+        Self {
+            micro: u128::from(micro),
+            at,
+        }
+    }
+
     /// Whether a whole token is in the bucket.
     pub(crate) fn has_one(self) -> bool {
         self.micro >= MICRO

@@ -151,6 +151,9 @@ pub struct Config {
     pub policy_poll_interval: std::time::Duration,
     /// Rate limits and quotas, when configured (see [`crate::quotas`]).
     pub quotas_file: Option<PathBuf>,
+    /// How often quota spending is exchanged with other replicas (through the first Postgres
+    /// of the policy and audit stores).
+    pub quota_sync_interval: std::time::Duration,
     pub audit_database_url: String,
     pub audit_signing_key_file: Option<PathBuf>,
     pub audit_writer: authz_audit::WriterConfig,
@@ -179,6 +182,14 @@ impl Config {
             server.authorization_servers
         };
         let quotas_file = raw.policy.quotas_file.clone();
+        let quota_sync_ms = raw.policy.quota_sync_interval_ms;
+        if !(10..=60_000).contains(&quota_sync_ms) {
+            return Err(ConfigError::new(
+                "policy.quota_sync_interval_ms",
+                format!("{quota_sync_ms} is out of range"),
+                "10 ms to 1 minute",
+            ));
+        }
         let (policy, policy_poll_interval) = validate::policy(raw.policy, overrides)?;
         let audit_database_url = validate::audit_database_url(&raw.audit, overrides);
         validate::scope_hierarchy(&raw.scope_hierarchy)?;
@@ -207,6 +218,7 @@ impl Config {
             policy,
             policy_poll_interval,
             quotas_file,
+            quota_sync_interval: std::time::Duration::from_millis(quota_sync_ms),
             audit_database_url,
             audit_signing_key_file: raw.audit.signing_key_file,
             audit_writer: raw.audit.writer,
@@ -478,6 +490,10 @@ url = "http://127.0.0.1:9200/mcp"
                     "[server]\nunauthenticated_burst_per_client = 0\n",
                 ),
                 "server.unauthenticated_burst_per_client",
+            ),
+            (
+                format!("{GOOD}\n[policy]\nquota_sync_interval_ms = 0\n"),
+                "policy.quota_sync_interval_ms",
             ),
         ];
         for (text, key) in cases {

@@ -397,20 +397,7 @@ mod tests {
             "event: message\nid: 1\ndata: {}\n\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}}\n\n",
             serde_json::to_string(&list()).expect("json")
         );
-        let bytes = body.into_bytes();
-        let chunks: Vec<Result<Bytes, std::io::Error>> = bytes
-            .chunks(7)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        let out: Vec<Bytes> = rewrite_sse_stream(
-            json!(5),
-            list_filter(ListKind::Tools, only_get()),
-            futures_util::stream::iter(chunks),
-        )
-        .map(|r| r.expect("ok"))
-        .collect()
-        .await;
-        let text = String::from_utf8(out.concat()).expect("utf8");
+        let text = filtered_sse(&body, 7).await;
         assert!(text.starts_with("event: message\nid: 1\ndata: "), "{text}");
         assert!(
             text.contains("get_ticket") && !text.contains("delete_ticket"),

@@ -196,6 +196,9 @@ pub struct App {
     pub(crate) quotas: Arc<quotas::Quotas>,
     #[expect(dead_code, reason = "held for its lifetime, never read")]
     quota_watch: AbortOnDrop,
+    /// Exchanges quota spending with the other replicas, when they share a Postgres store.
+    #[expect(dead_code, reason = "held for its lifetime, never read")]
+    quota_sharing: Option<AbortOnDrop>,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
     clients: HashMap<String, upstream::UpstreamClient>,
 }
@@ -294,10 +297,38 @@ impl App {
             .iter()
             .map(|u| (u.name.clone(), Arc::new(u.clone())))
             .collect();
+        // Replicas share quota spending through the first Postgres among the policy and audit
+        // stores; alone (or on SQLite) each gateway enforces its quotas by itself.
+        let ledger_url = match &config.policy {
+            PolicySource::Database { url, .. } if url.starts_with("postgres") => Some(url.clone()),
+            _ => None,
+        }
+        .or_else(|| {
+            config
+                .audit_database_url
+                .starts_with("postgres")
+                .then(|| config.audit_database_url.clone())
+        })
+        .filter(|_| config.quotas_file.is_some());
+        let ledger = match &ledger_url {
+            Some(url) => Some(
+                authz_rbac::QuotaLedger::connect(url)
+                    .await
+                    .context("connecting to the quota ledger")?,
+            ),
+            None => None,
+        };
         let quotas = Arc::new(
-            quotas::Quotas::load(config.quotas_file.as_deref())
+            quotas::Quotas::load(config.quotas_file.as_deref(), ledger.is_some())
                 .context("loading the quota file")?,
         );
+        let quota_sharing = ledger.map(|ledger| {
+            AbortOnDrop(tokio::spawn(quotas::share(
+                Arc::clone(&quotas),
+                ledger,
+                config.quota_sync_interval,
+            )))
+        });
         let quota_watch = AbortOnDrop(tokio::spawn(quotas::watch(
             Arc::clone(&quotas),
             config.policy_poll_interval,
@@ -310,6 +341,7 @@ impl App {
         Ok(Arc::new(App {
             quotas,
             quota_watch,
+            quota_sharing,
             refusals,
             refusal_flusher,
             scopes: ScopePolicy::new(&config.scope_hierarchy),
@@ -599,13 +631,21 @@ fn render_refusals(m: &Metrics, q: &quotas::Quotas) -> String {
          authz_quota_reloads_total {}\n\
          # HELP authz_quota_failed_reloads_total Changes of the quota file refused (the quotas in force stayed).\n\
          # TYPE authz_quota_failed_reloads_total counter\n\
-         authz_quota_failed_reloads_total {}\n",
+         authz_quota_failed_reloads_total {}\n\
+         # HELP authz_quota_exchanges_total Exchanges of quota spending with the other replicas (shared Postgres).\n\
+         # TYPE authz_quota_exchanges_total counter\n\
+         authz_quota_exchanges_total {}\n\
+         # HELP authz_quota_failed_exchanges_total Failed exchanges (each replica kept enforcing on its own).\n\
+         # TYPE authz_quota_failed_exchanges_total counter\n\
+         authz_quota_failed_exchanges_total {}\n",
         g(&m.refusals_aggregated),
         g(&m.client_rate_limited),
         q.rule_count(),
         g(&q.exceeded),
         g(&q.reloads),
         g(&q.failed_reloads),
+        g(&q.exchanges),
+        g(&q.failed_exchanges),
     )
 }
 

@@ -212,23 +212,31 @@ struct State {
     buckets: HashMap<(String, String), Bucket>,
     /// The file's text as last loaded.
     text: Option<String>,
+    /// With a shared ledger: tokens taken per bucket since the last exchange.
+    spent: HashMap<(String, String), u64>,
 }
 
 /// The quota rules in force and their buckets.
 #[derive(Debug, Default)]
 pub(crate) struct Quotas {
     file: Option<PathBuf>,
+    /// Whether spending is exchanged with a shared ledger (see [`share`]).
+    shared: bool,
     state: Mutex<State>,
+    pub(crate) exchanges: std::sync::atomic::AtomicU64,
+    pub(crate) failed_exchanges: std::sync::atomic::AtomicU64,
     pub(crate) reloads: std::sync::atomic::AtomicU64,
     pub(crate) failed_reloads: std::sync::atomic::AtomicU64,
     pub(crate) exceeded: std::sync::atomic::AtomicU64,
 }
 
 impl Quotas {
-    /// The quotas of `file` (none without one); a file that cannot be used is an error.
-    pub(crate) fn load(file: Option<&Path>) -> Result<Self, QuotaFileError> {
+    /// The quotas of `file` (none without one); a file that cannot be used is an error. With
+    /// `shared`, what is taken is recorded for [`share`] to exchange.
+    pub(crate) fn load(file: Option<&Path>, shared: bool) -> Result<Self, QuotaFileError> {
         let quotas = Self {
             file: file.map(Path::to_owned),
+            shared,
             ..Self::default()
         };
         if let Some(path) = file {
@@ -297,6 +305,9 @@ impl Quotas {
             forget_full(&mut state.buckets, &rules, now);
         }
         for (rule, key) in selected {
+            if self.shared {
+                *state.spent.entry(key.clone()).or_default() += 1;
+            }
             let entry = state
                 .buckets
                 .entry(key)
@@ -306,6 +317,67 @@ impl Quotas {
             *entry = bucket;
         }
         Ok(())
+    }
+
+    /// One exchange with the shared ledger: hands over what was taken since the last one and
+    /// takes in every bucket changed since `since_ms` (minus what was taken here meanwhile).
+    /// Returns the time of this exchange. On failure what was taken is kept for the next one.
+    pub(crate) async fn exchange(
+        &self,
+        ledger: &authz_rbac::QuotaLedger,
+        since_ms: i64,
+    ) -> Result<i64, authz_rbac::Error> {
+        let now_ms = authz_types::now_unix_ms();
+        let spent = std::mem::take(&mut self.lock().spent);
+        let spends: Vec<authz_rbac::Spend> = {
+            let state = self.lock();
+            spent
+                .iter()
+                .filter_map(|((quota, key), &taken)| {
+                    let rule = state.rules.iter().find(|r| &r.name == quota)?;
+                    Some(authz_rbac::Spend {
+                        quota: quota.clone(),
+                        key: key.clone(),
+                        taken,
+                        amount: rule.rate.amount,
+                        period_ms: u64::try_from(rule.rate.period.as_millis()).unwrap_or(u64::MAX),
+                        burst: rule.rate.burst,
+                    })
+                })
+                .collect()
+        };
+        let levels = match ledger.exchange(&spends, now_ms, since_ms).await {
+            Ok(levels) => levels,
+            Err(e) => {
+                let mut state = self.lock();
+                for (key, taken) in spent {
+                    *state.spent.entry(key).or_default() += taken;
+                }
+                self.failed_exchanges
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        let now = Instant::now();
+        let mut state = self.lock();
+        let rules = Arc::clone(&state.rules);
+        for level in levels {
+            let Some(rule) = rules.iter().find(|r| r.name == level.quota) else {
+                continue;
+            };
+            let age = Duration::from_millis(u64::try_from(now_ms - level.updated_ms).unwrap_or(0));
+            let at = now.checked_sub(age).unwrap_or(now);
+            let mut bucket = Bucket::with_micro(level.micro, at).refilled(now, &rule.rate);
+            let key = (level.quota, level.key);
+            // Taken here during the exchange: not in the ledger yet.
+            for _ in 0..state.spent.get(&key).copied().unwrap_or(0) {
+                bucket.take_one();
+            }
+            state.buckets.insert(key, bucket);
+        }
+        self.exchanges
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(now_ms)
     }
 
     /// Reloads the file if it changed since it was last read. Buckets of rules that kept their
@@ -378,6 +450,45 @@ pub(crate) async fn watch(quotas: Arc<Quotas>, interval: Duration) {
     }
 }
 
+/// How far back each exchange reads beyond the previous one, for clock differences between
+/// replicas (rows carry the writer's clock).
+const CLOCK_MARGIN_MS: i64 = 2_000;
+
+/// Buckets of the ledger not written for this long are deleted (they have long refilled).
+const LEDGER_RETENTION_MS: i64 = 32 * 86_400_000;
+
+/// Exchanges spending with the shared `ledger` every `interval`, for the life of the gateway.
+/// A failed exchange is logged and counted; each replica keeps enforcing from its own buckets
+/// meanwhile.
+pub(crate) async fn share(
+    quotas: Arc<Quotas>,
+    ledger: authz_rbac::QuotaLedger,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since_ms = 0;
+    let mut exchanges = 0u64;
+    loop {
+        tick.tick().await;
+        match quotas.exchange(&ledger, since_ms).await {
+            Ok(at) => since_ms = at - CLOCK_MARGIN_MS,
+            Err(error) => {
+                let error = format!("{:#}", anyhow::Error::new(error));
+                tracing::warn!(%error, "quota ledger exchange failed; enforcing locally");
+            }
+        }
+        exchanges += 1;
+        if exchanges % 4096 == 1 {
+            let before = authz_types::now_unix_ms() - LEDGER_RETENTION_MS;
+            if let Err(error) = ledger.prune(before).await {
+                let error = format!("{:#}", anyhow::Error::new(error));
+                tracing::warn!(%error, "quota ledger prune failed");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,7 +520,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("quotas.toml");
         std::fs::write(&path, text).expect("write");
-        Quotas::load(Some(&path)).expect("valid")
+        Quotas::load(Some(&path), false).expect("valid")
     }
 
     const DELETES: &str = "[[quota]]\nname = \"deletes\"\nmethods = [\"tools/call\"]\n\
@@ -524,12 +635,14 @@ mod tests {
         ];
         for (text, key) in cases {
             std::fs::write(&path, text).expect("write");
-            let err = Quotas::load(Some(&path)).expect_err(key);
+            let err = Quotas::load(Some(&path), false).expect_err(key);
             assert!(err.key.starts_with(key), "{key}: {err}");
         }
-        assert!(Quotas::load(Some(&dir.path().join("missing.toml"))).is_err());
+        assert!(Quotas::load(Some(&dir.path().join("missing.toml")), false).is_err());
         assert_eq!(
-            Quotas::load(None).expect("no file, no quotas").rule_count(),
+            Quotas::load(None, false)
+                .expect("no file, no quotas")
+                .rule_count(),
             0
         );
     }
@@ -539,7 +652,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("q.toml");
         std::fs::write(&path, DELETES).expect("write");
-        let q = Quotas::load(Some(&path)).expect("valid");
+        let q = Quotas::load(Some(&path), false).expect("valid");
         let alice = principal("alice", "acme");
         let t0 = Instant::now();
         for _ in 0..3 {
@@ -575,5 +688,74 @@ mod tests {
         q.check(&alice, "tickets", &call("delete_ticket"), t0)
             .expect("no rules");
         assert_eq!(q.reloads.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    /// Two replicas with the same quota file and one ledger: what one spends, the other sees
+    /// after an exchange, and the total admitted stays within the stated bound.
+    async fn replicas_share_spending(url: &str) {
+        let ledger = authz_rbac::QuotaLedger::connect(url).await.expect("ledger");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("q.toml");
+        std::fs::write(
+            &path,
+            DELETES
+                .replace("rate = 2", "rate = 1")
+                .replace("\"second\"", "\"hour\""),
+        )
+        .expect("write");
+        let a = Quotas::load(Some(&path), true).expect("a");
+        let b = Quotas::load(Some(&path), true).expect("b");
+        let alice = principal("alice", "acme");
+        let delete = call("delete_ticket");
+        let now = Instant::now();
+        // Replica a spends the whole burst (3) and tells the ledger.
+        for _ in 0..3 {
+            a.check(&alice, "tickets", &delete, now)
+                .expect("a within the burst");
+        }
+        let since = a.exchange(&ledger, 0).await.expect("a exchanges");
+        // Replica b has not spent anything, but learns of a's spending: its bucket is empty.
+        b.exchange(&ledger, 0).await.expect("b exchanges");
+        let over = b
+            .check(&alice, "tickets", &delete, Instant::now())
+            .expect_err("b knows the quota is spent");
+        assert_eq!(over.quota, "deletes");
+        assert!(over.retry_after > Duration::from_secs(3500), "{over:?}");
+        // Another principal is unaffected on either replica.
+        b.check(
+            &principal("bob", "acme"),
+            "tickets",
+            &delete,
+            Instant::now(),
+        )
+        .expect("bob's own bucket");
+        // Before an exchange a replica enforces alone: a fresh replica c admits up to one burst
+        // (the stated bound), and after its exchange the ledger is at zero for everyone.
+        let c = Quotas::load(Some(&path), true).expect("c");
+        let mut admitted = 0;
+        while c.check(&alice, "tickets", &delete, Instant::now()).is_ok() {
+            admitted += 1;
+        }
+        assert_eq!(
+            admitted, 3,
+            "at most one burst beyond the quota before an exchange"
+        );
+        c.exchange(&ledger, since).await.expect("c exchanges");
+        a.exchange(&ledger, since).await.expect("a exchanges again");
+        assert!(a.check(&alice, "tickets", &delete, Instant::now()).is_err());
+        assert_eq!(a.exchanges.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn replicas_share_spending_through_a_sqlite_ledger() {
+        let db = authz_test_support::TestDatabase::sqlite("quota.db");
+        replicas_share_spending(db.url()).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
+    async fn replicas_share_spending_through_a_postgres_ledger() {
+        let db = authz_test_support::TestDatabase::postgres().await;
+        replicas_share_spending(db.url()).await;
     }
 }

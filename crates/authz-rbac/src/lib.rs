@@ -114,6 +114,7 @@ mod adapter;
 mod engine;
 mod index;
 mod inspect;
+mod ledger;
 mod lint;
 mod rbac;
 mod rule;
@@ -123,6 +124,7 @@ mod watch;
 use std::path::PathBuf;
 
 pub use inspect::{Permission, RoleSummary};
+pub use ledger::{Level, QuotaLedger, Spend, tokens};
 pub use lint::{LintCode, LintConfig, LintFinding, LintReport, Severity, lint};
 pub use rbac::{Candidate, CandidateOrigin, Explanation, Rbac, RuleMatch, WatchStatus};
 pub use rule::{

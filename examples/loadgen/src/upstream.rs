@@ -1,7 +1,8 @@
 //! `loadgen upstream`: a trivial fast JSON-RPC upstream for the end-to-end benchmark.
 //!
 //! Every request (any path, any method) is read to its end and answered at once with a fixed
-//! small `tools/call` result that echoes the request's `id`, as `application/json`, on a
+//! small `tools/call` result that echoes the request's `id`, as `application/json` (as an SSE
+//! stream with a progress notification first for the tool `get_ticket_stream`), on a
 //! keep-alive HTTP/1.1 connection. It does no MCP and checks no credential: whatever is measured
 //! through it is the cost of the path in front of it.
 
@@ -20,12 +21,23 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-/// The only field of a request the upstream looks at.
+/// The only fields of a request the upstream looks at.
 #[derive(Deserialize)]
 struct Incoming_ {
     #[serde(default)]
     id: serde_json::Value,
+    #[serde(default)]
+    params: Option<Params>,
 }
+
+#[derive(Deserialize)]
+struct Params {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// The tool whose call is answered as an SSE stream (a progress notification, then the result).
+const STREAMED_TOOL: &str = "get_ticket_stream";
 
 /// Serves until the process is killed.
 pub(crate) async fn serve(listen: SocketAddr) -> Result<()> {
@@ -60,7 +72,31 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(bad);
     };
-    Ok(result(&parsed.id))
+    let streamed = parsed
+        .params
+        .as_ref()
+        .and_then(|p| p.name.as_deref())
+        .is_some_and(|n| n == STREAMED_TOOL);
+    Ok(if streamed {
+        streamed_result(&parsed.id)
+    } else {
+        result(&parsed.id)
+    })
+}
+
+/// The result for request `id` as an SSE stream: a progress notification, then the result.
+fn streamed_result(id: &serde_json::Value) -> Response<Full<Bytes>> {
+    let text = format!(
+        "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\
+         \"params\":{{\"progressToken\":1,\"progress\":1}}}}\n\n\
+         event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":\
+         [{{\"type\":\"text\",\"text\":\"ok\"}}],\"isError\":false}}}}\n\n"
+    );
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response
 }
 
 /// The fixed `tools/call` result for request `id`.

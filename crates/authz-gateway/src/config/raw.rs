@@ -139,6 +139,8 @@ pub const DEFAULT_POLICY_MODEL: &str = "policies/model.conf";
 /// The policy file read when neither `policy.files` nor `policy.database_url` is given.
 pub const DEFAULT_POLICY_FILE: &str = "policies/policy.csv";
 pub const DEFAULT_POLICY_POLL_MS: u64 = 1000;
+/// How often replicas exchange quota spending through a shared Postgres store.
+pub const DEFAULT_QUOTA_SYNC_MS: u64 = 250;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -152,6 +154,9 @@ pub struct RawPolicy {
     /// Rate limits and quotas (see the gateway's `quotas` module); none without a file. Read
     /// again as often as the policy is checked.
     pub quotas_file: Option<PathBuf>,
+    /// How often quota spending is exchanged with the other replicas, when they share a
+    /// Postgres store. Default [`DEFAULT_QUOTA_SYNC_MS`].
+    pub quota_sync_interval_ms: u64,
 }
 
 impl Default for RawPolicy {
@@ -162,6 +167,7 @@ impl Default for RawPolicy {
             database_url: None,
             poll_interval_ms: DEFAULT_POLICY_POLL_MS,
             quotas_file: None,
+            quota_sync_interval_ms: DEFAULT_QUOTA_SYNC_MS,
         }
     }
 }
