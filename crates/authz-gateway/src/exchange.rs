@@ -39,7 +39,15 @@ pub(crate) struct ExchangeForm {
 
 /// Writes `rec` durably; when the writer does not take it, counts and logs that (like the MCP
 /// routes) and returns the 503 to answer instead: an exchange without its record is refused.
-async fn record(app: &App, rec: AuditRecord, request_id: &str) -> Option<Response> {
+async fn record(
+    app: &App,
+    mut rec: AuditRecord,
+    request_id: &str,
+    client: Option<std::net::IpAddr>,
+) -> Option<Response> {
+    if rec.client_addr.is_none() {
+        rec.client_addr = client.map(|c| c.to_string());
+    }
     let error = app.audit_writer.append_durable(rec).await.err()?;
     app.metrics.audit_refused(request_id, &error);
     Some(oauth_error(
@@ -66,8 +74,10 @@ fn oauth_error(status: StatusCode, code: &str, description: &str, request_id: &s
 
 pub(crate) async fn token(
     State(app): State<Arc<App>>,
+    client: Option<axum::Extension<crate::connections::ClientAddr>>,
     form: Result<axum::Form<ExchangeForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    let client = client.map(|axum::Extension(c)| c.0);
     let request_id = uuid::Uuid::now_v7().simple().to_string();
     let bad = |code: &str, description: &str| {
         oauth_error(StatusCode::BAD_REQUEST, code, description, &request_id)
@@ -149,7 +159,27 @@ pub(crate) async fn token(
                 e.reason(),
                 400,
             );
-            if let Some(unavailable) = record(&app, rec, &request_id).await {
+            // Like the proxy's refusals without an identity: the first of a kind in a window is
+            // recorded, identical ones after it are counted into its aggregate record.
+            let counted = client.is_some_and(|c| {
+                let refused = crate::refusals::Refused {
+                    upstream: &rec.upstream,
+                    method: "token/exchange",
+                    reason: rec.reason,
+                    status: 400,
+                };
+                app.refusals.note(
+                    crate::refusals::ClientKey::of(c),
+                    refused,
+                    tokio::time::Instant::now(),
+                    rec.time_ms,
+                ) == crate::refusals::Verdict::Counted
+            });
+            if counted {
+                app.metrics
+                    .refusals_aggregated
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else if let Some(unavailable) = record(&app, rec, &request_id, client).await {
                 return unavailable;
             }
             return bad("invalid_grant", e.description());
@@ -192,7 +222,7 @@ pub(crate) async fn token(
         rec.http_status = Some(400);
     }
     // No record, no token.
-    if let Some(unavailable) = record(&app, rec, &request_id).await {
+    if let Some(unavailable) = record(&app, rec, &request_id, client).await {
         return unavailable;
     }
     match result {

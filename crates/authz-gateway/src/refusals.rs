@@ -96,6 +96,8 @@ fn method_label(method: &str) -> &'static str {
         "OPTIONS" => "OPTIONS",
         "PUT" => "PUT",
         "PATCH" => "PATCH",
+        // `POST /token` records its refusals under this name.
+        "token/exchange" => "token/exchange",
         _ => "OTHER",
     }
 }
@@ -321,15 +323,30 @@ pub(crate) async fn run(
 /// Writes the aggregate records of the current window now (also at shutdown). What the writer
 /// does not take is kept for the next attempt.
 pub(crate) async fn flush(refusals: &UnauthenticatedRefusals, writer: &authz_audit::AuditWriter) {
-    let mut records = refusals.close_window(Instant::now()).into_iter();
-    while let Some(rec) = records.next() {
+    // Records not yet handed over go back if this is cancelled (the task stopped at shutdown
+    // mid-flush) or the writer refuses one, so the final flush still writes them.
+    struct Pending<'a> {
+        refusals: &'a UnauthenticatedRefusals,
+        records: Vec<AuditRecord>,
+    }
+    impl Drop for Pending<'_> {
+        fn drop(&mut self) {
+            if !self.records.is_empty() {
+                self.refusals.put_back(std::mem::take(&mut self.records));
+            }
+        }
+    }
+    let mut pending = Pending {
+        refusals,
+        records: refusals.close_window(Instant::now()),
+    };
+    pending.records.reverse();
+    while let Some(rec) = pending.records.last() {
         if let Err(error) = writer.append_buffered(rec.clone()).await {
             tracing::warn!(%error, "aggregate refusal records not written; retried next window");
-            let mut left = vec![rec];
-            left.extend(records);
-            refusals.put_back(left);
             return;
         }
+        pending.records.pop();
     }
 }
 

@@ -194,3 +194,47 @@ async fn a_revoked_token_is_refused_within_a_second() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_flood_of_bad_subject_tokens_is_aggregated_like_other_refusals() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            token_exchange: true,
+            server_extra: Some("refusal_aggregate_window_ms = 300".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let route = env.route.clone();
+    for _ in 0..30 {
+        let (status, body) = exchange(&env, "not-a-token", &[("resource", &route)]).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "invalid_grant");
+    }
+    // One record for the first, the rest in aggregate records once their window closes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let records: Vec<_> = env
+            .all_records()
+            .await
+            .into_iter()
+            .filter(|r| r.method == "token/exchange" && r.decision == Effect::Deny)
+            .collect();
+        let represented: i64 = records.iter().map(|r| r.repeat_count.unwrap_or(1)).sum();
+        if represented == 30 {
+            assert!(records.len() <= 4, "{records:?}");
+            assert!(
+                records
+                    .iter()
+                    .all(|r| r.client_addr.as_deref() == Some("127.0.0.1"))
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{represented} of 30 refusals recorded: {records:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
