@@ -141,14 +141,31 @@ pub(crate) struct Options {
     pub server_extra: Option<String>,
     /// `policy.quotas_file`.
     pub quotas_file: Option<PathBuf>,
+    /// Extra TOML lines for `[policy]`.
+    pub policy_extra: Option<String>,
+    /// `server.public_url` (default: the gateway's own address), so a second gateway can serve
+    /// the same resource as another.
+    pub public_url: Option<String>,
+    /// Sign and trust with this key pair (private JWK, public JWKS file) instead of a fresh one,
+    /// so two gateways accept the same tokens.
+    pub keys: Option<(String, PathBuf)>,
 }
 
 pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
-    let keys = authz_token::generate_key_pair(KeyAlgorithm::Es256, "test-key").expect("keys");
+    let (private_jwk, public_jwks) = match &opts.keys {
+        Some((private, jwks)) => (
+            private.clone(),
+            std::fs::read_to_string(jwks).expect("read the shared JWKS"),
+        ),
+        None => {
+            let k = authz_token::generate_key_pair(KeyAlgorithm::Es256, "test-key").expect("keys");
+            (k.private_jwk, k.public_jwks)
+        }
+    };
     let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, &keys.public_jwks).expect("write jwks");
-    let signer = Signer::from_private_jwk(&keys.private_jwk).expect("signer");
+    std::fs::write(&jwks, &public_jwks).expect("write jwks");
+    let signer = Signer::from_private_jwk(&private_jwk).expect("signer");
     let evil = authz_token::generate_key_pair(KeyAlgorithm::Es256, "test-key").expect("keys");
     let attacker = Signer::from_private_jwk(&evil.private_jwk).expect("attacker signer");
 
@@ -179,7 +196,7 @@ pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
     let toml = format!(
         r#"
 [server]
-public_url = "{base}"
+public_url = "{public_url}"
 {max_in_flight}
 {server_extra}
 
@@ -189,6 +206,7 @@ model = "{model}"
 {policy_source}
 poll_interval_ms = 200
 {quotas_file}
+{policy_extra}
 
 [audit]
 database_url = "{audit_url}"
@@ -256,6 +274,8 @@ scopes = [
             .map(|m| format!("mode = \"{m}\""))
             .unwrap_or_default(),
         server_extra = opts.server_extra.as_deref().unwrap_or_default(),
+        public_url = opts.public_url.as_deref().unwrap_or(&base),
+        policy_extra = opts.policy_extra.as_deref().unwrap_or_default(),
         quotas_file = opts
             .quotas_file
             .as_ref()
@@ -299,7 +319,7 @@ scopes = [
         base,
         upstream,
         signer,
-        private_jwk: keys.private_jwk.clone(),
+        private_jwk: private_jwk.clone(),
         jwks_path: jwks.clone(),
         attacker,
         audit,

@@ -130,3 +130,58 @@ async fn wait_for(env: &harness::Env, name: &str, at_least: u64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
+async fn two_gateways_on_one_postgres_share_a_quota() {
+    let db = authz_test_support::TestDatabase::postgres().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("quotas.toml");
+    std::fs::write(&file, QUOTAS.replace("burst = 2", "burst = 3")).expect("write quotas");
+    let options = || Options {
+        quotas_file: Some(file.clone()),
+        policy_extra: Some("quota_sync_interval_ms = 50".into()),
+        ..Options::default()
+    };
+    let a = harness::start_with(AuditBackend::Postgres(db.url().to_owned()), options()).await;
+    // The second replica serves the same resource and trusts the same issuer key.
+    let b = harness::start_with(
+        AuditBackend::Postgres(db.url().to_owned()),
+        Options {
+            public_url: Some(a.base.clone()),
+            keys: Some((a.private_jwk.clone(), a.jwks_path.clone())),
+            ..options()
+        },
+    )
+    .await;
+    let adam = a.token("adam", &["ticket-admin"], &["tickets:write"]);
+    for id in 1..=3 {
+        assert_eq!(
+            a.post_stateless_call(&adam, id, "delete_ticket")
+                .await
+                .status(),
+            200
+        );
+    }
+    // Both replicas exchange every 50 ms: wait for two more exchanges on each after the spend.
+    let (a0, b0) = (
+        metric(&a, "authz_quota_exchanges_total").await,
+        metric(&b, "authz_quota_exchanges_total").await,
+    );
+    wait_for(&a, "authz_quota_exchanges_total", a0 + 2).await;
+    wait_for(&b, "authz_quota_exchanges_total", b0 + 2).await;
+    // The other replica knows the burst is spent.
+    let resp = b.post_stateless_call(&adam, 4, "delete_ticket").await;
+    assert_eq!(resp.status(), 429);
+    let record = b.the_record_for(&resp).await;
+    assert_eq!(record.reason, ReasonCode::QuotaExceeded);
+    // Another principal is served by either.
+    let ada = a.token("ada", &["ticket-admin"], &["tickets:write"]);
+    assert_eq!(
+        b.post_stateless_call(&ada, 5, "delete_ticket")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(metric(&b, "authz_quota_failed_exchanges_total").await, 0);
+}
