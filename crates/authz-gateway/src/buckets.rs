@@ -2,15 +2,13 @@
 //! ([`crate::refusals`]) and the quotas ([`crate::quotas`]).
 //!
 //! A bucket holds up to `burst` tokens and gains `amount` every `period`. Contents are counted
-//! in millionths of a token and time in nanoseconds, so refilling and waiting times are exact
-//! (a test can state them to the nanosecond), with no floating point drift.
+//! in units of one token = `period` in nanoseconds, so a bucket gains exactly `amount` units per
+//! nanosecond: refilling and waiting times are exact integers (a test can state them to the
+//! nanosecond), with no rounding that accumulates.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-/// Millionths of a token per token.
-const MICRO: u128 = 1_000_000;
 
 /// How fast a bucket fills and how much it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,10 +20,21 @@ pub(crate) struct Rate {
     pub(crate) burst: u64,
 }
 
-/// A token bucket: `micro` millionths of a token at `at`.
+impl Rate {
+    /// Units per token: the period in nanoseconds (at least 1).
+    fn token(&self) -> u128 {
+        self.period.as_nanos().max(1)
+    }
+
+    fn capacity(&self) -> u128 {
+        u128::from(self.burst) * self.token()
+    }
+}
+
+/// A token bucket: `units` (see the module documentation) at `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bucket {
-    micro: u128,
+    units: u128,
     at: Instant,
 }
 
@@ -33,58 +42,54 @@ impl Bucket {
     /// A full bucket at `now`.
     pub(crate) fn full(now: Instant, rate: &Rate) -> Self {
         Self {
-            micro: u128::from(rate.burst) * MICRO,
+            units: rate.capacity(),
             at: now,
+        }
+    }
+
+    /// A bucket holding `micro` millionths of a token as of `at` (as a shared ledger stores it).
+    pub(crate) fn with_micro(micro: u64, at: Instant, rate: &Rate) -> Self {
+        Self {
+            units: (u128::from(micro) * rate.token() / 1_000_000).min(rate.capacity()),
+            at,
         }
     }
 
     /// The bucket at `now`: refilled for the time since it was last looked at, up to the burst.
     pub(crate) fn refilled(self, now: Instant, rate: &Rate) -> Self {
-        let period_ns = rate.period.as_nanos().max(1);
         let elapsed_ns = now.saturating_duration_since(self.at).as_nanos();
-        let gained = elapsed_ns * u128::from(rate.amount) * MICRO / period_ns;
-        let cap = u128::from(rate.burst) * MICRO;
+        let gained = elapsed_ns.saturating_mul(u128::from(rate.amount));
         Self {
-            micro: (self.micro + gained).min(cap),
+            units: self.units.saturating_add(gained).min(rate.capacity()),
             at: now.max(self.at),
         }
     }
 
-    /// A bucket holding `micro` millionths of a token as of `at` (as a shared ledger stored it).
-    pub(crate) fn with_micro(micro: u64, at: Instant) -> Self {
-        Self {
-            micro: u128::from(micro),
-            at,
-        }
-    }
-
     /// Whether a whole token is in the bucket.
-    pub(crate) fn has_one(self) -> bool {
-        self.micro >= MICRO
+    pub(crate) fn has_one(self, rate: &Rate) -> bool {
+        self.units >= rate.token()
     }
 
     /// Takes one token (or what is left of one).
-    pub(crate) fn take_one(&mut self) {
-        self.micro = self.micro.saturating_sub(MICRO);
+    pub(crate) fn take_one(&mut self, rate: &Rate) {
+        self.units = self.units.saturating_sub(rate.token());
     }
 
     pub(crate) fn is_full(self, rate: &Rate) -> bool {
-        self.micro >= u128::from(rate.burst) * MICRO
+        self.units >= rate.capacity()
     }
 
     /// How long until a whole token is in the bucket (zero if one is); `None` if it never
     /// refills.
     pub(crate) fn wait(self, rate: &Rate) -> Option<Duration> {
-        let missing = MICRO.saturating_sub(self.micro);
+        let missing = rate.token().saturating_sub(self.units);
         if missing == 0 {
             return Some(Duration::ZERO);
         }
         if rate.amount == 0 {
             return None;
         }
-        // missing millionths at amount * MICRO per period_ns, rounded up.
-        let per = u128::from(rate.amount) * MICRO;
-        let ns = (missing * rate.period.as_nanos()).div_ceil(per);
+        let ns = missing.div_ceil(u128::from(rate.amount));
         Some(Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)))
     }
 }
@@ -112,23 +117,37 @@ mod tests {
         let r = rate(3, 1000, 2);
         let t0 = Instant::now();
         let mut b = Bucket::full(t0, &r);
-        b.take_one();
-        b.take_one();
-        assert!(!b.has_one());
+        b.take_one(&r);
+        b.take_one(&r);
+        assert!(!b.has_one(&r));
         // 1/3 s to the next token, rounded up to the nanosecond.
         assert_eq!(b.wait(&r), Some(Duration::from_nanos(333_333_334)));
         let b1 = b.refilled(t0 + Duration::from_millis(100), &r);
-        assert!(!b1.has_one());
+        assert!(!b1.has_one(&r));
         assert_eq!(b1.wait(&r), Some(Duration::from_nanos(233_333_334)));
         let b2 = b.refilled(t0 + Duration::from_nanos(333_333_334), &r);
-        assert!(b2.has_one());
+        assert!(b2.has_one(&r));
         // Never more than the burst, however long it waits.
         let b3 = b.refilled(t0 + Duration::from_secs(86_400), &r);
         assert!(b3.is_full(&r));
         let mut b3 = b3;
-        b3.take_one();
-        b3.take_one();
-        assert!(!b3.has_one());
+        b3.take_one(&r);
+        b3.take_one(&r);
+        assert!(!b3.has_one(&r));
+    }
+
+    #[test]
+    fn many_small_refills_add_up_exactly() {
+        // 7 per minute: a token every 8.571428... s, refilled every millisecond.
+        let r = rate(7, 60_000, 1);
+        let t0 = Instant::now();
+        let mut b = Bucket::full(t0, &r);
+        b.take_one(&r);
+        for ms in 1..=8_000 {
+            b = b.refilled(t0 + Duration::from_millis(ms), &r);
+        }
+        // 60/7 s = 8_571_428_571.4 ns after t0, rounded up: 571_428_572 ns after the 8 s.
+        assert_eq!(b.wait(&r), Some(Duration::from_nanos(571_428_572)));
     }
 
     #[test]
@@ -137,11 +156,11 @@ mod tests {
         let day = rate(10, 86_400_000, 1);
         let t0 = Instant::now();
         let mut b = Bucket::full(t0, &day);
-        b.take_one();
+        b.take_one(&day);
         assert_eq!(b.wait(&day), Some(Duration::from_secs(8640)));
         let never = rate(0, 1000, 1);
         let mut b = Bucket::full(t0, &never);
-        b.take_one();
+        b.take_one(&never);
         assert_eq!(
             b.refilled(t0 + Duration::from_secs(10), &never)
                 .wait(&never),

@@ -286,7 +286,7 @@ impl Quotas {
                 || Bucket::full(now, &rule.rate),
                 |b| b.refilled(now, &rule.rate),
             );
-            if !bucket.has_one() {
+            if !bucket.has_one(&rule.rate) {
                 let retry_after = bucket.wait(&rule.rate).unwrap_or(Duration::MAX);
                 if worst.as_ref().is_none_or(|w| retry_after > w.retry_after) {
                     worst = Some(Exceeded {
@@ -313,7 +313,7 @@ impl Quotas {
                 .entry(key)
                 .or_insert_with(|| Bucket::full(now, &rule.rate));
             let mut bucket = entry.refilled(now, &rule.rate);
-            bucket.take_one();
+            bucket.take_one(&rule.rate);
             *entry = bucket;
         }
         Ok(())
@@ -367,11 +367,12 @@ impl Quotas {
             };
             let age = Duration::from_millis(u64::try_from(now_ms - level.updated_ms).unwrap_or(0));
             let at = now.checked_sub(age).unwrap_or(now);
-            let mut bucket = Bucket::with_micro(level.micro, at).refilled(now, &rule.rate);
+            let mut bucket =
+                Bucket::with_micro(level.micro, at, &rule.rate).refilled(now, &rule.rate);
             let key = (level.quota, level.key);
             // Taken here during the exchange: not in the ledger yet.
             for _ in 0..state.spent.get(&key).copied().unwrap_or(0) {
-                bucket.take_one();
+                bucket.take_one(&rule.rate);
             }
             state.buckets.insert(key, bucket);
         }
@@ -559,6 +560,37 @@ mod tests {
                 .is_err()
         );
         assert_eq!(q.exceeded.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_a_paused_clock_the_bucket_refills_exactly_at_its_rate() {
+        // 5 per minute, burst 2: a token every 12 s.
+        let q = quotas("[[quota]]\nname = \"calls\"\nrate = 5\nper = \"minute\"\nburst = 2\n");
+        let alice = principal("alice", "acme");
+        let op = call("get_ticket");
+        for _ in 0..2 {
+            q.check(&alice, "tickets", &op, Instant::now())
+                .expect("the burst");
+        }
+        let over = q
+            .check(&alice, "tickets", &op, Instant::now())
+            .expect_err("spent");
+        assert_eq!(over.retry_after, Duration::from_secs(12));
+        tokio::time::advance(Duration::from_millis(11_999)).await;
+        let over = q
+            .check(&alice, "tickets", &op, Instant::now())
+            .expect_err("1 ms early");
+        assert_eq!(over.retry_after, Duration::from_millis(1));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        q.check(&alice, "tickets", &op, Instant::now())
+            .expect("exactly on time");
+        // A long pause refills to the burst and no further.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        for _ in 0..2 {
+            q.check(&alice, "tickets", &op, Instant::now())
+                .expect("the burst again");
+        }
+        assert!(q.check(&alice, "tickets", &op, Instant::now()).is_err());
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl UnauthenticatedRefusals {
         let rate = self.limits.rate();
         let state = self.lock();
         let bucket = state.buckets.get(&client)?.refilled(now, &rate);
-        if bucket.has_one() {
+        if bucket.has_one(&rate) {
             return None;
         }
         bucket.wait(&rate)
@@ -209,7 +209,7 @@ impl UnauthenticatedRefusals {
                 .entry(client)
                 .or_insert_with(|| Bucket::full(now, &rate));
             let mut refilled = bucket.refilled(now, &rate);
-            refilled.take_one();
+            refilled.take_one(&rate);
             *bucket = refilled;
         }
         if self.limits.aggregate_window.is_zero() {
