@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use authz_audit::{
     AuditQuery, AuditStore, ChainReport, Finding, PublicKey, SigningKey, StoredRecord, Tamper,
 };
-use authz_types::{AuditFilter, now_unix_ms};
+use authz_types::{AuditFilter, RecordKind, now_unix_ms};
 use serde_json::json;
 
 use crate::{
@@ -40,8 +40,8 @@ fn record_json(r: &StoredRecord) -> anyhow::Result<serde_json::Value> {
 fn write_header(out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<24} {:<6} {:<22} {:<10} {:<18} {:<24} {:<26} RULE",
-        "TIME", "RESULT", "REASON", "SUBJECT", "ROLES", "METHOD", "TARGET"
+        "{:<24} {:<8} {:<6} {:<22} {:<10} {:<18} {:<24} {:<26} RULE",
+        "TIME", "RECORD", "RESULT", "REASON/OUTCOME", "SUBJECT", "ROLES", "METHOD", "TARGET"
     )
 }
 
@@ -50,13 +50,16 @@ fn write_row(out: &mut dyn Write, r: &StoredRecord) -> std::io::Result<()> {
     let rec = &r.record;
     writeln!(
         out,
-        "{:<24} {:<6} {:<22} {:<10} {:<18} {:<24} {:<26} {}",
+        "{:<24} {:<8} {:<6} {:<22} {:<10} {:<18} {:<24} {:<26} {}",
         format_time(rec.time_ms),
+        rec.kind.as_str(),
         rec.decision.as_str(),
-        // An aggregate record of identical refusals says how many it stands for.
-        match rec.repeat_count {
-            Some(n) => format!("{} x{n}", rec.reason.as_str()),
-            None => rec.reason.as_str().to_owned(),
+        match (rec.kind, rec.repeat_count) {
+            // An outcome says how the upstream answered, not the decision's reason again.
+            (RecordKind::Outcome, _) => outcome_summary(rec),
+            // An aggregate record of identical refusals says how many it stands for.
+            (_, Some(n)) => format!("{} x{n}", rec.reason.as_str()),
+            (_, None) => rec.reason.as_str().to_owned(),
         },
         rec.subject.as_deref().unwrap_or("-"),
         if rec.roles.is_empty() {
@@ -68,6 +71,19 @@ fn write_row(out: &mut dyn Write, r: &StoredRecord) -> std::io::Result<()> {
         rec.target.as_deref().unwrap_or("-"),
         rec.matched_rule.as_deref().unwrap_or("-"),
     )
+}
+
+/// An outcome record's cell: how it ended, the upstream status and its latency, e.g.
+/// `ok 200 12ms`.
+fn outcome_summary(rec: &authz_types::AuditRecord) -> String {
+    let mut parts = vec![rec.outcome.clone().unwrap_or_else(|| "-".to_owned())];
+    if let Some(status) = rec.upstream_status {
+        parts.push(status.to_string());
+    }
+    if let Some(ms) = rec.upstream_latency_ms {
+        parts.push(format!("{ms}ms"));
+    }
+    parts.join(" ")
 }
 
 /// A record as a table row or one JSON line.
@@ -657,5 +673,39 @@ mod tests {
         assert_eq!(csv_escape("line\nbreak", true), "\"line\nbreak\"");
         assert_eq!(csv_escape("=HYPERLINK(1)", true), "'=HYPERLINK(1)");
         assert_eq!(csv_escape("-32600", false), "-32600");
+    }
+
+    #[test]
+    fn a_decision_and_its_outcome_read_differently_in_the_table() {
+        let mut decision = authz_types::AuditRecord::unauthenticated(
+            "req-1",
+            "tickets",
+            "tools/call",
+            authz_types::ReasonCode::PolicyAllow,
+            200,
+        );
+        decision.decision = authz_types::Effect::Allow;
+        decision.http_status = None;
+        decision.subject = Some("alice".into());
+        let mut outcome = authz_types::AuditRecord::outcome(&decision);
+        outcome.time_ms = decision.time_ms;
+        outcome.upstream_status = Some(200);
+        outcome.upstream_latency_ms = Some(12);
+        outcome.outcome = Some("ok".into());
+        let row = |record| {
+            let mut out = Vec::new();
+            write_row(&mut out, &StoredRecord { id: 1, record }).expect("write");
+            String::from_utf8(out).expect("UTF-8")
+        };
+        let (d, o) = (row(decision), row(outcome));
+        assert!(
+            d.contains(" decision ") && d.contains("policy_allow"),
+            "{d}"
+        );
+        assert!(o.contains(" outcome ") && o.contains("ok 200 12ms"), "{o}");
+        assert!(!o.contains("policy_allow"), "{o}");
+        let mut header = Vec::new();
+        write_header(&mut header).expect("write");
+        assert!(String::from_utf8(header).expect("UTF-8").contains("RECORD"));
     }
 }

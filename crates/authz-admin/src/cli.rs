@@ -249,7 +249,7 @@ pub struct StoreArgs {
     /// Policy store URL: sqlite://path?mode=rwc or postgres://user:password@host/db.
     #[arg(long, value_name = "URL", env = POLICY_URL_ENV, hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Who changes are recorded as in the policy history (default: $USER).
+    /// Who changes are recorded as in the policy history (default: $USER, else the OS account).
     #[arg(long, value_name = "NAME", env = ACTOR_ENV, hide_env_values = true)]
     pub actor: Option<String>,
 }
@@ -265,16 +265,41 @@ impl StoreArgs {
         )
     }
 
-    /// Who changes are recorded as: `--actor`, `AUTHZ_ACTOR`, `$USER`, `$LOGNAME`, else
-    /// `unknown`.
+    /// Who changes are recorded as: `--actor`, `AUTHZ_ACTOR`, `$USER`, `$LOGNAME`, the
+    /// operating-system account the process runs as, else `unknown`.
     pub fn actor(&self) -> String {
         self.actor
             .clone()
             .filter(|a| !a.trim().is_empty())
             .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
             .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+            .or_else(os_account)
             .unwrap_or_else(|| authz_rbac::UNKNOWN_ACTOR.to_owned())
     }
+}
+
+/// The account this process runs as, for when the environment names nobody (cron, containers,
+/// `env -i`): its real uid from `/proc/self/status` and that uid's name in `/etc/passwd`, or
+/// `uid:<n>` when the uid has no name there. `None` where `/proc` is not available.
+fn os_account() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_owned();
+    let named = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let uid_field = fields.nth(1)?;
+                (uid_field == uid && !name.is_empty()).then(|| name.to_owned())
+            })
+        });
+    Some(named.unwrap_or_else(|| format!("uid:{uid}")))
 }
 
 /// Options of commands that change the store.
@@ -734,6 +759,17 @@ pub fn parse_reason(s: &str) -> Result<ReasonCode, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_os_account_is_the_one_whoami_names() {
+        let Ok(out) = std::process::Command::new("whoami").output() else {
+            return; // no whoami here: nothing to compare with
+        };
+        let expected = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if cfg!(target_os = "linux") {
+            assert_eq!(os_account().as_deref(), Some(expected.as_str()));
+        }
+    }
 
     #[test]
     fn the_cli_definition_is_consistent() {

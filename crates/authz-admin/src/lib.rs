@@ -15,7 +15,7 @@
 //! confirmation on a terminal and need `--yes` anywhere else; `--dry-run` shows what a change
 //! would do without writing. Token revocation is protective, not destructive, so it is not
 //! confirmed. Every change is recorded in the policy history with the actor (`--actor`,
-//! `AUTHZ_ACTOR`, else `$USER`).
+//! `AUTHZ_ACTOR`, else `$USER` or `$LOGNAME`, else the OS account name).
 //! Errors are printed as one `authzctl: error: …` line plus one `caused by:` line per inner
 //! error, never as a backtrace, and database URLs in them have their passwords redacted.
 //!
