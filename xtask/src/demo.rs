@@ -3,7 +3,9 @@
 //! Builds the binaries, generates a development key with `authzctl`, starts the demo ticket
 //! upstream and the gateway (SQLite audit file, policies from `policies/`), mints two tokens —
 //! a `ticket-reader` and a `ticket-admin` — and shows what each may do, then prints the audit
-//! trail. Everything lives in `.demo/`; the processes are stopped when the walk-through ends.
+//! trail. Everything lives in `.demo/`; the processes are stopped when the walk-through ends,
+//! or, with `--serve`, keep running until Ctrl-C, with the endpoint, a token per demo user and
+//! the commands that connect the official MCP Inspector CLI printed.
 //! The calls themselves are the `walkthrough` example of `examples/demo-upstream` (an HTTP client
 //! on reqwest), so xtask stays dependency-light and holds no HTTP client of its own.
 
@@ -34,7 +36,12 @@ impl Guard {
     }
 }
 
-pub(crate) fn demo() -> Result<()> {
+pub(crate) fn demo(args: &[String]) -> Result<()> {
+    let serve = match args {
+        [] => false,
+        [flag] if flag == "--serve" => true,
+        other => bail!("`demo` takes only `--serve`, got {other:?}"),
+    };
     let root = cmd::workspace_root();
     let dir = root.join(".demo");
     std::fs::create_dir_all(&dir).context("creating .demo/")?;
@@ -121,7 +128,7 @@ pub(crate) fn demo() -> Result<()> {
     upstream.check_alive()?;
     gateway.check_alive()?;
 
-    let mint = |sub: &str, role: &str, scope: &str| -> Result<String> {
+    let mint_for = |sub: &str, role: &str, scope: &str, ttl: &str| -> Result<String> {
         let out = cmd::output(
             Command::new(&authzctl)
                 .args([
@@ -131,7 +138,7 @@ pub(crate) fn demo() -> Result<()> {
                     "--audience",
                     &route,
                     "--ttl",
-                    "10m",
+                    ttl,
                     "--client-id",
                     "demo-agent",
                 ])
@@ -140,6 +147,7 @@ pub(crate) fn demo() -> Result<()> {
         )?;
         Ok(out.trim().to_owned())
     };
+    let mint = |sub: &str, role: &str, scope: &str| mint_for(sub, role, scope, "10m");
     println!("==> minting tokens with authzctl");
     let reader = mint("rita", "ticket-reader", "tickets:read")?;
     let reader_rw = mint("rita", "ticket-reader", "tickets:read tickets:write")?;
@@ -171,9 +179,59 @@ pub(crate) fn demo() -> Result<()> {
         "20",
     ]))?;
     println!("\nFiles: .demo/gateway.toml (config), .demo/audit.db (audit), .demo/*.log (logs).");
+    if serve {
+        // Tokens for an hour (the demo issuer's longest lifetime), one per demo user.
+        let rita = mint_for("rita", "ticket-reader", "tickets:read", "1h")?;
+        let adam = mint_for("adam", "ticket-admin", "tickets:write", "1h")?;
+        print!("{}", serve_instructions(&route, &rita, &adam, &audit_url));
+        // Until Ctrl-C (the processes are stopped with this one) or until either child exits.
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            upstream.check_alive()?;
+            gateway.check_alive()?;
+        }
+    }
     drop(gateway);
     drop(upstream);
     Ok(())
+}
+
+/// What `demo --serve` prints once the gateway is up: the endpoint, a token per demo user, and
+/// the commands that connect an official MCP client to it.
+fn serve_instructions(route: &str, rita: &str, adam: &str, audit_url: &str) -> String {
+    let inspector = |token_var: &str, rest: &str| {
+        format!(
+            "    npx @modelcontextprotocol/inspector --cli {route} --transport http \\\n      \
+             --header \"Authorization: Bearer ${token_var}\" {rest}\n"
+        )
+    };
+    format!(
+        "\n==> serving until Ctrl-C\n\
+         endpoint: {route}\n\n\
+         export RITA_TOKEN={rita}   # ticket-reader, tickets:read\n\
+         export ADAM_TOKEN={adam}   # ticket-admin, tickets:write\n\n\
+         Connect the official MCP Inspector CLI (Node 22+) — rita sees only what she may call:\n\
+         {}\
+         {}\
+         and adam may delete where rita is refused:\n\
+         {}\
+         {}\
+         Every call is in the audit trail:\n    \
+         cargo run -q -p authz-admin -- audit tail --follow --database-url '{audit_url}'\n",
+        inspector("RITA_TOKEN", "--method tools/list"),
+        inspector(
+            "RITA_TOKEN",
+            "--method tools/call --tool-name get_ticket --tool-arg id=1"
+        ),
+        inspector(
+            "ADAM_TOKEN",
+            "--method tools/call --tool-name delete_ticket --tool-arg id=2"
+        ),
+        inspector(
+            "RITA_TOKEN",
+            "--method tools/call --tool-name delete_ticket --tool-arg id=2   # refused"
+        ),
+    )
 }
 
 fn target_dir(root: &Path) -> Result<PathBuf> {

@@ -17,8 +17,9 @@
 //! - `cargo xtask bench --soak [--secs N]` — mixed traffic (allowed, streamed, denied,
 //!   tokenless, slow clients) against the release gateway; memory and descriptors must stay
 //!   flat (see [`bench_soak`]).
-//! - `cargo xtask demo` — the gateway on embedded defaults with the demo upstream, two tokens,
-//!   allowed and refused calls, and the audit trail (see [`demo`]).
+//! - `cargo xtask demo [--serve]` — the gateway on embedded defaults with the demo upstream, two
+//!   tokens, allowed and refused calls, and the audit trail; `--serve` then keeps it up for a real
+//!   MCP client (see [`demo`]).
 //! - `cargo xtask tidy` — the repository rules (dependency rule, `//!` headers, workspace lints,
 //!   no unfinished code, one test binary per crate); they also run as ordinary tests.
 //!
@@ -70,8 +71,8 @@ const COMMANDS: &[(&str, &str)] = &[
         "run the fuzz targets (classify, token, sse, config) for N seconds each (default 60)",
     ),
     (
-        "demo",
-        "run the gateway on embedded defaults and walk through allowed and refused calls",
+        "demo [--serve]",
+        "run the gateway on embedded defaults and walk through allowed and refused calls (--serve: then stay up for a real MCP client)",
     ),
     ("help", "print this help"),
 ];
@@ -109,10 +110,7 @@ fn dispatch(args: &[String]) -> Result<()> {
             _ => bench::bench(after_double_dash(rest)),
         },
         "fuzz" => fuzz::fuzz(rest),
-        "demo" => {
-            no_arguments(command, rest)?;
-            demo::demo()
-        }
+        "demo" => demo::demo(rest),
         "help" | "-h" | "--help" => {
             println!("{}", usage());
             Ok(())
