@@ -42,6 +42,9 @@ use hyper_util::server::conn::auto;
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// At shutdown, how long open connections may take to finish their requests and streams
+    /// before they are closed.
+    pub shutdown_grace: Duration,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub http2: Http2Limits,
@@ -317,8 +320,20 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(20);
 /// before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// What the accept loop tells its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Finish the requests in flight, take no new ones, then close.
+    Graceful,
+    /// The shutdown deadline passed: close now.
+    Now,
+}
+
 /// Accepts connections on `listener` and serves `router` on each until `shutdown` resolves,
-/// then lets open connections finish (graceful shutdown).
+/// then lets open connections finish (graceful shutdown) for up to `limits.shutdown_grace`,
+/// and closes the ones still open when it passes (their streams end, and their outcome records
+/// are written, as for any client that goes away).
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
@@ -341,7 +356,7 @@ pub(crate) async fn serve(
     let builder = Arc::new(builder);
     // Every connection task holds a sender; when all are gone, every connection has finished.
     let (finished_tx, mut finished_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(Stop::Running);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -405,16 +420,26 @@ pub(crate) async fn serve(
     }
     drop(listener);
     drop(finished_tx);
-    let _ = stop_tx.send(true);
+    let _ = stop_tx.send(Stop::Graceful);
     // `None` once every connection task has dropped its sender.
-    let _ = finished_rx.recv().await;
+    let drained = tokio::time::timeout(limits.shutdown_grace, finished_rx.recv()).await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = stats.open(),
+            grace_ms = limits.shutdown_grace.as_millis(),
+            "shutdown deadline passed: closing the connections still open"
+        );
+        let _ = stop_tx.send(Stop::Now);
+        let _ = finished_rx.recv().await;
+    }
 }
 
 type ConnectionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// Serves one connection to its end: closes it gracefully when it is shed, idle past
 /// `idle_timeout`, or the gateway shuts down, and drops it if a shed or idle connection does
-/// not finish within [`CLOSE_GRACE`]. `None` if it was dropped.
+/// not finish within [`CLOSE_GRACE`], or when the shutdown deadline passes. `None` if it was
+/// dropped.
 async fn drive(
     connection: auto::UpgradeableConnection<
         '_,
@@ -425,14 +450,13 @@ async fn drive(
     slot: &Slot,
     idle_timeout: Duration,
     stats: &ConnectionStats,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: tokio::sync::watch::Receiver<Stop>,
 ) -> Option<ConnectionResult> {
     let mut connection = std::pin::pin!(connection);
     let far = || tokio::time::Instant::now() + idle_timeout;
     let check = tokio::time::sleep_until(slot.idle_deadline(idle_timeout).unwrap_or_else(far));
     let mut check = std::pin::pin!(check);
     let mut closing = false;
-    let mut stopping = false;
     let mut hard_deadline: Option<tokio::time::Instant> = None;
     loop {
         let hard = async {
@@ -457,10 +481,15 @@ async fn drive(
                 }
                 at => check.as_mut().reset(at.unwrap_or_else(far)),
             },
-            changed = stop.changed(), if !stopping => {
-                stopping = true;
-                if changed.is_ok() && !closing {
-                    connection.as_mut().graceful_shutdown();
+            changed = stop.changed() => {
+                let now = *stop.borrow_and_update();
+                match (changed, now) {
+                    (Err(_), _) | (Ok(()), Stop::Now) => return None,
+                    (Ok(()), Stop::Graceful) if !closing => {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    _ => {}
                 }
             }
             () = hard => return None,
@@ -504,6 +533,7 @@ mod tests {
         ConnectionLimits {
             header_read_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
             max_connections: total,
             max_connections_per_client: per_client,
             http2: Http2Limits {

@@ -652,9 +652,10 @@ fn render_refusals(m: &Metrics, q: &quotas::Quotas) -> String {
 /// The connection limits in force, as gauges (`server.<key>`), so a dashboard can set a count
 /// against its cap.
 fn render_limits(l: &connections::ConnectionLimits) -> String {
-    let rows: [(&str, u128); 8] = [
+    let rows: [(&str, u128); 9] = [
         ("header_read_timeout_ms", l.header_read_timeout.as_millis()),
         ("idle_timeout_ms", l.idle_timeout.as_millis()),
+        ("shutdown_grace_ms", l.shutdown_grace.as_millis()),
         ("max_connections", l.max_connections as u128),
         (
             "max_connections_per_client",

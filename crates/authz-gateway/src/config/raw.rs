@@ -53,6 +53,9 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
 /// How long a connection may stay open with no request in flight (like nginx's
 /// `keepalive_timeout`; HTTP/1.1 keep-alive is also bounded by the head deadline).
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// At shutdown, how long open requests and streams may take to finish before their connections
+/// are closed.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 /// Streams one HTTP/2 connection may have open at once (nginx: 128; RFC 9113 advises >= 100).
 pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// The largest HTTP/2 request header list (room for large bearer tokens; nginx allows 32 KiB).
@@ -94,6 +97,8 @@ pub struct RawServer {
     pub max_connections_per_client: usize,
     /// Default [`DEFAULT_IDLE_TIMEOUT_MS`].
     pub idle_timeout_ms: u64,
+    /// Default [`DEFAULT_SHUTDOWN_GRACE_MS`].
+    pub shutdown_grace_ms: u64,
     /// Default [`DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS`].
     pub http2_max_concurrent_streams: u32,
     /// Default [`DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES`].
@@ -124,6 +129,7 @@ impl Default for RawServer {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
             http2_max_header_list_bytes: DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES,
             http2_max_pending_reset_streams: DEFAULT_HTTP2_MAX_PENDING_RESET_STREAMS,

@@ -138,6 +138,12 @@ fn connection_limits(raw: &RawServer) -> Result<crate::connections::ConnectionLi
         ));
     }
     in_range(
+        "server.shutdown_grace_ms",
+        raw.shutdown_grace_ms,
+        0,
+        3_600_000,
+    )?;
+    in_range(
         "server.http2_max_concurrent_streams",
         raw.http2_max_concurrent_streams.into(),
         1,
@@ -164,6 +170,7 @@ fn connection_limits(raw: &RawServer) -> Result<crate::connections::ConnectionLi
     Ok(crate::connections::ConnectionLimits {
         header_read_timeout: std::time::Duration::from_millis(raw.header_read_timeout_ms),
         idle_timeout: std::time::Duration::from_millis(raw.idle_timeout_ms),
+        shutdown_grace: std::time::Duration::from_millis(raw.shutdown_grace_ms),
         max_connections: raw.max_connections,
         max_connections_per_client: raw.max_connections_per_client,
         http2: crate::connections::Http2Limits {

@@ -296,3 +296,42 @@ async fn under_a_connection_flood_a_new_client_is_served_every_time() {
             == 0
     );
 }
+
+#[tokio::test]
+async fn shutdown_closes_what_is_still_open_at_its_deadline() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            server_extra: Some("shutdown_grace_ms = 300".into()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let to = addr(&env);
+    let token = env.token("alice", &["ticket-reader"], &["tickets:read"]);
+    // A request in flight for as long as its body takes (30 s by default): it holds its
+    // connection open through a graceful shutdown.
+    let mut stalled = connect_from([127, 0, 0, 2], to).await;
+    stalled
+        .write_all(
+            format!(
+                "POST /mcp/tickets HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+                 Content-Length: 200\r\n\r\n{{\"jsonrpc\""
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("head and the start of the body");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The 300 ms deadline passes long before the body would time out; the bound only stops a
+    // hang.
+    let env = tokio::time::timeout(Duration::from_secs(10), env.stop())
+        .await
+        .expect("shutdown finished within its deadline instead of waiting for the request");
+    assert!(
+        closed_within(&mut stalled, Duration::from_secs(5)).await,
+        "the stalled connection was left open"
+    );
+    drop(env);
+}
