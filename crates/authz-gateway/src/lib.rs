@@ -470,7 +470,16 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     // A refused policy change leaves the last good policy serving: still ready, but reported.
     let keys = key_readiness(&app.verifier.key_status());
     let keys_usable = keys["state"] != "unavailable";
+    // The dependencies that make this replica not ready, by name, so an operator (or a load
+    // balancer's log) sees at once what to fix.
+    let not_ready: Vec<&str> = [("audit_store", audit_ok), ("keys", keys_usable)]
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name)
+        .collect();
     let body = json!({
+        "ready": not_ready.is_empty(),
+        "not_ready": not_ready,
         "keys": keys,
         "revocations": revocation_readiness(&app),
         "audit_store": if audit_ok { "reachable" } else { "unreachable" },
@@ -483,7 +492,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             "watching": policy.watching,
         },
     });
-    let status = if audit_ok && keys_usable {
+    let status = if not_ready.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -45,6 +45,16 @@ async fn a_postgres_outage_fails_closed_and_service_resumes_without_restart() {
         forwarded,
         "nothing was forwarded during the outage"
     );
+    // `/readyz` says which dependency is missing.
+    let ready = env.get("/readyz").await;
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.expect("readyz JSON");
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(
+        body["not_ready"],
+        serde_json::json!(["audit_store"]),
+        "{body}"
+    );
 
     // It comes back; the same gateway recovers on its own.
     sqlx::query(sqlx::AssertSqlSafe(format!(

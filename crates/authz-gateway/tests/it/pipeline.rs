@@ -420,6 +420,8 @@ async fn protected_resource_metadata_describes_each_route() {
     let ready = env.get("/readyz").await;
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.expect("readyz json");
+    assert_eq!(body["ready"], true, "{body}");
+    assert_eq!(body["not_ready"], json!([]), "{body}");
     // The key and revocation states are read from the verifier, not written as literals.
     assert_eq!(body["keys"]["state"], "ok", "{body}");
     let issuers = body["keys"]["issuers"].as_array().expect("issuers");
