@@ -258,6 +258,117 @@ impl Follower {
     }
 }
 
+/// The window `audit stats` covers when `--since` is not given.
+const STATS_DEFAULT_WINDOW_MS: i64 = 24 * 3_600_000;
+
+/// Denials counted by one key, most frequent first (ties by key), the first `top`.
+fn top_counts(counts: std::collections::HashMap<String, u64>, top: u32) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(usize::try_from(top).unwrap_or(usize::MAX));
+    v
+}
+
+/// `audit stats`: the denial decisions in the window (default the last 24 h), counted by
+/// reason, subject (`-` without an identity) and target (`method target`), an aggregate record
+/// counting as the refusals it stands for. Paged, so memory is bounded by the distinct keys.
+pub(crate) async fn stats(
+    a: &crate::cli::AuditStatsArgs,
+    output: Output,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    let now = now_unix_ms();
+    let mut base = a.filter.to_query(now);
+    base.filter.decision = Some(authz_types::Effect::Deny);
+    let since = *base
+        .filter
+        .since_ms
+        .get_or_insert(now - STATS_DEFAULT_WINDOW_MS);
+    let until = base.filter.until_ms.unwrap_or(now);
+    let (mut total, mut records) = (0u64, 0u64);
+    let (mut reasons, mut subjects, mut targets) = (HashMap::new(), HashMap::new(), HashMap::new());
+    with_store(&a.store, async |store: &AuditStore, shown: &str| {
+        let mut cursor = i64::MIN;
+        loop {
+            let mut query = base.clone();
+            query.after_id = Some(cursor);
+            query.filter.limit = Some(PAGE);
+            let page = store
+                .search(&query)
+                .await
+                .with_context(|| format!("cannot read the audit store {shown}"))?;
+            for r in &page {
+                cursor = r.id;
+                let rec = &r.record;
+                if rec.kind != RecordKind::Decision {
+                    continue;
+                }
+                let n = u64::try_from(rec.repeat_count.unwrap_or(1)).unwrap_or(1);
+                total += n;
+                records += 1;
+                *reasons.entry(rec.reason.as_str().to_owned()).or_insert(0) += n;
+                *subjects
+                    .entry(rec.subject.clone().unwrap_or_else(|| "-".to_owned()))
+                    .or_insert(0) += n;
+                let target = match &rec.target {
+                    Some(t) => format!("{} {t}", rec.method),
+                    None => rec.method.clone(),
+                };
+                *targets.entry(target).or_insert(0) += n;
+            }
+            if page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+                break;
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await?;
+    let (reasons, subjects, targets) = (
+        top_counts(reasons, a.top),
+        top_counts(subjects, a.top),
+        top_counts(targets, a.top),
+    );
+    match output {
+        Output::Json | Output::Jsonl => {
+            let list = |v: &[(String, u64)], key: &str| -> Vec<serde_json::Value> {
+                v.iter()
+                    .map(|(k, n)| json!({ key: k, "denials": n }))
+                    .collect()
+            };
+            let doc = json!({
+                "since": format_time(since),
+                "until": format_time(until),
+                "denials": total,
+                "records": records,
+                "by_reason": list(&reasons, "reason"),
+                "by_subject": list(&subjects, "subject"),
+                "by_target": list(&targets, "target"),
+            });
+            writeln!(out, "{doc}")?;
+        }
+        Output::Table => {
+            writeln!(
+                out,
+                "{total} denials in {records} records, {} to {}",
+                format_time(since),
+                format_time(until)
+            )?;
+            for (title, rows) in [
+                ("REASON", &reasons),
+                ("SUBJECT", &subjects),
+                ("TARGET", &targets),
+            ] {
+                writeln!(out, "\n{title:<48} DENIALS")?;
+                for (key, n) in rows {
+                    writeln!(out, "{key:<48} {n}")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `audit export`: every matching record, oldest first (in id order), paged so memory stays
 /// bounded whatever the store holds.
 pub(crate) async fn export(a: &AuditExportArgs, out: &mut dyn Write) -> anyhow::Result<()> {

@@ -564,6 +564,8 @@ pub enum AuditCommand {
     Tail(AuditTailArgs),
     /// Write every matching record, oldest first, as JSON lines, a JSON array or CSV.
     Export(AuditExportArgs),
+    /// Summarise denials over a window (default the last 24 h): by reason, subject and target.
+    Stats(AuditStatsArgs),
     /// Check the hash chains and checkpoints (exit 5 naming the first tampered record).
     Verify(AuditVerifyArgs),
     /// Delete records older than a time; each chain keeps an anchor so the rest still verifies.
@@ -699,6 +701,17 @@ pub struct AuditExportArgs {
     /// quote). The global -o is ignored.
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     pub format: ExportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditStatsArgs {
+    #[command(flatten)]
+    pub store: AuditStoreArgs,
+    #[command(flatten)]
+    pub filter: AuditFilterArgs,
+    /// How many of the most frequent reasons, subjects and targets to show.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub top: u32,
 }
 
 /// The file format of `audit export`.

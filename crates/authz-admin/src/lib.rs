@@ -174,6 +174,7 @@ pub async fn execute_with(
             audit_tail(&args, output, out, control).await?;
         }
         Command::Audit(AuditCommand::Export(args)) => audit::export(&args, out).await?,
+        Command::Audit(AuditCommand::Stats(args)) => audit::stats(&args, output, out).await?,
         Command::Audit(AuditCommand::Verify(args)) => {
             return audit::verify(&args, json, out).await;
         }

@@ -145,3 +145,66 @@ async fn audit_list_filters_and_formats() {
     assert!(lines[2].contains("tool:tickets/get_*"), "{table}");
     assert!(lines[2].contains("ticket-reader"), "{table}");
 }
+
+#[tokio::test]
+async fn audit_stats_counts_denials_by_reason_subject_and_target() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sqlite_url(dir.path(), "audit.db");
+    let store = AuditStore::connect(&url).await.expect("audit store");
+    let mut append = Vec::new();
+    append.push(record("alice", Effect::Deny, "delete_ticket", 5));
+    append.push(record("alice", Effect::Deny, "delete_ticket", 4));
+    let mut scope = record("bob", Effect::Deny, "delete_ticket", 3);
+    scope.reason = ReasonCode::InsufficientScope;
+    append.push(scope);
+    append.push(record("bob", Effect::Allow, "get_ticket", 2));
+    // Outcome records are not decisions: not counted.
+    let mut outcome = AuditRecord::outcome(&record("carol", Effect::Deny, "x", 1));
+    outcome.outcome = Some("ok".into());
+    append.push(outcome);
+    // An aggregate record of 50 tokenless refusals counts as 50.
+    let mut flood =
+        AuditRecord::unauthenticated("agg", "tickets", "POST", ReasonCode::TokenMissing, 401);
+    flood.repeat_count = Some(50);
+    flood.first_time_ms = Some(flood.time_ms - 10_000);
+    flood.client_addr = Some("203.0.113.9".into());
+    append.push(flood);
+    // Two days old: outside the default 24 h window.
+    append.push(record("dave", Effect::Deny, "delete_ticket", 2 * 24 * 60));
+    for r in &append {
+        store.append_unchained(r).await.expect("append");
+    }
+    store.close().await;
+
+    let db = ["--database-url", url.as_str()];
+    let stats = json(&[&["audit", "stats"][..], &db].concat()).await;
+    assert_eq!(stats["denials"], 53, "{stats}");
+    assert_eq!(stats["records"], 4, "{stats}");
+    assert_eq!(
+        stats["by_reason"],
+        serde_json::json!([
+            {"reason": "token_missing", "denials": 50},
+            {"reason": "no_matching_rule", "denials": 2},
+            {"reason": "insufficient_scope", "denials": 1},
+        ]),
+        "{stats}"
+    );
+    assert_eq!(
+        stats["by_subject"][0],
+        serde_json::json!({"subject": "-", "denials": 50})
+    );
+    assert_eq!(
+        stats["by_target"][1],
+        serde_json::json!({"target": "tools/call delete_ticket", "denials": 3})
+    );
+    // --since widens the window; --top shortens the lists; the table names each section.
+    let week = json(&[&["audit", "stats", "--since", "7d", "--top", "1"][..], &db].concat()).await;
+    assert_eq!(week["denials"], 54, "{week}");
+    assert_eq!(week["by_subject"].as_array().map(Vec::len), Some(1));
+    let table = ok(&[&["audit", "stats"][..], &db].concat()).await;
+    assert!(table.starts_with("53 denials in 4 records"), "{table}");
+    assert!(
+        table.contains("REASON") && table.contains("token_missing"),
+        "{table}"
+    );
+}
