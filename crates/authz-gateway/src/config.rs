@@ -36,6 +36,86 @@ impl ConfigError {
     }
 }
 
+/// Where the gateway itself is: the origins a same-origin browser page sends, and the `Host`
+/// values that name it. Derived from `server.public_url` and, when the gateway listens on a
+/// loopback address, the loopback names on its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnAddress {
+    /// `scheme://host[:port]`, as browsers send `Origin` (default ports left out).
+    origins: Vec<String>,
+    /// `(host, port)` pairs a `Host` header may name (host lowercase, IPv6 in brackets).
+    hosts: Vec<(String, u16)>,
+    /// Whether the listener is on a loopback address: then a `Host` that is not one of
+    /// [`OwnAddress::hosts`] is refused (DNS rebinding).
+    loopback: bool,
+}
+
+impl OwnAddress {
+    pub fn new(listen: SocketAddr, public_url: &str) -> Self {
+        let mut origins = Vec::new();
+        let mut hosts = Vec::new();
+        if let Ok(url) = reqwest::Url::parse(public_url) {
+            origins.push(url.origin().ascii_serialization());
+            if let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) {
+                hosts.push((host.to_ascii_lowercase(), port));
+            }
+        }
+        let loopback = listen.ip().is_loopback();
+        if loopback {
+            let port = listen.port();
+            for host in ["localhost", "127.0.0.1", "[::1]"] {
+                origins.push(if port == 80 {
+                    format!("http://{host}")
+                } else {
+                    format!("http://{host}:{port}")
+                });
+                hosts.push((host.to_owned(), port));
+            }
+        }
+        origins.dedup();
+        hosts.dedup();
+        Self {
+            origins,
+            hosts,
+            loopback,
+        }
+    }
+
+    /// Whether `origin` is the gateway's own (a same-origin page).
+    pub fn is_own_origin(&self, origin: &str) -> bool {
+        self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+
+    /// Whether a request with this `Host` may be served: anything when the gateway is not on
+    /// loopback (a proxy in front decides its names), else only names of the gateway itself.
+    pub fn host_allowed(&self, host: Option<&str>) -> bool {
+        if !self.loopback {
+            return true;
+        }
+        let Some(host) = host else {
+            // HTTP/1.0 without Host, or HTTP/2 without :authority: no name to rebind.
+            return true;
+        };
+        let host = host.to_ascii_lowercase();
+        // `name[:port]`, the name possibly a bracketed IPv6 address. Without a port the client
+        // used its scheme's default, which a TLS proxy in front hides: the name must match.
+        let (name, port) = match host.rsplit_once(':') {
+            Some((name, port))
+                if name.starts_with('[') == name.ends_with(']') && !name.is_empty() =>
+            {
+                match port.parse::<u16>() {
+                    Ok(p) => (name.to_owned(), Some(p)),
+                    Err(_) => return false,
+                }
+            }
+            _ => (host.clone(), None),
+        };
+        self.hosts
+            .iter()
+            .any(|(h, p)| *h == name && port.is_none_or(|port| port == *p))
+    }
+}
+
 /// A secret value (an upstream credential). `Debug` never prints it.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -135,6 +215,8 @@ pub struct Upstream {
 pub struct Config {
     pub listen: SocketAddr,
     pub public_url: String,
+    /// The gateway's own origins and host names, for the `Origin` and `Host` checks.
+    pub own: OwnAddress,
     pub max_body_bytes: usize,
     /// How long a POST body may take to arrive in full (`server.body_read_timeout_ms`).
     pub body_read_timeout: std::time::Duration,
@@ -205,6 +287,7 @@ impl Config {
             &upstreams,
         )?;
         Ok(Config {
+            own: OwnAddress::new(server.listen, &server.public_url),
             listen: server.listen,
             public_url: server.public_url,
             max_body_bytes: server.max_body_bytes,
@@ -504,5 +587,58 @@ url = "http://127.0.0.1:9200/mcp"
         let err = Config::from_raw(RawConfig::default(), &Overrides::default(), &env)
             .expect_err("no auth");
         assert_eq!(err.key, "auth");
+    }
+
+    #[test]
+    fn own_origins_and_hosts() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let own = OwnAddress::new(listen, "http://127.0.0.1:8080");
+        for same in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+            "HTTP://LOCALHOST:8080",
+        ] {
+            assert!(own.is_own_origin(same), "{same}");
+        }
+        for other in [
+            "http://evil.example:8080",
+            "http://localhost:8081",
+            "https://127.0.0.1:8080",
+            "null",
+        ] {
+            assert!(!own.is_own_origin(other), "{other}");
+        }
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "[::1]:8080",
+            "LocalHost:8080",
+        ] {
+            assert!(own.host_allowed(Some(ok)), "{ok}");
+        }
+        assert!(own.host_allowed(None), "no Host: nothing to rebind");
+        // Without a port only the name is checked (a TLS proxy in front hides the port).
+        assert!(own.host_allowed(Some("127.0.0.1")));
+        for rebinding in [
+            "evil.example:8080",
+            "evil.example",
+            "localhost:8081",
+            "127.0.0.1:80x",
+            "",
+        ] {
+            assert!(!own.host_allowed(Some(rebinding)), "{rebinding}");
+        }
+        // The public name counts, with its default port when it has none.
+        let public = OwnAddress::new(listen, "https://gw.example");
+        assert!(public.is_own_origin("https://gw.example"));
+        assert!(public.host_allowed(Some("gw.example:443")));
+        assert!(public.host_allowed(Some("gw.example")));
+        assert!(!public.host_allowed(Some("gw.example:8443")));
+        assert!(public.host_allowed(Some("localhost:8080")));
+        // Not on loopback: a proxy in front decides the names; every Host passes.
+        let exposed = OwnAddress::new("0.0.0.0:8080".parse().expect("addr"), "https://gw.example");
+        assert!(exposed.host_allowed(Some("anything.example")));
+        assert!(!exposed.is_own_origin("http://localhost:8080"));
     }
 }

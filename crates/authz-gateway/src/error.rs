@@ -29,6 +29,8 @@ pub(crate) enum Refusal {
     UnknownRoute,
     /// The `Origin` is not on the allow-list (DNS rebinding).
     OriginNotAllowed,
+    /// On a loopback listener, a `Host` that does not name the gateway (DNS rebinding).
+    HostNotAllowed,
     /// The request head is larger than the configured limit.
     HeadersTooLarge,
     /// GET or DELETE on a route whose clients speak the stateless 2026-07-28 protocol.
@@ -113,6 +115,12 @@ impl Refusal {
                 StatusCode::FORBIDDEN,
                 "origin_not_allowed",
                 fixed("origin not allowed"),
+                INVALID_REQUEST,
+            ),
+            HostNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "host_not_allowed",
+                fixed("host not allowed"),
                 INVALID_REQUEST,
             ),
             HeadersTooLarge => (
@@ -397,6 +405,7 @@ mod tests {
         let all = vec![
             UnknownRoute,
             OriginNotAllowed,
+            HostNotAllowed,
             HeadersTooLarge,
             StatelessNeedsPost,
             MethodNotAllowed,
@@ -436,6 +445,7 @@ mod tests {
             match r {
                 UnknownRoute
                 | OriginNotAllowed
+                | HostNotAllowed
                 | HeadersTooLarge
                 | StatelessNeedsPost
                 | MethodNotAllowed
@@ -473,6 +483,7 @@ mod tests {
     const POLICY: &str = concat!(
         "404 unknown_route -32601 no such MCP endpoint\n",
         "403 origin_not_allowed -32600 origin not allowed\n",
+        "403 host_not_allowed -32600 host not allowed\n",
         "431 headers_too_large -32600 the request headers are too large\n",
         "405 method_not_allowed -32600 MCP 2026-07-28 is stateless: use POST\n",
         "405 method_not_allowed -32600 use POST, GET or DELETE\n",

@@ -190,6 +190,8 @@ pub struct App {
     pub(crate) connections: Arc<connections::ConnectionStats>,
     /// Unauthenticated refusals: the per-client rate limit and aggregation windows.
     pub(crate) refusals: Arc<refusals::UnauthenticatedRefusals>,
+    /// The gateway's own address as actually bound by [`serve`] (the configured one until then).
+    own: std::sync::OnceLock<config::OwnAddress>,
     /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
     refusal_flusher: AbortOnDrop,
     /// Rate limits and quotas, and the task that reloads their file.
@@ -339,6 +341,7 @@ impl App {
             audit_writer.clone(),
         )));
         Ok(Arc::new(App {
+            own: std::sync::OnceLock::new(),
             quotas,
             quota_watch,
             quota_sharing,
@@ -361,6 +364,12 @@ impl App {
             clients,
             config,
         }))
+    }
+
+    /// Where the gateway is, for the `Origin` and `Host` checks: the address [`serve`] bound,
+    /// else the configured one.
+    pub(crate) fn own(&self) -> &config::OwnAddress {
+        self.own.get().unwrap_or(&self.config.own)
     }
 
     fn client(&self, upstream: &str) -> Option<&upstream::UpstreamClient> {
@@ -412,6 +421,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if let Ok(bound) = listener.local_addr() {
+        let _ = app
+            .own
+            .set(config::OwnAddress::new(bound, &app.config.public_url));
+    }
     connections::serve(
         listener,
         router(app.clone()),

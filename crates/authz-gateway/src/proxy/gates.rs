@@ -22,15 +22,24 @@ const SUPPORTED_VERSIONS: &[&str] = &[
 /// The first version with standard `Mcp-Method`/`Mcp-Name` headers and no sessions.
 const STATELESS_VERSION: &str = "2026-07-28";
 
-/// A browser page on another origin must not reach the gateway at all (refused unrecorded).
+/// A browser page on another origin must not reach the gateway at all (refused unrecorded):
+/// an `Origin` passes when it is the gateway's own (same-origin) or listed in
+/// `server.allowed_origins`. On a loopback listener, a `Host` that does not name the gateway is
+/// refused too: a DNS-rebinding page reaches 127.0.0.1 under a name of its own.
 pub(super) fn origin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let ok = origin
-            .to_str()
-            .is_ok_and(|o| app.config.allowed_origins.iter().any(|a| a == o));
+        let ok = origin.to_str().is_ok_and(|o| {
+            app.own().is_own_origin(o) || app.config.allowed_origins.iter().any(|a| a == o)
+        });
         if !ok {
             return Err(Refusal::OriginNotAllowed.into());
         }
+    }
+    let host = headers
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{0}"));
+    if !app.own().host_allowed(host) {
+        return Err(Refusal::HostNotAllowed.into());
     }
     Ok(())
 }

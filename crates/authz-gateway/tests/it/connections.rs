@@ -130,7 +130,7 @@ async fn a_stalled_body_is_answered_408_at_the_body_deadline_and_recorded() {
     // A complete head announcing 200 bytes, then 10 of them, then nothing.
     slow.write_all(
         format!(
-            "POST /mcp/tickets HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+            "POST /mcp/tickets HTTP/1.1\r\nHost: {to}\r\nAuthorization: Bearer {token}\r\n\
              Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
              Content-Length: 200\r\n\r\n{{\"jsonrpc\""
         )
@@ -315,7 +315,7 @@ async fn shutdown_closes_what_is_still_open_at_its_deadline() {
     stalled
         .write_all(
             format!(
-                "POST /mcp/tickets HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+                "POST /mcp/tickets HTTP/1.1\r\nHost: {to}\r\nAuthorization: Bearer {token}\r\n\
                  Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
                  Content-Length: 200\r\n\r\n{{\"jsonrpc\""
             )
@@ -334,4 +334,58 @@ async fn shutdown_closes_what_is_still_open_at_its_deadline() {
         "the stalled connection was left open"
     );
     drop(env);
+}
+
+/// The status of a tokenless `POST /mcp/tickets` with these `Host` and `Origin` headers.
+async fn status_with(to: SocketAddr, host: &str, origin: Option<&str>) -> (u16, String) {
+    let mut stream = connect_from([127, 0, 0, 1], to).await;
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    stream
+        .write_all(
+            format!(
+                "POST /mcp/tickets HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Type: application/json\r\n\
+                 Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.expect("read");
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, reply)
+}
+
+#[tokio::test]
+async fn same_origin_passes_and_rebinding_hosts_and_other_origins_are_refused() {
+    let env = gateway().await;
+    let to = addr(&env);
+    let port = to.port();
+    let own = format!("http://127.0.0.1:{port}");
+    // Same origin (under any loopback name of this gateway) gets as far as authentication.
+    for (host, origin) in [
+        (to.to_string(), Some(own.clone())),
+        (
+            format!("localhost:{port}"),
+            Some(format!("http://localhost:{port}")),
+        ),
+        (to.to_string(), None),
+    ] {
+        let (status, reply) = status_with(to, &host, origin.as_deref()).await;
+        assert_eq!(status, 401, "{host} {origin:?}: {reply}");
+    }
+    // Another origin is refused before anything else.
+    let (status, reply) = status_with(to, &to.to_string(), Some("http://evil.example")).await;
+    assert_eq!(status, 403, "{reply}");
+    assert!(reply.contains("origin_not_allowed"), "{reply}");
+    // A page that rebound evil.example to 127.0.0.1 sends its own name as Host.
+    let (status, reply) = status_with(to, &format!("evil.example:{port}"), None).await;
+    assert_eq!(status, 403, "{reply}");
+    assert!(reply.contains("host_not_allowed"), "{reply}");
 }
