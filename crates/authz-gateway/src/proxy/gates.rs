@@ -88,6 +88,35 @@ pub(super) async fn standard_headers(
     .await)
 }
 
+/// `resources/subscribe` and `resources/unsubscribe` were removed in 2026-07-28 (replaced by
+/// `subscriptions/listen`): to a client speaking it they are unknown methods (404, -32601, a
+/// recorded refusal), never passed to an upstream that may still implement them.
+pub(super) async fn removed_methods(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    msg: &Message,
+    stateless: bool,
+) -> Result<(), ApiError> {
+    let removed = matches!(
+        msg.operation.method,
+        Method::ResourcesSubscribe | Method::ResourcesUnsubscribe
+    );
+    if !(stateless && removed) {
+        return Ok(());
+    }
+    let err = ApiError::from(Refusal::UnknownMethod).with_id(msg.id.clone());
+    Err(deny(
+        app,
+        ctx,
+        principal,
+        &msg.operation,
+        ReasonCode::UnknownMethod,
+        err,
+    )
+    .await)
+}
+
 /// MCP transport headers must be unambiguous: each at most once and printable ASCII. A
 /// repeated `Mcp-Session-Id` could be read as the first value here and the last one upstream
 /// (a session-binding bypass), so it is refused rather than interpreted.

@@ -126,6 +126,7 @@ async fn post(
     let (msg, bytes) = intake::message(app, ctx, principal, headers, body).await?;
     let (op, id) = (&msg.operation, &msg.id);
     gates::standard_headers(app, ctx, principal, headers, &msg, stateless).await?;
+    gates::removed_methods(app, ctx, principal, &msg, stateless).await?;
     authorize::session_owned(app, ctx, principal, op, id.clone()).await?;
     authorize::task_owned(app, ctx, principal, &msg).await?;
     let decision = authorize::decide(app, ctx, principal, &msg).await?;

@@ -801,3 +801,34 @@ async fn an_upstream_failure_leaves_an_outcome_record() {
     assert_eq!(o[0].http_status, Some(502));
     assert_eq!(o[0].upstream_status, None);
 }
+
+#[tokio::test]
+async fn subscribe_and_unsubscribe_are_unknown_to_the_stateless_protocol() {
+    let env = harness::start(AuditBackend::Sqlite).await;
+    let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
+    let forwarded = env.upstream.log.request_count();
+    for method in ["resources/subscribe", "resources/unsubscribe"] {
+        let body = json!({"jsonrpc":"2.0","id":41,"method":method,"params":{"uri":"tickets://1",
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                     "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},
+                     "io.modelcontextprotocol/clientCapabilities":{}}}})
+        .to_string();
+        let headers = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", method),
+            ("mcp-name", "tickets://1"),
+        ];
+        let resp = env.post(Some(&reader), &headers, &body).await;
+        assert_eq!(resp.status(), 404, "{method}");
+        let record = env.the_record_for(&resp).await;
+        assert_eq!(record.reason, ReasonCode::UnknownMethod, "{method}");
+        let v: Value = resp.json().await.expect("JSON");
+        assert_eq!(v["error"]["code"], -32601, "{method}: {v}");
+        assert_eq!(v["id"], 41, "the error answers the request's id: {v}");
+    }
+    assert_eq!(
+        env.upstream.log.request_count(),
+        forwarded,
+        "nothing forwarded"
+    );
+}
