@@ -303,6 +303,14 @@ impl From<Refusal> for ApiError {
             | Refusal::QuotaExceeded { retry_after_secs } => Some(retry_after_secs),
             _ => None,
         };
+        // 2026-07-28 gives this error's data a layout clients read to fall back: the versions
+        // the server supports (`requested` is added where the version is known).
+        let data = match &refusal {
+            Refusal::UnsupportedProtocolVersion(supported) => {
+                Some(json!({ "supported": supported }))
+            }
+            _ => None,
+        };
         Self {
             status,
             code,
@@ -312,6 +320,7 @@ impl From<Refusal> for ApiError {
             request_id: String::new(),
             www_authenticate: None,
             retry_after_secs,
+            data,
         }
     }
 }
@@ -331,6 +340,8 @@ pub struct ApiError {
     pub www_authenticate: Option<String>,
     /// Sent as `Retry-After` (seconds), when the refusal says when to come back.
     pub retry_after_secs: Option<u64>,
+    /// Members the refusal adds to the error's `data` (beside `reason` and `requestId`).
+    pub data: Option<Value>,
 }
 
 impl ApiError {
@@ -344,6 +355,15 @@ impl ApiError {
         self
     }
 
+    /// Adds `key: value` to the error's `data`.
+    pub fn with_data(mut self, key: &str, value: Value) -> Self {
+        let data = self.data.get_or_insert_with(|| json!({}));
+        if let Some(map) = data.as_object_mut() {
+            map.insert(key.to_owned(), value);
+        }
+        self
+    }
+
     pub fn with_challenge(mut self, challenge: String) -> Self {
         self.www_authenticate = Some(challenge);
         self
@@ -351,13 +371,19 @@ impl ApiError {
 
     /// The JSON-RPC error body.
     pub fn body(&self) -> Value {
+        let mut data = json!({ "reason": self.code, "requestId": self.request_id });
+        if let (Some(map), Some(Value::Object(extra))) = (data.as_object_mut(), &self.data) {
+            for (k, v) in extra {
+                map.insert(k.clone(), v.clone());
+            }
+        }
         json!({
             "jsonrpc": "2.0",
             "id": self.id.clone().unwrap_or(Value::Null),
             "error": {
                 "code": self.jsonrpc_code,
                 "message": self.message,
-                "data": { "reason": self.code, "requestId": self.request_id },
+                "data": data,
             }
         })
     }

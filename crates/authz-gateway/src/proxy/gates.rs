@@ -142,7 +142,10 @@ fn check_transport_headers(headers: &HeaderMap, version: Option<&str>) -> Result
     if let Some(v) = version
         && !SUPPORTED_VERSIONS.contains(&v)
     {
-        return Err(Refusal::UnsupportedProtocolVersion(SUPPORTED_VERSIONS).into());
+        return Err(
+            ApiError::from(Refusal::UnsupportedProtocolVersion(SUPPORTED_VERSIONS))
+                .with_data("requested", serde_json::Value::from(v)),
+        );
     }
     Ok(())
 }

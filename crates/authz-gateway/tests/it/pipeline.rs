@@ -317,6 +317,21 @@ async fn standard_headers_must_match_the_body() {
         )
         .await;
     assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.expect("JSON");
+    assert_eq!(v["error"]["code"], json!(-32022));
+    // The 2026-07-28 layout clients read to fall back to a version both sides speak.
+    assert_eq!(v["error"]["data"]["requested"], json!("2099-01-01"), "{v}");
+    assert_eq!(
+        v["error"]["data"]["supported"],
+        json!([
+            "2024-11-05",
+            "2025-03-26",
+            "2025-06-18",
+            "2025-11-25",
+            "2026-07-28"
+        ]),
+        "{v}"
+    );
     assert_eq!(env.upstream.log.request_count(), 0);
 }
 
