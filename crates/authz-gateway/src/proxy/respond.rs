@@ -57,7 +57,8 @@ pub(super) async fn answer(
 
 /// What, if anything, must be done to the response of an allowed request: list results are
 /// filtered per principal; a task-augmented request's answer binds the new task to its creator;
-/// `tasks/list` shows only the caller's tasks.
+/// `tasks/list` shows only the caller's tasks; a `resources/read`, `prompts/get` or
+/// `server/discover` result never leaves as `cacheScope: "public"` (its `ttlMs` is kept).
 fn response_rewrite(
     app: &App,
     up: &Arc<Upstream>,
@@ -87,6 +88,21 @@ fn response_rewrite(
                             .is_some_and(|id| tasks.owner_is(&upstream, id, &owner))
                     });
                 }
+                true
+            });
+            Some((rw, true))
+        }
+        // Results that may say how they can be cached: what the gateway hands out depends on who
+        // asked (and on the policy), so a shared cache must never keep it for everyone.
+        Method::ResourcesRead | Method::PromptsGet | Method::ServerDiscover => {
+            let rw: Rewrite = Arc::new(|v: &mut Value| {
+                let Some(scope) = v.pointer_mut("/result/cacheScope") else {
+                    return false;
+                };
+                if scope == "private" {
+                    return false;
+                }
+                *scope = Value::String("private".to_owned());
                 true
             });
             Some((rw, true))

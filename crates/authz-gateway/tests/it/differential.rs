@@ -210,3 +210,51 @@ async fn repeated_or_unreadable_transport_headers_are_refused_and_recorded() {
     );
     assert_eq!(env.upstream.log.request_count(), 0);
 }
+
+#[tokio::test]
+async fn a_public_cache_scope_leaves_the_gateway_private() {
+    // An upstream that marks every result cacheable by anyone, for a minute.
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|body: String| async move {
+            let id = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("id").cloned())
+                .unwrap_or(Value::Null);
+            (
+                [("content-type", "application/json")],
+                serde_json::json!({"jsonrpc":"2.0","id":id,"result":{
+                    "contents":[{"uri":"tickets://1","text":"t"}],
+                    "messages":[],
+                    "cacheScope":"public","ttlMs":60000}})
+                .to_string(),
+            )
+        }),
+    );
+    let addr = harness::serve_stand_in(app).await;
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            upstream_url: Some(format!("http://{addr}/mcp")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let reader = env.token("rita", &["ticket-reader"], &["tickets:read"]);
+    for body in [
+        r#"{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"tickets://1"}}"#,
+        r#"{"jsonrpc":"2.0","id":8,"method":"prompts/get","params":{"name":"summarize"}}"#,
+    ] {
+        let resp = env.post(Some(&reader), &[], body).await;
+        assert_eq!(resp.status(), 200, "{body}");
+        let cache = resp
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let v: Value = resp.json().await.expect("JSON");
+        assert_eq!(v["result"]["cacheScope"], "private", "{v}");
+        assert_eq!(v["result"]["ttlMs"], 60000, "the lifetime is kept: {v}");
+        assert_eq!(cache.as_deref(), Some("private, no-store"));
+    }
+}
