@@ -137,3 +137,19 @@ pub(super) async fn message(
     }
     Ok((msg, bytes))
 }
+
+/// The JSON-RPC `id` of a POST body refused before it was classified, so the error answers the
+/// request it refuses (a string or an integer, as JSON-RPC allows). Read within the body limits
+/// of any request; `None` if the body cannot be read or has no usable id.
+pub(super) async fn request_id_of(app: &App, body: Body) -> Option<serde_json::Value> {
+    let read = axum::body::to_bytes(body, app.config.max_body_bytes);
+    let bytes = tokio::time::timeout(app.config.body_read_timeout, read)
+        .await
+        .ok()?
+        .ok()?;
+    let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()?
+        .get("id")?
+        .clone();
+    (id.is_string() || id.is_i64() || id.is_u64()).then_some(id)
+}

@@ -100,7 +100,14 @@ async fn pipeline(
     // Authenticate before looking at anything the caller sent.
     let principal = authorize::authenticate(app, ctx, &headers, method.as_str()).await?;
     tracing::Span::current().record("subject", principal.subject.as_str());
-    let stateless = gates::transport(app, ctx, &principal, &headers, &method).await?;
+    let stateless = match gates::transport(app, ctx, &principal, &headers, &method).await {
+        Ok(stateless) => stateless,
+        // The refusal is recorded; a POST's answer still names the request it refuses.
+        Err(e) if method == HttpMethod::POST => {
+            return Err(e.with_id(intake::request_id_of(app, body).await));
+        }
+        Err(e) => return Err(e),
+    };
     match method {
         HttpMethod::POST => post(app, ctx, &principal, &headers, body, stateless).await,
         HttpMethod::GET | HttpMethod::DELETE if stateless => {

@@ -319,6 +319,7 @@ async fn standard_headers_must_match_the_body() {
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.expect("JSON");
     assert_eq!(v["error"]["code"], json!(-32022));
+    assert_eq!(v["id"], json!(1), "the error answers the request's id: {v}");
     // The 2026-07-28 layout clients read to fall back to a version both sides speak.
     assert_eq!(v["error"]["data"]["requested"], json!("2099-01-01"), "{v}");
     assert_eq!(
