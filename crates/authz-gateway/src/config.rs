@@ -228,6 +228,9 @@ pub struct Config {
     /// The per-client rate limit and aggregation of unauthenticated refusals (see
     /// [`crate::refusals`]).
     pub refusals: crate::refusals::RefusalLimits,
+    /// The key file sealing multi round-trip `requestState`s (see [`crate::request_state`]).
+    pub request_state_key_file: Option<PathBuf>,
+    pub request_state_ttl: std::time::Duration,
     pub verifier: authz_token::VerifierConfig,
     pub policy: PolicySource,
     pub policy_poll_interval: std::time::Duration,
@@ -295,6 +298,8 @@ impl Config {
             max_in_flight_per_principal: server.max_in_flight_per_principal,
             connections: server.connections,
             refusals: server.refusals,
+            request_state_key_file: server.request_state_key_file,
+            request_state_ttl: server.request_state_ttl,
             allowed_origins: server.allowed_origins,
             authorization_servers,
             verifier,
@@ -577,6 +582,10 @@ url = "http://127.0.0.1:9200/mcp"
             (
                 format!("{GOOD}\n[policy]\nquota_sync_interval_ms = 0\n"),
                 "policy.quota_sync_interval_ms",
+            ),
+            (
+                GOOD.replace("[server]\n", "[server]\nrequest_state_ttl_secs = 0\n"),
+                "server.request_state_ttl_secs",
             ),
         ];
         for (text, key) in cases {

@@ -55,6 +55,8 @@ pub(crate) enum Refusal {
     UnsupportedProtocolVersion(&'static [&'static str]),
     /// 2026-07-28 `Mcp-Method`/`Mcp-Name` headers that disagree with the body, or are missing.
     HeaderMismatch(&'static str),
+    /// A multi round-trip retry whose `requestState` does not open for this caller and call.
+    RequestStateInvalid,
     /// A task the caller does not own (reported as unknown).
     TaskNotFound,
     /// A session the caller does not own or that ended (reported as unknown).
@@ -200,6 +202,12 @@ impl Refusal {
                 "header_mismatch",
                 fixed(what),
                 HEADER_MISMATCH_CODE,
+            ),
+            RequestStateInvalid => (
+                StatusCode::BAD_REQUEST,
+                "request_state_invalid",
+                fixed("the requestState is not valid for this request"),
+                INVALID_PARAMS,
             ),
             TaskNotFound => (
                 StatusCode::NOT_FOUND,
@@ -447,6 +455,7 @@ mod tests {
             InvalidHeader("mcp-name"),
             UnsupportedProtocolVersion(&["2025-11-25", "2026-07-28"]),
             HeaderMismatch("Mcp-Method does not match the body"),
+            RequestStateInvalid,
             TaskNotFound,
             SessionNotFound,
             InsufficientScope,
@@ -484,6 +493,7 @@ mod tests {
                 | InvalidHeader(_)
                 | UnsupportedProtocolVersion(_)
                 | HeaderMismatch(_)
+                | RequestStateInvalid
                 | TaskNotFound
                 | SessionNotFound
                 | InsufficientScope
@@ -522,6 +532,7 @@ mod tests {
         "400 invalid_header -32600 mcp-name must be printable ASCII\n",
         "400 unsupported_protocol_version -32022 unsupported MCP-Protocol-Version; supported: 2025-11-25, 2026-07-28\n",
         "400 header_mismatch -32020 Mcp-Method does not match the body\n",
+        "400 request_state_invalid -32602 the requestState is not valid for this request\n",
         "404 task_not_found -32602 task not found\n",
         "404 session_not_found -32001 session not found\n",
         "403 insufficient_scope -31003 insufficient scope\n",

@@ -29,6 +29,7 @@ mod proxy;
 mod quotas;
 mod recording;
 mod refusals;
+mod request_state;
 mod scopes;
 mod sessions;
 mod stream;
@@ -190,6 +191,8 @@ pub struct App {
     pub(crate) connections: Arc<connections::ConnectionStats>,
     /// Unauthenticated refusals: the per-client rate limit and aggregation windows.
     pub(crate) refusals: Arc<refusals::UnauthenticatedRefusals>,
+    /// Seals the `requestState` of multi round-trip requests to their caller.
+    pub(crate) sealer: Arc<request_state::Sealer>,
     /// The gateway's own address as actually bound by [`serve`] (the configured one until then).
     own: std::sync::OnceLock<config::OwnAddress>,
     /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
@@ -340,7 +343,25 @@ impl App {
             Arc::clone(&refusals),
             audit_writer.clone(),
         )));
+        let key = match &config.request_state_key_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("reading server.request_state_key_file {}", path.display())
+                })?;
+                let mut key = [0u8; 32];
+                hex::decode_to_slice(text.trim(), &mut key).with_context(|| {
+                    format!(
+                        "server.request_state_key_file {} must hold 64 hex digits",
+                        path.display()
+                    )
+                })?;
+                key
+            }
+            None => request_state::Sealer::random_key(),
+        };
+        let sealer = Arc::new(request_state::Sealer::new(key, config.request_state_ttl));
         Ok(Arc::new(App {
+            sealer,
             own: std::sync::OnceLock::new(),
             quotas,
             quota_watch,

@@ -110,6 +110,9 @@ reason_codes! {
     ClientRateLimited => "client_rate_limited",
     /// The call is over a rate limit or quota (`policy.quotas_file`) (429).
     QuotaExceeded => "quota_exceeded",
+    /// A multi round-trip retry whose `requestState` is not a valid envelope for this caller,
+    /// route, method and target (missing seal, tampered, expired or someone else's).
+    RequestStateInvalid => "request_state_invalid",
 }
 
 impl std::fmt::Display for ReasonCode {

@@ -56,6 +56,8 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// At shutdown, how long open requests and streams may take to finish before their connections
 /// are closed.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// How long a sealed multi round-trip `requestState` may be brought back.
+pub const DEFAULT_REQUEST_STATE_TTL_SECS: u64 = 600;
 /// Streams one HTTP/2 connection may have open at once (nginx: 128; RFC 9113 advises >= 100).
 pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// The largest HTTP/2 request header list (room for large bearer tokens; nginx allows 32 KiB).
@@ -99,6 +101,11 @@ pub struct RawServer {
     pub idle_timeout_ms: u64,
     /// Default [`DEFAULT_SHUTDOWN_GRACE_MS`].
     pub shutdown_grace_ms: u64,
+    /// The key (64 hex digits) that seals multi round-trip `requestState`s; every replica must
+    /// have the same. Without one, a random key per process (a single replica).
+    pub request_state_key_file: Option<PathBuf>,
+    /// Default [`DEFAULT_REQUEST_STATE_TTL_SECS`].
+    pub request_state_ttl_secs: u64,
     /// Default [`DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS`].
     pub http2_max_concurrent_streams: u32,
     /// Default [`DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES`].
@@ -130,6 +137,8 @@ impl Default for RawServer {
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            request_state_key_file: None,
+            request_state_ttl_secs: DEFAULT_REQUEST_STATE_TTL_SECS,
             http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
             http2_max_header_list_bytes: DEFAULT_HTTP2_MAX_HEADER_LIST_BYTES,
             http2_max_pending_reset_streams: DEFAULT_HTTP2_MAX_PENDING_RESET_STREAMS,

@@ -33,6 +33,8 @@ pub(super) struct Server {
     pub authorization_servers: Vec<String>,
     pub connections: crate::connections::ConnectionLimits,
     pub refusals: crate::refusals::RefusalLimits,
+    pub request_state_key_file: Option<std::path::PathBuf>,
+    pub request_state_ttl: std::time::Duration,
 }
 
 const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
@@ -91,9 +93,17 @@ pub(super) fn server(raw: RawServer, overrides: &Overrides) -> Result<Server, Co
             "between 1 and 100000",
         ));
     }
+    in_range(
+        "server.request_state_ttl_secs",
+        raw.request_state_ttl_secs,
+        1,
+        86_400,
+    )?;
     Ok(Server {
         connections,
         refusals,
+        request_state_key_file: raw.request_state_key_file,
+        request_state_ttl: std::time::Duration::from_secs(raw.request_state_ttl_secs),
         listen,
         public_url,
         max_body_bytes: raw.max_body_bytes,

@@ -262,3 +262,78 @@ pub(super) async fn within_quota(
     let err = ApiError::from(Refusal::QuotaExceeded { retry_after_secs }).with_id(id);
     Err(refuse(app, ctx, principal, op, &decision, err).await)
 }
+
+/// Who and what a multi round-trip state belongs to: the caller, the route, the method and the
+/// target of `msg`.
+pub(super) fn state_binding(
+    up: &Upstream,
+    principal: &Principal,
+    msg: &Message,
+) -> crate::request_state::Binding {
+    crate::request_state::Binding {
+        owner: format!(
+            "{}\n{}\n{}",
+            principal.issuer,
+            principal.subject,
+            principal.tenant_or_default()
+        ),
+        route: up.name.clone(),
+        method: msg.operation.method.as_str().to_owned(),
+        target: msg.operation.target.display(),
+    }
+}
+
+/// A 2026-07-28 retry carrying a `requestState` must bring back the envelope the gateway
+/// sealed for this caller, route, method and target (see [`crate::request_state`]); the
+/// upstream gets its own state back, in bytes re-serialized from the classified message.
+/// Anything else is refused and recorded (`request_state_invalid`).
+pub(super) async fn request_state(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    msg: &Message,
+    bytes: bytes::Bytes,
+    stateless: bool,
+) -> Result<bytes::Bytes, ApiError> {
+    let Some(presented) = msg
+        .value
+        .pointer("/params/requestState")
+        .filter(|_| stateless)
+    else {
+        return Ok(bytes);
+    };
+    let binding = state_binding(&ctx.upstream, principal, msg);
+    let opened = match presented.as_str() {
+        Some(sealed) => app
+            .sealer
+            .open(sealed, &binding, authz_types::now_unix_ms()),
+        None => Err(crate::request_state::Invalid::Malformed),
+    };
+    match opened {
+        Ok(state) => {
+            let mut value = msg.value.clone();
+            if let Some(slot) = value.pointer_mut("/params/requestState") {
+                *slot = Value::String(state);
+            }
+            Ok(bytes::Bytes::from(
+                serde_json::to_vec(&value).unwrap_or_default(),
+            ))
+        }
+        Err(invalid) => {
+            tracing::warn!(
+                why = invalid.as_str(),
+                "multi round-trip requestState refused"
+            );
+            let err = ApiError::from(Refusal::RequestStateInvalid).with_id(msg.id.clone());
+            Err(deny(
+                app,
+                ctx,
+                principal,
+                &msg.operation,
+                ReasonCode::RequestStateInvalid,
+                err,
+            )
+            .await)
+        }
+    }
+}

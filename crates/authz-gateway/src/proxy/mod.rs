@@ -131,6 +131,7 @@ async fn post(
 ) -> Result<Response, ApiError> {
     let up = &ctx.upstream;
     let (msg, bytes) = intake::message(app, ctx, principal, headers, body).await?;
+    let bytes = authorize::request_state(app, ctx, principal, &msg, bytes, stateless).await?;
     let (op, id) = (&msg.operation, &msg.id);
     gates::standard_headers(app, ctx, principal, headers, &msg, stateless).await?;
     gates::removed_methods(app, ctx, principal, &msg, stateless).await?;
@@ -148,7 +149,7 @@ async fn post(
     outcome.answered(resp.status().as_u16());
     let guard = StreamGuard::new(permit, outcome, up.max_stream);
     respond::bind_session(app, up, principal, &msg, &resp);
-    respond::answer(app, up, principal, &msg, resp, guard).await
+    respond::answer(app, up, principal, &msg, resp, guard, stateless).await
 }
 
 /// GET (server-to-client stream) and DELETE (end session) for session-based protocol versions.

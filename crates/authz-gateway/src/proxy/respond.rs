@@ -45,11 +45,12 @@ pub(super) async fn answer(
     msg: &Message,
     resp: reqwest::Response,
     mut guard: StreamGuard,
+    stateless: bool,
 ) -> Result<Response, ApiError> {
     let Some(id) = msg.id.clone().filter(|_| msg.kind == MessageKind::Request) else {
         return Ok(stream_back(resp, guard));
     };
-    match response_rewrite(app, up, principal, msg, guard.outcome()) {
+    match response_rewrite(app, up, principal, msg, guard.outcome(), stateless) {
         Some((rw, private)) => rewritten_response(id, rw, private, resp, guard).await,
         None => Ok(stream_back(resp, guard)),
     }
@@ -65,6 +66,7 @@ fn response_rewrite(
     principal: &Principal,
     msg: &Message,
     outcome: &mut OutcomeRecorder,
+    stateless: bool,
 ) -> Option<(Rewrite, bool)> {
     if let Some(kind) = ListKind::of(&msg.operation.method) {
         return Some((
@@ -92,20 +94,41 @@ fn response_rewrite(
             });
             Some((rw, true))
         }
-        // Results that may say how they can be cached: what the gateway hands out depends on who
-        // asked (and on the policy), so a shared cache must never keep it for everyone.
-        Method::ResourcesRead | Method::PromptsGet | Method::ServerDiscover => {
-            let rw: Rewrite = Arc::new(|v: &mut Value| {
-                let Some(scope) = v.pointer_mut("/result/cacheScope") else {
-                    return false;
-                };
-                if scope == "private" {
-                    return false;
-                }
-                *scope = Value::String("private".to_owned());
-                true
+        // Results that may ask for input (2026-07-28 multi round-trip: the upstream's
+        // `requestState` leaves sealed to this caller) or say how they can be cached (what the
+        // gateway hands out depends on who asked, so never cached for everyone).
+        Method::ToolsCall | Method::ResourcesRead | Method::PromptsGet | Method::ServerDiscover
+            if (stateless || msg.operation.method != Method::ToolsCall)
+                && msg.value.pointer("/params/task").is_none() =>
+        {
+            let cacheable = msg.operation.method != Method::ToolsCall;
+            let seal = stateless.then(|| {
+                (
+                    Arc::clone(&app.sealer),
+                    super::authorize::state_binding(up, principal, msg),
+                )
             });
-            Some((rw, true))
+            let rw: Rewrite = Arc::new(move |v: &mut Value| {
+                let mut changed = false;
+                if let Some((sealer, binding)) = &seal
+                    && v.pointer("/result/resultType").and_then(Value::as_str)
+                        == Some("input_required")
+                    && let Some(state) = v.pointer_mut("/result/requestState")
+                    && let Some(raw) = state.as_str()
+                {
+                    *state = Value::String(sealer.seal(raw, binding, authz_types::now_unix_ms()));
+                    changed = true;
+                }
+                if cacheable
+                    && let Some(scope) = v.pointer_mut("/result/cacheScope")
+                    && scope != "private"
+                {
+                    *scope = Value::String("private".to_owned());
+                    changed = true;
+                }
+                changed
+            });
+            Some((rw, cacheable))
         }
         _ if msg.value.pointer("/params/task").is_some() => {
             let tasks = app.tasks.clone();

@@ -11,6 +11,7 @@ mod harness;
 mod hostile;
 mod http2;
 mod live_policy;
+mod mrtr;
 mod outage;
 mod peers;
 mod pipeline;
