@@ -186,12 +186,23 @@ pub(crate) fn stream_back(resp: reqwest::Response, guard: StreamGuard) -> Respon
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
+/// How a rewrite treats an answer it cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unreadable {
+    /// Refuse it (502): a list that cannot be filtered is never passed on unfiltered.
+    Refuse,
+    /// Pass it on as it came (a tool result too large or not JSON was always passed through;
+    /// what the rewrite looks for, a multi round-trip state, is small JSON).
+    PassOn,
+}
+
 /// Passes the response on with the response to request `id` rewritten by `rw` (JSON or SSE).
 /// `private` marks the result as per-principal (filtered lists): never cacheable by others.
 pub(crate) async fn rewritten_response(
     id: Value,
     rw: Rewrite,
     private: bool,
+    unreadable_answer: Unreadable,
     resp: reqwest::Response,
     mut guard: StreamGuard,
 ) -> Result<Response, ApiError> {
@@ -207,7 +218,17 @@ pub(crate) async fn rewritten_response(
         guard.outcome.failed("upstream_invalid", 502);
         unreadable()
     };
-    let body = if ctype.starts_with("text/event-stream") {
+    let pass_on = unreadable_answer == Unreadable::PassOn;
+    let too_large = resp
+        .content_length()
+        .is_none_or(|l| l as usize > filter::MAX_FILTERED_BYTES);
+    let body = if pass_on
+        && (!ctype.starts_with("application/json") || too_large)
+        && !ctype.starts_with("text/event-stream")
+    {
+        // Not JSON, or JSON of unknown or large size: streamed on as it came.
+        return Ok(stream_back(resp, guard));
+    } else if ctype.starts_with("text/event-stream") {
         Body::from_stream(filter::rewrite_sse_stream(
             id,
             rw,
@@ -226,8 +247,10 @@ pub(crate) async fn rewritten_response(
         if bytes.len() > filter::MAX_FILTERED_BYTES {
             return Err(unreadable_with(&mut guard));
         }
-        let Some(rewritten) = filter::rewrite_json_body(&id, &bytes, &rw) else {
-            return Err(unreadable_with(&mut guard));
+        let rewritten = match filter::rewrite_json_body(&id, &bytes, &rw) {
+            Some(rewritten) => rewritten,
+            None if pass_on => bytes.to_vec(),
+            None => return Err(unreadable_with(&mut guard)),
         };
         // The whole answer is in hand: the exchange is over (the guard drops at return).
         guard.outcome.finished();

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::filter::{self, ListKind, Rewrite};
 use crate::recording::OutcomeRecorder;
 use crate::sessions::Owner;
-use crate::stream::{StreamGuard, rewritten_response, stream_back};
+use crate::stream::{StreamGuard, Unreadable, rewritten_response, stream_back};
 
 /// A successful `initialize` binds the session the upstream opened to the caller.
 pub(super) fn bind_session(
@@ -51,7 +51,24 @@ pub(super) async fn answer(
         return Ok(stream_back(resp, guard));
     };
     match response_rewrite(app, up, principal, msg, guard.outcome(), stateless) {
-        Some((rw, private)) => rewritten_response(id, rw, private, resp, guard).await,
+        Some((rw, private)) => {
+            // Lists (and tasks) must be readable to pass: they are filtered per caller. A call's
+            // result is only looked at for a multi round-trip state or a cache scope, and one
+            // that cannot be read passes as it always did.
+            let passes = matches!(
+                msg.operation.method,
+                Method::ToolsCall
+                    | Method::ResourcesRead
+                    | Method::PromptsGet
+                    | Method::ServerDiscover
+            ) && msg.value.pointer("/params/task").is_none();
+            let unreadable = if passes {
+                Unreadable::PassOn
+            } else {
+                Unreadable::Refuse
+            };
+            rewritten_response(id, rw, private, unreadable, resp, guard).await
+        }
         None => Ok(stream_back(resp, guard)),
     }
 }

@@ -258,3 +258,26 @@ async fn a_public_cache_scope_leaves_the_gateway_private() {
         assert_eq!(cache.as_deref(), Some("private, no-store"));
     }
 }
+
+#[tokio::test]
+async fn a_tool_result_the_gateway_cannot_read_still_passes_as_it_came() {
+    // Results are only looked at for a multi round-trip state or a cache scope: one that is
+    // not JSON (or is streamed without a length) passes unchanged, as before.
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(|| async { ([("content-type", "text/plain")], "plain words") }),
+    );
+    let addr = harness::serve_stand_in(app).await;
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            upstream_url: Some(format!("http://{addr}/mcp")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let admin = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let resp = env.post_stateless_call(&admin, 1, "get_ticket").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.expect("body"), "plain words");
+}
