@@ -26,7 +26,7 @@ const STATELESS_VERSION: &str = "2026-07-28";
 /// an `Origin` passes when it is the gateway's own (same-origin) or listed in
 /// `server.allowed_origins`. On a loopback listener, a `Host` that does not name the gateway is
 /// refused too: a DNS-rebinding page reaches 127.0.0.1 under a name of its own.
-pub(super) fn origin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn origin(app: &App, ctx: &Ctx, headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let ok = origin.to_str().is_ok_and(|o| {
             app.own().is_own_origin(o) || app.config.allowed_origins.iter().any(|a| a == o)
@@ -35,9 +35,11 @@ pub(super) fn origin(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
             return Err(Refusal::OriginNotAllowed.into());
         }
     }
-    let host = headers
-        .get(header::HOST)
-        .map(|h| h.to_str().unwrap_or("\u{0}"));
+    // HTTP/1.1 names the host in `Host`; HTTP/2 in `:authority` (the URI), `Host` optional.
+    let host = match headers.get(header::HOST) {
+        Some(h) => Some(h.to_str().unwrap_or("\u{0}")),
+        None => ctx.authority.as_deref(),
+    };
     if !app.own().host_allowed(host) {
         return Err(Refusal::HostNotAllowed.into());
     }

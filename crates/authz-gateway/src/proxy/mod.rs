@@ -49,6 +49,9 @@ struct Ctx {
     session_id: Option<String>,
     /// The client's address (the TCP peer), when the request came through the accept loop.
     client: Option<std::net::IpAddr>,
+    /// The request URI's authority (HTTP/2 `:authority`), for the `Host` check when there is
+    /// no `Host` header.
+    authority: Option<String>,
 }
 
 pub(crate) async fn handle(
@@ -95,7 +98,7 @@ async fn pipeline(
     body: Body,
 ) -> Result<Response, ApiError> {
     // Transport check first: a browser page on another origin must not reach us at all.
-    gates::origin(app, &headers)?;
+    gates::origin(app, ctx, &headers)?;
     intake::header_size(app, ctx, &headers, &method).await?;
     // Authenticate before looking at anything the caller sent.
     let principal = authorize::authenticate(app, ctx, &headers, method.as_str()).await?;

@@ -122,3 +122,19 @@ async fn an_idle_http2_connection_is_closed_at_the_idle_deadline() {
     );
     assert!(metric(&env, "authz_connections_idle_closed_total").await >= 1);
 }
+
+#[tokio::test]
+async fn a_rebinding_authority_is_refused_over_http2_too() {
+    let env = gateway().await;
+    let (mut client, _task) = connect(&env).await;
+    let port = addr(&env).port();
+    let own = axum::http::Request::post(format!("http://127.0.0.1:{port}/mcp/tickets"))
+        .body(())
+        .expect("request");
+    // Past the Host check: refused for want of a token.
+    assert_eq!(status(&mut client, own).await, 401);
+    let rebound = axum::http::Request::post(format!("http://evil.example:{port}/mcp/tickets"))
+        .body(())
+        .expect("request");
+    assert_eq!(status(&mut client, rebound).await, 403);
+}
