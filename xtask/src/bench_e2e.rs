@@ -275,17 +275,7 @@ pub(crate) fn e2e(args: &[String]) -> Result<()> {
         eprintln!("xtask: warning: {NGINX_MISSING}");
     }
 
-    println!("==> building release binaries");
-    cmd::run(cmd::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "authz-gateway",
-        "-p",
-        "authz-admin",
-        "-p",
-        "loadgen",
-    ]))?;
+    build_release()?;
     let bin = |name: &str| target.join("release").join(name);
     let loadgen = bin("loadgen");
 
@@ -742,6 +732,21 @@ http {{
 }}
 "#
     )
+}
+
+/// Builds the release binaries the load benchmarks run: the gateway, authzctl and loadgen.
+pub(crate) fn build_release() -> Result<()> {
+    println!("==> building release binaries");
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "authz-gateway",
+        "-p",
+        "authz-admin",
+        "-p",
+        "loadgen",
+    ]))
 }
 
 /// A development signing key in `<dir>/keys` and a `ticket-reader` token for `sub`, minted by

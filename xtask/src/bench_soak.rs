@@ -54,17 +54,7 @@ pub(crate) fn soak(args: &[String]) -> Result<()> {
     let root = cmd::workspace_root();
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    println!("==> building release binaries");
-    cmd::run(cmd::cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "authz-gateway",
-        "-p",
-        "authz-admin",
-        "-p",
-        "loadgen",
-    ]))?;
+    crate::bench_e2e::build_release()?;
     let bin = |name: &str| target.join("release").join(name);
     let dir = target.join("bench").join("soak-run");
     let _ = std::fs::remove_dir_all(&dir);

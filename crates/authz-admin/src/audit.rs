@@ -258,6 +258,33 @@ impl Follower {
     }
 }
 
+/// Calls `f` on every record `base` matches, oldest first (in id order), a page at a time so
+/// memory stays bounded whatever the store holds.
+async fn each_record(
+    store: &AuditStore,
+    base: &AuditQuery,
+    shown: &str,
+    mut f: impl FnMut(&StoredRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut cursor = i64::MIN;
+    loop {
+        let mut query = base.clone();
+        query.after_id = Some(cursor);
+        query.filter.limit = Some(PAGE);
+        let page = store
+            .search(&query)
+            .await
+            .with_context(|| format!("cannot read the audit store {shown}"))?;
+        for r in &page {
+            cursor = r.id;
+            f(r)?;
+        }
+        if page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+            return Ok(());
+        }
+    }
+}
+
 /// The window `audit stats` covers when `--since` is not given.
 const STATS_DEFAULT_WINDOW_MS: i64 = 24 * 3_600_000;
 
@@ -289,39 +316,26 @@ pub(crate) async fn stats(
     let (mut total, mut records) = (0u64, 0u64);
     let (mut reasons, mut subjects, mut targets) = (HashMap::new(), HashMap::new(), HashMap::new());
     with_store(&a.store, async |store: &AuditStore, shown: &str| {
-        let mut cursor = i64::MIN;
-        loop {
-            let mut query = base.clone();
-            query.after_id = Some(cursor);
-            query.filter.limit = Some(PAGE);
-            let page = store
-                .search(&query)
-                .await
-                .with_context(|| format!("cannot read the audit store {shown}"))?;
-            for r in &page {
-                cursor = r.id;
-                let rec = &r.record;
-                if rec.kind != RecordKind::Decision {
-                    continue;
-                }
-                let n = u64::try_from(rec.repeat_count.unwrap_or(1)).unwrap_or(1);
-                total += n;
-                records += 1;
-                *reasons.entry(rec.reason.as_str().to_owned()).or_insert(0) += n;
-                *subjects
-                    .entry(rec.subject.clone().unwrap_or_else(|| "-".to_owned()))
-                    .or_insert(0) += n;
-                let target = match &rec.target {
-                    Some(t) => format!("{} {t}", rec.method),
-                    None => rec.method.clone(),
-                };
-                *targets.entry(target).or_insert(0) += n;
+        each_record(store, &base, shown, |r| {
+            let rec = &r.record;
+            if rec.kind != RecordKind::Decision {
+                return Ok(());
             }
-            if page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
-                break;
-            }
-        }
-        anyhow::Ok(())
+            let n = u64::try_from(rec.repeat_count.unwrap_or(1)).unwrap_or(1);
+            total += n;
+            records += 1;
+            *reasons.entry(rec.reason.as_str().to_owned()).or_insert(0) += n;
+            *subjects
+                .entry(rec.subject.clone().unwrap_or_else(|| "-".to_owned()))
+                .or_insert(0) += n;
+            let target = match &rec.target {
+                Some(t) => format!("{} {t}", rec.method),
+                None => rec.method.clone(),
+            };
+            *targets.entry(target).or_insert(0) += n;
+            Ok(())
+        })
+        .await
     })
     .await?;
     let (reasons, subjects, targets) = (
@@ -381,32 +395,20 @@ pub(crate) async fn export(a: &AuditExportArgs, out: &mut dyn Write) -> anyhow::
             }
             ExportFormat::Jsonl => {}
         }
-        let mut cursor = i64::MIN;
         let mut written = 0u64;
-        loop {
-            let mut query = base.clone();
-            query.after_id = Some(cursor);
-            query.filter.limit = Some(PAGE);
-            let page = store
-                .search(&query)
-                .await
-                .with_context(|| format!("cannot read the audit store {shown}"))?;
-            for r in &page {
-                cursor = r.id;
-                match a.format {
-                    ExportFormat::Jsonl => writeln!(out, "{}", record_json(r)?)?,
-                    ExportFormat::Json => {
-                        let sep = if written == 0 { "\n" } else { ",\n" };
-                        write!(out, "{sep}{}", record_json(r)?)?;
-                    }
-                    ExportFormat::Csv => write_csv_row(out, &csv_cells(r))?,
+        each_record(store, &base, shown, |r| {
+            match a.format {
+                ExportFormat::Jsonl => writeln!(out, "{}", record_json(r)?)?,
+                ExportFormat::Json => {
+                    let sep = if written == 0 { "\n" } else { ",\n" };
+                    write!(out, "{sep}{}", record_json(r)?)?;
                 }
-                written += 1;
+                ExportFormat::Csv => write_csv_row(out, &csv_cells(r))?,
             }
-            if page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
-                break;
-            }
-        }
+            written += 1;
+            Ok(())
+        })
+        .await?;
         if a.format == ExportFormat::Json {
             writeln!(out, "{}]", if written == 0 { "" } else { "\n" })?;
         }

@@ -161,25 +161,9 @@ pub(crate) async fn token(
             );
             // Like the proxy's refusals without an identity: the first of a kind in a window is
             // recorded, identical ones after it are counted into its aggregate record.
-            let counted = client.is_some_and(|c| {
-                let refused = crate::refusals::Refused {
-                    upstream: &rec.upstream,
-                    method: "token/exchange",
-                    reason: rec.reason,
-                    status: 400,
-                };
-                app.refusals.note(
-                    crate::refusals::ClientKey::of(c),
-                    refused,
-                    tokio::time::Instant::now(),
-                    rec.time_ms,
-                ) == crate::refusals::Verdict::Counted
-            });
-            if counted {
-                app.metrics
-                    .refusals_aggregated
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            } else if let Some(unavailable) = record(&app, rec, &request_id, client).await {
+            if !app.counted_as_repeat(client, &rec)
+                && let Some(unavailable) = record(&app, rec, &request_id, client).await
+            {
                 return unavailable;
             }
             return bad("invalid_grant", e.description());

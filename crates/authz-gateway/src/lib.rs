@@ -387,6 +387,38 @@ impl App {
         }))
     }
 
+    /// Notes a refusal of a request without an identity from `client` (see [`refusals`]):
+    /// `true` when it repeats one already recorded in the current window, so it is counted
+    /// into that window's aggregate record instead of being written on its own.
+    pub(crate) fn counted_as_repeat(
+        &self,
+        client: Option<std::net::IpAddr>,
+        rec: &authz_types::AuditRecord,
+    ) -> bool {
+        let Some(client) = client else {
+            return false;
+        };
+        let refused = refusals::Refused {
+            upstream: &rec.upstream,
+            method: &rec.method,
+            reason: rec.reason,
+            status: rec.http_status.unwrap_or_default(),
+        };
+        let verdict = self.refusals.note(
+            refusals::ClientKey::of(client),
+            refused,
+            tokio::time::Instant::now(),
+            rec.time_ms,
+        );
+        let counted = verdict == refusals::Verdict::Counted;
+        if counted {
+            self.metrics
+                .refusals_aggregated
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        counted
+    }
+
     /// Where the gateway is, for the `Origin` and `Host` checks: the address [`serve`] bound,
     /// else the configured one.
     pub(crate) fn own(&self) -> &config::OwnAddress {

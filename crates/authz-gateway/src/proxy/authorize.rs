@@ -315,9 +315,10 @@ pub(super) async fn request_state(
             if let Some(slot) = value.pointer_mut("/params/requestState") {
                 *slot = Value::String(state);
             }
-            Ok(bytes::Bytes::from(
-                serde_json::to_vec(&value).unwrap_or_default(),
-            ))
+            // A message that parsed always serializes; if it did not, nothing is forwarded.
+            serde_json::to_vec(&value)
+                .map(bytes::Bytes::from)
+                .map_err(|_| ApiError::from(Refusal::RequestStateInvalid).with_id(msg.id.clone()))
         }
         Err(invalid) => {
             tracing::warn!(

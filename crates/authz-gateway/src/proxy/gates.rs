@@ -38,7 +38,10 @@ pub(super) fn origin(app: &App, ctx: &Ctx, headers: &HeaderMap) -> Result<(), Ap
     // HTTP/1.1 names the host in `Host`; HTTP/2 in `:authority` (the URI), `Host` optional.
     let host = match headers.get(header::HOST) {
         Some(h) => Some(h.to_str().unwrap_or("\u{0}")),
-        None => ctx.authority.as_deref(),
+        None => ctx
+            .authority
+            .as_ref()
+            .map(axum::http::uri::Authority::as_str),
     };
     if !app.own().host_allowed(host) {
         return Err(Refusal::HostNotAllowed.into());

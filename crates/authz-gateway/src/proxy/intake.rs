@@ -36,7 +36,7 @@ impl Ctx {
             .map(str::to_owned);
         Ctx {
             query_token: uri.query().is_some_and(gates::query_carries_token),
-            authority: uri.authority().map(|a| a.as_str().to_owned()),
+            authority: uri.authority().cloned(),
             trace_id: crate::recording::trace_id(headers),
             arguments: std::sync::OnceLock::new(),
             request_id,

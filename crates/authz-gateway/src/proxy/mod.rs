@@ -51,7 +51,7 @@ struct Ctx {
     client: Option<std::net::IpAddr>,
     /// The request URI's authority (HTTP/2 `:authority`), for the `Host` check when there is
     /// no `Host` header.
-    authority: Option<String>,
+    authority: Option<axum::http::uri::Authority>,
 }
 
 pub(crate) async fn handle(

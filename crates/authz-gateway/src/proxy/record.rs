@@ -8,7 +8,6 @@ use crate::App;
 use crate::config::AuditMode;
 use crate::error::{ApiError, Refusal};
 use crate::recording::OutcomeRecorder;
-use crate::refusals::{ClientKey, Refused, Verdict};
 
 /// Every record of a request carries its trace, session and argument context.
 fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
@@ -42,23 +41,8 @@ pub(super) async fn record_unauthenticated(
     ctx: &Ctx,
     rec: AuditRecord,
 ) -> Result<(), ApiError> {
-    if let Some(client) = ctx.client {
-        let refused = Refused {
-            upstream: &rec.upstream,
-            method: &rec.method,
-            reason: rec.reason,
-            status: rec.http_status.unwrap_or_default(),
-        };
-        let now = tokio::time::Instant::now();
-        let verdict = app
-            .refusals
-            .note(ClientKey::of(client), refused, now, rec.time_ms);
-        if verdict == Verdict::Counted {
-            app.metrics
-                .refusals_aggregated
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Ok(());
-        }
+    if app.counted_as_repeat(ctx.client, &rec) {
+        return Ok(());
     }
     record(app, ctx, rec).await
 }
