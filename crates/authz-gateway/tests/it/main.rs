@@ -2,6 +2,7 @@
 //! tokens, the repository's Casbin policy, and real SQLite / Postgres audit stores.
 
 mod binary;
+mod conformance;
 mod connections;
 mod crash;
 mod differential;

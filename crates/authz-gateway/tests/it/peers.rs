@@ -41,7 +41,7 @@ p, everything-user, default, prompt:everything/simple-prompt, get, allow
 p, everything-user, default, prompt:everything/args-prompt, get, allow
 ";
 
-fn peers_dir() -> PathBuf {
+pub(crate) fn peers_dir() -> PathBuf {
     repo_path("tests/peers")
 }
 
@@ -50,7 +50,7 @@ fn server_script() -> PathBuf {
 }
 
 /// `node <script>` in `tests/peers`: no stdin, output piped, killed when dropped.
-fn node(script: PathBuf) -> Command {
+pub(crate) fn node(script: PathBuf) -> Command {
     let mut cmd = Command::new("node");
     cmd.arg(script)
         .current_dir(peers_dir())
@@ -62,7 +62,7 @@ fn node(script: PathBuf) -> Command {
 }
 
 /// Whether `node` and the installed peers are present. Under CI their absence is a failure.
-async fn peers_available() -> bool {
+pub(crate) async fn peers_available() -> bool {
     let node = Command::new("node")
         .arg("--version")
         .stdout(Stdio::null())
@@ -89,7 +89,7 @@ async fn peers_available() -> bool {
 
 /// Collects a child's output so a failure can show it; draining also keeps the pipe from
 /// filling up and blocking the child.
-fn drain(
+pub(crate) fn drain(
     stream: impl AsyncRead + Unpin + Send + 'static,
     into: Arc<Mutex<String>>,
 ) -> tokio::task::JoinHandle<()> {
@@ -104,9 +104,9 @@ fn drain(
 }
 
 /// `server-everything` in Streamable HTTP mode; killed when dropped.
-struct Everything {
+pub(crate) struct Everything {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: Arc<Mutex<String>>,
     drains: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -115,7 +115,7 @@ impl Everything {
     /// Starts the server on a free port and waits until it answers HTTP. The port is found by
     /// binding port 0 and releasing it, so another process may take it in between; the server
     /// then exits (EADDRINUSE) and the start is retried on a new port.
-    async fn start() -> Everything {
+    pub(crate) async fn start() -> Everything {
         let mut last_log = String::new();
         for _ in 0..3 {
             let port = {
@@ -180,7 +180,7 @@ impl Everything {
     }
 
     /// Stops the server and returns everything it printed (read to the end of its output).
-    async fn finish(&mut self) -> String {
+    pub(crate) async fn finish(&mut self) -> String {
         let _ = self.child.kill().await;
         for d in self.drains.drain(..) {
             let _ = d.await;
