@@ -25,6 +25,7 @@ mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
 mod limits;
+mod param_headers;
 mod proxy;
 mod quotas;
 mod recording;
@@ -193,6 +194,8 @@ pub struct App {
     pub(crate) refusals: Arc<refusals::UnauthenticatedRefusals>,
     /// Seals the `requestState` of multi round-trip requests to their caller.
     pub(crate) sealer: Arc<request_state::Sealer>,
+    /// The `x-mcp-header` parameters of every tool seen listed, to check `Mcp-Param-*` headers.
+    pub(crate) tool_schemas: Arc<param_headers::ToolSchemas>,
     /// The gateway's own address as actually bound by [`serve`] (the configured one until then).
     own: std::sync::OnceLock<config::OwnAddress>,
     /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
@@ -362,6 +365,7 @@ impl App {
         let sealer = Arc::new(request_state::Sealer::new(key, config.request_state_ttl));
         Ok(Arc::new(App {
             sealer,
+            tool_schemas: Arc::default(),
             own: std::sync::OnceLock::new(),
             quotas,
             quota_watch,

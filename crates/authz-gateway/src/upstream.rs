@@ -166,12 +166,15 @@ impl UpstreamClient {
 }
 
 /// Sends the request upstream with the gateway's own credential; the agent's token never leaves.
+/// `custom_headers`: also pass the `Mcp-Param-*` headers (only once they were checked against
+/// the body, see [`crate::param_headers`]).
 pub(crate) async fn forward(
     app: &App,
     up: &Upstream,
     method: reqwest::Method,
     headers: &HeaderMap,
     body: Option<bytes::Bytes>,
+    custom_headers: bool,
 ) -> Result<reqwest::Response, ApiError> {
     let upstream_error = |refusal: Refusal| {
         app.metrics
@@ -186,6 +189,13 @@ pub(crate) async fn forward(
     for name in FORWARDED_REQUEST_HEADERS {
         for v in headers.get_all(*name) {
             req = req.header(*name, v.as_bytes());
+        }
+    }
+    if custom_headers {
+        for (name, v) in headers {
+            if name.as_str().starts_with(crate::param_headers::PREFIX) {
+                req = req.header(name, v.as_bytes());
+            }
         }
     }
     match client.bearer().await {

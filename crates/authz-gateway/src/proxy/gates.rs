@@ -10,6 +10,7 @@ use super::Ctx;
 use super::record::deny;
 use crate::App;
 use crate::error::{ApiError, Refusal};
+use crate::param_headers;
 
 /// Protocol versions the gateway understands.
 const SUPPORTED_VERSIONS: &[&str] = &[
@@ -78,7 +79,13 @@ pub(super) async fn standard_headers(
     msg: &Message,
     stateless: bool,
 ) -> Result<(), ApiError> {
-    let Err(e) = check_standard_headers(headers, msg, stateless) else {
+    let checked = match check_standard_headers(headers, msg, stateless) {
+        Ok(()) if stateless => check_custom_headers(app, &ctx.upstream, headers, msg)
+            .await
+            .map_err(|m| ApiError::from(Refusal::HeaderMismatch(m.message()))),
+        other => other,
+    };
+    let Err(e) = checked else {
         return Ok(());
     };
     let err = e.with_id(msg.id.clone());
@@ -183,6 +190,47 @@ fn check_standard_headers(
         _ => {}
     }
     Ok(())
+}
+
+/// 2026-07-28 custom headers (`Mcp-Param-*`, see [`crate::param_headers`]) must agree with the
+/// `tools/call` arguments they mirror; on any other message there must be none. A tool the
+/// gateway has not seen listed, or whose headers disagree with what it saw (the schema may have
+/// changed since), is looked up at the upstream once before the call is refused.
+async fn check_custom_headers(
+    app: &App,
+    up: &crate::config::Upstream,
+    headers: &HeaderMap,
+    msg: &Message,
+) -> Result<(), param_headers::Mismatch> {
+    use param_headers::Mismatch;
+    let present = param_headers::any_present(headers);
+    let (Method::ToolsCall, Target::Tool(tool)) = (&msg.operation.method, &msg.operation.target)
+    else {
+        return if present {
+            Err(Mismatch::Unknown)
+        } else {
+            Ok(())
+        };
+    };
+    let arguments = msg.value.pointer("/params/arguments");
+    let first = match app.tool_schemas.get(&up.name, tool) {
+        Some(known) => param_headers::check(headers, arguments, &known),
+        None if !present => return Ok(()),
+        None => Err(Mismatch::Unverifiable),
+    };
+    match first {
+        Err(
+            Mismatch::Unverifiable | Mismatch::Unknown | Mismatch::Missing | Mismatch::Unexpected,
+        ) => {
+            app.tool_schemas.fetch(app, up).await;
+            match app.tool_schemas.get(&up.name, tool) {
+                Some(known) => param_headers::check(headers, arguments, &known),
+                None if !present => Ok(()),
+                None => Err(Mismatch::Unverifiable),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Decodes an `Mcp-Name` value, including the `=?base64?…?=` form used for non-ASCII values.

@@ -146,9 +146,17 @@ async fn post(
     let mut outcome = record::commit_decision(app, ctx, principal, op, &decision).await?;
     app.metrics.allowed.fetch_add(1, Ordering::Relaxed);
 
-    let resp = forward(app, up, reqwest::Method::POST, headers, Some(bytes))
-        .await
-        .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
+    // Custom headers pass only in 2026-07-28, where the gate above checked them.
+    let resp = forward(
+        app,
+        up,
+        reqwest::Method::POST,
+        headers,
+        Some(bytes),
+        stateless,
+    )
+    .await
+    .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
     outcome.answered(resp.status().as_u16());
     let guard = StreamGuard::new(permit, outcome, up.max_stream);
     respond::bind_session(app, up, principal, &msg, &resp);
@@ -176,7 +184,7 @@ async fn stream_or_end(
     } else {
         reqwest::Method::DELETE
     };
-    let resp = forward(app, up, m, headers, None)
+    let resp = forward(app, up, m, headers, None, false)
         .await
         .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
     outcome.answered(resp.status().as_u16());

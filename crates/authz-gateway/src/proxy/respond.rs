@@ -86,14 +86,23 @@ fn response_rewrite(
     stateless: bool,
 ) -> Option<(Rewrite, bool)> {
     if let Some(kind) = ListKind::of(&msg.operation.method) {
-        return Some((
-            filter::list_filter_recording(
-                kind,
-                item_filter(app, up.clone(), principal.clone()),
-                Some(outcome.shown_sink()),
-            ),
-            true,
-        ));
+        let filter = filter::list_filter_recording(
+            kind,
+            item_filter(app, up.clone(), principal.clone()),
+            Some(outcome.shown_sink()),
+        );
+        if kind != ListKind::Tools {
+            return Some((filter, true));
+        }
+        // The upstream's tools, before filtering, teach the gateway their custom headers.
+        let (schemas, upstream) = (Arc::clone(&app.tool_schemas), up.name.clone());
+        let learn_then_filter: Rewrite = Arc::new(move |v: &mut Value| {
+            if let Some(tools) = v.pointer("/result/tools").and_then(Value::as_array) {
+                schemas.learn(&upstream, tools);
+            }
+            filter(v)
+        });
+        return Some((learn_then_filter, true));
     }
     match msg.operation.method {
         Method::TasksList => {

@@ -14,6 +14,7 @@ mod http2;
 mod live_policy;
 mod mrtr;
 mod outage;
+mod param_headers;
 mod peers;
 mod pipeline;
 mod quotas;
