@@ -208,6 +208,9 @@ pub struct Upstream {
     pub scopes: Vec<ScopeRule>,
     /// The canonical resource URI of this route (the token audience).
     pub resource: String,
+    /// Policy denials of `tools/call` answered as tool error results (see
+    /// [`crate::error::ApiError::as_tool_result`]).
+    pub structured_denials: bool,
 }
 
 /// The validated configuration the gateway runs with.

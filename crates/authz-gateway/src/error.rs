@@ -329,6 +329,7 @@ impl From<Refusal> for ApiError {
             www_authenticate: None,
             retry_after_secs,
             data,
+            tool_result: None,
         }
     }
 }
@@ -350,7 +351,25 @@ pub struct ApiError {
     pub retry_after_secs: Option<u64>,
     /// Members the refusal adds to the error's `data` (beside `reason` and `requestId`).
     pub data: Option<Value>,
+    /// When set, the refusal is answered as a tool error result instead (see
+    /// [`ApiError::as_tool_result`]).
+    pub tool_result: Option<ToolDenial>,
 }
+
+/// A policy denial of a `tools/call` rendered as a tool error result (draft SEP-2643).
+#[derive(Debug, Clone)]
+pub struct ToolDenial {
+    /// What an agent can do about it: `request_access` (no rule grants it: a role could) or
+    /// `none` (a rule forbids it: asking will not help).
+    pub remediation: &'static str,
+    /// The text content shown to the model.
+    pub text: &'static str,
+    /// The call spoke 2026-07-28, whose results carry `resultType`.
+    pub stateless: bool,
+}
+
+/// The `_meta` key of a structured denial (draft SEP-2643).
+pub const AUTHORIZATION_META_KEY: &str = "io.modelcontextprotocol/authorization";
 
 impl ApiError {
     pub fn with_id(mut self, id: Option<Value>) -> Self {
@@ -377,8 +396,55 @@ impl ApiError {
         self
     }
 
-    /// The JSON-RPC error body.
+    /// Renders a policy denial (`reason` is the decision's) as an HTTP 200 tool error result:
+    /// `isError: true`, a text for the model, and
+    /// `_meta["io.modelcontextprotocol/authorization"] = {reason, remediation, requestId}`, so an
+    /// agent can tell a denial a role could lift from one nothing will.
+    pub fn as_tool_result(mut self, reason: ReasonCode, stateless: bool) -> Self {
+        let (remediation, text) = match reason {
+            ReasonCode::NoMatchingRule => (
+                "request_access",
+                "Not allowed: no policy rule grants your roles this tool. An administrator can \
+                 grant a role that allows it; quote the request id.",
+            ),
+            _ => (
+                "none",
+                "Not allowed: the policy forbids this tool for you. Retrying or asking for \
+                 another role will not change that.",
+            ),
+        };
+        self.status = StatusCode::OK;
+        self.tool_result = Some(ToolDenial {
+            remediation,
+            text,
+            stateless,
+        });
+        self
+    }
+
+    /// The JSON-RPC body: the error, or the tool error result of a structured denial.
     pub fn body(&self) -> Value {
+        if let Some(t) = &self.tool_result {
+            let mut result = json!({
+                "content": [{"type": "text", "text": t.text}],
+                "isError": true,
+                "_meta": {
+                    AUTHORIZATION_META_KEY: {
+                        "reason": self.code,
+                        "remediation": t.remediation,
+                        "requestId": self.request_id,
+                    }
+                }
+            });
+            if t.stateless {
+                result["resultType"] = json!("complete");
+            }
+            return json!({
+                "jsonrpc": "2.0",
+                "id": self.id.clone().unwrap_or(Value::Null),
+                "result": result,
+            });
+        }
         let mut data = json!({ "reason": self.code, "requestId": self.request_id });
         if let (Some(map), Some(Value::Object(extra))) = (data.as_object_mut(), &self.data) {
             for (k, v) in extra {

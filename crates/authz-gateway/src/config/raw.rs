@@ -262,6 +262,11 @@ pub struct RawUpstream {
     pub redact_arguments: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub scopes: Vec<RawScopeRule>,
+    /// Answer a policy denial of a `tools/call` as a tool error result with
+    /// `_meta["io.modelcontextprotocol/authorization"]` (draft SEP-2643) instead of a JSON-RPC
+    /// error, so an agent can tell "ask for a role" from "never".
+    #[serde(default)]
+    pub structured_denials: bool,
 }
 
 fn default_upstream_timeout_secs() -> u64 {

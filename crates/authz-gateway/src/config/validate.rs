@@ -456,6 +456,7 @@ fn upstream(
         redact_arguments,
         scopes,
         resource,
+        structured_denials: u.structured_denials,
     })
 }
 

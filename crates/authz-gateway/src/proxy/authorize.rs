@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use authz_types::{AuditRecord, Decision, Message, Operation, Principal, ReasonCode, Target};
+use authz_types::{
+    AuditRecord, Decision, Message, Method, Operation, Principal, ReasonCode, Target,
+};
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
 
@@ -148,6 +150,7 @@ pub(super) async fn decide(
     ctx: &Ctx,
     principal: &Principal,
     msg: &Message,
+    stateless: bool,
 ) -> Result<Decision, ApiError> {
     let up = &ctx.upstream;
     let decision = scopes_then_rbac(app, up, principal, &msg.operation)?;
@@ -171,6 +174,16 @@ pub(super) async fn decide(
     // "method not found" (404 / -32601, as MCP 2026-07-28 specifies), not a policy denial.
     let err = if decision.reason == ReasonCode::UnknownMethod {
         ApiError::from(Refusal::UnknownMethod)
+    } else if up.structured_denials
+        && msg.operation.method == Method::ToolsCall
+        && matches!(
+            decision.reason,
+            ReasonCode::NoMatchingRule | ReasonCode::ExplicitDeny
+        )
+    {
+        // Opted in (draft SEP-2643): the agent gets a tool error result it can reason about.
+        ApiError::from(Refusal::Forbidden(decision.reason))
+            .as_tool_result(decision.reason, stateless)
     } else {
         ApiError::from(Refusal::Forbidden(decision.reason))
     };

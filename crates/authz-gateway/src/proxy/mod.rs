@@ -140,7 +140,7 @@ async fn post(
     gates::removed_methods(app, ctx, principal, &msg, stateless).await?;
     authorize::session_owned(app, ctx, principal, op, id.clone()).await?;
     authorize::task_owned(app, ctx, principal, &msg).await?;
-    let decision = authorize::decide(app, ctx, principal, &msg).await?;
+    let decision = authorize::decide(app, ctx, principal, &msg, stateless).await?;
     authorize::within_quota(app, ctx, principal, op, id.clone()).await?;
     let permit = authorize::admit(app, ctx, principal, op, id.clone()).await?;
     let mut outcome = record::commit_decision(app, ctx, principal, op, &decision).await?;

@@ -97,7 +97,8 @@ pub(super) async fn refuse(
     let mut rec =
         AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, op, decision);
     rec.http_status = Some(err.status.as_u16());
-    rec.jsonrpc_error = Some(err.jsonrpc_code);
+    // A structured denial answers with a result, not a JSON-RPC error: recorded as sent.
+    rec.jsonrpc_error = err.tool_result.is_none().then_some(err.jsonrpc_code);
     match record(app, ctx, rec).await {
         Ok(()) => err,
         Err(unavailable) => unavailable,

@@ -5,6 +5,7 @@ mod binary;
 mod conformance;
 mod connections;
 mod crash;
+mod denials;
 mod differential;
 mod exchange;
 mod floods;
