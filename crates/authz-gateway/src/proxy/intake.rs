@@ -82,6 +82,7 @@ pub(super) async fn message(
     principal: &Principal,
     headers: &HeaderMap,
     body: Body,
+    stateless: bool,
 ) -> Result<(Message, Bytes), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -122,6 +123,23 @@ pub(super) async fn message(
     };
     let msg = match authz_types::classify(&bytes) {
         Ok(m) => m,
+        // Methods 2026-07-28 removed are unknown to its clients whatever their params say
+        // (404 / -32601, as `gates::removed_methods` answers the well-formed ones).
+        Err(authz_types::ClassifyError::InvalidParams { method, .. })
+            if stateless
+                && matches!(
+                    method.as_str(),
+                    "resources/subscribe" | "resources/unsubscribe"
+                ) =>
+        {
+            let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("id").cloned())
+                .filter(|id| id.is_string() || id.is_i64() || id.is_u64());
+            let op = Operation::new(Method::from_name(&method), Target::None);
+            let err = ApiError::from(Refusal::UnknownMethod).with_id(id);
+            return Err(deny(app, ctx, principal, &op, ReasonCode::UnknownMethod, err).await);
+        }
         Err(e) => {
             let err = ApiError::from(Refusal::Malformed {
                 message: e.to_string(),

@@ -133,7 +133,7 @@ async fn post(
     stateless: bool,
 ) -> Result<Response, ApiError> {
     let up = &ctx.upstream;
-    let (msg, bytes) = intake::message(app, ctx, principal, headers, body).await?;
+    let (msg, bytes) = intake::message(app, ctx, principal, headers, body, stateless).await?;
     let bytes = authorize::request_state(app, ctx, principal, &msg, bytes, stateless).await?;
     let (op, id) = (&msg.operation, &msg.id);
     gates::standard_headers(app, ctx, principal, headers, &msg, stateless).await?;

@@ -340,14 +340,44 @@ async fn compare(upstream_url: &str, requirements: &str) {
     );
 }
 
+/// Whether the suite is installed; under CI its absence is a failure.
+async fn suite_available() -> bool {
+    if peers::peers_available().await && suite_cli().is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI must run the conformance suite"
+    );
+    println!("skipped: tests/peers/node_modules missing (npm ci --prefix tests/peers)");
+    false
+}
+
+/// The upstream built for the suite on the official Rust SDK (rmcp), which speaks 2026-07-28
+/// and the session-based versions: both requirement sets, each straight and through the
+/// gateway.
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_of_an_rmcp_upstream_holds_through_the_gateway() {
+    if !suite_available().await {
+        return;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the upstream");
+    let upstream = conformance_upstream::spawn(listener)
+        .await
+        .expect("conformance upstream");
+    for requirements in ["2026-07-28", "2025-11-25"] {
+        compare(&upstream.url(), requirements).await;
+    }
+    upstream.shutdown().await;
+}
+
+/// The official TypeScript SDK's reference server (`server-everything`, 2025-11-25 only): it
+/// fails many of the suite's fixture checks, but what it passes must pass through the gateway.
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_2025_11_25_at_the_typescript_reference_server_holds_through_the_gateway() {
-    if !peers::peers_available().await || !suite_cli().is_file() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must run the conformance suite"
-        );
-        println!("skipped: tests/peers/node_modules missing (npm ci --prefix tests/peers)");
+    if !suite_available().await {
         return;
     }
     let mut upstream = peers::Everything::start().await;

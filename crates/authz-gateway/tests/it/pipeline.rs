@@ -841,6 +841,29 @@ async fn subscribe_and_unsubscribe_are_unknown_to_the_stateless_protocol() {
         let v: Value = resp.json().await.expect("JSON");
         assert_eq!(v["error"]["code"], -32601, "{method}: {v}");
         assert_eq!(v["id"], 41, "the error answers the request's id: {v}");
+
+        // Params it would not accept (no `uri`) do not make it known: still 404.
+        let body = json!({"jsonrpc":"2.0","id":42,"method":method,"params":{
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                     "io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},
+                     "io.modelcontextprotocol/clientCapabilities":{}}}})
+        .to_string();
+        let resp = env
+            .post(
+                Some(&reader),
+                &[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", method),
+                ],
+                &body,
+            )
+            .await;
+        assert_eq!(resp.status(), 404, "{method} without params");
+        let record = env.the_record_for(&resp).await;
+        assert_eq!(record.reason, ReasonCode::UnknownMethod, "{method}");
+        let v: Value = resp.json().await.expect("JSON");
+        assert_eq!(v["error"]["code"], -32601, "{method}: {v}");
+        assert_eq!(v["id"], 42, "{v}");
     }
     assert_eq!(
         env.upstream.log.request_count(),
