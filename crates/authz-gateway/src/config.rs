@@ -211,6 +211,20 @@ pub struct Upstream {
     /// Policy denials of `tools/call` answered as tool error results (see
     /// [`crate::error::ApiError::as_tool_result`]).
     pub structured_denials: bool,
+    /// What the upstream may ask the client for (see [`crate::input_requests`]).
+    pub input_requests: Vec<InputRule>,
+}
+
+/// A validated [`raw::RawInputRule`].
+#[derive(Debug, Clone)]
+pub struct InputRule {
+    pub method: String,
+    pub target: Glob,
+    pub sampling: bool,
+    pub elicitation: bool,
+    /// ASCII-serialized origins (`https://host[:port]`, default port left out).
+    pub url_origins: Option<Vec<String>>,
+    pub roots: bool,
 }
 
 /// The validated configuration the gateway runs with.

@@ -176,11 +176,10 @@ fn find_event_end(buf: &[u8], done: bool) -> Option<(usize, usize)> {
     }
 }
 
-/// Rewrites one SSE event (its lines with their terminators, without the blank line that ends
-/// it) if its data is the response to `id`: `Some(new lines)`, or `None` to pass it unchanged.
-/// The data is assembled as a client's SSE parser does (every `data` field, joined by LF), so
-/// what is judged is what the client will see.
-fn rewrite_sse_event(id: &Value, event: &[u8], rw: &Rewrite) -> Result<Option<Vec<u8>>, ()> {
+/// One SSE event's data as a client's parser assembles it (every `data` field, joined by LF),
+/// and its other lines: `Ok(None)` for an event without data, `Err` for data that is not UTF-8
+/// (refused rather than judged differently from what a client would read).
+fn event_data(event: &[u8]) -> Result<Option<EventData<'_>>, ()> {
     let mut data = Vec::new();
     let mut other_lines: Vec<&[u8]> = Vec::new();
     let mut has_data = false;
@@ -207,24 +206,89 @@ fn rewrite_sse_event(id: &Value, event: &[u8], rw: &Rewrite) -> Result<Option<Ve
     if !has_data {
         return Ok(None);
     }
-    // A client's parser would decode the data as UTF-8 (lossily); data that is not valid UTF-8
-    // is refused rather than judged differently from it.
-    let text = std::str::from_utf8(&data).map_err(|_| ())?;
-    let Ok(mut v) = serde_json::from_str::<Value>(text) else {
-        return Ok(None);
-    };
-    if !is_response_to(&v, id) || !rw(&mut v) {
-        return Ok(None);
-    }
-    let mut out = Vec::with_capacity(event.len());
+    let text = String::from_utf8(data).map_err(|_| ())?;
+    Ok(Some(EventData { other_lines, text }))
+}
+
+/// An SSE event read by [`event_data`].
+struct EventData<'a> {
+    /// Its lines that are not `data` fields (`event`, `id`, comments), as they were.
+    other_lines: Vec<&'a [u8]>,
+    /// Its data.
+    text: String,
+}
+
+/// An event's lines again: the other lines as they were, then `v` as its one data line.
+fn event_with(other_lines: &[&[u8]], v: &Value) -> Result<Vec<u8>, ()> {
+    let mut out = Vec::new();
     for l in other_lines {
         out.extend_from_slice(l);
         out.push(b'\n');
     }
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&serde_json::to_vec(&v).map_err(|_| ())?);
+    out.extend_from_slice(&serde_json::to_vec(v).map_err(|_| ())?);
     out.push(b'\n');
-    Ok(Some(out))
+    Ok(out)
+}
+
+/// Rewrites one SSE event (its lines with their terminators, without the blank line that ends
+/// it) if its data is the response to `id`: `Some(new lines)`, or `None` to pass it unchanged.
+/// The data is assembled as a client's SSE parser does, so what is judged is what the client
+/// will see.
+fn rewrite_sse_event(id: &Value, event: &[u8], rw: &Rewrite) -> Result<Option<Vec<u8>>, ()> {
+    let Some(EventData { other_lines, text }) = event_data(event)? else {
+        return Ok(None);
+    };
+    let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
+        return Ok(None);
+    };
+    if !is_response_to(&v, id) || !rw(&mut v) {
+        return Ok(None);
+    }
+    event_with(&other_lines, &v).map(Some)
+}
+
+/// What to do with one SSE event.
+enum EventOut {
+    Keep,
+    Replace(Vec<u8>),
+    /// Replace it and end the stream after it.
+    ReplaceAndEnd(Vec<u8>),
+}
+
+/// Judges a server-to-client request on a session's call stream: `Some(message)` to send the
+/// client instead (the call's own failure), after which the stream ends.
+pub(crate) type RequestGuard = Arc<dyn Fn(&Value) -> Option<Value> + Send + Sync>;
+
+/// An SSE body whose server-to-client requests pass `guard`: the first one it refuses is
+/// replaced by the message it returns, and the stream ends there. Everything else streams
+/// through event by event.
+pub(crate) fn guard_sse_requests<S, E>(
+    guard: RequestGuard,
+    upstream: S,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    map_sse_events(
+        upstream,
+        Arc::new(move |event: &[u8]| {
+            let Some(EventData { other_lines, text }) = event_data(event)? else {
+                return Ok(EventOut::Keep);
+            };
+            let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                return Ok(EventOut::Keep);
+            };
+            if v.get("method").is_none() || v.get("id").is_none() {
+                return Ok(EventOut::Keep);
+            }
+            match guard(&v) {
+                Some(instead) => Ok(EventOut::ReplaceAndEnd(event_with(&other_lines, &instead)?)),
+                None => Ok(EventOut::Keep),
+            }
+        }),
+    )
 }
 
 /// An SSE body whose response event is rewritten as it passes; everything else streams through
@@ -238,11 +302,34 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
     E: std::error::Error + Send + Sync + 'static,
 {
+    map_sse_events(
+        upstream,
+        Arc::new(move |event: &[u8]| {
+            Ok(match rewrite_sse_event(&id, event, &rw)? {
+                Some(out) => EventOut::Replace(out),
+                None => EventOut::Keep,
+            })
+        }),
+    )
+}
+
+/// Judges one event (its lines, without the blank line that ends it); `Err` for an event that
+/// cannot be read.
+type EventFn = Arc<dyn Fn(&[u8]) -> Result<EventOut, ()> + Send + Sync>;
+
+/// An SSE body passed on event by event, each as `on_event` says.
+fn map_sse_events<S, E>(
+    upstream: S,
+    on_event: EventFn,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
     futures_util::stream::unfold(
         (upstream, BytesMut::new(), false, false),
         move |(mut upstream, mut buf, mut done, mut started)| {
-            let id = id.clone();
-            let rw = rw.clone();
+            let on_event = on_event.clone();
             async move {
                 loop {
                     // A client drops one byte-order mark at the start of the stream, so the
@@ -259,12 +346,20 @@ where
                     }
                     if started && let Some((end, consumed)) = find_event_end(&buf, done) {
                         let event = buf.split_to(consumed);
-                        let out = match rewrite_sse_event(&id, &event[..end], &rw) {
-                            Ok(Some(mut o)) => {
+                        let out = match on_event(&event[..end]) {
+                            Ok(EventOut::Replace(mut o)) => {
                                 o.extend_from_slice(&event[end..]);
                                 Bytes::from(o)
                             }
-                            Ok(None) => event.freeze(),
+                            Ok(EventOut::ReplaceAndEnd(mut o)) => {
+                                o.extend_from_slice(&event[end..]);
+                                // Nothing after it is read: the upstream stream is dropped.
+                                return Some((
+                                    Ok(Bytes::from(o)),
+                                    (upstream, BytesMut::new(), true, started),
+                                ));
+                            }
+                            Ok(EventOut::Keep) => event.freeze(),
                             Err(()) => {
                                 return Some((
                                     Err(std::io::Error::other("unreadable SSE event")),

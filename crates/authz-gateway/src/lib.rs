@@ -24,6 +24,7 @@ mod exchange;
 mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
+mod input_requests;
 mod limits;
 mod param_headers;
 mod proxy;
@@ -208,7 +209,7 @@ pub struct App {
     #[expect(dead_code, reason = "held for its lifetime, never read")]
     quota_sharing: Option<AbortOnDrop>,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
-    clients: HashMap<String, upstream::UpstreamClient>,
+    clients: HashMap<String, Arc<upstream::UpstreamClient>>,
 }
 
 impl App {
@@ -295,8 +296,10 @@ impl App {
             .map(|u| {
                 Ok((
                     u.name.clone(),
-                    upstream::UpstreamClient::new(u)
-                        .with_context(|| format!("upstream `{}`", u.name))?,
+                    Arc::new(
+                        upstream::UpstreamClient::new(u)
+                            .with_context(|| format!("upstream `{}`", u.name))?,
+                    ),
                 ))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -429,7 +432,7 @@ impl App {
         self.own.get().unwrap_or(&self.config.own)
     }
 
-    fn client(&self, upstream: &str) -> Option<&upstream::UpstreamClient> {
+    fn client(&self, upstream: &str) -> Option<&Arc<upstream::UpstreamClient>> {
         self.clients.get(upstream)
     }
 

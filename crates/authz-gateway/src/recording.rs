@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Upstream;
 use crate::filter::Shown;
+use crate::input_requests::{Asked, AskedSink};
 
 /// The W3C trace id of a valid `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
 pub(crate) fn trace_id(headers: &HeaderMap) -> Option<String> {
@@ -108,6 +109,8 @@ pub(crate) struct OutcomeRecorder {
     started: Instant,
     outcome: &'static str,
     shown: Option<Shown>,
+    /// Input requests a rewrite refused (see [`crate::input_requests`]).
+    asked: Option<AskedSink>,
 }
 
 impl OutcomeRecorder {
@@ -124,6 +127,7 @@ impl OutcomeRecorder {
             started: Instant::now(),
             outcome: "incomplete",
             shown: None,
+            asked: None,
         }
     }
 
@@ -162,6 +166,38 @@ impl OutcomeRecorder {
     pub(crate) fn shown_sink(&mut self) -> Shown {
         self.shown.get_or_insert_with(Default::default).clone()
     }
+
+    /// Input requests refused while the answer passed: each becomes a deny record of its own,
+    /// and the outcome `input_request_forbidden`.
+    pub(crate) fn asked_sink(&mut self) -> AskedSink {
+        self.asked.get_or_insert_with(Default::default).clone()
+    }
+
+    /// The gateway's id of the request this records.
+    pub(crate) fn request_id(&self) -> &str {
+        self.record.as_ref().map_or("", |r| r.request_id.as_str())
+    }
+}
+
+/// The deny record of one forbidden input request, from the call's outcome record: who asked
+/// (the call's identity), what was asked (method; the URL's origin, else the call's target).
+fn forbidden_input_record(outcome: &AuditRecord, asked: &Asked) -> AuditRecord {
+    let mut rec = outcome.clone();
+    rec.kind = authz_types::RecordKind::Decision;
+    rec.decision = authz_types::Effect::Deny;
+    rec.reason = authz_types::ReasonCode::InputRequestForbidden;
+    rec.method = asked.method.clone();
+    if let Some(origin) = &asked.url_origin {
+        rec.target = Some(origin.clone());
+    }
+    rec.matched_rule = None;
+    rec.http_status = Some(200);
+    rec.jsonrpc_error = Some(crate::error::FORBIDDEN_CODE);
+    rec.upstream_status = None;
+    rec.upstream_latency_ms = None;
+    rec.outcome = None;
+    rec.shown = Vec::new();
+    rec
 }
 
 impl Drop for OutcomeRecorder {
@@ -180,6 +216,17 @@ impl Drop for OutcomeRecorder {
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
             );
         }
+        let asked = self.asked.as_ref().map_or_else(Vec::new, |a| {
+            std::mem::take(&mut *a.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        });
+        if !asked.is_empty() {
+            rec.outcome = Some("input_request_forbidden".to_owned());
+        }
+        let mut records: Vec<AuditRecord> = asked
+            .iter()
+            .map(|a| forbidden_input_record(&rec, a))
+            .collect();
+        records.push(rec);
         let writer = self.writer.clone();
         let lost = Arc::clone(&self.lost);
         // Dropped inside the server's runtime (the body stream ends there); outside one there is
@@ -187,15 +234,17 @@ impl Drop for OutcomeRecorder {
         // that is not taken is counted and logged, never dropped silently.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                let request_id = rec.request_id.clone();
-                if let Err(e) = writer.append_buffered(rec).await {
-                    lost.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, %request_id, "the audit writer refused an outcome record");
+                for rec in records {
+                    let request_id = rec.request_id.clone();
+                    if let Err(e) = writer.append_buffered(rec).await {
+                        lost.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, %request_id, "the audit writer refused an outcome record");
+                    }
                 }
             });
         } else {
-            lost.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(request_id = %rec.request_id, "no runtime to record an outcome");
+            lost.fetch_add(records.len() as u64, Ordering::Relaxed);
+            tracing::error!(request_id = %self.request_id(), "no runtime to record an outcome");
         }
     }
 }

@@ -95,6 +95,7 @@ impl EventSize {
 fn body_stream(
     resp: reqwest::Response,
     guard: StreamGuard,
+    end_at_length: bool,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
     let sse = resp
         .headers()
@@ -107,8 +108,10 @@ fn body_stream(
         });
     let size = sse.then(EventSize::default);
     // A length-framed answer is over with its last byte: its outcome is written then, since
-    // the server need not ask this stream for its end once that many bytes went out.
-    let remaining = resp.content_length();
+    // the server need not ask this stream for its end once that many bytes went out. Not when a
+    // rewrite reads the stream after us (`end_at_length` false): what it finds in the last
+    // event belongs in the outcome record, and it polls us to the end anyway.
+    let remaining = resp.content_length().filter(|_| end_at_length);
     futures_util::stream::unfold(
         (Box::pin(resp.bytes_stream()), Some(guard), size, remaining),
         |(mut body, mut guard, mut size, mut remaining)| async move {
@@ -181,7 +184,7 @@ pub(crate) fn stream_back(resp: reqwest::Response, guard: StreamGuard) -> Respon
     if let Some(len) = resp.content_length() {
         head = head.header(header::CONTENT_LENGTH, len);
     }
-    let body = Body::from_stream(body_stream(resp, guard));
+    let body = Body::from_stream(body_stream(resp, guard, true));
     head.body(body)
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
@@ -194,6 +197,22 @@ pub(crate) enum Unreadable {
     /// Pass it on as it came (a tool result too large or not JSON was always passed through;
     /// what the rewrite looks for, a multi round-trip state, is small JSON).
     PassOn,
+}
+
+/// Streams an SSE answer back with its server-to-client requests judged by `requests` (see
+/// [`filter::guard_sse_requests`]).
+pub(crate) fn guarded_sse_response(
+    resp: reqwest::Response,
+    guard: StreamGuard,
+    requests: filter::RequestGuard,
+) -> Response {
+    let head = response_head(&resp);
+    let body = Body::from_stream(filter::guard_sse_requests(
+        requests,
+        Box::pin(body_stream(resp, guard, false)),
+    ));
+    head.body(body)
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
 /// Passes the response on with the response to request `id` rewritten by `rw` (JSON or SSE).
@@ -232,7 +251,7 @@ pub(crate) async fn rewritten_response(
         Body::from_stream(filter::rewrite_sse_stream(
             id,
             rw,
-            Box::pin(body_stream(resp, guard)),
+            Box::pin(body_stream(resp, guard, false)),
         ))
     } else if ctype.starts_with("application/json") {
         if resp
@@ -259,7 +278,7 @@ pub(crate) async fn rewritten_response(
         // A result in a format we cannot read is never passed on unchecked.
         return Err(unreadable_with(&mut guard));
     } else {
-        Body::from_stream(body_stream(resp, guard))
+        Body::from_stream(body_stream(resp, guard, true))
     };
     if let Some(h) = head.headers_mut() {
         h.remove(header::CONTENT_LENGTH);

@@ -2,11 +2,13 @@
 //! client credentials with a cached token), and [`forward`], which sends an authorized request
 //! upstream and maps every upstream failure to a refusal. The agent's token is never used here.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::http::HeaderMap;
 use serde::Deserialize;
+use serde_json::Value;
 use tokio::sync::Mutex;
 use tracing::warn;
 
@@ -235,4 +237,51 @@ pub(crate) async fn forward(
         return Err(upstream_error(Refusal::UpstreamRejectedGateway));
     }
     Ok(resp)
+}
+
+/// Answers a server-to-client request of a session's call stream on the client's behalf with a
+/// JSON-RPC error (the gateway refused to pass it on), so the upstream does not wait for an
+/// answer that will not come. Best effort: a failure is logged.
+pub(crate) async fn refuse_server_request(
+    client: Arc<UpstreamClient>,
+    up: Arc<Upstream>,
+    session_id: Option<String>,
+    version: Option<String>,
+    request_id: Value,
+) {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "error": {"code": crate::error::FORBIDDEN_CODE, "message": "refused by the gateway's policy"},
+    });
+    let mut req = client
+        .http
+        .post(up.url.clone())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string());
+    if let Some(s) = session_id {
+        req = req.header("mcp-session-id", s);
+    }
+    if let Some(v) = version {
+        req = req.header("mcp-protocol-version", v);
+    }
+    match client.bearer().await {
+        Ok(Some(token)) => req = req.bearer_auth(token.expose()),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, upstream = %up.name, "no credential to refuse a server request");
+            return;
+        }
+    }
+    match tokio::time::timeout(up.timeout, req.send()).await {
+        Ok(Ok(resp)) if resp.status().is_success() => {}
+        Ok(Ok(resp)) => {
+            tracing::warn!(upstream = %up.name, status = resp.status().as_u16(), "the upstream did not take the refusal of its request");
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, upstream = %up.name, "could not refuse a server request")
+        }
+        Err(_) => tracing::warn!(upstream = %up.name, "refusing a server request timed out"),
+    }
 }

@@ -113,6 +113,9 @@ reason_codes! {
     /// A multi round-trip retry whose `requestState` is not a valid envelope for this caller,
     /// route, method and target (missing seal, tampered, expired or someone else's).
     RequestStateInvalid => "request_state_invalid",
+    /// The upstream asked the client for input (sampling, elicitation, roots, or a URL on an
+    /// origin) that the route's `input_requests` rules do not allow; the call failed.
+    InputRequestForbidden => "input_request_forbidden",
 }
 
 impl std::fmt::Display for ReasonCode {

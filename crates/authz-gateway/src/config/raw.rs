@@ -267,6 +267,39 @@ pub struct RawUpstream {
     /// error, so an agent can tell "ask for a role" from "never".
     #[serde(default)]
     pub structured_denials: bool,
+    /// What the upstream may ask the client for while serving a call (first match wins; no
+    /// match: anything).
+    #[serde(default)]
+    pub input_requests: Vec<RawInputRule>,
+}
+
+/// One rule over the input an upstream may request (2026-07-28 `inputRequests`, and the
+/// server-to-client requests of session-based versions).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInputRule {
+    /// A JSON-RPC method name (`tools/call`, `prompts/get`, `resources/read`), or `*`.
+    #[serde(default = "any_target")]
+    pub method: String,
+    /// A glob over the call's target, default [`ANY_TARGET`].
+    #[serde(default = "any_target")]
+    pub target: String,
+    /// May it ask for sampling (`sampling/createMessage`)?
+    #[serde(default = "yes")]
+    pub sampling: bool,
+    /// May it elicit (`elicitation/create`, form or URL mode)?
+    #[serde(default = "yes")]
+    pub elicitation: bool,
+    /// When set, URL-mode elicitation only to these origins (`https://host[:port]`); `[]`
+    /// forbids URL mode.
+    pub url_origins: Option<Vec<String>>,
+    /// May it list the client's roots (`roots/list`)?
+    #[serde(default = "yes")]
+    pub roots: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_upstream_timeout_secs() -> u64 {

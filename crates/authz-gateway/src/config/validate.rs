@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{
-    AuditMode, DEFAULT_POLICY_FILE, RawAudit, RawOAuth, RawPolicy, RawRevocation, RawScopeRule,
-    RawServer, RawTokenExchange, RawUpstream, Telemetry,
+    AuditMode, DEFAULT_POLICY_FILE, RawAudit, RawInputRule, RawOAuth, RawPolicy, RawRevocation,
+    RawScopeRule, RawServer, RawTokenExchange, RawUpstream, Telemetry,
 };
 use super::{
-    ConfigError, Credential, OAuthClient, Overrides, PolicySource, ScopeRule, Secret,
+    ConfigError, Credential, InputRule, OAuthClient, Overrides, PolicySource, ScopeRule, Secret,
     TokenExchange, Upstream,
 };
 use crate::scopes::Glob;
@@ -431,6 +431,12 @@ fn upstream(
         .enumerate()
         .map(|(j, r)| scope_rule(&format!("{key}.scopes[{j}]"), r))
         .collect::<Result<_, _>>()?;
+    let input_requests = u
+        .input_requests
+        .into_iter()
+        .enumerate()
+        .map(|(j, r)| input_rule(&format!("{key}.input_requests[{j}]"), r))
+        .collect::<Result<_, _>>()?;
     let record_arguments = u
         .record_arguments
         .iter()
@@ -457,6 +463,42 @@ fn upstream(
         scopes,
         resource,
         structured_denials: u.structured_denials,
+        input_requests,
+    })
+}
+
+fn input_rule(key: &str, r: RawInputRule) -> Result<InputRule, ConfigError> {
+    let url_origins = r
+        .url_origins
+        .map(|origins| {
+            origins
+                .iter()
+                .enumerate()
+                .map(|(j, o)| {
+                    let bad = || {
+                        ConfigError::new(
+                            format!("{key}.url_origins[{j}]"),
+                            format!("`{o}` is not an origin"),
+                            "an origin is scheme://host[:port], no path: e.g. \"https://login.example.com\"",
+                        )
+                    };
+                    let url = reqwest::Url::parse(o).map_err(|_| bad())?;
+                    let origin = url.origin();
+                    if !origin.is_tuple() || !matches!(url.path(), "" | "/") || url.query().is_some() {
+                        return Err(bad());
+                    }
+                    Ok(origin.ascii_serialization())
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    Ok(InputRule {
+        method: r.method,
+        target: glob(&format!("{key}.target"), &r.target)?,
+        sampling: r.sampling,
+        elicitation: r.elicitation,
+        url_origins,
+        roots: r.roots,
     })
 }
 

@@ -158,8 +158,14 @@ async fn post(
     .await
     .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
     outcome.answered(resp.status().as_u16());
-    let guard = StreamGuard::new(permit, outcome, up.max_stream);
+    let mut guard = StreamGuard::new(permit, outcome, up.max_stream);
     respond::bind_session(app, up, principal, &msg, &resp);
+    if !stateless
+        && let Some(requests) =
+            respond::session_input_guard(app, up, &msg, &resp, &mut guard, headers)
+    {
+        return Ok(crate::stream::guarded_sse_response(resp, guard, requests));
+    }
     respond::answer(app, up, principal, &msg, resp, guard, stateless).await
 }
 

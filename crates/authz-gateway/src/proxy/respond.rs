@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use authz_types::{Message, MessageKind, Method, Principal};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::Value;
 
@@ -13,6 +14,7 @@ use crate::App;
 use crate::config::Upstream;
 use crate::error::ApiError;
 use crate::filter::{self, ListKind, Rewrite};
+use crate::input_requests;
 use crate::recording::OutcomeRecorder;
 use crate::sessions::Owner;
 use crate::stream::{StreamGuard, Unreadable, rewritten_response, stream_back};
@@ -61,7 +63,10 @@ pub(super) async fn answer(
                     | Method::ResourcesRead
                     | Method::PromptsGet
                     | Method::ServerDiscover
-            ) && msg.value.pointer("/params/task").is_none();
+            ) && msg.value.pointer("/params/task").is_none()
+                // Input requests under a rule must be read to be judged.
+                && !(stateless
+                    && input_requests::rule_for(&up.input_requests, &msg.operation).is_some());
             let unreadable = if passes {
                 Unreadable::PassOn
             } else {
@@ -71,6 +76,62 @@ pub(super) async fn answer(
         }
         None => Ok(stream_back(resp, guard)),
     }
+}
+
+/// For a session-based `tools/call` under an `input_requests` rule answered with SSE: the guard
+/// that fails the call on the first server-to-client request the rule forbids (the client gets
+/// `input_request_forbidden` for its call, the upstream a refusal of its request, the audit
+/// trail a deny record) and ends the stream.
+pub(super) fn session_input_guard(
+    app: &App,
+    up: &Arc<Upstream>,
+    msg: &Message,
+    resp: &reqwest::Response,
+    guard: &mut StreamGuard,
+    headers: &HeaderMap,
+) -> Option<filter::RequestGuard> {
+    let sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| {
+            c.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+    if msg.operation.method != Method::ToolsCall
+        || msg.kind != MessageKind::Request
+        || msg.value.pointer("/params/task").is_some()
+        || !sse
+    {
+        return None;
+    }
+    let rule = input_requests::rule_for(&up.input_requests, &msg.operation)?.clone();
+    let client = Arc::clone(app.client(&up.name)?);
+    let sink = guard.outcome().asked_sink();
+    let request_id = guard.outcome().request_id().to_owned();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (session, version) = (header("mcp-session-id"), header("mcp-protocol-version"));
+    let (up, call_id) = (Arc::clone(up), msg.id.clone().unwrap_or(Value::Null));
+    Some(Arc::new(move |request: &Value| {
+        let asked = input_requests::forbidden_request(&rule, request)?;
+        sink.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(asked.clone());
+        tokio::spawn(crate::upstream::refuse_server_request(
+            Arc::clone(&client),
+            Arc::clone(&up),
+            session.clone(),
+            version.clone(),
+            request.get("id").cloned().unwrap_or(Value::Null),
+        ));
+        Some(input_requests::refusal(&call_id, &[asked], &request_id))
+    }))
 }
 
 /// What, if anything, must be done to the response of an allowed request: list results are
@@ -128,6 +189,17 @@ fn response_rewrite(
                 && msg.value.pointer("/params/task").is_none() =>
         {
             let cacheable = msg.operation.method != Method::ToolsCall;
+            // What the upstream asks the client for is judged before anything else is done to
+            // the result: a forbidden request fails the call (nothing to seal then).
+            let inputs = input_requests::rule_for(&up.input_requests, &msg.operation)
+                .filter(|_| stateless)
+                .map(|rule| {
+                    (
+                        rule.clone(),
+                        outcome.asked_sink(),
+                        outcome.request_id().to_owned(),
+                    )
+                });
             let seal = stateless.then(|| {
                 (
                     Arc::clone(&app.sealer),
@@ -135,6 +207,19 @@ fn response_rewrite(
                 )
             });
             let rw: Rewrite = Arc::new(move |v: &mut Value| {
+                if let Some((rule, sink, request_id)) = &inputs
+                    && v.pointer("/result/resultType").and_then(Value::as_str)
+                        == Some("input_required")
+                {
+                    let asked = input_requests::forbidden_in_result(rule, v);
+                    if !asked.is_empty() {
+                        *v = input_requests::refusal(&v["id"], &asked, request_id);
+                        sink.lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .extend(asked);
+                        return true;
+                    }
+                }
                 let mut changed = false;
                 if let Some((sealer, binding)) = &seal
                     && v.pointer("/result/resultType").and_then(Value::as_str)

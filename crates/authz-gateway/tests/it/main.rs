@@ -12,6 +12,7 @@ mod floods;
 mod harness;
 mod hostile;
 mod http2;
+mod input_requests;
 mod live_policy;
 mod mrtr;
 mod outage;
