@@ -523,6 +523,10 @@ url = "http://127.0.0.1:9200/mcp"
                 format!("{GOOD}redact_arguments = {{ \"x[\" = [\"body\"] }}\n"),
                 "upstreams[0].redact_arguments.x[",
             ),
+            (
+                format!("{GOOD}input_requests = [{{ target = \"a\" }}, {{ target = \"[\" }}]\n"),
+                "upstreams[0].input_requests[1].target",
+            ),
         ];
         for (text, key) in cases {
             let raw = RawConfig::from_toml(&text).expect("parses");
@@ -530,6 +534,43 @@ url = "http://127.0.0.1:9200/mcp"
             assert_eq!(err.key, key, "{err}");
             assert!(err.problem.contains("not a valid glob"), "{err}");
         }
+    }
+
+    #[test]
+    fn input_request_rules_take_origins_only() {
+        let with = |rule: &str| format!("{GOOD}input_requests = [{rule}]\n");
+        let raw = RawConfig::from_toml(&with(
+            "{ sampling = false, url_origins = [\"https://Login.Example:443\", \"http://idp:8080/\"] }",
+        ))
+        .expect("parses");
+        let cfg = Config::from_raw(raw, &Overrides::default(), &env).expect("valid");
+        let rule = &cfg.upstreams[0].input_requests[0];
+        assert!(!rule.sampling && rule.elicitation && rule.roots);
+        assert_eq!(
+            rule.url_origins.as_deref(),
+            Some(
+                &[
+                    "https://login.example".to_owned(),
+                    "http://idp:8080".to_owned()
+                ][..]
+            )
+        );
+        for bad in [
+            "https://x/path",
+            "https://x?q=1",
+            "data:text/plain,x",
+            "login.example",
+        ] {
+            let raw = RawConfig::from_toml(&with(&format!("{{ url_origins = [\"{bad}\"] }}")))
+                .expect("parses");
+            let err = Config::from_raw(raw, &Overrides::default(), &env).expect_err(bad);
+            assert_eq!(
+                err.key, "upstreams[0].input_requests[0].url_origins[0]",
+                "{err}"
+            );
+        }
+        // Unknown keys in a rule are refused at parse time.
+        assert!(RawConfig::from_toml(&with("{ sampling = false, smapling = true }")).is_err());
     }
 
     #[test]
