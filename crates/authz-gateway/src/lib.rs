@@ -182,7 +182,7 @@ pub struct App {
     /// The group-commit writer every record goes through (one hash chain per gateway).
     pub(crate) audit_writer: authz_audit::AuditWriter,
     pub(crate) scopes: ScopePolicy,
-    pub(crate) sessions: OwnerBindings,
+    pub(crate) sessions: Arc<OwnerBindings>,
     /// Task ids bound to the principal whose request created them.
     pub(crate) tasks: Arc<OwnerBindings>,
     /// Requests (and open streams) in flight per principal.
@@ -208,6 +208,9 @@ pub struct App {
     /// Exchanges quota spending with the other replicas, when they share a Postgres store.
     #[expect(dead_code, reason = "held for its lifetime, never read")]
     quota_sharing: Option<AbortOnDrop>,
+    /// Prunes expired session and task bindings from the shared store, when there is one.
+    #[expect(dead_code, reason = "held for its lifetime, never read")]
+    binding_pruning: Vec<AbortOnDrop>,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
     clients: HashMap<String, Arc<upstream::UpstreamClient>>,
 }
@@ -308,9 +311,9 @@ impl App {
             .iter()
             .map(|u| (u.name.clone(), Arc::new(u.clone())))
             .collect();
-        // Replicas share quota spending through the first Postgres among the policy and audit
-        // stores; alone (or on SQLite) each gateway enforces its quotas by itself.
-        let ledger_url = match &config.policy {
+        // Replicas share quota spending and session/task bindings through the first Postgres
+        // among the policy and audit stores; alone (or on SQLite) each gateway keeps its own.
+        let shared_url = match &config.policy {
             PolicySource::Database { url, .. } if url.starts_with("postgres") => Some(url.clone()),
             _ => None,
         }
@@ -319,8 +322,8 @@ impl App {
                 .audit_database_url
                 .starts_with("postgres")
                 .then(|| config.audit_database_url.clone())
-        })
-        .filter(|_| config.quotas_file.is_some());
+        });
+        let ledger_url = shared_url.clone().filter(|_| config.quotas_file.is_some());
         let ledger = match &ledger_url {
             Some(url) => Some(
                 authz_rbac::QuotaLedger::connect(url)
@@ -340,6 +343,24 @@ impl App {
                 config.quota_sync_interval,
             )))
         });
+        let mut sessions = OwnerBindings::new(100_000);
+        let mut tasks = OwnerBindings::new(100_000);
+        if let Some(url) = &shared_url {
+            let store = authz_rbac::BindingStore::connect(url)
+                .await
+                .context("connecting to the shared session and task bindings")?;
+            sessions = sessions.shared(store.clone(), authz_rbac::BindingKind::Session);
+            tasks = tasks.shared(store, authz_rbac::BindingKind::Task);
+        }
+        let (sessions, tasks) = (Arc::new(sessions), Arc::new(tasks));
+        let binding_pruning = if shared_url.is_some() {
+            // One pruner is enough for both kinds (it deletes every expired row).
+            vec![AbortOnDrop(tokio::spawn(
+                Arc::clone(&sessions).prune_forever(std::time::Duration::from_secs(600)),
+            ))]
+        } else {
+            Vec::new()
+        };
         let quota_watch = AbortOnDrop(tokio::spawn(quotas::watch(
             Arc::clone(&quotas),
             config.policy_poll_interval,
@@ -376,8 +397,9 @@ impl App {
             refusals,
             refusal_flusher,
             scopes: ScopePolicy::new(&config.scope_hierarchy),
-            sessions: OwnerBindings::new(100_000),
-            tasks: Arc::new(OwnerBindings::new(100_000)),
+            sessions,
+            tasks,
+            binding_pruning,
             in_flight: limits::InFlight::new(config.max_in_flight_per_principal),
             upstreams,
             metrics: Metrics::default(),
@@ -640,7 +662,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             &app.rbac.status(),
             &app.audit_writer.stats(),
         ) + render_connections(&app.connections, &app.config.connections).as_str()
-            + render_refusals(&app.metrics, &app.quotas).as_str(),
+            + render_refusals(&app.metrics, &app.quotas).as_str()
+            + render_bindings(&app.sessions, &app.tasks).as_str(),
     )
         .into_response()
 }
@@ -694,6 +717,15 @@ fn render_connections(
 }
 
 /// The unauthenticated-refusal metrics.
+fn render_bindings(sessions: &OwnerBindings, tasks: &OwnerBindings) -> String {
+    format!(
+        "# HELP authz_binding_store_errors_total Failed operations on the shared session and task binding store (the binding then held on this replica only, or the id was refused).\n\
+         # TYPE authz_binding_store_errors_total counter\n\
+         authz_binding_store_errors_total {}\n",
+        sessions.store_errors() + tasks.store_errors()
+    )
+}
+
 fn render_refusals(m: &Metrics, q: &quotas::Quotas) -> String {
     let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
     format!(

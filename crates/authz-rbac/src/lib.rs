@@ -111,6 +111,7 @@
 //! ```
 
 mod adapter;
+mod bindings;
 mod engine;
 mod index;
 mod inspect;
@@ -123,6 +124,7 @@ mod watch;
 
 use std::path::PathBuf;
 
+pub use bindings::{BindingKind, BindingStore};
 pub use inspect::{Permission, RoleSummary};
 pub use ledger::{Level, QuotaLedger, Spend, tokens};
 pub use lint::{LintCode, LintConfig, LintFinding, LintReport, Severity, lint};

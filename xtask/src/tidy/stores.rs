@@ -44,6 +44,11 @@ pub(super) const STORES: &[Store] = &[
         tables: &["quota_bucket"],
     },
     Store {
+        crate_name: "authz-rbac",
+        folder: "binding",
+        tables: &["owner_binding"],
+    },
+    Store {
         crate_name: "authz-token",
         folder: "revocation",
         tables: &["revoked_token", "revoked_subject", "revocation_revision"],

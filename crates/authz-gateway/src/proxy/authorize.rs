@@ -108,7 +108,7 @@ pub(super) async fn session_owned(
     id: Option<Value>,
 ) -> Result<(), ApiError> {
     if let Some(sid) = &ctx.session_id
-        && app.sessions.check(&ctx.upstream.name, sid, principal) != SessionCheck::Owned
+        && app.sessions.check(&ctx.upstream.name, sid, principal).await != SessionCheck::Owned
     {
         let err = ApiError::from(Refusal::SessionNotFound).with_id(id);
         return Err(deny(app, ctx, principal, op, ReasonCode::SessionMismatch, err).await);
@@ -124,9 +124,11 @@ pub(super) async fn task_owned(
     msg: &Message,
 ) -> Result<(), ApiError> {
     if let Target::Task(task_id) = &msg.operation.target
-        && !app
+        && app
             .tasks
-            .owner_is(&ctx.upstream.name, task_id, &Owner::of(principal))
+            .check(&ctx.upstream.name, task_id, principal)
+            .await
+            != SessionCheck::Owned
     {
         let err = ApiError::from(Refusal::TaskNotFound).with_id(msg.id.clone());
         return Err(deny(

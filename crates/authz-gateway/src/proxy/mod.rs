@@ -159,7 +159,7 @@ async fn post(
     .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
     outcome.answered(resp.status().as_u16());
     let mut guard = StreamGuard::new(permit, outcome, up.max_stream);
-    respond::bind_session(app, up, principal, &msg, &resp);
+    respond::bind_session(app, up, principal, &msg, &resp).await;
     if !stateless
         && let Some(requests) =
             respond::session_input_guard(app, up, &msg, &resp, &mut guard, headers)
@@ -199,7 +199,7 @@ async fn stream_or_end(
         && resp.status().is_success()
         && let Some(sid) = &ctx.session_id
     {
-        app.sessions.end(&up.name, sid);
+        app.sessions.end(&up.name, sid).await;
     }
     Ok(stream_back(resp, guard))
 }

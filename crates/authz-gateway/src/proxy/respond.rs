@@ -19,8 +19,9 @@ use crate::recording::OutcomeRecorder;
 use crate::sessions::Owner;
 use crate::stream::{StreamGuard, Unreadable, rewritten_response, stream_back};
 
-/// A successful `initialize` binds the session the upstream opened to the caller.
-pub(super) fn bind_session(
+/// A successful `initialize` binds the session the upstream opened to the caller (in the shared
+/// store too, before the answer leaves: the next request may reach another replica).
+pub(super) async fn bind_session(
     app: &App,
     up: &Upstream,
     principal: &Principal,
@@ -34,7 +35,7 @@ pub(super) fn bind_session(
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
     {
-        app.sessions.bind(&up.name, sid, Owner::of(principal));
+        app.sessions.bind(&up.name, sid, Owner::of(principal)).await;
     }
 }
 
@@ -246,7 +247,7 @@ fn response_rewrite(
             let (upstream, owner) = (up.name.clone(), Owner::of(principal));
             let rw: Rewrite = Arc::new(move |v: &mut Value| {
                 if let Some(id) = v.pointer("/result/task/taskId").and_then(Value::as_str) {
-                    tasks.bind(&upstream, id, owner.clone());
+                    tasks.bind_soon(&upstream, id, owner.clone());
                 }
                 false
             });

@@ -20,6 +20,7 @@ mod param_headers;
 mod peers;
 mod pipeline;
 mod quotas;
+mod replicas;
 mod tasks;
 mod telemetry;
 mod tls;

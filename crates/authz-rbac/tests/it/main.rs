@@ -1,6 +1,7 @@
 //! Integration tests of authz-rbac: decision tables, behaviour, reloads and the SQL stores.
 
 mod behaviour;
+mod bindings;
 mod common;
 mod decisions;
 mod equivalence;
