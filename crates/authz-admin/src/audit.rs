@@ -427,7 +427,7 @@ type CellOf = fn(&StoredRecord) -> Cell;
 
 /// The columns of `audit export --format csv`, in order: each header and how a record's cell
 /// in it is written.
-const CSV_COLUMNS: [(&str, CellOf); 25] = [
+const CSV_COLUMNS: [(&str, CellOf); 26] = [
     ("id", |r| (r.id.to_string(), false)),
     ("time", |r| (format_time(r.record.time_ms), false)),
     ("time_ms", |r| (r.record.time_ms.to_string(), false)),
@@ -455,6 +455,9 @@ const CSV_COLUMNS: [(&str, CellOf); 25] = [
     ("client_addr", |r| opt(&r.record.client_addr)),
     ("repeat_count", |r| num(r.record.repeat_count)),
     ("first_time_ms", |r| num(r.record.first_time_ms)),
+    ("first_round_request_id", |r| {
+        opt(&r.record.first_round_request_id)
+    }),
 ];
 
 /// A cell of request text.

@@ -3,8 +3,8 @@
 //!
 //! Each chained row stores the version of the encoding its hash was computed with
 //! (`hash_version`, see [`HashVersion`]). Rows written before migration 0006 are version 1;
-//! rows written before migration 0008 are version 1 or 2; this build writes version 3.
-//! Verification recomputes every row with its own version, so a
+//! rows written before migration 0008 are version 1 or 2; rows written before migration 0010
+//! are version 1, 2 or 3; this build writes version 4. Verification recomputes every row with its own version, so a
 //! chain may mix versions (an upgraded writer continues its chain in the new one).
 //!
 //! # Encoding, version 1
@@ -72,6 +72,17 @@
 //!
 //! Version 2 can only stand for a record whose version-3 fields are absent.
 //!
+//! # Encoding, version 4
+//!
+//! The items of version 3, in the same order and with the same encodings, except that the
+//! domain tag is the string `"authz-audit/record/v4"`; then, appended after `first_time_ms`:
+//!
+//! | item | encoding |
+//! |---|---|
+//! | `first_round_request_id` | optional string |
+//!
+//! Version 3 (and so 2 and 1) can only stand for a record whose version-4 field is absent.
+//!
 //! The version number itself is not an item: the domain tag differs per version, so a row
 //! whose `hash_version` was changed no longer matches its hash.
 //!
@@ -82,7 +93,7 @@
 //! `hash` (bytes) and `time_ms`. The kind is included so an anchor cannot be passed off as a
 //! checkpoint or the other way round. It does not depend on the record encoding version.
 //!
-//! A later change of the record encoding gets a new domain tag (`.../v4`) and a new
+//! A later change of the record encoding gets a new domain tag (`.../v5`) and a new
 //! [`HashVersion`].
 
 use authz_types::{AuditRecord, RecordKind};
@@ -94,6 +105,7 @@ pub const GENESIS_HASH: [u8; 32] = [0; 32];
 const RECORD_TAG_V1: &str = "authz-audit/record/v1";
 const RECORD_TAG_V2: &str = "authz-audit/record/v2";
 const RECORD_TAG_V3: &str = "authz-audit/record/v3";
+const RECORD_TAG_V4: &str = "authz-audit/record/v4";
 const CHECKPOINT_TAG: &str = "authz-audit/checkpoint/v1";
 
 /// Appends items of the encoding to any sink: a hasher or a byte buffer.
@@ -164,16 +176,24 @@ pub enum HashVersion {
     /// Version 1 plus the kind, trace id, upstream outcome, argument digest, arguments and
     /// shown items; rows written before migration 0008.
     V2,
-    /// Version 2 plus the client address and the count and window of aggregated refusals.
+    /// Version 2 plus the client address and the count and window of aggregated refusals;
+    /// rows written before migration 0010.
     V3,
+    /// Version 3 plus the first round a multi round-trip retry links to.
+    V4,
 }
 
 impl HashVersion {
     /// The version this build writes.
-    pub const CURRENT: HashVersion = HashVersion::V3;
+    pub const CURRENT: HashVersion = HashVersion::V4;
 
     /// Every version, oldest first.
-    pub const ALL: &'static [HashVersion] = &[HashVersion::V1, HashVersion::V2, HashVersion::V3];
+    pub const ALL: &'static [HashVersion] = &[
+        HashVersion::V1,
+        HashVersion::V2,
+        HashVersion::V3,
+        HashVersion::V4,
+    ];
 
     /// The stored number (`hash_version` column).
     pub fn number(self) -> i64 {
@@ -181,6 +201,7 @@ impl HashVersion {
             Self::V1 => 1,
             Self::V2 => 2,
             Self::V3 => 3,
+            Self::V4 => 4,
         }
     }
 
@@ -190,6 +211,7 @@ impl HashVersion {
             1 => Some(Self::V1),
             2 => Some(Self::V2),
             3 => Some(Self::V3),
+            4 => Some(Self::V4),
             _ => None,
         }
     }
@@ -200,6 +222,7 @@ impl HashVersion {
             Self::V1 => "1",
             Self::V2 => "2",
             Self::V3 => "3",
+            Self::V4 => "4",
         }
     }
 }
@@ -215,15 +238,16 @@ pub fn record_hash(
     prev_hash: &[u8; 32],
 ) -> [u8; 32] {
     let mut h = Sha256::new();
-    encode_v3(&mut h, record, chain_id, seq, prev_hash);
+    encode_v4(&mut h, record, chain_id, seq, prev_hash);
     h.finalize().into()
 }
 
 /// The hash of `record` in the given encoding `version`, as [`record_hash`] otherwise.
 ///
-/// `None` when the version cannot represent the record: version 1 only encodes records whose
-/// version-2 and version-3 fields are all at their defaults, version 2 those whose version-3
-/// fields are.
+/// `None` when the version cannot represent the record: each version only encodes records whose
+/// fields added by later versions are all at their defaults (version 1 those without the
+/// version-2, -3 and -4 fields, version 2 those without the version-3 and -4 fields, version 3
+/// those without the version-4 field).
 pub fn record_hash_with(
     version: HashVersion,
     record: &AuditRecord,
@@ -245,7 +269,13 @@ pub fn record_hash_with(
             }
             encode_v2_items(&mut h, RECORD_TAG_V2, record, chain_id, seq, prev_hash);
         }
-        HashVersion::V3 => encode_v3(&mut h, record, chain_id, seq, prev_hash),
+        HashVersion::V3 => {
+            if !fits_v3(record) {
+                return None;
+            }
+            encode_v3_items(&mut h, RECORD_TAG_V3, record, chain_id, seq, prev_hash);
+        }
+        HashVersion::V4 => encode_v4(&mut h, record, chain_id, seq, prev_hash),
     }
     Some(h.finalize().into())
 }
@@ -265,7 +295,12 @@ fn fits_v1(r: &AuditRecord) -> bool {
 
 /// Whether every field version 2 does not encode is at its default.
 fn fits_v2(r: &AuditRecord) -> bool {
-    r.client_addr.is_none() && r.repeat_count.is_none() && r.first_time_ms.is_none()
+    fits_v3(r) && r.client_addr.is_none() && r.repeat_count.is_none() && r.first_time_ms.is_none()
+}
+
+/// Whether every field version 3 does not encode is at its default.
+fn fits_v3(r: &AuditRecord) -> bool {
+    r.first_round_request_id.is_none()
 }
 
 /// The items of version 1 after `tag`; later versions start the same way with their own tag.
@@ -323,11 +358,24 @@ fn encode_v2_items(
     h.list(&r.shown);
 }
 
-fn encode_v3(h: &mut impl Sink, r: &AuditRecord, chain_id: &str, seq: i64, prev_hash: &[u8; 32]) {
-    encode_v2_items(h, RECORD_TAG_V3, r, chain_id, seq, prev_hash);
+/// The items of version 3 after `tag`; version 4 starts the same way with its own tag.
+fn encode_v3_items(
+    h: &mut impl Sink,
+    tag: &str,
+    r: &AuditRecord,
+    chain_id: &str,
+    seq: i64,
+    prev_hash: &[u8; 32],
+) {
+    encode_v2_items(h, tag, r, chain_id, seq, prev_hash);
     h.opt_str(r.client_addr.as_deref());
     h.opt_int(r.repeat_count);
     h.opt_int(r.first_time_ms);
+}
+
+fn encode_v4(h: &mut impl Sink, r: &AuditRecord, chain_id: &str, seq: i64, prev_hash: &[u8; 32]) {
+    encode_v3_items(h, RECORD_TAG_V4, r, chain_id, seq, prev_hash);
+    h.opt_str(r.first_round_request_id.as_deref());
 }
 
 /// What a checkpoint row is.
@@ -418,6 +466,13 @@ mod tests {
         r
     }
 
+    /// `sample_v3()` with the version-4 field set.
+    fn sample_v4() -> AuditRecord {
+        let mut r = sample_v3();
+        r.first_round_request_id = Some("0198c3a1b2c34d5e8f90a1b2c3d4e5f6".into());
+        r
+    }
+
     #[test]
     fn encoding_is_pinned() {
         // Fixed vectors, also computed by an independent implementation of the tables in the
@@ -439,18 +494,33 @@ mod tests {
                 .as_deref(),
             Some("cd2919ec7ea123b6d28cda67aaf13d7d5ba122b532848b0bf9677d42f5d04a81")
         );
-        let v3 = record_hash(&sample(), "gw-1", 1, &GENESIS_HASH);
+        let v3 = record_hash_with(HashVersion::V3, &sample(), "gw-1", 1, &GENESIS_HASH);
         assert_eq!(
-            to_hex(&v3),
-            "73b416c7a14214c1f181ec3c211349e4d2cb2e2ad448f04ab43ba51c0fe2ba32"
+            v3.map(|h| to_hex(&h)).as_deref(),
+            Some("73b416c7a14214c1f181ec3c211349e4d2cb2e2ad448f04ab43ba51c0fe2ba32")
         );
         assert_eq!(
-            record_hash_with(HashVersion::V3, &sample(), "gw-1", 1, &GENESIS_HASH),
-            Some(v3)
+            record_hash_with(HashVersion::V3, &sample_v3(), "gw-1", 1, &GENESIS_HASH)
+                .map(|h| to_hex(&h))
+                .as_deref(),
+            Some("685e04d81a97fde4b1ceb3128a7b8c02ae6a368451db415da2732763e0e2bf18")
+        );
+        let v4 = record_hash(&sample(), "gw-1", 1, &GENESIS_HASH);
+        assert_eq!(
+            to_hex(&v4),
+            "bc5e681572abd7ebd7289103f5c2b6b7c75341940871ec18b9a1b584c14d819b"
+        );
+        assert_eq!(
+            record_hash_with(HashVersion::V4, &sample(), "gw-1", 1, &GENESIS_HASH),
+            Some(v4)
         );
         assert_eq!(
             to_hex(&record_hash(&sample_v3(), "gw-1", 1, &GENESIS_HASH)),
-            "685e04d81a97fde4b1ceb3128a7b8c02ae6a368451db415da2732763e0e2bf18"
+            "beed2114f8a69fe84035698b3c4581fbfa308e3cab5ae7e110f1d67c6fb7e2f1"
+        );
+        assert_eq!(
+            to_hex(&record_hash(&sample_v4(), "gw-1", 1, &GENESIS_HASH)),
+            "bb62cd1fac8c5c05bc7895cce657003c2a3386057209925cbcb7307e1ac81b2d"
         );
         let mut buf = Vec::new();
         buf.opt_str(Some("ab"));
@@ -488,6 +558,20 @@ mod tests {
     }
 
     #[test]
+    fn version_3_only_encodes_records_without_the_version_4_field() {
+        let mut r = sample_v3();
+        r.first_round_request_id = Some(String::new());
+        for old in [HashVersion::V1, HashVersion::V2, HashVersion::V3] {
+            assert_eq!(
+                record_hash_with(old, &r, "gw-1", 1, &GENESIS_HASH),
+                None,
+                "{old:?}"
+            );
+        }
+        assert!(record_hash_with(HashVersion::V4, &r, "gw-1", 1, &GENESIS_HASH).is_some());
+    }
+
+    #[test]
     fn version_1_only_encodes_records_without_the_new_fields() {
         type Change = fn(&mut AuditRecord);
         let changes: [Change; 8] = [
@@ -519,8 +603,8 @@ mod tests {
             assert_eq!(v.sql_literal(), v.number().to_string());
         }
         assert_eq!(HashVersion::from_number(0), None);
-        assert_eq!(HashVersion::from_number(4), None);
-        assert_eq!(HashVersion::CURRENT, HashVersion::V3);
+        assert_eq!(HashVersion::from_number(5), None);
+        assert_eq!(HashVersion::CURRENT, HashVersion::V4);
     }
 
     #[test]
@@ -530,7 +614,7 @@ mod tests {
         assert_ne!(base, record_hash(&sample(), "gw-1", 2, &GENESIS_HASH));
         assert_ne!(base, record_hash(&sample(), "gw-1", 1, &[1; 32]));
         type Change = fn(&mut AuditRecord);
-        let changes: [Change; 20] = [
+        let changes: [Change; 22] = [
             |r| r.time_ms += 1,
             |r| r.session_id = Some(String::new()),
             |r| r.actors.push(String::new()),
@@ -551,6 +635,8 @@ mod tests {
             |r| r.client_addr = Some(String::new()),
             |r| r.repeat_count = Some(1),
             |r| r.first_time_ms = Some(0),
+            |r| r.first_round_request_id = Some(String::new()),
+            |r| r.first_round_request_id = Some("req-1".into()),
         ];
         for change in changes {
             let mut r = sample();
@@ -582,8 +668,17 @@ mod tests {
             record_hash(&a, "c", 1, &GENESIS_HASH),
             record_hash(&b, "c", 1, &GENESIS_HASH)
         );
+        // A value moved between the client address and the first round is a different record.
+        let mut a = sample();
+        a.client_addr = Some("x".into());
+        let mut b = sample();
+        b.first_round_request_id = Some("x".into());
+        assert_ne!(
+            record_hash(&a, "c", 1, &GENESIS_HASH),
+            record_hash(&b, "c", 1, &GENESIS_HASH)
+        );
         // The same record hashes differently in each version.
-        for old in [HashVersion::V1, HashVersion::V2] {
+        for old in [HashVersion::V1, HashVersion::V2, HashVersion::V3] {
             assert_ne!(
                 record_hash_with(old, &sample(), "gw-1", 1, &GENESIS_HASH),
                 Some(base)

@@ -15,11 +15,11 @@ pub(crate) const INSERT_COLUMNS: &str = "time_ms, request_id, session_id, tenant
      client_id, actors, token_id, scopes, roles, upstream, method, target, decision, reason, \
      matched_rule, policy_revision, http_status, jsonrpc_error, kind, trace_id, upstream_status, \
      upstream_latency_ms, outcome, args_digest, arguments, shown, client_addr, repeat_count, \
-     first_time_ms, hash_version";
+     first_time_ms, first_round_request_id, hash_version";
 
 /// How many values one row binds; keep in step with [`INSERT_COLUMNS`] (all but
 /// `hash_version`).
-pub(crate) const COLUMN_COUNT: usize = 31;
+pub(crate) const COLUMN_COUNT: usize = 32;
 
 /// The `hash_version` of every row this build writes, as SQL text.
 pub(crate) const HASH_VERSION_LITERAL: &str = HashVersion::CURRENT.sql_literal();
@@ -47,7 +47,7 @@ pub(crate) const SELECT_COLUMNS: &str = "id, time_ms, request_id, session_id, te
      issuer, client_id, actors, token_id, scopes, roles, upstream, method, target, decision, \
      reason, matched_rule, policy_revision, http_status, jsonrpc_error, kind, trace_id, \
      upstream_status, upstream_latency_ms, outcome, args_digest, arguments, shown, client_addr, \
-     repeat_count, first_time_ms";
+     repeat_count, first_time_ms, first_round_request_id";
 
 /// One record as the values bound into an insert. Borrowed from the record except the lists,
 /// which are encoded as JSON array text.
@@ -84,6 +84,7 @@ pub(crate) struct Columns<'a> {
     pub client_addr: Option<&'a str>,
     pub repeat_count: Option<i64>,
     pub first_time_ms: Option<i64>,
+    pub first_round_request_id: Option<&'a str>,
 }
 
 impl<'a> Columns<'a> {
@@ -120,6 +121,7 @@ impl<'a> Columns<'a> {
             client_addr: r.client_addr.as_deref(),
             repeat_count: r.repeat_count,
             first_time_ms: r.first_time_ms,
+            first_round_request_id: r.first_round_request_id.as_deref(),
         })
     }
 }
@@ -163,6 +165,7 @@ pub(crate) struct RawRow {
     pub client_addr: Option<String>,
     pub repeat_count: Option<i64>,
     pub first_time_ms: Option<i64>,
+    pub first_round_request_id: Option<String>,
 }
 
 impl RawRow {
@@ -210,6 +213,7 @@ impl RawRow {
             client_addr: self.client_addr,
             repeat_count: self.repeat_count,
             first_time_ms: self.first_time_ms,
+            first_round_request_id: self.first_round_request_id,
         };
         Ok(StoredRecord { id, record })
     }
@@ -258,6 +262,7 @@ mod tests {
             client_addr: Some("2001:db8::7".into()),
             repeat_count: Some(i64::MAX),
             first_time_ms: Some(-9),
+            first_round_request_id: Some("req-0 \"first\"".into()),
         }
     }
 
@@ -297,6 +302,7 @@ mod tests {
             client_addr: c.client_addr.map(Into::into),
             repeat_count: c.repeat_count,
             first_time_ms: c.first_time_ms,
+            first_round_request_id: c.first_round_request_id.map(Into::into),
         }
     }
 

@@ -556,6 +556,7 @@ fn nul_field(r: &AuditRecord) -> Option<&'static str> {
         ("arguments", opt(&r.arguments)),
         ("shown", list(&r.shown)),
         ("client_addr", opt(&r.client_addr)),
+        ("first_round_request_id", opt(&r.first_round_request_id)),
     ]
     .into_iter()
     .find_map(|(field, bad)| bad.then_some(field))

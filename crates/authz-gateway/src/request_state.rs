@@ -11,10 +11,19 @@
 //! upstream then gets its original state back. Anything else is refused and recorded
 //! (`request_state_invalid`).
 //!
-//! Envelope: `mrtr1.<base64url(payload JSON)>.<base64url(HMAC-SHA256(key, "mrtr1." + payload))>`,
+//! Each retry is authorized from scratch like any call, and its records link to the first
+//! round: the envelope also carries the gateway request id of the call's first round (the
+//! request whose answer first asked for input), and a retry's records name it
+//! (`first_round_request_id`). A retry answered `input_required` again is sealed with the same
+//! first-round id, so every later round links to the first, not to the one before.
+//!
+//! Envelope: `mrtr2.<base64url(payload JSON)>.<base64url(HMAC-SHA256(key, "mrtr2." + payload))>`,
 //! payload `{"s": state, "o": issuer "\n" subject "\n" tenant, "r": route, "m": method,
-//! "t": target, "e": expiry Unix ms}`. The state is not secret from the client (it would have
-//! held it anyway), only bound.
+//! "t": target, "e": expiry Unix ms, "f": first-round request id}`. The state is not secret
+//! from the client (it would have held it anyway), only bound. Version 1 (`mrtr1.`, without
+//! `"f"`) is refused as malformed rather than read: a state lives at most
+//! `server.request_state_ttl_secs` (600 s by default), so after an upgrade only the calls in
+//! the middle of a round trip must start over.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// The envelope's version prefix.
-const PREFIX: &str = "mrtr1.";
+const PREFIX: &str = "mrtr2.";
 
 /// Who and what a state belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +54,17 @@ struct Payload {
     binding: Binding,
     #[serde(rename = "e")]
     expires_ms: i64,
+    #[serde(rename = "f")]
+    first_round: String,
+}
+
+/// What an envelope that opened holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Opened {
+    /// The upstream's own state, to hand back to it.
+    pub(crate) state: String,
+    /// The gateway request id of the call's first round.
+    pub(crate) first_round: String,
 }
 
 /// Why a presented state is refused.
@@ -101,12 +121,20 @@ impl Sealer {
         key
     }
 
-    /// The envelope for `state`, bound to `binding`, valid until `now_ms` + the TTL.
-    pub(crate) fn seal(&self, state: &str, binding: &Binding, now_ms: i64) -> String {
+    /// The envelope for `state`, bound to `binding`, valid until `now_ms` + the TTL, naming
+    /// `first_round`: the gateway request id of the call's first round.
+    pub(crate) fn seal(
+        &self,
+        state: &str,
+        binding: &Binding,
+        first_round: &str,
+        now_ms: i64,
+    ) -> String {
         let payload = Payload {
             state: state.to_owned(),
             binding: binding.clone(),
             expires_ms: now_ms.saturating_add(self.ttl_ms),
+            first_round: first_round.to_owned(),
         };
         let json = serde_json::to_vec(&payload).unwrap_or_default();
         let body = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(json));
@@ -114,13 +142,14 @@ impl Sealer {
         format!("{body}.{}", URL_SAFE_NO_PAD.encode(mac))
     }
 
-    /// The original state inside `sealed`, if it opens for `binding` at `now_ms`.
+    /// The original state inside `sealed` and the first round it names, if it opens for
+    /// `binding` at `now_ms`.
     pub(crate) fn open(
         &self,
         sealed: &str,
         binding: &Binding,
         now_ms: i64,
-    ) -> Result<String, Invalid> {
+    ) -> Result<Opened, Invalid> {
         if !sealed.starts_with(PREFIX) {
             return Err(Invalid::Malformed);
         }
@@ -151,7 +180,10 @@ impl Sealer {
         if payload.binding != *binding {
             return Err(Invalid::NotYours);
         }
-        Ok(payload.state)
+        Ok(Opened {
+            state: payload.state,
+            first_round: payload.first_round,
+        })
     }
 }
 
@@ -201,11 +233,14 @@ mod tests {
     fn a_state_opens_only_for_its_binding_before_its_expiry() {
         let sealer = Sealer::new([7; 32], std::time::Duration::from_secs(60));
         let alice = binding("iss\nalice\ndefault");
-        let sealed = sealer.seal("upstream-state-1", &alice, 1_000);
+        let sealed = sealer.seal("upstream-state-1", &alice, "req-1", 1_000);
         assert!(sealed.starts_with(PREFIX));
         assert_eq!(
             sealer.open(&sealed, &alice, 2_000),
-            Ok("upstream-state-1".into())
+            Ok(Opened {
+                state: "upstream-state-1".into(),
+                first_round: "req-1".into(),
+            })
         );
         assert_eq!(
             sealer.open(&sealed, &binding("iss\nbob\ndefault"), 2_000),
@@ -231,8 +266,27 @@ mod tests {
             Err(Invalid::Malformed)
         );
         assert_eq!(
-            sealer.open("mrtr1.", &alice, 2_000),
+            sealer.open("mrtr2.", &alice, 2_000),
             Err(Invalid::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_version_1_envelope_is_refused_as_malformed() {
+        // What a gateway before the first-round link sealed: the same MAC, no "f", prefix 1.
+        let sealer = Sealer::new([7; 32], std::time::Duration::from_secs(60));
+        let alice = binding("iss\nalice\ndefault");
+        let payload = serde_json::json!({"s": "upstream-state-1", "o": alice.owner,
+            "r": alice.route, "m": alice.method, "t": alice.target, "e": 61_000});
+        let body = format!("mrtr1.{}", URL_SAFE_NO_PAD.encode(payload.to_string()));
+        let mac = hmac_sha256(&[7; 32], body.as_bytes());
+        let v1 = format!("{body}.{}", URL_SAFE_NO_PAD.encode(mac));
+        assert_eq!(sealer.open(&v1, &alice, 2_000), Err(Invalid::Malformed));
+        // Nor does relabelling it as version 2 help: the MAC covers the prefix.
+        let relabelled = v1.replacen("mrtr1.", PREFIX, 1);
+        assert_eq!(
+            sealer.open(&relabelled, &alice, 2_000),
+            Err(Invalid::Tampered)
         );
     }
 }

@@ -124,6 +124,11 @@ pub struct AuditRecord {
     /// is the last).
     #[serde(default)]
     pub first_time_ms: Option<i64>,
+    /// Retries of a multi round-trip call (MCP 2026-07-28): the gateway request id of the
+    /// call's first round, the one whose answer first asked for input (the same for every later
+    /// round). `None` for a first round and for every other request.
+    #[serde(default)]
+    pub first_round_request_id: Option<String>,
 }
 
 impl AuditRecord {
@@ -167,6 +172,7 @@ impl AuditRecord {
             client_addr: None,
             repeat_count: None,
             first_time_ms: None,
+            first_round_request_id: None,
         }
     }
 
@@ -224,8 +230,8 @@ impl AuditRecord {
     ///
     /// Copies what identifies the request and its decision: request, trace and session ids,
     /// the identity fields, upstream, method, target, decision, reason, matched rule, policy
-    /// revision, the argument digest and the client address (so an outcome row can be matched on
-    /// its own). Not
+    /// revision, the argument digest, the client address and the first round a retry links to (so
+    /// an outcome row can be matched on its own). Not
     /// copied: the raw `arguments` (they are in the decision record already) and the refusal
     /// fields `http_status` and `jsonrpc_error`. The outcome fields (`upstream_status`,
     /// `upstream_latency_ms`, `outcome`, `shown`) are left empty for the caller to fill.
@@ -247,6 +253,7 @@ impl AuditRecord {
             policy_revision: decision.policy_revision,
             args_digest: decision.args_digest.clone(),
             client_addr: decision.client_addr.clone(),
+            first_round_request_id: decision.first_round_request_id.clone(),
             ..Self::decided(
                 decision.request_id.clone(),
                 decision.upstream.clone(),
@@ -327,6 +334,8 @@ mod tests {
         d.policy_revision = Some(3);
         d.args_digest = Some("ab".repeat(32));
         d.arguments = Some("{}".into());
+        d.client_addr = Some("203.0.113.9".into());
+        d.first_round_request_id = Some("req-8".into());
 
         let o = AuditRecord::outcome(&d);
         assert_eq!(o.kind, RecordKind::Outcome);
@@ -356,6 +365,10 @@ mod tests {
             "args_digest",
             "arguments",
             "shown",
+            "client_addr",
+            "repeat_count",
+            "first_time_ms",
+            "first_round_request_id",
         ] {
             assert!(obj.remove(field).is_some(), "{field}");
         }

@@ -68,6 +68,7 @@ pub(crate) fn full(request_id: &str) -> AuditRecord {
         client_addr: Some("::ffff:203.0.113.9".into()),
         repeat_count: Some(i64::MAX),
         first_time_ms: Some(i64::MIN),
+        first_round_request_id: Some("0198c3a1b2c34d5e8f90a1b2c3d4e5f6".into()),
     }
 }
 

@@ -24,6 +24,7 @@ on_both_backends!(
     edits_of_the_new_fields_are_named,
     a_changed_hash_version_is_named_edited,
     a_chain_mixing_v1_and_v2_rows_verifies,
+    a_chain_mixing_v3_and_v4_rows_verifies,
 );
 
 const CHAIN: &str = "c1";
@@ -357,6 +358,8 @@ async fn edits_of_the_new_fields_are_named(db: &TestDb) {
     let public = test_key().public_key();
     // Each edit is earlier in the chain than the one before, so it is the first problem.
     let edits = [
+        // A retry's link to its first round, added afterwards.
+        (19, "first_round_request_id = 'r1'"),
         // Record 18 is an outcome: what the caller was shown.
         (18, r#"shown = '["tool_18"]'"#),
         (15, "upstream_status = 500"),
@@ -384,7 +387,7 @@ async fn a_changed_hash_version_is_named_edited(db: &TestDb) {
     twenty(db, None).await;
     // Rows are written in the current encoding; neither an unknown version nor an older one
     // reproduces their hash.
-    for (seq, version) in [(12, 4), (8, 2), (4, 1)] {
+    for (seq, version) in [(12, 5), (10, 3), (8, 2), (4, 1)] {
         db.raw(&format!(
             "UPDATE audit_records SET hash_version = {version} WHERE chain_id = '{CHAIN}' \
              AND seq = {seq}"
@@ -481,6 +484,90 @@ async fn a_chain_mixing_v1_and_v2_rows_verifies(db: &TestDb) {
         db.raw(&format!(
             "UPDATE audit_records SET hash_version = {version} WHERE chain_id = '{CHAIN}' \
              AND seq = {seq}"
+        ))
+        .await;
+        assert_named(db, None, Tamper::Edited, seq, &format!("r{seq}")).await;
+    }
+}
+
+/// Record `i` as a version-3 writer (before migration 0010) wrote it: the client address set,
+/// no first round.
+fn v3_record(i: usize) -> AuditRecord {
+    let mut r = rec(i);
+    r.client_addr = Some(format!("192.0.2.{i}"));
+    r.first_round_request_id = None;
+    r
+}
+
+/// Record `i` as a retry of a multi round-trip call whose first round was `r1`.
+fn v4_record(i: usize) -> AuditRecord {
+    let mut r = v3_record(i);
+    r.first_round_request_id = Some("r1".into());
+    r
+}
+
+async fn a_chain_mixing_v3_and_v4_rows_verifies(db: &TestDb) {
+    // Records 1..=5 planted as version-3 rows, as a writer before migration 0010 left them.
+    let mut prev = GENESIS_HASH;
+    for i in 1..=5 {
+        let r = v3_record(i);
+        let seq = i64::try_from(i).expect("small");
+        let hash = record_hash_with(HashVersion::V3, &r, CHAIN, seq, &prev).expect("fits v3");
+        let id = db.store.append_unchained(&r).await.expect("append");
+        db.raw(&format!(
+            "UPDATE audit_records SET chain_id = '{CHAIN}', seq = {seq}, prev_hash = {}, \
+             hash = {}, hash_version = 3 WHERE id = {id}",
+            db.blob(&prev),
+            db.blob(&hash)
+        ))
+        .await;
+        prev = hash;
+    }
+    // A current writer continues the chain with retries linked to their first round.
+    let writer = checkpointing_writer(db, Some(test_key())).await;
+    for i in 6..=10 {
+        writer.append_durable(v4_record(i)).await.expect("append");
+    }
+    assert_eq!(writer.shutdown().await.expect("shutdown").last_seq, 10);
+    let r = report(db, Some(&test_key().public_key())).await;
+    assert!(r.is_intact(), "{r:?}");
+    assert_eq!(r.chains[0].records, 10);
+    // The version-4 rows hash as the documented encoding says, and the link reads back.
+    for i in 6..=10 {
+        prev = record_hash(
+            &v4_record(i),
+            CHAIN,
+            i64::try_from(i).expect("small"),
+            &prev,
+        );
+    }
+    let stored = db
+        .fetch_bytes(&format!(
+            "SELECT hash FROM audit_records WHERE chain_id = '{CHAIN}' AND seq = 10"
+        ))
+        .await;
+    assert_eq!(stored, prev);
+    let got = db
+        .store
+        .query(&AuditFilter {
+            request_id: Some("r8".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("query");
+    assert_eq!(got[0].record.first_round_request_id.as_deref(), Some("r1"));
+
+    // A version-4 row's link cannot be changed, nor one given to a version-3 row, nor a
+    // version-4 row relabelled as version 3. Each edit is earlier than the one before.
+    let edits = [
+        (9, "first_round_request_id = 'r2'".to_owned()),
+        (8, "first_round_request_id = NULL".to_owned()),
+        (7, "hash_version = 3".to_owned()),
+        (4, "first_round_request_id = 'r1'".to_owned()),
+    ];
+    for (seq, set) in edits {
+        db.raw(&format!(
+            "UPDATE audit_records SET {set} WHERE chain_id = '{CHAIN}' AND seq = {seq}"
         ))
         .await;
         assert_named(db, None, Tamper::Edited, seq, &format!("r{seq}")).await;

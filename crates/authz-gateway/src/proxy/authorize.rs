@@ -300,8 +300,9 @@ pub(super) fn state_binding(
 
 /// A 2026-07-28 retry carrying a `requestState` must bring back the envelope the gateway
 /// sealed for this caller, route, method and target (see [`crate::request_state`]); the
-/// upstream gets its own state back, in bytes re-serialized from the classified message.
-/// Anything else is refused and recorded (`request_state_invalid`).
+/// upstream gets its own state back, in bytes re-serialized from the classified message, and
+/// the request's records link to the call's first round. Anything else is refused and recorded
+/// (`request_state_invalid`).
 pub(super) async fn request_state(
     app: &App,
     ctx: &Ctx,
@@ -325,10 +326,12 @@ pub(super) async fn request_state(
         None => Err(crate::request_state::Invalid::Malformed),
     };
     match opened {
-        Ok(state) => {
+        Ok(opened) => {
+            // Set once per request: this is the only place, and a request is opened once.
+            let _ = ctx.first_round.set(opened.first_round);
             let mut value = msg.value.clone();
             if let Some(slot) = value.pointer_mut("/params/requestState") {
-                *slot = Value::String(state);
+                *slot = Value::String(opened.state);
             }
             // A message that parsed always serializes; if it did not, nothing is forwarded.
             serde_json::to_vec(&value)

@@ -39,6 +39,7 @@ impl Ctx {
             authority: uri.authority().cloned(),
             trace_id: crate::recording::trace_id(headers),
             arguments: std::sync::OnceLock::new(),
+            first_round: std::sync::OnceLock::new(),
             request_id,
             upstream,
             session_id,

@@ -44,6 +44,9 @@ struct Ctx {
     trace_id: Option<String>,
     /// The call's argument digest (and recorded arguments), once the body is classified.
     arguments: std::sync::OnceLock<Arguments>,
+    /// A multi round-trip retry: the gateway request id of the call's first round, once its
+    /// `requestState` opened (see [`crate::request_state`]).
+    first_round: std::sync::OnceLock<String>,
     request_id: String,
     upstream: Arc<Upstream>,
     session_id: Option<String>,
@@ -166,7 +169,19 @@ async fn post(
     {
         return Ok(crate::stream::guarded_sse_response(resp, guard, requests));
     }
-    respond::answer(app, up, principal, &msg, resp, guard, stateless).await
+    // A retry's answer, if it asks for input again, still names the first round.
+    let first_round = ctx.first_round.get().unwrap_or(&ctx.request_id);
+    respond::answer(
+        app,
+        up,
+        principal,
+        &msg,
+        resp,
+        guard,
+        stateless,
+        first_round,
+    )
+    .await
 }
 
 /// GET (server-to-client stream) and DELETE (end session) for session-based protocol versions.

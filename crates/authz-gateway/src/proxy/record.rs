@@ -9,7 +9,8 @@ use crate::config::AuditMode;
 use crate::error::{ApiError, Refusal};
 use crate::recording::OutcomeRecorder;
 
-/// Every record of a request carries its trace, session and argument context.
+/// Every record of a request carries its trace, session and argument context, and a retry's
+/// its first round.
 fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
     if rec.trace_id.is_none() {
         rec.trace_id.clone_from(&ctx.trace_id);
@@ -19,6 +20,9 @@ fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
     }
     if rec.client_addr.is_none() {
         rec.client_addr = ctx.client.map(|c| c.to_string());
+    }
+    if rec.first_round_request_id.is_none() {
+        rec.first_round_request_id = ctx.first_round.get().cloned();
     }
     if let Some(args) = ctx.arguments.get() {
         args.apply(rec);

@@ -40,7 +40,9 @@ pub(super) async fn bind_session(
 }
 
 /// The upstream's answer to `msg`, streamed back under `guard`: unchanged, unless the response to
-/// a request must be rewritten (see [`response_rewrite`]).
+/// a request must be rewritten (see [`response_rewrite`]). `first_round` is the request id a
+/// multi round-trip state is sealed with (this request's, or the first round's for a retry).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn answer(
     app: &App,
     up: &Arc<Upstream>,
@@ -49,11 +51,20 @@ pub(super) async fn answer(
     resp: reqwest::Response,
     mut guard: StreamGuard,
     stateless: bool,
+    first_round: &str,
 ) -> Result<Response, ApiError> {
     let Some(id) = msg.id.clone().filter(|_| msg.kind == MessageKind::Request) else {
         return Ok(stream_back(resp, guard));
     };
-    match response_rewrite(app, up, principal, msg, guard.outcome(), stateless) {
+    match response_rewrite(
+        app,
+        up,
+        principal,
+        msg,
+        guard.outcome(),
+        stateless,
+        first_round,
+    ) {
         Some((rw, private)) => {
             // Lists (and tasks) must be readable to pass: they are filtered per caller. A call's
             // result is only looked at for a multi round-trip state or a cache scope, and one
@@ -146,6 +157,7 @@ fn response_rewrite(
     msg: &Message,
     outcome: &mut OutcomeRecorder,
     stateless: bool,
+    first_round: &str,
 ) -> Option<(Rewrite, bool)> {
     if let Some(kind) = ListKind::of(&msg.operation.method) {
         let filter = filter::list_filter_recording(
@@ -205,6 +217,7 @@ fn response_rewrite(
                 (
                     Arc::clone(&app.sealer),
                     super::authorize::state_binding(up, principal, msg),
+                    first_round.to_owned(),
                 )
             });
             let rw: Rewrite = Arc::new(move |v: &mut Value| {
@@ -222,13 +235,14 @@ fn response_rewrite(
                     }
                 }
                 let mut changed = false;
-                if let Some((sealer, binding)) = &seal
+                if let Some((sealer, binding, first_round)) = &seal
                     && v.pointer("/result/resultType").and_then(Value::as_str)
                         == Some("input_required")
                     && let Some(state) = v.pointer_mut("/result/requestState")
                     && let Some(raw) = state.as_str()
                 {
-                    *state = Value::String(sealer.seal(raw, binding, authz_types::now_unix_ms()));
+                    let now = authz_types::now_unix_ms();
+                    *state = Value::String(sealer.seal(raw, binding, first_round, now));
                     changed = true;
                 }
                 if cacheable
