@@ -254,15 +254,25 @@ enum EventOut {
     Replace(Vec<u8>),
     /// Replace it and end the stream after it.
     ReplaceAndEnd(Vec<u8>),
+    /// Leave it out.
+    Drop,
 }
 
-/// Judges a server-to-client request on a session's call stream: `Some(message)` to send the
-/// client instead (the call's own failure), after which the stream ends.
-pub(crate) type RequestGuard = Arc<dyn Fn(&Value) -> Option<Value> + Send + Sync>;
+/// What becomes of a server-to-client request on a session's stream.
+#[derive(Debug)]
+pub(crate) enum Guarded {
+    Pass,
+    /// Send the client this instead (its call's own failure) and end the stream.
+    FailCall(Value),
+    /// Keep it from the client; the stream goes on (a session's own stream, tied to no call).
+    Withhold,
+}
 
-/// An SSE body whose server-to-client requests pass `guard`: the first one it refuses is
-/// replaced by the message it returns, and the stream ends there. Everything else streams
-/// through event by event.
+/// Judges a server-to-client request on a session's stream.
+pub(crate) type RequestGuard = Arc<dyn Fn(&Value) -> Guarded + Send + Sync>;
+
+/// An SSE body whose server-to-client requests pass `guard` (see [`Guarded`]). Everything else
+/// streams through event by event.
 pub(crate) fn guard_sse_requests<S, E>(
     guard: RequestGuard,
     upstream: S,
@@ -284,8 +294,11 @@ where
                 return Ok(EventOut::Keep);
             }
             match guard(&v) {
-                Some(instead) => Ok(EventOut::ReplaceAndEnd(event_with(&other_lines, &instead)?)),
-                None => Ok(EventOut::Keep),
+                Guarded::FailCall(instead) => {
+                    Ok(EventOut::ReplaceAndEnd(event_with(&other_lines, &instead)?))
+                }
+                Guarded::Withhold => Ok(EventOut::Drop),
+                Guarded::Pass => Ok(EventOut::Keep),
             }
         }),
     )
@@ -360,6 +373,7 @@ where
                                 ));
                             }
                             Ok(EventOut::Keep) => event.freeze(),
+                            Ok(EventOut::Drop) => Bytes::new(),
                             Err(()) => {
                                 return Some((
                                     Err(std::io::Error::other("unreadable SSE event")),

@@ -209,12 +209,18 @@ async fn stream_or_end(
         .await
         .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
     outcome.answered(resp.status().as_u16());
-    let guard = StreamGuard::new(permit, outcome, up.max_stream);
+    let mut guard = StreamGuard::new(permit, outcome, up.max_stream);
     if method == HttpMethod::DELETE
         && resp.status().is_success()
         && let Some(sid) = &ctx.session_id
     {
         app.sessions.end(&up.name, sid).await;
+    }
+    if method == HttpMethod::GET
+        && let Some(requests) =
+            respond::session_stream_guard(app, up, &op, &resp, &mut guard, headers)
+    {
+        return Ok(crate::stream::guarded_sse_response(resp, guard, requests));
     }
     Ok(stream_back(resp, guard))
 }

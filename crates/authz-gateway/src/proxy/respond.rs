@@ -131,7 +131,9 @@ pub(super) fn session_input_guard(
     let (session, version) = (header("mcp-session-id"), header("mcp-protocol-version"));
     let (up, call_id) = (Arc::clone(up), msg.id.clone().unwrap_or(Value::Null));
     Some(Arc::new(move |request: &Value| {
-        let asked = input_requests::forbidden_request(&rule, request)?;
+        let Some(asked) = input_requests::forbidden_request(&rule, request) else {
+            return filter::Guarded::Pass;
+        };
         sink.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(asked.clone());
@@ -142,7 +144,61 @@ pub(super) fn session_input_guard(
             version.clone(),
             request.get("id").cloned().unwrap_or(Value::Null),
         ));
-        Some(input_requests::refusal(&call_id, &[asked], &request_id))
+        filter::Guarded::FailCall(input_requests::refusal(&call_id, &[asked], &request_id))
+    }))
+}
+
+/// For a session's own stream (`GET`) under an `input_requests` rule for every method and
+/// target (`method = "*"`, `target = "*"`: the stream serves no particular call): a forbidden
+/// server-to-client request is kept from the client, refused to the upstream on the session and
+/// recorded; the stream goes on.
+pub(super) fn session_stream_guard(
+    app: &App,
+    up: &Arc<Upstream>,
+    op: &authz_types::Operation,
+    resp: &reqwest::Response,
+    guard: &mut StreamGuard,
+    headers: &HeaderMap,
+) -> Option<filter::RequestGuard> {
+    let sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| {
+            c.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+    if !sse {
+        return None;
+    }
+    let rule = input_requests::rule_for(&up.input_requests, op)?.clone();
+    let client = Arc::clone(app.client(&up.name)?);
+    let sink = guard.outcome().asked_sink();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (session, version) = (header("mcp-session-id"), header("mcp-protocol-version"));
+    let up = Arc::clone(up);
+    Some(Arc::new(move |request: &Value| {
+        let Some(asked) = input_requests::forbidden_request(&rule, request) else {
+            return filter::Guarded::Pass;
+        };
+        tracing::info!(method = %asked.method, upstream = %up.name, "a server-to-client request on a session stream was withheld by input_requests");
+        sink.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(asked);
+        tokio::spawn(crate::upstream::refuse_server_request(
+            Arc::clone(&client),
+            Arc::clone(&up),
+            session.clone(),
+            version.clone(),
+            request.get("id").cloned().unwrap_or(Value::Null),
+        ));
+        filter::Guarded::Withhold
     }))
 }
 

@@ -260,6 +260,20 @@ async fn session_upstream(answers: Arc<Mutex<Vec<Value>>>) -> std::net::SocketAd
             }
         }),
     );
+    // The session's own stream: a roots request, then a notification.
+    let app = app.route(
+        "/mcp",
+        axum::routing::get(|| async {
+            let ask = json!({"jsonrpc": "2.0", "id": "srv-2", "method": "roots/list"});
+            let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+            axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(axum::body::Body::from(format!(
+                    "data: {ask}\n\ndata: {note}\n\n"
+                )))
+                .expect("response")
+        }),
+    );
     harness::serve_stand_in(app).await
 }
 
@@ -332,4 +346,59 @@ async fn a_forbidden_request_on_a_session_stream_fails_the_call() {
         .unwrap_or_else(|| panic!("a deny record: {records:?}"));
     assert_eq!(denied.method, "sampling/createMessage");
     assert_eq!(denied.session_id.as_deref(), Some(session.as_str()));
+}
+
+#[tokio::test]
+async fn a_forbidden_request_on_the_session_stream_is_withheld_and_refused() {
+    let answers = Arc::new(Mutex::new(Vec::new()));
+    let addr = session_upstream(Arc::clone(&answers)).await;
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        harness::Options {
+            upstream_url: Some(format!("http://{addr}/mcp")),
+            upstream_extra: Some("input_requests = [{ roots = false }]".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let token = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"roots": {}},
+        "clientInfo": {"name": "t", "version": "1"}}});
+    let resp = env.post(Some(&token), &[], &init.to_string()).await;
+    let session = resp
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session")
+        .to_owned();
+    let resp = env
+        .http
+        .get(&env.route)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(resp.status(), 200);
+    let request_id = harness::request_id(&resp);
+    let body = resp.text().await.expect("body");
+    assert!(!body.contains("roots/list"), "withheld: {body}");
+    assert!(body.contains("list_changed"), "the stream goes on: {body}");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while answers.lock().expect("lock").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answers = answers.lock().expect("lock").clone();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["id"], "srv-2");
+    let records = decisions(&env, &request_id, 2).await;
+    let denied = records
+        .iter()
+        .find(|r| r.reason == ReasonCode::InputRequestForbidden)
+        .unwrap_or_else(|| panic!("a deny record: {records:?}"));
+    assert_eq!(denied.method, "roots/list");
 }
