@@ -9,21 +9,15 @@
 //! none. The gateway's `public_url` is the hop's address, as it would be behind any proxy.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
 use authz_gateway::config::{Config, Overrides, RawConfig};
 use authz_test_support::repo_path;
 use authz_token::{KeyAlgorithm, MintRequest, Signer};
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt as _;
 
 use crate::harness::{self, ISSUER, Serving};
-use crate::peers;
+use crate::{peers, proxy};
 
 /// The route name of the upstream behind the gateway.
 const UPSTREAM: &str = "conformance";
@@ -155,82 +149,6 @@ async fn run_suite(url: &str, requirements: &str) -> SuiteRun {
     }
 }
 
-/// Headers that belong to one connection and are not forwarded (RFC 9110, 7.6.1).
-fn hop_by_hop(name: &HeaderName) -> bool {
-    [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::TE,
-        header::TRAILER,
-        header::UPGRADE,
-        header::PROXY_AUTHORIZATION,
-        header::CONTENT_LENGTH,
-    ]
-    .contains(name)
-        || name.as_str() == "keep-alive"
-}
-
-#[derive(Clone)]
-struct HopState {
-    http: reqwest::Client,
-    target: SocketAddr,
-    bearer: String,
-}
-
-/// Serves the bearer-adding hop in front of the gateway on `listener`: every request forwarded
-/// to `target` with its headers as they came (`Host` included), plus `Authorization: Bearer
-/// <token>` when it has none; request and response bodies are streamed (SSE stays a stream).
-/// It serves until the test's runtime ends.
-async fn hop_on(listener: std::net::TcpListener, target: SocketAddr, token: String) {
-    let state = HopState {
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("hop client"),
-        target,
-        bearer: format!("Bearer {token}"),
-    };
-    let app = axum::Router::new().fallback(forward).with_state(state);
-    listener.set_nonblocking(true).expect("nonblocking hop");
-    let listener = tokio::net::TcpListener::from_std(listener).expect("hop listener");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-}
-
-async fn forward(State(hop): State<HopState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let mut out = hop
-        .http
-        .request(parts.method, format!("http://{}{path}", hop.target));
-    for (name, value) in &parts.headers {
-        if !hop_by_hop(name) {
-            out = out.header(name, value);
-        }
-    }
-    if !parts.headers.contains_key(header::AUTHORIZATION) {
-        out = out.header(header::AUTHORIZATION, &hop.bearer);
-    }
-    let body = reqwest::Body::wrap_stream(body.into_data_stream());
-    let resp = match out.body(body).send().await {
-        Ok(resp) => resp,
-        Err(error) => return (StatusCode::BAD_GATEWAY, format!("hop: {error}")).into_response(),
-    };
-    let mut back = Response::builder().status(resp.status());
-    for (name, value) in resp.headers() {
-        if !hop_by_hop(name) {
-            back = back.header(name, value);
-        }
-    }
-    back.body(Body::from_stream(
-        resp.bytes_stream().map_err(std::io::Error::other),
-    ))
-    .expect("hop response")
-}
-
 /// A gateway in front of `upstream_url` with the hop in front of it.
 struct Gateway {
     /// First, so that dropping a `Gateway` signals the gateway before anything else goes.
@@ -295,7 +213,7 @@ timeout_secs = 60
         let config =
             Config::from_raw(raw, &Overrides::default(), &|_| None).expect("test config validates");
         let serving = Serving::start(config, listener).await;
-        hop_on(hop_listener, gateway_addr, token).await;
+        proxy::serve(hop_listener, vec![gateway_addr], Some(token));
         Gateway {
             _serving: serving,
             _dir: dir,

@@ -19,6 +19,7 @@ mod outage;
 mod param_headers;
 mod peers;
 mod pipeline;
+mod proxy;
 mod quotas;
 mod replicas;
 mod tasks;
