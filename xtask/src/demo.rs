@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::cmd;
 
 /// A child process that is killed when dropped.
-struct Guard(Child, &'static str);
+pub(crate) struct Guard(Child, &'static str);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -28,9 +28,20 @@ impl Drop for Guard {
 }
 
 impl Guard {
-    fn check_alive(&mut self) -> Result<()> {
+    pub(crate) fn new(child: Child, name: &'static str) -> Self {
+        Self(child, name)
+    }
+
+    pub(crate) fn child(&mut self) -> &mut Child {
+        &mut self.0
+    }
+
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.0.try_wait()? {
-            bail!("{} exited early ({status}); see its log in .demo/", self.1);
+            bail!(
+                "{} exited early ({status}); see its log (in .demo/ or .cluster/)",
+                self.1
+            );
         }
         Ok(())
     }
@@ -234,7 +245,7 @@ fn serve_instructions(route: &str, rita: &str, adam: &str, audit_url: &str) -> S
     )
 }
 
-fn target_dir(root: &Path) -> Result<PathBuf> {
+pub(crate) fn target_dir(root: &Path) -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return Ok(PathBuf::from(dir));
     }
@@ -245,7 +256,7 @@ fn target_dir(root: &Path) -> Result<PathBuf> {
         .map_or_else(|| root.join("target"), PathBuf::from))
 }
 
-fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
+pub(crate) fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
     std::fs::File::create(dir.join(name)).with_context(|| format!("creating .demo/{name}"))
 }
 

@@ -33,6 +33,7 @@ mod bench;
 mod bench_e2e;
 mod bench_soak;
 mod ci;
+mod cluster;
 mod cmd;
 mod demo;
 mod fuzz;
@@ -74,6 +75,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "demo [--serve]",
         "run the gateway on embedded defaults and walk through allowed and refused calls (--serve: then stay up for a real MCP client)",
     ),
+    (
+        "cluster",
+        "two gateway replicas on one Postgres behind nginx (round robin), the demo upstream; stays up until Ctrl-C",
+    ),
     ("help", "print this help"),
 ];
 
@@ -111,6 +116,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         },
         "fuzz" => fuzz::fuzz(rest),
         "demo" => demo::demo(rest),
+        "cluster" => cluster::cluster(rest),
         "help" | "-h" | "--help" => {
             println!("{}", usage());
             Ok(())
