@@ -3,6 +3,12 @@
 //! Logs go to stderr as text or JSON (`RUST_LOG` filters them). When `[telemetry] otlp_endpoint`
 //! is set, spans are also exported over OTLP/HTTP to the user's collector. Spans of the exporter's
 //! own HTTP stack are never exported, so exporting cannot feed on itself.
+//!
+//! W3C trace context: a request's `traceparent` (and `tracestate`) makes its request span a child
+//! of the caller's span; the upstream call is a child span of the request span, and the upstream
+//! receives that span as its parent in `traceparent`. The audit records carry the trace id the
+//! spans are exported under. Without export, the caller's `traceparent` and `tracestate` are
+//! passed to the upstream as they came.
 
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
@@ -13,6 +19,78 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::Telemetry;
+
+use axum::http::HeaderMap;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The W3C trace context headers.
+const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(axum::http::HeaderName::as_str).collect()
+    }
+}
+
+struct PairInjector(Vec<(&'static str, String)>);
+
+impl Injector for PairInjector {
+    fn set(&mut self, key: &str, value: String) {
+        if let Some(name) = TRACE_HEADERS.iter().find(|h| h.eq_ignore_ascii_case(key)) {
+            self.0.push((name, value));
+        }
+    }
+}
+
+/// Makes the caller's trace context (`traceparent`, `tracestate`), when valid, the parent of
+/// `span`. Without an exporting layer this changes nothing.
+pub(crate) fn adopt_caller(span: &tracing::Span, headers: &HeaderMap) {
+    if headers.get("traceparent").is_none() {
+        return;
+    }
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    if parent.span().span_context().is_valid() {
+        // Only fails when no OpenTelemetry layer is installed: then nothing is exported.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The trace id `span` is exported under (lowercase hex), when spans are exported.
+pub(crate) fn exported_trace_id(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
+/// The trace context headers for a request made inside `span`: the span's own context when it
+/// is exported (the callee's parent is then `span`), else the caller's headers as they came.
+pub(crate) fn outgoing_headers(
+    span: &tracing::Span,
+    incoming: &HeaderMap,
+) -> Vec<(&'static str, String)> {
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        let mut out = PairInjector(Vec::new());
+        TraceContextPropagator::new().inject_context(&cx, &mut out);
+        return out.0;
+    }
+    TRACE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let v = incoming.get(*name)?.to_str().ok()?;
+            Some((*name, v.to_owned()))
+        })
+        .collect()
+}
 
 /// Keeps the exporter alive; flushes pending spans when dropped or shut down.
 #[derive(Debug, Default)]

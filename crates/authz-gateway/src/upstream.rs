@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
-use tracing::warn;
+use tracing::{Instrument as _, warn};
 
 use crate::App;
 use crate::config::{Credential, OAuthClient, Secret, Upstream};
@@ -200,6 +200,11 @@ pub(crate) async fn forward(
             }
         }
     }
+    // The upstream call is a child span of the request's; the upstream learns it as its parent.
+    let span = tracing::info_span!("upstream", upstream = %up.name);
+    for (name, value) in crate::telemetry::outgoing_headers(&span, headers) {
+        req = req.header(name, value);
+    }
     match client.bearer().await {
         Ok(Some(token)) => req = req.bearer_auth(token.expose()),
         Ok(None) => {}
@@ -212,7 +217,10 @@ pub(crate) async fn forward(
         req = req.body(b);
     }
     let started = Instant::now();
-    let resp = match tokio::time::timeout(up.timeout, req.send()).await {
+    let resp = match tokio::time::timeout(up.timeout, req.send())
+        .instrument(span)
+        .await
+    {
         Err(_) => {
             warn!(upstream = %up.name, "upstream response head timed out");
             return Err(upstream_error(Refusal::UpstreamTimeout));

@@ -37,7 +37,10 @@ impl Ctx {
         Ctx {
             query_token: uri.query().is_some_and(gates::query_carries_token),
             authority: uri.authority().cloned(),
-            trace_id: crate::recording::trace_id(headers),
+            // Called inside the request span: with export on, the id it is exported under (the
+            // caller's, when it sent a valid `traceparent`); else the caller's, if any.
+            trace_id: crate::telemetry::exported_trace_id(&tracing::Span::current())
+                .or_else(|| crate::recording::trace_id(headers)),
             arguments: std::sync::OnceLock::new(),
             first_round: std::sync::OnceLock::new(),
             request_id,

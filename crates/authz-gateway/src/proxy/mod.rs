@@ -70,6 +70,7 @@ pub(crate) async fn handle(
     let span = info_span!("mcp", request_id = %request_id, upstream = %upstream, http.method = %method,
         mcp.method = tracing::field::Empty, target = tracing::field::Empty, subject = tracing::field::Empty,
         decision = tracing::field::Empty);
+    crate::telemetry::adopt_caller(&span, &headers);
     let result = async {
         let Some(up) = app.upstreams.get(&upstream).cloned() else {
             return Err(Refusal::UnknownRoute.into());
