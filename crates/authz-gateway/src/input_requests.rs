@@ -89,7 +89,9 @@ fn url_origin(params: Option<&Value>) -> String {
 }
 
 /// The forbidden requests of a 2026-07-28 `input_required` result (its `inputRequests` map:
-/// key → `{method, params}`). Empty when the result asks for nothing forbidden.
+/// key → `{method, params}`). Empty when the result asks for nothing forbidden. Only the three
+/// kinds may be asked for this way, so under a rule an entry with another method, or none, is
+/// forbidden too (a client must not be handed what the rule could not judge).
 pub(crate) fn forbidden_in_result(rule: &InputRule, response: &Value) -> Vec<Asked> {
     let Some(requests) = response
         .pointer("/result/inputRequests")
@@ -100,14 +102,18 @@ pub(crate) fn forbidden_in_result(rule: &InputRule, response: &Value) -> Vec<Ask
     requests
         .iter()
         .filter_map(|(key, request)| {
-            let method = request.get("method").and_then(Value::as_str)?;
-            forbids(rule, method, request.get("params"))
-                .err()
-                .map(|url_origin| Asked {
-                    key: key.clone(),
-                    method: method.to_owned(),
-                    url_origin,
-                })
+            let method = request.get("method").and_then(Value::as_str);
+            let judged = match method {
+                Some(m @ ("sampling/createMessage" | "elicitation/create" | "roots/list")) => {
+                    forbids(rule, m, request.get("params"))
+                }
+                _ => Err(None),
+            };
+            judged.err().map(|url_origin| Asked {
+                key: key.clone(),
+                method: method.unwrap_or("(none)").to_owned(),
+                url_origin,
+            })
         })
         .collect()
 }
@@ -220,6 +226,10 @@ mod tests {
                 .as_deref(),
             Some("https://evil.example")
         );
+        // Under a rule, what is not one of the three kinds is not passed on unjudged.
+        let odd = result(json!({"p": {"method": "ping"}, "n": {"params": {}}}));
+        let got = forbidden_in_result(&rule(true, true, None, true), &odd);
+        assert_eq!(got.len(), 2, "{got:?}");
         // No URL mode at all; form mode still fine.
         let none = rule(true, true, Some(&[]), true);
         assert_eq!(
