@@ -307,6 +307,13 @@ pub(crate) async fn stats(
     use std::collections::HashMap;
     let now = now_unix_ms();
     let mut base = a.filter.to_query(now);
+    // It counts denials: a --decision asking for anything else is a mistake, not ignored.
+    if base.filter.decision == Some(authz_types::Effect::Allow) {
+        return Err(crate::exit::UsageError::new(
+            "`audit stats` counts denials; for allowed decisions use `audit list --decision allow`",
+        )
+        .into());
+    }
     base.filter.decision = Some(authz_types::Effect::Deny);
     let since = *base
         .filter

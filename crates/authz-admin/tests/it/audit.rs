@@ -203,6 +203,15 @@ async fn audit_stats_counts_denials_by_reason_subject_and_target() {
     assert_eq!(week["by_subject"].as_array().map(Vec::len), Some(1));
     let table = ok(&[&["audit", "stats"][..], &db].concat()).await;
     assert!(table.starts_with("53 denials in 4 records"), "{table}");
+    // It counts denials: asking it for allowed decisions is a usage error, not silently ignored.
+    let e =
+        crate::common::fails(&[&["audit", "stats", "--decision", "allow"][..], &db].concat()).await;
+    assert_eq!(
+        authz_admin::exit_code_of(&e),
+        authz_admin::EXIT_USAGE,
+        "{e:#}"
+    );
+    assert!(e.to_string().contains("audit list --decision allow"), "{e}");
     assert!(
         table.contains("REASON") && table.contains("token_missing"),
         "{table}"
