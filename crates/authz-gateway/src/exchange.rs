@@ -152,12 +152,24 @@ pub(crate) async fn token(
     {
         Ok(p) => Arc::unwrap_or_clone(p),
         Err(e) => {
+            // Like the MCP routes: an address that caused too many refusals without an identity
+            // lately is told to back off (a valid subject token from it was served above).
+            let over_budget = client.and_then(|c| {
+                app.refusals.over_budget(
+                    crate::refusals::ClientKey::of(c),
+                    tokio::time::Instant::now(),
+                )
+            });
+            let (reason, status) = match over_budget {
+                Some(_) => (ReasonCode::ClientRateLimited, 429),
+                None => (e.reason(), 400),
+            };
             let rec = AuditRecord::unauthenticated(
                 &request_id,
                 &up.name,
                 "token/exchange",
-                e.reason(),
-                400,
+                reason,
+                status,
             );
             // Like the proxy's refusals without an identity: the first of a kind in a window is
             // recorded, identical ones after it are counted into its aggregate record.
@@ -165,6 +177,22 @@ pub(crate) async fn token(
                 && let Some(unavailable) = record(&app, rec, &request_id, client).await
             {
                 return unavailable;
+            }
+            if let Some(wait) = over_budget {
+                app.metrics
+                    .client_rate_limited
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut resp = oauth_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "invalid_request",
+                    "too many refused requests from this address; retry later",
+                    &request_id,
+                );
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::buckets::retry_after_secs(wait)),
+                );
+                return resp;
             }
             return bad("invalid_grant", e.description());
         }

@@ -238,3 +238,39 @@ async fn a_flood_of_bad_subject_tokens_is_aggregated_like_other_refusals() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_address_flooding_bad_subject_tokens_is_told_to_back_off() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            token_exchange: true,
+            server_extra: Some(
+                "unauthenticated_per_client_per_sec = 1\nunauthenticated_burst_per_client = 3"
+                    .into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let route = env.route.clone();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let (status, body) = exchange(&env, "not-a-token", &[("resource", &route)]).await;
+        if status == 429 {
+            assert_eq!(body["error"], "invalid_request", "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..3], &[400, 400, 400], "the burst: {statuses:?}");
+    assert!(statuses[3..].contains(&429), "then 429: {statuses:?}");
+    // A valid subject token from the same address is still exchanged.
+    let token = env.token("adam", &["ticket-admin"], &["tickets:write"]);
+    let (status, body) = exchange(
+        &env,
+        &token,
+        &[("resource", &route), ("scope", "tickets:read")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
