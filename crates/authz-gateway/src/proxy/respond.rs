@@ -102,50 +102,25 @@ pub(super) fn session_input_guard(
     guard: &mut StreamGuard,
     headers: &HeaderMap,
 ) -> Option<filter::RequestGuard> {
-    let sse = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| {
-            c.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        });
     if msg.operation.method != Method::ToolsCall
         || msg.kind != MessageKind::Request
         || msg.value.pointer("/params/task").is_some()
-        || !sse
     {
         return None;
     }
-    let rule = input_requests::rule_for(&up.input_requests, &msg.operation)?.clone();
-    let client = Arc::clone(app.client(&up.name)?);
-    let sink = guard.outcome().asked_sink();
     let request_id = guard.outcome().request_id().to_owned();
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let (session, version) = (header("mcp-session-id"), header("mcp-protocol-version"));
-    let (up, call_id) = (Arc::clone(up), msg.id.clone().unwrap_or(Value::Null));
-    Some(Arc::new(move |request: &Value| {
-        let Some(asked) = input_requests::forbidden_request(&rule, request) else {
-            return filter::Guarded::Pass;
-        };
-        sink.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(asked.clone());
-        tokio::spawn(crate::upstream::refuse_server_request(
-            Arc::clone(&client),
-            Arc::clone(&up),
-            session.clone(),
-            version.clone(),
-            request.get("id").cloned().unwrap_or(Value::Null),
-        ));
-        filter::Guarded::FailCall(input_requests::refusal(&call_id, &[asked], &request_id))
-    }))
+    let call_id = msg.id.clone().unwrap_or(Value::Null);
+    request_guard(
+        app,
+        up,
+        &msg.operation,
+        resp,
+        guard,
+        headers,
+        move |asked| {
+            filter::Guarded::FailCall(input_requests::refusal(&call_id, &[asked], &request_id))
+        },
+    )
 }
 
 /// For a session's own stream (`GET`) under an `input_requests` rule for every method and
@@ -159,6 +134,26 @@ pub(super) fn session_stream_guard(
     resp: &reqwest::Response,
     guard: &mut StreamGuard,
     headers: &HeaderMap,
+) -> Option<filter::RequestGuard> {
+    let name = up.name.clone();
+    request_guard(app, up, op, resp, guard, headers, move |asked| {
+        tracing::info!(method = %asked.method, upstream = %name, "a server-to-client request on a session stream was withheld by input_requests");
+        filter::Guarded::Withhold
+    })
+}
+
+/// The guard over an SSE answer's server-to-client requests under the rule for `op`, if the
+/// answer is SSE and a rule applies: a request the rule forbids is recorded (through the
+/// outcome recorder), refused to the upstream on the caller's session, and becomes what
+/// `instead` says.
+fn request_guard(
+    app: &App,
+    up: &Arc<Upstream>,
+    op: &authz_types::Operation,
+    resp: &reqwest::Response,
+    guard: &mut StreamGuard,
+    headers: &HeaderMap,
+    instead: impl Fn(input_requests::Asked) -> filter::Guarded + Send + Sync + 'static,
 ) -> Option<filter::RequestGuard> {
     let sse = resp
         .headers()
@@ -187,10 +182,9 @@ pub(super) fn session_stream_guard(
         let Some(asked) = input_requests::forbidden_request(&rule, request) else {
             return filter::Guarded::Pass;
         };
-        tracing::info!(method = %asked.method, upstream = %up.name, "a server-to-client request on a session stream was withheld by input_requests");
         sink.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(asked);
+            .push(asked.clone());
         tokio::spawn(crate::upstream::refuse_server_request(
             Arc::clone(&client),
             Arc::clone(&up),
@@ -198,7 +192,7 @@ pub(super) fn session_stream_guard(
             version.clone(),
             request.get("id").cloned().unwrap_or(Value::Null),
         ));
-        filter::Guarded::Withhold
+        instead(asked)
     }))
 }
 
