@@ -178,44 +178,18 @@ fn replica_config(
     upstream_port: u16,
     url: &str,
 ) -> String {
-    format!(
-        r#"# Written by `cargo xtask cluster`: replica {name} of two, behind nginx at {public}.
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "{public}"
-
-[auth]
-max_lifetime_secs = 3600
-
-[[auth.issuers]]
-issuer = "authzctl"
-jwks_file = "{jwks}"
-
-[policy]
-model = "{policies}/model.conf"
-database_url = "{url}"
-
-[audit]
-database_url = "{url}"
-
-[audit.writer]
-chain_id = "{name}"
-
-[scope_hierarchy]
-"tickets:write" = ["tickets:read"]
-
-[[upstreams]]
-name = "tickets"
-url = "http://127.0.0.1:{upstream_port}/mcp"
-credential_env = "TICKETS_UPSTREAM_TOKEN"
-scopes = [
-  {{ method = "tools/call", target = "delete_*", require = ["tickets:write"] }},
-  {{ method = "tools/call", target = "create_*", require = ["tickets:write"] }},
-  {{ method = "*", require = ["tickets:read"] }},
-]
-"#,
-        jwks = keys.join("jwks.json").display(),
-        policies = root.join("policies").display(),
+    crate::demo::gateway_toml(
+        &format!(
+            "# Written by `cargo xtask cluster`: replica {name} of two, behind nginx at {public}."
+        ),
+        &format!("listen = \"127.0.0.1:{port}\"\npublic_url = \"{public}\""),
+        keys,
+        &format!(
+            "model = \"{}/model.conf\"\ndatabase_url = \"{url}\"",
+            root.join("policies").display()
+        ),
+        &format!("database_url = \"{url}\"\n\n[audit.writer]\nchain_id = \"{name}\""),
+        upstream_port,
     )
 }
 

@@ -267,10 +267,34 @@ fn gateway_config(
     upstream_port: u16,
     audit_url: &str,
 ) -> String {
+    let policies = root.join("policies");
+    gateway_toml(
+        "# Written by `cargo xtask demo`: embedded defaults (SQLite audit, file policies).",
+        &format!("listen = \"127.0.0.1:{gateway_port}\""),
+        keys,
+        &format!(
+            "model = \"{p}/model.conf\"\nfiles = [\"{p}/policy.csv\"]",
+            p = policies.display()
+        ),
+        &format!("database_url = \"{audit_url}\""),
+        upstream_port,
+    )
+}
+
+/// A gateway configuration for the demo ticket upstream on `upstream_port`, trusting the
+/// development key in `keys`; `server`, `policy` and `audit` are those sections' lines.
+pub(crate) fn gateway_toml(
+    header: &str,
+    server: &str,
+    keys: &Path,
+    policy: &str,
+    audit: &str,
+    upstream_port: u16,
+) -> String {
     format!(
-        r#"# Written by `cargo xtask demo`: embedded defaults (SQLite audit, file policies).
+        r#"{header}
 [server]
-listen = "127.0.0.1:{gateway_port}"
+{server}
 
 [auth]
 max_lifetime_secs = 3600
@@ -280,11 +304,10 @@ issuer = "authzctl"
 jwks_file = "{jwks}"
 
 [policy]
-model = "{policies}/model.conf"
-files = ["{policies}/policy.csv"]
+{policy}
 
 [audit]
-database_url = "{audit_url}"
+{audit}
 
 [scope_hierarchy]
 "tickets:write" = ["tickets:read"]
@@ -300,6 +323,5 @@ scopes = [
 ]
 "#,
         jwks = keys.join("jwks.json").display(),
-        policies = root.join("policies").display(),
     )
 }
