@@ -179,9 +179,7 @@ pub(crate) async fn token(
                 return unavailable;
             }
             if let Some(wait) = over_budget {
-                app.metrics
-                    .client_rate_limited
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                app.metrics.client_rate_limited.inc();
                 let mut resp = oauth_error(
                     StatusCode::TOO_MANY_REQUESTS,
                     "invalid_request",

@@ -26,6 +26,7 @@ mod filter;
 pub mod fuzzing;
 mod input_requests;
 mod limits;
+mod metrics;
 mod param_headers;
 mod proxy;
 mod quotas;
@@ -41,7 +42,6 @@ mod upstream;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use axum::Router;
@@ -54,115 +54,10 @@ use serde_json::json;
 pub use cli::run;
 use config::{Config, PolicySource, Upstream};
 pub use connections::{ConnectionLimits, Http2Limits};
+use metrics::Metrics;
 pub use refusals::RefusalLimits;
 use scopes::ScopePolicy;
 use sessions::OwnerBindings;
-
-/// Counters exposed at `/metrics`.
-#[derive(Debug, Default)]
-pub(crate) struct Metrics {
-    pub(crate) allowed: AtomicU64,
-    pub(crate) denied: AtomicU64,
-    pub(crate) unauthenticated: AtomicU64,
-    pub(crate) other_refusals: AtomicU64,
-    pub(crate) audit_failures: AtomicU64,
-    pub(crate) upstream_errors: AtomicU64,
-    /// Unauthenticated refusals counted into an aggregate record instead of one of their own.
-    pub(crate) refusals_aggregated: AtomicU64,
-    /// Requests answered 429 `client_rate_limited`.
-    pub(crate) client_rate_limited: AtomicU64,
-    /// Outcome records the audit writer refused (the answer had already gone out). Shared with
-    /// every `OutcomeRecorder`, which counts from a task of its own.
-    pub(crate) outcome_records_lost: Arc<AtomicU64>,
-}
-
-impl Metrics {
-    /// Counts and logs an audit record the writer did not take; the caller fails closed.
-    pub(crate) fn audit_refused(&self, request_id: &str, error: &authz_audit::Error) {
-        self.audit_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(%error, %request_id, "the audit writer did not take a record; failing closed");
-    }
-}
-
-impl Metrics {
-    fn count_refusal(&self, status: StatusCode) {
-        let c = if status == StatusCode::UNAUTHORIZED {
-            &self.unauthenticated
-        } else {
-            &self.other_refusals
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(
-        &self,
-        sessions: usize,
-        policy: &authz_rbac::WatchStatus,
-        writer: &authz_audit::WriterStats,
-    ) -> String {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        format!(
-            "# HELP authz_decisions_total Authorization decisions by outcome.\n\
-             # TYPE authz_decisions_total counter\n\
-             authz_decisions_total{{decision=\"allow\"}} {}\n\
-             authz_decisions_total{{decision=\"deny\"}} {}\n\
-             # HELP authz_unauthenticated_total Requests refused with 401.\n\
-             # TYPE authz_unauthenticated_total counter\n\
-             authz_unauthenticated_total {}\n\
-             # HELP authz_refusals_other_total Requests refused for other reasons (400, 404, 413, 503...).\n\
-             # TYPE authz_refusals_other_total counter\n\
-             authz_refusals_other_total {}\n\
-             # HELP authz_audit_failures_total Audit records the store refused (each failed its request closed).\n\
-             # TYPE authz_audit_failures_total counter\n\
-             authz_audit_failures_total {}\n\
-             # HELP authz_audit_outcome_lost_total Outcome records the audit writer refused after the answer went out (logged with their request id).\n\
-             # TYPE authz_audit_outcome_lost_total counter\n\
-             authz_audit_outcome_lost_total {}\n\
-             # HELP authz_upstream_errors_total Upstream requests that failed or timed out.\n\
-             # TYPE authz_upstream_errors_total counter\n\
-             authz_upstream_errors_total {}\n\
-             # HELP authz_sessions Sessions currently bound to a principal.\n\
-             # TYPE authz_sessions gauge\n\
-             authz_sessions {}\n\
-             # HELP authz_policy_revision The policy revision in force.\n\
-             # TYPE authz_policy_revision gauge\n\
-             authz_policy_revision {}\n\
-             # HELP authz_policy_reloads_total Policy reloads applied.\n\
-             # TYPE authz_policy_reloads_total counter\n\
-             authz_policy_reloads_total {}\n\
-             # HELP authz_policy_failed_reloads_total Policy changes refused (the last good policy kept serving).\n\
-             # TYPE authz_policy_failed_reloads_total counter\n\
-             authz_policy_failed_reloads_total {}\n\
-             # HELP authz_audit_committed_total Audit records committed.\n\
-             # TYPE authz_audit_committed_total counter\n\
-             authz_audit_committed_total {}\n\
-             # HELP authz_audit_queue_full_total Appends refused because the audit queue stayed full (each a 503).\n\
-             # TYPE authz_audit_queue_full_total counter\n\
-             authz_audit_queue_full_total {}\n\
-             # HELP authz_audit_failed_batches_total Audit batches the store refused.\n\
-             # TYPE authz_audit_failed_batches_total counter\n\
-             authz_audit_failed_batches_total {}\n\
-             # HELP authz_audit_buffered_lost_total Buffered records given up after every retry (logged with their request id).\n\
-             # TYPE authz_audit_buffered_lost_total counter\n\
-             authz_audit_buffered_lost_total {}\n",
-            g(&self.allowed),
-            g(&self.denied),
-            g(&self.unauthenticated),
-            g(&self.other_refusals),
-            g(&self.audit_failures),
-            g(&self.outcome_records_lost),
-            g(&self.upstream_errors),
-            sessions,
-            policy.revision,
-            policy.reloads,
-            policy.failed_reloads,
-            writer.committed,
-            writer.queue_full_rejections,
-            writer.failed_batches,
-            writer.buffered_records_lost_on_error,
-        )
-    }
-}
 
 /// Everything a request needs, built once at start-up.
 #[derive(Debug)]
@@ -441,9 +336,7 @@ impl App {
         );
         let counted = verdict == refusals::Verdict::Counted;
         if counted {
-            self.metrics
-                .refusals_aggregated
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.refusals_aggregated.inc();
         }
         counted
     }
@@ -492,7 +385,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/token", axum::routing::post(exchange::token))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::handler))
         .with_state(app)
 }
 
@@ -652,157 +545,6 @@ fn revocation_readiness(app: &App) -> serde_json::Value {
         "subjects": counts.subjects,
         "checked_age_secs": (checked_at_ms > 0).then_some(age_ms / 1000),
     })
-}
-
-async fn metrics(State(app): State<Arc<App>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(
-            app.sessions.len(),
-            &app.rbac.status(),
-            &app.audit_writer.stats(),
-        ) + render_connections(&app.connections, &app.config.connections).as_str()
-            + render_refusals(&app.metrics, &app.quotas).as_str()
-            + render_bindings(&app.sessions, &app.tasks).as_str(),
-    )
-        .into_response()
-}
-
-/// The accept loop's metrics.
-fn render_connections(
-    c: &connections::ConnectionStats,
-    limits: &connections::ConnectionLimits,
-) -> String {
-    let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    format!(
-        "# HELP authz_connections_open Client connections open now.\n\
-         # TYPE authz_connections_open gauge\n\
-         authz_connections_open {}\n\
-         # HELP authz_connections_accepted_total Client connections accepted.\n\
-         # TYPE authz_connections_accepted_total counter\n\
-         authz_connections_accepted_total {}\n\
-         # HELP authz_connections_refused_total Connections closed at once because a cap was reached.\n\
-         # TYPE authz_connections_refused_total counter\n\
-         authz_connections_refused_total{{cap=\"max_connections\"}} {}\n\
-         authz_connections_refused_total{{cap=\"max_connections_per_client\"}} {}\n\
-         # HELP authz_connections_header_timeouts_total Connections closed because no complete request head arrived in time.\n\
-         # TYPE authz_connections_header_timeouts_total counter\n\
-         authz_connections_header_timeouts_total {}\n\
-         # HELP authz_body_read_timeouts_total POST bodies that did not arrive in full in time (408, connection closed).\n\
-         # TYPE authz_body_read_timeouts_total counter\n\
-         authz_body_read_timeouts_total {}\n\
-         # HELP authz_accept_errors_total Failed accepts (for example out of file descriptors); serving went on.\n\
-         # TYPE authz_accept_errors_total counter\n\
-         authz_accept_errors_total {}\n\
-         # HELP authz_connections_idle_closed_total Connections closed after server.idle_timeout_ms with no request in flight.\n\
-         # TYPE authz_connections_idle_closed_total counter\n\
-         authz_connections_idle_closed_total {}\n\
-         # HELP authz_connections_shed_total Idle connections closed at server.max_connections to make room for a new one.\n\
-         # TYPE authz_connections_shed_total counter\n\
-         authz_connections_shed_total {}\n\
-         # HELP authz_http2_reset_floods_total HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for too many resets.\n\
-         # TYPE authz_http2_reset_floods_total counter\n\
-         authz_http2_reset_floods_total {}\n",
-        c.open(),
-        g(&c.accepted),
-        g(&c.refused_total_cap),
-        g(&c.refused_client_cap),
-        g(&c.header_timeouts),
-        g(&c.body_timeouts),
-        g(&c.accept_errors),
-        g(&c.idle_closed),
-        g(&c.shed),
-        g(&c.http2_reset_floods),
-    ) + render_limits(limits).as_str()
-}
-
-/// The unauthenticated-refusal metrics.
-fn render_bindings(sessions: &OwnerBindings, tasks: &OwnerBindings) -> String {
-    format!(
-        "# HELP authz_binding_store_errors_total Failed operations on the shared session and task binding store (the binding then held on this replica only, or the id was refused).\n\
-         # TYPE authz_binding_store_errors_total counter\n\
-         authz_binding_store_errors_total {}\n",
-        sessions.store_errors() + tasks.store_errors()
-    )
-}
-
-fn render_refusals(m: &Metrics, q: &quotas::Quotas) -> String {
-    let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    format!(
-        "# HELP authz_refusals_aggregated_total Unauthenticated refusals counted into an aggregate record (repeat_count) instead of one each.\n\
-         # TYPE authz_refusals_aggregated_total counter\n\
-         authz_refusals_aggregated_total {}\n\
-         # HELP authz_client_rate_limited_total Requests answered 429 because their client address caused too many unauthenticated refusals.\n\
-         # TYPE authz_client_rate_limited_total counter\n\
-         authz_client_rate_limited_total {}\n\
-         # HELP authz_quota_rules Quota rules in force (policy.quotas_file).\n\
-         # TYPE authz_quota_rules gauge\n\
-         authz_quota_rules {}\n\
-         # HELP authz_quota_exceeded_total Calls answered 429 quota_exceeded.\n\
-         # TYPE authz_quota_exceeded_total counter\n\
-         authz_quota_exceeded_total {}\n\
-         # HELP authz_quota_reloads_total Changes of the quota file applied.\n\
-         # TYPE authz_quota_reloads_total counter\n\
-         authz_quota_reloads_total {}\n\
-         # HELP authz_quota_failed_reloads_total Changes of the quota file refused (the quotas in force stayed).\n\
-         # TYPE authz_quota_failed_reloads_total counter\n\
-         authz_quota_failed_reloads_total {}\n\
-         # HELP authz_quota_exchanges_total Exchanges of quota spending with the other replicas (shared Postgres).\n\
-         # TYPE authz_quota_exchanges_total counter\n\
-         authz_quota_exchanges_total {}\n\
-         # HELP authz_quota_failed_exchanges_total Failed exchanges (each replica kept enforcing on its own).\n\
-         # TYPE authz_quota_failed_exchanges_total counter\n\
-         authz_quota_failed_exchanges_total {}\n",
-        g(&m.refusals_aggregated),
-        g(&m.client_rate_limited),
-        q.rule_count(),
-        g(&q.exceeded),
-        g(&q.reloads),
-        g(&q.failed_reloads),
-        g(&q.exchanges),
-        g(&q.failed_exchanges),
-    )
-}
-
-/// The connection limits in force, as gauges (`server.<key>`), so a dashboard can set a count
-/// against its cap.
-fn render_limits(l: &connections::ConnectionLimits) -> String {
-    let rows: [(&str, u128); 9] = [
-        ("header_read_timeout_ms", l.header_read_timeout.as_millis()),
-        ("idle_timeout_ms", l.idle_timeout.as_millis()),
-        ("shutdown_grace_ms", l.shutdown_grace.as_millis()),
-        ("max_connections", l.max_connections as u128),
-        (
-            "max_connections_per_client",
-            l.max_connections_per_client as u128,
-        ),
-        (
-            "http2_max_concurrent_streams",
-            l.http2.max_concurrent_streams.into(),
-        ),
-        (
-            "http2_max_header_list_bytes",
-            l.http2.max_header_list_bytes.into(),
-        ),
-        (
-            "http2_max_pending_reset_streams",
-            l.http2.max_pending_reset_streams as u128,
-        ),
-        (
-            "http2_max_local_reset_streams",
-            l.http2.max_local_reset_streams as u128,
-        ),
-    ];
-    let mut out = String::from(
-        "# HELP authz_connection_limit A connection limit in force (the [server] key).\n\
-         # TYPE authz_connection_limit gauge\n",
-    );
-    for (key, value) in rows {
-        out.push_str(&format!(
-            "authz_connection_limit{{key=\"{key}\"}} {value}\n"
-        ));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,13 +7,12 @@
 //! follows it with the same request id. Outcome records are buffered: they never delay the
 //! response, and a record the writer refuses is counted and logged, never silently lost.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use authz_audit::AuditWriter;
 use authz_types::{AuditRecord, Message};
 use axum::http::HeaderMap;
+use prometheus_client::metrics::counter::Counter;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -104,7 +103,7 @@ fn redact(v: &mut Value, fields: &[&str]) {
 pub(crate) struct OutcomeRecorder {
     writer: AuditWriter,
     /// Counts an outcome record the writer refused (`Metrics::outcome_records_lost`).
-    lost: Arc<AtomicU64>,
+    lost: Counter,
     record: Option<AuditRecord>,
     started: Instant,
     outcome: &'static str,
@@ -115,14 +114,10 @@ pub(crate) struct OutcomeRecorder {
 
 impl OutcomeRecorder {
     /// Starts timing the upstream exchange for the request whose decision record is `decision`.
-    pub(crate) fn start(
-        writer: &AuditWriter,
-        lost: &Arc<AtomicU64>,
-        decision: &AuditRecord,
-    ) -> Self {
+    pub(crate) fn start(writer: &AuditWriter, lost: &Counter, decision: &AuditRecord) -> Self {
         Self {
             writer: writer.clone(),
-            lost: Arc::clone(lost),
+            lost: lost.clone(),
             record: Some(AuditRecord::outcome(decision)),
             started: Instant::now(),
             outcome: "incomplete",
@@ -228,7 +223,7 @@ impl Drop for OutcomeRecorder {
             .collect();
         records.push(rec);
         let writer = self.writer.clone();
-        let lost = Arc::clone(&self.lost);
+        let lost = self.lost.clone();
         // Dropped inside the server's runtime (the body stream ends there); outside one there is
         // nobody left to answer, and the decision record already stands. Either way a record
         // that is not taken is counted and logged, never dropped silently.
@@ -237,13 +232,13 @@ impl Drop for OutcomeRecorder {
                 for rec in records {
                     let request_id = rec.request_id.clone();
                     if let Err(e) = writer.append_buffered(rec).await {
-                        lost.fetch_add(1, Ordering::Relaxed);
+                        lost.inc();
                         tracing::error!(error = %e, %request_id, "the audit writer refused an outcome record");
                     }
                 }
             });
         } else {
-            lost.fetch_add(records.len() as u64, Ordering::Relaxed);
+            lost.inc_by(records.len() as u64);
             tracing::error!(request_id = %self.request_id(), "no runtime to record an outcome");
         }
     }
@@ -301,7 +296,7 @@ mod tests {
             .expect("writer");
         let closed = writer.clone();
         writer.shutdown().await.expect("shutdown");
-        let lost = Arc::new(AtomicU64::new(0));
+        let lost = Counter::default();
         let decision = AuditRecord::unauthenticated(
             "r1",
             "tickets",
@@ -314,7 +309,7 @@ mod tests {
         outcome.finished();
         drop(outcome);
         for _ in 0..500 {
-            if lost.load(Ordering::Relaxed) == 1 {
+            if lost.get() == 1 {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -179,9 +179,7 @@ pub(crate) async fn forward(
     custom_headers: bool,
 ) -> Result<reqwest::Response, ApiError> {
     let upstream_error = |refusal: Refusal| {
-        app.metrics
-            .upstream_errors
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        app.metrics.upstream_errors.inc();
         ApiError::from(refusal)
     };
     let client = app

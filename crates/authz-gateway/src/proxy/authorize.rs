@@ -65,9 +65,7 @@ pub(super) async fn authenticate(
             .over_budget(ClientKey::of(c), tokio::time::Instant::now())
     });
     if let Some(wait) = over_budget {
-        app.metrics
-            .client_rate_limited
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        app.metrics.client_rate_limited.inc();
         let mut rec = AuditRecord::unauthenticated(
             &ctx.request_id,
             &up.name,

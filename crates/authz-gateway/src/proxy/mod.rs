@@ -20,7 +20,6 @@ mod record;
 mod respond;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use authz_types::{Decision, Method, Operation, Principal, ReasonCode, Target};
 use axum::body::Body;
@@ -148,7 +147,7 @@ async fn post(
     authorize::within_quota(app, ctx, principal, op, id.clone()).await?;
     let permit = authorize::admit(app, ctx, principal, op, id.clone()).await?;
     let mut outcome = record::commit_decision(app, ctx, principal, op, &decision).await?;
-    app.metrics.allowed.fetch_add(1, Ordering::Relaxed);
+    app.metrics.allowed.inc();
 
     // Custom headers pass only in 2026-07-28, where the gate above checked them.
     let resp = forward(

@@ -95,9 +95,7 @@ pub(super) async fn refuse(
     decision: &Decision,
     err: ApiError,
 ) -> ApiError {
-    app.metrics
-        .denied
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.metrics.denied.inc();
     let mut rec =
         AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, op, decision);
     rec.http_status = Some(err.status.as_u16());

@@ -1,0 +1,342 @@
+//! The `/metrics` page through `prometheus-client`: the request path's counters, kept in one
+//! registry for the gateway's life, and the values other parts already keep (sessions, policy,
+//! audit writer, connections, quotas, limits), read into a second registry at each scrape.
+//!
+//! Both are encoded in the Prometheus text format (0.0.4). The library adds `_total` to every
+//! counter's name, so counters are registered without it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+
+use crate::App;
+
+/// `decision="allow|deny"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DecisionLabel {
+    decision: &'static str,
+}
+
+/// The request path's metrics, exposed at `/metrics`.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    /// `authz_decisions_total{decision="allow"}`: POSTs allowed and forwarded.
+    pub(crate) allowed: Counter,
+    /// `authz_decisions_total{decision="deny"}`: refusals of an authenticated request.
+    pub(crate) denied: Counter,
+    pub(crate) unauthenticated: Counter,
+    pub(crate) other_refusals: Counter,
+    pub(crate) audit_failures: Counter,
+    pub(crate) upstream_errors: Counter,
+    /// Unauthenticated refusals counted into an aggregate record instead of one of their own.
+    pub(crate) refusals_aggregated: Counter,
+    /// Requests answered 429 `client_rate_limited`.
+    pub(crate) client_rate_limited: Counter,
+    /// Outcome records the audit writer refused (the answer had already gone out). Shared with
+    /// every `OutcomeRecorder`, which counts from a task of its own.
+    pub(crate) outcome_records_lost: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let decisions = Family::<DecisionLabel, Counter>::default();
+        // Both series exist from the start (a dashboard sees 0, not nothing), and the request
+        // path increments its own handle without a label lookup.
+        let allowed = decisions.get_or_create_owned(&DecisionLabel { decision: "allow" });
+        let denied = decisions.get_or_create_owned(&DecisionLabel { decision: "deny" });
+        registry.register(
+            "authz_decisions",
+            "Authorization decisions by outcome",
+            decisions,
+        );
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let unauthenticated = counter("authz_unauthenticated", "Requests refused with 401");
+        let other_refusals = counter(
+            "authz_refusals_other",
+            "Requests refused for other reasons (400, 404, 413, 503...)",
+        );
+        let audit_failures = counter(
+            "authz_audit_failures",
+            "Audit records the store refused (each failed its request closed)",
+        );
+        let outcome_records_lost = counter(
+            "authz_audit_outcome_lost",
+            "Outcome records the audit writer refused after the answer went out (logged with \
+             their request id)",
+        );
+        let upstream_errors = counter(
+            "authz_upstream_errors",
+            "Upstream requests that failed or timed out",
+        );
+        let refusals_aggregated = counter(
+            "authz_refusals_aggregated",
+            "Unauthenticated refusals counted into an aggregate record (repeat_count) instead \
+             of one each",
+        );
+        let client_rate_limited = counter(
+            "authz_client_rate_limited",
+            "Requests answered 429 because their client address caused too many \
+             unauthenticated refusals",
+        );
+        Metrics {
+            registry,
+            allowed,
+            denied,
+            unauthenticated,
+            other_refusals,
+            audit_failures,
+            upstream_errors,
+            refusals_aggregated,
+            client_rate_limited,
+            outcome_records_lost,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts and logs an audit record the writer did not take; the caller fails closed.
+    pub(crate) fn audit_refused(&self, request_id: &str, error: &authz_audit::Error) {
+        self.audit_failures.inc();
+        tracing::error!(%error, %request_id, "the audit writer did not take a record; failing closed");
+    }
+
+    pub(crate) fn count_refusal(&self, status: StatusCode) {
+        if status == StatusCode::UNAUTHORIZED {
+            self.unauthenticated.inc();
+        } else {
+            self.other_refusals.inc();
+        }
+    }
+}
+
+/// `GET /metrics`.
+pub(crate) async fn handler(State(app): State<std::sync::Arc<App>>) -> Response {
+    let mut page = String::with_capacity(16 * 1024);
+    let at_scrape = scrape_time(&app);
+    // Writing into a `String` cannot fail.
+    let encoded = prometheus_text::encode(&mut page, &app.metrics.registry)
+        .and_then(|()| prometheus_text::encode(&mut page, &at_scrape));
+    if encoded.is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
+        page,
+    )
+        .into_response()
+}
+
+/// The values other parts of the gateway keep, read now.
+fn scrape_time(app: &App) -> Registry {
+    let mut r = Scrape(Registry::default());
+    let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+
+    r.gauge(
+        "authz_sessions",
+        "Sessions currently bound to a principal",
+        app.sessions.len(),
+    );
+    let policy = app.rbac.status();
+    r.0.register(
+        "authz_policy_revision",
+        "The policy revision in force",
+        ConstGauge::new(policy.revision),
+    );
+    r.counter(
+        "authz_policy_reloads",
+        "Policy reloads applied",
+        policy.reloads,
+    );
+    r.counter(
+        "authz_policy_failed_reloads",
+        "Policy changes refused (the last good policy kept serving)",
+        policy.failed_reloads,
+    );
+    let writer = app.audit_writer.stats();
+    r.counter(
+        "authz_audit_committed",
+        "Audit records committed",
+        writer.committed,
+    );
+    r.counter(
+        "authz_audit_queue_full",
+        "Appends refused because the audit queue stayed full (each a 503)",
+        writer.queue_full_rejections,
+    );
+    r.counter(
+        "authz_audit_failed_batches",
+        "Audit batches the store refused",
+        writer.failed_batches,
+    );
+    r.counter(
+        "authz_audit_buffered_lost",
+        "Buffered records given up after every retry (logged with their request id)",
+        writer.buffered_records_lost_on_error,
+    );
+
+    // The accept loop.
+    let c = &app.connections;
+    r.gauge(
+        "authz_connections_open",
+        "Client connections open now",
+        c.open(),
+    );
+    r.counter(
+        "authz_connections_accepted",
+        "Client connections accepted",
+        g(&c.accepted),
+    );
+    let refused = Family::<[(&'static str, &'static str); 1], Counter>::default();
+    for (cap, n) in [
+        ("max_connections", &c.refused_total_cap),
+        ("max_connections_per_client", &c.refused_client_cap),
+    ] {
+        refused.get_or_create(&[("cap", cap)]).inc_by(g(n));
+    }
+    r.0.register(
+        "authz_connections_refused",
+        "Connections closed at once because a cap was reached",
+        refused,
+    );
+    r.counter(
+        "authz_connections_header_timeouts",
+        "Connections closed because no complete request head arrived in time",
+        g(&c.header_timeouts),
+    );
+    r.counter(
+        "authz_body_read_timeouts",
+        "POST bodies that did not arrive in full in time (408, connection closed)",
+        g(&c.body_timeouts),
+    );
+    r.counter(
+        "authz_accept_errors",
+        "Failed accepts (for example out of file descriptors); serving went on",
+        g(&c.accept_errors),
+    );
+    r.counter(
+        "authz_connections_idle_closed",
+        "Connections closed after server.idle_timeout_ms with no request in flight",
+        g(&c.idle_closed),
+    );
+    r.counter(
+        "authz_connections_shed",
+        "Idle connections closed at server.max_connections to make room for a new one",
+        g(&c.shed),
+    );
+    r.counter(
+        "authz_http2_reset_floods",
+        "HTTP/2 connections closed with GOAWAY ENHANCE_YOUR_CALM for too many resets",
+        g(&c.http2_reset_floods),
+    );
+    r.0.register(
+        "authz_connection_limit",
+        "A connection limit in force (the [server] key)",
+        limits(&app.config.connections),
+    );
+
+    // Quotas and the shared binding store.
+    let q = &app.quotas;
+    r.gauge(
+        "authz_quota_rules",
+        "Quota rules in force (policy.quotas_file)",
+        q.rule_count(),
+    );
+    r.counter(
+        "authz_quota_exceeded",
+        "Calls answered 429 quota_exceeded",
+        g(&q.exceeded),
+    );
+    r.counter(
+        "authz_quota_reloads",
+        "Changes of the quota file applied",
+        g(&q.reloads),
+    );
+    r.counter(
+        "authz_quota_failed_reloads",
+        "Changes of the quota file refused (the quotas in force stayed)",
+        g(&q.failed_reloads),
+    );
+    r.counter(
+        "authz_quota_exchanges",
+        "Exchanges of quota spending with the other replicas (shared Postgres)",
+        g(&q.exchanges),
+    );
+    r.counter(
+        "authz_quota_failed_exchanges",
+        "Failed exchanges (each replica kept enforcing on its own)",
+        g(&q.failed_exchanges),
+    );
+    r.counter(
+        "authz_binding_store_errors",
+        "Failed operations on the shared session and task binding store (the binding then \
+         held on this replica only, or the id was refused)",
+        app.sessions.store_errors() + app.tasks.store_errors(),
+    );
+    r.0
+}
+
+/// A registry filled with values read at scrape time.
+struct Scrape(Registry);
+
+impl Scrape {
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.0.register(name, help, ConstCounter::new(value));
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, value: usize) {
+        self.0.register(name, help, ConstGauge::new(value));
+    }
+}
+
+/// The connection limits in force, as gauges (`server.<key>`), so a dashboard can set a count
+/// against its cap.
+fn limits(
+    l: &crate::connections::ConnectionLimits,
+) -> Family<[(&'static str, &'static str); 1], Gauge> {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+    let rows: [(&str, i64); 9] = [
+        ("header_read_timeout_ms", ms(l.header_read_timeout)),
+        ("idle_timeout_ms", ms(l.idle_timeout)),
+        ("shutdown_grace_ms", ms(l.shutdown_grace)),
+        ("max_connections", n(l.max_connections)),
+        (
+            "max_connections_per_client",
+            n(l.max_connections_per_client),
+        ),
+        (
+            "http2_max_concurrent_streams",
+            l.http2.max_concurrent_streams.into(),
+        ),
+        (
+            "http2_max_header_list_bytes",
+            l.http2.max_header_list_bytes.into(),
+        ),
+        (
+            "http2_max_pending_reset_streams",
+            n(l.http2.max_pending_reset_streams),
+        ),
+        (
+            "http2_max_local_reset_streams",
+            n(l.http2.max_local_reset_streams),
+        ),
+    ];
+    let family = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+    for (key, value) in rows {
+        family.get_or_create(&[("key", key)]).set(value);
+    }
+    family
+}
