@@ -297,7 +297,7 @@ impl App {
             binding_pruning,
             in_flight: limits::InFlight::new(config.max_in_flight_per_principal),
             upstreams,
-            metrics: Metrics::default(),
+            metrics: Metrics::new(config.upstreams.iter().map(|u| u.name.as_str())),
             connections: Arc::default(),
             verifier,
             revocation_follower,

@@ -1,11 +1,21 @@
-//! The `/metrics` page through `prometheus-client`: the request path's counters, kept in one
-//! registry for the gateway's life, and the values other parts already keep (sessions, policy,
-//! audit writer, connections, quotas, limits), read into a second registry at each scrape.
+//! The `/metrics` page through `prometheus-client`: the request path's counters and latency
+//! histograms, kept in one registry for the gateway's life, and the values other parts already
+//! keep (sessions, policy, audit writer, connections, quotas, limits), read into a second
+//! registry at each scrape.
 //!
 //! Both are encoded in the Prometheus text format (0.0.4). The library adds `_total` to every
 //! counter's name, so counters are registered without it.
+//!
+//! Every label value comes from a closed set: the configured route names, a fixed list of MCP
+//! method names, `allow`/`deny` and the `ReasonCode` strings. Never a subject, a token id, a tool
+//! or resource name: a caller must not be able to grow the page. The request path finds its
+//! route's histograms once per request ([`Metrics::route`]) and labels are `&'static str` or a
+//! shared `Arc<str>`, so counting allocates nothing once a series exists.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -14,9 +24,58 @@ use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use authz_types::{Decision, Method};
 
 use crate::App;
+
+/// Latency bucket bounds in seconds: 50 µs to 10 s in 1–2.5–5 steps, fine enough at the low end
+/// for the gateway's own work (a cached decision takes microseconds) and wide enough for a slow
+/// upstream.
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Seconds since `started`, as histograms take them.
+pub(crate) fn seconds_since(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64()
+}
+
+/// `route="<configured upstream name>"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabel {
+    route: Arc<str>,
+}
+
+/// The labels of `authz_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: Arc<str>,
+    method: &'static str,
+    decision: &'static str,
+    reason: &'static str,
+}
+
+type RouteHistograms = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+/// One route's histograms, created at start-up so the request path never looks up a label set.
+#[derive(Debug)]
+pub(crate) struct RouteMetrics {
+    route: Arc<str>,
+    /// The whole request in the proxy handler, until the answer's head is ready.
+    pub(crate) request_duration: Histogram,
+    /// From sending upstream until the upstream's response head.
+    pub(crate) upstream_first_byte: Histogram,
+    /// From forwarding until the upstream's answer ended (the outcome record's exchange).
+    pub(crate) upstream_duration: Histogram,
+}
 
 /// `decision="allow|deny"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -43,10 +102,18 @@ pub(crate) struct Metrics {
     /// Outcome records the audit writer refused (the answer had already gone out). Shared with
     /// every `OutcomeRecorder`, which counts from a task of its own.
     pub(crate) outcome_records_lost: Counter,
+    /// Every decided MCP request with an identity, by route, method, decision and reason.
+    requests: Family<RequestLabels, Counter>,
+    /// The authorization decision proper: scopes, then RBAC.
+    pub(crate) decision_duration: Histogram,
+    /// A durable-mode audit append, until the record is committed.
+    pub(crate) audit_commit_duration: Histogram,
+    routes: HashMap<String, Arc<RouteMetrics>>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The metrics of a gateway serving the routes named `routes`.
+    pub(crate) fn new<'a>(routes: impl IntoIterator<Item = &'a str>) -> Self {
         let mut registry = Registry::default();
         let decisions = Family::<DecisionLabel, Counter>::default();
         // Both series exist from the start (a dashboard sees 0, not nothing), and the request
@@ -91,8 +158,68 @@ impl Default for Metrics {
             "Requests answered 429 because their client address caused too many \
              unauthenticated refusals",
         );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "authz_requests",
+            "Decided MCP requests with an identity, by route, MCP method (known names only; \
+             other, notification, response, GET, DELETE), decision and reason code",
+            requests.clone(),
+        );
+        let histograms = || RouteHistograms::new_with_constructor(latency_histogram);
+        let (request_duration, first_byte, upstream) = (histograms(), histograms(), histograms());
+        let routes = routes
+            .into_iter()
+            .map(|name| {
+                let label = RouteLabel {
+                    route: Arc::from(name),
+                };
+                let route = RouteMetrics {
+                    route: Arc::clone(&label.route),
+                    request_duration: request_duration.get_or_create_owned(&label),
+                    upstream_first_byte: first_byte.get_or_create_owned(&label),
+                    upstream_duration: upstream.get_or_create_owned(&label),
+                };
+                (name.to_owned(), Arc::new(route))
+            })
+            .collect();
+        registry.register_with_unit(
+            "authz_request_duration",
+            "Requests to a route in the proxy handler, until the answer's head is ready",
+            Unit::Seconds,
+            request_duration,
+        );
+        let decision_duration = latency_histogram();
+        registry.register_with_unit(
+            "authz_decision_duration",
+            "Authorization decisions (scopes, then RBAC)",
+            Unit::Seconds,
+            decision_duration.clone(),
+        );
+        let audit_commit_duration = latency_histogram();
+        registry.register_with_unit(
+            "authz_audit_commit_duration",
+            "Durable-mode audit appends, until the record was committed",
+            Unit::Seconds,
+            audit_commit_duration.clone(),
+        );
+        registry.register_with_unit(
+            "authz_upstream_first_byte",
+            "Forwarded requests, from sending upstream until the upstream's response head",
+            Unit::Seconds,
+            first_byte,
+        );
+        registry.register_with_unit(
+            "authz_upstream_duration",
+            "Forwarded requests, from forwarding until the upstream's answer ended",
+            Unit::Seconds,
+            upstream,
+        );
         Metrics {
             registry,
+            requests,
+            decision_duration,
+            audit_commit_duration,
+            routes,
             allowed,
             denied,
             unauthenticated,
@@ -107,6 +234,22 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The histograms of a configured route.
+    pub(crate) fn route(&self, name: &str) -> Option<&Arc<RouteMetrics>> {
+        self.routes.get(name)
+    }
+
+    /// Counts one decided request (`authz_requests_total`).
+    pub(crate) fn count_request(&self, route: &RouteMetrics, method: &Method, decision: &Decision) {
+        let labels = RequestLabels {
+            route: Arc::clone(&route.route),
+            method: method_label(method),
+            decision: decision.effect.as_str(),
+            reason: decision.reason.as_str(),
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+
     /// Counts and logs an audit record the writer did not take; the caller fails closed.
     pub(crate) fn audit_refused(&self, request_id: &str, error: &authz_audit::Error) {
         self.audit_failures.inc();
@@ -119,6 +262,38 @@ impl Metrics {
         } else {
             self.other_refusals.inc();
         }
+    }
+}
+
+/// The `method` label: a known MCP method's name, never a name the caller made up. A GET or
+/// DELETE on a session (recorded as the unknown method `GET`/`DELETE`) keeps its HTTP method.
+fn method_label(method: &Method) -> &'static str {
+    match method {
+        Method::Initialize => "initialize",
+        Method::Ping => "ping",
+        Method::ToolsList => "tools/list",
+        Method::ToolsCall => "tools/call",
+        Method::ResourcesList => "resources/list",
+        Method::ResourcesTemplatesList => "resources/templates/list",
+        Method::ResourcesRead => "resources/read",
+        Method::ResourcesSubscribe => "resources/subscribe",
+        Method::ResourcesUnsubscribe => "resources/unsubscribe",
+        Method::PromptsList => "prompts/list",
+        Method::PromptsGet => "prompts/get",
+        Method::CompletionComplete => "completion/complete",
+        Method::LoggingSetLevel => "logging/setLevel",
+        Method::TasksGet => "tasks/get",
+        Method::TasksList => "tasks/list",
+        Method::TasksResult => "tasks/result",
+        Method::TasksCancel => "tasks/cancel",
+        Method::TasksUpdate => "tasks/update",
+        Method::ServerDiscover => "server/discover",
+        Method::SubscriptionsListen => "subscriptions/listen",
+        Method::Notification(_) => "notification",
+        Method::Response => "response",
+        Method::Unknown(m) if m == "GET" => "GET",
+        Method::Unknown(m) if m == "DELETE" => "DELETE",
+        Method::Unknown(_) => "other",
     }
 }
 
@@ -339,4 +514,48 @@ fn limits(
         family.get_or_create(&[("key", key)]).set(value);
     }
     family
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_method_label_is_a_known_name_or_a_fixed_word() {
+        for known in [
+            "initialize",
+            "ping",
+            "tools/list",
+            "tools/call",
+            "resources/list",
+            "resources/templates/list",
+            "resources/read",
+            "resources/subscribe",
+            "resources/unsubscribe",
+            "prompts/list",
+            "prompts/get",
+            "completion/complete",
+            "logging/setLevel",
+            "tasks/get",
+            "tasks/list",
+            "tasks/result",
+            "tasks/cancel",
+            "tasks/update",
+            "server/discover",
+            "subscriptions/listen",
+        ] {
+            let method = Method::from_name(known);
+            assert_eq!(method_label(&method), method.as_str(), "{known}");
+        }
+        for (name, label) in [
+            ("notifications/initialized", "notification"),
+            ("notifications/anything-a-caller-likes", "notification"),
+            ("tools/made_up", "other"),
+            ("GET", "GET"),
+            ("DELETE", "DELETE"),
+        ] {
+            assert_eq!(method_label(&Method::from_name(name)), label, "{name}");
+        }
+        assert_eq!(method_label(&Method::Response), "response");
+    }
 }

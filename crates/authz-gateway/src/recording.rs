@@ -13,6 +13,7 @@ use authz_audit::AuditWriter;
 use authz_types::{AuditRecord, Message};
 use axum::http::HeaderMap;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -106,6 +107,9 @@ pub(crate) struct OutcomeRecorder {
     lost: Counter,
     record: Option<AuditRecord>,
     started: Instant,
+    /// `authz_upstream_duration_seconds` of the route, observed from [`Self::forwarding`] on.
+    duration: Histogram,
+    forwarded: Option<Instant>,
     outcome: &'static str,
     shown: Option<Shown>,
     /// Input requests a rewrite refused (see [`crate::input_requests`]).
@@ -114,16 +118,30 @@ pub(crate) struct OutcomeRecorder {
 
 impl OutcomeRecorder {
     /// Starts timing the upstream exchange for the request whose decision record is `decision`.
-    pub(crate) fn start(writer: &AuditWriter, lost: &Counter, decision: &AuditRecord) -> Self {
+    pub(crate) fn start(
+        writer: &AuditWriter,
+        lost: &Counter,
+        duration: &Histogram,
+        decision: &AuditRecord,
+    ) -> Self {
         Self {
             writer: writer.clone(),
             lost: lost.clone(),
             record: Some(AuditRecord::outcome(decision)),
             started: Instant::now(),
+            duration: duration.clone(),
+            forwarded: None,
             outcome: "incomplete",
             shown: None,
             asked: None,
         }
+    }
+
+    /// The decision record stands and the request goes upstream now. The upstream duration
+    /// metric starts here; the record's `upstream_latency_ms` counts from [`Self::start`] (it
+    /// includes a durable decision record's commit), as it always has.
+    pub(crate) fn forwarding(&mut self) {
+        self.forwarded = Some(Instant::now());
     }
 
     /// The upstream answered with `status`; the body has not ended yet.
@@ -200,6 +218,10 @@ impl Drop for OutcomeRecorder {
         let Some(mut rec) = self.record.take() else {
             return;
         };
+        if let Some(forwarded) = self.forwarded {
+            self.duration
+                .observe(crate::metrics::seconds_since(forwarded));
+        }
         rec.time_ms = authz_types::now_unix_ms();
         rec.upstream_latency_ms =
             Some(i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX));
@@ -304,7 +326,7 @@ mod tests {
             authz_types::ReasonCode::PolicyAllow,
             200,
         );
-        let mut outcome = OutcomeRecorder::start(&closed, &lost, &decision);
+        let mut outcome = OutcomeRecorder::start(&closed, &lost, &Histogram::new([]), &decision);
         outcome.answered(200);
         outcome.finished();
         drop(outcome);

@@ -233,6 +233,11 @@ pub(crate) async fn forward(
         }
         Ok(Ok(resp)) => resp,
     };
+    if let Some(route) = app.metrics.route(&up.name) {
+        route
+            .upstream_first_byte
+            .observe(crate::metrics::seconds_since(started));
+    }
     // The upstream authenticates the *gateway*, not the agent: its 401/403 means our own
     // credential is wrong, missing or expired. Passing it on would tell the agent to fix a token
     // that is fine (and leak the upstream's challenge), so it becomes a 502 and an operator log;

@@ -153,7 +153,11 @@ pub(super) async fn decide(
     stateless: bool,
 ) -> Result<Decision, ApiError> {
     let up = &ctx.upstream;
+    let started = std::time::Instant::now();
     let decision = scopes_then_rbac(app, up, principal, &msg.operation)?;
+    app.metrics
+        .decision_duration
+        .observe(crate::metrics::seconds_since(started));
     tracing::Span::current().record("decision", decision.effect.as_str());
     if decision.is_allowed() {
         return Ok(decision);

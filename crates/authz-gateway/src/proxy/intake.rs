@@ -26,6 +26,7 @@ impl Ctx {
     pub(super) fn new(
         request_id: String,
         upstream: Arc<Upstream>,
+        route: Arc<crate::metrics::RouteMetrics>,
         client: Option<std::net::IpAddr>,
         uri: &Uri,
         headers: &HeaderMap,
@@ -45,6 +46,7 @@ impl Ctx {
             first_round: std::sync::OnceLock::new(),
             request_id,
             upstream,
+            route,
             session_id,
             client,
         }

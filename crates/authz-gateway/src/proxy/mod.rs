@@ -31,6 +31,7 @@ use tracing::{Instrument, info_span};
 use crate::App;
 use crate::config::Upstream;
 use crate::error::{ApiError, Refusal};
+use crate::metrics::{RouteMetrics, seconds_since};
 use crate::recording::Arguments;
 use crate::stream::{StreamGuard, stream_back};
 use crate::upstream::forward;
@@ -48,6 +49,8 @@ struct Ctx {
     first_round: std::sync::OnceLock<String>,
     request_id: String,
     upstream: Arc<Upstream>,
+    /// The route's histograms and label.
+    route: Arc<RouteMetrics>,
     session_id: Option<String>,
     /// The client's address (the TCP peer), when the request came through the accept loop.
     client: Option<std::net::IpAddr>,
@@ -65,17 +68,19 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     let request_id = uuid::Uuid::now_v7().simple().to_string();
     let span = info_span!("mcp", request_id = %request_id, upstream = %upstream, http.method = %method,
         mcp.method = tracing::field::Empty, target = tracing::field::Empty, subject = tracing::field::Empty,
         decision = tracing::field::Empty);
     crate::telemetry::adopt_caller(&span, &headers);
+    let route = app.metrics.route(&upstream).cloned();
     let result = async {
-        let Some(up) = app.upstreams.get(&upstream).cloned() else {
+        let (Some(up), Some(route)) = (app.upstreams.get(&upstream).cloned(), route.clone()) else {
             return Err(Refusal::UnknownRoute.into());
         };
         let client = client.map(|axum::Extension(c)| c.0);
-        let ctx = Ctx::new(request_id.clone(), up, client, &uri, &headers);
+        let ctx = Ctx::new(request_id.clone(), up, route, client, &uri, &headers);
         pipeline(&app, &ctx, method, headers, body).await
     }
     .instrument(span)
@@ -89,6 +94,10 @@ pub(crate) async fn handle(
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
+    }
+    // Only configured routes are timed: an unknown name must not become a label.
+    if let Some(route) = route {
+        route.request_duration.observe(seconds_since(started));
     }
     resp
 }

@@ -55,7 +55,16 @@ pub(super) async fn record_unauthenticated(
 async fn submit(app: &App, ctx: &Ctx, rec: AuditRecord) -> Result<(), ApiError> {
     let request_id = rec.request_id.clone();
     let result = match ctx.upstream.audit_mode {
-        AuditMode::Durable => app.audit_writer.append_durable(rec).await.map(drop),
+        AuditMode::Durable => {
+            let started = std::time::Instant::now();
+            let committed = app.audit_writer.append_durable(rec).await.map(drop);
+            if committed.is_ok() {
+                app.metrics
+                    .audit_commit_duration
+                    .observe(crate::metrics::seconds_since(started));
+            }
+            committed
+        }
         AuditMode::Buffered => app.audit_writer.append_buffered(rec).await,
     };
     result.map_err(|e| {
@@ -76,12 +85,19 @@ pub(super) async fn commit_decision(
     let mut rec =
         AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, op, decision);
     annotate(ctx, &mut rec);
-    let mut outcome =
-        OutcomeRecorder::start(&app.audit_writer, &app.metrics.outcome_records_lost, &rec);
+    let mut outcome = OutcomeRecorder::start(
+        &app.audit_writer,
+        &app.metrics.outcome_records_lost,
+        &ctx.route.upstream_duration,
+        &rec,
+    );
     // Annotated once, above: the outcome record starts from the same context.
     submit(app, ctx, rec)
         .await
         .inspect_err(|_| outcome.discard())?;
+    app.metrics.count_request(&ctx.route, &op.method, decision);
+    // The caller forwards next.
+    outcome.forwarding();
     Ok(outcome)
 }
 
@@ -96,6 +112,7 @@ pub(super) async fn refuse(
     err: ApiError,
 ) -> ApiError {
     app.metrics.denied.inc();
+    app.metrics.count_request(&ctx.route, &op.method, decision);
     let mut rec =
         AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, op, decision);
     rec.http_status = Some(err.status.as_u16());

@@ -14,6 +14,7 @@ mod hostile;
 mod http2;
 mod input_requests;
 mod live_policy;
+mod metrics;
 mod mrtr;
 mod outage;
 mod param_headers;
