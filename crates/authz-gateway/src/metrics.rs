@@ -460,7 +460,76 @@ fn scrape_time(app: &App) -> Registry {
          held on this replica only, or the id was refused)",
         app.sessions.store_errors() + app.tasks.store_errors(),
     );
+    tokens(
+        &mut r,
+        app.verifier.cache_stats(),
+        &app.verifier.key_status(),
+    );
     r.0
+}
+
+/// The verified-token cache and each configured issuer's keys. The cache is one for every
+/// issuer (a miss happens before the token is even parsed), so its counters have no label; the
+/// key metrics are per issuer, whose URLs come from the configuration.
+fn tokens(
+    r: &mut Scrape,
+    cache: Option<authz_token::CacheStats>,
+    issuers: &[authz_token::IssuerKeyStatus],
+) {
+    if let Some(cache) = cache {
+        r.counter(
+            "authz_token_cache_hits",
+            "Token verifications answered from the verified-token cache",
+            cache.hits,
+        );
+        r.counter(
+            "authz_token_cache_misses",
+            "Token verifications that checked the token in full",
+            cache.misses,
+        );
+        r.gauge(
+            "authz_token_cache_entries",
+            "Verified tokens in the cache now",
+            cache.entries,
+        );
+    }
+    type ByIssuer<M> = Family<[(&'static str, String); 1], M>;
+    let (keys, stale) = (ByIssuer::<Gauge>::default(), ByIssuer::<Gauge>::default());
+    let (fetches, failures) = (
+        ByIssuer::<Counter>::default(),
+        ByIssuer::<Counter>::default(),
+    );
+    for i in issuers {
+        let label = [("issuer", i.issuer.clone())];
+        keys.get_or_create(&label)
+            .set(i64::try_from(i.kids.len()).unwrap_or(i64::MAX));
+        stale.get_or_create(&label).set(i64::from(i.stale));
+        // Only issuers whose keys come from a `jwks_url` fetch anything.
+        if i.jwks_url.is_some() {
+            fetches.get_or_create(&label).inc_by(i.fetches);
+            failures.get_or_create(&label).inc_by(i.fetch_failures);
+        }
+    }
+    r.0.register(
+        "authz_issuer_keys",
+        "Signing keys trusted now, per issuer",
+        keys,
+    );
+    r.0.register(
+        "authz_issuer_keys_stale",
+        "1 while an issuer's fetched keys are past max_staleness_secs (its tokens are refused)",
+        stale,
+    );
+    r.0.register(
+        "authz_jwks_fetches",
+        "Fetches of an issuer's jwks_url (start-up, refreshes, unknown kids)",
+        fetches,
+    );
+    r.0.register(
+        "authz_jwks_fetch_failures",
+        "Failed fetches of an issuer's jwks_url (the keys in hand kept serving)",
+        failures,
+    );
 }
 
 /// A registry filled with values read at scrape time.
@@ -519,6 +588,66 @@ fn limits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_metrics_are_per_issuer_and_fetch_counters_only_for_remote_key_sets() {
+        let issuer = |name: &str, url: Option<&str>, fetches, failures, stale| {
+            authz_token::IssuerKeyStatus {
+                issuer: name.to_owned(),
+                jwks_url: url.map(str::to_owned),
+                kids: vec!["k1".to_owned(), "k2".to_owned()],
+                age_secs: 3,
+                stale,
+                fetches,
+                fetch_failures: failures,
+            }
+        };
+        let cache = authz_token::CacheStats {
+            entries: 4,
+            capacity: 16,
+            hits: 10,
+            misses: 5,
+        };
+        let mut r = Scrape(Registry::default());
+        tokens(
+            &mut r,
+            Some(cache),
+            &[
+                issuer("https://fixed.test", None, 0, 0, false),
+                issuer(
+                    "https://remote.test",
+                    Some("https://remote.test/jwks"),
+                    7,
+                    2,
+                    true,
+                ),
+            ],
+        );
+        let mut page = String::new();
+        prometheus_text::encode(&mut page, &r.0).expect("encode");
+        for line in [
+            "authz_token_cache_hits_total 10",
+            "authz_token_cache_misses_total 5",
+            "authz_token_cache_entries 4",
+            "authz_issuer_keys{issuer=\"https://fixed.test\"} 2",
+            "authz_issuer_keys_stale{issuer=\"https://fixed.test\"} 0",
+            "authz_issuer_keys_stale{issuer=\"https://remote.test\"} 1",
+            "authz_jwks_fetches_total{issuer=\"https://remote.test\"} 7",
+            "authz_jwks_fetch_failures_total{issuer=\"https://remote.test\"} 2",
+        ] {
+            assert!(page.lines().any(|l| l == line), "{line} in:\n{page}");
+        }
+        assert!(
+            !page.contains("authz_jwks_fetches_total{issuer=\"https://fixed.test\"}"),
+            "{page}"
+        );
+        // Without a cache there are no cache metrics at all (rather than zeros that look fine).
+        let mut r = Scrape(Registry::default());
+        tokens(&mut r, None, &[]);
+        let mut page = String::new();
+        prometheus_text::encode(&mut page, &r.0).expect("encode");
+        assert!(!page.contains("authz_token_cache"), "{page}");
+    }
 
     #[test]
     fn the_method_label_is_a_known_name_or_a_fixed_word() {

@@ -213,6 +213,18 @@ async fn requests_are_counted_by_route_method_decision_and_reason_and_timed() {
     assert_eq!(page.value("authz_unauthenticated_total", &[]), 1.0);
     assert_eq!(page.value("authz_refusals_other_total", &[]), 2.0);
 
+    // Two tokens, five verifications: each verified in full once, then answered from the cache.
+    assert_eq!(page.value("authz_token_cache_misses_total", &[]), 2.0);
+    assert_eq!(page.value("authz_token_cache_hits_total", &[]), 3.0);
+    assert_eq!(
+        page.value("authz_issuer_keys", &[("issuer", harness::ISSUER)]),
+        1.0
+    );
+    assert_eq!(
+        page.value("authz_issuer_keys_stale", &[("issuer", harness::ISSUER)]),
+        0.0
+    );
+
     // Latency: every request to the route, every decision, every durable commit (five decision
     // records and the 401's), every forwarded call.
     let route = [("route", "tickets")];
