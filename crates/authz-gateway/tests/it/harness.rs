@@ -149,6 +149,9 @@ pub(crate) struct Options {
     /// Sign and trust with this key pair (private JWK, public JWKS file) instead of a fresh one,
     /// so two gateways accept the same tokens.
     pub keys: Option<(String, PathBuf)>,
+    /// Fetch the issuer's keys from a JWKS URL (a stand-in serving them over loopback HTTP)
+    /// instead of reading the file.
+    pub jwks_over_http: bool,
 }
 
 pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -241,7 +244,24 @@ scopes = [
         } else {
             String::new()
         },
-        auth = auth_toml(&jwks),
+        auth = if opts.jwks_over_http {
+            let served = public_jwks.clone();
+            let app = axum::Router::new().route(
+                "/jwks.json",
+                axum::routing::get(move || {
+                    let served = served.clone();
+                    async move { ([("content-type", "application/json")], served) }
+                }),
+            );
+            let at = serve_stand_in(app).await;
+            format!(
+                "[auth]\nleeway_secs = 5\nmax_lifetime_secs = 3600\n\n[[auth.issuers]]\n\
+                 issuer = \"{ISSUER}\"\njwks_url = \"http://{at}/jwks.json\"\n\
+                 jwks_fetch = {{ allow_http = true }}\n"
+            )
+        } else {
+            auth_toml(&jwks)
+        },
         upstream_extra = opts.upstream_extra.as_deref().unwrap_or(""),
         model = repo_path("policies/model.conf").display(),
         policy_source = match &opts.policy_database_url {

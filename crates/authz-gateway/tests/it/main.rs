@@ -6,6 +6,7 @@ mod conformance;
 mod connections;
 mod crash;
 mod denials;
+mod deploy;
 mod differential;
 mod exchange;
 mod floods;
