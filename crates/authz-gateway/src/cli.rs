@@ -9,7 +9,7 @@ use clap::Parser;
 use crate::config::{Config, Overrides, RawConfig};
 
 /// Flags; each also reads an `AUTHZ_*` environment variable. Precedence: file < env < flag.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "authz-gateway",
     version,
@@ -57,7 +57,9 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve_config(config, &args.log_format)) {
+    // The text the running configuration came from, to name what a SIGHUP reload changes.
+    let text = std::fs::read_to_string(&args.config).unwrap_or_default();
+    match runtime.block_on(serve_config(config, &args, text)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("authz-gateway: {e:#}");
@@ -77,24 +79,62 @@ fn load_config(args: &Args) -> Result<Config, crate::config::ConfigError> {
     Config::from_raw(raw, &overrides, &|k| std::env::var(k).ok())
 }
 
-async fn serve_config(config: Config, log_format: &str) -> anyhow::Result<()> {
+async fn serve_config(config: Config, args: &Args, text: String) -> anyhow::Result<()> {
     // Inside the runtime: the OTLP exporter needs it.
-    let mut telemetry = crate::telemetry::init(log_format, &config.telemetry)?;
-    let result = serve_until_shutdown(config).await;
+    let mut telemetry = crate::telemetry::init(&args.log_format, &config.telemetry)?;
+    let result = serve_until_shutdown(config, args, text).await;
     // Flushing waits for the export task; do it off the async workers.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     result
 }
 
-async fn serve_until_shutdown(config: Config) -> anyhow::Result<()> {
+async fn serve_until_shutdown(config: Config, args: &Args, text: String) -> anyhow::Result<()> {
     let listen = config.listen;
     let app = crate::App::new(config).await?;
+    let _reloads = crate::AbortOnDrop(tokio::spawn(reload_on_hangup(
+        std::sync::Arc::clone(&app),
+        args.clone(),
+        text,
+    )));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%local, upstreams = app.upstreams.len(), policy_revision = app.rbac.revision(), "authz-gateway listening");
     crate::serve(app, listener, shutdown_signal()).await
+}
+
+/// Reloads on every `SIGHUP` (see [`crate::reload`]); a configuration that does not load is
+/// refused with its error, and the running one stays.
+async fn reload_on_hangup(app: std::sync::Arc<crate::App>, args: Args, mut text: String) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; reload by restarting");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let new_text = match std::fs::read_to_string(&args.config) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: cannot read the configuration file; nothing changed");
+                continue;
+            }
+        };
+        let config = match load_config(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the configuration does not load; nothing changed");
+                continue;
+            }
+        };
+        match crate::reload::apply(&app, &text, &new_text, &config).await {
+            Ok(done) => {
+                tracing::info!(issuers = ?done.issuers, upstreams = ?done.upstreams, restart_needed = ?done.refused, "SIGHUP: configuration reloaded");
+                text = new_text;
+            }
+            Err(e) => tracing::error!(error = %e, "SIGHUP: reload refused; nothing changed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

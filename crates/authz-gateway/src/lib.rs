@@ -32,6 +32,7 @@ mod proxy;
 mod quotas;
 mod recording;
 mod refusals;
+mod reload;
 mod request_state;
 mod scopes;
 mod sessions;
@@ -362,7 +363,7 @@ impl App {
 
 /// A background task that stops when its owner is dropped.
 #[derive(Debug)]
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

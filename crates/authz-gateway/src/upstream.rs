@@ -53,9 +53,11 @@ pub(crate) struct UpstreamClient {
 #[derive(Debug)]
 enum CredentialState {
     None,
-    Bearer(Secret),
+    /// Replaced on a configuration reload (`SIGHUP`).
+    Bearer(std::sync::RwLock<Secret>),
     OAuth {
-        client: Box<OAuthClient>,
+        /// Replaced on a configuration reload (`SIGHUP`).
+        client: std::sync::RwLock<Box<OAuthClient>>,
         cached: Mutex<Option<(Secret, Instant)>>,
     },
 }
@@ -90,9 +92,9 @@ impl UpstreamClient {
             .context("building the upstream HTTP client")?;
         let credential = match &up.credential {
             Credential::None => CredentialState::None,
-            Credential::Bearer(s) => CredentialState::Bearer(s.clone()),
+            Credential::Bearer(s) => CredentialState::Bearer(s.clone().into()),
             Credential::OAuth(c) => CredentialState::OAuth {
-                client: Box::new(c.clone()),
+                client: Box::new(c.clone()).into(),
                 cached: Mutex::new(None),
             },
         };
@@ -103,7 +105,11 @@ impl UpstreamClient {
     pub(crate) async fn bearer(&self) -> Result<Option<Secret>, CredentialError> {
         match &self.credential {
             CredentialState::None => Ok(None),
-            CredentialState::Bearer(s) => Ok(Some(s.clone())),
+            CredentialState::Bearer(s) => Ok(Some(
+                s.read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone(),
+            )),
             CredentialState::OAuth { client, cached } => {
                 // Holding the lock across the fetch makes concurrent requests share one fetch.
                 let mut slot = cached.lock().await;
@@ -112,11 +118,44 @@ impl UpstreamClient {
                 {
                     return Ok(Some(token.clone()));
                 }
-                let (token, lifetime) = self.fetch(client).await?;
+                let client = OAuthClient::clone(
+                    &client
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+                let (token, lifetime) = self.fetch(&client).await?;
                 let until = Instant::now() + lifetime.saturating_sub(REFRESH_MARGIN);
                 *slot = Some((token.clone(), until));
                 Ok(Some(token))
             }
+        }
+    }
+
+    /// Takes the credential of a reloaded configuration, when it is of the same kind (a static
+    /// bearer for a static bearer, OAuth client credentials for OAuth: a cached OAuth token is
+    /// dropped, so the next request fetches one with the new client). `false` when the kind
+    /// changed: that needs a restart.
+    pub(crate) async fn replace_credential(&self, new: &Credential) -> bool {
+        match (&self.credential, new) {
+            (CredentialState::None, Credential::None) => true,
+            (CredentialState::Bearer(slot), Credential::Bearer(s)) => {
+                *slot
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = s.clone();
+                true
+            }
+            (CredentialState::OAuth { client, cached }, Credential::OAuth(c)) => {
+                {
+                    // Not held across the await below.
+                    let mut slot = client
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    **slot = c.clone();
+                }
+                *cached.lock().await = None;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -22,10 +22,14 @@ pub(crate) struct KeySet {
     refresh_after: Duration,
 }
 
+/// Keys from a file or inline JWKS: loaded at start, replaced as a whole by
+/// [`crate::Verifier::reload_key_files`].
+pub(crate) type FixedKeys = std::sync::RwLock<Arc<HashMap<String, VerifyKey>>>;
+
 /// Where an issuer's verification keys live.
 pub(crate) enum IssuerKeys {
-    /// Loaded once from a file or inline JWKS.
-    Fixed(HashMap<String, VerifyKey>),
+    /// From a file or inline JWKS.
+    Fixed(FixedKeys),
     /// Fetched from a JWKS URL and swapped as a whole on every refresh.
     Remote(Arc<RemoteKeys>),
 }
@@ -40,7 +44,14 @@ impl IssuerKeys {
         signature: &[u8],
     ) -> Result<(), TokenError> {
         match self {
-            IssuerKeys::Fixed(keys) => check_signature(keys, kid, alg, signing_input, signature),
+            IssuerKeys::Fixed(keys) => {
+                let keys = Arc::clone(
+                    &keys
+                        .read()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                );
+                check_signature(&keys, kid, alg, signing_input, signature)
+            }
             IssuerKeys::Remote(remote) => {
                 let set = remote.current();
                 if remote.is_stale(&set) {
@@ -55,7 +66,12 @@ impl IssuerKeys {
     /// Key ids currently trusted, sorted (for `Debug` and status).
     pub(crate) fn kids(&self) -> Vec<String> {
         let mut kids: Vec<String> = match self {
-            IssuerKeys::Fixed(keys) => keys.keys().cloned().collect(),
+            IssuerKeys::Fixed(keys) => keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .keys()
+                .cloned()
+                .collect(),
             IssuerKeys::Remote(remote) => remote.current().keys.keys().cloned().collect(),
         };
         kids.sort();

@@ -172,17 +172,17 @@ fn plan(cfg: &VerifierConfig) -> Result<Vec<Planned>, Error> {
                         origin: format!("file {}", path.display()),
                     });
                 }
-                (IssuerKeys::Fixed(keys), None)
+                (IssuerKeys::Fixed(Arc::new(keys).into()), None)
             }
             (None, Some(doc), None) => {
                 let keys = inline_jwks(&ic.issuer, doc, &algorithms)?;
-                (IssuerKeys::Fixed(keys), None)
+                (IssuerKeys::Fixed(Arc::new(keys).into()), None)
             }
             (None, None, Some(url)) => {
                 // Checked now so a bad URL is reported by the synchronous constructor too.
                 crate::jwks::parse_jwks_url(&ic.issuer, url, ic.jwks_fetch.allow_http)?;
                 (
-                    IssuerKeys::Fixed(HashMap::new()),
+                    IssuerKeys::Fixed(Arc::new(HashMap::new()).into()),
                     Some((url.clone(), ic.jwks_fetch.clone())),
                 )
             }
@@ -192,9 +192,7 @@ fn plan(cfg: &VerifierConfig) -> Result<Vec<Planned>, Error> {
                 });
             }
         };
-        if let IssuerKeys::Fixed(k) = &keys {
-            tracing::info!(issuer = %ic.issuer, keys = k.len(), remote = remote.is_some(), "configured token issuer");
-        }
+        tracing::info!(issuer = %ic.issuer, keys = keys.kids().len(), remote = remote.is_some(), "configured token issuer");
         planned.push(Planned {
             issuer: Issuer {
                 issuer: ic.issuer.clone(),
@@ -428,6 +426,47 @@ impl Verifier {
     }
 
     /// Forgets every cached verdict (the next call of each token verifies it in full).
+    /// Reads again the keys of every issuer whose keys come from a file or inline JWKS in `cfg`
+    /// (the same issuers this verifier was built with; `jwks_file` paths may have changed), and
+    /// replaces them all, or none if any fails to load (the keys in force stay). The token cache
+    /// is cleared, so a token signed with a removed key is refused at once. Returns the issuers
+    /// reloaded. Issuers with a `jwks_url` refresh by themselves and are left alone.
+    pub fn reload_key_files(&self, cfg: &VerifierConfig) -> Result<Vec<String>, Error> {
+        let mut fresh = Vec::new();
+        for ic in &cfg.issuers {
+            let Some(issuer) = self.inner.issuers.get(&ic.issuer) else {
+                continue;
+            };
+            let IssuerKeys::Fixed(slot) = &issuer.keys else {
+                continue;
+            };
+            let keys = match (&ic.jwks_file, &ic.jwks) {
+                (Some(path), _) => {
+                    let keys = load_jwks(path, &issuer.algorithms)?;
+                    if keys.is_empty() {
+                        return Err(Error::NoUsableKeys {
+                            origin: format!("file {}", path.display()),
+                        });
+                    }
+                    keys
+                }
+                (None, Some(doc)) => inline_jwks(&ic.issuer, doc, &issuer.algorithms)?,
+                (None, None) => continue,
+            };
+            fresh.push((ic.issuer.clone(), slot, keys));
+        }
+        let mut reloaded = Vec::new();
+        for (name, slot, keys) in fresh {
+            tracing::info!(issuer = %name, keys = keys.len(), "reloaded the issuer's keys");
+            *slot
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+            reloaded.push(name);
+        }
+        self.clear_cache();
+        Ok(reloaded)
+    }
+
     pub fn clear_cache(&self) {
         if let Some(cache) = &self.inner.cache {
             cache.clear();

@@ -48,3 +48,170 @@ fn a_missing_config_file_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
+
+/// `SIGHUP` to the running binary: rotated issuer keys and a rotated upstream credential take
+/// effect; a changed key that needs a restart is named in the log and left as it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_keys_and_credentials_and_names_what_needs_a_restart() {
+    use authz_test_support::repo_path;
+    use authz_token::{KeyAlgorithm, MintRequest, Signer};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (
+        authz_token::generate_key_pair(KeyAlgorithm::Es256, "old").expect("keys"),
+        authz_token::generate_key_pair(KeyAlgorithm::Es256, "new").expect("keys"),
+    );
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, &old.public_jwks).expect("write jwks");
+    let credential = dir.path().join("upstream.secret");
+    std::fs::write(&credential, "old-secret").expect("write credential");
+    // The upstream already wants the new credential: until the reload, the gateway's is refused.
+    let upstream = demo_upstream::spawn(
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind"),
+        demo_upstream::DemoConfig {
+            require_bearer: Some("new-secret".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("upstream");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = |max_body: u32| {
+        format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+max_body_bytes = {max_body}
+
+[auth]
+max_lifetime_secs = 3600
+
+[[auth.issuers]]
+issuer = "{issuer}"
+jwks_file = "{jwks}"
+
+[policy]
+model = "{model}"
+files = ["{policy}"]
+
+[audit]
+database_url = "sqlite://{audit}?mode=rwc"
+
+[[upstreams]]
+name = "tickets"
+url = "{url}"
+credential_file = "{credential}"
+"#,
+            issuer = crate::harness::ISSUER,
+            jwks = jwks.display(),
+            model = repo_path("policies/model.conf").display(),
+            policy = repo_path("policies/policy.csv").display(),
+            audit = dir.path().join("audit.db").display(),
+            url = upstream.url(),
+            credential = credential.display(),
+        )
+    };
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config(1_048_576)).expect("write config");
+    let log = dir.path().join("gateway.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_authz-gateway"))
+        .arg("--config")
+        .arg(&path)
+        .env_remove("AUTHZ_LISTEN")
+        .env_remove("AUTHZ_PUBLIC_URL")
+        .env_remove("AUTHZ_AUDIT_DATABASE_URL")
+        .env_remove("AUTHZ_POLICY_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start the gateway");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = child.id().to_string();
+    let _child = Kill(child);
+
+    let route = format!("{base}/mcp/tickets");
+    let token = |private: &str| {
+        let mut req = MintRequest::new(crate::harness::ISSUER, "adam", route.clone());
+        req.roles = vec!["ticket-admin".into()];
+        req.ttl_secs = 600;
+        Signer::from_private_jwk(private)
+            .expect("signer")
+            .mint(&req)
+            .expect("mint")
+    };
+    let (by_old, by_new) = (token(&old.private_jwk), token(&new.private_jwk));
+    let http = reqwest::Client::new();
+    let call = |token: String| {
+        let (headers, body) = crate::harness::stateless_call(1, "get_ticket");
+        let mut req = http
+            .post(&route)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while call(by_old.clone()).await == 0 {
+        assert!(Instant::now() < deadline, "the gateway did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        call(by_old.clone()).await,
+        502,
+        "the upstream refuses the old credential"
+    );
+    assert_eq!(
+        call(by_new.clone()).await,
+        401,
+        "the new key is not trusted yet"
+    );
+
+    std::fs::write(&jwks, &new.public_jwks).expect("rotate the keys");
+    std::fs::write(&credential, "new-secret").expect("rotate the credential");
+    std::fs::write(&path, config(2_000_000)).expect("edit the config");
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(by_new.clone()).await != 200 {
+        assert!(Instant::now() < deadline, "the reload never took effect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        call(by_old.clone()).await,
+        401,
+        "the rotated-out key is refused at once"
+    );
+    // The log names the key that needs a restart (written as the reload runs).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).expect("log");
+        if text.contains("server.max_body_bytes") && text.contains("restart") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line names the key:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

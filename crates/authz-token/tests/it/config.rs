@@ -241,3 +241,45 @@ fn new_fields_have_defaults_and_key_sources_are_exclusive() {
     .expect_err("empty claim name");
     assert!(matches!(err, Error::InvalidConfig { .. }), "{err}");
 }
+
+#[test]
+fn key_files_reload_as_a_whole_or_not_at_all() {
+    use authz_token::{MintRequest, Signer, TokenError};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old, new) = (
+        generate_key_pair(KeyAlgorithm::Es256, "old").expect("keys"),
+        generate_key_pair(KeyAlgorithm::Es256, "new").expect("keys"),
+    );
+    let path = write(&dir, "jwks.json", &old.public_jwks);
+    let cfg = VerifierConfig::new(vec![IssuerConfig::new(ISSUER, &path)]);
+    let verifier = Verifier::from_config(&cfg).expect("verifier");
+    let token = |private: &str| {
+        let mut req = MintRequest::new(ISSUER, "alice", crate::support::AUDIENCE);
+        req.ttl_secs = 600;
+        Signer::from_private_jwk(private)
+            .expect("signer")
+            .mint(&req)
+            .expect("mint")
+    };
+    let (by_old, by_new) = (token(&old.private_jwk), token(&new.private_jwk));
+    let aud = crate::support::AUDIENCE;
+    assert!(verifier.verify(&by_old, aud).is_ok());
+    assert_eq!(
+        verifier.verify(&by_new, aud).err(),
+        Some(TokenError::UnknownKey)
+    );
+
+    // A broken file changes nothing: the keys in force stay.
+    std::fs::write(&path, "{").expect("write");
+    assert!(verifier.reload_key_files(&cfg).is_err());
+    assert!(verifier.verify(&by_old, aud).is_ok(), "still the old key");
+
+    // Rotated: the new key verifies, and the old one is refused at once (cache cleared).
+    std::fs::write(&path, &new.public_jwks).expect("write");
+    assert_eq!(verifier.reload_key_files(&cfg).expect("reload"), [ISSUER]);
+    assert!(verifier.verify(&by_new, aud).is_ok());
+    assert_eq!(
+        verifier.verify(&by_old, aud).err(),
+        Some(TokenError::UnknownKey)
+    );
+}
