@@ -187,8 +187,9 @@ pub(crate) fn check(
 #[derive(Debug, Default)]
 pub(crate) struct ToolSchemas {
     by_upstream: Mutex<HashMap<String, Learned>>,
-    /// Serializes fetches per upstream, so concurrent calls share one.
-    fetching: tokio::sync::Mutex<()>,
+    /// One lock per upstream: concurrent calls share a fetch, and a slow upstream holds up
+    /// only its own.
+    fetching: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -231,7 +232,14 @@ impl ToolSchemas {
     /// page) and learns them, unless that was done less than [`REFETCH_AFTER`] ago. Failures are
     /// logged; the caller then finds the tool still unknown.
     pub(crate) async fn fetch(&self, app: &crate::App, up: &Upstream) {
-        let _one_at_a_time = self.fetching.lock().await;
+        let lock = std::sync::Arc::clone(
+            self.fetching
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(up.name.clone())
+                .or_default(),
+        );
+        let _one_at_a_time = lock.lock().await;
         if self
             .lock()
             .get(&up.name)
