@@ -269,31 +269,10 @@ impl Metrics {
 /// DELETE on a session (recorded as the unknown method `GET`/`DELETE`) keeps its HTTP method.
 fn method_label(method: &Method) -> &'static str {
     match method {
-        Method::Initialize => "initialize",
-        Method::Ping => "ping",
-        Method::ToolsList => "tools/list",
-        Method::ToolsCall => "tools/call",
-        Method::ResourcesList => "resources/list",
-        Method::ResourcesTemplatesList => "resources/templates/list",
-        Method::ResourcesRead => "resources/read",
-        Method::ResourcesSubscribe => "resources/subscribe",
-        Method::ResourcesUnsubscribe => "resources/unsubscribe",
-        Method::PromptsList => "prompts/list",
-        Method::PromptsGet => "prompts/get",
-        Method::CompletionComplete => "completion/complete",
-        Method::LoggingSetLevel => "logging/setLevel",
-        Method::TasksGet => "tasks/get",
-        Method::TasksList => "tasks/list",
-        Method::TasksResult => "tasks/result",
-        Method::TasksCancel => "tasks/cancel",
-        Method::TasksUpdate => "tasks/update",
-        Method::ServerDiscover => "server/discover",
-        Method::SubscriptionsListen => "subscriptions/listen",
         Method::Notification(_) => "notification",
-        Method::Response => "response",
         Method::Unknown(m) if m == "GET" => "GET",
         Method::Unknown(m) if m == "DELETE" => "DELETE",
-        Method::Unknown(_) => "other",
+        known => known.known_name().unwrap_or("other"),
     }
 }
 

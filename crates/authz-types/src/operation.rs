@@ -74,6 +74,15 @@ impl Method {
     /// The JSON-RPC method name (`"response"` for client responses).
     pub fn as_str(&self) -> &str {
         match self {
+            Method::Notification(n) | Method::Unknown(n) => n,
+            known => known.known_name().unwrap_or_default(),
+        }
+    }
+
+    /// The name of a method the gateway knows (and `"response"`), as a `'static` string; `None`
+    /// for notifications and unknown methods, whose names come from the caller.
+    pub fn known_name(&self) -> Option<&'static str> {
+        Some(match self {
             Method::Initialize => "initialize",
             Method::Ping => "ping",
             Method::ToolsList => "tools/list",
@@ -94,9 +103,9 @@ impl Method {
             Method::TasksUpdate => "tasks/update",
             Method::ServerDiscover => "server/discover",
             Method::SubscriptionsListen => "subscriptions/listen",
-            Method::Notification(n) | Method::Unknown(n) => n,
             Method::Response => "response",
-        }
+            Method::Notification(_) | Method::Unknown(_) => return None,
+        })
     }
 
     /// The RBAC action this method performs on its target. Policies are written in these
