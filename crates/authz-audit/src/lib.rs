@@ -16,7 +16,8 @@
 //! (upstream status and latency, what a list call showed), written after. A stored value
 //! that does not parse back is reported as [`Error::Corrupt`]. The schema lives in
 //! `migrations/{sqlite,postgres}/audit` at the workspace root and creates only the audit tables
-//! (`audit_records`, `audit_checkpoints`); [`AuditStore::connect`] applies it.
+//! (`audit_records`, `audit_checkpoints`, and `audit_ship_cursors` for [`Shipper`]);
+//! [`AuditStore::connect`] applies it.
 //!
 //! The store connects through [`authz_db::connect`]: SQLite in WAL mode with `synchronous=FULL`
 //! (a committed record survives power loss), a busy timeout and foreign keys on; Postgres by a
@@ -32,6 +33,14 @@
 //! rows written outside a chain would weaken the trail. With the `legacy-rows` feature (tests
 //! and benchmarks only), `AuditStore::append_unchained` and `append_unchained_batch` write rows
 //! without a chain, as a database from before the chain (migration 0003) holds.
+//!
+//! # Shipping
+//!
+//! A [`Shipper`] exports the chained records to a [`Sink`] (the gateway's are an HTTP JSON-lines
+//! collector and OTLP logs) at least once, in seq order per chain, resumable from a cursor kept
+//! in the store and shared by replicas through leases; see the `ship` module's notes on the
+//! window in which a record can arrive twice. It only reads the store, so it never holds up a
+//! writer.
 //!
 //! # Tamper evidence
 //!
@@ -90,6 +99,7 @@ mod keys;
 #[cfg(feature = "legacy-rows")]
 mod legacy;
 mod row;
+mod ship;
 mod sql;
 mod verify;
 mod writer;
@@ -104,6 +114,7 @@ pub use authz_db::{Backend, redact_url};
 pub use chained::{AuditQuery, PruneReport};
 pub use hash::{CheckpointKind, GENESIS_HASH, HashVersion, record_hash, record_hash_with};
 pub use keys::{PublicKey, SigningKey, write_seed_file};
+pub use ship::{ShipCursor, ShipStart, ShipStatus, ShippedRecord, Shipper, ShipperConfig, Sink};
 pub use verify::{ChainReport, Finding, Tamper, VerifyReport, verify};
 pub use writer::{AuditWriter, WriterConfig, WriterStats};
 
@@ -240,7 +251,7 @@ pub struct AuditStore {
     pool: Pool,
 }
 
-/// The audit store's tables: `audit_records` and `audit_checkpoints`.
+/// The audit store's tables: `audit_records`, `audit_checkpoints`, `audit_ship_cursors`.
 const SCHEMA: authz_db::Schema = authz_db::Schema {
     store: "audit",
     sqlite: || sqlx::migrate!("../../migrations/sqlite/audit"),

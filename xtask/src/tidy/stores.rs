@@ -26,7 +26,7 @@ pub(super) const STORES: &[Store] = &[
     Store {
         crate_name: "authz-audit",
         folder: "audit",
-        tables: &["audit_records", "audit_checkpoints"],
+        tables: &["audit_records", "audit_checkpoints", "audit_ship_cursors"],
     },
     Store {
         crate_name: "authz-rbac",

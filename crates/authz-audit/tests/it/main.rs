@@ -29,6 +29,7 @@ macro_rules! on_both_backends {
 
 mod db;
 mod lanes;
+mod ship;
 mod store;
 mod tamper;
 mod writer;

@@ -575,7 +575,12 @@ async fn a_fresh_database_gets_only_the_audit_tables(db: &TestDb) {
     db.store.close().await;
     assert_eq!(
         db.tables().await,
-        ["_sqlx_migrations", "audit_checkpoints", "audit_records"]
+        [
+            "_sqlx_migrations",
+            "audit_checkpoints",
+            "audit_records",
+            "audit_ship_cursors"
+        ]
     );
 }
 
