@@ -177,6 +177,21 @@ pub enum Credential {
     OAuth(OAuthClient),
 }
 
+/// A validated `[[audit.sinks]]` entry.
+#[derive(Debug, Clone)]
+pub struct AuditSink {
+    pub name: String,
+    pub kind: raw::SinkKind,
+    pub url: reqwest::Url,
+    /// The whole `Authorization` value (`<scheme> <token>`), when a token is set.
+    pub authorization: Option<Secret>,
+    pub batch_records: u32,
+    pub poll_interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub start: authz_audit::ShipStart,
+    pub ca_file: Option<PathBuf>,
+}
+
 /// Validated client-credentials settings.
 #[derive(Debug, Clone)]
 pub struct OAuthClient {
@@ -259,6 +274,8 @@ pub struct Config {
     pub audit_database_url: String,
     pub audit_signing_key_file: Option<PathBuf>,
     pub audit_writer: authz_audit::WriterConfig,
+    /// Where the trail is shipped (see [`crate::shipping`]).
+    pub audit_sinks: Vec<AuditSink>,
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
     pub upstreams: Vec<Upstream>,
     pub telemetry: Telemetry,
@@ -294,6 +311,7 @@ impl Config {
         }
         let (policy, policy_poll_interval) = validate::policy(raw.policy, overrides)?;
         let audit_database_url = validate::audit_database_url(&raw.audit, overrides);
+        let audit_sinks = validate::audit_sinks(&raw.audit.sinks, env)?;
         validate::scope_hierarchy(&raw.scope_hierarchy)?;
         validate::telemetry(&raw.telemetry)?;
         let upstreams =
@@ -327,6 +345,7 @@ impl Config {
             audit_database_url,
             audit_signing_key_file: raw.audit.signing_key_file,
             audit_writer: raw.audit.writer,
+            audit_sinks,
             scope_hierarchy: raw.scope_hierarchy,
             upstreams,
             telemetry: raw.telemetry,
@@ -384,6 +403,62 @@ scopes = [{ method = "tools/call", target = "delete_*", require = ["tickets:writ
         };
         let cfg = Config::from_raw(raw, &o, &env).expect("valid");
         assert_eq!(cfg.listen.port(), 9999);
+    }
+
+    #[test]
+    fn audit_sinks_are_validated_and_their_tokens_kept_secret() {
+        let sink = |body: &str| {
+            let text = format!("{GOOD}\n[[audit.sinks]]\nname = \"siem\"\n{body}\n");
+            let raw = RawConfig::from_toml(&text)?;
+            Config::from_raw(raw, &Overrides::default(), &env)
+        };
+        let cfg = sink("kind = \"splunk_hec\"\nurl = \"https://hec.example/services/collector\"\ntoken_env = \"TICKETS_TOKEN\"")
+            .expect("valid");
+        let s = &cfg.audit_sinks[0];
+        assert_eq!(
+            s.authorization.as_ref().map(Secret::expose),
+            Some("Splunk s3cret")
+        );
+        assert_eq!((s.batch_records, s.timeout.as_millis()), (500, 10_000));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+        let json_lines = "kind = \"json_lines\"\nurl = \"https://c.example/in\"";
+        for (body, key) in [
+            (
+                "kind = \"json_lines\"\nurl = \"ftp://x\"",
+                "audit.sinks[0].url",
+            ),
+            (
+                "kind = \"syslog\"\nurl = \"https://x\"",
+                "audit.sinks[0].kind",
+            ),
+            (
+                &format!("{json_lines}\nauth_scheme = \"Bearer\""),
+                "audit.sinks[0].auth_scheme",
+            ),
+            (
+                &format!("{json_lines}\ntoken_env = \"UNSET\""),
+                "audit.sinks[0].token_env",
+            ),
+            (
+                &format!("{json_lines}\nbatch_records = 0"),
+                "audit.sinks[0].batch_records",
+            ),
+            (
+                &format!("{json_lines}\ntimeout_ms = 5"),
+                "audit.sinks[0].timeout_ms",
+            ),
+            (
+                &format!("{json_lines}\nretries = 5"),
+                "audit.sinks[0].retries",
+            ),
+            (
+                &format!("{json_lines}\n[[audit.sinks]]\nname = \"siem\"\n{json_lines}"),
+                "audit.sinks[1].name",
+            ),
+        ] {
+            let err = sink(body).expect_err(body);
+            assert_eq!(err.key, key, "{body}: {err}");
+        }
     }
 
     #[test]

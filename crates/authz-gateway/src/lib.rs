@@ -36,6 +36,7 @@ mod reload;
 mod request_state;
 mod scopes;
 mod sessions;
+mod shipping;
 mod stream;
 pub mod telemetry;
 mod upstream;
@@ -109,6 +110,8 @@ pub struct App {
     binding_pruning: Vec<AbortOnDrop>,
     /// One HTTP client (timeouts, CAs) and credential per upstream, by route name.
     clients: HashMap<String, Arc<upstream::UpstreamClient>>,
+    /// The audit shippers, one per `[[audit.sinks]]` entry; stopped when the gateway is dropped.
+    pub(crate) shippers: Vec<shipping::RunningSink>,
 }
 
 impl App {
@@ -189,6 +192,12 @@ impl App {
         .await
         .context("starting the audit writer")?;
         tracing::info!(chains = ?audit_writer.chain_ids(), "audit writer started");
+        let shippers = shipping::start(
+            &audit,
+            &config.audit_sinks,
+            audit_writer.chain_id(),
+            &config.telemetry.service_name,
+        )?;
         let clients = config
             .upstreams
             .iter()
@@ -308,6 +317,7 @@ impl App {
             audit,
             audit_writer,
             clients,
+            shippers,
             config,
         }))
     }

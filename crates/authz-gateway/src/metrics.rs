@@ -439,6 +439,7 @@ fn scrape_time(app: &App) -> Registry {
          held on this replica only, or the id was refused)",
         app.sessions.store_errors() + app.tasks.store_errors(),
     );
+    shipping(&mut r, &app.shippers);
     tokens(
         &mut r,
         app.verifier.cache_stats(),
@@ -508,6 +509,86 @@ fn tokens(
         "authz_jwks_fetch_failures",
         "Failed fetches of an issuer's jwks_url (the keys in hand kept serving)",
         failures,
+    );
+}
+
+/// Each audit sink's shipping, labelled by the sink's configured name.
+fn shipping(r: &mut Scrape, sinks: &[crate::shipping::RunningSink]) {
+    if sinks.is_empty() {
+        return;
+    }
+    type BySink<M> = Family<[(&'static str, String); 1], M>;
+    let counters: [(&str, &str, BySink<Counter>); 5] = [
+        (
+            "authz_audit_shipped_records",
+            "Audit records the sink acknowledged",
+            Default::default(),
+        ),
+        (
+            "authz_audit_ship_batches",
+            "Batches the sink acknowledged",
+            Default::default(),
+        ),
+        (
+            "authz_audit_ship_failures",
+            "Batches the sink refused or did not answer in time (each sent again)",
+            Default::default(),
+        ),
+        (
+            "authz_audit_ship_gaps",
+            "Records pruned from the store before the sink received them",
+            Default::default(),
+        ),
+        (
+            "authz_audit_ship_rejected",
+            "Log records an OTLP receiver rejected in a partial success (not sent again)",
+            Default::default(),
+        ),
+    ];
+    let lag_records = BySink::<Gauge>::default();
+    let lag_seconds = BySink::<Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let chains = BySink::<Gauge>::default();
+    for sink in sinks {
+        let label = [("sink", sink.name.clone())];
+        let st = sink.shipper.status();
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let values = [
+            read(&st.shipped),
+            read(&st.batches),
+            read(&st.failures),
+            read(&st.gaps),
+            read(&sink.rejected),
+        ];
+        for ((_, _, family), value) in counters.iter().zip(values) {
+            family.get_or_create(&label).inc_by(value);
+        }
+        lag_records
+            .get_or_create(&label)
+            .set(i64::try_from(read(&st.lag_records)).unwrap_or(i64::MAX));
+        lag_seconds
+            .get_or_create(&label)
+            .set(read(&st.lag_ms) as f64 / 1000.0);
+        chains
+            .get_or_create(&label)
+            .set(i64::try_from(read(&st.chains_held)).unwrap_or(i64::MAX));
+    }
+    for (name, help, family) in counters {
+        r.0.register(name, help, family);
+    }
+    r.0.register(
+        "authz_audit_ship_lag_records",
+        "Committed records the sink has not acknowledged yet, over the chains this replica ships",
+        lag_records,
+    );
+    r.0.register(
+        "authz_audit_ship_lag_seconds",
+        "Age of the oldest record the sink has not acknowledged (0 when caught up)",
+        lag_seconds,
+    );
+    r.0.register(
+        "authz_audit_ship_chains",
+        "Chains this replica ships to the sink (holds the lease of)",
+        chains,
     );
 }
 

@@ -71,6 +71,20 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// Adds the certificates of a PEM bundle to the roots a client trusts (the system's stay).
+pub(crate) fn trust_ca_file(
+    mut builder: reqwest::ClientBuilder,
+    path: &std::path::Path,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    for cert in reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("{} holds no valid PEM certificate", path.display()))?
+    {
+        builder = builder.add_root_certificate(cert);
+    }
+    Ok(builder)
+}
+
 impl UpstreamClient {
     pub(crate) fn new(up: &Upstream) -> anyhow::Result<Self> {
         let mut builder = reqwest::Client::builder()
@@ -80,12 +94,7 @@ impl UpstreamClient {
             .read_timeout(up.idle_timeout)
             .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = &up.ca_file {
-            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("{} holds no valid PEM certificate", path.display()))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
+            builder = trust_ca_file(builder, path)?;
         }
         let http = builder
             .build()

@@ -200,6 +200,55 @@ pub struct RawAudit {
     pub signing_key_file: Option<PathBuf>,
     /// The group-commit writer: queue, batch, flush interval, retries, checkpoints, chain id.
     pub writer: authz_audit::WriterConfig,
+    /// Where the trail is shipped besides the store (see [`crate::shipping`]).
+    pub sinks: Vec<RawSink>,
+}
+
+/// One `[[audit.sinks]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    /// Names the sink in metrics and logs and keys its cursor in the store.
+    pub name: String,
+    pub kind: SinkKind,
+    pub url: String,
+    /// The token sent in `Authorization: <auth_scheme> <token>`, from a variable or a file.
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// Default `Bearer`, or `Splunk` for `splunk_hec`.
+    pub auth_scheme: Option<String>,
+    #[serde(default = "default_sink_batch")]
+    pub batch_records: u32,
+    #[serde(default = "default_sink_poll_ms")]
+    pub poll_interval_ms: u64,
+    #[serde(default = "default_sink_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub start: authz_audit::ShipStart,
+    /// Extra CAs for the sink's TLS (system roots always).
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_sink_batch() -> u32 {
+    500
+}
+fn default_sink_poll_ms() -> u64 {
+    1_000
+}
+fn default_sink_timeout_ms() -> u64 {
+    10_000
+}
+
+/// What a sink speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// `POST` of newline-delimited JSON, one record per line (`application/x-ndjson`).
+    JsonLines,
+    /// Splunk's HTTP Event Collector: one `{"time", "event", ...}` object per record.
+    SplunkHec,
+    /// OTLP/HTTP logs (JSON encoding), one log record per audit record.
+    OtlpLogs,
 }
 
 impl Default for RawAudit {
@@ -209,6 +258,7 @@ impl Default for RawAudit {
             mode: AuditMode::default(),
             signing_key_file: None,
             writer: authz_audit::WriterConfig::default(),
+            sinks: Vec::new(),
         }
     }
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use super::raw::{
     AuditMode, DEFAULT_POLICY_FILE, RawAudit, RawInputRule, RawOAuth, RawPolicy, RawRevocation,
-    RawScopeRule, RawServer, RawTokenExchange, RawUpstream, Telemetry,
+    RawScopeRule, RawServer, RawSink, RawTokenExchange, RawUpstream, SinkKind, Telemetry,
 };
 use super::{
-    ConfigError, Credential, InputRule, OAuthClient, Overrides, PolicySource, ScopeRule, Secret,
-    TokenExchange, Upstream,
+    AuditSink, ConfigError, Credential, InputRule, OAuthClient, Overrides, PolicySource, ScopeRule,
+    Secret, TokenExchange, Upstream,
 };
 use crate::scopes::Glob;
 
@@ -320,6 +320,131 @@ pub(super) fn telemetry(raw: &Telemetry) -> Result<(), ConfigError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Every `[[audit.sinks]]` entry, with unique names; tokens are read now.
+pub(super) fn audit_sinks(raw: &[RawSink], env: Env<'_>) -> Result<Vec<AuditSink>, ConfigError> {
+    let mut out: Vec<AuditSink> = Vec::with_capacity(raw.len());
+    for (i, s) in raw.iter().enumerate() {
+        let key = format!("audit.sinks[{i}]");
+        let bad = |field: &str, problem: String, hint: &str| {
+            Err(ConfigError::new(format!("{key}.{field}"), problem, hint))
+        };
+        let name_ok = (1..=64).contains(&s.name.len())
+            && s.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return bad(
+                "name",
+                format!("`{}` is not a sink name", s.name),
+                "1 to 64 letters, digits, '-' and '_'",
+            );
+        }
+        if out.iter().any(|o| o.name == s.name) {
+            return bad(
+                "name",
+                format!("a second sink is named `{}`", s.name),
+                "each sink keeps its own cursor: give each a unique name",
+            );
+        }
+        let Some(url) = http_url(&s.url) else {
+            return bad(
+                "url",
+                format!("`{}` is not an http(s) URL", s.url),
+                "e.g. https://siem.example:8088/services/collector/event",
+            );
+        };
+        let token = secret(
+            &format!("{key}.token"),
+            s.token_env.as_deref(),
+            s.token_file.as_deref(),
+            env,
+        )?;
+        let scheme = s.auth_scheme.clone().unwrap_or_else(|| {
+            if s.kind == SinkKind::SplunkHec {
+                "Splunk"
+            } else {
+                "Bearer"
+            }
+            .to_owned()
+        });
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad(
+                "auth_scheme",
+                format!("`{scheme}` is not an authorization scheme"),
+                "e.g. Bearer, Splunk, ApiKey",
+            );
+        }
+        if s.auth_scheme.is_some() && token.is_none() {
+            return bad(
+                "auth_scheme",
+                "set without a token".into(),
+                "add token_env or token_file, or remove auth_scheme",
+            );
+        }
+        let authorization = match token {
+            Some(t)
+                if t.expose()
+                    .bytes()
+                    .any(|b| b.is_ascii_control() || b == b' ') =>
+            {
+                return bad(
+                    "token",
+                    "the token holds spaces or control characters".into(),
+                    "the file or variable must hold the token alone",
+                );
+            }
+            Some(t) => Some(Secret::new(format!("{scheme} {}", t.expose()))),
+            None => None,
+        };
+        if !(1..=10_000).contains(&s.batch_records) {
+            return bad(
+                "batch_records",
+                format!("{} is out of range", s.batch_records),
+                "1 to 10000",
+            );
+        }
+        if !(10..=60_000).contains(&s.poll_interval_ms) {
+            return bad(
+                "poll_interval_ms",
+                format!("{} is out of range", s.poll_interval_ms),
+                "10 ms to 1 minute",
+            );
+        }
+        if !(100..=120_000).contains(&s.timeout_ms) {
+            return bad(
+                "timeout_ms",
+                format!("{} is out of range", s.timeout_ms),
+                "100 ms to 2 minutes",
+            );
+        }
+        if let Some(ca) = &s.ca_file
+            && !ca.is_file()
+        {
+            return bad(
+                "ca_file",
+                format!("{} is not a readable file", ca.display()),
+                "a PEM file with one or more CA certificates",
+            );
+        }
+        out.push(AuditSink {
+            name: s.name.clone(),
+            kind: s.kind,
+            url,
+            authorization,
+            batch_records: s.batch_records,
+            poll_interval: Duration::from_millis(s.poll_interval_ms),
+            timeout: Duration::from_millis(s.timeout_ms),
+            start: s.start,
+            ca_file: s.ca_file.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// Every `[[upstreams]]` entry: at least one, with unique names.

@@ -31,11 +31,17 @@ fn names_in(text: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn the_alerts_and_the_dashboard_name_only_exported_metrics() {
-    // Keys from a JWKS URL, so the fetch metrics exist too.
+    // Keys from a JWKS URL, so the fetch metrics exist too, and an audit sink, so the shipping
+    // metrics do.
+    let collector = axum::Router::new().route("/v1/logs", axum::routing::post(|| async { "{}" }));
+    let at = harness::serve_stand_in(collector).await;
     let env = harness::start_with(
         AuditBackend::Sqlite,
         harness::Options {
             jwks_over_http: true,
+            audit_extra: Some(format!(
+                "[[audit.sinks]]\nname = \"otel\"\nkind = \"otlp_logs\"\nurl = \"http://{at}/v1/logs\"\n"
+            )),
             ..Default::default()
         },
     )
@@ -78,4 +84,13 @@ async fn the_alerts_and_the_dashboard_name_only_exported_metrics() {
             .expect("read");
     let v: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
     assert!(v["panels"].as_array().is_some_and(|p| !p.is_empty()));
+}
+
+/// The replicas' configuration parses: no unknown or misspelt key (files and variables it names
+/// exist only inside the containers, so it is not validated further here).
+#[test]
+fn the_compose_gateway_configuration_parses() {
+    let text = std::fs::read_to_string(repo_path("deploy/gateway.compose.toml")).expect("read");
+    let raw = authz_gateway::config::RawConfig::from_toml(&text).expect("parses");
+    assert_eq!(raw.audit.sinks.len(), 1, "the OTLP logs sink");
 }

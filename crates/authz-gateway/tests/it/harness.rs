@@ -152,6 +152,8 @@ pub(crate) struct Options {
     /// Fetch the issuer's keys from a JWKS URL (a stand-in serving them over loopback HTTP)
     /// instead of reading the file.
     pub jwks_over_http: bool,
+    /// Extra TOML at the end of the `[audit]` section (e.g. `[[audit.sinks]]` tables).
+    pub audit_extra: Option<String>,
 }
 
 pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -214,6 +216,7 @@ poll_interval_ms = 200
 [audit]
 database_url = "{audit_url}"
 {audit_mode}
+{audit_extra}
 
 {token_exchange}
 
@@ -294,6 +297,7 @@ scopes = [
             .map(|m| format!("mode = \"{m}\""))
             .unwrap_or_default(),
         server_extra = opts.server_extra.as_deref().unwrap_or_default(),
+        audit_extra = opts.audit_extra.as_deref().unwrap_or_default(),
         public_url = opts.public_url.as_deref().unwrap_or(&base),
         policy_extra = opts.policy_extra.as_deref().unwrap_or_default(),
         quotas_file = opts

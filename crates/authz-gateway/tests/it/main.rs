@@ -24,6 +24,7 @@ mod pipeline;
 mod proxy;
 mod quotas;
 mod replicas;
+mod shipping;
 mod tasks;
 mod telemetry;
 mod tls;

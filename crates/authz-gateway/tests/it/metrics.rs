@@ -49,13 +49,13 @@ fn parse(page: &str) -> Vec<Sample> {
         .collect()
 }
 
-struct Page {
+pub(crate) struct Page {
     text: String,
     samples: Vec<Sample>,
 }
 
 impl Page {
-    async fn scrape(env: &harness::Env) -> Page {
+    pub(crate) async fn scrape(env: &harness::Env) -> Page {
         let resp = env.get("/metrics").await;
         assert_eq!(resp.status(), 200);
         let ctype = resp.headers()["content-type"]
@@ -83,7 +83,7 @@ impl Page {
     }
 
     /// The one sample of `name` with exactly `labels`.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let found: Vec<_> = self
             .matching(name, labels)
             .filter(|s| s.labels.len() == labels.len())
