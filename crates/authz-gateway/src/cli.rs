@@ -129,7 +129,7 @@ async fn reload_on_hangup(app: std::sync::Arc<crate::App>, args: Args, mut text:
         };
         match crate::reload::apply(&app, &text, &new_text, &config).await {
             Ok(done) => {
-                tracing::info!(issuers = ?done.issuers, upstreams = ?done.upstreams, restart_needed = ?done.refused, "SIGHUP: configuration reloaded");
+                tracing::info!(issuers = ?done.issuers, upstreams = ?done.upstreams, limits = ?done.limits, restart_needed = ?done.refused, "SIGHUP: configuration reloaded");
                 text = new_text;
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: reload refused; nothing changed"),

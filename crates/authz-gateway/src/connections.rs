@@ -89,6 +89,9 @@ pub(crate) struct ConnectionStats {
     /// For idle deadlines: milliseconds are counted from here.
     epoch: Epoch,
     open: Mutex<Open>,
+    /// Limits set by a `SIGHUP` reload, for the accept loop to take up at its next connection.
+    reloaded: Mutex<Option<ConnectionLimits>>,
+    reload_generation: AtomicU64,
 }
 
 /// The instant activity times are measured from.
@@ -126,6 +129,25 @@ struct Activity {
 }
 
 impl ConnectionStats {
+    /// Replaces the limits: caps and the shutdown grace apply from the next accepted connection
+    /// on, as do the request-head, idle and HTTP/2 limits (connections already open keep
+    /// theirs).
+    pub(crate) fn set_limits(&self, limits: ConnectionLimits) {
+        *self
+            .reloaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(limits);
+        self.reload_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The limits in force: the last reloaded ones, else `configured`.
+    pub(crate) fn limits_in_force(&self, configured: &ConnectionLimits) -> ConnectionLimits {
+        self.reloaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or(*configured)
+    }
+
     /// Connections open now.
     pub(crate) fn open(&self) -> usize {
         self.lock().total
@@ -330,17 +352,8 @@ enum Stop {
     Now,
 }
 
-/// Accepts connections on `listener` and serves `router` on each until `shutdown` resolves,
-/// then lets open connections finish (graceful shutdown) for up to `limits.shutdown_grace`,
-/// and closes the ones still open when it passes (their streams end, and their outcome records
-/// are written, as for any client that goes away).
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    limits: ConnectionLimits,
-    stats: Arc<ConnectionStats>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+/// The HTTP/1 and HTTP/2 connection settings of `limits`.
+fn connection_builder(limits: &ConnectionLimits) -> Arc<auto::Builder<TokioExecutor>> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -353,7 +366,23 @@ pub(crate) async fn serve(
         .max_header_list_size(limits.http2.max_header_list_bytes)
         .max_pending_accept_reset_streams(limits.http2.max_pending_reset_streams)
         .max_local_error_reset_streams(limits.http2.max_local_reset_streams);
-    let builder = Arc::new(builder);
+    Arc::new(builder)
+}
+
+/// Accepts connections on `listener` and serves `router` on each until `shutdown` resolves,
+/// then lets open connections finish (graceful shutdown) for up to `limits.shutdown_grace`,
+/// and closes the ones still open when it passes (their streams end, and their outcome records
+/// are written, as for any client that goes away).
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    stats: Arc<ConnectionStats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut limits = limits;
+    let mut builder = connection_builder(&limits);
+    let mut seen_generation = 0;
     // Every connection task holds a sender; when all are gone, every connection has finished.
     let (finished_tx, mut finished_rx) = tokio::sync::mpsc::channel::<()>(1);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(Stop::Running);
@@ -371,6 +400,16 @@ pub(crate) async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let generation = stats.reload_generation.load(Ordering::Acquire);
+        if generation != seen_generation {
+            seen_generation = generation;
+            let reloaded = stats.limits_in_force(&limits);
+            if reloaded != limits {
+                limits = reloaded;
+                builder = connection_builder(&limits);
+                tracing::info!(?limits, "connection limits reloaded");
+            }
+        }
         let slot = match stats.admit(peer.ip(), &limits) {
             Ok(slot) => slot,
             Err(refused) => {
@@ -421,6 +460,7 @@ pub(crate) async fn serve(
     drop(listener);
     drop(finished_tx);
     let _ = stop_tx.send(Stop::Graceful);
+    let limits = stats.limits_in_force(&limits);
     // `None` once every connection task has dropped its sender.
     let drained = tokio::time::timeout(limits.shutdown_grace, finished_rx.recv()).await;
     if drained.is_err() {
@@ -543,6 +583,62 @@ mod tests {
                 max_local_reset_streams: 1024,
             },
         }
+    }
+
+    /// A request over a fresh connection: `Some(status line)`, or `None` when the gateway closed
+    /// the connection without answering (a cap refused it).
+    async fn get(addr: std::net::SocketAddr) -> (tokio::net::TcpStream, Option<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _ = conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let mut buf = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("an answer or a close")
+            .unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]);
+        (conn, head.lines().next().map(str::to_owned))
+    }
+
+    #[tokio::test]
+    async fn reloaded_caps_apply_from_the_next_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stats = Arc::new(ConnectionStats::default());
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            router,
+            limits(10, 1),
+            stats.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let (_held, first) = get(addr).await;
+        assert_eq!(first.as_deref(), Some("HTTP/1.1 200 OK"));
+        let (_, second) = get(addr).await;
+        assert_eq!(second, None, "one connection per client");
+        stats.set_limits(limits(10, 3));
+        let (_also_held, third) = get(addr).await;
+        assert_eq!(
+            third.as_deref(),
+            Some("HTTP/1.1 200 OK"),
+            "the new cap is in force"
+        );
+        assert_eq!(
+            stats
+                .limits_in_force(&limits(1, 1))
+                .max_connections_per_client,
+            3
+        );
+        assert_eq!(stats.refused_client_cap.load(Ordering::Relaxed), 1);
+        let _ = stop.send(());
+        drop((_held, _also_held));
+        server.await.expect("the accept loop ends");
     }
 
     #[test]

@@ -84,6 +84,8 @@ pub struct App {
     pub(crate) tasks: Arc<OwnerBindings>,
     /// Requests (and open streams) in flight per principal.
     pub(crate) in_flight: Arc<limits::InFlight>,
+    /// The request body's size and read-time limits in force.
+    pub(crate) body_limits: limits::BodyLimits,
     pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
     pub(crate) metrics: Metrics,
     /// The accept loop's counters (open connections, refusals, head timeouts).
@@ -306,6 +308,7 @@ impl App {
             tasks,
             binding_pruning,
             in_flight: limits::InFlight::new(config.max_in_flight_per_principal),
+            body_limits: limits::BodyLimits::new(config.max_body_bytes, config.body_read_timeout),
             upstreams,
             metrics: Metrics::new(config.upstreams.iter().map(|u| u.name.as_str())),
             connections: Arc::default(),

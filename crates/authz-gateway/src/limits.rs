@@ -2,7 +2,9 @@
 //! may have in flight through the gateway at once. A permit lives as long as the response body.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::sessions::Owner;
 
@@ -10,7 +12,41 @@ use crate::sessions::Owner;
 #[derive(Debug)]
 pub(crate) struct InFlight {
     counts: Mutex<HashMap<Owner, usize>>,
-    max: usize,
+    /// `server.max_in_flight_per_principal`; a `SIGHUP` reload may change it.
+    max: AtomicUsize,
+}
+
+/// The request body limits (`server.max_body_bytes`, `server.body_read_timeout_ms`), read per
+/// request so a `SIGHUP` reload applies them to the next one.
+#[derive(Debug)]
+pub(crate) struct BodyLimits {
+    max_bytes: AtomicUsize,
+    read_timeout_ms: AtomicU64,
+}
+
+impl BodyLimits {
+    pub(crate) fn new(max_bytes: usize, read_timeout: Duration) -> Self {
+        let limits = Self {
+            max_bytes: AtomicUsize::new(0),
+            read_timeout_ms: AtomicU64::new(0),
+        };
+        limits.set(max_bytes, read_timeout);
+        limits
+    }
+
+    pub(crate) fn set(&self, max_bytes: usize, read_timeout: Duration) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+        let ms = u64::try_from(read_timeout.as_millis()).unwrap_or(u64::MAX);
+        self.read_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn max_bytes(&self) -> usize {
+        self.max_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_timeout_ms.load(Ordering::Relaxed))
+    }
 }
 
 /// One in-flight request; released when dropped.
@@ -24,8 +60,17 @@ impl InFlight {
     pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             counts: Mutex::new(HashMap::new()),
-            max: max.max(1),
+            max: AtomicUsize::new(max.max(1)),
         })
+    }
+
+    /// Sets the limit for permits taken from now on (those held stay held).
+    pub(crate) fn set_max(&self, max: usize) {
+        self.max.store(max.max(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn max(&self) -> usize {
+        self.max.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Owner, usize>> {
@@ -39,7 +84,7 @@ impl InFlight {
     pub(crate) fn try_acquire(self: &Arc<Self>, owner: Owner) -> Option<Permit> {
         let mut counts = self.lock();
         let n = counts.entry(owner.clone()).or_insert(0);
-        if *n >= self.max {
+        if *n >= self.max() {
             return None;
         }
         *n += 1;
@@ -87,6 +132,11 @@ mod tests {
             "third is over the limit"
         );
         assert!(l.try_acquire(owner("b")).is_some(), "others are unaffected");
+        l.set_max(3);
+        let a3 = l.try_acquire(owner("a")).expect("a reloaded, higher limit");
+        l.set_max(2);
+        assert!(l.try_acquire(owner("a")).is_none(), "and a lower one");
+        drop(a3);
         drop(a1);
         assert!(
             l.try_acquire(owner("a")).is_some(),

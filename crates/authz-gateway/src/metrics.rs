@@ -398,7 +398,7 @@ fn scrape_time(app: &App) -> Registry {
     r.0.register(
         "authz_connection_limit",
         "A connection limit in force (the [server] key)",
-        limits(&app.config.connections),
+        limits(&app.connections.limits_in_force(&app.config.connections)),
     );
 
     // Quotas and the shared binding store.

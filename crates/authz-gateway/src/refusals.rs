@@ -151,20 +151,40 @@ pub(crate) enum Verdict {
 /// Unauthenticated refusals: the per-client rate limit and the aggregation windows.
 #[derive(Debug)]
 pub(crate) struct UnauthenticatedRefusals {
-    limits: RefusalLimits,
+    /// The rate and burst may change on a `SIGHUP` reload; the window stays as started.
+    limits: std::sync::RwLock<RefusalLimits>,
     state: Mutex<State>,
 }
 
 impl UnauthenticatedRefusals {
     pub(crate) fn new(limits: RefusalLimits) -> Self {
         Self {
-            limits,
+            limits: std::sync::RwLock::new(limits),
             state: Mutex::default(),
         }
     }
 
+    /// The limits in force.
+    pub(crate) fn limits(&self) -> RefusalLimits {
+        *self
+            .limits
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets the per-client rate and burst (the aggregation window is kept); buckets keep what
+    /// they hold and refill at the new rate.
+    pub(crate) fn set_rate(&self, per_client_per_sec: u32, burst_per_client: u32) {
+        let mut limits = self
+            .limits
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        limits.per_client_per_sec = per_client_per_sec;
+        limits.burst_per_client = burst_per_client;
+    }
+
     pub(crate) fn window(&self) -> Duration {
-        self.limits.aggregate_window
+        self.limits().aggregate_window
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -176,10 +196,11 @@ impl UnauthenticatedRefusals {
     /// `Some(wait)` when `client` has used up its unauthenticated refusals: how long until it
     /// has one again (for `Retry-After`). Takes nothing from the bucket.
     pub(crate) fn over_budget(&self, client: ClientKey, now: Instant) -> Option<Duration> {
-        if self.limits.per_client_per_sec == 0 {
+        let limits = self.limits();
+        if limits.per_client_per_sec == 0 {
             return None;
         }
-        let rate = self.limits.rate();
+        let rate = limits.rate();
         let state = self.lock();
         let bucket = state.buckets.get(&client)?.refilled(now, &rate);
         if bucket.has_one(&rate) {
@@ -198,12 +219,13 @@ impl UnauthenticatedRefusals {
         now: Instant,
         now_ms: i64,
     ) -> Verdict {
+        let limits = self.limits();
         let mut state = self.lock();
-        if self.limits.per_client_per_sec > 0 && refused.reason != ReasonCode::ClientRateLimited {
+        if limits.per_client_per_sec > 0 && refused.reason != ReasonCode::ClientRateLimited {
             if state.buckets.len() >= MAX_TRACKED && !state.buckets.contains_key(&client) {
-                forget_full_buckets(&mut state.buckets, now, &self.limits);
+                forget_full_buckets(&mut state.buckets, now, &limits);
             }
-            let rate = self.limits.rate();
+            let rate = limits.rate();
             let bucket = state
                 .buckets
                 .entry(client)
@@ -212,7 +234,7 @@ impl UnauthenticatedRefusals {
             refilled.take_one(&rate);
             *bucket = refilled;
         }
-        if self.limits.aggregate_window.is_zero() {
+        if limits.aggregate_window.is_zero() {
             return Verdict::Record;
         }
         let kind = Kind {
@@ -249,10 +271,11 @@ impl UnauthenticatedRefusals {
     /// left unwritten before), for the caller to write. Buckets that have refilled are
     /// forgotten.
     pub(crate) fn close_window(&self, now: Instant) -> Vec<AuditRecord> {
+        let limits = self.limits();
         let mut state = self.lock();
         let mut records = std::mem::take(&mut state.unwritten);
         records.extend(close_window(&mut state.windows));
-        forget_full_buckets(&mut state.buckets, now, &self.limits);
+        forget_full_buckets(&mut state.buckets, now, &limits);
         records
     }
 
@@ -470,6 +493,13 @@ mod tests {
             note(&r, a, now, 0);
         }
         assert_eq!(r.over_budget(a, now), None);
+        // A reload turns the limit on: the same client is now held to a burst of 2.
+        r.set_rate(1, 2);
+        for _ in 0..2 {
+            note(&r, a, now, 0);
+        }
+        assert!(r.over_budget(a, now).is_some());
+        assert_eq!(r.limits().aggregate_window, limits(0, 0).aggregate_window);
     }
 
     #[test]

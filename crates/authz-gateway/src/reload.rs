@@ -1,8 +1,10 @@
 //! `SIGHUP`: the configuration file is read and validated again, and what can change while
 //! serving is applied: every issuer's key files (or inline keys) are read again, every upstream's
 //! credential is resolved again (its file re-read; OAuth client credentials replaced, the cached
-//! token dropped), and the policy is reloaded at once. Any other key whose value differs from the
-//! running configuration is reported, each by its path, and left as it runs until a restart.
+//! token dropped), the policy is reloaded at once, and the `[server]` limits listed in
+//! `RELOADABLE_SERVER_KEYS` take effect (per request, or per connection accepted from then on).
+//! Any other key whose value differs from the running configuration is reported, each by its
+//! path, and left as it runs until a restart.
 //! A file that does not load, or keys that do not parse, change nothing.
 
 use std::sync::Arc;
@@ -17,12 +19,37 @@ pub(crate) struct Reloaded {
     pub(crate) issuers: Vec<String>,
     /// Upstreams whose credential was replaced.
     pub(crate) upstreams: Vec<String>,
+    /// Limits (`server.*` keys) that changed and were applied, by path.
+    pub(crate) limits: Vec<String>,
     /// Keys that changed in the file but need a restart, by path.
     pub(crate) refused: Vec<String>,
 }
 
+/// The `[server]` limits a reload applies: body size and read time, requests in flight per
+/// principal, connection caps and deadlines, HTTP/2 limits (for connections accepted from then
+/// on) and the unauthenticated refusal rate.
+const RELOADABLE_SERVER_KEYS: &[&str] = &[
+    "max_body_bytes",
+    "body_read_timeout_ms",
+    "max_in_flight_per_principal",
+    "header_read_timeout_ms",
+    "idle_timeout_ms",
+    "shutdown_grace_ms",
+    "max_connections",
+    "max_connections_per_client",
+    "http2_max_concurrent_streams",
+    "http2_max_header_list_bytes",
+    "http2_max_pending_reset_streams",
+    "http2_max_local_reset_streams",
+    "unauthenticated_per_client_per_sec",
+    "unauthenticated_burst_per_client",
+];
+
 /// Whether a change at `path` (e.g. `upstreams[0].credential_file`) is applied by a reload.
 fn reloadable(path: &str) -> bool {
+    if let Some(key) = path.strip_prefix("server.") {
+        return RELOADABLE_SERVER_KEYS.contains(&key);
+    }
     let field = |prefix: &str| {
         path.strip_prefix(prefix)
             .and_then(|rest| rest.split_once("]."))
@@ -90,11 +117,14 @@ pub(crate) async fn apply(
         toml::from_str(old_text).unwrap_or(toml::Value::Table(Default::default())),
         toml::from_str(new_text)?,
     );
+    let changed = changed_keys(&old_doc, &new_doc);
     let mut done = Reloaded {
-        refused: changed_keys(&old_doc, &new_doc)
-            .into_iter()
-            .filter(|k| !reloadable(k))
+        limits: changed
+            .iter()
+            .filter(|k| k.starts_with("server.") && reloadable(k))
+            .cloned()
             .collect(),
+        refused: changed.into_iter().filter(|k| !reloadable(k)).collect(),
         ..Reloaded::default()
     };
     for key in &done.refused {
@@ -113,6 +143,18 @@ pub(crate) async fn apply(
             }
             None => {} // a new route: already in `refused`
         }
+    }
+    // Limits last: they cannot fail, and they are read per request or per connection.
+    if !done.limits.is_empty() {
+        app.body_limits
+            .set(new.max_body_bytes, new.body_read_timeout);
+        app.in_flight.set_max(new.max_in_flight_per_principal);
+        app.connections.set_limits(new.connections);
+        app.refusals.set_rate(
+            new.refusals.per_client_per_sec,
+            new.refusals.burst_per_client,
+        );
+        tracing::info!(keys = ?done.limits, "limits reloaded");
     }
     match app.rbac.reload().await {
         Ok(revision) => tracing::info!(revision, "policy reloaded on SIGHUP"),
@@ -150,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn only_keys_and_credentials_reload() {
+    fn only_keys_credentials_and_limits_reload() {
         for yes in [
             "auth.issuers[0].jwks_file",
             "auth.issuers[12].jwks",
@@ -158,11 +200,18 @@ mod tests {
             "upstreams[0].credential_env",
             "upstreams[0].oauth",
             "upstreams[0].oauth.client_secret_file",
+            "server.max_body_bytes",
+            "server.max_connections_per_client",
+            "server.unauthenticated_burst_per_client",
+            "server.http2_max_concurrent_streams",
         ] {
             assert!(reloadable(yes), "{yes}");
         }
         for no in [
             "server.listen",
+            "server.public_url",
+            "server.refusal_aggregate_window_ms",
+            "server.request_state_key_file",
             "auth.issuers[0].issuer",
             "upstreams[0].url",
             "upstreams[x].credential_file",

@@ -109,8 +109,8 @@ pub(super) async fn message(
     }
     // A body that trickles in holds a connection and a permit: it gets a deadline of its own.
     let read = tokio::time::timeout(
-        app.config.body_read_timeout,
-        axum::body::to_bytes(body, app.config.max_body_bytes),
+        app.body_limits.read_timeout(),
+        axum::body::to_bytes(body, app.body_limits.max_bytes()),
     )
     .await;
     let bytes = match read {
@@ -167,8 +167,8 @@ pub(super) async fn message(
 /// request it refuses (a string or an integer, as JSON-RPC allows). Read within the body limits
 /// of any request; `None` if the body cannot be read or has no usable id.
 pub(super) async fn request_id_of(app: &App, body: Body) -> Option<serde_json::Value> {
-    let read = axum::body::to_bytes(body, app.config.max_body_bytes);
-    let bytes = tokio::time::timeout(app.config.body_read_timeout, read)
+    let read = axum::body::to_bytes(body, app.body_limits.max_bytes());
+    let bytes = tokio::time::timeout(app.body_limits.read_timeout(), read)
         .await
         .ok()?
         .ok()?;

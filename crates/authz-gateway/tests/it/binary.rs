@@ -49,10 +49,11 @@ fn a_missing_config_file_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
 
-/// `SIGHUP` to the running binary: rotated issuer keys and a rotated upstream credential take
-/// effect; a changed key that needs a restart is named in the log and left as it runs.
+/// `SIGHUP` to the running binary: rotated issuer keys, a rotated upstream credential and a
+/// changed body limit take effect; a changed key that needs a restart is named in the log and
+/// left as it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_reloads_keys_and_credentials_and_names_what_needs_a_restart() {
+async fn sighup_reloads_keys_credentials_and_limits_and_names_what_needs_a_restart() {
     use authz_test_support::repo_path;
     use authz_token::{KeyAlgorithm, MintRequest, Signer};
     use std::time::{Duration, Instant};
@@ -84,11 +85,12 @@ async fn sighup_reloads_keys_and_credentials_and_names_what_needs_a_restart() {
         .expect("addr")
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let config = |max_body: u32| {
+    let config = |max_body: u32, window_ms: u32| {
         format!(
             r#"[server]
 listen = "127.0.0.1:{port}"
 max_body_bytes = {max_body}
+refusal_aggregate_window_ms = {window_ms}
 
 [auth]
 max_lifetime_secs = 3600
@@ -119,7 +121,7 @@ credential_file = "{credential}"
         )
     };
     let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, config(1_048_576)).expect("write config");
+    std::fs::write(&path, config(1_048_576, 1_000)).expect("write config");
     let log = dir.path().join("gateway.log");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_authz-gateway"))
         .arg("--config")
@@ -185,12 +187,15 @@ credential_file = "{credential}"
 
     std::fs::write(&jwks, &new.public_jwks).expect("rotate the keys");
     std::fs::write(&credential, "new-secret").expect("rotate the credential");
-    std::fs::write(&path, config(2_000_000)).expect("edit the config");
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill -HUP");
-    assert!(status.success());
+    std::fs::write(&path, config(2_000_000, 2_000)).expect("edit the config");
+    let hangup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
+    };
+    hangup();
     let deadline = Instant::now() + Duration::from_secs(10);
     while call(by_new.clone()).await != 200 {
         assert!(Instant::now() < deadline, "the reload never took effect");
@@ -205,12 +210,26 @@ credential_file = "{credential}"
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = std::fs::read_to_string(&log).expect("log");
-        if text.contains("server.max_body_bytes") && text.contains("restart") {
+        if text.contains("server.refusal_aggregate_window_ms")
+            && text.contains("restart")
+            && text.contains("limits reloaded")
+        {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "no log line names the key:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A smaller body limit applies to the next request.
+    std::fs::write(&path, config(64, 2_000)).expect("edit the config");
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(by_new.clone()).await != 413 {
+        assert!(
+            Instant::now() < deadline,
+            "the new body limit never applied"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
