@@ -143,6 +143,8 @@ pub struct WriterStats {
     pub buffered_records_lost_on_error: u64,
     /// Buffered records currently waiting for a retry.
     pub pending_retry: u64,
+    /// Messages waiting in the lanes' queues now (records not yet taken into a batch).
+    pub queue_depth: u64,
     /// Checkpoints written.
     pub checkpoints: u64,
     /// The seq of the chain's last committed record (0 for an empty chain); with several lanes,
@@ -312,6 +314,7 @@ impl AuditWriter {
             total.queue_full_rejections += s.queue_full_rejections;
             total.buffered_records_lost_on_error += s.buffered_records_lost_on_error;
             total.pending_retry += s.pending_retry;
+            total.queue_depth += s.queue_depth;
             total.checkpoints += s.checkpoints;
             total.last_seq += s.last_seq;
         }
@@ -475,6 +478,8 @@ impl Lane {
             pending_retry: get(&c.pending_retry),
             checkpoints: get(&c.checkpoints),
             last_seq: c.last_seq.load(Ordering::Relaxed),
+            queue_depth: u64::try_from(self.tx.max_capacity() - self.tx.capacity())
+                .unwrap_or(u64::MAX),
         }
     }
 

@@ -94,9 +94,8 @@ impl InFlight {
         })
     }
 
-    /// Requests in flight for everyone (what the tests count).
-    #[cfg(test)]
-    fn total(&self) -> usize {
+    /// Requests (and open streams) in flight, for everyone.
+    pub(crate) fn total(&self) -> usize {
         self.lock().values().sum()
     }
 }

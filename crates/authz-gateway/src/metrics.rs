@@ -303,6 +303,17 @@ fn scrape_time(app: &App) -> Registry {
         "Sessions currently bound to a principal",
         app.sessions.len(),
     );
+    r.gauge(
+        "authz_in_flight",
+        "Requests and open response streams in flight now (all principals)",
+        app.in_flight.total(),
+    );
+    r.gauge(
+        "authz_task_bindings",
+        "Task ids currently bound to a principal (this replica's view)",
+        app.tasks.len(),
+    );
+    revocations(&mut r, app);
     let policy = app.rbac.status();
     r.0.register(
         "authz_policy_revision",
@@ -324,6 +335,21 @@ fn scrape_time(app: &App) -> Registry {
         "authz_audit_committed",
         "Audit records committed",
         writer.committed,
+    );
+    r.counter(
+        "authz_audit_batches",
+        "Audit batches committed (authz_audit_committed / authz_audit_batches is the mean batch size)",
+        writer.batches,
+    );
+    r.gauge(
+        "authz_audit_queue_depth",
+        "Audit records waiting in the writer's queues now",
+        usize::try_from(writer.queue_depth).unwrap_or(usize::MAX),
+    );
+    r.gauge(
+        "authz_audit_pending_retry",
+        "Buffered audit records waiting for a retry after a failed batch",
+        usize::try_from(writer.pending_retry).unwrap_or(usize::MAX),
     );
     r.counter(
         "authz_audit_queue_full",
@@ -510,6 +536,40 @@ fn tokens(
         "Failed fetches of an issuer's jwks_url (the keys in hand kept serving)",
         failures,
     );
+}
+
+/// The revocation list: its entries by kind, the store revision it was loaded at, and how
+/// long ago it was last confirmed current (absent when revocation is off).
+fn revocations(r: &mut Scrape, app: &App) {
+    let Some(list) = app.verifier.revocations() else {
+        return;
+    };
+    let counts = list.counts();
+    let entries = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+    for (kind, n) in [("tokens", counts.tokens), ("subjects", counts.subjects)] {
+        entries
+            .get_or_create(&[("kind", kind)])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    r.0.register(
+        "authz_revocation_entries",
+        "Revoked token ids and subjects in force",
+        entries,
+    );
+    r.0.register(
+        "authz_revocation_revision",
+        "The revocation store revision the list was loaded at",
+        ConstGauge::new(counts.revision),
+    );
+    let checked = list.checked_at_ms();
+    if checked > 0 {
+        let age = authz_types::now_unix_ms().saturating_sub(checked).max(0);
+        r.0.register(
+            "authz_revocation_age_seconds",
+            "Seconds since the revocation list was last confirmed current against its store",
+            ConstGauge::new(age as f64 / 1000.0),
+        );
+    }
 }
 
 /// Each audit sink's shipping, labelled by the sink's configured name.

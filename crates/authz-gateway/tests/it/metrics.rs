@@ -213,6 +213,29 @@ async fn requests_are_counted_by_route_method_decision_and_reason_and_timed() {
     assert_eq!(page.value("authz_unauthenticated_total", &[]), 1.0);
     assert_eq!(page.value("authz_refusals_other_total", &[]), 2.0);
 
+    // Nothing in flight once every answer ended; the audit queue drained; no revocations;
+    // batches counted (at most one per record).
+    assert_eq!(page.value("authz_in_flight", &[]), 0.0);
+    assert_eq!(page.value("authz_audit_queue_depth", &[]), 0.0);
+    assert_eq!(page.value("authz_audit_pending_retry", &[]), 0.0);
+    let (batches, committed) = (
+        page.value("authz_audit_batches_total", &[]),
+        page.value("authz_audit_committed_total", &[]),
+    );
+    assert!(
+        batches >= 1.0 && batches <= committed,
+        "{batches} batches for {committed} records"
+    );
+    assert_eq!(
+        page.value("authz_revocation_entries", &[("kind", "tokens")]),
+        0.0
+    );
+    assert_eq!(
+        page.value("authz_revocation_entries", &[("kind", "subjects")]),
+        0.0
+    );
+    assert!(page.value("authz_revocation_age_seconds", &[]) < 3600.0);
+
     // Two tokens, five verifications: each verified in full once, then answered from the cache.
     assert_eq!(page.value("authz_token_cache_misses_total", &[]), 2.0);
     assert_eq!(page.value("authz_token_cache_hits_total", &[]), 3.0);
