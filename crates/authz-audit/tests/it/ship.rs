@@ -79,9 +79,12 @@ async fn every_record_arrives_once_in_order_through_a_failing_sink(db: &TestDb) 
     sink.refuse.store(4, Ordering::SeqCst);
     let shipper =
         Shipper::spawn(db.store.clone(), quick("siem", "r1"), sink.clone()).expect("spawn");
-    eventually_async("570 records shipped", WAIT, async || sink.len() >= 570).await;
-    eventually_async("no lag left", WAIT, async || {
-        shipper.status().lag_records.load(Ordering::SeqCst) == 0
+    // The sink has a batch before the cursor moves past it: wait for the shipper's own count.
+    eventually_async("570 records shipped, no lag left", WAIT, async || {
+        let st = shipper.status();
+        st.shipped.load(Ordering::SeqCst) == 570
+            && st.lag_records.load(Ordering::SeqCst) == 0
+            && st.chains_held.load(Ordering::SeqCst) == 2
     })
     .await;
     let status = shipper.status();
