@@ -301,6 +301,14 @@ impl AuditWriter {
         self.lane(&record.request_id).enqueue(record, None).await
     }
 
+    /// Queues `record` if its lane's queue has room now, without waiting: `Ok(None)` once it is
+    /// queued, `Ok(Some(record))` (handed back, for [`Self::append_buffered`]) when the queue is
+    /// full; [`Error::WriterClosed`] after shutdown, [`Error::Unstorable`] as for the others.
+    /// For callers that cannot await (a `Drop`).
+    pub fn try_append_buffered(&self, record: AuditRecord) -> Result<Option<AuditRecord>, Error> {
+        self.lane(&record.request_id).try_enqueue(record)
+    }
+
     /// The counters so far, summed over the lanes.
     pub fn stats(&self) -> WriterStats {
         let mut total = WriterStats::default();
@@ -422,6 +430,28 @@ impl Lane {
         };
         bump(&self.shared.counters.durable_failures, 1);
         outcome
+    }
+
+    fn try_enqueue(&self, record: AuditRecord) -> Result<Option<AuditRecord>, Error> {
+        if !self.shared.accepting.load(Ordering::Acquire) {
+            return Err(Error::WriterClosed);
+        }
+        if self.shared.backend == Backend::Postgres
+            && let Some(field) = nul_field(&record)
+        {
+            return Err(Error::Unstorable { field });
+        }
+        match self.tx.try_send(Command::Append { record, ack: None }) {
+            Ok(()) => {
+                bump(&self.shared.counters.queued, 1);
+                Ok(None)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::WriterClosed),
+            Err(mpsc::error::TrySendError::Full(Command::Append { record, .. })) => {
+                Ok(Some(record))
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Error::WriterClosed),
+        }
     }
 
     async fn enqueue(&self, record: AuditRecord, ack: Option<Ack>) -> Result<(), Error> {

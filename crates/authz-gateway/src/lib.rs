@@ -78,6 +78,8 @@ pub struct App {
     pub(crate) audit: authz_audit::AuditStore,
     /// The group-commit writer every record goes through (one hash chain per gateway).
     pub(crate) audit_writer: authz_audit::AuditWriter,
+    /// Outcome records still being queued by a task (see [`recording::PendingWrites`]).
+    pub(crate) pending_outcomes: Arc<recording::PendingWrites>,
     pub(crate) scopes: ScopePolicy,
     pub(crate) sessions: Arc<OwnerBindings>,
     /// Task ids bound to the principal whose request created them.
@@ -319,6 +321,7 @@ impl App {
             policy_watch,
             audit,
             audit_writer,
+            pending_outcomes: Arc::default(),
             clients,
             shippers,
             config,
@@ -423,8 +426,18 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    // The aggregate records of the open window, then the audit queue: buffered records are
-    // committed, not dropped.
+    // Outcome records of the last streams still being queued (a full queue), then the aggregate
+    // records of the open window, then the audit queue: buffered records are committed, not
+    // dropped.
+    if tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        app.pending_outcomes.settled(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::error!("outcome records still waiting for the audit queue after 10 s");
+    }
     app.refusal_flusher.0.abort();
     refusals::flush(&app.refusals, &app.audit_writer).await;
     match app.audit_writer.clone().shutdown().await {

@@ -7,6 +7,7 @@
 //! follows it with the same request id. Outcome records are buffered: they never delay the
 //! response, and a record the writer refuses is counted and logged, never silently lost.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use authz_audit::AuditWriter;
@@ -99,12 +100,47 @@ fn redact(v: &mut Value, fields: &[&str]) {
     }
 }
 
+/// Outcome records a `Drop` could not queue at once (the audit queue was full), being written
+/// by a task of their own; [`crate::serve`] waits for them before it drains the writer, so a
+/// graceful shutdown does not lose them.
+#[derive(Debug, Default)]
+pub(crate) struct PendingWrites {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl PendingWrites {
+    fn begin(&self) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn end(&self) {
+        if self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Resolves once no write is pending.
+    pub(crate) async fn settled(&self) {
+        loop {
+            let notified = self.idle.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Writes the outcome record of one forwarded request when dropped.
 #[derive(Debug)]
 pub(crate) struct OutcomeRecorder {
     writer: AuditWriter,
     /// Counts an outcome record the writer refused (`Metrics::outcome_records_lost`).
     lost: Counter,
+    pending: Arc<PendingWrites>,
     record: Option<AuditRecord>,
     started: Instant,
     /// `authz_upstream_duration_seconds` of the route, observed from [`Self::forwarding`] on.
@@ -121,12 +157,14 @@ impl OutcomeRecorder {
     pub(crate) fn start(
         writer: &AuditWriter,
         lost: &Counter,
+        pending: &Arc<PendingWrites>,
         duration: &Histogram,
         decision: &AuditRecord,
     ) -> Self {
         Self {
             writer: writer.clone(),
             lost: lost.clone(),
+            pending: Arc::clone(pending),
             record: Some(AuditRecord::outcome(decision)),
             started: Instant::now(),
             duration: duration.clone(),
@@ -244,12 +282,32 @@ impl Drop for OutcomeRecorder {
             .map(|a| forbidden_input_record(&rec, a))
             .collect();
         records.push(rec);
+        // Queued at once when the queue has room (almost always); a record that is not taken
+        // is counted and logged, never dropped silently.
+        let mut waiting = Vec::new();
+        for rec in records {
+            let request_id = rec.request_id.clone();
+            match self.writer.try_append_buffered(rec) {
+                Ok(None) => {}
+                Ok(Some(rec)) => waiting.push(rec),
+                Err(e) => {
+                    self.lost.inc();
+                    tracing::error!(error = %e, %request_id, "the audit writer refused an outcome record");
+                }
+            }
+        }
+        if waiting.is_empty() {
+            return;
+        }
+        let records = waiting;
         let writer = self.writer.clone();
         let lost = self.lost.clone();
-        // Dropped inside the server's runtime (the body stream ends there); outside one there is
-        // nobody left to answer, and the decision record already stands. Either way a record
-        // that is not taken is counted and logged, never dropped silently.
+        let pending = Arc::clone(&self.pending);
+        // The queue is full: wait for room (bounded by the writer's enqueue timeout) in a task,
+        // inside the server's runtime (the body stream ends there); outside one there is nobody
+        // left to answer, and the decision record already stands.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            pending.begin();
             handle.spawn(async move {
                 for rec in records {
                     let request_id = rec.request_id.clone();
@@ -258,6 +316,7 @@ impl Drop for OutcomeRecorder {
                         tracing::error!(error = %e, %request_id, "the audit writer refused an outcome record");
                     }
                 }
+                pending.end();
             });
         } else {
             lost.inc_by(records.len() as u64);
@@ -326,7 +385,13 @@ mod tests {
             authz_types::ReasonCode::PolicyAllow,
             200,
         );
-        let mut outcome = OutcomeRecorder::start(&closed, &lost, &Histogram::new([]), &decision);
+        let mut outcome = OutcomeRecorder::start(
+            &closed,
+            &lost,
+            &Arc::default(),
+            &Histogram::new([]),
+            &decision,
+        );
         outcome.answered(200);
         outcome.finished();
         drop(outcome);

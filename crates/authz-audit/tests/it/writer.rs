@@ -311,8 +311,12 @@ async fn buffered_appends_are_all_committed_by_shutdown(db: &TestDb) {
     )
     .await
     .expect("spawn");
-    for i in 0..3000 {
+    for i in 0..2990 {
         writer.append_buffered(rec(i)).await.expect("buffered");
+    }
+    // The queue (10,000) has room: queued without waiting.
+    for i in 2990..3000 {
+        assert_eq!(writer.try_append_buffered(rec(i)).expect("queued"), None);
     }
     let stats = writer.shutdown().await.expect("shutdown");
     assert_eq!((stats.queued, stats.committed), (3000, 3000), "{stats:?}");
@@ -551,6 +555,14 @@ async fn a_blocked_store_times_out_and_fills_the_queue(db: &TestDb) {
     };
     assert!(matches!(refused, Error::QueueFull), "{refused:?}");
     assert_eq!(writer.stats().queue_full_rejections, 1);
+    // Without waiting, a full queue hands the record back (and counts no refusal).
+    let back = writer
+        .try_append_buffered(rec(99))
+        .expect("not an error")
+        .expect("handed back");
+    assert_eq!(back, rec(99));
+    assert_eq!(writer.stats().queue_full_rejections, 1);
+    assert_eq!(writer.stats().queue_depth, 1);
     lock.release().await;
     let accepted = u64::try_from(accepted).expect("small");
     eventually_async("the accepted records to commit", WAIT, async || {
@@ -577,6 +589,10 @@ async fn closed_writer_refuses_records(db: &TestDb) {
     ));
     assert!(matches!(
         clone.append_durable(rec(1)).await,
+        Err(Error::WriterClosed)
+    ));
+    assert!(matches!(
+        clone.try_append_buffered(rec(1)),
         Err(Error::WriterClosed)
     ));
     // Shutting down a second handle is harmless.

@@ -88,6 +88,7 @@ pub(super) async fn commit_decision(
     let mut outcome = OutcomeRecorder::start(
         &app.audit_writer,
         &app.metrics.outcome_records_lost,
+        &app.pending_outcomes,
         &ctx.route.upstream_duration,
         &rec,
     );

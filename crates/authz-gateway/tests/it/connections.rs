@@ -389,3 +389,121 @@ async fn same_origin_passes_and_rebinding_hosts_and_other_origins_are_refused() 
     assert_eq!(status, 403, "{reply}");
     assert!(reply.contains("host_not_allowed"), "{reply}");
 }
+
+/// An upstream for the shutdown test: `get_slow` answers after 400 ms, `list_forever` opens an
+/// event stream that sends one notification and never ends.
+async fn slow_upstream(body: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt as _;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let id = v["id"].clone();
+    match v["params"]["name"].as_str() {
+        Some("get_slow") => {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": id,
+                "result": {"content": [{"type": "text", "text": "done"}]}}))
+            .into_response()
+        }
+        Some("list_forever") => {
+            let first = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\
+                         \"params\":{\"level\":\"info\",\"data\":\"working\"}}\n\n";
+            let events = futures_util::stream::once(async move {
+                Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(first.as_bytes()))
+            })
+            .chain(futures_util::stream::pending());
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(events),
+            )
+                .into_response()
+        }
+        _ => axum::Json(serde_json::json!({"jsonrpc": "2.0", "id": id, "result": {"tools": []}}))
+            .into_response(),
+    }
+}
+
+/// Graceful shutdown with calls in flight: calls that finish within `shutdown_grace_ms` are
+/// answered in full, a stream still open at the deadline is ended, and each has its decision and
+/// outcome record, committed before the gateway exits; the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_calls_in_flight_and_records_the_streams_it_ends() {
+    use futures_util::StreamExt as _;
+    let upstream = harness::serve_stand_in(
+        axum::Router::new().route("/mcp", axum::routing::post(slow_upstream)),
+    )
+    .await;
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            upstream_url: Some(format!("http://{upstream}/mcp")),
+            server_extra: Some("shutdown_grace_ms = 1500".into()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let token = env.token("alice", &["ticket-reader"], &["tickets:read"]);
+    let stream = env.post_stateless_call(&token, 100, "list_forever").await;
+    assert_eq!(stream.status(), 200);
+    let stream_id = harness::request_id(&stream);
+    let mut events = stream.bytes_stream();
+    let first = events.next().await.expect("an event").expect("bytes");
+    assert!(String::from_utf8_lossy(&first).contains("working"));
+
+    let calls: Vec<_> = (1..=3)
+        .map(|id| {
+            let (headers, body) = harness::stateless_call(id, "get_slow");
+            let mut req = env.json_post(&env.route).bearer_auth(&token).body(body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            tokio::spawn(async move {
+                let resp = req.send().await.expect("answered");
+                let id = harness::request_id(&resp);
+                (
+                    resp.status().as_u16(),
+                    id,
+                    resp.text().await.expect("the whole body"),
+                )
+            })
+        })
+        .collect();
+    // The calls reach the upstream before the shutdown starts.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let env = tokio::time::timeout(Duration::from_secs(20), env.stop())
+        .await
+        .expect("the shutdown ends at its deadline");
+    let mut ids = vec![stream_id.clone()];
+    for call in calls {
+        let (status, id, body) = call.await.expect("the call task");
+        assert_eq!(status, 200, "a call in flight is answered in full: {body}");
+        assert!(body.contains("done"), "{body}");
+        ids.push(id);
+    }
+    // The stream was ended by the deadline, not left open.
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = events.next().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream outlived the shutdown");
+
+    for id in &ids {
+        let decisions = env
+            .records_for_request(id, authz_types::RecordKind::Decision)
+            .await;
+        let outcomes = env
+            .records_for_request(id, authz_types::RecordKind::Outcome)
+            .await;
+        assert_eq!((decisions.len(), outcomes.len()), (1, 1), "request {id}");
+        if *id == stream_id {
+            assert_ne!(
+                outcomes[0].outcome.as_deref(),
+                Some("finished"),
+                "{:?}",
+                outcomes[0]
+            );
+        } else {
+            assert_eq!(outcomes[0].upstream_status, Some(200), "{:?}", outcomes[0]);
+        }
+    }
+    env.assert_chain_intact().await;
+}

@@ -524,6 +524,19 @@ impl Env {
         records.swap_remove(0)
     }
 
+    /// The records of one kind of one request id, as committed now (no waiting).
+    pub(crate) async fn records_for_request(
+        &self,
+        request_id: &str,
+        kind: RecordKind,
+    ) -> Vec<AuditRecord> {
+        let filter = AuditFilter {
+            request_id: Some(request_id.to_owned()),
+            ..AuditFilter::default()
+        };
+        query(&self.audit, &filter, kind).await
+    }
+
     /// The outcome records of one request id, waiting (bounded) for the first to be committed:
     /// they are written when the answer ends, without holding up the response.
     pub(crate) async fn outcomes_for_request(&self, request_id: &str) -> Vec<AuditRecord> {
