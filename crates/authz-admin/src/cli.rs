@@ -75,6 +75,88 @@ pub enum Command {
     /// Read, export, verify and prune the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Definitions the gateways pinned (tools, prompts, resource templates): list them, show
+    /// what changed, approve or reject a change.
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// Every pinned definition with its state (approved, pending, rejected).
+    List {
+        /// Only this upstream's.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Only pins in this state.
+        #[arg(long, value_parser = ["approved", "pending", "rejected"])]
+        state: Option<String>,
+        #[command(flatten)]
+        store: PinStoreArgs,
+    },
+    /// What changed: the approved definition against the pending one, line by line.
+    Diff(PinItemArgs),
+    /// Approve the pending definition: every gateway shows it and lets it be called within
+    /// seconds.
+    Approve(PinDecisionArgs),
+    /// Reject the pending definition: it stays hidden and its calls refused.
+    Reject(PinDecisionArgs),
+    /// Every step of every pin: first sight, changes, reverts, approvals and rejections.
+    History {
+        /// Only this upstream's.
+        #[arg(long)]
+        upstream: Option<String>,
+        #[command(flatten)]
+        store: PinStoreArgs,
+    },
+}
+
+/// Where pins are stored: the gateway's audit database.
+#[derive(Debug, Args)]
+pub struct PinStoreArgs {
+    /// The gateway's audit store URL (pins live there): sqlite://path or postgres://….
+    #[arg(long, value_name = "URL", env = AUDIT_URL_ENV, hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl PinStoreArgs {
+    /// The store URL, or a usage error naming the flag and the environment variable.
+    pub fn url(&self) -> anyhow::Result<&str> {
+        given_url(
+            self.database_url.as_deref(),
+            "pin store (the gateway's audit database)",
+            AUDIT_URL_ENV,
+            "sqlite://path or postgres://…",
+        )
+    }
+}
+
+/// One pinned definition.
+#[derive(Debug, Args)]
+pub struct PinItemArgs {
+    /// The tool or prompt name, or the resource template's URI template.
+    pub name: String,
+    /// The upstream route it belongs to.
+    #[arg(long)]
+    pub upstream: String,
+    #[arg(long, default_value = "tool", value_parser = ["tool", "prompt", "resource_template"])]
+    pub kind: String,
+    #[command(flatten)]
+    pub store: PinStoreArgs,
+}
+
+/// A decision on one pinned definition's pending change.
+#[derive(Debug, Args)]
+pub struct PinDecisionArgs {
+    #[command(flatten)]
+    pub item: PinItemArgs,
+    /// Decide only if the pending definition's digest starts with this (at least 8 hex digits,
+    /// as `tools diff` shows it), so the decision is about what was reviewed.
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// Who the decision is recorded as (default: $USER, else the OS account).
+    #[arg(long, value_name = "NAME", env = ACTOR_ENV, hide_env_values = true)]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,14 +350,20 @@ impl StoreArgs {
     /// Who changes are recorded as: `--actor`, `AUTHZ_ACTOR`, `$USER`, `$LOGNAME`, the
     /// operating-system account the process runs as, else `unknown`.
     pub fn actor(&self) -> String {
-        self.actor
-            .clone()
-            .filter(|a| !a.trim().is_empty())
-            .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
-            .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
-            .or_else(os_account)
-            .unwrap_or_else(|| authz_rbac::UNKNOWN_ACTOR.to_owned())
+        resolve_actor(self.actor.as_deref())
     }
+}
+
+/// Who a change is recorded as: `explicit` (`--actor` or `AUTHZ_ACTOR`), `$USER`, `$LOGNAME`,
+/// the operating-system account the process runs as, else `unknown`.
+pub fn resolve_actor(explicit: Option<&str>) -> String {
+    explicit
+        .filter(|a| !a.trim().is_empty())
+        .map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .or_else(os_account)
+        .unwrap_or_else(|| authz_rbac::UNKNOWN_ACTOR.to_owned())
 }
 
 /// The account this process runs as, for when the environment names nobody (cron, containers,

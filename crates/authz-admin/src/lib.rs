@@ -54,6 +54,7 @@ mod subject;
 mod term;
 mod times;
 mod token;
+mod tools;
 
 pub use audit::{FollowControl, audit_tail};
 pub use cli::*;
@@ -180,6 +181,21 @@ pub async fn execute_with(
         }
         Command::Audit(AuditCommand::Prune(args)) => {
             audit::prune(&args, json, out, confirmation).await?;
+        }
+        Command::Tools(ToolsCommand::List {
+            upstream,
+            state,
+            store,
+        }) => tools::list(&store, upstream.as_deref(), state.as_deref(), json, out).await?,
+        Command::Tools(ToolsCommand::Diff(args)) => tools::diff(&args, json, out).await?,
+        Command::Tools(ToolsCommand::Approve(args)) => {
+            tools::decide(&args, true, json, out).await?;
+        }
+        Command::Tools(ToolsCommand::Reject(args)) => {
+            tools::decide(&args, false, json, out).await?;
+        }
+        Command::Tools(ToolsCommand::History { upstream, store }) => {
+            tools::history(&store, upstream.as_deref(), json, out).await?;
         }
     }
     Ok(Outcome::Success)

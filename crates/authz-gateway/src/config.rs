@@ -228,6 +228,8 @@ pub struct Upstream {
     pub structured_denials: bool,
     /// What the upstream may ask the client for (see [`crate::input_requests`]).
     pub input_requests: Vec<InputRule>,
+    /// Pinned definitions (see [`crate::pins`]).
+    pub pin_definitions: crate::pins::PinMode,
 }
 
 /// A validated [`raw::RawInputRule`].

@@ -67,6 +67,9 @@ pub(crate) enum Refusal {
     UnknownMethod,
     /// The policy refused; the reason code names why.
     Forbidden(ReasonCode),
+    /// The tool's or prompt's definition changed upstream (or was never approved under strict
+    /// pinning); it waits for an operator's approval.
+    DefinitionUnapproved,
     /// The principal has too many requests in flight.
     TooManyRequests,
     /// The client address has caused too many unauthenticated refusals; retry after this many
@@ -237,6 +240,12 @@ impl Refusal {
                 StatusCode::FORBIDDEN,
                 reason.as_str(),
                 fixed("forbidden by policy"),
+                FORBIDDEN_CODE,
+            ),
+            DefinitionUnapproved => (
+                StatusCode::FORBIDDEN,
+                "definition_unapproved",
+                fixed("this definition changed upstream and waits for an operator's approval"),
                 FORBIDDEN_CODE,
             ),
             TooManyRequests => (
@@ -527,6 +536,7 @@ mod tests {
             InsufficientScope,
             UnknownMethod,
             Forbidden(ReasonCode::NoMatchingRule),
+            DefinitionUnapproved,
             TooManyRequests,
             QuotaExceeded {
                 retry_after_secs: 1,
@@ -565,6 +575,7 @@ mod tests {
                 | InsufficientScope
                 | UnknownMethod
                 | Forbidden(_)
+                | DefinitionUnapproved
                 | TooManyRequests
                 | QuotaExceeded { .. }
                 | ClientRateLimited { .. }
@@ -604,6 +615,7 @@ mod tests {
         "403 insufficient_scope -31003 insufficient scope\n",
         "404 unknown_method -32601 method not found\n",
         "403 no_matching_rule -31003 forbidden by policy\n",
+        "403 definition_unapproved -31003 this definition changed upstream and waits for an operator's approval\n",
         "429 too_many_requests -32603 too many requests in flight for this principal\n",
         "429 quota_exceeded -32603 rate limit or quota exceeded; retry later\n",
         "429 client_rate_limited -32001 too many unauthenticated requests from this client; retry later\n",

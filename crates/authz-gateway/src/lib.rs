@@ -28,6 +28,7 @@ mod input_requests;
 mod limits;
 mod metrics;
 mod param_headers;
+mod pins;
 mod proxy;
 mod quotas;
 mod recording;
@@ -98,6 +99,8 @@ pub struct App {
     pub(crate) sealer: Arc<request_state::Sealer>,
     /// The `x-mcp-header` parameters of every tool seen listed, to check `Mcp-Param-*` headers.
     pub(crate) tool_schemas: Arc<param_headers::ToolSchemas>,
+    /// Pinned tool, prompt and resource template definitions (see [`pins`]).
+    pub(crate) pins: Arc<pins::Pins>,
     /// The gateway's own address as actually bound by [`serve`] (the configured one until then).
     own: std::sync::OnceLock<config::OwnAddress>,
     /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
@@ -196,6 +199,14 @@ impl App {
         .await
         .context("starting the audit writer")?;
         tracing::info!(chains = ?audit_writer.chain_ids(), "audit writer started");
+        // Pins live in the audit database, shared by every replica that shares it.
+        let pins = pins::Pins::start(
+            authz_rbac::PinStore::connect(&config.audit_database_url)
+                .await
+                .context("opening the pin store")?,
+        )
+        .await
+        .context("loading the pinned definitions")?;
         let shippers = shipping::start(
             &audit,
             &config.audit_sinks,
@@ -299,6 +310,7 @@ impl App {
         Ok(Arc::new(App {
             sealer,
             tool_schemas: Arc::default(),
+            pins,
             own: std::sync::OnceLock::new(),
             quotas,
             quota_watch,

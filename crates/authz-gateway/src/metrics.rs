@@ -466,6 +466,17 @@ fn scrape_time(app: &App) -> Registry {
         app.sessions.store_errors() + app.tasks.store_errors(),
     );
     shipping(&mut r, &app.shippers);
+    r.counter(
+        "authz_definition_changes",
+        "Tool, prompt and resource template definitions found changed upstream (or new under \
+         strict pinning), hidden and refused until approved",
+        g(&app.pins.changes),
+    );
+    r.counter(
+        "authz_pin_store_errors",
+        "Failed operations on the pin store (the pins in force stayed)",
+        g(&app.pins.store_errors),
+    );
     tokens(
         &mut r,
         app.verifier.cache_stats(),

@@ -117,6 +117,7 @@ mod index;
 mod inspect;
 mod ledger;
 mod lint;
+mod pins;
 mod rbac;
 mod rule;
 mod store;
@@ -128,6 +129,7 @@ pub use bindings::{BindingKind, BindingStore};
 pub use inspect::{Permission, RoleSummary};
 pub use ledger::{Level, QuotaLedger, Spend, tokens};
 pub use lint::{LintCode, LintConfig, LintFinding, LintReport, Severity, lint};
+pub use pins::{DefinitionKind, GATEWAY_ACTOR, Item, Observed, Pin, PinEvent, PinState, PinStore};
 pub use rbac::{Candidate, CandidateOrigin, Explanation, Rbac, RuleMatch, WatchStatus};
 pub use rule::{
     ACTIONS, ANY_TENANT, LocatedPolicy, OBJECT_KINDS, Origin, PolicyRule, PolicySet,

@@ -116,6 +116,9 @@ reason_codes! {
     /// The upstream asked the client for input (sampling, elicitation, roots, or a URL on an
     /// origin) that the route's `input_requests` rules do not allow; the call failed.
     InputRequestForbidden => "input_request_forbidden",
+    /// The tool's (or prompt's) definition changed upstream since it was pinned, or was never
+    /// approved under strict pinning; the call waits for an operator's approval.
+    DefinitionUnapproved => "definition_unapproved",
 }
 
 impl std::fmt::Display for ReasonCode {

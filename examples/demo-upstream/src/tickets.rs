@@ -161,6 +161,21 @@ impl TicketServer {
         }
     }
 
+    /// This server with the descriptions of some tools replaced (tool name → description), as
+    /// an upstream that changes its definitions at run time does.
+    pub(crate) fn with_descriptions(
+        &self,
+        edits: &std::collections::HashMap<String, String>,
+    ) -> Self {
+        let mut server = self.clone();
+        for (name, description) in edits {
+            if let Some(route) = server.tool_router.map.get_mut(name.as_str()) {
+                route.attr.description = Some(description.clone().into());
+            }
+        }
+        server
+    }
+
     fn store(&self) -> MutexGuard<'_, Store> {
         // A panic while holding the lock cannot leave the map half-updated (every update is a
         // single insert or remove), so a poisoned lock is still safe to use.

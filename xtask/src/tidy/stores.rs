@@ -49,6 +49,11 @@ pub(super) const STORES: &[Store] = &[
         tables: &["owner_binding"],
     },
     Store {
+        crate_name: "authz-rbac",
+        folder: "pins",
+        tables: &["definition_pin", "definition_pin_history"],
+    },
+    Store {
         crate_name: "authz-token",
         folder: "revocation",
         tables: &["revoked_token", "revoked_subject", "revocation_revision"],

@@ -10,4 +10,5 @@ mod policy;
 mod revoke;
 mod roles;
 mod snapshots;
+mod tools;
 mod trail;

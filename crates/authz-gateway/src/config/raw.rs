@@ -321,6 +321,10 @@ pub struct RawUpstream {
     /// match: anything).
     #[serde(default)]
     pub input_requests: Vec<RawInputRule>,
+    /// How the route treats tool, prompt and resource template definitions it has not approved
+    /// (see [`crate::pins`]): `trust_on_first_use` (default), `strict` or `off`.
+    #[serde(default)]
+    pub pin_definitions: crate::pins::PinMode,
 }
 
 /// One rule over the input an upstream may request (2026-07-28 `inputRequests`, and the

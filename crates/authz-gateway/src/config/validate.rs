@@ -589,6 +589,7 @@ fn upstream(
         resource,
         structured_denials: u.structured_denials,
         input_requests,
+        pin_definitions: u.pin_definitions,
     })
 }
 

@@ -160,7 +160,20 @@ pub(super) async fn decide(
         .observe(crate::metrics::seconds_since(started));
     tracing::Span::current().record("decision", decision.effect.as_str());
     if decision.is_allowed() {
-        return Ok(decision);
+        let Some(pin) = app
+            .pins
+            .refuses(up.pin_definitions, &up.name, &msg.operation)
+        else {
+            return Ok(decision);
+        };
+        // Allowed by policy, but what the agent would call is not what was approved.
+        let decision = Decision::deny(
+            ReasonCode::DefinitionUnapproved,
+            Some(pin),
+            decision.policy_revision,
+        );
+        let err = ApiError::from(Refusal::DefinitionUnapproved).with_id(msg.id.clone());
+        return Err(refuse(app, ctx, principal, &msg.operation, &decision, err).await);
     }
     if decision.reason == ReasonCode::InsufficientScope {
         let required = app.scopes.required(&up.scopes, &msg.operation);

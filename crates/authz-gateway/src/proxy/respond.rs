@@ -215,18 +215,20 @@ fn response_rewrite(
             item_filter(app, up.clone(), principal.clone()),
             Some(outcome.shown_sink()),
         );
-        if kind != ListKind::Tools {
-            return Some((filter, true));
-        }
-        // The upstream's tools, before filtering, teach the gateway their custom headers.
+        // Definitions that are not the approved ones go first (see `crate::pins`); then the
+        // upstream's tools teach the gateway their custom headers; then the policy filters.
+        let (pins, mode) = (Arc::clone(&app.pins), up.pin_definitions);
         let (schemas, upstream) = (Arc::clone(&app.tool_schemas), up.name.clone());
-        let learn_then_filter: Rewrite = Arc::new(move |v: &mut Value| {
-            if let Some(tools) = v.pointer("/result/tools").and_then(Value::as_array) {
+        let screen_learn_filter: Rewrite = Arc::new(move |v: &mut Value| {
+            pins.screen(mode, &upstream, kind, v);
+            if kind == ListKind::Tools
+                && let Some(tools) = v.pointer("/result/tools").and_then(Value::as_array)
+            {
                 schemas.learn(&upstream, tools);
             }
             filter(v)
         });
-        return Some((learn_then_filter, true));
+        return Some((screen_learn_filter, true));
     }
     match msg.operation.method {
         Method::TasksList => {

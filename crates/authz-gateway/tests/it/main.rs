@@ -20,6 +20,7 @@ mod mrtr;
 mod outage;
 mod param_headers;
 mod peers;
+mod pins;
 mod pipeline;
 mod proxy;
 mod quotas;

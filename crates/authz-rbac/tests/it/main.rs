@@ -8,6 +8,7 @@ mod equivalence;
 mod generate;
 mod history;
 mod lint;
+mod pins;
 mod reload;
 mod store;
 mod watch;
