@@ -192,7 +192,24 @@ impl Pins {
                     (true, k.pending.is_some())
                 }
                 Some(k) => (false, k.pending.as_deref() != Some(digest.as_str())),
-                None => (mode == PinMode::TrustOnFirstUse, true),
+                None => {
+                    // Known at once here, before the store has it, so a different definition
+                    // in the next list is not taken for a first sight too.
+                    let trusted = mode == PinMode::TrustOnFirstUse;
+                    self.write().entry(upstream.to_owned()).or_default()[slot(kind)].insert(
+                        name.clone(),
+                        Known1 {
+                            approved: trusted.then(|| digest.clone()),
+                            pending: (!trusted).then(|| digest.clone()),
+                            state: if trusted {
+                                PinState::Approved
+                            } else {
+                                PinState::Pending
+                            },
+                        },
+                    );
+                    (trusted, true)
+                }
             };
             if report {
                 self.note(Observation {

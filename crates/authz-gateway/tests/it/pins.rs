@@ -302,6 +302,11 @@ async fn pins_hold_on_every_replica_sharing_the_store() {
     let admin = a.token("adam", &["ticket-admin"], &["tickets:write"]);
     assert_eq!(listed(&a, &admin).await.len(), 4);
     assert_eq!(call(&b, &admin, "get_ticket").await.0, 200);
+    let pins = PinStore::connect(db.url()).await.expect("pin store");
+    until("the first sight is pinned", async || {
+        pins.all().await.expect("pins").len() == 4
+    })
+    .await;
     a.upstream.edits.set_description("get_ticket", POISONED);
     // Seen changed through replica A only; replica B refuses the call too.
     assert_eq!(listed(&a, &admin).await.len(), 3);
@@ -309,7 +314,6 @@ async fn pins_hold_on_every_replica_sharing_the_store() {
         call(&b, &admin, "get_ticket").await == (403, ReasonCode::DefinitionUnapproved)
     })
     .await;
-    let pins = PinStore::connect(db.url()).await.expect("pin store");
     pins.approve(
         tool("get_ticket"),
         None,
