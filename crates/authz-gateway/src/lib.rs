@@ -204,6 +204,8 @@ impl App {
             authz_rbac::PinStore::connect(&config.audit_database_url)
                 .await
                 .context("opening the pin store")?,
+            audit_writer.clone(),
+            audit_writer.chain_id().to_owned(),
         )
         .await
         .context("loading the pinned definitions")?;

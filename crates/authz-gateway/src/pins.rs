@@ -93,7 +93,11 @@ fn slot(kind: DefinitionKind) -> usize {
 impl Pins {
     /// Loads the pins from `store` and starts the task that records observations and reads the
     /// pins again every second; the task ends when the returned `Pins` is dropped.
-    pub(crate) async fn start(store: PinStore) -> anyhow::Result<Arc<Pins>> {
+    pub(crate) async fn start(
+        store: PinStore,
+        writer: authz_audit::AuditWriter,
+        holder: String,
+    ) -> anyhow::Result<Arc<Pins>> {
         let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
         let pins = Arc::new(Pins {
             known: RwLock::new(Known::new()),
@@ -102,7 +106,8 @@ impl Pins {
             store_errors: AtomicU64::new(0),
         });
         pins.reload(&store).await?;
-        tokio::spawn(keep_current(Arc::downgrade(&pins), store, rx));
+        let chain = ChainOut { writer, holder };
+        tokio::spawn(keep_current(Arc::downgrade(&pins), store, rx, chain));
         Ok(pins)
     }
 
@@ -286,10 +291,18 @@ impl Pins {
     }
 }
 
+/// Where pin steps go into the audit trail: this replica's writer, and the name it claims
+/// steps under (its chain id).
+struct ChainOut {
+    writer: authz_audit::AuditWriter,
+    holder: String,
+}
+
 async fn keep_current(
     pins: std::sync::Weak<Pins>,
     store: PinStore,
     mut rx: tokio::sync::mpsc::Receiver<Observation>,
+    chain: ChainOut,
 ) {
     let mut tick = tokio::time::interval(RELOAD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -298,6 +311,7 @@ async fn keep_current(
             o = rx.recv() => {
                 let (Some(o), Some(pins)) = (o, pins.upgrade()) else { return };
                 pins.record(&store, o).await;
+                pins.audit_steps(&store, &chain).await;
             }
             _ = tick.tick() => {
                 let Some(pins) = pins.upgrade() else { return };
@@ -305,9 +319,76 @@ async fn keep_current(
                     pins.store_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "reading the pins again failed; the pins in force stay");
                 }
+                // Steps taken elsewhere (an operator's approval) reach the trail here.
+                pins.audit_steps(&store, &chain).await;
             }
         }
     }
+}
+
+impl Pins {
+    /// Writes every pin step no replica has written yet into this replica's audit chain: each
+    /// step is claimed in the store first, so exactly one replica writes it; a step whose
+    /// record cannot be written is given back for the next try.
+    async fn audit_steps(&self, store: &PinStore, chain: &ChainOut) {
+        let steps = match store.unaudited(100).await {
+            Ok(steps) => steps,
+            Err(e) => return self.store_failed(&e),
+        };
+        for step in steps {
+            match store.claim_audit(step.id, &chain.holder).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return self.store_failed(&e),
+            }
+            if let Err(e) = chain.writer.append_durable(step_record(&step)).await {
+                tracing::error!(error = %e, step = step.id, "a pin step could not be audited; trying again later");
+                if let Err(e) = store.release_audit(step.id, &chain.holder).await {
+                    self.store_failed(&e);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The audit record of one pin step: method `pin/<event>` (`first_seen`, `changed`,
+/// `approved`, ...), the item as target, the operator as subject (none for what a gateway
+/// saw), allow with `definition_approved` for a step that approves, deny with
+/// `definition_unapproved` for one that blocks, and the pin, step and digest as the rule.
+fn step_record(step: &authz_rbac::PinEvent) -> authz_types::AuditRecord {
+    use authz_types::{Effect, ReasonCode};
+    let approves = matches!(step.event.as_str(), "first_seen" | "approved" | "reverted");
+    let reason = if approves {
+        ReasonCode::DefinitionApproved
+    } else {
+        ReasonCode::DefinitionUnapproved
+    };
+    let mut rec = authz_types::AuditRecord::unauthenticated(
+        format!("pin-{}", step.id),
+        step.upstream.clone(),
+        format!("pin/{}", step.event),
+        reason,
+        0,
+    );
+    rec.http_status = None;
+    rec.decision = if approves {
+        Effect::Allow
+    } else {
+        Effect::Deny
+    };
+    rec.time_ms = step.time_ms;
+    rec.subject = (step.actor != authz_rbac::GATEWAY_ACTOR).then(|| step.actor.clone());
+    rec.target = Some(step.name.clone());
+    rec.matched_rule = Some(format!(
+        "pin {}:{}/{} {} {}",
+        step.kind.as_str(),
+        step.upstream,
+        step.name,
+        step.event,
+        step.digest.as_deref().unwrap_or("-")
+    ));
+    rec
 }
 
 /// The item's key (its name, or a template's `uriTemplate`) and the canonical text of the

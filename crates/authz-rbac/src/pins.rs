@@ -113,6 +113,8 @@ impl Pin {
 /// One step in a pin's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinEvent {
+    /// Its place in the history (ascending).
+    pub id: i64,
     pub upstream: String,
     pub kind: DefinitionKind,
     pub name: String,
@@ -403,32 +405,90 @@ impl PinStore {
     pub async fn events(&self, upstream: Option<&str>) -> Result<Vec<PinEvent>, Error> {
         on_pool!(&self.pool, pool => {
             let rows = sqlx::query(
-                "SELECT upstream, kind, name, event, digest, actor, time_ms \
+                "SELECT id, upstream, kind, name, event, digest, actor, time_ms \
                  FROM definition_pin_history WHERE ($1 IS NULL OR upstream = $1) ORDER BY id",
             )
             .bind(upstream)
             .fetch_all(pool)
             .await
             .map_err(db)?;
-            rows.iter()
-                .map(|row| {
-                    let kind: String = row.try_get("kind").map_err(db)?;
-                    Ok(PinEvent {
-                        upstream: row.try_get("upstream").map_err(db)?,
-                        kind: DefinitionKind::parse(&kind).ok_or_else(|| Error::InvalidRule {
-                            reason: format!("stored pin event has an unknown kind {kind:?}"),
-                        })?,
-                        name: row.try_get("name").map_err(db)?,
-                        event: row.try_get("event").map_err(db)?,
-                        digest: row.try_get("digest").map_err(db)?,
-                        actor: row.try_get("actor").map_err(db)?,
-                        time_ms: row.try_get("time_ms").map_err(db)?,
-                    })
-                })
-                .collect()
+            rows.iter().map(read_event).collect()
         })
     }
 
+    /// Up to `limit` steps no replica has written into its audit chain yet, oldest first.
+    pub async fn unaudited(&self, limit: i64) -> Result<Vec<PinEvent>, Error> {
+        on_pool!(&self.pool, pool => {
+            let rows = sqlx::query(
+                "SELECT id, upstream, kind, name, event, digest, actor, time_ms \
+                 FROM definition_pin_history WHERE audited_by IS NULL ORDER BY id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?;
+            rows.iter().map(read_event).collect()
+        })
+    }
+
+    /// Claims step `id` for `holder`'s audit chain: `true` for exactly one claimant.
+    pub async fn claim_audit(&self, id: i64, holder: &str) -> Result<bool, Error> {
+        let n = on_pool!(&self.pool, pool => {
+            sqlx::query(
+                "UPDATE definition_pin_history SET audited_by = $2 \
+                 WHERE id = $1 AND audited_by IS NULL",
+            )
+            .bind(id)
+            .bind(holder)
+            .execute(pool)
+            .await
+            .map_err(db)?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Gives a claimed step back (its audit record could not be written).
+    pub async fn release_audit(&self, id: i64, holder: &str) -> Result<(), Error> {
+        on_pool!(&self.pool, pool => {
+            sqlx::query(
+                "UPDATE definition_pin_history SET audited_by = NULL \
+                 WHERE id = $1 AND audited_by = $2",
+            )
+            .bind(id)
+            .bind(holder)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(db)
+        })
+    }
+}
+
+fn read_event<R>(row: &R) -> Result<PinEvent, Error>
+where
+    R: Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let kind: String = row.try_get("kind").map_err(db)?;
+    Ok(PinEvent {
+        id: row.try_get("id").map_err(db)?,
+        upstream: row.try_get("upstream").map_err(db)?,
+        kind: DefinitionKind::parse(&kind).ok_or_else(|| Error::InvalidRule {
+            reason: format!("stored pin event has an unknown kind {kind:?}"),
+        })?,
+        name: row.try_get("name").map_err(db)?,
+        event: row.try_get("event").map_err(db)?,
+        digest: row.try_get("digest").map_err(db)?,
+        actor: row.try_get("actor").map_err(db)?,
+        time_ms: row.try_get("time_ms").map_err(db)?,
+    })
+}
+
+impl PinStore {
     /// The pending digest of `item`, checked against `digest` (a prefix of at least 8 hex
     /// digits) when given.
     async fn pending_named(&self, item: Item<'_>, digest: Option<&str>) -> Result<String, Error> {

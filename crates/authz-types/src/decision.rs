@@ -119,6 +119,9 @@ reason_codes! {
     /// The tool's (or prompt's) definition changed upstream since it was pinned, or was never
     /// approved under strict pinning; the call waits for an operator's approval.
     DefinitionUnapproved => "definition_unapproved",
+    /// A pinned definition was approved: trusted on first use, approved by an operator, or
+    /// served again as approved after a pending change (the record of a pin step).
+    DefinitionApproved => "definition_approved",
 }
 
 impl std::fmt::Display for ReasonCode {

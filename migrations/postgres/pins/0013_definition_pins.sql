@@ -23,7 +23,7 @@ CREATE TABLE definition_pin (
     PRIMARY KEY (upstream, kind, name)
 );
 
--- Every step of every pin, oldest first: first sight, a change, a revert, an approval, a
+-- Every step of every pin, oldest first (and, through `audited_by`, once into an audit chain): first sight, a change, a revert, an approval, a
 -- rejection; who did it (`gateway` for what a gateway saw) and the digest it concerned.
 CREATE TABLE definition_pin_history (
     id       BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -33,7 +33,12 @@ CREATE TABLE definition_pin_history (
     event    TEXT   NOT NULL,
     digest   TEXT,
     actor    TEXT   NOT NULL,
-    time_ms  BIGINT NOT NULL
+    time_ms  BIGINT NOT NULL,
+    -- The gateway replica that wrote this step into its audit chain (each step is written by
+    -- exactly one replica, the one that claims it); NULL until then.
+    audited_by TEXT
 );
 
 CREATE INDEX definition_pin_history_item ON definition_pin_history (upstream, kind, name, id);
+
+CREATE INDEX definition_pin_history_unaudited ON definition_pin_history (id) WHERE audited_by IS NULL;

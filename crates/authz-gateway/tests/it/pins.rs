@@ -220,6 +220,51 @@ async fn a_changed_tool_is_hidden_and_refused_until_approved_and_a_rejected_one_
     sorted_events.sort();
     sorted_expected.sort();
     assert_eq!(sorted_events, sorted_expected, "{events:?}");
+
+    // Every step is in the audit trail too, once, on the chain.
+    let steps = pins.events(None).await.expect("history").len();
+    until("every pin step is audited", async || {
+        pin_records(&env).await.len() == steps
+    })
+    .await;
+    let records = pin_records(&env).await;
+    let approval = records
+        .iter()
+        .find(|r| r.method == "pin/approved")
+        .expect("the approval's record");
+    assert_eq!(approval.subject.as_deref(), Some("olivia"));
+    assert_eq!(approval.reason, ReasonCode::DefinitionApproved);
+    assert_eq!(approval.target.as_deref(), Some("get_ticket"));
+    let rejection = records
+        .iter()
+        .find(|r| r.method == "pin/rejected")
+        .expect("rejection");
+    assert_eq!(rejection.decision, authz_types::Effect::Deny);
+    assert_eq!(rejection.reason, ReasonCode::DefinitionUnapproved);
+    env.assert_chain_intact().await;
+}
+
+/// The audit records of pin steps (`pin/<event>`), one per step: asserted unique by request id.
+async fn pin_records(env: &harness::Env) -> Vec<authz_types::AuditRecord> {
+    let all = env
+        .audit
+        .query(&authz_types::AuditFilter {
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .expect("query");
+    let records: Vec<authz_types::AuditRecord> = all
+        .into_iter()
+        .map(|r| r.record)
+        .filter(|r| r.method.starts_with("pin/"))
+        .collect();
+    let mut ids: Vec<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "a pin step audited twice");
+    records
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,4 +373,10 @@ async fn pins_hold_on_every_replica_sharing_the_store() {
         })
         .await;
     }
+    // Each step reaches the trail once, through whichever replica claimed it.
+    let steps = pins.events(None).await.expect("history").len();
+    until("every pin step is audited once", async || {
+        pin_records(&a).await.len() == steps
+    })
+    .await;
 }

@@ -152,6 +152,21 @@ async fn exercise(store: &PinStore) {
             .is_empty()
     );
     assert_eq!(store.all().await.expect("all").len(), 2);
+
+    // Each step is claimed for an audit chain by exactly one replica; one given back is open
+    // again.
+    let open = store.unaudited(100).await.expect("unaudited");
+    assert_eq!(open.len(), 8);
+    let first = open[0].id;
+    assert!(store.claim_audit(first, "gw-1").await.expect("claim"));
+    assert!(!store.claim_audit(first, "gw-2").await.expect("claim"));
+    store
+        .release_audit(first, "gw-2")
+        .await
+        .expect("not its claim");
+    assert_eq!(store.unaudited(100).await.expect("unaudited").len(), 7);
+    store.release_audit(first, "gw-1").await.expect("release");
+    assert_eq!(store.unaudited(100).await.expect("unaudited")[0].id, first);
 }
 
 #[tokio::test]
