@@ -369,6 +369,7 @@ impl<S: Sink> Run<S> {
                 Ok(()) => return Ok(true),
                 Err(reason) => {
                     self.status.failures.fetch_add(1, Ordering::Relaxed);
+                    self.lag_while_refused(chain, page).await;
                     tracing::warn!(sink = %c.sink, chain_id = %chain, records = page.len(), error = %reason,
                         retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
                         "the audit sink refused a batch; it will be sent again");
@@ -388,6 +389,24 @@ impl<S: Sink> Run<S> {
                 }
             }
         }
+    }
+
+    /// While a sink refuses a batch the pass does not end, so the lag gauges would stand still:
+    /// they grow here instead, to at least this chain's lag behind the refused batch.
+    async fn lag_while_refused(&self, chain: &str, page: &[ShippedRecord]) {
+        let Some(first) = page.first() else { return };
+        let (records, _) = self
+            .store
+            .ship_lag(chain, first.seq - 1)
+            .await
+            .unwrap_or((u64::try_from(page.len()).unwrap_or(u64::MAX), None));
+        self.status
+            .lag_records
+            .fetch_max(records, Ordering::Relaxed);
+        let age = now_ms().saturating_sub(first.record.time_ms).max(0);
+        self.status
+            .lag_ms
+            .fetch_max(u64::try_from(age).unwrap_or_default(), Ordering::Relaxed);
     }
 
     /// The chain's lag behind `seq`, for a chain this shipper holds.

@@ -129,6 +129,30 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+async fn the_lag_grows_while_the_sink_refuses(db: &TestDb) {
+    write(db, "gw-a", 1..31).await;
+    let sink = Collect::default();
+    sink.refuse.store(u32::MAX, Ordering::SeqCst);
+    let shipper =
+        Shipper::spawn(db.store.clone(), quick("siem", "r1"), sink.clone()).expect("spawn");
+    // rec(i) is written at i seconds after the epoch: the oldest is decades old.
+    eventually_async("the lag of the refused batch shows", WAIT, async || {
+        let st = shipper.status();
+        st.lag_records.load(Ordering::SeqCst) == 30
+            && st.lag_ms.load(Ordering::SeqCst) > 1_000_000
+            && st.failures.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert_eq!(sink.len(), 0);
+    sink.refuse.store(0, Ordering::SeqCst);
+    eventually_async("caught up once the sink takes it", WAIT, async || {
+        let st = shipper.status();
+        st.shipped.load(Ordering::SeqCst) == 30 && st.lag_records.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    shipper.shutdown().await;
+}
+
 async fn a_new_shipper_resumes_from_the_cursor(db: &TestDb) {
     write(db, "gw-a", 1..201).await;
     let sink = Collect::default();
@@ -269,6 +293,7 @@ async fn settings_out_of_range_are_refused(db: &TestDb) {
 
 on_both_backends!(
     every_record_arrives_once_in_order_through_a_failing_sink,
+    the_lag_grows_while_the_sink_refuses,
     a_new_shipper_resumes_from_the_cursor,
     two_shippers_share_by_lease_and_take_over_one_that_ran_out,
     pruned_records_are_gaps_and_start_now_skips_history,
