@@ -339,32 +339,13 @@ impl PinStore {
         actor: &str,
         now_ms: i64,
     ) -> Result<Pin, Error> {
-        let pending = self.pending_named(item, digest).await?;
-        let done = on_pool!(&self.pool, pool => {
-            sqlx::query(
-                "UPDATE definition_pin SET approved_digest = pending_digest, \
-                 approved_definition = pending_definition, pending_digest = NULL, \
-                 pending_definition = NULL, state = 'approved', decided_by = $5, decided_ms = $6, \
-                 changed_ms = $6 WHERE upstream = $1 AND kind = $2 AND name = $3 \
-                 AND pending_digest = $4",
-            )
-            .bind(item.upstream)
-            .bind(item.kind.as_str())
-            .bind(item.name)
-            .bind(&pending)
-            .bind(actor)
-            .bind(now_ms)
-            .execute(pool)
+        const APPROVE: &str = "UPDATE definition_pin SET approved_digest = pending_digest, \
+             approved_definition = pending_definition, pending_digest = NULL, \
+             pending_definition = NULL, state = 'approved', decided_by = $5, decided_ms = $6, \
+             changed_ms = $6 WHERE upstream = $1 AND kind = $2 AND name = $3 \
+             AND pending_digest = $4";
+        self.decide(APPROVE, "approved", item, digest, actor, now_ms)
             .await
-            .map_err(db)?
-            .rows_affected()
-        });
-        if done != 1 {
-            return Err(Error::NotFound);
-        }
-        self.history(item, "approved", Some(&pending), actor, now_ms)
-            .await?;
-        self.get(item).await?.ok_or(Error::NotFound)
     }
 
     /// Rejects the pending definition of `item` (as [`Self::approve`] names it): it stays
@@ -376,27 +357,42 @@ impl PinStore {
         actor: &str,
         now_ms: i64,
     ) -> Result<Pin, Error> {
+        const REJECT: &str = "UPDATE definition_pin SET state = 'rejected', decided_by = $5, \
+             decided_ms = $6 WHERE upstream = $1 AND kind = $2 AND name = $3 \
+             AND pending_digest = $4";
+        self.decide(REJECT, "rejected", item, digest, actor, now_ms)
+            .await
+    }
+
+    /// Applies a decision (`sql`, binding item, pending digest, actor, time) to the pending
+    /// definition named by `digest`, and records it as `event`.
+    async fn decide(
+        &self,
+        sql: &'static str,
+        event: &str,
+        item: Item<'_>,
+        digest: Option<&str>,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Pin, Error> {
         let pending = self.pending_named(item, digest).await?;
         let done = on_pool!(&self.pool, pool => {
-            sqlx::query(
-                "UPDATE definition_pin SET state = 'rejected', decided_by = $5, decided_ms = $6 \
-                 WHERE upstream = $1 AND kind = $2 AND name = $3 AND pending_digest = $4",
-            )
-            .bind(item.upstream)
-            .bind(item.kind.as_str())
-            .bind(item.name)
-            .bind(&pending)
-            .bind(actor)
-            .bind(now_ms)
-            .execute(pool)
-            .await
-            .map_err(db)?
-            .rows_affected()
+            sqlx::query(sql)
+                .bind(item.upstream)
+                .bind(item.kind.as_str())
+                .bind(item.name)
+                .bind(&pending)
+                .bind(actor)
+                .bind(now_ms)
+                .execute(pool)
+                .await
+                .map_err(db)?
+                .rows_affected()
         });
         if done != 1 {
             return Err(Error::NotFound);
         }
-        self.history(item, "rejected", Some(&pending), actor, now_ms)
+        self.history(item, event, Some(&pending), actor, now_ms)
             .await?;
         self.get(item).await?.ok_or(Error::NotFound)
     }
