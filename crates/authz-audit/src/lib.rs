@@ -116,7 +116,7 @@ pub use hash::{CheckpointKind, GENESIS_HASH, HashVersion, record_hash, record_ha
 pub use keys::{PublicKey, SigningKey, write_seed_file};
 pub use ship::{ShipCursor, ShipStart, ShipStatus, ShippedRecord, Shipper, ShipperConfig, Sink};
 pub use verify::{ChainReport, Finding, Tamper, VerifyReport, verify};
-pub use writer::{AuditWriter, WriterConfig, WriterStats};
+pub use writer::{AuditWriter, TryAppend, WriterConfig, WriterStats};
 
 /// Errors of the audit store. Messages never contain a password: URLs appear redacted.
 #[derive(Debug, thiserror::Error)]

@@ -152,6 +152,17 @@ pub struct WriterStats {
     pub last_seq: i64,
 }
 
+/// What [`AuditWriter::try_append_buffered`] did with a record.
+#[derive(Debug)]
+pub enum TryAppend {
+    /// In the queue.
+    Queued,
+    /// The queue is full: the record, handed back.
+    Full(Box<AuditRecord>),
+    /// It can never be queued here: why, and the record.
+    Refused(Error, Box<AuditRecord>),
+}
+
 type Ack = oneshot::Sender<Result<i64, Error>>;
 
 /// A kept connection idle for longer than this is pinged before the next batch.
@@ -301,11 +312,11 @@ impl AuditWriter {
         self.lane(&record.request_id).enqueue(record, None).await
     }
 
-    /// Queues `record` if its lane's queue has room now, without waiting: `Ok(None)` once it is
-    /// queued, `Ok(Some(record))` (handed back, for [`Self::append_buffered`]) when the queue is
-    /// full; [`Error::WriterClosed`] after shutdown, [`Error::Unstorable`] as for the others.
-    /// For callers that cannot await (a `Drop`).
-    pub fn try_append_buffered(&self, record: AuditRecord) -> Result<Option<AuditRecord>, Error> {
+    /// Queues `record` if its lane's queue has room now, without waiting, for callers that
+    /// cannot await (a `Drop`). A record not queued is handed back: for
+    /// [`Self::append_buffered`] when the queue is full, or with the error that refuses it
+    /// ([`Error::WriterClosed`] after shutdown, [`Error::Unstorable`] as for the others).
+    pub fn try_append_buffered(&self, record: AuditRecord) -> TryAppend {
         self.lane(&record.request_id).try_enqueue(record)
     }
 
@@ -432,38 +443,44 @@ impl Lane {
         outcome
     }
 
-    fn try_enqueue(&self, record: AuditRecord) -> Result<Option<AuditRecord>, Error> {
+    /// Why this lane cannot take `record` at all, before any queueing.
+    fn refusal(&self, record: &AuditRecord) -> Option<Error> {
         if !self.shared.accepting.load(Ordering::Acquire) {
-            return Err(Error::WriterClosed);
+            return Some(Error::WriterClosed);
         }
+        // Postgres text cannot hold NUL. Refusing here keeps one such record from failing a
+        // whole batch of other callers' records.
         if self.shared.backend == Backend::Postgres
-            && let Some(field) = nul_field(&record)
+            && let Some(field) = nul_field(record)
         {
-            return Err(Error::Unstorable { field });
+            return Some(Error::Unstorable { field });
+        }
+        None
+    }
+
+    fn try_enqueue(&self, record: AuditRecord) -> TryAppend {
+        if let Some(error) = self.refusal(&record) {
+            return TryAppend::Refused(error, Box::new(record));
         }
         match self.tx.try_send(Command::Append { record, ack: None }) {
             Ok(()) => {
                 bump(&self.shared.counters.queued, 1);
-                Ok(None)
+                TryAppend::Queued
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::WriterClosed),
             Err(mpsc::error::TrySendError::Full(Command::Append { record, .. })) => {
-                Ok(Some(record))
+                TryAppend::Full(Box::new(record))
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(Error::WriterClosed),
+            Err(mpsc::error::TrySendError::Closed(Command::Append { record, .. })) => {
+                TryAppend::Refused(Error::WriterClosed, Box::new(record))
+            }
+            // Only an `Append` was sent.
+            Err(_) => unreachable!("try_send hands back the command it was given"),
         }
     }
 
     async fn enqueue(&self, record: AuditRecord, ack: Option<Ack>) -> Result<(), Error> {
-        if !self.shared.accepting.load(Ordering::Acquire) {
-            return Err(Error::WriterClosed);
-        }
-        if self.shared.backend == Backend::Postgres
-            && let Some(field) = nul_field(&record)
-        {
-            // Postgres text cannot hold NUL. Refusing here keeps one such record from failing
-            // a whole batch of other callers' records.
-            return Err(Error::Unstorable { field });
+        if let Some(error) = self.refusal(&record) {
+            return Err(error);
         }
         let command = Command::Append { record, ack };
         let sent = match self.tx.try_send(command) {

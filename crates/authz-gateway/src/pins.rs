@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use authz_rbac::{DefinitionKind, Item, Observed, PinState, PinStore};
+use authz_rbac::{DefinitionKind, Item, Observed, PinStore};
 use authz_types::{Method, Operation, Target};
 use serde::Deserialize;
 use serde_json::Value;
@@ -69,7 +69,6 @@ type Known = HashMap<String, [HashMap<String, Known1>; 3]>;
 struct Known1 {
     approved: Option<String>,
     pending: Option<String>,
-    state: PinState,
 }
 
 #[derive(Debug)]
@@ -119,7 +118,6 @@ impl Pins {
                 Known1 {
                     approved: pin.approved_digest,
                     pending: pin.pending_digest,
-                    state: pin.state,
                 },
             );
         }
@@ -151,12 +149,17 @@ impl Pins {
             (Method::PromptsGet, Target::Prompt(name)) => (DefinitionKind::Prompt, name),
             _ => return None,
         };
-        let allowed = match (mode, self.lookup(upstream, kind, name)) {
-            (PinMode::Off, _) => true,
-            (_, Some(k)) => k.approved.is_some() && k.pending.is_none(),
-            (PinMode::TrustOnFirstUse, None) => true,
-            (PinMode::Strict, None) => false,
-        };
+        if mode == PinMode::Off {
+            return None;
+        }
+        // Judged under the read lock, without copying the digests (this is on every call).
+        let usable = self
+            .read()
+            .get(upstream)
+            .and_then(|kinds| kinds[slot(kind)].get(name))
+            .map(|k| k.approved.is_some() && k.pending.is_none());
+        // Never listed: callable under trust on first use, not in strict mode.
+        let allowed = usable.unwrap_or(mode == PinMode::TrustOnFirstUse);
         (!allowed).then(|| format!("pin {}:{upstream}/{name}", kind.as_str()))
     }
 
@@ -206,11 +209,6 @@ impl Pins {
                         Known1 {
                             approved: trusted.then(|| digest.clone()),
                             pending: (!trusted).then(|| digest.clone()),
-                            state: if trusted {
-                                PinState::Approved
-                            } else {
-                                PinState::Pending
-                            },
                         },
                     );
                     (trusted, true)
@@ -273,7 +271,6 @@ impl Pins {
                             Known1 {
                                 approved: pin.approved_digest,
                                 pending: pin.pending_digest,
-                                state: pin.state,
                             },
                         );
                     }

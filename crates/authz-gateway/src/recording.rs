@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use authz_audit::AuditWriter;
+use authz_audit::{AuditWriter, TryAppend};
 use authz_types::{AuditRecord, Message};
 use axum::http::HeaderMap;
 use prometheus_client::metrics::counter::Counter;
@@ -286,13 +286,12 @@ impl Drop for OutcomeRecorder {
         // is counted and logged, never dropped silently.
         let mut waiting = Vec::new();
         for rec in records {
-            let request_id = rec.request_id.clone();
             match self.writer.try_append_buffered(rec) {
-                Ok(None) => {}
-                Ok(Some(rec)) => waiting.push(rec),
-                Err(e) => {
+                TryAppend::Queued => {}
+                TryAppend::Full(rec) => waiting.push(*rec),
+                TryAppend::Refused(e, rec) => {
                     self.lost.inc();
-                    tracing::error!(error = %e, %request_id, "the audit writer refused an outcome record");
+                    tracing::error!(error = %e, request_id = %rec.request_id, "the audit writer refused an outcome record");
                 }
             }
         }

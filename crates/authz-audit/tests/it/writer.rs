@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use authz_audit::{
-    AuditQuery, AuditStore, AuditWriter, Error, SigningKey, WriterConfig, WriterStats, verify,
+    AuditQuery, AuditStore, AuditWriter, Error, SigningKey, TryAppend, WriterConfig, WriterStats,
+    verify,
 };
 use authz_test_support::eventually_async;
 use authz_types::{AuditFilter, AuditRecord, Effect, ReasonCode, RecordKind};
@@ -316,7 +317,10 @@ async fn buffered_appends_are_all_committed_by_shutdown(db: &TestDb) {
     }
     // The queue (10,000) has room: queued without waiting.
     for i in 2990..3000 {
-        assert_eq!(writer.try_append_buffered(rec(i)).expect("queued"), None);
+        assert!(matches!(
+            writer.try_append_buffered(rec(i)),
+            TryAppend::Queued
+        ));
     }
     let stats = writer.shutdown().await.expect("shutdown");
     assert_eq!((stats.queued, stats.committed), (3000, 3000), "{stats:?}");
@@ -556,11 +560,10 @@ async fn a_blocked_store_times_out_and_fills_the_queue(db: &TestDb) {
     assert!(matches!(refused, Error::QueueFull), "{refused:?}");
     assert_eq!(writer.stats().queue_full_rejections, 1);
     // Without waiting, a full queue hands the record back (and counts no refusal).
-    let back = writer
-        .try_append_buffered(rec(99))
-        .expect("not an error")
-        .expect("handed back");
-    assert_eq!(back, rec(99));
+    let TryAppend::Full(back) = writer.try_append_buffered(rec(99)) else {
+        panic!("a full queue hands the record back");
+    };
+    assert_eq!(*back, rec(99));
     assert_eq!(writer.stats().queue_full_rejections, 1);
     assert_eq!(writer.stats().queue_depth, 1);
     lock.release().await;
@@ -593,7 +596,7 @@ async fn closed_writer_refuses_records(db: &TestDb) {
     ));
     assert!(matches!(
         clone.try_append_buffered(rec(1)),
-        Err(Error::WriterClosed)
+        TryAppend::Refused(Error::WriterClosed, _)
     ));
     // Shutting down a second handle is harmless.
     clone.shutdown().await.expect("second shutdown");
