@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use authz_audit::AuditQuery;
 use authz_token::KeyAlgorithm;
-use authz_types::{AuditFilter, Effect, ReasonCode};
+use authz_types::{AuditFilter, Effect, ReasonCode, RuleEffect};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{Since, Until, UsageError, parse_duration, parse_rfc3339, parse_since, parse_until};
@@ -441,14 +441,14 @@ pub enum RoleCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Allow (or with --deny, forbid) a role an action on objects matching a pattern.
+    /// Allow (or with --deny, forbid; with --approve, hold for an approver) a role an action on objects matching a pattern.
     Grant {
         #[command(flatten)]
         rule: RuleArgs,
         #[command(flatten)]
         write: WriteArgs,
     },
-    /// Remove a grant (or a deny rule with --deny).
+    /// Remove a grant (or a deny rule with --deny, an approve rule with --approve).
     Revoke {
         #[command(flatten)]
         rule: RuleArgs,
@@ -501,16 +501,22 @@ pub struct RuleArgs {
     #[arg(long, default_value = authz_types::DEFAULT_TENANT)]
     pub tenant: String,
     /// A deny rule (deny overrides allow).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "approve")]
     pub deny: bool,
+    /// An approve rule: the call is held until an approver approves it (tool calls only;
+    /// deny overrides approve, approve overrides allow).
+    #[arg(long)]
+    pub approve: bool,
 }
 
 impl RuleArgs {
-    pub(crate) fn effect(&self) -> Effect {
+    pub(crate) fn effect(&self) -> RuleEffect {
         if self.deny {
-            Effect::Deny
+            RuleEffect::Deny
+        } else if self.approve {
+            RuleEffect::Approve
         } else {
-            Effect::Allow
+            RuleEffect::Allow
         }
     }
 

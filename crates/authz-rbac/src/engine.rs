@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
-use authz_types::Effect;
+use authz_types::RuleEffect;
 use casbin::{
     Adapter, CoreApi, DefaultModel, EffectKind, Effector, EffectorStream, Enforcer, Model,
 };
@@ -98,7 +98,7 @@ pub(crate) struct Engine {
 pub(crate) struct LoadedRule {
     /// The line as written in a policy file, e.g. `p, reader, default, tool:t/*, call, allow`.
     pub(crate) text: String,
-    pub(crate) effect: Effect,
+    pub(crate) effect: RuleEffect,
 }
 
 impl Engine {
@@ -130,6 +130,7 @@ impl Engine {
 
     fn from_enforcer(mut enforcer: Enforcer, indexed: bool) -> Self {
         enforcer.set_effector(Box::new(CollectAll));
+        let approvals = hold_approve_rules(&mut enforcer);
         let policy = |section: &str| {
             enforcer
                 .get_model()
@@ -153,17 +154,25 @@ impl Engine {
             .map(|policy| {
                 policy
                     .iter()
-                    .map(|values| {
-                        let fields: Vec<&str> = values.iter().map(String::as_str).collect();
-                        LoadedRule {
-                            text: format_line("p", &fields),
-                            // Adapters only load validated rules, so anything but `deny` is
-                            // `allow`.
-                            effect: if values.get(4).map(String::as_str) == Some("deny") {
-                                Effect::Deny
-                            } else {
-                                Effect::Allow
-                            },
+                    .enumerate()
+                    .map(|(position, values)| match approvals.get(&position) {
+                        // Casbin holds it as `allow` (see `hold_approve_rules`).
+                        Some(text) => LoadedRule {
+                            text: text.clone(),
+                            effect: RuleEffect::Approve,
+                        },
+                        None => {
+                            let fields: Vec<&str> = values.iter().map(String::as_str).collect();
+                            LoadedRule {
+                                text: format_line("p", &fields),
+                                // Adapters only load validated rules, so anything but `deny`
+                                // is `allow` here.
+                                effect: if values.get(4).map(String::as_str) == Some("deny") {
+                                    RuleEffect::Deny
+                                } else {
+                                    RuleEffect::Allow
+                                },
+                            }
                         }
                     })
                     .collect()
@@ -255,6 +264,63 @@ impl Engine {
     }
 }
 
+/// Rewrites the enforcer's in-memory `approve` lines as `allow` and returns their positions with
+/// their text as written.
+///
+/// Casbin knows only `allow` and `deny`: it reports a matching `approve` line to the effector
+/// exactly like a line that did not match, so the reference path (and `--explain`) could not
+/// see it. As `allow` it is reported, and [`LoadedRule`] at that position says `approve`. When a
+/// policy holds the same rule as `allow` and as `approve`, the two become one line (Casbin's
+/// policy is a set), and that line is the approve rule: approve overrides allow either way.
+/// Nothing is rewritten (and nothing costs) in a policy without approve rules; the copy is
+/// never written back, because stores write rules, not the enforcer's policy.
+fn hold_approve_rules(enforcer: &mut Enforcer) -> std::collections::HashMap<usize, String> {
+    let mut held = std::collections::HashMap::new();
+    let Some(assertion) = enforcer
+        .get_mut_model()
+        .get_mut_model()
+        .get_mut("p")
+        .and_then(|assertions| assertions.get_mut("p"))
+    else {
+        return held;
+    };
+    let policy = assertion.get_mut_policy();
+    if !policy
+        .iter()
+        .any(|values| values.get(4).map(String::as_str) == Some("approve"))
+    {
+        return held;
+    }
+    let lines = std::mem::take(policy);
+    let mut positions: std::collections::HashMap<Vec<String>, usize> =
+        std::collections::HashMap::with_capacity(lines.len());
+    for mut values in lines {
+        let approve = values.get(4).map(String::as_str) == Some("approve");
+        let text = approve.then(|| {
+            let fields: Vec<&str> = values.iter().map(String::as_str).collect();
+            format_line("p", &fields)
+        });
+        if let Some(eft) = values.get_mut(4).filter(|_| approve) {
+            "allow".clone_into(eft);
+        }
+        let position = positions.get(&values).copied();
+        match (position, text) {
+            (Some(existing), Some(text)) => {
+                held.insert(existing, text);
+            }
+            (Some(_), None) => {}
+            (None, text) => {
+                if let Some(text) = text {
+                    held.insert(policy.len(), text);
+                }
+                positions.insert(values.clone(), policy.len());
+                policy.insert(values);
+            }
+        }
+    }
+    held
+}
+
 /// How [`Engine::for_each_match`] finds the rules matching a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lookup {
@@ -277,7 +343,7 @@ async fn probe(model_path: &Path, model: DefaultModel) -> Result<(), Error> {
         "probe-tenant",
         "tool:probe/*",
         "call",
-        Effect::Allow,
+        RuleEffect::Allow,
     )?;
     let set = PolicySet {
         rules: vec![rule],

@@ -79,13 +79,13 @@
 //! # async fn demo() -> Result<(), authz_rbac::Error> {
 //! use std::path::Path;
 //! use authz_rbac::{PolicyStore, Rbac};
-//! use authz_types::Effect;
+//! use authz_types::RuleEffect;
 //!
 //! let store = PolicyStore::connect("sqlite://policy.db?mode=rwc").await?;
-//! store.grant("ticket-reader", "default", "call", "tool:tickets/get_*", Effect::Allow).await?;
+//! store.grant("ticket-reader", "default", "call", "tool:tickets/get_*", RuleEffect::Allow).await?;
 //! store.assign("bob", "ticket-reader", "default").await?; // stored as `g, user:bob, …`
 //! let rbac = Rbac::from_store(Path::new("policies/model.conf"), store.clone()).await?;
-//! store.revoke("ticket-reader", "default", "call", "tool:tickets/get_*", Effect::Allow).await?;
+//! store.revoke("ticket-reader", "default", "call", "tool:tickets/get_*", RuleEffect::Allow).await?;
 //! rbac.reload().await?; // the revoke takes effect here
 //! # Ok(()) }
 //! ```

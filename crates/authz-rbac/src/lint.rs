@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use authz_types::Effect;
+use authz_types::RuleEffect;
 use serde::{Deserialize, Serialize};
 
 use crate::{ANY_TENANT, LocatedPolicy, Origin, PolicyRule, SUBJECT_PREFIX};
@@ -177,7 +177,7 @@ pub fn lint(policy: &LocatedPolicy, config: &LintConfig) -> LintReport {
     // Each deny's glob is compiled once, however many allows it is compared with.
     let mut denies_by_role: HashMap<&str, Vec<(&PolicyRule, Option<globset::GlobMatcher>)>> =
         HashMap::new();
-    for rule in rules.iter().filter(|r| r.effect == Effect::Deny) {
+    for rule in rules.iter().filter(|r| r.effect == RuleEffect::Deny) {
         denies_by_role
             .entry(rule.role.as_str())
             .or_default()
@@ -263,7 +263,7 @@ pub fn lint(policy: &LocatedPolicy, config: &LintConfig) -> LintReport {
             }
         }
 
-        if rule.effect == Effect::Allow {
+        if rule.effect != RuleEffect::Deny {
             let shadow = denies_by_role
                 .get(rule.role.as_str())
                 .into_iter()

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use authz_types::{
-    CompletionRef, Decision, Effect, Method, Operation, Principal, ReasonCode, Target,
+    CompletionRef, Decision, Method, Operation, Principal, ReasonCode, RuleEffect, Target,
 };
 use casbin::RbacApi;
 use serde::{Deserialize, Serialize};
@@ -459,7 +459,7 @@ pub struct RuleMatch {
     pub object: String,
     /// The rule, e.g. `p, ticket-reader, default, tool:tickets/get_*, call, allow`.
     pub rule: String,
-    pub effect: Effect,
+    pub effect: RuleEffect,
 }
 
 /// How a decision came about; its `Display` is a short report for humans.
@@ -778,6 +778,7 @@ fn evaluate<'s>(
 
     // Rule texts are borrowed from the snapshot; only the final decision allocates.
     let mut first_deny: Option<&'s str> = None;
+    let mut first_approve: Option<&'s str> = None;
     let mut unmatched = false;
     let mut allows: Vec<&'s str> = Vec::new();
     for object in &objects {
@@ -793,8 +794,17 @@ fn evaluate<'s>(
                     });
                 }
                 match rule.effect {
-                    Effect::Deny if first_deny.is_none() => first_deny = Some(&rule.text),
-                    Effect::Allow if allow_here.is_none() => allow_here = Some(&rule.text),
+                    RuleEffect::Deny if first_deny.is_none() => first_deny = Some(&rule.text),
+                    RuleEffect::Allow if allow_here.is_none() => allow_here = Some(&rule.text),
+                    // An approve rule both makes the object reachable and holds the call.
+                    RuleEffect::Approve => {
+                        if first_approve.is_none() {
+                            first_approve = Some(&rule.text);
+                        }
+                        if allow_here.is_none() {
+                            allow_here = Some(&rule.text);
+                        }
+                    }
                     _ => {}
                 }
             };
@@ -821,6 +831,13 @@ fn evaluate<'s>(
         Decision::deny(ReasonCode::ExplicitDeny, Some(rule.to_owned()), revision)
     } else if unmatched {
         Decision::deny(ReasonCode::NoMatchingRule, None, revision)
+    } else if let Some(rule) = first_approve {
+        // Deny overrides approve, approve overrides allow: the call waits for a person.
+        Decision::deny(
+            ReasonCode::ApprovalRequired,
+            Some(rule.to_owned()),
+            revision,
+        )
     } else {
         Decision::allow(ReasonCode::PolicyAllow, Some(allows.join("; ")), revision)
     })

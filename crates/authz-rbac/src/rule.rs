@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use authz_types::Effect;
+use authz_types::RuleEffect;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -75,7 +75,7 @@ pub struct PolicyRule {
     pub object: String,
     /// One of [`ACTIONS`].
     pub action: String,
-    pub effect: Effect,
+    pub effect: RuleEffect,
 }
 
 impl PolicyRule {
@@ -85,7 +85,7 @@ impl PolicyRule {
         tenant: &str,
         object: &str,
         action: &str,
-        effect: Effect,
+        effect: RuleEffect,
     ) -> Result<Self, Error> {
         let rule = Self {
             role: role.to_owned(),
@@ -113,7 +113,19 @@ impl PolicyRule {
                 ACTIONS.join(", ")
             )));
         }
-        check_object_pattern(&self.object)
+        check_object_pattern(&self.object)?;
+        // A held call is answered with an approval the agent retries on; only tool calls
+        // have that shape (a list, a read or a completion cannot wait for a person).
+        if self.effect == RuleEffect::Approve
+            && (self.action != "call" || !self.object.starts_with("tool:"))
+        {
+            return Err(invalid(format!(
+                "an approve rule applies to tool calls only (action call, object tool:...), \
+                 not {} on {}",
+                self.action, self.object
+            )));
+        }
+        Ok(())
     }
 
     /// The Casbin policy values, in `p = sub, dom, obj, act, eft` order.
@@ -135,8 +147,11 @@ impl PolicyRule {
                 values.len()
             )));
         };
-        let effect = Effect::parse(effect)
-            .ok_or_else(|| invalid(format!("unknown effect {effect:?} (allow or deny)")))?;
+        let effect = RuleEffect::parse(effect).ok_or_else(|| {
+            invalid(format!(
+                "unknown effect {effect:?} (allow, deny or approve)"
+            ))
+        })?;
         Self::new(role, tenant, object, action, effect)
     }
 }
@@ -623,9 +638,17 @@ g, agent, reader, default
         );
         check_role_name("ticket-admin").expect("a role name");
         // `user:` as a role's first field is a direct subject grant, which stays possible.
-        PolicyRule::new("user:carol", "default", "tool:t/x", "call", Effect::Allow)
-            .expect("direct grant");
-        assert!(PolicyRule::new("user:", "default", "tool:t/x", "call", Effect::Allow).is_err());
+        PolicyRule::new(
+            "user:carol",
+            "default",
+            "tool:t/x",
+            "call",
+            RuleEffect::Allow,
+        )
+        .expect("direct grant");
+        assert!(
+            PolicyRule::new("user:", "default", "tool:t/x", "call", RuleEffect::Allow).is_err()
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use authz_db::{Pool, on_pool};
-use authz_types::Effect;
+use authz_types::RuleEffect;
 use sqlx::Row;
 use sqlx::postgres::PgPool;
 
@@ -151,7 +151,7 @@ impl PolicyStore {
         tenant: &str,
         action: &str,
         object_pattern: &str,
-        effect: Effect,
+        effect: RuleEffect,
     ) -> Result<i64, Error> {
         self.grant_rule(&PolicyRule::new(
             role,
@@ -170,7 +170,7 @@ impl PolicyStore {
         tenant: &str,
         action: &str,
         object_pattern: &str,
-        effect: Effect,
+        effect: RuleEffect,
     ) -> Result<i64, Error> {
         // Built without validation: a rule that no longer validates must still be removable.
         let rule = PolicyRule {

@@ -27,6 +27,38 @@ impl Effect {
     }
 }
 
+/// The effect a policy rule has when it matches: allow, deny, or allow once a person approved
+/// the exact call ([`RuleEffect::Approve`]). Decisions stay [`Effect`]s: a call that needs an
+/// approval it does not have is denied ([`ReasonCode::ApprovalRequired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleEffect {
+    Allow,
+    Deny,
+    /// The call is held until an approver approves it; deny still overrides it, and it
+    /// overrides allow.
+    Approve,
+}
+
+impl RuleEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleEffect::Allow => "allow",
+            RuleEffect::Deny => "deny",
+            RuleEffect::Approve => "approve",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RuleEffect> {
+        match s {
+            "allow" => Some(RuleEffect::Allow),
+            "deny" => Some(RuleEffect::Deny),
+            "approve" => Some(RuleEffect::Approve),
+            _ => None,
+        }
+    }
+}
+
 macro_rules! reason_codes {
     ($($(#[$doc:meta])* $variant:ident => $code:literal,)*) => {
         /// A stable, machine-readable reason for a decision. These strings are an API: clients,
@@ -122,6 +154,15 @@ reason_codes! {
     /// A pinned definition was approved: trusted on first use, approved by an operator, or
     /// served again as approved after a pending change (the record of a pin step).
     DefinitionApproved => "definition_approved",
+    /// An `approve` rule matched (and no deny rule did): the call is held until an approver
+    /// approves this exact call (principal, tool, arguments); the record of the held call and
+    /// of the pending approval it created.
+    ApprovalRequired => "approval_required",
+    /// The call was let through on an approval: the approver's yes, bound to this principal,
+    /// tool and argument digest, used once (the record names the approval).
+    ApprovalGranted => "approval_granted",
+    /// An approver rejected the call (the record of the rejection, and of a retry it refused).
+    ApprovalRejected => "approval_rejected",
 }
 
 impl std::fmt::Display for ReasonCode {

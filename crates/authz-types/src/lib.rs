@@ -23,7 +23,7 @@ mod strict_json;
 
 pub use audit::{AuditFilter, AuditRecord, RecordKind};
 pub use classify::{ClassifyError, Message, MessageKind, classify};
-pub use decision::{Decision, Effect, ReasonCode};
+pub use decision::{Decision, Effect, ReasonCode, RuleEffect};
 pub use operation::{CompletionRef, Method, Operation, Target};
 pub use principal::{DEFAULT_TENANT, Principal};
 pub use strict_json::{Json, JsonObject, StrictJsonError, parse_borrowed, parse_strict};

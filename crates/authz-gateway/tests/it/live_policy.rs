@@ -40,7 +40,7 @@ async fn a_revoke_through_the_store_reaches_another_gateway_within_a_second() {
             "default",
             "call",
             "tool:tickets/get_*",
-            authz_types::Effect::Allow,
+            authz_types::RuleEffect::Allow,
         )
         .await
         .expect("revoke");

@@ -212,7 +212,7 @@ async fn two_replicas_behind_a_load_balancer_share_everything() {
             "default",
             "call",
             "tool:tickets/get_*",
-            authz_types::Effect::Allow,
+            authz_types::RuleEffect::Allow,
         )
         .await
         .expect("revoke the rule");

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use authz_rbac::{CandidateOrigin, Error, Rbac};
-use authz_types::{Effect, Method, Operation, ReasonCode, Target};
+use authz_types::{Effect, Method, Operation, ReasonCode, RuleEffect, Target};
 
 use crate::common::{model_path, policy_path, principal, tool};
 
@@ -35,6 +35,79 @@ async fn deny_overrides_allow_whatever_the_order() {
         );
         let d = rbac.decide(&u, "t", &tool("select")).expect("decide");
         assert_eq!(d.reason, ReasonCode::PolicyAllow);
+    }
+}
+
+#[tokio::test]
+async fn approve_is_overridden_by_deny_and_overrides_allow_whatever_the_order() {
+    let hold = "p, r, default, tool:t/drop_*, call, approve";
+    for (csv, reason, rule) in [
+        // The same rule as allow and as approve, in both orders: one approve line.
+        (
+            format!("p, r, default, tool:t/drop_*, call, allow\n{hold}\n"),
+            ReasonCode::ApprovalRequired,
+            hold,
+        ),
+        (
+            format!("{hold}\np, r, default, tool:t/drop_*, call, allow\n"),
+            ReasonCode::ApprovalRequired,
+            hold,
+        ),
+        (
+            format!("p, r, default, tool:t/*, call, allow\n{hold}\n"),
+            ReasonCode::ApprovalRequired,
+            hold,
+        ),
+        (
+            format!("{hold}\np, r, default, tool:t/drop_*, call, deny\n"),
+            ReasonCode::ExplicitDeny,
+            "p, r, default, tool:t/drop_*, call, deny",
+        ),
+    ] {
+        let (rbac, _dir) = rbac_with(&format!("{csv}g, user:u, r, default\n")).await;
+        let u = principal("u", &[], None);
+        let d = rbac.decide(&u, "t", &tool("drop_table")).expect("decide");
+        assert_eq!(d.effect, Effect::Deny, "{csv}");
+        assert_eq!(d.reason, reason, "{csv}");
+        assert_eq!(d.matched_rule.as_deref(), Some(rule), "{csv}");
+        assert_eq!(
+            rbac.decide_with_casbin(&u, "t", &tool("drop_table"))
+                .expect("casbin"),
+            d,
+            "{csv}"
+        );
+        let explained = rbac.explain(&u, "t", &tool("drop_table")).expect("explain");
+        assert!(
+            explained
+                .matches
+                .iter()
+                .any(|m| m.effect == RuleEffect::Approve && m.rule == hold),
+            "{csv}: {explained}"
+        );
+        // Other tools are not held.
+        let other = rbac.decide(&u, "t", &tool("select")).expect("decide");
+        assert_ne!(other.reason, ReasonCode::ApprovalRequired, "{csv}");
+    }
+}
+
+#[tokio::test]
+async fn approve_rules_apply_to_tool_calls_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.csv");
+    for line in [
+        "p, r, default, resource:t/**, read, approve",
+        "p, r, default, tool:t/*, *, approve",
+        "p, r, default, prompt:t/*, get, approve",
+        "p, r, default, tool:t/*, call, maybe",
+    ] {
+        std::fs::write(&path, format!("{line}\n")).expect("write");
+        let err = Rbac::from_files(&model_path(), std::slice::from_ref(&path))
+            .await
+            .expect_err(line);
+        assert!(
+            matches!(err, Error::InvalidPolicy { line: 1, .. }),
+            "{line}: {err:?}"
+        );
     }
 }
 
@@ -258,7 +331,7 @@ async fn explanation_lists_every_match_and_reads_well() {
     assert_eq!(e.candidates[1].origin, CandidateOrigin::TokenRole);
     assert!(e.ignored_roles.is_empty());
     // The admin allow and the auditor deny both matched, even though the deny decides.
-    let rules: Vec<(&str, Effect)> = e
+    let rules: Vec<(&str, RuleEffect)> = e
         .matches
         .iter()
         .map(|m| (m.rule.as_str(), m.effect))
@@ -268,11 +341,11 @@ async fn explanation_lists_every_match_and_reads_well() {
         vec![
             (
                 "p, ticket-admin, default, tool:tickets/*, call, allow",
-                Effect::Allow
+                RuleEffect::Allow
             ),
             (
                 "p, ticket-auditor, default, tool:tickets/delete_*, call, deny",
-                Effect::Deny
+                RuleEffect::Deny
             ),
         ]
     );

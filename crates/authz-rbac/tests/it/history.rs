@@ -3,7 +3,7 @@
 
 use authz_rbac::{Error, PolicyStore, Rbac, UNKNOWN_ACTOR};
 use authz_test_support::TestDatabase;
-use authz_types::{Effect, ReasonCode};
+use authz_types::{ReasonCode, RuleEffect};
 
 use crate::common::{model_path, policy_path, principal, sqlite_store, tool};
 
@@ -32,7 +32,13 @@ async fn exercise(store: &PolicyStore) {
         Err(Error::InvalidRule { .. })
     ));
     alice
-        .grant("reader", "default", "call", "tool:t/get_*", Effect::Allow)
+        .grant(
+            "reader",
+            "default",
+            "call",
+            "tool:t/get_*",
+            RuleEffect::Allow,
+        )
         .await
         .expect("grant");
     alice

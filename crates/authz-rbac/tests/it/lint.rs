@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use authz_rbac::{
     Error, LintCode, LintConfig, LocatedPolicy, Origin, PolicyStore, Rbac, Severity, lint,
 };
-use authz_types::Effect;
+use authz_types::RuleEffect;
 
 use crate::common::{model_path, policy_path, sqlite_store};
 
@@ -132,11 +132,23 @@ async fn lint_errors_refuse_to_load_and_warnings_are_kept() {
 async fn store_findings_name_the_row() {
     let (store, _dir) = sqlite_store().await;
     store
-        .grant("reader", "default", "call", "tool:tickets/*", Effect::Allow)
+        .grant(
+            "reader",
+            "default",
+            "call",
+            "tool:tickets/*",
+            RuleEffect::Allow,
+        )
         .await
         .expect("grant");
     store
-        .grant("reader", "default", "call", "tool:billing/*", Effect::Allow)
+        .grant(
+            "reader",
+            "default",
+            "call",
+            "tool:billing/*",
+            RuleEffect::Allow,
+        )
         .await
         .expect("grant");
     store

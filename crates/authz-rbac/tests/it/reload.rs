@@ -88,7 +88,7 @@ async fn store_reload_refuses_a_row_written_around_the_store() {
             "default",
             "call",
             "tool:t/a",
-            authz_types::Effect::Allow,
+            authz_types::RuleEffect::Allow,
         )
         .await
         .expect("grant");

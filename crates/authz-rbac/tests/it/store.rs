@@ -2,7 +2,7 @@
 
 use authz_rbac::{Error, PolicyRule, PolicySet, PolicyStore, Rbac, RoleAssignment};
 use authz_test_support::TestDatabase;
-use authz_types::{Effect, ReasonCode};
+use authz_types::{ReasonCode, RuleEffect};
 
 use crate::common::{model_path, policy_path, principal, sqlite_store, tool};
 
@@ -10,7 +10,13 @@ async fn exercise(store: &PolicyStore) {
     assert_eq!(store.revision().await.expect("revision"), 0);
     assert_eq!(
         store
-            .grant("reader", "default", "call", "tool:t/get_*", Effect::Allow)
+            .grant(
+                "reader",
+                "default",
+                "call",
+                "tool:t/get_*",
+                RuleEffect::Allow
+            )
             .await
             .expect("grant"),
         1
@@ -42,7 +48,7 @@ async fn exercise(store: &PolicyStore) {
         ("list", "tool:t/*"),
     ] {
         let err = store
-            .grant("reader", "default", action, pattern, Effect::Allow)
+            .grant("reader", "default", action, pattern, RuleEffect::Allow)
             .await
             .expect_err(pattern);
         assert!(
@@ -55,7 +61,13 @@ async fn exercise(store: &PolicyStore) {
     }
     assert!(matches!(
         store
-            .grant("reader", "default", "call", "tool:t/get_*", Effect::Allow)
+            .grant(
+                "reader",
+                "default",
+                "call",
+                "tool:t/get_*",
+                RuleEffect::Allow
+            )
             .await,
         Err(Error::AlreadyExists)
     ));
@@ -81,14 +93,20 @@ async fn exercise(store: &PolicyStore) {
     }
     for role in ["user:", "user:*", ""] {
         let err = store
-            .grant(role, "default", "call", "tool:t/x", Effect::Allow)
+            .grant(role, "default", "call", "tool:t/x", RuleEffect::Allow)
             .await
             .expect_err(role);
         assert!(matches!(err, Error::InvalidRule { .. }), "{err:?}");
     }
     assert!(matches!(
         store
-            .revoke("reader", "default", "call", "tool:t/nothing", Effect::Allow)
+            .revoke(
+                "reader",
+                "default",
+                "call",
+                "tool:t/nothing",
+                RuleEffect::Allow
+            )
             .await,
         Err(Error::NotFound)
     ));
@@ -106,7 +124,7 @@ async fn exercise(store: &PolicyStore) {
                 "default",
                 "call",
                 "tool:t/get_secret",
-                Effect::Deny
+                RuleEffect::Deny
             )
             .await
             .expect("grant deny"),
@@ -127,14 +145,20 @@ async fn exercise(store: &PolicyStore) {
     assert_eq!(
         store.rules().await.expect("rules"),
         vec![
-            PolicyRule::new("reader", "default", "tool:t/get_*", "call", Effect::Allow)
-                .expect("rule"),
+            PolicyRule::new(
+                "reader",
+                "default",
+                "tool:t/get_*",
+                "call",
+                RuleEffect::Allow
+            )
+            .expect("rule"),
             PolicyRule::new(
                 "auditor",
                 "default",
                 "tool:t/get_secret",
                 "call",
-                Effect::Deny
+                RuleEffect::Deny
             )
             .expect("rule"),
         ]
@@ -158,7 +182,13 @@ async fn exercise(store: &PolicyStore) {
     // Revoke and unassign bump the revision and take effect after the next reload.
     assert_eq!(
         store
-            .revoke("reader", "default", "call", "tool:t/get_*", Effect::Allow)
+            .revoke(
+                "reader",
+                "default",
+                "call",
+                "tool:t/get_*",
+                RuleEffect::Allow
+            )
             .await
             .expect("revoke"),
         5

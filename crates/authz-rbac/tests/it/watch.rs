@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use authz_rbac::{Error, LintConfig, PolicyStore, Rbac, WatchConfig};
 use authz_test_support::{TestDatabase, eventually};
-use authz_types::{Effect, ReasonCode};
+use authz_types::{ReasonCode, RuleEffect};
 
 use crate::common::{model_path, principal, sqlite_store, tool, write_around_the_store};
 
@@ -20,7 +20,7 @@ fn reason(rbac: &Rbac, name: &str) -> ReasonCode {
 async fn seed(store: &PolicyStore) {
     store.assign("u", "r", "default").await.expect("assign");
     store
-        .grant("r", "default", "call", "tool:t/a", Effect::Allow)
+        .grant("r", "default", "call", "tool:t/a", RuleEffect::Allow)
         .await
         .expect("grant");
 }
@@ -68,7 +68,7 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
     assert_eq!(reason(&two, "a"), ReasonCode::PolicyAllow);
 
     let revoked = admin
-        .revoke("r", "default", "call", "tool:t/a", Effect::Allow)
+        .revoke("r", "default", "call", "tool:t/a", RuleEffect::Allow)
         .await
         .expect("revoke");
     eventually(
@@ -84,7 +84,7 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
 
     // A rule for an upstream the gateway does not know fails lint: the old policy keeps serving.
     admin
-        .grant("r", "default", "call", "tool:t/b", Effect::Allow)
+        .grant("r", "default", "call", "tool:t/b", RuleEffect::Allow)
         .await
         .expect("grant");
     eventually(
@@ -95,7 +95,13 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
     .await;
     let good = two.revision();
     let broken = admin
-        .grant("r", "default", "call", "tool:elsewhere/x", Effect::Allow)
+        .grant(
+            "r",
+            "default",
+            "call",
+            "tool:elsewhere/x",
+            RuleEffect::Allow,
+        )
         .await
         .expect("grant");
     eventually(
@@ -134,7 +140,13 @@ async fn a_second_gateway_follows_a_revoke_within_a_second_and_keeps_the_last_go
     db.execute("DELETE FROM casbin_rule WHERE v2 = 'tool:t/['")
         .await;
     let fixed = admin
-        .revoke("r", "default", "call", "tool:elsewhere/x", Effect::Allow)
+        .revoke(
+            "r",
+            "default",
+            "call",
+            "tool:elsewhere/x",
+            RuleEffect::Allow,
+        )
         .await
         .expect("revoke");
     eventually(
@@ -170,7 +182,7 @@ async fn polling_follows(store: PolicyStore) {
         .expect("watch");
     assert_eq!(reason(&rbac, "b"), ReasonCode::NoMatchingRule);
     let revision = store
-        .grant("r", "default", "call", "tool:t/b", Effect::Allow)
+        .grant("r", "default", "call", "tool:t/b", RuleEffect::Allow)
         .await
         .expect("grant");
     eventually(
