@@ -222,7 +222,7 @@ async fn export_round_trips_through_import() {
     let b = json(&["policy", "export", "--database-url", &second]).await;
     assert_eq!(a["rules"], b["rules"]);
     assert_eq!(a["assignments"], b["assignments"]);
-    assert_eq!(a["rules"].as_array().map(Vec::len), Some(12));
+    assert_eq!(a["rules"].as_array().map(Vec::len), Some(13));
 }
 
 #[tokio::test]
