@@ -111,6 +111,7 @@
 //! ```
 
 mod adapter;
+mod approvals;
 mod bindings;
 mod engine;
 mod index;
@@ -125,6 +126,10 @@ mod watch;
 
 use std::path::PathBuf;
 
+pub use approvals::{
+    Approval, ApprovalEvent, ApprovalFilter, ApprovalState, ApprovalStore, CallContext, HeldCall,
+    HoldLimits, Standing,
+};
 pub use bindings::{BindingKind, BindingStore};
 pub use inspect::{Permission, RoleSummary};
 pub use ledger::{Level, QuotaLedger, Spend, tokens};

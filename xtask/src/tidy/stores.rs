@@ -54,6 +54,11 @@ pub(super) const STORES: &[Store] = &[
         tables: &["definition_pin", "definition_pin_history"],
     },
     Store {
+        crate_name: "authz-rbac",
+        folder: "approvals",
+        tables: &["approval", "approval_history"],
+    },
+    Store {
         crate_name: "authz-token",
         folder: "revocation",
         tables: &["revoked_token", "revoked_subject", "revocation_revision"],

@@ -1,5 +1,6 @@
 //! Integration tests of authz-rbac: decision tables, behaviour, reloads and the SQL stores.
 
+mod approvals;
 mod behaviour;
 mod bindings;
 mod common;
