@@ -79,6 +79,64 @@ pub enum Command {
     /// what changed, approve or reject a change.
     #[command(subcommand)]
     Tools(ToolsCommand),
+    /// Calls held by approve rules: list and show them, approve or reject one.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// Approvals, newest first (default: the pending ones).
+    List {
+        /// Only approvals in this state (`all` for every one).
+        #[arg(long, default_value = "pending", value_parser = ["pending", "approved", "rejected", "used", "expired", "all"])]
+        state: String,
+        /// Only this route's.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Only calls by this token subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        store: ApprovalStoreArgs,
+    },
+    /// One approval: the held call, who asked, its (redacted) arguments, its state and history.
+    Show {
+        /// The approval id (`apv-...`), as the agent and the list show it.
+        id: String,
+        #[command(flatten)]
+        store: ApprovalStoreArgs,
+    },
+    /// Approve a pending call: the identical call may then be made once.
+    Approve {
+        id: String,
+        /// How long the caller has to make the call again (seconds).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        use_within_secs: u64,
+        /// Who the decision is recorded as (default: $USER, else the OS account).
+        #[arg(long, value_name = "NAME", env = ACTOR_ENV, hide_env_values = true)]
+        actor: Option<String>,
+        #[command(flatten)]
+        store: ApprovalStoreArgs,
+    },
+    /// Reject a pending call: identical calls are refused for a while.
+    Reject {
+        id: String,
+        /// Why, shown to whoever looks at the approval.
+        #[arg(long)]
+        reason: Option<String>,
+        /// How long identical calls are refused (seconds).
+        #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        block_secs: u64,
+        /// Who the decision is recorded as (default: $USER, else the OS account).
+        #[arg(long, value_name = "NAME", env = ACTOR_ENV, hide_env_values = true)]
+        actor: Option<String>,
+        #[command(flatten)]
+        store: ApprovalStoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +183,26 @@ impl PinStoreArgs {
         given_url(
             self.database_url.as_deref(),
             "pin store (the gateway's audit database)",
+            AUDIT_URL_ENV,
+            "sqlite://path or postgres://…",
+        )
+    }
+}
+
+/// Where approvals are stored: the gateway's audit database.
+#[derive(Debug, Args)]
+pub struct ApprovalStoreArgs {
+    /// The gateway's audit store URL (approvals live there): sqlite://path or postgres://….
+    #[arg(long, value_name = "URL", env = AUDIT_URL_ENV, hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl ApprovalStoreArgs {
+    /// The store URL, or a usage error naming the flag and the environment variable.
+    pub fn url(&self) -> anyhow::Result<&str> {
+        given_url(
+            self.database_url.as_deref(),
+            "approval store (the gateway's audit database)",
             AUDIT_URL_ENV,
             "sqlite://path or postgres://…",
         )

@@ -43,6 +43,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod approvals;
 mod audit;
 mod cli;
 mod exit;
@@ -197,6 +198,7 @@ pub async fn execute_with(
         Command::Tools(ToolsCommand::History { upstream, store }) => {
             tools::history(&store, upstream.as_deref(), json, out).await?;
         }
+        Command::Approvals(command) => approvals::run(command, json, out).await?,
     }
     Ok(Outcome::Success)
 }

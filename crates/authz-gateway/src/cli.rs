@@ -100,8 +100,48 @@ async fn serve_until_shutdown(config: Config, args: &Args, text: String) -> anyh
         .await
         .with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
+    // The admin listener (the approval page) is bound before anything is served, so a port
+    // in use fails the start-up rather than leaving approvers without a page.
+    let admin = match &config_admin(&app) {
+        Some(admin) => Some(
+            tokio::net::TcpListener::bind(admin.listen)
+                .await
+                .with_context(|| format!("binding admin.listen {}", admin.listen))?,
+        ),
+        None => None,
+    };
     tracing::info!(%local, upstreams = app.upstreams.len(), policy_revision = app.rbac.revision(), "authz-gateway listening");
-    crate::serve(app, listener, shutdown_signal()).await
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let admin_task = admin.map(|listener| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "approval page listening (admin listener)");
+        }
+        tokio::spawn(crate::serve_admin(
+            std::sync::Arc::clone(&app),
+            listener,
+            until_stopped(),
+        ))
+    });
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let served = crate::serve(app, listener, until_stopped()).await;
+    signal.abort();
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    served
+}
+
+fn config_admin(app: &crate::App) -> Option<crate::config::Admin> {
+    app.config.admin.clone()
 }
 
 /// Reloads on every `SIGHUP` (see [`crate::reload`]); a configuration that does not load is

@@ -284,6 +284,29 @@ pub struct Config {
     pub revocation_database_url: String,
     pub revocation_poll_interval: std::time::Duration,
     pub token_exchange: Option<TokenExchange>,
+    /// The admin listener serving the approval page, if any.
+    pub admin: Option<Admin>,
+    pub approvals: Approvals,
+}
+
+/// The admin listener (`[admin]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    /// Without a trailing slash.
+    pub public_url: String,
+}
+
+/// Calls held by `approve` rules (`[approvals]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approvals {
+    pub approver_roles: Vec<String>,
+    /// The `aud` approvers' tokens carry; `None` without an admin listener and an explicit one.
+    pub audience: Option<String>,
+    pub pending_ttl: std::time::Duration,
+    pub approved_ttl: std::time::Duration,
+    pub rejected_ttl: std::time::Duration,
+    pub max_pending_per_principal: u32,
 }
 
 impl Config {
@@ -326,6 +349,7 @@ impl Config {
             &mut verifier,
             &upstreams,
         )?;
+        let (admin, approvals) = validate::approvals(raw.admin, raw.approvals, server.listen)?;
         Ok(Config {
             own: OwnAddress::new(server.listen, &server.public_url),
             listen: server.listen,
@@ -354,6 +378,8 @@ impl Config {
             revocation_database_url,
             revocation_poll_interval,
             token_exchange,
+            admin,
+            approvals,
         })
     }
 }

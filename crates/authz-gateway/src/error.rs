@@ -15,6 +15,11 @@ use std::borrow::Cow;
 pub const FORBIDDEN_CODE: i64 = -31003;
 /// The JSON-RPC code for "the gateway cannot make a safe decision right now".
 pub const UNAVAILABLE_CODE: i64 = -31004;
+/// MCP 2025-11-25's "URL elicitation required": the client shows the URLs in `data.elicitations`
+/// and retries the call; the answer to a call held for an approver, when there is a page.
+pub const URL_ELICITATION_REQUIRED: i64 = -32042;
+/// A call held for an approver when the gateway serves no approval page: retry once approved.
+pub const APPROVAL_PENDING_CODE: i64 = -31005;
 /// 2026-07-28: `Mcp-Method`/`Mcp-Name` headers that disagree with the body.
 pub const HEADER_MISMATCH_CODE: i64 = -32020;
 /// 2026-07-28: unsupported protocol version.
@@ -70,6 +75,12 @@ pub(crate) enum Refusal {
     /// The tool's or prompt's definition changed upstream (or was never approved under strict
     /// pinning); it waits for an operator's approval.
     DefinitionUnapproved,
+    /// The call waits for an approver, who decides on the approval page (URL elicitation).
+    ApprovalPending,
+    /// The call waits for an approver; no page is served (`authzctl approvals`).
+    ApprovalPendingWithoutPage,
+    /// An approver rejected this very call; identical calls are refused for a while.
+    ApprovalRejected,
     /// The principal has too many requests in flight.
     TooManyRequests,
     /// The client address has caused too many unauthenticated refusals; retry after this many
@@ -248,6 +259,25 @@ impl Refusal {
                 fixed("this definition changed upstream and waits for an operator's approval"),
                 FORBIDDEN_CODE,
             ),
+            // Held, not refused: a JSON-RPC answer (200) the client's SDK acts on.
+            ApprovalPending => (
+                StatusCode::OK,
+                "approval_required",
+                fixed("this call waits for an approver: open the URL, then retry the same call"),
+                URL_ELICITATION_REQUIRED,
+            ),
+            ApprovalPendingWithoutPage => (
+                StatusCode::OK,
+                "approval_required",
+                fixed("this call waits for an approver; retry the same call once it is approved"),
+                APPROVAL_PENDING_CODE,
+            ),
+            ApprovalRejected => (
+                StatusCode::FORBIDDEN,
+                "approval_rejected",
+                fixed("an approver rejected this call"),
+                FORBIDDEN_CODE,
+            ),
             TooManyRequests => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
@@ -339,6 +369,7 @@ impl From<Refusal> for ApiError {
             retry_after_secs,
             data,
             tool_result: None,
+            result: None,
         }
     }
 }
@@ -363,6 +394,9 @@ pub struct ApiError {
     /// When set, the refusal is answered as a tool error result instead (see
     /// [`ApiError::as_tool_result`]).
     pub tool_result: Option<ToolDenial>,
+    /// When set, the answer is this JSON-RPC result instead of an error (a held call's
+    /// 2026-07-28 `input_required` result).
+    pub result: Option<Value>,
 }
 
 /// A policy denial of a `tools/call` rendered as a tool error result (draft SEP-2643).
@@ -433,6 +467,13 @@ impl ApiError {
 
     /// The JSON-RPC body: the error, or the tool error result of a structured denial.
     pub fn body(&self) -> Value {
+        if let Some(result) = &self.result {
+            return json!({
+                "jsonrpc": "2.0",
+                "id": self.id.clone().unwrap_or(Value::Null),
+                "result": result,
+            });
+        }
         if let Some(t) = &self.tool_result {
             let mut result = json!({
                 "content": [{"type": "text", "text": t.text}],
@@ -537,6 +578,9 @@ mod tests {
             UnknownMethod,
             Forbidden(ReasonCode::NoMatchingRule),
             DefinitionUnapproved,
+            ApprovalPending,
+            ApprovalPendingWithoutPage,
+            ApprovalRejected,
             TooManyRequests,
             QuotaExceeded {
                 retry_after_secs: 1,
@@ -576,6 +620,9 @@ mod tests {
                 | UnknownMethod
                 | Forbidden(_)
                 | DefinitionUnapproved
+                | ApprovalPending
+                | ApprovalPendingWithoutPage
+                | ApprovalRejected
                 | TooManyRequests
                 | QuotaExceeded { .. }
                 | ClientRateLimited { .. }
@@ -616,6 +663,9 @@ mod tests {
         "404 unknown_method -32601 method not found\n",
         "403 no_matching_rule -31003 forbidden by policy\n",
         "403 definition_unapproved -31003 this definition changed upstream and waits for an operator's approval\n",
+        "200 approval_required -32042 this call waits for an approver: open the URL, then retry the same call\n",
+        "200 approval_required -31005 this call waits for an approver; retry the same call once it is approved\n",
+        "403 approval_rejected -31003 an approver rejected this call\n",
         "429 too_many_requests -32603 too many requests in flight for this principal\n",
         "429 quota_exceeded -32603 rate limit or quota exceeded; retry later\n",
         "429 client_rate_limited -32001 too many unauthenticated requests from this client; retry later\n",

@@ -15,6 +15,8 @@
 //! # Ok(()) }
 //! ```
 
+mod approval_page;
+mod approvals;
 mod buckets;
 mod cli;
 pub mod config;
@@ -54,6 +56,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::json;
 
+pub use approval_page::{admin_router, serve_admin};
 pub use cli::run;
 use config::{Config, PolicySource, Upstream};
 pub use connections::{ConnectionLimits, Http2Limits};
@@ -101,6 +104,8 @@ pub struct App {
     pub(crate) tool_schemas: Arc<param_headers::ToolSchemas>,
     /// Pinned tool, prompt and resource template definitions (see [`pins`]).
     pub(crate) pins: Arc<pins::Pins>,
+    /// Calls held for an approver (see [`approvals`]).
+    pub(crate) approvals: Arc<approvals::Approvals>,
     /// The gateway's own address as actually bound by [`serve`] (the configured one until then).
     own: std::sync::OnceLock<config::OwnAddress>,
     /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
@@ -209,6 +214,16 @@ impl App {
         )
         .await
         .context("loading the pinned definitions")?;
+        // So do approvals of held calls.
+        let approvals = approvals::Approvals::start(
+            authz_rbac::ApprovalStore::connect(&config.audit_database_url)
+                .await
+                .context("opening the approval store")?,
+            config.approvals.clone(),
+            config.admin.as_ref(),
+            audit_writer.clone(),
+            audit_writer.chain_id().to_owned(),
+        );
         let shippers = shipping::start(
             &audit,
             &config.audit_sinks,
@@ -313,6 +328,7 @@ impl App {
             sealer,
             tool_schemas: Arc::default(),
             pins,
+            approvals,
             own: std::sync::OnceLock::new(),
             quotas,
             quota_watch,

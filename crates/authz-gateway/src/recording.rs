@@ -83,6 +83,22 @@ impl Arguments {
     }
 }
 
+/// A request's `params.arguments` as an approver sees them: redacted as the route redacts
+/// them for audit records (`redact_arguments`), whether or not the route records them.
+pub(crate) fn redacted_arguments(up: &Upstream, msg: &Message) -> Option<String> {
+    let args = msg.value.pointer("/params/arguments")?;
+    let name = msg.operation.mcp_name().unwrap_or("");
+    let fields: Vec<&str> = up
+        .redact_arguments
+        .iter()
+        .filter(|(g, _)| g.is_match(name))
+        .flat_map(|(_, f)| f.iter().map(String::as_str))
+        .collect();
+    let mut copy = args.clone();
+    redact(&mut copy, &fields);
+    Some(copy.to_string())
+}
+
 /// Replaces the value of every object key named in `fields`, at any depth.
 fn redact(v: &mut Value, fields: &[&str]) {
     match v {

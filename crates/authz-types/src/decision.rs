@@ -163,6 +163,9 @@ reason_codes! {
     ApprovalGranted => "approval_granted",
     /// An approver rejected the call (the record of the rejection, and of a retry it refused).
     ApprovalRejected => "approval_rejected",
+    /// Someone tried to decide an approval they may not: without an approver role, in another
+    /// tenant, or their own call.
+    ApproverRefused => "approver_refused",
 }
 
 impl std::fmt::Display for ReasonCode {

@@ -35,6 +35,73 @@ pub struct RawConfig {
     #[serde(default)]
     pub revocation: RawRevocation,
     pub token_exchange: Option<RawTokenExchange>,
+    /// The admin listener (the approval page); unset: none.
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub approvals: RawApprovals,
+}
+
+/// The admin listener: pages for people, never on the agents' listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Where the approval page listens, e.g. `127.0.0.1:9091`.
+    pub listen: String,
+    /// The page's URL as approvers reach it (links in held calls point there); default
+    /// `http://<listen>`.
+    pub public_url: Option<String>,
+}
+
+/// Calls held by `approve` rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// Token roles that may approve or reject on the page.
+    #[serde(default = "default_approver_roles")]
+    pub approver_roles: Vec<String>,
+    /// The audience (`aud`) an approver's token must carry; default `<admin public_url>`.
+    pub audience: Option<String>,
+    /// How long a held call waits for an approver.
+    #[serde(default = "default_pending_ttl_secs")]
+    pub pending_ttl_secs: u64,
+    /// How long an approved call may be retried (once).
+    #[serde(default = "default_approved_ttl_secs")]
+    pub approved_ttl_secs: u64,
+    /// How long a rejection refuses identical calls.
+    #[serde(default = "default_rejected_ttl_secs")]
+    pub rejected_ttl_secs: u64,
+    /// Pending approvals one principal may have at once (more held calls are refused, 429).
+    #[serde(default = "default_max_pending")]
+    pub max_pending_per_principal: u32,
+}
+
+impl Default for RawApprovals {
+    fn default() -> Self {
+        Self {
+            approver_roles: default_approver_roles(),
+            audience: None,
+            pending_ttl_secs: default_pending_ttl_secs(),
+            approved_ttl_secs: default_approved_ttl_secs(),
+            rejected_ttl_secs: default_rejected_ttl_secs(),
+            max_pending_per_principal: default_max_pending(),
+        }
+    }
+}
+
+fn default_approver_roles() -> Vec<String> {
+    vec!["approver".to_owned()]
+}
+fn default_pending_ttl_secs() -> u64 {
+    900
+}
+fn default_approved_ttl_secs() -> u64 {
+    300
+}
+fn default_rejected_ttl_secs() -> u64 {
+    900
+}
+fn default_max_pending() -> u32 {
+    10
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

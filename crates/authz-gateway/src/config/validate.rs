@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{
-    AuditMode, DEFAULT_POLICY_FILE, RawAudit, RawInputRule, RawOAuth, RawPolicy, RawRevocation,
-    RawScopeRule, RawServer, RawSink, RawTokenExchange, RawUpstream, SinkKind, Telemetry,
+    AuditMode, DEFAULT_POLICY_FILE, RawAdmin, RawApprovals, RawAudit, RawInputRule, RawOAuth,
+    RawPolicy, RawRevocation, RawScopeRule, RawServer, RawSink, RawTokenExchange, RawUpstream,
+    SinkKind, Telemetry,
 };
 use super::{
-    AuditSink, ConfigError, Credential, InputRule, OAuthClient, Overrides, PolicySource, ScopeRule,
-    Secret, TokenExchange, Upstream,
+    Admin, Approvals, AuditSink, ConfigError, Credential, InputRule, OAuthClient, Overrides,
+    PolicySource, ScopeRule, Secret, TokenExchange, Upstream,
 };
 use crate::scopes::Glob;
 
@@ -807,4 +808,87 @@ fn secret(
         }
         (None, None) => Ok(None),
     }
+}
+
+/// The `[admin]` and `[approvals]` sections.
+pub(super) fn approvals(
+    admin: Option<RawAdmin>,
+    raw: RawApprovals,
+    server_listen: SocketAddr,
+) -> Result<(Option<Admin>, Approvals), ConfigError> {
+    let admin = admin
+        .map(|a| {
+            let listen: SocketAddr = a.listen.parse().map_err(|_| {
+                ConfigError::new(
+                    "admin.listen",
+                    format!("`{}` is not an address", a.listen),
+                    "use host:port, e.g. 127.0.0.1:9091",
+                )
+            })?;
+            if listen == server_listen && listen.port() != 0 {
+                return Err(ConfigError::new(
+                    "admin.listen",
+                    format!("`{listen}` is also server.listen"),
+                    "pages for people never share the agents' listener; pick another port",
+                ));
+            }
+            let public_url = a.public_url.unwrap_or_else(|| format!("http://{listen}"));
+            if http_url(&public_url).is_none_or(|u| u.query().is_some()) {
+                return Err(ConfigError::new(
+                    "admin.public_url",
+                    format!("`{public_url}` must be an http(s) URL without a query"),
+                    "e.g. https://gateway-admin.example.com",
+                ));
+            }
+            Ok(Admin {
+                listen,
+                public_url: public_url.trim_end_matches('/').to_owned(),
+            })
+        })
+        .transpose()?;
+    let secs = |key: &str, v: u64, max: u64| {
+        if (1..=max).contains(&v) {
+            Ok(std::time::Duration::from_secs(v))
+        } else {
+            Err(ConfigError::new(
+                key,
+                format!("{v} is out of range"),
+                format!("1..={max} seconds"),
+            ))
+        }
+    };
+    let day = 24 * 3600;
+    if raw.approver_roles.is_empty()
+        || raw
+            .approver_roles
+            .iter()
+            .any(|r| authz_rbac::check_role_name(r).is_err())
+    {
+        return Err(ConfigError::new(
+            "approvals.approver_roles",
+            format!("{:?} is not a list of role names", raw.approver_roles),
+            "at least one role name (not `user:...`), e.g. [\"approver\"]",
+        ));
+    }
+    if !(1..=1000).contains(&raw.max_pending_per_principal) {
+        return Err(ConfigError::new(
+            "approvals.max_pending_per_principal",
+            format!("{} is out of range", raw.max_pending_per_principal),
+            "1..=1000",
+        ));
+    }
+    let audience = raw
+        .audience
+        .or_else(|| admin.as_ref().map(|a| a.public_url.clone()));
+    Ok((
+        admin,
+        Approvals {
+            approver_roles: raw.approver_roles,
+            audience,
+            pending_ttl: secs("approvals.pending_ttl_secs", raw.pending_ttl_secs, day)?,
+            approved_ttl: secs("approvals.approved_ttl_secs", raw.approved_ttl_secs, day)?,
+            rejected_ttl: secs("approvals.rejected_ttl_secs", raw.rejected_ttl_secs, day)?,
+            max_pending_per_principal: raw.max_pending_per_principal,
+        },
+    ))
 }

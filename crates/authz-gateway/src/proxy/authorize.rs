@@ -159,11 +159,19 @@ pub(super) async fn decide(
         .decision_duration
         .observe(crate::metrics::seconds_since(started));
     tracing::Span::current().record("decision", decision.effect.as_str());
-    if decision.is_allowed() {
+    let held = decision.reason == ReasonCode::ApprovalRequired;
+    if decision.is_allowed() || held {
         let Some(pin) = app
             .pins
             .refuses(up.pin_definitions, &up.name, &msg.operation)
         else {
+            if held {
+                // Nobody is asked to approve a call to a definition nobody approved.
+                let decision =
+                    super::approve::gate(app, ctx, principal, msg, &decision, stateless).await?;
+                tracing::Span::current().record("decision", decision.effect.as_str());
+                return Ok(decision);
+            }
             return Ok(decision);
         };
         // Allowed by policy, but what the agent would call is not what was approved.
@@ -263,9 +271,11 @@ pub(super) fn item_filter(app: &App, up: Arc<Upstream>, principal: Principal) ->
         scopes
             .missing(&principal, scopes.required(&up.scopes, op))
             .is_empty()
-            && rbac
-                .decide(&principal, &up.name, op)
-                .is_ok_and(|d| d.is_allowed())
+            && rbac.decide(&principal, &up.name, op).is_ok_and(|d| {
+                // A tool held for approval is shown: the agent may call it, and a person
+                // decides then.
+                d.is_allowed() || d.reason == ReasonCode::ApprovalRequired
+            })
     })
 }
 

@@ -13,6 +13,7 @@
 // irrelevant next to the audit write; boxing it would add an allocation to every refusal.
 #![allow(clippy::result_large_err)]
 
+mod approve;
 mod authorize;
 mod gates;
 mod intake;
@@ -153,6 +154,7 @@ async fn post(
     authorize::session_owned(app, ctx, principal, op, id.clone()).await?;
     authorize::task_owned(app, ctx, principal, &msg).await?;
     let decision = authorize::decide(app, ctx, principal, &msg, stateless).await?;
+    let bytes = approve::without_own_response(&msg, bytes);
     authorize::within_quota(app, ctx, principal, op, id.clone()).await?;
     let permit = authorize::admit(app, ctx, principal, op, id.clone()).await?;
     let mut outcome = record::commit_decision(app, ctx, principal, op, &decision).await?;

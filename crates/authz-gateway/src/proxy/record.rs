@@ -118,7 +118,9 @@ pub(super) async fn refuse(
         AuditRecord::for_decision(&ctx.request_id, &ctx.upstream.name, principal, op, decision);
     rec.http_status = Some(err.status.as_u16());
     // A structured denial answers with a result, not a JSON-RPC error: recorded as sent.
-    rec.jsonrpc_error = err.tool_result.is_none().then_some(err.jsonrpc_code);
+    // So does a held call's 2026-07-28 `input_required` answer.
+    rec.jsonrpc_error =
+        (err.tool_result.is_none() && err.result.is_none()).then_some(err.jsonrpc_code);
     match record(app, ctx, rec).await {
         Ok(()) => err,
         Err(unavailable) => unavailable,

@@ -38,6 +38,8 @@ pub(crate) struct Env {
     pub private_jwk: String,
     /// The public JWKS file the gateway trusts.
     pub jwks_path: PathBuf,
+    /// The admin listener's base URL, when [`Options::admin`] asked for one.
+    pub admin: Option<String>,
     /// A key the gateway does not trust, for forged tokens.
     pub attacker: Signer,
     pub audit: AuditStore,
@@ -54,10 +56,26 @@ pub(crate) struct Serving {
 impl Serving {
     /// Builds the gateway from `config` and serves it on `listener`.
     pub(crate) async fn start(config: Config, listener: tokio::net::TcpListener) -> Self {
+        Self::start_with_admin(config, listener, None).await
+    }
+
+    /// [`Serving::start`], and the admin listener on `admin` when given.
+    pub(crate) async fn start_with_admin(
+        config: Config,
+        listener: tokio::net::TcpListener,
+        admin: Option<tokio::net::TcpListener>,
+    ) -> Self {
         let app = authz_gateway::App::new(config)
             .await
             .expect("gateway starts");
         let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(admin) = admin {
+            tokio::spawn(authz_gateway::serve_admin(
+                app.clone(),
+                admin,
+                std::future::pending(),
+            ));
+        }
         let task = tokio::spawn(async move {
             let _ = authz_gateway::serve(app, listener, async {
                 let _ = rx.await;
@@ -154,6 +172,10 @@ pub(crate) struct Options {
     pub jwks_over_http: bool,
     /// Extra TOML at the end of the `[audit]` section (e.g. `[[audit.sinks]]` tables).
     pub audit_extra: Option<String>,
+    /// Serve the admin listener (the approval page) on a fresh loopback port.
+    pub admin: bool,
+    /// Extra TOML lines for `[approvals]`.
+    pub approvals_extra: Option<String>,
 }
 
 pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -198,8 +220,24 @@ pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
         .expect("bind gateway");
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
+    let admin_listener = if opts.admin {
+        Some(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind admin"),
+        )
+    } else {
+        None
+    };
+    let admin_base = admin_listener
+        .as_ref()
+        .map(|l| format!("http://{}", l.local_addr().expect("admin addr")));
     let toml = format!(
         r#"
+{admin_section}
+[approvals]
+{approvals_extra}
+
 [server]
 public_url = "{public_url}"
 {max_in_flight}
@@ -239,6 +277,14 @@ scopes = [
 ]
 {second_upstream}
 "#,
+        admin_section = admin_base
+            .as_ref()
+            .map(|b| format!(
+                "[admin]\nlisten = \"{}\"\n",
+                b.trim_start_matches("http://")
+            ))
+            .unwrap_or_default(),
+        approvals_extra = opts.approvals_extra.as_deref().unwrap_or_default(),
         second_upstream = if opts.second_upstream {
             format!(
                 "\n[[upstreams]]\nname = \"billing\"\nurl = \"{}\"\ncredential_env = \"TICKETS_UPSTREAM_TOKEN\"\n",
@@ -334,7 +380,7 @@ scopes = [
         _ => None,
     };
     let config = Config::from_raw(raw, &Overrides::default(), &env).expect("test config validates");
-    let gateway = Serving::start(config, listener).await;
+    let gateway = Serving::start_with_admin(config, listener, admin_listener).await;
     let audit = AuditStore::connect(&audit_url).await.expect("audit store");
     Env {
         gateway,
@@ -345,6 +391,7 @@ scopes = [
         signer,
         private_jwk: private_jwk.clone(),
         jwks_path: jwks.clone(),
+        admin: admin_base,
         attacker,
         audit,
         audit_url,

@@ -1,6 +1,7 @@
 //! Integration tests of the gateway over real loopback HTTP: a real demo upstream (rmcp), real
 //! tokens, the repository's Casbin policy, and real SQLite / Postgres audit stores.
 
+mod approvals;
 mod binary;
 mod conformance;
 mod connections;

@@ -1,0 +1,374 @@
+//! Approval rules end to end against the demo upstream: `delete_ticket` is held for the
+//! steward (`p, ticket-steward, …, delete_ticket, call, approve`), a pending approval is
+//! created once however often the agent retries, and after an approver's yes (through
+//! `authzctl approvals approve`) the identical call goes through exactly once; a reused,
+//! expired or argument-changed approval does not let a call through; a rejection refuses
+//! identical calls; each step is in the audit trail. The answer has the form each protocol
+//! version's clients act on: an `input_required` URL elicitation (2026-07-28) or the "URL
+//! elicitation required" error (2025-11-25).
+
+use std::time::Duration;
+
+use authz_rbac::{ApprovalState, ApprovalStore};
+use authz_types::{Effect, ReasonCode};
+use serde_json::{Value, json};
+
+use crate::harness::{self, AuditBackend, Options};
+
+const SCOPES: &[&str] = &["tickets:read", "tickets:write"];
+
+fn json_of(text: &str) -> Value {
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .unwrap_or(text);
+    serde_json::from_str(data.trim()).unwrap_or_else(|_| panic!("JSON: {text}"))
+}
+
+/// A stateless 2026-07-28 `delete_ticket` call with `arguments`, and optionally the answer to
+/// the gateway's elicitation.
+async fn delete_stateless(
+    env: &harness::Env,
+    token: &str,
+    arguments: Value,
+    input_responses: Option<Value>,
+) -> (u16, Value, String) {
+    let mut params = json!({"name": "delete_ticket", "arguments": arguments,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                  "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}}}});
+    if let Some(r) = input_responses {
+        params["inputResponses"] = r;
+    }
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params});
+    let resp = env
+        .post(
+            Some(token),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "delete_ticket"),
+            ],
+            &body.to_string(),
+        )
+        .await;
+    let status = resp.status().as_u16();
+    let rid = harness::request_id(&resp);
+    let text = resp.text().await.expect("body");
+    (status, json_of(&text), rid)
+}
+
+/// A session-less 2025-11-25-style `delete_ticket` call (no `_meta`, no MCP headers).
+async fn delete_legacy(env: &harness::Env, token: &str, id: u64) -> (u16, Value, String) {
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+        "params": {"name": "delete_ticket", "arguments": {"id": id}}});
+    let resp = env.post(Some(token), &[], &body.to_string()).await;
+    let status = resp.status().as_u16();
+    let rid = harness::request_id(&resp);
+    let text = resp.text().await.expect("body");
+    (status, json_of(&text), rid)
+}
+
+fn deletes(env: &harness::Env) -> usize {
+    env.upstream
+        .log
+        .tool_calls()
+        .iter()
+        .filter(|t| *t == "delete_ticket")
+        .count()
+}
+
+/// Runs `authzctl` in-process against the gateway's store.
+async fn authzctl(env: &harness::Env, args: &[&str]) -> String {
+    use clap::Parser as _;
+    let mut argv = vec!["authzctl"];
+    argv.extend_from_slice(args);
+    argv.extend_from_slice(&["--database-url", &env.audit_url]);
+    let cli = authz_admin::Cli::try_parse_from(&argv).expect("authzctl arguments");
+    let mut out = Vec::new();
+    authz_admin::execute(cli, &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("authzctl {args:?}: {e:#}"));
+    String::from_utf8(out).expect("utf-8")
+}
+
+async fn decision_record(env: &harness::Env, request_id: &str) -> authz_types::AuditRecord {
+    let mut recs = env
+        .records_for_request(request_id, authz_types::RecordKind::Decision)
+        .await;
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    recs.swap_remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_goes_through_exactly_once_after_an_approval_on_the_cli() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            admin: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = env.admin.clone().expect("admin listener");
+    let sue = env.token("sue", &["ticket-steward"], SCOPES);
+
+    // Held: a 2026-07-28 client gets a URL elicitation pointing at the approval page.
+    let (status, v, first_rid) = delete_stateless(&env, &sue, json!({"id": 1}), None).await;
+    assert_eq!(status, 200, "{v}");
+    let result = &v["result"];
+    assert_eq!(result["resultType"], "input_required", "{v}");
+    let ask = &result["inputRequests"]["authz_gateway_approval"];
+    assert_eq!(ask["method"], "elicitation/create", "{v}");
+    assert_eq!(ask["params"]["mode"], "url", "{v}");
+    let id = ask["params"]["elicitationId"]
+        .as_str()
+        .expect("approval id")
+        .to_owned();
+    assert_eq!(
+        ask["params"]["url"].as_str(),
+        Some(format!("{admin}/approvals/{id}").as_str())
+    );
+    assert_eq!(deletes(&env), 0, "nothing reached the upstream");
+    let held = decision_record(&env, &first_rid).await;
+    assert_eq!(
+        (held.decision, held.reason, held.subject.as_deref()),
+        (Effect::Deny, ReasonCode::ApprovalRequired, Some("sue"))
+    );
+    assert!(
+        held.matched_rule
+            .as_deref()
+            .is_some_and(|r| r.contains("approve") && r.contains(&id)),
+        "{held:?}"
+    );
+
+    // A retry before any decision: the same approval, still held.
+    let (_, v, _) = delete_stateless(
+        &env,
+        &sue,
+        json!({"id": 1}),
+        Some(json!({"authz_gateway_approval": {"action": "accept"}})),
+    )
+    .await;
+    assert_eq!(
+        v["result"]["inputRequests"]["authz_gateway_approval"]["params"]["elicitationId"],
+        id.as_str()
+    );
+    let listed = authzctl(&env, &["approvals", "list", "--output", "json"]).await;
+    let listed: Value = serde_json::from_str(&listed).expect("json");
+    assert_eq!(
+        listed["approvals"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    assert_eq!(listed["approvals"][0]["arguments"], json!({"id": 1}));
+    let shown = authzctl(&env, &["approvals", "show", &id]).await;
+    assert!(
+        shown.contains("delete_ticket") && shown.contains("sue"),
+        "{shown}"
+    );
+
+    let approved = authzctl(&env, &["approvals", "approve", &id, "--actor", "olivia"]).await;
+    assert!(
+        approved.starts_with(&format!("approved {id}")),
+        "{approved}"
+    );
+
+    // The retry with other arguments is not what was approved: held anew.
+    let (_, v, _) = delete_stateless(&env, &sue, json!({"id": 2}), None).await;
+    let other = v["result"]["inputRequests"]["authz_gateway_approval"]["params"]["elicitationId"]
+        .as_str()
+        .expect("a new approval")
+        .to_owned();
+    assert_ne!(other, id);
+    assert_eq!(deletes(&env), 0);
+
+    // The identical retry goes through, once; the gateway's own answer is not forwarded.
+    let (status, v, granted_rid) = delete_stateless(
+        &env,
+        &sue,
+        json!({"id": 1}),
+        Some(json!({"authz_gateway_approval": {"action": "accept"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    assert_eq!(deletes(&env), 1);
+    let granted = decision_record(&env, &granted_rid).await;
+    assert_eq!(
+        (granted.decision, granted.reason),
+        (Effect::Allow, ReasonCode::ApprovalGranted)
+    );
+    assert_eq!(
+        granted.first_round_request_id.as_deref(),
+        Some(first_rid.as_str())
+    );
+    assert!(
+        granted
+            .matched_rule
+            .as_deref()
+            .is_some_and(|r| r.contains(&id) && r.contains("olivia")),
+        "{granted:?}"
+    );
+    let store = ApprovalStore::connect(&env.audit_url).await.expect("store");
+    let used = store.get(&id).await.expect("get").expect("approval");
+    assert_eq!(used.state, ApprovalState::Used);
+    assert_eq!(used.used_request_id.as_deref(), Some(granted_rid.as_str()));
+
+    // Reused: held again under a new approval, nothing forwarded.
+    let (_, v, _) = delete_stateless(&env, &sue, json!({"id": 1}), None).await;
+    assert_eq!(v["result"]["resultType"], "input_required", "{v}");
+    assert_ne!(
+        v["result"]["inputRequests"]["authz_gateway_approval"]["params"]["elicitationId"],
+        id.as_str()
+    );
+    assert_eq!(deletes(&env), 1);
+
+    // The approver's decision is in the audit trail, written once by the gateway.
+    authz_test_support::eventually_async(
+        "the approval's audit record",
+        Duration::from_secs(10),
+        async || {
+            env.all_records()
+                .await
+                .iter()
+                .any(|r| r.method == "approval/approved")
+        },
+    )
+    .await;
+    let decided = env
+        .all_records()
+        .await
+        .into_iter()
+        .find(|r| r.method == "approval/approved")
+        .expect("the approval's audit record");
+    assert_eq!(
+        (decided.decision, decided.reason, decided.subject.as_deref()),
+        (Effect::Allow, ReasonCode::ApprovalGranted, Some("olivia"))
+    );
+    assert_eq!(
+        decided.first_round_request_id.as_deref(),
+        Some(first_rid.as_str())
+    );
+    env.assert_chain_intact().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_clients_get_url_elicitation_required_and_rejections_expiry_and_caps_hold() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            admin: true,
+            approvals_extra: Some(
+                "approved_ttl_secs = 1\nmax_pending_per_principal = 2\n".to_owned(),
+            ),
+            ..Options::default()
+        },
+    )
+    .await;
+    let sue = env.token("sue", &["ticket-steward"], SCOPES);
+
+    // 2025-11-25: JSON-RPC error -32042 with the elicitation, the approval id and a hint.
+    let (status, v, rid) = delete_legacy(&env, &sue, 1).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["error"]["code"], -32042, "{v}");
+    let data = &v["error"]["data"];
+    assert_eq!(data["reason"], "approval_required");
+    let id = data["approvalId"].as_str().expect("approval id").to_owned();
+    assert_eq!(data["elicitations"][0]["mode"], "url");
+    assert_eq!(data["elicitations"][0]["elicitationId"], id.as_str());
+    assert!(data["retry"].is_string());
+    let held = decision_record(&env, &rid).await;
+    assert_eq!(held.jsonrpc_error, Some(-32042));
+
+    // Rejected: identical calls are refused (403 approval_rejected) and nothing is forwarded.
+    authzctl(
+        &env,
+        &[
+            "approvals",
+            "reject",
+            &id,
+            "--reason",
+            "no",
+            "--actor",
+            "olivia",
+        ],
+    )
+    .await;
+    let (status, v, rid) = delete_legacy(&env, &sue, 1).await;
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "approval_rejected");
+    assert_eq!(
+        decision_record(&env, &rid).await.reason,
+        ReasonCode::ApprovalRejected
+    );
+
+    // Expired: an approval not used within approved_ttl_secs lets nothing through.
+    let (_, v, _) = delete_legacy(&env, &sue, 2).await;
+    let second = v["error"]["data"]["approvalId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    authzctl(
+        &env,
+        &["approvals", "approve", &second, "--use-within-secs", "1"],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (_, v, _) = delete_legacy(&env, &sue, 2).await;
+    assert_eq!(v["error"]["code"], -32042, "{v}");
+    assert_ne!(v["error"]["data"]["approvalId"], second.as_str());
+
+    // The cap: two pending already (id 2 anew, and now id 3); a third is refused, 429.
+    let (_, v, _) = delete_legacy(&env, &sue, 3).await;
+    assert_eq!(v["error"]["code"], -32042, "{v}");
+    let (status, v, rid) = delete_legacy(&env, &sue, 4).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["error"]["data"]["pendingApprovals"], 2);
+    assert_eq!(
+        decision_record(&env, &rid).await.reason,
+        ReasonCode::TooManyRequests
+    );
+    assert_eq!(deletes(&env), 0);
+
+    // Deny overrides approve, and approve overrides the admin's allow.
+    let dave = env.token("dave", &["ticket-steward"], SCOPES);
+    let (status, _, rid) = delete_legacy(&env, &dave, 1).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        decision_record(&env, &rid).await.reason,
+        ReasonCode::ExplicitDeny
+    );
+    let carol = env.token("carol", &["ticket-steward"], SCOPES);
+    let (_, v, _) = delete_legacy(&env, &carol, 1).await;
+    assert_eq!(v["error"]["code"], -32042, "{v}");
+    // A plain admin is not held.
+    let erin = env.token("erin-admin", &["ticket-admin"], SCOPES);
+    let (status, v, _) = delete_stateless(&env, &erin, json!({"id": 1}), None).await;
+    assert_eq!(
+        (status, &v["result"]["resultType"]),
+        (200, &json!("complete")),
+        "{v}"
+    );
+    assert_eq!(deletes(&env), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_tool_is_listed_and_without_a_page_the_answer_names_the_cli() {
+    let env = harness::start(AuditBackend::Sqlite).await;
+    let sue = env.token("sue", &["ticket-steward"], SCOPES);
+    let client = env.modern_client(&sue).await;
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(names.contains(&"delete_ticket"), "{names:?}");
+    assert!(!names.contains(&"create_ticket"), "{names:?}");
+    let (status, v, _) = delete_legacy(&env, &sue, 1).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["error"]["code"], -31005, "{v}");
+    assert!(
+        v["error"]["data"]["approvalId"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("apv-"))
+    );
+    assert!(v["error"]["data"].get("elicitations").is_none());
+}
