@@ -302,7 +302,7 @@ pub(crate) fn decision_record(
     rec.time_ms = event.time_ms;
     rec.subject = Some(event.actor.clone());
     if let Some(a) = approval {
-        rec.target = Some(format!("tool:{}", a.call.tool));
+        rec.target = Some(a.call.tool.clone());
         rec.tenant = Some(a.call.tenant.clone());
         rec.args_digest = Some(a.call.args_digest.clone());
         rec.first_round_request_id = Some(a.context.request_id.clone());

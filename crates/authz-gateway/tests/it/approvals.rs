@@ -372,3 +372,269 @@ async fn a_held_tool_is_listed_and_without_a_page_the_answer_names_the_cli() {
     );
     assert!(v["error"]["data"].get("elicitations").is_none());
 }
+
+/// A token for the approval page (audience: the admin listener) with `roles`.
+fn page_token(env: &harness::Env, subject: &str, roles: &[&str], tenant: Option<&str>) -> String {
+    let admin = env.admin.clone().expect("admin listener");
+    let mut req = env.token_request(subject, roles, &[]);
+    req.audience = vec![admin];
+    req.tenant = tenant.map(str::to_owned);
+    env.mint(&req)
+}
+
+/// The CSRF value the page derives from a session's token (as `approval_page` does).
+fn csrf_for(token: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("authz-approval-page\n{token}").as_bytes());
+    hex::encode(&digest[..16])
+}
+
+/// The hidden CSRF value of the page's approve form.
+fn csrf_in(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a decision form")
+        + 19;
+    html[at..at + 32].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_lets_only_an_approver_of_the_tenant_decide_others_calls() {
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            admin: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = env.admin.clone().expect("admin listener");
+    let sue = env.token("sue", &["ticket-steward"], SCOPES);
+    let (_, v, _) = delete_legacy(&env, &sue, 1).await;
+    let id = v["error"]["data"]["approvalId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = |token: Option<String>, path: String| {
+        let mut req = http.get(format!("{admin}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req.send().await.expect("page");
+            let status = resp.status().as_u16();
+            let csp = resp
+                .headers()
+                .get("content-security-policy")
+                .map(|v| v.to_str().unwrap_or("").to_owned());
+            (status, resp.text().await.expect("html"), csp)
+        }
+    };
+    let post = |token: &str, path: String, form: Vec<(&'static str, String)>| {
+        let req = http
+            .post(format!("{admin}{path}"))
+            .bearer_auth(token)
+            .form(&form);
+        async move {
+            let resp = req.send().await.expect("post");
+            (resp.status().as_u16(), resp.text().await.expect("html"))
+        }
+    };
+
+    // Nobody, a token for the agents' route, a non-approver: no approvals shown.
+    let (status, html, csp) = page(None, "/approvals".into()).await;
+    assert_eq!(status, 401);
+    assert!(html.contains("id=\"token\""), "{html}");
+    assert!(csp.is_some_and(|c| c.contains("default-src 'none'")));
+    let (status, _, _) = page(Some(sue.clone()), "/approvals".into()).await;
+    assert_eq!(status, 401, "a token for another audience is refused");
+    let bob = page_token(&env, "bob", &["ticket-reader"], None);
+    let (status, html, _) = page(Some(bob.clone()), format!("/approvals/{id}")).await;
+    assert_eq!(status, 403);
+    assert!(!html.contains("delete_ticket"), "{html}");
+
+    // An approver of the tenant sees the call, its arguments and who asked.
+    let olivia = page_token(&env, "olivia", &["approver"], None);
+    let (status, html, _) = page(Some(olivia.clone()), "/approvals".into()).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&id), "{html}");
+    let (status, html, _) = page(Some(olivia.clone()), format!("/approvals/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("&quot;id&quot;: 1") && html.contains("sue"),
+        "{html}"
+    );
+    let csrf = csrf_in(&html);
+
+    // Another tenant's approver: unknown to them, and their attempt is recorded.
+    let acme = page_token(&env, "amir", &["approver"], Some("acme"));
+    let (status, _, _) = page(Some(acme.clone()), format!("/approvals/{id}")).await;
+    assert_eq!(status, 404);
+    // The non-approver's and the stranger's attempts are refused and recorded.
+    let (status, _) = post(
+        &bob,
+        format!("/approvals/{id}/approve"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &acme,
+        format!("/approvals/{id}/approve"),
+        vec![("csrf", csrf.clone())],
+    )
+    .await;
+    assert_eq!(status, 403, "the CSRF value of another session is refused");
+    let (status, _) = post(
+        &acme,
+        format!("/approvals/{id}/approve"),
+        vec![("csrf", csrf_for(&acme))],
+    )
+    .await;
+    assert_eq!(status, 404, "another tenant's approval is unknown to them");
+    // A form without the session's CSRF value decides nothing.
+    let (status, html) = post(
+        &olivia,
+        format!("/approvals/{id}/approve"),
+        vec![("csrf", "0".repeat(32))],
+    )
+    .await;
+    assert_eq!(status, 403, "{html}");
+    // Sue, were she an approver, may not approve her own call.
+    let sue_approver = page_token(&env, "sue", &["approver"], None);
+    let (_, html, _) = page(Some(sue_approver.clone()), format!("/approvals/{id}")).await;
+    assert!(
+        html.contains("your own call") && !html.contains("id=\"approve\""),
+        "{html}"
+    );
+    let (status, _) = post(
+        &sue_approver,
+        format!("/approvals/{id}/approve"),
+        vec![("csrf", csrf_for(&sue_approver))],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        csrf_for(&olivia),
+        csrf,
+        "the test derives the value as the page does"
+    );
+    let store = ApprovalStore::connect(&env.audit_url).await.expect("store");
+    assert_eq!(
+        store.get(&id).await.expect("get").expect("approval").state,
+        ApprovalState::Pending
+    );
+
+    // The approver decides; the page shows the decision.
+    let (status, _) = post(
+        &olivia,
+        format!("/approvals/{id}/approve"),
+        vec![("csrf", csrf)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, html, _) = page(Some(olivia.clone()), format!("/approvals/{id}")).await;
+    assert!(html.contains("id=\"state\">approved<"), "{html}");
+    let refused: Vec<_> = env
+        .all_records()
+        .await
+        .into_iter()
+        .filter(|r| r.reason == ReasonCode::ApproverRefused)
+        .collect();
+    assert_eq!(
+        refused.len(),
+        3,
+        "bob's, amir's and sue's attempts: {refused:?}"
+    );
+    assert!(refused.iter().any(|r| r.subject.as_deref() == Some("bob")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_approves_in_a_real_browser_and_the_sdk_agent_retries() {
+    if !crate::peers::peers_available().await {
+        return;
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).is_file() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must run the browser test: no Chromium at {chromium} (apt-get install chromium)"
+        );
+        println!("skipped: no Chromium at {chromium}");
+        return;
+    }
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            admin: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let agent = env.token("sue", &["ticket-steward"], SCOPES);
+    let approver = page_token(&env, "olivia", &["approver"], None);
+    let mut cmd = crate::peers::node(crate::peers::peers_dir().join("approval-page.mjs"));
+    cmd.arg(&env.route)
+        .env("AGENT_TOKEN", &agent)
+        .env("APPROVER_TOKEN", &approver)
+        .env("CHROMIUM", &chromium);
+    let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+        .await
+        .expect("the browser run finishes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let steps: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        out.status.success(),
+        "steps:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<&str> = steps.iter().filter_map(|s| s["step"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "held",
+            "login form",
+            "pending list",
+            "the held call",
+            "approved",
+            "retry",
+            "summary"
+        ]
+    );
+    assert_eq!(
+        deletes(&env),
+        1,
+        "the retry reached the upstream exactly once"
+    );
+    let records = env.all_records().await;
+    let reasons: Vec<(&str, ReasonCode)> = records
+        .iter()
+        .filter(|r| r.kind == authz_types::RecordKind::Decision && r.method != "initialize")
+        .filter(|r| r.target.as_deref() == Some("delete_ticket"))
+        .map(|r| (r.method.as_str(), r.reason))
+        .collect();
+    assert!(
+        reasons.contains(&("tools/call", ReasonCode::ApprovalRequired))
+            && reasons.contains(&("tools/call", ReasonCode::ApprovalGranted)),
+        "{reasons:?}"
+    );
+    authz_test_support::eventually_async(
+        "the page's approval in the audit trail",
+        Duration::from_secs(10),
+        async || {
+            env.all_records().await.iter().any(|r| {
+                r.method == "approval/approved"
+                    && r.subject.as_deref() == Some("olivia (https://idp.test)")
+            })
+        },
+    )
+    .await;
+}
