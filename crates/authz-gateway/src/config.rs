@@ -681,6 +681,30 @@ url = "http://127.0.0.1:9200/mcp"
         let cases = [
             (GOOD.replace("127.0.0.1:0", "nowhere"), "server.listen"),
             (
+                format!("{GOOD}\n[admin]\nlisten = \"here\"\n"),
+                "admin.listen",
+            ),
+            (
+                format!("{GOOD}\n[admin]\nlisten = \"127.0.0.1:9\"\npublic_url = \"ftp://x\"\n"),
+                "admin.public_url",
+            ),
+            (
+                format!("{GOOD}\n[approvals]\napprover_roles = []\n"),
+                "approvals.approver_roles",
+            ),
+            (
+                format!("{GOOD}\n[approvals]\napprover_roles = [\"user:olivia\"]\n"),
+                "approvals.approver_roles",
+            ),
+            (
+                format!("{GOOD}\n[approvals]\npending_ttl_secs = 0\n"),
+                "approvals.pending_ttl_secs",
+            ),
+            (
+                format!("{GOOD}\n[approvals]\nmax_pending_per_principal = 0\n"),
+                "approvals.max_pending_per_principal",
+            ),
+            (
                 GOOD.replace("http://127.0.0.1:9100/mcp", "ftp://x"),
                 "upstreams[0].url",
             ),

@@ -477,6 +477,28 @@ fn scrape_time(app: &App) -> Registry {
         "Failed operations on the pin store (the pins in force stayed)",
         g(&app.pins.store_errors),
     );
+    let a = &app.approvals;
+    r.counter(
+        "authz_approvals_held",
+        "Tool calls held for an approver (answered with a new or still pending approval)",
+        g(&a.held),
+    );
+    r.counter(
+        "authz_approvals_granted",
+        "Tool calls let through on an approval (each approval once)",
+        g(&a.granted),
+    );
+    r.counter(
+        "authz_approval_decisions_audited",
+        "Approvers' decisions this replica wrote into its audit chain",
+        g(&a.decisions_audited),
+    );
+    r.counter(
+        "authz_approval_store_errors",
+        "Failed operations on the approval store (the held call failed closed, or a decision \
+         waits to be audited)",
+        g(&a.store_errors),
+    );
     tokens(
         &mut r,
         app.verifier.cache_stats(),
