@@ -1,6 +1,7 @@
 //! Integration tests of `authzctl`: every command driven through `execute` against real files,
 //! a real SQLite file and (when DATABASE_URL is set) a fresh Postgres database.
 
+mod approvals;
 mod audit;
 mod common;
 mod errors;

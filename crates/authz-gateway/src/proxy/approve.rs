@@ -50,6 +50,7 @@ pub(super) async fn gate(
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // The call's records link to the call that was held.
             let _ = ctx.first_round.set(approval.context.request_id.clone());
+            tracing::Span::current().record("decision", "allow");
             return Ok(Decision::allow(
                 ReasonCode::ApprovalGranted,
                 Some(format!(

@@ -142,7 +142,8 @@ pub(super) async fn task_owned(
     Ok(())
 }
 
-/// The decision for a classified message, returned when it allows. A denial is recorded and
+/// The decision for a classified message, returned when it allows or holds the call for an
+/// approver (`approval_required`, decided by [`super::approve::gate`]). A denial is recorded and
 /// refused (with an `insufficient_scope` challenge when scopes are missing); a decision that
 /// cannot be made fails closed, unrecorded.
 pub(super) async fn decide(
@@ -165,13 +166,10 @@ pub(super) async fn decide(
             .pins
             .refuses(up.pin_definitions, &up.name, &msg.operation)
         else {
-            if held {
-                // Nobody is asked to approve a call to a definition nobody approved.
-                let decision =
-                    super::approve::gate(app, ctx, principal, msg, &decision, stateless).await?;
-                tracing::Span::current().record("decision", decision.effect.as_str());
-                return Ok(decision);
-            }
+            // A held call (`approval_required`) is returned too: the caller checks quotas and
+            // the in-flight limit before an approval is used or created (see
+            // `super::approve::gate`). Nobody is asked to approve a call to a definition nobody
+            // approved: the pin check above comes first.
             return Ok(decision);
         };
         // Allowed by policy, but what the agent would call is not what was approved.

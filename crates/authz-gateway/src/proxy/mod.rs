@@ -157,6 +157,13 @@ async fn post(
     let bytes = approve::without_own_response(&msg, bytes);
     authorize::within_quota(app, ctx, principal, op, id.clone()).await?;
     let permit = authorize::admit(app, ctx, principal, op, id.clone()).await?;
+    // Held for an approver: an approval is used (or the call held) only once the call is within
+    // its quotas and limits, so a refusal there does not spend the approver's yes.
+    let decision = if decision.reason == ReasonCode::ApprovalRequired {
+        approve::gate(app, ctx, principal, &msg, &decision, stateless).await?
+    } else {
+        decision
+    };
     let mut outcome = record::commit_decision(app, ctx, principal, op, &decision).await?;
     app.metrics.allowed.inc();
 

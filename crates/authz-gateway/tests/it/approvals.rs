@@ -1,7 +1,8 @@
 //! Approval rules end to end against the demo upstream: `delete_ticket` is held for the
 //! steward (`p, ticket-steward, …, delete_ticket, call, approve`), a pending approval is
-//! created once however often the agent retries, and after an approver's yes (through
-//! `authzctl approvals approve`) the identical call goes through exactly once; a reused,
+//! created once however often the agent retries, and after an approver's yes (the store call
+//! `authzctl approvals approve` makes; the page in a real browser below) the identical call
+//! goes through exactly once; a reused,
 //! expired or argument-changed approval does not let a call through; a rejection refuses
 //! identical calls; each step is in the audit trail. The answer has the form each protocol
 //! version's clients act on: an `input_required` URL elicitation (2026-07-28) or the "URL
@@ -78,18 +79,20 @@ fn deletes(env: &harness::Env) -> usize {
         .count()
 }
 
-/// Runs `authzctl` in-process against the gateway's store.
-async fn authzctl(env: &harness::Env, args: &[&str]) -> String {
-    use clap::Parser as _;
-    let mut argv = vec!["authzctl"];
-    argv.extend_from_slice(args);
-    argv.extend_from_slice(&["--database-url", &env.audit_url]);
-    let cli = authz_admin::Cli::try_parse_from(&argv).expect("authzctl arguments");
-    let mut out = Vec::new();
-    authz_admin::execute(cli, &mut out)
+/// The store's approver commands, as `authzctl approvals` runs them (tested on the command
+/// line in authz-admin: the gateway's crate may not link the CLI).
+async fn store(env: &harness::Env) -> ApprovalStore {
+    ApprovalStore::connect(&env.audit_url)
         .await
-        .unwrap_or_else(|e| panic!("authzctl {args:?}: {e:#}"));
-    String::from_utf8(out).expect("utf-8")
+        .expect("approval store")
+}
+
+async fn approve(env: &harness::Env, id: &str, actor: &str, use_within_ms: i64) {
+    store(env)
+        .await
+        .approve(id, actor, use_within_ms, authz_types::now_unix_ms())
+        .await
+        .expect("approve");
 }
 
 async fn decision_record(env: &harness::Env, request_id: &str) -> authz_types::AuditRecord {
@@ -101,7 +104,7 @@ async fn decision_record(env: &harness::Env, request_id: &str) -> authz_types::A
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_call_goes_through_exactly_once_after_an_approval_on_the_cli() {
+async fn a_held_call_goes_through_exactly_once_after_an_approval() {
     let env = harness::start_with(
         AuditBackend::Sqlite,
         Options {
@@ -154,25 +157,18 @@ async fn a_held_call_goes_through_exactly_once_after_an_approval_on_the_cli() {
         v["result"]["inputRequests"]["authz_gateway_approval"]["params"]["elicitationId"],
         id.as_str()
     );
-    let listed = authzctl(&env, &["approvals", "list", "--output", "json"]).await;
-    let listed: Value = serde_json::from_str(&listed).expect("json");
-    assert_eq!(
-        listed["approvals"].as_array().map(Vec::len),
-        Some(1),
-        "{listed}"
-    );
-    assert_eq!(listed["approvals"][0]["arguments"], json!({"id": 1}));
-    let shown = authzctl(&env, &["approvals", "show", &id]).await;
-    assert!(
-        shown.contains("delete_ticket") && shown.contains("sue"),
-        "{shown}"
-    );
-
-    let approved = authzctl(&env, &["approvals", "approve", &id, "--actor", "olivia"]).await;
-    assert!(
-        approved.starts_with(&format!("approved {id}")),
-        "{approved}"
-    );
+    let listed = store(&env)
+        .await
+        .list(
+            &authz_rbac::ApprovalFilter::default(),
+            authz_types::now_unix_ms(),
+        )
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].context.arguments.as_deref(), Some(r#"{"id":1}"#));
+    assert_eq!(listed[0].context.roles, ["ticket-steward"]);
+    approve(&env, &id, "olivia", 300_000).await;
 
     // The retry with other arguments is not what was approved: held anew.
     let (_, v, _) = delete_stateless(&env, &sue, json!({"id": 2}), None).await;
@@ -210,7 +206,7 @@ async fn a_held_call_goes_through_exactly_once_after_an_approval_on_the_cli() {
             .is_some_and(|r| r.contains(&id) && r.contains("olivia")),
         "{granted:?}"
     );
-    let store = ApprovalStore::connect(&env.audit_url).await.expect("store");
+    let store = store(&env).await;
     let used = store.get(&id).await.expect("get").expect("approval");
     assert_eq!(used.state, ApprovalState::Used);
     assert_eq!(used.used_request_id.as_deref(), Some(granted_rid.as_str()));
@@ -282,22 +278,33 @@ async fn older_clients_get_url_elicitation_required_and_rejections_expiry_and_ca
     assert_eq!(held.jsonrpc_error, Some(-32042));
 
     // Rejected: identical calls are refused (403 approval_rejected) and nothing is forwarded.
-    authzctl(
-        &env,
-        &[
-            "approvals",
-            "reject",
+    store(&env)
+        .await
+        .reject(
             &id,
-            "--reason",
-            "no",
-            "--actor",
             "olivia",
-        ],
-    )
-    .await;
+            Some("no"),
+            900_000,
+            authz_types::now_unix_ms(),
+        )
+        .await
+        .expect("reject");
     let (status, v, rid) = delete_legacy(&env, &sue, 1).await;
     assert_eq!(status, 403, "{v}");
     assert_eq!(v["error"]["data"]["reason"], "approval_rejected");
+    authz_test_support::eventually_async(
+        "the rejection's audit record",
+        Duration::from_secs(10),
+        async || {
+            env.all_records().await.iter().any(|r| {
+                r.method == "approval/rejected"
+                    && r.reason == ReasonCode::ApprovalRejected
+                    && r.decision == Effect::Deny
+                    && r.subject.as_deref() == Some("olivia")
+            })
+        },
+    )
+    .await;
     assert_eq!(
         decision_record(&env, &rid).await.reason,
         ReasonCode::ApprovalRejected
@@ -309,11 +316,7 @@ async fn older_clients_get_url_elicitation_required_and_rejections_expiry_and_ca
         .as_str()
         .expect("id")
         .to_owned();
-    authzctl(
-        &env,
-        &["approvals", "approve", &second, "--use-within-secs", "1"],
-    )
-    .await;
+    approve(&env, &second, "olivia", 1_000).await;
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let (_, v, _) = delete_legacy(&env, &sue, 2).await;
     assert_eq!(v["error"]["code"], -32042, "{v}");
@@ -351,6 +354,51 @@ async fn older_clients_get_url_elicitation_required_and_rejections_expiry_and_ca
         "{v}"
     );
     assert_eq!(deletes(&env), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_its_quota_does_not_spend_the_approval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let quotas = dir.path().join("quotas.toml");
+    std::fs::write(
+        &quotas,
+        "[[quota]]\nname = \"deletes\"\nmethods = [\"tools/call\"]\ntargets = [\"delete_*\"]\n\
+         rate = 1\nper = \"hour\"\nburst = 2\n",
+    )
+    .expect("write quotas");
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            quotas_file: Some(quotas),
+            ..Options::default()
+        },
+    )
+    .await;
+    let sue = env.token("sue", &["ticket-steward"], SCOPES);
+    // The held call spends one token of the burst of two, and a second held try the other.
+    let (_, v, _) = delete_legacy(&env, &sue, 1).await;
+    let id = v["error"]["data"]["approvalId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, v, _) = delete_legacy(&env, &sue, 1).await;
+    assert_eq!(v["error"]["data"]["approvalId"], id.as_str());
+    approve(&env, &id, "olivia", 300_000).await;
+    // Over the quota: refused 429 before the approval is looked at; it stays usable.
+    let (status, v, rid) = delete_legacy(&env, &sue, 1).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(
+        decision_record(&env, &rid).await.reason,
+        ReasonCode::QuotaExceeded
+    );
+    let kept = store(&env)
+        .await
+        .get(&id)
+        .await
+        .expect("get")
+        .expect("approval");
+    assert_eq!(kept.state, ApprovalState::Approved);
+    assert_eq!(deletes(&env), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,7 +571,7 @@ async fn the_page_lets_only_an_approver_of_the_tenant_decide_others_calls() {
         csrf,
         "the test derives the value as the page does"
     );
-    let store = ApprovalStore::connect(&env.audit_url).await.expect("store");
+    let store = store(&env).await;
     assert_eq!(
         store.get(&id).await.expect("get").expect("approval").state,
         ApprovalState::Pending
