@@ -42,15 +42,20 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Serves the admin listener until `shutdown` resolves.
+/// The largest form the page accepts (a pasted token, a reason).
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Serves the admin listener until `shutdown` resolves, through the same accept loop as the
+/// agents' listener (request-head deadline, idle deadline, connection caps), with its own
+/// connection counters.
 pub async fn serve_admin(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, admin_router(app))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = app.config.connections;
+    let router = admin_router(app).layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES));
+    crate::connections::serve(listener, router, limits, Arc::default(), shutdown).await;
     Ok(())
 }
 

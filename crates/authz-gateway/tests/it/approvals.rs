@@ -505,6 +505,15 @@ async fn the_page_lets_only_an_approver_of_the_tenant_decide_others_calls() {
     assert_eq!(status, 403);
     assert!(!html.contains("delete_ticket"), "{html}");
 
+    // An oversized form is refused before anything reads it.
+    let resp = http
+        .post(format!("{admin}/login"))
+        .form(&[("token", "x".repeat(100_000))])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 413);
+
     // An approver of the tenant sees the call, its arguments and who asked.
     let olivia = page_token(&env, "olivia", &["approver"], None);
     let (status, html, _) = page(Some(olivia.clone()), "/approvals".into()).await;
@@ -685,4 +694,74 @@ async fn an_approver_approves_in_a_real_browser_and_the_sdk_agent_retries() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(authz_postgres), ignore = "needs Postgres: run cargo xtask test")]
+async fn an_approval_held_on_one_replica_is_used_once_on_another() {
+    let db = authz_test_support::TestDatabase::postgres().await;
+    let with_page = || Options {
+        admin: true,
+        ..Options::default()
+    };
+    let a = harness::start_with(AuditBackend::Postgres(db.url().to_owned()), with_page()).await;
+    let b = harness::start_with(
+        AuditBackend::Postgres(db.url().to_owned()),
+        Options {
+            admin: true,
+            upstream_url: Some(a.upstream.url()),
+            public_url: Some(a.base.clone()),
+            keys: Some((a.private_jwk.clone(), a.jwks_path.clone())),
+            ..Options::default()
+        },
+    )
+    .await;
+    let sue = a.token("sue", &["ticket-steward"], SCOPES);
+    let (_, v, first) = delete_stateless(&a, &sue, json!({"id": 3}), None).await;
+    let id = v["result"]["inputRequests"]["authz_gateway_approval"]["params"]["elicitationId"]
+        .as_str()
+        .expect("held on a")
+        .to_owned();
+    // b knows the same pending approval.
+    let (_, v, _) = delete_stateless(&b, &sue, json!({"id": 3}), None).await;
+    assert_eq!(
+        v["result"]["inputRequests"]["authz_gateway_approval"]["params"]["elicitationId"],
+        id.as_str()
+    );
+    approve(&a, &id, "olivia", 300_000).await;
+    let (status, v, granted) = delete_stateless(&b, &sue, json!({"id": 3}), None).await;
+    assert_eq!(
+        (status, &v["result"]["resultType"]),
+        (200, &json!("complete")),
+        "{v}"
+    );
+    let (_, v, _) = delete_stateless(&a, &sue, json!({"id": 3}), None).await;
+    assert_eq!(
+        v["result"]["resultType"], "input_required",
+        "used up on b: {v}"
+    );
+    assert_eq!(deletes(&a), 1);
+    let rec = decision_record(&a, &granted).await;
+    assert_eq!(rec.reason, ReasonCode::ApprovalGranted);
+    assert_eq!(rec.first_round_request_id.as_deref(), Some(first.as_str()));
+    // The decision is written into exactly one replica's chain.
+    authz_test_support::eventually_async(
+        "the approval's audit record",
+        Duration::from_secs(10),
+        async || {
+            a.all_records()
+                .await
+                .iter()
+                .any(|r| r.method == "approval/approved")
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let written = a
+        .all_records()
+        .await
+        .into_iter()
+        .filter(|r| r.method == "approval/approved")
+        .count();
+    assert_eq!(written, 1);
 }
