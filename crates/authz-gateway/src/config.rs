@@ -230,6 +230,24 @@ pub struct Upstream {
     pub input_requests: Vec<InputRule>,
     /// Pinned definitions (see [`crate::pins`]).
     pub pin_definitions: crate::pins::PinMode,
+    /// The identity assertion sent upstream, if any (see [`crate::identity`]).
+    pub identity_assertion: Option<IdentityAssertion>,
+}
+
+/// A validated [`raw::RawIdentityAssertion`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityAssertion {
+    pub header: axum::http::HeaderName,
+    pub lifetime_secs: i64,
+    pub audience: String,
+}
+
+/// A validated [`raw::RawIdentity`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub signing_key_file: PathBuf,
+    pub jwks_file: PathBuf,
+    pub issuer: String,
 }
 
 /// A validated [`raw::RawInputRule`].
@@ -286,6 +304,8 @@ pub struct Config {
     pub token_exchange: Option<TokenExchange>,
     /// The admin listener serving the approval page, if any.
     pub admin: Option<Admin>,
+    /// The identity issuer signing assertions for upstreams, if configured.
+    pub identity: Option<Identity>,
     pub approvals: Approvals,
 }
 
@@ -350,6 +370,7 @@ impl Config {
             &upstreams,
         )?;
         let (admin, approvals) = validate::approvals(raw.admin, raw.approvals, server.listen)?;
+        let identity = validate::identity(raw.identity, &server.public_url, &upstreams)?;
         Ok(Config {
             own: OwnAddress::new(server.listen, &server.public_url),
             listen: server.listen,
@@ -380,6 +401,7 @@ impl Config {
             token_exchange,
             admin,
             approvals,
+            identity,
         })
     }
 }
@@ -680,6 +702,29 @@ url = "http://127.0.0.1:9200/mcp"
     fn mistakes_name_their_key() {
         let cases = [
             (GOOD.replace("127.0.0.1:0", "nowhere"), "server.listen"),
+            (
+                format!("{GOOD}identity_assertion = {{}}\n"),
+                "upstreams[0].identity_assertion",
+            ),
+            (
+                format!("{GOOD}identity_assertion = {{ header = \"Authorization\" }}\n"),
+                "upstreams[0].identity_assertion.header",
+            ),
+            (
+                format!("{GOOD}identity_assertion = {{ header = \"mcp-name\" }}\n"),
+                "upstreams[0].identity_assertion.header",
+            ),
+            (
+                format!("{GOOD}identity_assertion = {{ lifetime_secs = 3600 }}\n"),
+                "upstreams[0].identity_assertion.lifetime_secs",
+            ),
+            (
+                format!(
+                    "{GOOD}identity_assertion = {{}}\n[identity]\nsigning_key_file = \"/nope\"\n\
+                     jwks_file = \"/nope\"\n"
+                ),
+                "identity.signing_key_file",
+            ),
             (
                 format!("{GOOD}\n[admin]\nlisten = \"here\"\n"),
                 "admin.listen",

@@ -26,6 +26,7 @@ mod exchange;
 mod filter;
 #[doc(hidden)]
 pub mod fuzzing;
+mod identity;
 mod input_requests;
 mod limits;
 mod metrics;
@@ -106,6 +107,8 @@ pub struct App {
     pub(crate) pins: Arc<pins::Pins>,
     /// Calls held for an approver (see [`approvals`]).
     pub(crate) approvals: Arc<approvals::Approvals>,
+    /// Signs identity assertions for upstreams (see [`identity`]), when configured.
+    pub(crate) identity: Option<identity::IdentityIssuer>,
     /// The gateway's own address as actually bound by [`serve`] (the configured one until then).
     own: std::sync::OnceLock<config::OwnAddress>,
     /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
@@ -214,6 +217,12 @@ impl App {
         )
         .await
         .context("loading the pinned definitions")?;
+        let identity = config
+            .identity
+            .as_ref()
+            .map(identity::IdentityIssuer::load)
+            .transpose()
+            .context("loading the identity key")?;
         // So do approvals of held calls.
         let approvals = approvals::Approvals::start(
             authz_rbac::ApprovalStore::connect(&config.audit_database_url)
@@ -329,6 +338,7 @@ impl App {
             tool_schemas: Arc::default(),
             pins,
             approvals,
+            identity,
             own: std::sync::OnceLock::new(),
             quotas,
             quota_watch,
@@ -430,6 +440,7 @@ pub fn router(app: Arc<App>) -> Router {
             get(root_resource_metadata),
         )
         .route("/token", axum::routing::post(exchange::token))
+        .route("/.well-known/jwks.json", get(identity_jwks))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::handler))
@@ -479,6 +490,21 @@ pub async fn serve(
         Err(e) => tracing::error!(error = %e, "draining the audit writer failed"),
     }
     Ok(())
+}
+
+/// The public keys of the gateway's identity assertions (404 without `[identity]`).
+async fn identity_jwks(State(app): State<Arc<App>>) -> Response {
+    match &app.identity {
+        Some(identity) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+            ],
+            identity.jwks().to_owned(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 fn metadata_for(app: &App, up: &Upstream) -> Response {

@@ -314,6 +314,7 @@ async fn list_page(
         &headers,
         Some(serde_json::to_vec(&body).map_err(|e| e.to_string())?.into()),
         false,
+        None,
     )
     .await
     .map_err(|e| format!("HTTP {}", e.status.as_u16()))?;

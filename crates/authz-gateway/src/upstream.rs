@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use authz_types::Principal;
 use axum::http::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
@@ -225,6 +226,7 @@ pub(crate) async fn forward(
     headers: &HeaderMap,
     body: Option<bytes::Bytes>,
     custom_headers: bool,
+    identity: Option<(&Principal, &str)>,
 ) -> Result<reqwest::Response, ApiError> {
     let upstream_error = |refusal: Refusal| {
         app.metrics.upstream_errors.inc();
@@ -257,6 +259,24 @@ pub(crate) async fn forward(
         Err(e) => {
             tracing::error!(error = %e, upstream = %up.name, "cannot obtain the gateway's upstream credential");
             return Err(upstream_error(Refusal::UpstreamCredentialsUnavailable));
+        }
+    }
+    // Who is calling, for an upstream that does per-user work: the gateway's signed assertion,
+    // never the agent's token. Without it the request does not leave.
+    if let (Some(route), Some((principal, request_id))) = (&up.identity_assertion, identity) {
+        let signed = app
+            .identity
+            .as_ref()
+            .ok_or(authz_token::Error::InvalidMintRequest {
+                problem: "no identity key is loaded",
+            })
+            .and_then(|issuer| issuer.assertion(route, principal, request_id));
+        match signed {
+            Ok(value) => req = req.header(route.header.clone(), value),
+            Err(e) => {
+                tracing::error!(error = %e, upstream = %up.name, "cannot sign the identity assertion");
+                return Err(upstream_error(Refusal::UpstreamCredentialsUnavailable));
+            }
         }
     }
     if let Some(b) = body {

@@ -93,7 +93,8 @@
 // The modules in layers, lowest first. Each refers (by a `crate::` path, directly or through a
 // re-export below) only to modules before it, so the module graph has no cycle; the root's own
 // items (`Error`) sit below them all. tests/it/layering.rs checks this order:
-// error, json, b64, rules, keys, config, cache, jwks, revocation, verify, mint, exchange
+// error, json, b64, rules, keys, config, cache, jwks, revocation, verify, mint, exchange, assertion
+mod assertion;
 mod b64;
 mod cache;
 mod config;
@@ -109,6 +110,7 @@ mod verify;
 
 use std::path::PathBuf;
 
+pub use assertion::{ASSERTION_TYPE, AssertionRequest};
 pub use cache::CacheStats;
 pub use config::{IssuerConfig, JwksFetchConfig, VerifierConfig};
 pub use error::TokenError;

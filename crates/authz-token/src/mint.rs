@@ -229,11 +229,20 @@ impl Signer {
         self.sign_claims(req.claims(now)?)
     }
 
-    /// Signs an already validated claims set.
+    /// Signs an already validated claims set as an access token (`typ` `at+jwt`).
     pub(crate) fn sign_claims(&self, claims: Map<String, Value>) -> Result<String, Error> {
+        self.sign_claims_typed(claims, "at+jwt")
+    }
+
+    /// Signs an already validated claims set with the header `typ` given.
+    pub(crate) fn sign_claims_typed(
+        &self,
+        claims: Map<String, Value>,
+        typ: &str,
+    ) -> Result<String, Error> {
         let payload = JwtPayload::from_map(claims).map_err(|source| Error::Sign { source })?;
         let mut header = JwsHeader::new();
-        header.set_token_type("at+jwt");
+        header.set_token_type(typ);
         header.set_key_id(self.kid.clone());
         let token = josekit::jwt::encode_with_signer(&payload, &header, self.signer.as_ref())
             .map_err(|source| Error::Sign { source })?;

@@ -37,6 +37,9 @@ pub struct RawConfig {
     pub token_exchange: Option<RawTokenExchange>,
     /// The admin listener (the approval page); unset: none.
     pub admin: Option<RawAdmin>,
+    /// The key signing identity assertions for upstreams; needed by a route's
+    /// `identity_assertion`.
+    pub identity: Option<RawIdentity>,
     #[serde(default)]
     pub approvals: RawApprovals,
 }
@@ -392,6 +395,43 @@ pub struct RawUpstream {
     /// (see [`crate::pins`]): `trust_on_first_use` (default), `strict` or `off`.
     #[serde(default)]
     pub pin_definitions: crate::pins::PinMode,
+    /// Send the upstream a short-lived assertion of who is calling, signed by the gateway
+    /// (`[identity]`); unset: none.
+    pub identity_assertion: Option<RawIdentityAssertion>,
+}
+
+/// A route's identity assertion (see [`crate::identity`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityAssertion {
+    /// The request header carrying it.
+    #[serde(default = "default_assertion_header")]
+    pub header: String,
+    /// Its lifetime in seconds (never past the agent token's own expiry).
+    #[serde(default = "default_assertion_lifetime_secs")]
+    pub lifetime_secs: i64,
+    /// Its `aud`; default the upstream's URL.
+    pub audience: Option<String>,
+}
+
+fn default_assertion_header() -> String {
+    "x-identity-assertion".to_owned()
+}
+fn default_assertion_lifetime_secs() -> i64 {
+    60
+}
+
+/// The gateway's identity issuer: the key that signs identity assertions for upstreams, its
+/// public JWKS (served at `/.well-known/jwks.json`) and the `iss` it writes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// The private signing key (JWK), e.g. from `authzctl keys generate`.
+    pub signing_key_file: PathBuf,
+    /// The matching public JWKS.
+    pub jwks_file: PathBuf,
+    /// `iss` of the assertions; default `<public_url>/`.
+    pub issuer: Option<String>,
 }
 
 /// One rule over the input an upstream may request (2026-07-28 `inputRequests`, and the

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::raw::{
-    AuditMode, DEFAULT_POLICY_FILE, RawAdmin, RawApprovals, RawAudit, RawInputRule, RawOAuth,
-    RawPolicy, RawRevocation, RawScopeRule, RawServer, RawSink, RawTokenExchange, RawUpstream,
-    SinkKind, Telemetry,
+    AuditMode, DEFAULT_POLICY_FILE, RawAdmin, RawApprovals, RawAudit, RawIdentity,
+    RawIdentityAssertion, RawInputRule, RawOAuth, RawPolicy, RawRevocation, RawScopeRule,
+    RawServer, RawSink, RawTokenExchange, RawUpstream, SinkKind, Telemetry,
 };
 use super::{
-    Admin, Approvals, AuditSink, ConfigError, Credential, InputRule, OAuthClient, Overrides,
-    PolicySource, ScopeRule, Secret, TokenExchange, Upstream,
+    Admin, Approvals, AuditSink, ConfigError, Credential, Identity, IdentityAssertion, InputRule,
+    OAuthClient, Overrides, PolicySource, ScopeRule, Secret, TokenExchange, Upstream,
 };
 use crate::scopes::Glob;
 
@@ -575,6 +575,10 @@ fn upstream(
         .map(|(g, fields)| Ok((glob(&format!("{key}.redact_arguments.{g}"), &g)?, fields)))
         .collect::<Result<_, ConfigError>>()?;
     let resource = format!("{public_url}/mcp/{}", u.name);
+    let identity_assertion = u
+        .identity_assertion
+        .map(|a| identity_assertion(&format!("{key}.identity_assertion"), a, &url))
+        .transpose()?;
     Ok(Upstream {
         name: u.name,
         url,
@@ -591,7 +595,107 @@ fn upstream(
         structured_denials: u.structured_denials,
         input_requests,
         pin_definitions: u.pin_definitions,
+        identity_assertion,
     })
+}
+
+/// Headers an identity assertion may not travel in: the gateway's own upstream credential,
+/// what it forwards or sets itself, and hop-by-hop headers.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "host",
+    "content-type",
+    "content-length",
+    "accept",
+    "connection",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "traceparent",
+    "tracestate",
+    "last-event-id",
+];
+
+fn identity_assertion(
+    key: &str,
+    a: RawIdentityAssertion,
+    url: &reqwest::Url,
+) -> Result<IdentityAssertion, ConfigError> {
+    let lower = a.header.to_ascii_lowercase();
+    let header = axum::http::HeaderName::from_bytes(lower.as_bytes())
+        .ok()
+        .filter(|_| {
+            !RESERVED_HEADERS.contains(&lower.as_str())
+                && !lower.starts_with("mcp-")
+                && !lower.starts_with(crate::param_headers::PREFIX)
+        })
+        .ok_or_else(|| {
+            ConfigError::new(
+                format!("{key}.header"),
+                format!("`{}` cannot carry the assertion", a.header),
+                "a header of its own, e.g. x-identity-assertion (not Authorization, an MCP \
+                 header or one the gateway forwards)",
+            )
+        })?;
+    if !(1..=300).contains(&a.lifetime_secs) {
+        return Err(ConfigError::new(
+            format!("{key}.lifetime_secs"),
+            format!("{} is out of range", a.lifetime_secs),
+            "1..=300 seconds: an assertion is for one call, not a session",
+        ));
+    }
+    let audience = a.audience.unwrap_or_else(|| url.to_string());
+    if audience.trim().is_empty() {
+        return Err(ConfigError::new(
+            format!("{key}.audience"),
+            "is empty",
+            "the upstream's identifier, default its URL",
+        ));
+    }
+    Ok(IdentityAssertion {
+        header,
+        lifetime_secs: a.lifetime_secs,
+        audience,
+    })
+}
+
+/// The `[identity]` section: required as soon as a route sends identity assertions.
+pub(super) fn identity(
+    raw: Option<RawIdentity>,
+    public_url: &str,
+    upstreams: &[Upstream],
+) -> Result<Option<Identity>, ConfigError> {
+    let wanted = upstreams
+        .iter()
+        .position(|u| u.identity_assertion.is_some());
+    let Some(raw) = raw else {
+        return match wanted {
+            Some(i) => Err(ConfigError::new(
+                format!("upstreams[{i}].identity_assertion"),
+                "needs the gateway's identity key",
+                "add [identity] with signing_key_file and jwks_file (authzctl keys generate)",
+            )),
+            None => Ok(None),
+        };
+    };
+    for (key, path) in [
+        ("identity.signing_key_file", &raw.signing_key_file),
+        ("identity.jwks_file", &raw.jwks_file),
+    ] {
+        if !path.is_file() {
+            return Err(ConfigError::new(
+                key,
+                format!("{} is not a readable file", path.display()),
+                "authzctl keys generate writes both",
+            ));
+        }
+    }
+    Ok(Some(Identity {
+        issuer: raw.issuer.unwrap_or_else(|| format!("{public_url}/")),
+        signing_key_file: raw.signing_key_file,
+        jwks_file: raw.jwks_file,
+    }))
 }
 
 fn input_rule(key: &str, r: RawInputRule) -> Result<InputRule, ConfigError> {

@@ -175,6 +175,7 @@ async fn post(
         headers,
         Some(bytes),
         stateless,
+        Some((principal, &ctx.request_id)),
     )
     .await
     .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
@@ -223,9 +224,17 @@ async fn stream_or_end(
     } else {
         reqwest::Method::DELETE
     };
-    let resp = forward(app, up, m, headers, None, false)
-        .await
-        .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
+    let resp = forward(
+        app,
+        up,
+        m,
+        headers,
+        None,
+        false,
+        Some((principal, &ctx.request_id)),
+    )
+    .await
+    .inspect_err(|e| outcome.failed(e.code, e.status.as_u16()))?;
     outcome.answered(resp.status().as_u16());
     let mut guard = StreamGuard::new(permit, outcome, up.max_stream);
     if method == HttpMethod::DELETE

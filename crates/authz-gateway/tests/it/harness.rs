@@ -176,6 +176,8 @@ pub(crate) struct Options {
     pub admin: bool,
     /// Extra TOML lines for `[approvals]`.
     pub approvals_extra: Option<String>,
+    /// Extra top-level TOML sections (e.g. `[identity]`).
+    pub sections_extra: Option<String>,
 }
 
 pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -234,6 +236,7 @@ pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
         .map(|l| format!("http://{}", l.local_addr().expect("admin addr")));
     let toml = format!(
         r#"
+{sections_extra}
 {admin_section}
 [approvals]
 {approvals_extra}
@@ -285,6 +288,7 @@ scopes = [
             ))
             .unwrap_or_default(),
         approvals_extra = opts.approvals_extra.as_deref().unwrap_or_default(),
+        sections_extra = opts.sections_extra.as_deref().unwrap_or_default(),
         second_upstream = if opts.second_upstream {
             format!(
                 "\n[[upstreams]]\nname = \"billing\"\nurl = \"{}\"\ncredential_env = \"TICKETS_UPSTREAM_TOKEN\"\n",

@@ -14,6 +14,7 @@ mod floods;
 mod harness;
 mod hostile;
 mod http2;
+mod identity;
 mod input_requests;
 mod live_policy;
 mod metrics;
