@@ -232,6 +232,37 @@ pub struct Upstream {
     pub pin_definitions: crate::pins::PinMode,
     /// The identity assertion sent upstream, if any (see [`crate::identity`]).
     pub identity_assertion: Option<IdentityAssertion>,
+    /// A stdio server the gateway runs (see [`crate::stdio`]); `url` is then the gateway's
+    /// own loopback bridge, set when the gateway starts.
+    pub stdio: Option<StdioSpec>,
+}
+
+/// A validated stdio upstream: what to run, with what, within which limits.
+#[derive(Clone)]
+pub struct StdioSpec {
+    /// The program, resolved to a path when the configuration loads.
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The child's whole environment: the allow-listed variables and the secrets.
+    pub env: Vec<(String, Secret)>,
+    pub cwd: Option<PathBuf>,
+    pub max_processes: usize,
+    pub max_per_principal: usize,
+    pub idle: std::time::Duration,
+    pub start_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for StdioSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StdioSpec")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("cwd", &self.cwd)
+            .field("max_processes", &self.max_processes)
+            .field("max_per_principal", &self.max_per_principal)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A validated [`raw::RawIdentityAssertion`].
@@ -699,9 +730,61 @@ url = "http://127.0.0.1:9200/mcp"
     }
 
     #[test]
+    fn a_stdio_upstream_resolves_its_program_and_keeps_only_its_environment() {
+        let text = GOOD.replace(
+            "url = \"http://127.0.0.1:9100/mcp\"\ncredential_env = \"TICKETS_TOKEN\"",
+            "command = [\"sh\", \"-c\"]\nargs = [\"exit 0\"]\nenv = [\"TICKETS_TOKEN\", \"ABSENT\"]",
+        );
+        let raw = RawConfig::from_toml(&text).expect("parses");
+        let cfg = Config::from_raw(raw, &Overrides::default(), &env).expect("valid");
+        let spec = cfg.upstreams[0].stdio.as_ref().expect("a stdio upstream");
+        assert!(spec.program.is_absolute() && spec.program.ends_with("sh"));
+        assert_eq!(spec.args, ["-c", "exit 0"]);
+        let names: Vec<&str> = spec.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["TICKETS_TOKEN"],
+            "only allow-listed variables that are set"
+        );
+        assert!(!format!("{spec:?}").contains("s3cret"));
+    }
+
+    #[test]
     fn mistakes_name_their_key() {
         let cases = [
             (GOOD.replace("127.0.0.1:0", "nowhere"), "server.listen"),
+            (
+                format!("{GOOD}command = [\"/bin/sh\"]\n"),
+                "upstreams[0].command",
+            ),
+            (
+                GOOD.replace(
+                    "url = \"http://127.0.0.1:9100/mcp\"",
+                    "command = [\"/bin/sh\"]",
+                ),
+                "upstreams[0].command",
+            ),
+            (
+                GOOD.replace(
+                    "url = \"http://127.0.0.1:9100/mcp\"\ncredential_env = \"TICKETS_TOKEN\"",
+                    "command = [\"no-such-program-here\"]",
+                ),
+                "upstreams[0].command",
+            ),
+            (
+                GOOD.replace(
+                    "url = \"http://127.0.0.1:9100/mcp\"\ncredential_env = \"TICKETS_TOKEN\"",
+                    "command = [\"/bin/sh\"]\nenv_secrets = { X = \"UNSET_VAR\" }",
+                ),
+                "upstreams[0].env_secrets.X",
+            ),
+            (
+                GOOD.replace(
+                    "url = \"http://127.0.0.1:9100/mcp\"\ncredential_env = \"TICKETS_TOKEN\"",
+                    "command = [\"/bin/sh\"]\nstdio = { max_processes = 2, max_per_principal = 3 }",
+                ),
+                "upstreams[0].stdio.max_per_principal",
+            ),
             (
                 format!("{GOOD}identity_assertion = {{}}\n"),
                 "upstreams[0].identity_assertion",

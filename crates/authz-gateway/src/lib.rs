@@ -41,6 +41,7 @@ mod request_state;
 mod scopes;
 mod sessions;
 mod shipping;
+mod stdio;
 mod stream;
 pub mod telemetry;
 mod upstream;
@@ -109,6 +110,8 @@ pub struct App {
     pub(crate) approvals: Arc<approvals::Approvals>,
     /// Signs identity assertions for upstreams (see [`identity`]), when configured.
     pub(crate) identity: Option<identity::IdentityIssuer>,
+    /// Runs the stdio upstreams (see [`stdio`]), when there are any.
+    pub(crate) stdio: Option<Arc<stdio::Bridge>>,
     /// The gateway's own address as actually bound by [`serve`] (the configured one until then).
     own: std::sync::OnceLock<config::OwnAddress>,
     /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
@@ -132,7 +135,7 @@ pub struct App {
 impl App {
     /// Loads keys, policies and the audit store. Any failure stops start-up: the gateway never
     /// serves without all three.
-    pub async fn new(config: Config) -> anyhow::Result<Arc<App>> {
+    pub async fn new(mut config: Config) -> anyhow::Result<Arc<App>> {
         let verifier = authz_token::Verifier::load(&config.verifier)
             .await
             .context("loading token verification keys")?;
@@ -239,6 +242,8 @@ impl App {
             audit_writer.chain_id(),
             &config.telemetry.service_name,
         )?;
+        // stdio routes are served by the loopback bridge; their upstream is its endpoint.
+        let stdio = stdio_bridge(&mut config, &audit_writer).await?;
         let clients = config
             .upstreams
             .iter()
@@ -339,6 +344,7 @@ impl App {
             pins,
             approvals,
             identity,
+            stdio,
             own: std::sync::OnceLock::new(),
             quotas,
             quota_watch,
@@ -479,6 +485,9 @@ pub async fn serve(
     {
         tracing::error!("outcome records still waiting for the audit queue after 10 s");
     }
+    if let Some(bridge) = &app.stdio {
+        bridge.stop_all();
+    }
     app.refusal_flusher.0.abort();
     refusals::flush(&app.refusals, &app.audit_writer).await;
     match app.audit_writer.clone().shutdown().await {
@@ -490,6 +499,36 @@ pub async fn serve(
         Err(e) => tracing::error!(error = %e, "draining the audit writer failed"),
     }
     Ok(())
+}
+
+/// Starts the stdio bridge for the configuration's stdio routes (none: `None`) and points
+/// those routes at it, with its secret as the gateway's credential.
+async fn stdio_bridge(
+    config: &mut Config,
+    audit: &authz_audit::AuditWriter,
+) -> anyhow::Result<Option<Arc<stdio::Bridge>>> {
+    let routes: Vec<_> = config
+        .upstreams
+        .iter()
+        .filter_map(|u| u.stdio.clone().map(|s| (u.name.clone(), s)))
+        .collect();
+    if routes.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the stdio bridge on a loopback port")?;
+    let addr = listener
+        .local_addr()
+        .context("the stdio bridge's address")?;
+    let bridge = stdio::Bridge::new(routes, audit);
+    bridge.serve(listener);
+    for u in config.upstreams.iter_mut().filter(|u| u.stdio.is_some()) {
+        u.url = reqwest::Url::parse(&format!("http://{addr}/stdio/{}", u.name))
+            .context("the stdio bridge's URL")?;
+        u.credential = config::Credential::Bearer(config::Secret::new(bridge.secret().to_owned()));
+    }
+    Ok(Some(bridge))
 }
 
 /// The public keys of the gateway's identity assertions (404 without `[identity]`).

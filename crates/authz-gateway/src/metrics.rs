@@ -477,6 +477,9 @@ fn scrape_time(app: &App) -> Registry {
         "Failed operations on the pin store (the pins in force stayed)",
         g(&app.pins.store_errors),
     );
+    if let Some(bridge) = &app.stdio {
+        stdio(&mut r, bridge);
+    }
     let a = &app.approvals;
     r.counter(
         "authz_approvals_held",
@@ -682,6 +685,37 @@ fn shipping(r: &mut Scrape, sinks: &[crate::shipping::RunningSink]) {
         "authz_audit_ship_chains",
         "Chains this replica ships to the sink (holds the lease of)",
         chains,
+    );
+}
+
+/// The stdio routes' processes: running now, started and ended, per route (names from the
+/// configuration).
+fn stdio(r: &mut Scrape, bridge: &crate::stdio::Bridge) {
+    let running = Family::<[(&'static str, String); 1], Gauge>::default();
+    let started = Family::<[(&'static str, String); 1], Counter>::default();
+    let exited = Family::<[(&'static str, String); 1], Counter>::default();
+    for (route, now, s, e) in bridge.processes() {
+        let label = [("route", route)];
+        running
+            .get_or_create(&label)
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
+        started.get_or_create(&label).inc_by(s as u64);
+        exited.get_or_create(&label).inc_by(e as u64);
+    }
+    r.0.register(
+        "authz_stdio_processes",
+        "stdio server processes running now (one per MCP session)",
+        running,
+    );
+    r.0.register(
+        "authz_stdio_processes_started",
+        "stdio server processes started",
+        started,
+    );
+    r.0.register(
+        "authz_stdio_processes_exited",
+        "stdio server processes ended (exited, crashed, idle or ended with their session)",
+        exited,
     );
 }
 

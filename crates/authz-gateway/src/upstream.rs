@@ -261,6 +261,18 @@ pub(crate) async fn forward(
             return Err(upstream_error(Refusal::UpstreamCredentialsUnavailable));
         }
     }
+    // A stdio route's bridge keeps each principal's processes apart.
+    if up.stdio.is_some()
+        && let Some((principal, _)) = identity
+    {
+        req = req.header(
+            crate::stdio::OWNER_HEADER,
+            crate::stdio::owner_key(principal),
+        );
+        if let Ok(subject) = axum::http::HeaderValue::from_str(&principal.subject) {
+            req = req.header(crate::stdio::SUBJECT_HEADER, subject);
+        }
+    }
     // Who is calling, for an upstream that does per-user work: the gateway's signed assertion,
     // never the agent's token. Without it the request does not leave.
     if let (Some(route), Some((principal, request_id))) = (&up.identity_assertion, identity) {

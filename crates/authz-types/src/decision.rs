@@ -166,6 +166,10 @@ reason_codes! {
     /// Someone tried to decide an approval they may not: without an approver role, in another
     /// tenant, or their own call.
     ApproverRefused => "approver_refused",
+    /// A stdio upstream's process started for a session (the record of the start).
+    ProcessStarted => "process_started",
+    /// A stdio upstream's process ended: exited, crashed, idle, or ended with its session.
+    ProcessExited => "process_exited",
 }
 
 impl std::fmt::Display for ReasonCode {

@@ -353,7 +353,27 @@ pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_SECS: u64 = 300;
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub name: String,
+    /// The upstream's Streamable HTTP endpoint; or `command` for a stdio server.
+    #[serde(default)]
     pub url: String,
+    /// A local MCP server speaking stdio: the program and its first arguments. The gateway
+    /// starts it (one process per MCP session) and serves it at `/mcp/<name>`.
+    pub command: Option<Vec<String>>,
+    /// More arguments after `command`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Names of the gateway's environment variables the child may see (nothing else is
+    /// passed on).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Secrets for the child: its variable name → the gateway's variable holding the value.
+    #[serde(default)]
+    pub env_secrets: BTreeMap<String, String>,
+    /// The child's working directory; default the gateway's.
+    pub cwd: Option<PathBuf>,
+    /// Limits of a stdio server's processes.
+    #[serde(default)]
+    pub stdio: RawStdio,
     /// Name of an environment variable holding the gateway's own bearer credential upstream.
     pub credential_env: Option<String>,
     /// Path of a file holding that credential.
@@ -398,6 +418,48 @@ pub struct RawUpstream {
     /// Send the upstream a short-lived assertion of who is calling, signed by the gateway
     /// (`[identity]`); unset: none.
     pub identity_assertion: Option<RawIdentityAssertion>,
+}
+
+/// Limits of a stdio upstream's processes (see [`crate::stdio`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStdio {
+    /// Processes of this route at once (each MCP session has its own).
+    #[serde(default = "default_stdio_max_processes")]
+    pub max_processes: usize,
+    /// Processes one principal may hold at once.
+    #[serde(default = "default_stdio_max_per_principal")]
+    pub max_per_principal: usize,
+    /// A process with nothing in flight and no open stream for this long is stopped.
+    #[serde(default = "default_stdio_idle_secs")]
+    pub idle_secs: u64,
+    /// How long a new process may take to answer `initialize`.
+    #[serde(default = "default_stdio_start_timeout_secs")]
+    pub start_timeout_secs: u64,
+}
+
+impl Default for RawStdio {
+    fn default() -> Self {
+        Self {
+            max_processes: default_stdio_max_processes(),
+            max_per_principal: default_stdio_max_per_principal(),
+            idle_secs: default_stdio_idle_secs(),
+            start_timeout_secs: default_stdio_start_timeout_secs(),
+        }
+    }
+}
+
+fn default_stdio_max_processes() -> usize {
+    16
+}
+fn default_stdio_max_per_principal() -> usize {
+    4
+}
+fn default_stdio_idle_secs() -> u64 {
+    300
+}
+fn default_stdio_start_timeout_secs() -> u64 {
+    10
 }
 
 /// A route's identity assertion (see [`crate::identity`]).

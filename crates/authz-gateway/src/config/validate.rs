@@ -14,7 +14,7 @@ use super::raw::{
 };
 use super::{
     Admin, Approvals, AuditSink, ConfigError, Credential, Identity, IdentityAssertion, InputRule,
-    OAuthClient, Overrides, PolicySource, ScopeRule, Secret, TokenExchange, Upstream,
+    OAuthClient, Overrides, PolicySource, ScopeRule, Secret, StdioSpec, TokenExchange, Upstream,
 };
 use crate::scopes::Glob;
 
@@ -484,7 +484,7 @@ const MAX_TIMEOUT_SECS: u64 = 3600;
 /// One `[[upstreams]]` entry; `key` is its path, e.g. `upstreams[1]`.
 fn upstream(
     key: &str,
-    u: RawUpstream,
+    mut u: RawUpstream,
     public_url: &str,
     default_mode: AuditMode,
     env: Env<'_>,
@@ -496,13 +496,24 @@ fn upstream(
             "use letters, digits, '-' and '_'",
         ));
     }
-    let url = http_url(&u.url).ok_or_else(|| {
-        ConfigError::new(
-            format!("{key}.url"),
-            format!("`{}` is not an http(s) URL", u.url),
-            "e.g. http://127.0.0.1:9100/mcp",
-        )
-    })?;
+    let stdio = match u.command.take() {
+        Some(command) => Some(stdio_spec(key, command, &mut u, env)?),
+        None => None,
+    };
+    let url = if stdio.is_some() {
+        // Replaced by the gateway's loopback bridge when it starts (see `crate::stdio`).
+        reqwest::Url::parse("http://127.0.0.1:9/mcp").map_err(|_| {
+            ConfigError::new(format!("{key}.command"), "internal URL", "report a bug")
+        })?
+    } else {
+        http_url(&u.url).ok_or_else(|| {
+            ConfigError::new(
+                format!("{key}.url"),
+                format!("`{}` is not an http(s) URL", u.url),
+                "e.g. http://127.0.0.1:9100/mcp, or command = [...] for a stdio server",
+            )
+        })?
+    };
     let bearer = secret(
         &format!("{key}.credential"),
         u.credential_env.as_deref(),
@@ -596,6 +607,122 @@ fn upstream(
         input_requests,
         pin_definitions: u.pin_definitions,
         identity_assertion,
+        stdio,
+    })
+}
+
+/// A stdio upstream's `command`, `args`, `env`, `env_secrets`, `cwd` and `stdio` limits.
+fn stdio_spec(
+    key: &str,
+    command: Vec<String>,
+    u: &mut RawUpstream,
+    env: Env<'_>,
+) -> Result<StdioSpec, ConfigError> {
+    let bad = |field: &str, problem: String, hint: &str| {
+        ConfigError::new(format!("{key}.{field}"), problem, hint.to_owned())
+    };
+    if !u.url.is_empty() {
+        return Err(bad(
+            "command",
+            "both url and command are set".into(),
+            "an upstream is either an HTTP server (url) or a stdio server (command)",
+        ));
+    }
+    if u.credential_env.is_some() || u.credential_file.is_some() || u.oauth.is_some() {
+        return Err(bad(
+            "command",
+            "a stdio server has no upstream credential".into(),
+            "give the child its secrets with env_secrets instead",
+        ));
+    }
+    let Some((program, first_args)) = command.split_first() else {
+        return Err(bad(
+            "command",
+            "is empty".into(),
+            "e.g. [\"npx\", \"server\"]",
+        ));
+    };
+    let program = resolve_program(program).ok_or_else(|| {
+        bad(
+            "command",
+            format!("`{program}` is not an executable file (nor on PATH)"),
+            "an absolute path, or a program on the gateway's PATH",
+        )
+    })?;
+    let mut child_env = Vec::new();
+    for name in &u.env {
+        if let Some(value) = env(name) {
+            child_env.push((name.clone(), Secret::new(value)));
+        }
+    }
+    for (child_var, gateway_var) in &u.env_secrets {
+        let value = env(gateway_var).filter(|v| !v.is_empty()).ok_or_else(|| {
+            bad(
+                &format!("env_secrets.{child_var}"),
+                format!("environment variable {gateway_var} is not set"),
+                "export it, or remove the entry",
+            )
+        })?;
+        child_env.retain(|(k, _)| k != child_var);
+        child_env.push((child_var.clone(), Secret::new(value)));
+    }
+    if let Some(cwd) = &u.cwd
+        && !cwd.is_dir()
+    {
+        return Err(bad(
+            "cwd",
+            format!("{} is not a directory", cwd.display()),
+            "the child's working directory",
+        ));
+    }
+    let s = &u.stdio;
+    if s.max_processes == 0 || s.max_per_principal == 0 || s.max_per_principal > s.max_processes {
+        return Err(bad(
+            "stdio.max_per_principal",
+            format!(
+                "{} per principal with {} in all",
+                s.max_per_principal, s.max_processes
+            ),
+            "1 <= max_per_principal <= max_processes",
+        ));
+    }
+    if !(1..=86_400).contains(&s.idle_secs) || !(1..=600).contains(&s.start_timeout_secs) {
+        return Err(bad(
+            "stdio.idle_secs",
+            "idle_secs or start_timeout_secs out of range".into(),
+            "idle 1..=86400 s, start-up 1..=600 s",
+        ));
+    }
+    let mut args: Vec<String> = first_args.to_vec();
+    args.append(&mut u.args);
+    Ok(StdioSpec {
+        program,
+        args,
+        env: child_env,
+        cwd: u.cwd.clone(),
+        max_processes: s.max_processes,
+        max_per_principal: s.max_per_principal,
+        idle: Duration::from_secs(s.idle_secs),
+        start_timeout: Duration::from_secs(s.start_timeout_secs),
+    })
+}
+
+/// `program` as an executable path: as given when it has a `/`, else found on the gateway's
+/// `PATH` (the child's environment has no `PATH` unless allowed, so it is resolved here).
+fn resolve_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return executable(&p).then_some(p);
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|p| executable(p))
     })
 }
 

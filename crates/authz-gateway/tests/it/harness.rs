@@ -178,6 +178,11 @@ pub(crate) struct Options {
     pub approvals_extra: Option<String>,
     /// Extra top-level TOML sections (e.g. `[identity]`).
     pub sections_extra: Option<String>,
+    /// Make `tickets` a stdio upstream running this `command` (a TOML array) instead of the
+    /// demo upstream over HTTP.
+    pub stdio_command: Option<String>,
+    /// More environment variables the configuration may read (name, value).
+    pub env_extra: Vec<(String, String)>,
 }
 
 pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
@@ -234,6 +239,19 @@ pub(crate) async fn start_with(backend: AuditBackend, opts: Options) -> Env {
     let admin_base = admin_listener
         .as_ref()
         .map(|l| format!("http://{}", l.local_addr().expect("admin addr")));
+    let credential_toml = match &opts.oauth_token_url {
+        Some(url) => format!(
+            "oauth = {{ token_url = \"{url}\", client_id = \"gateway\", client_secret_env = \"GW_CLIENT_SECRET\", scope = \"tickets\" }}"
+        ),
+        None => "credential_env = \"TICKETS_UPSTREAM_TOKEN\"".to_owned(),
+    };
+    let upstream_url = if let Some(url) = &opts.upstream_url {
+        url.clone()
+    } else if opts.dead_upstream {
+        closed_port_url().await
+    } else {
+        upstream.url()
+    };
     let toml = format!(
         r#"
 {sections_extra}
@@ -270,8 +288,7 @@ poll_interval_ms = 200
 
 [[upstreams]]
 name = "tickets"
-url = "{upstream_url}"
-{credential}
+{upstream_source}
 {upstream_extra}
 scopes = [
   {{ method = "tools/call", target = "delete_*", require = ["tickets:write"] }},
@@ -359,18 +376,9 @@ scopes = [
             .max_in_flight
             .map(|n| format!("max_in_flight_per_principal = {n}"))
             .unwrap_or_default(),
-        credential = match &opts.oauth_token_url {
-            Some(url) => format!(
-                "oauth = {{ token_url = \"{url}\", client_id = \"gateway\", client_secret_env = \"GW_CLIENT_SECRET\", scope = \"tickets\" }}"
-            ),
-            None => "credential_env = \"TICKETS_UPSTREAM_TOKEN\"".to_owned(),
-        },
-        upstream_url = if let Some(url) = &opts.upstream_url {
-            url.clone()
-        } else if opts.dead_upstream {
-            closed_port_url().await
-        } else {
-            upstream.url()
+        upstream_source = match &opts.stdio_command {
+            Some(command) => format!("command = {command}"),
+            None => format!("url = \"{upstream_url}\"\n{credential_toml}"),
         },
     );
     let raw = RawConfig::from_toml(&toml).expect("test config parses");
@@ -378,10 +386,14 @@ scopes = [
         .upstream_credential
         .unwrap_or(UPSTREAM_SECRET)
         .to_owned();
+    let env_extra = opts.env_extra.clone();
     let env = |k: &str| match k {
         "TICKETS_UPSTREAM_TOKEN" => Some(credential.clone()),
         "GW_CLIENT_SECRET" => Some("gateway-client-secret".to_owned()),
-        _ => None,
+        _ => env_extra
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone()),
     };
     let config = Config::from_raw(raw, &Overrides::default(), &env).expect("test config validates");
     let gateway = Serving::start_with_admin(config, listener, admin_listener).await;

@@ -28,6 +28,7 @@ mod proxy;
 mod quotas;
 mod replicas;
 mod shipping;
+mod stdio;
 mod tasks;
 mod telemetry;
 mod tls;

@@ -1,0 +1,692 @@
+//! stdio upstreams: local MCP servers the gateway runs as child processes and serves at
+//! `/mcp/<name>` like any other route, with the same authentication, policy, audit and list
+//! filtering.
+//!
+//! The pipeline forwards to every upstream over Streamable HTTP, so a stdio route's upstream is
+//! a bridge inside the gateway: an HTTP endpoint on a loopback port (`/stdio/<route>`) that only
+//! the gateway can use (a random bearer secret per process) and that speaks MCP to its children
+//! over stdin and stdout, one JSON-RPC message per line.
+//!
+//! **Sharing.** A stdio server is single-client by nature, so each MCP session gets its own
+//! process: `initialize` starts one (its answer carries the session id the bridge made up),
+//! the session's requests go to it, `DELETE` (or idle reaping, or the process's exit) ends it.
+//! The gateway binds every session id to the principal that initialized it, so one process
+//! never serves two principals; the bridge checks it again (the owner header the gateway
+//! sends). 2026-07-28 stateless calls are not bridged yet: they are refused with a clear error.
+//!
+//! **Limits.** Processes per route and per principal (`stdio.max_processes`,
+//! `max_per_principal`: over one, `initialize` is answered 503); a process with nothing in
+//! flight and no open stream for `idle_secs` is stopped; a process that does not answer
+//! `initialize` within `start_timeout_secs` is killed (502). After a process dies soon after
+//! starting, new ones for the route wait out a backoff (1 s, doubling to 30 s), answered 503
+//! meanwhile. When a process dies, its in-flight calls are answered 502 (and get their outcome
+//! record as any upstream failure does); its session is gone (404), so the client starts over.
+//!
+//! **What the child gets.** An environment built only from the route's `env` allow-list and
+//! `env_secrets`, never the gateway's own; its stderr goes to the gateway's log with the route
+//! name. Messages it sends on its own (notifications, requests to the client) go to the
+//! session's `GET` stream when one is open; a request to the client with no stream to carry it
+//! is answered with a JSON-RPC error so the child never waits forever. Process start and exit
+//! are audited (`process/start`, `process/exit`, the session as session id).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use authz_types::{AuditRecord, Effect, ReasonCode};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::StdioSpec;
+
+/// The header carrying the principal's owner key from the gateway to the bridge.
+pub(crate) const OWNER_HEADER: &str = "x-authz-owner";
+/// The header carrying the principal's subject, for the process records.
+pub(crate) const SUBJECT_HEADER: &str = "x-authz-subject";
+/// The longest line a child may write (one JSON-RPC message).
+const MAX_LINE: u64 = 16 * 1024 * 1024;
+/// Messages a child sent on its own, waiting for the session's `GET` stream.
+const UNSOLICITED_QUEUE: usize = 256;
+/// A process that exits within this long of starting counts as a crash for the backoff.
+const CRASH_WINDOW: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The bridge of every stdio route of one gateway.
+pub(crate) struct Bridge {
+    routes: HashMap<String, Arc<Route>>,
+    secret: String,
+}
+
+impl std::fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bridge")
+            .field("routes", &self.routes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One stdio route: its spec and its running processes by session id.
+struct Route {
+    name: String,
+    spec: StdioSpec,
+    children: Mutex<HashMap<String, Arc<Child>>>,
+    /// No new process before this instant (after crashes), and the current backoff.
+    backoff: Mutex<(Option<tokio::time::Instant>, Duration)>,
+    audit: authz_audit::AuditWriter,
+    started: AtomicUsize,
+    exited: AtomicUsize,
+}
+
+/// One running process.
+struct Child {
+    session: String,
+    owner: String,
+    subject: Option<String>,
+    pid: Option<u32>,
+    stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
+    /// Requests waiting for their response, by JSON-encoded id.
+    pending: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    /// Where messages the child sends on its own go: the session's open `GET` stream.
+    stream: Mutex<Option<mpsc::Sender<Value>>>,
+    in_flight: AtomicUsize,
+    last_used_ms: AtomicI64,
+    /// Asks the supervising task to kill the process, with the reason to record.
+    kill: Mutex<Option<oneshot::Sender<&'static str>>>,
+}
+
+impl Child {
+    fn touch(&self) {
+        self.last_used_ms
+            .store(authz_types::now_unix_ms(), Ordering::Relaxed);
+    }
+
+    fn stop(&self, why: &'static str) {
+        if let Some(kill) = self
+            .kill
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            let _ = kill.send(why);
+        }
+    }
+
+    async fn write(&self, msg: &Value) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock().await;
+        stdin.write_all(&line).await?;
+        stdin.flush().await
+    }
+}
+
+/// The owner key of a principal, as the bridge compares it: a digest of issuer, subject and
+/// tenant (a header value whatever they contain).
+pub(crate) fn owner_key(p: &authz_types::Principal) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(
+        format!("{}\n{}\n{}", p.issuer, p.subject, p.tenant_or_default()).as_bytes(),
+    );
+    hex::encode(digest)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Bridge {
+    /// The bridge for `routes` (name and spec), writing process records through `audit`.
+    pub(crate) fn new(
+        routes: Vec<(String, StdioSpec)>,
+        audit: &authz_audit::AuditWriter,
+    ) -> Arc<Bridge> {
+        let secret = uuid::Uuid::new_v4().simple().to_string();
+        let routes = routes
+            .into_iter()
+            .map(|(name, spec)| {
+                let route = Arc::new(Route {
+                    name: name.clone(),
+                    spec,
+                    children: Mutex::default(),
+                    backoff: Mutex::new((None, Duration::from_secs(1))),
+                    audit: audit.clone(),
+                    started: AtomicUsize::new(0),
+                    exited: AtomicUsize::new(0),
+                });
+                (name, route)
+            })
+            .collect();
+        let bridge = Arc::new(Bridge { routes, secret });
+        tokio::spawn(reap_idle(Arc::downgrade(&bridge)));
+        bridge
+    }
+
+    /// The bearer secret the gateway presents to the bridge.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Processes running now, per route.
+    pub(crate) fn processes(&self) -> Vec<(String, usize, usize, usize)> {
+        self.routes
+            .values()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    lock(&r.children).len(),
+                    r.started.load(Ordering::Relaxed),
+                    r.exited.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    /// Serves the bridge on `listener` (a loopback port) until the gateway ends.
+    pub(crate) fn serve(self: &Arc<Self>, listener: tokio::net::TcpListener) {
+        let router = axum::Router::new()
+            .route(
+                "/stdio/{route}",
+                axum::routing::post(post).get(get).delete(delete),
+            )
+            .with_state(Arc::clone(self));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the stdio bridge stopped");
+            }
+        });
+    }
+
+    /// Stops every process (at shutdown).
+    pub(crate) fn stop_all(&self) {
+        for route in self.routes.values() {
+            for child in lock(&route.children).values() {
+                child.stop("gateway stopped");
+            }
+        }
+    }
+}
+
+fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+            .to_string(),
+    )
+        .into_response()
+}
+
+/// The route, if the request carries the bridge's secret.
+fn authorized(bridge: &Bridge, route: &str, headers: &HeaderMap) -> Option<Arc<Route>> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    let same = presented.len() == bridge.secret.len()
+        && presented
+            .bytes()
+            .zip(bridge.secret.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    same.then(|| bridge.routes.get(route).cloned()).flatten()
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The session's process, if it exists and belongs to the caller.
+fn child_of(route: &Route, headers: &HeaderMap) -> Option<Arc<Child>> {
+    let session = header_text(headers, "mcp-session-id")?;
+    let owner = header_text(headers, OWNER_HEADER)?;
+    lock(&route.children)
+        .get(&session)
+        .filter(|c| c.owner == owner)
+        .cloned()
+}
+
+async fn post(
+    State(bridge): State<Arc<Bridge>>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let Some(route) = authorized(&bridge, &route, &headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            -32700,
+            "invalid JSON",
+        );
+    };
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    if header_text(&headers, "mcp-protocol-version").as_deref() == Some("2026-07-28") {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &id,
+            -32600,
+            "this stdio server is served to session-based clients (MCP 2025-11-25); \
+             stateless 2026-07-28 calls are not bridged to stdio servers",
+        );
+    }
+    let is_request = msg.get("method").is_some() && msg.get("id").is_some();
+    if msg.get("method").and_then(Value::as_str) == Some("initialize") {
+        return initialize(&route, &headers, msg, id).await;
+    }
+    let Some(child) = child_of(&route, &headers) else {
+        return rpc_error(StatusCode::NOT_FOUND, &id, -32001, "session not found");
+    };
+    child.touch();
+    if !is_request {
+        // A notification, or the client's answer to the child's request.
+        return match child.write(&msg).await {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(_) => rpc_error(StatusCode::BAD_GATEWAY, &id, -32603, "the process is gone"),
+        };
+    }
+    match call(&child, msg, None).await {
+        Ok(answer) => json_response(&answer, None),
+        Err(status) => rpc_error(status, &id, -32603, "the stdio server failed"),
+    }
+}
+
+/// Sends request `msg` to the child and waits for its response (at most `deadline`).
+async fn call(child: &Child, msg: Value, deadline: Option<Duration>) -> Result<Value, StatusCode> {
+    let key = msg.get("id").map(Value::to_string).unwrap_or_default();
+    let (tx, rx) = oneshot::channel();
+    lock(&child.pending).insert(key.clone(), tx);
+    child.in_flight.fetch_add(1, Ordering::Relaxed);
+    // Removes the waiter however this ends (answered, failed, or the caller went away).
+    struct Waiting<'a>(&'a Child, String);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.pending).remove(&self.1);
+            self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.0.touch();
+        }
+    }
+    let _waiting = Waiting(child, key);
+    if child.write(&msg).await.is_err() {
+        return Err(StatusCode::BAD_GATEWAY);
+    }
+    let answered = match deadline {
+        Some(d) => tokio::time::timeout(d, rx)
+            .await
+            .map_err(|_| StatusCode::GATEWAY_TIMEOUT)?,
+        None => rx.await,
+    };
+    // A dropped sender means the process exited before answering.
+    answered.map_err(|_| StatusCode::BAD_GATEWAY)
+}
+
+fn json_response(answer: &Value, session: Option<&str>) -> Response {
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.to_string(),
+    )
+        .into_response();
+    if let Some(s) = session.and_then(|s| axum::http::HeaderValue::from_str(s).ok()) {
+        resp.headers_mut().insert("mcp-session-id", s);
+    }
+    resp
+}
+
+async fn initialize(route: &Arc<Route>, headers: &HeaderMap, msg: Value, id: Value) -> Response {
+    let Some(owner) = header_text(headers, OWNER_HEADER) else {
+        return rpc_error(StatusCode::BAD_REQUEST, &id, -32600, "no owner");
+    };
+    // A session re-initialized is a new process; the gateway never sends one with a session.
+    if headers.contains_key("mcp-session-id") {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            &id,
+            -32600,
+            "initialize starts a session",
+        );
+    }
+    if let (Some(until), _) = *lock(&route.backoff)
+        && tokio::time::Instant::now() < until
+    {
+        return rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &id,
+            -32603,
+            "the stdio server keeps crashing; retry later",
+        );
+    }
+    {
+        let children = lock(&route.children);
+        let mine = children.values().filter(|c| c.owner == owner).count();
+        if children.len() >= route.spec.max_processes || mine >= route.spec.max_per_principal {
+            return rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &id,
+                -32603,
+                "too many processes for this stdio server; end a session first",
+            );
+        }
+    }
+    let child = match spawn(route, owner, header_text(headers, SUBJECT_HEADER)) {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::error!(route = %route.name, error = %e, "cannot start the stdio server");
+            return rpc_error(
+                StatusCode::BAD_GATEWAY,
+                &id,
+                -32603,
+                "the stdio server did not start",
+            );
+        }
+    };
+    match call(&child, msg, Some(route.spec.start_timeout)).await {
+        Ok(answer) => json_response(&answer, Some(&child.session)),
+        Err(status) => {
+            child.stop("did not answer initialize");
+            rpc_error(status, &id, -32603, "the stdio server did not start")
+        }
+    }
+}
+
+/// Starts a process for a new session of `owner`, with the tasks that read its stdout and
+/// stderr and supervise its exit.
+fn spawn(
+    route: &Arc<Route>,
+    owner: String,
+    subject: Option<String>,
+) -> std::io::Result<Arc<Child>> {
+    let spec = &route.spec;
+    let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v.expose())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut process = cmd.spawn()?;
+    let (Some(stdin), Some(stdout), Some(stderr)) = (
+        process.stdin.take(),
+        process.stdout.take(),
+        process.stderr.take(),
+    ) else {
+        return Err(std::io::Error::other("the child's pipes are missing"));
+    };
+    let session = uuid::Uuid::new_v4().simple().to_string();
+    let (kill_tx, kill_rx) = oneshot::channel();
+    let child = Arc::new(Child {
+        session: session.clone(),
+        owner,
+        subject,
+        pid: process.id(),
+        stdin: tokio::sync::Mutex::new(stdin),
+        pending: Mutex::default(),
+        stream: Mutex::new(None),
+        in_flight: AtomicUsize::new(0),
+        last_used_ms: AtomicI64::new(authz_types::now_unix_ms()),
+        kill: Mutex::new(Some(kill_tx)),
+    });
+    lock(&route.children).insert(session, Arc::clone(&child));
+    route.started.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(route = %route.name, pid = ?child.pid, "stdio server started");
+    route.record(
+        &child,
+        "process/start",
+        Effect::Allow,
+        ReasonCode::ProcessStarted,
+        None,
+    );
+
+    let name = route.name.clone();
+    let pid = child.pid;
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::warn!(route = %name, pid = ?pid, stderr = %line, "stdio server");
+        }
+    });
+    tokio::spawn(read_stdout(Arc::clone(&child), stdout, route.name.clone()));
+    tokio::spawn(supervise(
+        Arc::clone(route),
+        child.clone(),
+        process,
+        kill_rx,
+    ));
+    Ok(child)
+}
+
+/// Delivers what the child writes: responses to their waiting requests, the rest to the
+/// session's stream (or, for a request nobody can answer, an error back to the child).
+async fn read_stdout(child: Arc<Child>, stdout: tokio::process::ChildStdout, route: String) {
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) if !line.ends_with(b"\n") && line.len() as u64 >= MAX_LINE => {
+                tracing::error!(%route, "the stdio server wrote an oversized message; stopping it");
+                child.stop("oversized message");
+                return;
+            }
+            Ok(_) => {}
+        }
+        let Ok(msg) = serde_json::from_slice::<Value>(&line) else {
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                tracing::warn!(%route, "the stdio server wrote a line that is not JSON; ignored");
+            }
+            continue;
+        };
+        let is_response = msg.get("method").is_none() && msg.get("id").is_some();
+        if is_response {
+            let key = msg.get("id").map(Value::to_string).unwrap_or_default();
+            if let Some(waiter) = lock(&child.pending).remove(&key) {
+                let _ = waiter.send(msg);
+            }
+            continue;
+        }
+        let delivered = lock(&child.stream)
+            .as_ref()
+            .is_some_and(|s| s.try_send(msg.clone()).is_ok());
+        if !delivered && let Some(id) = msg.get("id") {
+            // A request to the client that no stream can carry: refuse it, do not hang.
+            let refusal = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601,
+                "message": "the client has no open stream for requests from the server"}});
+            let _ = child.write(&refusal).await;
+        }
+    }
+}
+
+/// Waits for the process to exit (or to be told to stop), then cleans up and records it.
+async fn supervise(
+    route: Arc<Route>,
+    child: Arc<Child>,
+    mut process: tokio::process::Child,
+    kill: oneshot::Receiver<&'static str>,
+) {
+    let started = tokio::time::Instant::now();
+    let (why, status) = tokio::select! {
+        status = process.wait() => ("exited", status.ok()),
+        why = kill => {
+            let why = why.unwrap_or("stopped");
+            let _ = process.start_kill();
+            (why, process.wait().await.ok())
+        }
+    };
+    lock(&route.children).remove(&child.session);
+    // In-flight calls learn the process is gone (their waiters are dropped: 502).
+    lock(&child.pending).clear();
+    *lock(&child.stream) = None;
+    route.exited.fetch_add(1, Ordering::Relaxed);
+    let outcome = match status {
+        Some(s) => match s.code() {
+            Some(code) => format!("{why} (exit {code})"),
+            None => format!("{why} (signal)"),
+        },
+        None => why.to_owned(),
+    };
+    let crashed = why == "exited" && started.elapsed() < CRASH_WINDOW;
+    {
+        let mut backoff = lock(&route.backoff);
+        if crashed {
+            let wait = backoff.1;
+            *backoff = (
+                Some(tokio::time::Instant::now() + wait),
+                (wait * 2).min(MAX_BACKOFF),
+            );
+        } else if why == "exited" || why == "idle" || why == "ended by the client" {
+            *backoff = (None, Duration::from_secs(1));
+        }
+    }
+    if crashed {
+        tracing::error!(route = %route.name, pid = ?child.pid, %outcome, "stdio server crashed soon after starting");
+    } else {
+        tracing::info!(route = %route.name, pid = ?child.pid, %outcome, "stdio server ended");
+    }
+    route.record(
+        &child,
+        "process/exit",
+        if crashed { Effect::Deny } else { Effect::Allow },
+        ReasonCode::ProcessExited,
+        Some(outcome),
+    );
+}
+
+impl Route {
+    /// Records a process event in the audit trail (buffered: nothing waits on it).
+    fn record(
+        &self,
+        child: &Child,
+        method: &str,
+        effect: Effect,
+        reason: ReasonCode,
+        outcome: Option<String>,
+    ) {
+        let mut rec = AuditRecord::unauthenticated(
+            format!(
+                "process-{}-{}",
+                child.session,
+                method.trim_start_matches("process/")
+            ),
+            self.name.clone(),
+            method.to_owned(),
+            reason,
+            0,
+        );
+        rec.http_status = None;
+        rec.decision = effect;
+        rec.subject.clone_from(&child.subject);
+        rec.session_id = Some(child.session.clone());
+        rec.matched_rule = Some(format!(
+            "pid {} {}",
+            child.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            self.spec.program.display()
+        ));
+        rec.outcome = outcome;
+        let audit = self.audit.clone();
+        tokio::spawn(async move {
+            if let Err(e) = audit.append_buffered(rec).await {
+                tracing::error!(error = %e, "a stdio process record could not be queued");
+            }
+        });
+    }
+}
+
+async fn get(
+    State(bridge): State<Arc<Bridge>>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(route) = authorized(&bridge, &route, &headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let Some(child) = child_of(&route, &headers) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (tx, rx) = mpsc::channel::<Value>(UNSOLICITED_QUEUE);
+    // One stream per session: a new one replaces the old.
+    *lock(&child.stream) = Some(tx);
+    child.in_flight.fetch_add(1, Ordering::Relaxed);
+    struct Open(Arc<Child>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.0.touch();
+        }
+    }
+    let open = Open(child);
+    // Ends when the process does (its sender is dropped) or when the client goes away.
+    let events = futures_util::stream::unfold((rx, open), |(mut rx, open)| async move {
+        let msg = rx.recv().await?;
+        let frame = bytes::Bytes::from(format!("event: message\ndata: {msg}\n\n"));
+        Some((Ok::<_, std::io::Error>(frame), (rx, open)))
+    });
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        Body::from_stream(events),
+    )
+        .into_response()
+}
+
+async fn delete(
+    State(bridge): State<Arc<Bridge>>,
+    Path(route): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(route) = authorized(&bridge, &route, &headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    match child_of(&route, &headers) {
+        Some(child) => {
+            child.stop("ended by the client");
+            StatusCode::OK.into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Stops processes idle for longer than their route allows, every second.
+async fn reap_idle(bridge: std::sync::Weak<Bridge>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(bridge) = bridge.upgrade() else {
+            return;
+        };
+        let now = authz_types::now_unix_ms();
+        for route in bridge.routes.values() {
+            let idle_ms = i64::try_from(route.spec.idle.as_millis()).unwrap_or(i64::MAX);
+            for child in lock(&route.children).values() {
+                if child.in_flight.load(Ordering::Relaxed) == 0
+                    && now - child.last_used_ms.load(Ordering::Relaxed) > idle_ms
+                {
+                    child.stop("idle");
+                }
+            }
+        }
+    }
+}

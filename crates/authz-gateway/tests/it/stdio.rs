@@ -1,0 +1,283 @@
+//! stdio upstreams: a stdio MCP server built from the official TypeScript SDK
+//! (`tests/peers/stdio-server.mjs`) run by the gateway and served at `/mcp/tickets`, driven by
+//! rmcp's session-based client: policy and list filtering as for any route, one process per
+//! session (never shared by two principals), the child's environment built from the allow-list
+//! and secrets only, a crash mid-call answered 502 with the process's exit recorded, idle
+//! reaping, and 2026-07-28 stateless calls refused.
+
+use std::time::Duration;
+
+use authz_types::{Effect, ReasonCode};
+use rmcp::model::CallToolRequestParams;
+use serde_json::{Value, json};
+
+use crate::harness::{self, AuditBackend, Client, Options};
+
+const POLICY: &str = "\
+p, stdio-user, default, tool:tickets/*, call, allow
+p, stdio-user, default, tool:tickets/wipe, call, deny
+";
+
+/// A gateway whose `tickets` route runs the stdio peer, with `extra` upstream keys; `None` when
+/// node or the peers are missing outside CI.
+async fn stdio_gateway(extra: &str) -> Option<(harness::Env, tempfile::TempDir)> {
+    if !crate::peers::peers_available().await {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.csv");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let script = crate::peers::peers_dir().join("stdio-server.mjs");
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            policy_file: Some(policy),
+            stdio_command: Some(format!("[\"node\", \"{}\"]", script.display())),
+            upstream_extra: Some(format!(
+                "env = [\"VISIBLE\", \"NOT_SET\"]\nenv_secrets = {{ CHILD_SECRET = \"SECRET_SOURCE\" }}\n\
+                 cwd = \"{}\"\n{extra}",
+                crate::peers::peers_dir().display()
+            )),
+            env_extra: vec![
+                ("VISIBLE".into(), "yes".into()),
+                ("SECRET_SOURCE".into(), "s3cret".into()),
+            ],
+            ..Options::default()
+        },
+    )
+    .await;
+    Some((env, dir))
+}
+
+fn call(name: &'static str, args: Value) -> CallToolRequestParams {
+    let Value::Object(args) = args else {
+        panic!("arguments must be an object")
+    };
+    CallToolRequestParams::new(name).with_arguments(args)
+}
+
+async fn text_of(client: &Client, name: &'static str, args: Value) -> String {
+    let result = client
+        .call_tool(call(name, args))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    result.content[0]
+        .as_text()
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+async fn process_records(env: &harness::Env, method: &str) -> Vec<authz_types::AuditRecord> {
+    env.all_records()
+        .await
+        .into_iter()
+        .filter(|r| r.method == method)
+        .collect()
+}
+
+async fn metric(env: &harness::Env, line_start: &str) -> Option<String> {
+    let text = env.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_server_is_served_under_policy_with_a_process_per_session() {
+    let Some((env, _dir)) = stdio_gateway("").await else {
+        return;
+    };
+    let alice = env.token("alice", &["stdio-user"], &["tickets:read"]);
+    let bob = env.token("bob", &["stdio-user"], &["tickets:read"]);
+    let a = env.legacy_client(&alice).await;
+    let mut names: Vec<String> = a
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["crash", "echo", "whoami"], "wipe is filtered out");
+    assert_eq!(text_of(&a, "echo", json!({"text": "hi"})).await, "hi");
+    assert!(
+        a.call_tool(call("wipe", json!({}))).await.is_err(),
+        "denied by policy"
+    );
+
+    // The child sees the allow-listed variable and its secret, nothing of the gateway's own.
+    let who: Value = serde_json::from_str(&text_of(&a, "whoami", json!({})).await).expect("json");
+    assert_eq!(
+        who["env"],
+        json!({"VISIBLE": "yes", "CHILD_SECRET": "s3cret"})
+    );
+
+    // Another principal's session is another process.
+    let b = env.legacy_client(&bob).await;
+    let who_b: Value = serde_json::from_str(&text_of(&b, "whoami", json!({})).await).expect("json");
+    assert_ne!(who["pid"], who_b["pid"]);
+    // So is the same principal's second session.
+    let a2 = env.legacy_client(&alice).await;
+    let who_a2: Value =
+        serde_json::from_str(&text_of(&a2, "whoami", json!({})).await).expect("json");
+    assert_ne!(who["pid"], who_a2["pid"]);
+    assert_eq!(
+        metric(&env, "authz_stdio_processes{").await.as_deref(),
+        Some("authz_stdio_processes{route=\"tickets\"} 3")
+    );
+    authz_test_support::eventually_async(
+        "three start records",
+        Duration::from_secs(5),
+        async || process_records(&env, "process/start").await.len() == 3,
+    )
+    .await;
+    let starts = process_records(&env, "process/start").await;
+    let mut subjects: Vec<_> = starts.iter().filter_map(|r| r.subject.clone()).collect();
+    subjects.sort();
+    assert_eq!(subjects, ["alice", "alice", "bob"]);
+    assert!(
+        starts
+            .iter()
+            .all(|r| r.reason == ReasonCode::ProcessStarted)
+    );
+
+    // The decision records are those of any route.
+    let denied: Vec<_> = env
+        .all_records()
+        .await
+        .into_iter()
+        .filter(|r| r.method == "tools/call" && r.target.as_deref() == Some("wipe"))
+        .collect();
+    assert_eq!(denied[0].reason, ReasonCode::ExplicitDeny);
+    drop((a, b, a2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_call_is_answered_502_and_recorded() {
+    let Some((env, _dir)) = stdio_gateway("").await else {
+        return;
+    };
+    let alice = env.token("alice", &["stdio-user"], &["tickets:read"]);
+    let client = env.legacy_client(&alice).await;
+    assert_eq!(text_of(&client, "echo", json!({"text": "x"})).await, "x");
+    let crashed = client.call_tool(call("crash", json!({}))).await;
+    assert!(crashed.is_err(), "{crashed:?}");
+    authz_test_support::eventually_async("the exit record", Duration::from_secs(5), async || {
+        !process_records(&env, "process/exit").await.is_empty()
+    })
+    .await;
+    let exit = process_records(&env, "process/exit").await.remove(0);
+    assert_eq!(
+        (exit.decision, exit.reason, exit.outcome.as_deref()),
+        (
+            Effect::Deny,
+            ReasonCode::ProcessExited,
+            Some("exited (exit 3)")
+        )
+    );
+    // The crashed call's outcome says the upstream failed.
+    let decision = env
+        .all_records()
+        .await
+        .into_iter()
+        .find(|r| r.method == "tools/call" && r.target.as_deref() == Some("crash"))
+        .expect("the crash call's decision");
+    let outcomes = env.outcomes_for_request(&decision.request_id).await;
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].upstream_status, Some(502), "{:?}", outcomes[0]);
+    // The session is gone with its process; a new one starts once the backoff has passed.
+    assert!(
+        client
+            .call_tool(call("echo", json!({"text": "y"})))
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let again = env.legacy_client(&alice).await;
+    assert_eq!(text_of(&again, "echo", json!({"text": "z"})).await, "z");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_process_is_reaped_and_stateless_calls_are_refused() {
+    let Some((env, _dir)) = stdio_gateway("stdio = { idle_secs = 1 }").await else {
+        return;
+    };
+    let alice = env.token("alice", &["stdio-user"], &["tickets:read"]);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}});
+    let resp = env.post(Some(&alice), &[], &init.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("mcp-session-id"));
+    authz_test_support::eventually_async(
+        "the idle process reaped",
+        Duration::from_secs(10),
+        async || {
+            process_records(&env, "process/exit")
+                .await
+                .iter()
+                .any(|r| r.outcome.as_deref().is_some_and(|o| o.starts_with("idle")))
+        },
+    )
+    .await;
+    assert_eq!(
+        metric(&env, "authz_stdio_processes{").await.as_deref(),
+        Some("authz_stdio_processes{route=\"tickets\"} 0")
+    );
+
+    let resp = env.post_stateless_call(&alice, 2, "echo").await;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.expect("body");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not bridged"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_everything_server_runs_as_a_stdio_upstream() {
+    if !crate::peers::peers_available().await {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.csv");
+    std::fs::write(
+        &policy,
+        "p, stdio-user, default, tool:tickets/echo, call, allow\n\
+         p, stdio-user, default, tool:tickets/get-env, call, allow\n",
+    )
+    .expect("policy");
+    let server = crate::peers::peers_dir()
+        .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            policy_file: Some(policy),
+            stdio_command: Some(format!("[\"node\", \"{}\", \"stdio\"]", server.display())),
+            upstream_extra: Some("env = [\"VISIBLE\"]".into()),
+            env_extra: vec![("VISIBLE".into(), "yes".into())],
+            ..Options::default()
+        },
+    )
+    .await;
+    let alice = env.token("alice", &["stdio-user"], &["tickets:read"]);
+    let client = env.legacy_client(&alice).await;
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["echo", "get-env"]);
+    let echoed = text_of(&client, "echo", json!({"message": "through stdio"})).await;
+    assert!(echoed.contains("through stdio"), "{echoed}");
+    let shown = text_of(&client, "get-env", json!({})).await;
+    let child_env: Value = serde_json::from_str(&shown).expect("the environment as JSON");
+    assert_eq!(child_env, json!({"VISIBLE": "yes"}), "{shown}");
+    assert!(
+        client
+            .call_tool(call("get-sum", json!({"a": 1, "b": 2})))
+            .await
+            .is_err()
+    );
+}
