@@ -510,7 +510,12 @@ async fn stdio_bridge(
     let routes: Vec<_> = config
         .upstreams
         .iter()
-        .filter_map(|u| u.stdio.clone().map(|s| (u.name.clone(), s)))
+        .filter_map(|u| {
+            u.stdio.clone().map(|s| {
+                let header = u.identity_assertion.as_ref().map(|a| a.header.clone());
+                (u.name.clone(), s, header)
+            })
+        })
         .collect();
     if routes.is_empty() {
         return Ok(None);

@@ -27,7 +27,9 @@
 //! name. Messages it sends on its own (notifications, requests to the client) go to the
 //! session's `GET` stream when one is open; a request to the client with no stream to carry it
 //! is answered with a JSON-RPC error so the child never waits forever. Process start and exit
-//! are audited (`process/start`, `process/exit`, the session as session id).
+//! are audited (`process/start`, `process/exit`, the session as session id). A route with
+//! `identity_assertion` gives each process the assertion of its session's principal in
+//! `MCP_IDENTITY_ASSERTION` (signed when the session starts; it lives as long as it says).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -49,6 +51,9 @@ use crate::config::StdioSpec;
 pub(crate) const OWNER_HEADER: &str = "x-authz-owner";
 /// The header carrying the principal's subject, for the process records.
 pub(crate) const SUBJECT_HEADER: &str = "x-authz-subject";
+/// The variable holding the session principal's identity assertion in a child's environment,
+/// when the route sends identity assertions.
+pub(crate) const ASSERTION_ENV: &str = "MCP_IDENTITY_ASSERTION";
 /// The longest line a child may write (one JSON-RPC message).
 const MAX_LINE: u64 = 16 * 1024 * 1024;
 /// Messages a child sent on its own, waiting for the session's `GET` stream.
@@ -75,6 +80,9 @@ impl std::fmt::Debug for Bridge {
 struct Route {
     name: String,
     spec: StdioSpec,
+    /// The header the gateway sends the route's identity assertion in, if the route has one:
+    /// each process gets the assertion of its session's principal in its environment.
+    assertion_header: Option<axum::http::HeaderName>,
     children: Mutex<HashMap<String, Arc<Child>>>,
     /// No new process before this instant (after crashes), and the current backoff.
     backoff: Mutex<(Option<tokio::time::Instant>, Duration)>,
@@ -143,16 +151,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Bridge {
     /// The bridge for `routes` (name and spec), writing process records through `audit`.
     pub(crate) fn new(
-        routes: Vec<(String, StdioSpec)>,
+        routes: Vec<(String, StdioSpec, Option<axum::http::HeaderName>)>,
         audit: &authz_audit::AuditWriter,
     ) -> Arc<Bridge> {
         let secret = uuid::Uuid::new_v4().simple().to_string();
         let routes = routes
             .into_iter()
-            .map(|(name, spec)| {
+            .map(|(name, spec, assertion_header)| {
                 let route = Arc::new(Route {
                     name: name.clone(),
                     spec,
+                    assertion_header,
                     children: Mutex::default(),
                     backoff: Mutex::new((None, Duration::from_secs(1))),
                     audit: audit.clone(),
@@ -379,7 +388,16 @@ async fn initialize(route: &Arc<Route>, headers: &HeaderMap, msg: Value, id: Val
             );
         }
     }
-    let child = match spawn(route, owner, header_text(headers, SUBJECT_HEADER)) {
+    let assertion = route
+        .assertion_header
+        .as_ref()
+        .and_then(|h| header_text(headers, h.as_str()));
+    let child = match spawn(
+        route,
+        owner,
+        header_text(headers, SUBJECT_HEADER),
+        assertion,
+    ) {
         Ok(child) => child,
         Err(e) => {
             tracing::error!(route = %route.name, error = %e, "cannot start the stdio server");
@@ -406,6 +424,7 @@ fn spawn(
     route: &Arc<Route>,
     owner: String,
     subject: Option<String>,
+    assertion: Option<String>,
 ) -> std::io::Result<Arc<Child>> {
     let spec = &route.spec;
     let mut cmd = tokio::process::Command::new(&spec.program);
@@ -418,6 +437,9 @@ fn spawn(
         .kill_on_drop(true);
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
+    }
+    if let Some(assertion) = assertion {
+        cmd.env(ASSERTION_ENV, assertion);
     }
     let mut process = cmd.spawn()?;
     let (Some(stdin), Some(stdout), Some(stderr)) = (

@@ -586,9 +586,15 @@ fn upstream(
         .map(|(g, fields)| Ok((glob(&format!("{key}.redact_arguments.{g}"), &g)?, fields)))
         .collect::<Result<_, ConfigError>>()?;
     let resource = format!("{public_url}/mcp/{}", u.name);
+    // A stdio server has no URL of its own: its assertions name the route.
+    let default_audience = if stdio.is_some() {
+        format!("urn:authz-gateway:stdio:{}", u.name)
+    } else {
+        url.to_string()
+    };
     let identity_assertion = u
         .identity_assertion
-        .map(|a| identity_assertion(&format!("{key}.identity_assertion"), a, &url))
+        .map(|a| identity_assertion(&format!("{key}.identity_assertion"), a, default_audience))
         .transpose()?;
     Ok(Upstream {
         name: u.name,
@@ -747,7 +753,7 @@ const RESERVED_HEADERS: &[&str] = &[
 fn identity_assertion(
     key: &str,
     a: RawIdentityAssertion,
-    url: &reqwest::Url,
+    default_audience: String,
 ) -> Result<IdentityAssertion, ConfigError> {
     let lower = a.header.to_ascii_lowercase();
     let header = axum::http::HeaderName::from_bytes(lower.as_bytes())
@@ -772,7 +778,7 @@ fn identity_assertion(
             "1..=300 seconds: an assertion is for one call, not a session",
         ));
     }
-    let audience = a.audience.unwrap_or_else(|| url.to_string());
+    let audience = a.audience.unwrap_or(default_audience);
     if audience.trim().is_empty() {
         return Err(ConfigError::new(
             format!("{key}.audience"),

@@ -281,3 +281,61 @@ async fn the_reference_everything_server_runs_as_a_stdio_upstream() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_process_gets_its_principals_identity_assertion() {
+    if !crate::peers::peers_available().await {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = authz_token::generate_key_pair(authz_token::KeyAlgorithm::Es256, "gw-identity")
+        .expect("keys");
+    let private = dir.path().join("identity.jwk");
+    let public = dir.path().join("identity-jwks.json");
+    std::fs::write(&private, &keys.private_jwk).expect("write");
+    std::fs::write(&public, &keys.public_jwks).expect("write");
+    let policy = dir.path().join("policy.csv");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let script = crate::peers::peers_dir().join("stdio-server.mjs");
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            policy_file: Some(policy),
+            stdio_command: Some(format!("[\"node\", \"{}\"]", script.display())),
+            upstream_extra: Some(format!(
+                "cwd = \"{}\"\nidentity_assertion = {{ lifetime_secs = 120 }}",
+                crate::peers::peers_dir().display()
+            )),
+            sections_extra: Some(format!(
+                "[identity]\nsigning_key_file = \"{}\"\njwks_file = \"{}\"\n",
+                private.display(),
+                public.display()
+            )),
+            ..Options::default()
+        },
+    )
+    .await;
+    let alice = env.token("alice", &["stdio-user"], &["tickets:read"]);
+    let client = env.legacy_client(&alice).await;
+    let who: Value =
+        serde_json::from_str(&text_of(&client, "whoami", json!({})).await).expect("json");
+    let assertion = who["env"]["MCP_IDENTITY_ASSERTION"]
+        .as_str()
+        .expect("the assertion in the child's environment")
+        .to_owned();
+    let mut issuer = authz_token::IssuerConfig::new(format!("{}/", env.base), &public);
+    issuer.roles_claim = "roles".into();
+    let verifier = authz_token::Verifier::load(&authz_token::VerifierConfig::new(vec![issuer]))
+        .await
+        .expect("verifier");
+    let p = verifier
+        .verify(&assertion, "urn:authz-gateway:stdio:tickets")
+        .expect("the assertion verifies for the route");
+    assert_eq!(
+        (p.subject.as_str(), p.roles.as_slice()),
+        ("alice", &["stdio-user".to_owned()][..])
+    );
+    // Nothing else of the gateway's reached the child.
+    let keys: Vec<&String> = who["env"].as_object().expect("env").keys().collect();
+    assert_eq!(keys, ["MCP_IDENTITY_ASSERTION"]);
+}
