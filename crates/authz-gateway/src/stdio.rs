@@ -12,7 +12,9 @@
 //! the session's requests go to it, `DELETE` (or idle reaping, or the process's exit) ends it.
 //! The gateway binds every session id to the principal that initialized it, so one process
 //! never serves two principals; the bridge checks it again (the owner header the gateway
-//! sends). 2026-07-28 stateless calls are not bridged yet: they are refused with a clear error.
+//! sends). A principal's stateless 2026-07-28 calls share one process of their own (a pool of
+//! one per principal, started and initialized by the bridge, counted in the same limits), with
+//! the protocol translated (see [`stateless`]); it is never used by another principal.
 //!
 //! **Limits.** Processes per route and per principal (`stdio.max_processes`,
 //! `max_per_principal`: over one, `initialize` is answered 503); a process with nothing in
@@ -66,6 +68,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub(crate) struct Bridge {
     routes: HashMap<String, Arc<Route>>,
     secret: String,
+    /// Ids the bridge gives stateless calls on their way to a child.
+    next_id: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -95,6 +99,11 @@ struct Route {
 struct Child {
     session: String,
     owner: String,
+    /// Serves its principal's stateless 2026-07-28 calls (initialized by the bridge), not a
+    /// session.
+    stateless: bool,
+    /// The child's answer to `initialize`, for `server/discover`.
+    init: std::sync::OnceLock<Value>,
     subject: Option<String>,
     pid: Option<u32>,
     stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
@@ -171,7 +180,11 @@ impl Bridge {
                 (name, route)
             })
             .collect();
-        let bridge = Arc::new(Bridge { routes, secret });
+        let bridge = Arc::new(Bridge {
+            routes,
+            secret,
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        });
         tokio::spawn(reap_idle(Arc::downgrade(&bridge)));
         bridge
     }
@@ -259,7 +272,7 @@ fn child_of(route: &Route, headers: &HeaderMap) -> Option<Arc<Child>> {
     let owner = header_text(headers, OWNER_HEADER)?;
     lock(&route.children)
         .get(&session)
-        .filter(|c| c.owner == owner)
+        .filter(|c| c.owner == owner && !c.stateless)
         .cloned()
 }
 
@@ -282,13 +295,7 @@ async fn post(
     };
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     if header_text(&headers, "mcp-protocol-version").as_deref() == Some("2026-07-28") {
-        return rpc_error(
-            StatusCode::BAD_REQUEST,
-            &id,
-            -32600,
-            "this stdio server is served to session-based clients (MCP 2025-11-25); \
-             stateless 2026-07-28 calls are not bridged to stdio servers",
-        );
+        return stateless(&bridge, &route, &headers, msg, id).await;
     }
     let is_request = msg.get("method").is_some() && msg.get("id").is_some();
     if msg.get("method").and_then(Value::as_str) == Some("initialize") {
@@ -309,6 +316,199 @@ async fn post(
         Ok(answer) => json_response(&answer, None),
         Err(status) => rpc_error(status, &id, -32603, "the stdio server failed"),
     }
+}
+
+/// Methods whose 2026-07-28 results must carry caching hints (`ttlMs`, `cacheScope`).
+const CACHEABLE: &[&str] = &[
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
+
+/// A stateless 2026-07-28 call: served by the principal's own process (started and initialized
+/// by the bridge on the first call), translated for a child that speaks the session-based
+/// protocol. The request's id is replaced by one of the bridge's (independent calls may reuse
+/// ids) and restored in the answer; the per-request `_meta` of 2026-07-28 is taken off; the
+/// result gets `resultType` and, where required, the most conservative caching hints;
+/// `server/discover` is answered from the child's `initialize` result.
+async fn stateless(
+    bridge: &Bridge,
+    route: &Arc<Route>,
+    headers: &HeaderMap,
+    mut msg: Value,
+    id: Value,
+) -> Response {
+    let Some(method) = msg.get("method").and_then(Value::as_str).map(str::to_owned) else {
+        // A response to a server request: stateless clients never get one to answer.
+        return StatusCode::ACCEPTED.into_response();
+    };
+    if msg.get("id").is_none() {
+        // Notifications of a stateless client (e.g. cancellation) name ids the child never saw.
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let child = match stateless_child(route, headers).await {
+        Ok(child) => child,
+        Err(response) => return response(&id),
+    };
+    child.touch();
+    if method == "server/discover" {
+        let init = child.init.get().cloned().unwrap_or(Value::Null);
+        let result = &init["result"];
+        let mut discovered = json!({
+            "resultType": "complete",
+            "supportedVersions": ["2026-07-28"],
+            "capabilities": result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+            "ttlMs": 0,
+            "cacheScope": "private",
+            "_meta": {"io.modelcontextprotocol/serverInfo":
+                result.get("serverInfo").cloned().unwrap_or(Value::Null)},
+        });
+        if let Some(instructions) = result.get("instructions") {
+            discovered["instructions"] = instructions.clone();
+        }
+        return json_response(
+            &json!({"jsonrpc": "2.0", "id": id, "result": discovered}),
+            None,
+        );
+    }
+    if let Some(meta) = msg
+        .pointer_mut("/params/_meta")
+        .and_then(Value::as_object_mut)
+    {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        if meta.is_empty()
+            && let Some(params) = msg.get_mut("params").and_then(Value::as_object_mut)
+        {
+            params.remove("_meta");
+        }
+    }
+    let own_id = format!("gw-{}", bridge.next_id.fetch_add(1, Ordering::Relaxed));
+    msg["id"] = Value::String(own_id);
+    match call(&child, msg, None).await {
+        Ok(mut answer) => {
+            answer["id"] = id;
+            if let Some(result) = answer.get_mut("result").and_then(Value::as_object_mut) {
+                result
+                    .entry("resultType")
+                    .or_insert_with(|| json!("complete"));
+                if CACHEABLE.contains(&method.as_str()) {
+                    result.entry("ttlMs").or_insert_with(|| json!(0));
+                    result
+                        .entry("cacheScope")
+                        .or_insert_with(|| json!("private"));
+                }
+            }
+            json_response(&answer, None)
+        }
+        Err(status) => rpc_error(status, &id, -32603, "the stdio server failed"),
+    }
+}
+
+type Refuse = Box<dyn FnOnce(&Value) -> Response + Send>;
+
+/// The principal's stateless process: the running one, or a new one the bridge initializes.
+async fn stateless_child(route: &Arc<Route>, headers: &HeaderMap) -> Result<Arc<Child>, Refuse> {
+    let Some(owner) = header_text(headers, OWNER_HEADER) else {
+        return Err(Box::new(|id| {
+            rpc_error(StatusCode::BAD_REQUEST, id, -32600, "no owner")
+        }));
+    };
+    let existing = lock(&route.children)
+        .values()
+        .find(|c| c.stateless && c.owner == owner && c.init.get().is_some())
+        .cloned();
+    if let Some(child) = existing {
+        return Ok(child);
+    }
+    // Started outside the lock; two first calls racing may start two (both within the limits).
+    if let Some(refusal) = refuse_new_process(route, &owner) {
+        return Err(refusal);
+    }
+    let assertion = route
+        .assertion_header
+        .as_ref()
+        .and_then(|h| header_text(headers, h.as_str()));
+    let child = spawn(
+        route,
+        owner,
+        header_text(headers, SUBJECT_HEADER),
+        assertion,
+        true,
+    )
+    .map_err(|e| -> Refuse {
+        tracing::error!(route = %route.name, error = %e, "cannot start the stdio server");
+        Box::new(|id| {
+            rpc_error(
+                StatusCode::BAD_GATEWAY,
+                id,
+                -32603,
+                "the stdio server did not start",
+            )
+        })
+    })?;
+    let init = json!({"jsonrpc": "2.0", "id": "gw-initialize", "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "authz-gateway", "version": env!("CARGO_PKG_VERSION")}}});
+    match call(&child, init, Some(route.spec.start_timeout)).await {
+        Ok(answer) if answer.get("result").is_some() => {
+            let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            if child.write(&initialized).await.is_err() {
+                child.stop("did not take notifications/initialized");
+                return Err(Box::new(|id| {
+                    rpc_error(
+                        StatusCode::BAD_GATEWAY,
+                        id,
+                        -32603,
+                        "the stdio server did not start",
+                    )
+                }));
+            }
+            let _ = child.init.set(answer);
+            Ok(child)
+        }
+        _ => {
+            child.stop("did not answer initialize");
+            Err(Box::new(|id| {
+                rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    id,
+                    -32603,
+                    "the stdio server did not start",
+                )
+            }))
+        }
+    }
+}
+
+/// Why no new process may start for `owner` now (the crash backoff, or a limit), if so.
+fn refuse_new_process(route: &Route, owner: &str) -> Option<Refuse> {
+    if let (Some(until), _) = *lock(&route.backoff)
+        && tokio::time::Instant::now() < until
+    {
+        return Some(Box::new(|id| {
+            rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                id,
+                -32603,
+                "the stdio server keeps crashing; retry later",
+            )
+        }));
+    }
+    let children = lock(&route.children);
+    let mine = children.values().filter(|c| c.owner == owner).count();
+    if children.len() >= route.spec.max_processes || mine >= route.spec.max_per_principal {
+        return Some(Box::new(|id| {
+            rpc_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                id,
+                -32603,
+                "too many processes for this stdio server; end a session first",
+            )
+        }));
+    }
+    None
 }
 
 /// Sends request `msg` to the child and waits for its response (at most `deadline`).
@@ -366,27 +566,8 @@ async fn initialize(route: &Arc<Route>, headers: &HeaderMap, msg: Value, id: Val
             "initialize starts a session",
         );
     }
-    if let (Some(until), _) = *lock(&route.backoff)
-        && tokio::time::Instant::now() < until
-    {
-        return rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &id,
-            -32603,
-            "the stdio server keeps crashing; retry later",
-        );
-    }
-    {
-        let children = lock(&route.children);
-        let mine = children.values().filter(|c| c.owner == owner).count();
-        if children.len() >= route.spec.max_processes || mine >= route.spec.max_per_principal {
-            return rpc_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &id,
-                -32603,
-                "too many processes for this stdio server; end a session first",
-            );
-        }
+    if let Some(refusal) = refuse_new_process(route, &owner) {
+        return refusal(&id);
     }
     let assertion = route
         .assertion_header
@@ -397,6 +578,7 @@ async fn initialize(route: &Arc<Route>, headers: &HeaderMap, msg: Value, id: Val
         owner,
         header_text(headers, SUBJECT_HEADER),
         assertion,
+        false,
     ) {
         Ok(child) => child,
         Err(e) => {
@@ -410,7 +592,10 @@ async fn initialize(route: &Arc<Route>, headers: &HeaderMap, msg: Value, id: Val
         }
     };
     match call(&child, msg, Some(route.spec.start_timeout)).await {
-        Ok(answer) => json_response(&answer, Some(&child.session)),
+        Ok(answer) => {
+            let _ = child.init.set(answer.clone());
+            json_response(&answer, Some(&child.session))
+        }
         Err(status) => {
             child.stop("did not answer initialize");
             rpc_error(status, &id, -32603, "the stdio server did not start")
@@ -425,6 +610,7 @@ fn spawn(
     owner: String,
     subject: Option<String>,
     assertion: Option<String>,
+    stateless: bool,
 ) -> std::io::Result<Arc<Child>> {
     let spec = &route.spec;
     let mut cmd = tokio::process::Command::new(&spec.program);
@@ -454,6 +640,8 @@ fn spawn(
     let child = Arc::new(Child {
         session: session.clone(),
         owner,
+        stateless,
+        init: std::sync::OnceLock::new(),
         subject,
         pid: process.id(),
         stdin: tokio::sync::Mutex::new(stdin),

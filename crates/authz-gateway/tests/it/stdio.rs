@@ -3,7 +3,8 @@
 //! rmcp's session-based client: policy and list filtering as for any route, one process per
 //! session (never shared by two principals), the child's environment built from the allow-list
 //! and secrets only, a crash mid-call answered 502 with the process's exit recorded, idle
-//! reaping, and 2026-07-28 stateless calls refused.
+//! reaping; and rmcp's stateless 2026-07-28 client on a process of its principal's own, with
+//! the protocol translated.
 
 use std::time::Duration;
 
@@ -198,7 +199,7 @@ async fn a_crash_mid_call_is_answered_502_and_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_process_is_reaped_and_stateless_calls_are_refused() {
+async fn an_idle_process_is_reaped() {
     let Some((env, _dir)) = stdio_gateway("stdio = { idle_secs = 1 }").await else {
         return;
     };
@@ -224,12 +225,85 @@ async fn an_idle_process_is_reaped_and_stateless_calls_are_refused() {
         metric(&env, "authz_stdio_processes{").await.as_deref(),
         Some("authz_stdio_processes{route=\"tickets\"} 0")
     );
+}
 
-    let resp = env.post_stateless_call(&alice, 2, "echo").await;
-    let status = resp.status().as_u16();
-    let body = resp.text().await.expect("body");
-    assert_eq!(status, 400, "{body}");
-    assert!(body.contains("not bridged"), "{body}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_clients_get_their_own_process_with_the_protocol_translated() {
+    let Some((env, _dir)) = stdio_gateway("").await else {
+        return;
+    };
+    let alice = env.token("alice", &["stdio-user"], &["tickets:read"]);
+    let bob = env.token("bob", &["stdio-user"], &["tickets:read"]);
+    // rmcp's stateless 2026-07-28 client: discover, list, call.
+    let a = env.modern_client(&alice).await;
+    let mut names: Vec<String> = a
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["crash", "echo", "whoami"]);
+    assert_eq!(
+        text_of(&a, "echo", json!({"text": "stateless"})).await,
+        "stateless"
+    );
+    assert!(a.call_tool(call("wipe", json!({}))).await.is_err());
+    let who_a: Value = serde_json::from_str(&text_of(&a, "whoami", json!({})).await).expect("json");
+    // The same principal's calls share its process; another principal's never do.
+    let again: Value = serde_json::from_str(&text_of(&a, "whoami", json!({})).await).expect("json");
+    assert_eq!(who_a["pid"], again["pid"]);
+    let b = env.modern_client(&bob).await;
+    let who_b: Value = serde_json::from_str(&text_of(&b, "whoami", json!({})).await).expect("json");
+    assert_ne!(who_a["pid"], who_b["pid"]);
+
+    // The raw answers are 2026-07-28 results: resultType, caching hints on lists.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let list =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}});
+    let resp = env
+        .post(
+            Some(&alice),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "tools/list"),
+            ],
+            &list.to_string(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("json");
+    assert_eq!(v["id"], 1);
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    assert_eq!(v["result"]["cacheScope"], "private", "{v}");
+    assert_eq!(v["result"]["ttlMs"], 0, "{v}");
+    let discover =
+        json!({"jsonrpc": "2.0", "id": 7, "method": "server/discover", "params": {"_meta": meta}});
+    let resp = env
+        .post(
+            Some(&alice),
+            &[
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "server/discover"),
+            ],
+            &discover.to_string(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("json");
+    assert_eq!(
+        v["result"]["supportedVersions"],
+        json!(["2026-07-28"]),
+        "{v}"
+    );
+    assert!(v["result"]["capabilities"]["tools"].is_object(), "{v}");
+    assert_eq!(
+        metric(&env, "authz_stdio_processes{").await.as_deref(),
+        Some("authz_stdio_processes{route=\"tickets\"} 2")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
