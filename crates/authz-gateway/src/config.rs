@@ -248,6 +248,8 @@ pub struct StdioSpec {
     pub cwd: Option<PathBuf>,
     pub max_processes: usize,
     pub max_per_principal: usize,
+    /// `stdio.share = "principal"`: a principal's sessions share one process.
+    pub share_per_principal: bool,
     pub idle: std::time::Duration,
     pub start_timeout: std::time::Duration,
 }

@@ -12,7 +12,9 @@
 //! the session's requests go to it, `DELETE` (or idle reaping, or the process's exit) ends it.
 //! The gateway binds every session id to the principal that initialized it, so one process
 //! never serves two principals; the bridge checks it again (the owner header the gateway
-//! sends). A principal's stateless 2026-07-28 calls share one process of their own (a pool of
+//! sends). With `stdio.share = "principal"`, a principal's sessions share one process instead
+//! (initialized once by the bridge; each session's request ids translated), still never another
+//! principal's. A principal's stateless 2026-07-28 calls share one process of their own (a pool of
 //! one per principal, started and initialized by the bridge, counted in the same limits), with
 //! the protocol translated (see [`stateless`]); it is never used by another principal.
 //!
@@ -88,6 +90,8 @@ struct Route {
     /// each process gets the assertion of its session's principal in its environment.
     assertion_header: Option<axum::http::HeaderName>,
     children: Mutex<HashMap<String, Arc<Child>>>,
+    /// Sessions served by their principal's shared process (`stdio.share = "principal"`).
+    sessions: Mutex<HashMap<String, Arc<Child>>>,
     /// No new process before this instant (after crashes), and the current backoff.
     backoff: Mutex<(Option<tokio::time::Instant>, Duration)>,
     audit: authz_audit::AuditWriter,
@@ -99,9 +103,9 @@ struct Route {
 struct Child {
     session: String,
     owner: String,
-    /// Serves its principal's stateless 2026-07-28 calls (initialized by the bridge), not a
-    /// session.
-    stateless: bool,
+    /// Shared by its principal's stateless 2026-07-28 calls (and, with `stdio.share =
+    /// "principal"`, its sessions): initialized by the bridge, request ids translated.
+    shared: bool,
     /// The child's answer to `initialize`, for `server/discover`.
     init: std::sync::OnceLock<Value>,
     subject: Option<String>,
@@ -172,6 +176,7 @@ impl Bridge {
                     spec,
                     assertion_header,
                     children: Mutex::default(),
+                    sessions: Mutex::default(),
                     backoff: Mutex::new((None, Duration::from_secs(1))),
                     audit: audit.clone(),
                     started: AtomicUsize::new(0),
@@ -272,8 +277,14 @@ fn child_of(route: &Route, headers: &HeaderMap) -> Option<Arc<Child>> {
     let owner = header_text(headers, OWNER_HEADER)?;
     lock(&route.children)
         .get(&session)
-        .filter(|c| c.owner == owner && !c.stateless)
+        .filter(|c| c.owner == owner && !c.shared)
         .cloned()
+        .or_else(|| {
+            lock(&route.sessions)
+                .get(&session)
+                .filter(|c| c.owner == owner)
+                .cloned()
+        })
 }
 
 async fn post(
@@ -305,6 +316,27 @@ async fn post(
         return rpc_error(StatusCode::NOT_FOUND, &id, -32001, "session not found");
     };
     child.touch();
+    if child.shared
+        && msg.get("method").and_then(Value::as_str) == Some("notifications/initialized")
+    {
+        // The bridge initialized the shared process itself.
+        return StatusCode::ACCEPTED.into_response();
+    }
+    if is_request && child.shared {
+        // Sessions sharing a process may use the same ids: the bridge gives each its own.
+        let mut msg = msg;
+        msg["id"] = Value::String(format!(
+            "gw-{}",
+            bridge.next_id.fetch_add(1, Ordering::Relaxed)
+        ));
+        return match call(&child, msg, None).await {
+            Ok(mut answer) => {
+                answer["id"] = id;
+                json_response(&answer, None)
+            }
+            Err(status) => rpc_error(status, &id, -32603, "the stdio server failed"),
+        };
+    }
     if !is_request {
         // A notification, or the client's answer to the child's request.
         return match child.write(&msg).await {
@@ -348,7 +380,7 @@ async fn stateless(
         // Notifications of a stateless client (e.g. cancellation) name ids the child never saw.
         return StatusCode::ACCEPTED.into_response();
     }
-    let child = match stateless_child(route, headers).await {
+    let child = match shared_child(route, headers).await {
         Ok(child) => child,
         Err(response) => return response(&id),
     };
@@ -408,8 +440,8 @@ async fn stateless(
 
 type Refuse = Box<dyn FnOnce(&Value) -> Response + Send>;
 
-/// The principal's stateless process: the running one, or a new one the bridge initializes.
-async fn stateless_child(route: &Arc<Route>, headers: &HeaderMap) -> Result<Arc<Child>, Refuse> {
+/// The principal's shared process: the running one, or a new one the bridge initializes.
+async fn shared_child(route: &Arc<Route>, headers: &HeaderMap) -> Result<Arc<Child>, Refuse> {
     let Some(owner) = header_text(headers, OWNER_HEADER) else {
         return Err(Box::new(|id| {
             rpc_error(StatusCode::BAD_REQUEST, id, -32600, "no owner")
@@ -417,7 +449,7 @@ async fn stateless_child(route: &Arc<Route>, headers: &HeaderMap) -> Result<Arc<
     };
     let existing = lock(&route.children)
         .values()
-        .find(|c| c.stateless && c.owner == owner && c.init.get().is_some())
+        .find(|c| c.shared && c.owner == owner && c.init.get().is_some())
         .cloned();
     if let Some(child) = existing {
         return Ok(child);
@@ -566,6 +598,19 @@ async fn initialize(route: &Arc<Route>, headers: &HeaderMap, msg: Value, id: Val
             "initialize starts a session",
         );
     }
+    if route.spec.share_per_principal {
+        // The principal's process already answered `initialize`; this session joins it.
+        let child = match shared_child(route, headers).await {
+            Ok(child) => child,
+            Err(refusal) => return refusal(&id),
+        };
+        let session = uuid::Uuid::new_v4().simple().to_string();
+        lock(&route.sessions).insert(session.clone(), Arc::clone(&child));
+        child.touch();
+        let mut answer = child.init.get().cloned().unwrap_or(Value::Null);
+        answer["id"] = id;
+        return json_response(&answer, Some(&session));
+    }
     if let Some(refusal) = refuse_new_process(route, &owner) {
         return refusal(&id);
     }
@@ -610,7 +655,7 @@ fn spawn(
     owner: String,
     subject: Option<String>,
     assertion: Option<String>,
-    stateless: bool,
+    shared: bool,
 ) -> std::io::Result<Arc<Child>> {
     let spec = &route.spec;
     let mut cmd = tokio::process::Command::new(&spec.program);
@@ -640,7 +685,7 @@ fn spawn(
     let child = Arc::new(Child {
         session: session.clone(),
         owner,
-        stateless,
+        shared,
         init: std::sync::OnceLock::new(),
         subject,
         pid: process.id(),
@@ -743,6 +788,7 @@ async fn supervise(
         }
     };
     lock(&route.children).remove(&child.session);
+    lock(&route.sessions).retain(|_, c| !Arc::ptr_eq(c, &child));
     // In-flight calls learn the process is gone (their waiters are dropped: 502).
     lock(&child.pending).clear();
     *lock(&child.stream) = None;
@@ -870,6 +916,13 @@ async fn delete(
         return StatusCode::UNAUTHORIZED.into_response();
     };
     match child_of(&route, &headers) {
+        // A session of a shared process ends alone; the process ends when idle.
+        Some(child) if child.shared => {
+            if let Some(session) = header_text(&headers, "mcp-session-id") {
+                lock(&route.sessions).remove(&session);
+            }
+            StatusCode::OK.into_response()
+        }
         Some(child) => {
             child.stop("ended by the client");
             StatusCode::OK.into_response()

@@ -430,6 +430,10 @@ pub struct RawStdio {
     /// Processes one principal may hold at once.
     #[serde(default = "default_stdio_max_per_principal")]
     pub max_per_principal: usize,
+    /// `session` (default): one process per MCP session; `principal`: a principal's sessions
+    /// share one process. Never one process for two principals.
+    #[serde(default)]
+    pub share: StdioShare,
     /// A process with nothing in flight and no open stream for this long is stopped.
     #[serde(default = "default_stdio_idle_secs")]
     pub idle_secs: u64,
@@ -438,11 +442,21 @@ pub struct RawStdio {
     pub start_timeout_secs: u64,
 }
 
+/// How a stdio server's processes are shared.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdioShare {
+    #[default]
+    Session,
+    Principal,
+}
+
 impl Default for RawStdio {
     fn default() -> Self {
         Self {
             max_processes: default_stdio_max_processes(),
             max_per_principal: default_stdio_max_per_principal(),
+            share: StdioShare::Session,
             idle_secs: default_stdio_idle_secs(),
             start_timeout_secs: default_stdio_start_timeout_secs(),
         }

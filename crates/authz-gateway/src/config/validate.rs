@@ -708,6 +708,7 @@ fn stdio_spec(
         cwd: u.cwd.clone(),
         max_processes: s.max_processes,
         max_per_principal: s.max_per_principal,
+        share_per_principal: s.share == super::raw::StdioShare::Principal,
         idle: Duration::from_secs(s.idle_secs),
         start_timeout: Duration::from_secs(s.start_timeout_secs),
     })

@@ -413,3 +413,40 @@ async fn each_process_gets_its_principals_identity_assertion() {
     let keys: Vec<&String> = who["env"].as_object().expect("env").keys().collect();
     assert_eq!(keys, ["MCP_IDENTITY_ASSERTION"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_per_principal_a_principals_sessions_use_one_process_and_no_one_elses() {
+    let Some((env, _dir)) = stdio_gateway("stdio = { share = \"principal\" }").await else {
+        return;
+    };
+    let alice = env.token("alice", &["stdio-user"], &["tickets:read"]);
+    let bob = env.token("bob", &["stdio-user"], &["tickets:read"]);
+    let a1 = env.legacy_client(&alice).await;
+    let a2 = env.legacy_client(&alice).await;
+    let pid = |v: String| serde_json::from_str::<Value>(&v).expect("json")["pid"].clone();
+    let p1 = pid(text_of(&a1, "whoami", json!({})).await);
+    let p2 = pid(text_of(&a2, "whoami", json!({})).await);
+    assert_eq!(p1, p2, "one process for alice's sessions");
+    // Both sessions may use the same request ids at once; each gets its own answer.
+    let (x, y) = tokio::join!(
+        text_of(&a1, "echo", json!({"text": "one"})),
+        text_of(&a2, "echo", json!({"text": "two"}))
+    );
+    assert_eq!((x.as_str(), y.as_str()), ("one", "two"));
+    let b = env.legacy_client(&bob).await;
+    assert_ne!(
+        pid(text_of(&b, "whoami", json!({})).await),
+        p1,
+        "bob never shares it"
+    );
+    // Ending one session leaves the other (and the process) in service.
+    a1.cancel().await.expect("end the first session");
+    assert_eq!(
+        text_of(&a2, "echo", json!({"text": "still"})).await,
+        "still"
+    );
+    assert_eq!(
+        metric(&env, "authz_stdio_processes{").await.as_deref(),
+        Some("authz_stdio_processes{route=\"tickets\"} 2")
+    );
+}
