@@ -260,7 +260,7 @@ impl Follower {
 
 /// Calls `f` on every record `base` matches, oldest first (in id order), a page at a time so
 /// memory stays bounded whatever the store holds.
-async fn each_record(
+pub(crate) async fn each_record(
     store: &AuditStore,
     base: &AuditQuery,
     shown: &str,

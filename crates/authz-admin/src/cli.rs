@@ -631,6 +631,9 @@ pub enum PolicyCommand {
     Check(CheckArgs),
     /// Find rules that can never take effect (exit 4 when there are errors).
     Lint(LintArgs),
+    /// Re-decide the audited decisions of a window under a candidate policy and report every
+    /// decision that would change (who, what, old and new result, the rule responsible).
+    Replay(ReplayArgs),
     /// Print the store's policy as a Casbin CSV (or JSON with -o json).
     Export {
         #[command(flatten)]
@@ -644,6 +647,29 @@ pub enum PolicyCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The candidate policy's CSV files (repeatable).
+    #[arg(long = "candidate", value_name = "CSV", required = true)]
+    pub candidates: Vec<PathBuf>,
+    /// Casbin model.
+    #[arg(
+        long,
+        default_value = "policies/model.conf",
+        env = "AUTHZ_POLICY_MODEL"
+    )]
+    pub model: PathBuf,
+    /// The audit store holding the decisions (the gateway's audit database).
+    #[command(flatten)]
+    pub store: AuditStoreArgs,
+    /// Which decisions to re-decide (default: the last 24 hours).
+    #[command(flatten)]
+    pub filter: AuditFilterArgs,
+    /// How many groups of changes to list (all are counted).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub top: u32,
 }
 
 #[derive(Debug, Args)]

@@ -49,6 +49,7 @@ mod cli;
 mod exit;
 mod keys;
 mod policy;
+mod replay;
 mod role;
 mod store;
 mod subject;
@@ -152,6 +153,7 @@ pub async fn execute_with(
         Command::Policy(PolicyCommand::Lint(args)) => {
             return policy::lint(&args, json, out).await;
         }
+        Command::Policy(PolicyCommand::Replay(args)) => replay::replay(&args, json, out).await?,
         Command::Policy(PolicyCommand::Export { store }) => {
             policy::export(&store, json, out).await?;
         }

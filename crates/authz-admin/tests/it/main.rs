@@ -8,6 +8,7 @@ mod errors;
 mod keys;
 mod lifecycle;
 mod policy;
+mod replay;
 mod revoke;
 mod roles;
 mod snapshots;
