@@ -285,6 +285,16 @@ pub(crate) async fn each_record(
     }
 }
 
+/// A record of something the gateway did, not of a request it refused: a pin step, an
+/// approver's decision, a stdio process starting or ending. A refused attempt to decide an
+/// approval (`approver_refused`) is a refused request and counts.
+fn is_gateway_event(rec: &authz_types::AuditRecord) -> bool {
+    let m = rec.method.as_str();
+    m.starts_with("pin/")
+        || m.starts_with("process/")
+        || (m.starts_with("approval/") && rec.reason != authz_types::ReasonCode::ApproverRefused)
+}
+
 /// The window `audit stats` covers when `--since` is not given.
 const STATS_DEFAULT_WINDOW_MS: i64 = 24 * 3_600_000;
 
@@ -325,7 +335,7 @@ pub(crate) async fn stats(
     with_store(&a.store, async |store: &AuditStore, shown: &str| {
         each_record(store, &base, shown, |r| {
             let rec = &r.record;
-            if rec.kind != RecordKind::Decision {
+            if rec.kind != RecordKind::Decision || is_gateway_event(rec) {
                 return Ok(());
             }
             let n = u64::try_from(rec.repeat_count.unwrap_or(1)).unwrap_or(1);

@@ -171,6 +171,17 @@ async fn audit_stats_counts_denials_by_reason_subject_and_target() {
     append.push(flood);
     // Two days old: outside the default 24 h window.
     append.push(record("dave", Effect::Deny, "delete_ticket", 2 * 24 * 60));
+    // The gateway's own events are not request denials: a blocked pin step, a rejected
+    // approval, a crashed stdio process.
+    for (method, reason) in [
+        ("pin/changed", ReasonCode::DefinitionUnapproved),
+        ("approval/rejected", ReasonCode::ApprovalRejected),
+        ("process/exit", ReasonCode::ProcessExited),
+    ] {
+        let mut event = AuditRecord::unauthenticated("ev", "tickets", method, reason, 0);
+        event.decision = Effect::Deny;
+        append.push(event);
+    }
     for r in &append {
         store.append_unchained(r).await.expect("append");
     }
