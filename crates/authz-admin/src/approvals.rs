@@ -50,6 +50,7 @@ pub(crate) async fn run(
             state,
             upstream,
             subject,
+            tenant,
             limit,
             store,
         } => {
@@ -57,6 +58,7 @@ pub(crate) async fn run(
                 state: (state != "all").then_some(state),
                 upstream,
                 subject,
+                tenant,
                 limit: Some(limit),
             };
             let list = open(&store).await?.list(&filter, now).await?;

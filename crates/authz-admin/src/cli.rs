@@ -97,6 +97,9 @@ pub enum ApprovalsCommand {
         /// Only calls by this token subject.
         #[arg(long)]
         subject: Option<String>,
+        /// Only calls made in this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: u32,

@@ -228,6 +228,7 @@ async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let now = authz_types::now_unix_ms();
     let filter = authz_rbac::ApprovalFilter {
         state: Some("pending".into()),
+        tenant: Some(p.tenant_or_default().to_owned()),
         limit: Some(200),
         ..Default::default()
     };

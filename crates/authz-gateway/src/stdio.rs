@@ -221,7 +221,9 @@ impl Bridge {
                 "/stdio/{route}",
                 axum::routing::post(post).get(get).delete(delete),
             )
-            .with_state(Arc::clone(self));
+            .with_state(Arc::clone(self))
+            // The gateway has already held the body to its own limit.
+            .layer(axum::extract::DefaultBodyLimit::disable());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "the stdio bridge stopped");

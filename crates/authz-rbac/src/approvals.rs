@@ -165,6 +165,7 @@ pub struct ApprovalFilter {
     pub state: Option<String>,
     pub upstream: Option<String>,
     pub subject: Option<String>,
+    pub tenant: Option<String>,
     /// At most this many, newest first.
     pub limit: Option<u32>,
 }
@@ -263,7 +264,7 @@ impl ApprovalStore {
              args_digest, arguments, roles, rule, request_id, state, created_ms, expires_ms, \
              decided_by, decided_ms, reason, used_ms, used_request_id FROM approval \
              WHERE ($1 IS NULL OR upstream = $1) AND ($2 IS NULL OR subject = $2) \
-             AND ($3 IS NULL \
+             AND ($6 IS NULL OR tenant = $6) AND ($3 IS NULL \
                   OR ($3 = 'expired' AND state <> 'used' AND expires_ms <= $4) \
                   OR ($3 <> 'expired' AND state = $3 AND (state = 'used' OR expires_ms > $4))) \
              ORDER BY created_ms DESC, id LIMIT $5";
@@ -275,6 +276,7 @@ impl ApprovalStore {
                 .bind(filter.state.as_deref())
                 .bind(now_ms)
                 .bind(limit)
+                .bind(filter.tenant.as_deref())
                 .fetch_all(pool)
                 .await
                 .map_err(db)?;

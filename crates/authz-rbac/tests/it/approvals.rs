@@ -201,6 +201,11 @@ async fn exercise(store: &ApprovalStore) {
         ids(store.list(&expired, now).await.expect("list")),
         ["apv-9", "apv-6"]
     );
+    let elsewhere = ApprovalFilter {
+        tenant: Some("acme".into()),
+        ..Default::default()
+    };
+    assert!(store.list(&elsewhere, now).await.expect("list").is_empty());
     assert_eq!(
         store
             .list(&ApprovalFilter::default(), now)
