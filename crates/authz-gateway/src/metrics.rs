@@ -477,6 +477,11 @@ fn scrape_time(app: &App) -> Registry {
         "Failed operations on the pin store (the pins in force stayed)",
         g(&app.pins.store_errors),
     );
+    r.counter(
+        "authz_pins_over_cap",
+        "Listed definitions hidden because their upstream reached the pin cap (10 000 per kind)",
+        g(&app.pins.over_cap),
+    );
     if let Some(bridge) = &app.stdio {
         stdio(&mut r, bridge);
     }

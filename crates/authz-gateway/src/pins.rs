@@ -47,6 +47,12 @@ pub enum PinMode {
 /// How often the pins are read again from the store.
 const RELOAD: Duration = Duration::from_secs(1);
 
+/// Definitions pinned per upstream and kind at most. An upstream that lists more (a hostile
+/// one filling the shared store) gets nothing new pinned: the items past the cap are hidden,
+/// and calls to items never pinned are refused for that upstream and kind, trust on first use
+/// or not (fail closed), until the gateway restarts with fewer listed.
+pub(crate) const MAX_PINS: usize = 10_000;
+
 /// Observations waiting for the store at most; past it, one is dropped (it is seen again with
 /// the next list).
 const QUEUE: usize = 4_096;
@@ -60,6 +66,10 @@ pub(crate) struct Pins {
     pub(crate) changes: AtomicU64,
     /// Failed store operations (the pins in memory stayed as they were).
     pub(crate) store_errors: AtomicU64,
+    /// Items hidden because their upstream and kind reached [`MAX_PINS`].
+    pub(crate) over_cap: AtomicU64,
+    /// The upstreams and kinds that reached [`MAX_PINS`].
+    capped: RwLock<std::collections::HashSet<(String, usize)>>,
 }
 
 /// upstream → kind → name → what is approved and pending.
@@ -103,6 +113,8 @@ impl Pins {
             observations: tx,
             changes: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
+            over_cap: AtomicU64::new(0),
+            capped: RwLock::default(),
         });
         pins.reload(&store).await?;
         let chain = ChainOut { writer, holder };
@@ -158,8 +170,10 @@ impl Pins {
             .get(upstream)
             .and_then(|kinds| kinds[slot(kind)].get(name))
             .map(|k| k.approved.is_some() && k.pending.is_none());
-        // Never listed: callable under trust on first use, not in strict mode.
-        let allowed = usable.unwrap_or(mode == PinMode::TrustOnFirstUse);
+        // Never listed: callable under trust on first use, not in strict mode, nor once the
+        // upstream listed more than can be pinned.
+        let allowed = usable
+            .unwrap_or_else(|| mode == PinMode::TrustOnFirstUse && !self.is_capped(upstream, kind));
         (!allowed).then(|| format!("pin {}:{upstream}/{name}", kind.as_str()))
     }
 
@@ -200,6 +214,10 @@ impl Pins {
                     (true, k.pending.is_some())
                 }
                 Some(k) => (false, k.pending.as_deref() != Some(digest.as_str())),
+                None if self.count(upstream, kind) >= MAX_PINS => {
+                    self.cap(upstream, kind);
+                    (false, false)
+                }
                 None => {
                     // Known at once here, before the store has it, so a different definition
                     // in the next list is not taken for a first sight too.
@@ -227,6 +245,32 @@ impl Pins {
             show
         });
         before - items.len()
+    }
+
+    fn count(&self, upstream: &str, kind: DefinitionKind) -> usize {
+        self.read()
+            .get(upstream)
+            .map_or(0, |kinds| kinds[slot(kind)].len())
+    }
+
+    fn is_capped(&self, upstream: &str, kind: DefinitionKind) -> bool {
+        self.capped
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&(upstream.to_owned(), slot(kind)))
+    }
+
+    fn cap(&self, upstream: &str, kind: DefinitionKind) {
+        self.over_cap.fetch_add(1, Ordering::Relaxed);
+        let first = self
+            .capped
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((upstream.to_owned(), slot(kind)));
+        if first {
+            tracing::error!(%upstream, kind = kind.as_str(), max = MAX_PINS,
+                "the upstream lists more definitions than can be pinned: the rest are hidden and refused");
+        }
     }
 
     fn note(&self, observation: Observation) {
@@ -464,6 +508,55 @@ fn canonical(v: &Value, out: &mut String) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn past_the_cap_nothing_new_is_pinned_shown_or_callable() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let pins = Pins {
+            known: RwLock::new(Known::new()),
+            observations: tx,
+            changes: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
+            over_cap: AtomicU64::new(0),
+            capped: RwLock::default(),
+        };
+        let digest = |i: usize| format!("{i:064x}");
+        {
+            let mut known = pins.write();
+            let tools = &mut known.entry("hostile".to_owned()).or_default()[0];
+            for i in 0..MAX_PINS {
+                tools.insert(
+                    format!("t{i}"),
+                    Known1 {
+                        approved: Some(digest(i)),
+                        pending: None,
+                    },
+                );
+            }
+        }
+        let call = |name: &str| Operation::new(Method::ToolsCall, Target::Tool(name.to_owned()));
+        let tofu = PinMode::TrustOnFirstUse;
+        // Below the cap (another upstream), a never-listed tool is callable under TOFU.
+        assert_eq!(pins.refuses(tofu, "other", &call("new")), None);
+        let mut list = json!({"result": {"tools": [{"name": "one-too-many", "inputSchema": {}}]}});
+        assert_eq!(pins.screen(tofu, "hostile", ListKind::Tools, &mut list), 1);
+        assert_eq!(list["result"]["tools"], json!([]));
+        assert!(
+            pins.refuses(tofu, "hostile", &call("one-too-many"))
+                .is_some()
+        );
+        assert!(
+            pins.refuses(tofu, "hostile", &call("never-listed"))
+                .is_some()
+        );
+        assert_eq!(pins.over_cap.load(Ordering::Relaxed), 1);
+        // What was pinned before the cap stays usable; other kinds and upstreams are not capped.
+        let mut known_one = json!({"result": {"tools": [{"name": "t0", "inputSchema": {}}]}});
+        let _ = pins.screen(tofu, "hostile", ListKind::Tools, &mut known_one);
+        assert_eq!(pins.refuses(tofu, "other", &call("new")), None);
+        let prompt = Operation::new(Method::PromptsGet, Target::Prompt("p".to_owned()));
+        assert_eq!(pins.refuses(tofu, "hostile", &prompt), None);
+    }
 
     #[test]
     fn the_digest_covers_what_steers_the_agent_and_nothing_else() {
