@@ -485,8 +485,9 @@ pub async fn serve(
     {
         tracing::error!("outcome records still waiting for the audit queue after 10 s");
     }
+    // stdio servers end with the gateway; their exit records go in with the rest.
     if let Some(bridge) = &app.stdio {
-        bridge.stop_all();
+        bridge.stop_all(std::time::Duration::from_secs(5)).await;
     }
     app.refusal_flusher.0.abort();
     refusals::flush(&app.refusals, &app.audit_writer).await;

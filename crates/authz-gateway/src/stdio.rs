@@ -231,12 +231,22 @@ impl Bridge {
         });
     }
 
-    /// Stops every process (at shutdown).
-    pub(crate) fn stop_all(&self) {
+    /// Stops every process (at shutdown) and waits, at most `deadline`, until each has exited
+    /// and its exit record is queued.
+    pub(crate) async fn stop_all(&self, deadline: Duration) {
         for route in self.routes.values() {
             for child in lock(&route.children).values() {
                 child.stop("gateway stopped");
             }
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        while self
+            .routes
+            .values()
+            .any(|r| r.exited.load(Ordering::Relaxed) < r.started.load(Ordering::Relaxed))
+            && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
@@ -701,13 +711,19 @@ fn spawn(
     lock(&route.children).insert(session, Arc::clone(&child));
     route.started.fetch_add(1, Ordering::Relaxed);
     tracing::info!(route = %route.name, pid = ?child.pid, "stdio server started");
-    route.record(
+    let started = route.process_record(
         &child,
         "process/start",
         Effect::Allow,
         ReasonCode::ProcessStarted,
         None,
     );
+    let audit = route.audit.clone();
+    tokio::spawn(async move {
+        if let Err(e) = audit.append_buffered(started).await {
+            tracing::error!(error = %e, "a stdio process record could not be queued");
+        }
+    });
 
     let name = route.name.clone();
     let pid = child.pid;
@@ -794,7 +810,6 @@ async fn supervise(
     // In-flight calls learn the process is gone (their waiters are dropped: 502).
     lock(&child.pending).clear();
     *lock(&child.stream) = None;
-    route.exited.fetch_add(1, Ordering::Relaxed);
     let outcome = match status {
         Some(s) => match s.code() {
             Some(code) => format!("{why} (exit {code})"),
@@ -820,25 +835,30 @@ async fn supervise(
     } else {
         tracing::info!(route = %route.name, pid = ?child.pid, %outcome, "stdio server ended");
     }
-    route.record(
+    let exit = route.process_record(
         &child,
         "process/exit",
         if crashed { Effect::Deny } else { Effect::Allow },
         ReasonCode::ProcessExited,
         Some(outcome),
     );
+    if let Err(e) = route.audit.append_buffered(exit).await {
+        tracing::error!(error = %e, "a stdio process record could not be queued");
+    }
+    // Counted once its record is queued, so a shutdown waiting for every exit has them all.
+    route.exited.fetch_add(1, Ordering::Relaxed);
 }
 
 impl Route {
-    /// Records a process event in the audit trail (buffered: nothing waits on it).
-    fn record(
+    /// The audit record of a process event (queued buffered: nothing waits on it).
+    fn process_record(
         &self,
         child: &Child,
         method: &str,
         effect: Effect,
         reason: ReasonCode,
         outcome: Option<String>,
-    ) {
+    ) -> AuditRecord {
         let mut rec = AuditRecord::unauthenticated(
             format!(
                 "process-{}-{}",
@@ -860,12 +880,7 @@ impl Route {
             self.spec.program.display()
         ));
         rec.outcome = outcome;
-        let audit = self.audit.clone();
-        tokio::spawn(async move {
-            if let Err(e) = audit.append_buffered(rec).await {
-                tracing::error!(error = %e, "a stdio process record could not be queued");
-            }
-        });
+        rec
     }
 }
 

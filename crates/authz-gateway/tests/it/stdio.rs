@@ -450,3 +450,90 @@ async fn shared_per_principal_a_principals_sessions_use_one_process_and_no_one_e
         Some("authz_stdio_processes{route=\"tickets\"} 2")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_stops_every_process_and_records_it() {
+    let Some((env, _dir)) = stdio_gateway("").await else {
+        return;
+    };
+    let alice = env.token("alice", &["stdio-user"], &["tickets:read"]);
+    // A session without an open stream, so nothing holds the shutdown to its grace period.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}});
+    let resp = env.post(Some(&alice), &[], &init.to_string()).await;
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let env = env.stop().await;
+    let exits = process_records(&env, "process/exit").await;
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert!(
+        exits[0]
+            .outcome
+            .as_deref()
+            .is_some_and(|o| o.starts_with("gateway stopped")),
+        "{exits:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_filesystem_server_reads_what_policy_allows() {
+    if !crate::peers::peers_available().await {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::write(shared.join("note.txt"), "hello from the share").expect("write");
+    let policy = dir.path().join("policy.csv");
+    std::fs::write(
+        &policy,
+        "p, reader, default, tool:tickets/read_text_file, call, allow\n\
+         p, reader, default, tool:tickets/list_directory, call, allow\n",
+    )
+    .expect("policy");
+    let server = crate::peers::peers_dir()
+        .join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    let env = harness::start_with(
+        AuditBackend::Sqlite,
+        Options {
+            policy_file: Some(policy),
+            stdio_command: Some(format!(
+                "[\"node\", \"{}\", \"{}\"]",
+                server.display(),
+                shared.display()
+            )),
+            ..Options::default()
+        },
+    )
+    .await;
+    let token = env.token("rita", &["reader"], &["tickets:read"]);
+    let client = env.legacy_client(&token).await;
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["list_directory", "read_text_file"],
+        "write tools filtered out"
+    );
+    let path = shared.join("note.txt").display().to_string();
+    let text = text_of(&client, "read_text_file", json!({"path": path})).await;
+    assert!(text.contains("hello from the share"), "{text}");
+    let write = client
+        .call_tool(call(
+            "write_file",
+            json!({"path": path, "content": "defaced"}),
+        ))
+        .await;
+    assert!(write.is_err(), "write_file is not allowed: {write:?}");
+    assert_eq!(
+        std::fs::read_to_string(shared.join("note.txt")).expect("read"),
+        "hello from the share"
+    );
+}
