@@ -132,6 +132,10 @@ pub(crate) async fn apply(
     }
     done.issuers = app.verifier.reload_key_files(&new.verifier)?;
     for (i, up) in new.upstreams.iter().enumerate() {
+        // A stdio route's credential is the bridge's own secret, made when the gateway started.
+        if up.stdio.is_some() {
+            continue;
+        }
         match app.client(&up.name) {
             Some(client) if client.replace_credential(&up.credential).await => {
                 done.upstreams.push(up.name.clone());

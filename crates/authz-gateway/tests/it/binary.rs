@@ -234,3 +234,151 @@ credential_file = "{credential}"
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The binary with a stdio route: a stateless call reaches the child through the bridge, a
+/// `SIGHUP` leaves the route working (its credential is the bridge's, not the file's) without
+/// asking for a restart, and `SIGTERM` stops the child with the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_a_stdio_route_across_a_reload() {
+    use authz_test_support::repo_path;
+    use authz_token::{KeyAlgorithm, MintRequest, Signer};
+    use std::time::{Duration, Instant};
+
+    if !crate::peers::peers_available().await {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = authz_token::generate_key_pair(KeyAlgorithm::Es256, "k").expect("keys");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, &keys.public_jwks).expect("write jwks");
+    let policy = dir.path().join("policy.csv");
+    std::fs::write(
+        &policy,
+        "p, stdio-user, default, tool:files/*, call, allow\n",
+    )
+    .expect("policy");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+
+[auth]
+max_lifetime_secs = 3600
+
+[[auth.issuers]]
+issuer = "{issuer}"
+jwks_file = "{jwks}"
+
+[policy]
+model = "{model}"
+files = ["{policy}"]
+
+[audit]
+database_url = "sqlite://{audit}?mode=rwc"
+
+[[upstreams]]
+name = "files"
+command = ["node", "{script}"]
+cwd = "{peers}"
+"#,
+        issuer = crate::harness::ISSUER,
+        jwks = jwks.display(),
+        model = repo_path("policies/model.conf").display(),
+        policy = policy.display(),
+        audit = dir.path().join("audit.db").display(),
+        script = crate::peers::peers_dir().join("stdio-server.mjs").display(),
+        peers = crate::peers::peers_dir().display(),
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, &config).expect("write config");
+    let log = dir.path().join("gateway.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authz-gateway"))
+        .arg("--config")
+        .arg(&path)
+        .env_remove("AUTHZ_LISTEN")
+        .env_remove("AUTHZ_PUBLIC_URL")
+        .env_remove("AUTHZ_AUDIT_DATABASE_URL")
+        .env_remove("AUTHZ_POLICY_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start the gateway");
+    let pid = child.id().to_string();
+    let route = format!("{base}/mcp/files");
+    let mut req = MintRequest::new(crate::harness::ISSUER, "alice", route.clone());
+    req.roles = vec!["stdio-user".into()];
+    req.ttl_secs = 600;
+    let token = Signer::from_private_jwk(&keys.private_jwk)
+        .expect("signer")
+        .mint(&req)
+        .expect("mint");
+    let http = reqwest::Client::new();
+    let echo = || {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "via the binary"},
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                          "io.modelcontextprotocol/clientCapabilities": {}}}});
+        let req = http
+            .post(&route)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "echo")
+            .body(body.to_string());
+        async move {
+            match req.send().await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, body) = loop {
+        let answer = echo().await;
+        if answer.0 != 0 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("via the binary"), "{body}");
+
+    let hangup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill -HUP");
+    assert!(hangup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).expect("log");
+        if text.contains("SIGHUP: configuration reloaded") {
+            assert!(!text.contains("credential kind"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload in the log:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = echo().await;
+    assert_eq!(status, 200, "after the reload: {body}");
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "the gateway did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("stdio server ended"), "{text}");
+}
