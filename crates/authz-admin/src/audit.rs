@@ -444,7 +444,7 @@ type CellOf = fn(&StoredRecord) -> Cell;
 
 /// The columns of `audit export --format csv`, in order: each header and how a record's cell
 /// in it is written.
-const CSV_COLUMNS: [(&str, CellOf); 26] = [
+const CSV_COLUMNS: [(&str, CellOf); 27] = [
     ("id", |r| (r.id.to_string(), false)),
     ("time", |r| (format_time(r.record.time_ms), false)),
     ("time_ms", |r| (r.record.time_ms.to_string(), false)),
@@ -475,6 +475,7 @@ const CSV_COLUMNS: [(&str, CellOf); 26] = [
     ("first_round_request_id", |r| {
         opt(&r.record.first_round_request_id)
     }),
+    ("shadow", |r| opt(&r.record.shadow)),
 ];
 
 /// A cell of request text.

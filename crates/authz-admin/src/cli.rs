@@ -637,6 +637,10 @@ pub enum PolicyCommand {
     /// Re-decide the audited decisions of a window under a candidate policy and report every
     /// decision that would change (who, what, old and new result, the rule responsible).
     Replay(ReplayArgs),
+    /// Evaluate a candidate policy beside the live one on real traffic, never enforced: every
+    /// gateway sharing the audit database records where it would decide otherwise.
+    #[command(subcommand)]
+    Shadow(ShadowCommand),
     /// Print the store's policy as a Casbin CSV (or JSON with -o json).
     Export {
         #[command(flatten)]
@@ -649,6 +653,52 @@ pub enum PolicyCommand {
         limit: u32,
         #[command(flatten)]
         store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// Start evaluating the candidate (it is checked first; one that does not load is refused);
+    /// a candidate already running is stopped.
+    Start {
+        /// The candidate policy's CSV files (repeatable).
+        #[arg(long = "candidate", value_name = "CSV", required = true)]
+        candidates: Vec<PathBuf>,
+        /// Casbin model.
+        #[arg(
+            long,
+            default_value = "policies/model.conf",
+            env = "AUTHZ_POLICY_MODEL"
+        )]
+        model: PathBuf,
+        /// Who the start is recorded as (default: $USER, else the OS account).
+        #[arg(long, value_name = "NAME", env = ACTOR_ENV, hide_env_values = true)]
+        actor: Option<String>,
+        #[command(flatten)]
+        store: AuditStoreArgs,
+    },
+    /// Stop evaluating the candidate.
+    Stop {
+        #[arg(long, value_name = "NAME", env = ACTOR_ENV, hide_env_values = true)]
+        actor: Option<String>,
+        #[command(flatten)]
+        store: AuditStoreArgs,
+    },
+    /// The candidate running (if any) and the ones before it.
+    Status {
+        #[command(flatten)]
+        store: AuditStoreArgs,
+    },
+    /// The decisions the candidate would have made otherwise, from the audit trail, grouped
+    /// and counted (default: the last 24 hours).
+    Report {
+        #[command(flatten)]
+        store: AuditStoreArgs,
+        #[command(flatten)]
+        filter: AuditFilterArgs,
+        /// How many groups to list (all are counted).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        top: u32,
     },
 }
 

@@ -154,6 +154,9 @@ pub async fn execute_with(
             return policy::lint(&args, json, out).await;
         }
         Command::Policy(PolicyCommand::Replay(args)) => replay::replay(&args, json, out).await?,
+        Command::Policy(PolicyCommand::Shadow(command)) => {
+            replay::shadow(command, json, out).await?
+        }
         Command::Policy(PolicyCommand::Export { store }) => {
             policy::export(&store, json, out).await?;
         }

@@ -192,3 +192,204 @@ pub(crate) async fn replay(
     }
     Ok(())
 }
+
+/// `authzctl policy shadow start|stop|status|report`.
+pub(crate) async fn shadow(
+    command: crate::cli::ShadowCommand,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    use crate::cli::ShadowCommand;
+    let open = |store: &crate::cli::AuditStoreArgs| {
+        let url = store.url().map(str::to_owned);
+        async move { Ok::<_, anyhow::Error>(authz_rbac::ShadowStore::connect(&url?).await?) }
+    };
+    let now = now_unix_ms();
+    match command {
+        ShadowCommand::Start {
+            candidates,
+            model,
+            actor,
+            store,
+        } => {
+            // Checked as the gateways will load it: a candidate that does not load never runs.
+            Rbac::from_files(&model, &candidates)
+                .await
+                .map_err(|e| anyhow::anyhow!("the candidate policy does not load: {e}"))?;
+            let mut text = String::new();
+            for path in &candidates {
+                let part = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                text.push_str(&part);
+                if !part.ends_with('\n') {
+                    text.push('\n');
+                }
+            }
+            let label = candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let actor = crate::cli::resolve_actor(actor.as_deref());
+            let id = open(&store)
+                .await?
+                .start(&text, &label, &actor, now)
+                .await?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"id": id, "label": label, "started_by": actor})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "shadow candidate {id} started as {actor} ({label}); gateways evaluate it within a second"
+                )?;
+            }
+        }
+        ShadowCommand::Stop { actor, store } => {
+            let actor = crate::cli::resolve_actor(actor.as_deref());
+            let stopped = open(&store).await?.stop(&actor, now).await?;
+            if json {
+                writeln!(out, "{}", json!({"stopped": stopped}))?;
+            } else if stopped {
+                writeln!(out, "shadow candidate stopped as {actor}")?;
+            } else {
+                writeln!(out, "no shadow candidate was running")?;
+            }
+        }
+        ShadowCommand::Status { store } => {
+            let history = open(&store).await?.history().await?;
+            if json {
+                let items: Vec<Value> = history
+                    .iter()
+                    .map(|c| {
+                        json!({"id": c.id, "label": c.label, "started_by": c.started_by,
+                               "started_ms": c.started_ms, "stopped_by": c.stopped_by,
+                               "stopped_ms": c.stopped_ms, "running": c.stopped_ms.is_none()})
+                    })
+                    .collect();
+                writeln!(out, "{}", json!({"candidates": items}))?;
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = history
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.id.to_string(),
+                        if c.stopped_ms.is_none() {
+                            "running"
+                        } else {
+                            "stopped"
+                        }
+                        .to_owned(),
+                        crate::times::format_time(c.started_ms),
+                        c.started_by.clone(),
+                        c.stopped_ms
+                            .map_or_else(|| "-".to_owned(), crate::times::format_time),
+                        c.label.clone(),
+                    ]
+                })
+                .collect();
+            write_table(
+                out,
+                &["ID", "STATE", "STARTED", "BY", "STOPPED", "CANDIDATE"],
+                &rows,
+            )?;
+        }
+        ShadowCommand::Report { store, filter, top } => {
+            let mut base = filter.to_query(now);
+            base.kind = Some(RecordKind::Decision);
+            let since = *base.filter.since_ms.get_or_insert(now - DEFAULT_WINDOW_MS);
+            let until = base.filter.until_ms.unwrap_or(now);
+            let mut groups: HashMap<(String, String, String, String, String, String), u64> =
+                HashMap::new();
+            let mut total = 0u64;
+            with_store(&store, async |s: &AuditStore, shown: &str| {
+                crate::audit::each_record(s, &base, shown, |r| {
+                    let rec = &r.record;
+                    let Some(candidate) = &rec.shadow else {
+                        return Ok(());
+                    };
+                    let n = u64::try_from(rec.repeat_count.unwrap_or(1)).unwrap_or(1);
+                    total += n;
+                    let live = match outcome(rec.reason) {
+                        Some(o) => format!("{o} {}", rec.reason),
+                        None => rec.reason.as_str().to_owned(),
+                    };
+                    let key = (
+                        rec.subject.clone().unwrap_or_else(|| "-".to_owned()),
+                        rec.upstream.clone(),
+                        rec.method.clone(),
+                        rec.target.clone().unwrap_or_else(|| "-".to_owned()),
+                        live,
+                        candidate.clone(),
+                    );
+                    *groups.entry(key).or_default() += n;
+                    Ok(())
+                })
+                .await
+            })
+            .await?;
+            let mut groups: Vec<_> = groups.into_iter().collect();
+            groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let shown: Vec<_> = groups.iter().take(top as usize).collect();
+            if json {
+                let items: Vec<Value> = shown
+                    .iter()
+                    .map(
+                        |((subject, upstream, method, target, live, candidate), n)| {
+                            json!({"count": n, "subject": subject, "upstream": upstream,
+                               "method": method, "target": target, "live": live,
+                               "candidate": candidate})
+                        },
+                    )
+                    .collect();
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"since_ms": since, "until_ms": until, "differences": total,
+                           "groups": items})
+                )?;
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "{total} decisions the shadow candidate would have made otherwise"
+            )?;
+            if !shown.is_empty() {
+                let rows: Vec<Vec<String>> = shown
+                    .iter()
+                    .map(
+                        |((subject, upstream, method, target, live, candidate), n)| {
+                            vec![
+                                n.to_string(),
+                                subject.clone(),
+                                upstream.clone(),
+                                method.clone(),
+                                target.clone(),
+                                live.clone(),
+                                candidate.clone(),
+                            ]
+                        },
+                    )
+                    .collect();
+                write_table(
+                    out,
+                    &[
+                        "COUNT",
+                        "SUBJECT",
+                        "UPSTREAM",
+                        "METHOD",
+                        "TARGET",
+                        "LIVE",
+                        "CANDIDATE",
+                    ],
+                    &rows,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -140,6 +140,7 @@ impl SqliteRows {
             args.add(c.repeat_count)?;
             args.add(c.first_time_ms)?;
             args.add(c.first_round_request_id.map(own))?;
+            args.add(c.shadow.map(own))?;
             args.add(s(r.chain_id))?;
             args.add(r.seq)?;
             args.add(r.prev_hash.to_vec())?;
@@ -156,7 +157,7 @@ impl SqliteRows {
 /// encoding version as a literal.
 pub(crate) fn sqlite_insert_sql(rows: usize) -> String {
     const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-        ?, ?, ?, ?, ?, ?, ?, ?, ";
+        ?, ?, ?, ?, ?, ?, ?, ?, ?, ";
     let mut sql = format!("INSERT INTO audit_records ({INSERT_COLUMNS}, {CHAIN_COLUMNS}) VALUES ");
     for i in 0..rows {
         if i > 0 {
@@ -175,7 +176,7 @@ pub(crate) static SQLITE_FULL_CHUNK_SQL: LazyLock<String> =
 
 /// The Postgres insert of chained rows: one array per column, expanded by `unnest` on the
 /// server, so the statement text is the same for every batch size (prepared once) and nothing
-/// approaches the 65,535-bind limit. `$33` is the chain id, the same for every row.
+/// approaches the 65,535-bind limit. `$34` is the chain id, the same for every row.
 ///
 /// The `unnest` calls are in the select list, where Postgres expands them in lockstep (the
 /// arrays have one length), and not in `FROM UNNEST($1, $2, ...)`, which stores every
@@ -244,7 +245,7 @@ pub(crate) fn push_chunked(
     chunk.push(row)
 }
 
-/// The Postgres encoding: the 35 array parameters of [`UNNEST_SQL`] in the binary array format,
+/// The Postgres encoding: the 36 array parameters of [`UNNEST_SQL`] in the binary array format,
 /// appended to element by element, and the chain id.
 ///
 /// sqlx would encode a `Vec<&str>` per column the same way, but only from a complete column;
@@ -254,7 +255,7 @@ pub(crate) struct PgRows {
     pub rows: usize,
     pub chain_id: String,
     time_ms: Int8Array,
-    text: [TextArray; 24],
+    text: [TextArray; 25],
     ints: [Int8Array; 7],
     seq: Int8Array,
     prev_hash: ByteaArray,
@@ -356,7 +357,7 @@ impl PgRows {
 }
 
 /// The text columns of `r` in the parameter order of `UNNEST_SQL` ([`TEXT_FIELDS`]).
-fn text_values<'a>(r: &'a ChainedRow<'a>) -> [Option<&'a str>; 24] {
+fn text_values<'a>(r: &'a ChainedRow<'a>) -> [Option<&'a str>; 25] {
     let c = &r.columns;
     [
         Some(c.request_id),
@@ -383,6 +384,7 @@ fn text_values<'a>(r: &'a ChainedRow<'a>) -> [Option<&'a str>; 24] {
         Some(&c.shown),
         c.client_addr,
         c.first_round_request_id,
+        c.shadow,
     ]
 }
 
@@ -399,7 +401,7 @@ const INT_FIELDS: [&str; 7] = [
 
 /// The text columns of [`PgRows`], in parameter order (and the names of their fields, for
 /// error messages).
-const TEXT_FIELDS: [&str; 24] = [
+const TEXT_FIELDS: [&str; 25] = [
     "request_id",
     "session_id",
     "tenant",
@@ -424,6 +426,7 @@ const TEXT_FIELDS: [&str; 24] = [
     "shown",
     "client_addr",
     "first_round_request_id",
+    "shadow",
 ];
 
 /// A one-dimensional Postgres array in the binary format, built element by element: `ELEM` is
@@ -515,7 +518,7 @@ mod tests {
         }
         let sql = sqlite_insert_sql(2);
         assert_eq!(sql.matches('?').count(), 2 * CHAINED_COLUMN_COUNT);
-        assert!(sql.ends_with(", 4, ?, ?, ?, ?)"), "{sql}");
+        assert!(sql.ends_with(", 5, ?, ?, ?, ?)"), "{sql}");
         assert_eq!(*SQLITE_FULL_CHUNK_SQL, sqlite_insert_sql(ROWS_PER_INSERT));
     }
 
@@ -575,7 +578,7 @@ mod tests {
         assert!(matches!(encoded, Ok(sqlx::encode::IsNull::No)));
         let header = [1i32, 0, 25, 1, 1].map(i32::to_be_bytes).concat();
         assert_eq!(buf[..20], header[..]);
-        assert_eq!(rows.into_arguments().expect("args").len(), 36);
+        assert_eq!(rows.into_arguments().expect("args").len(), 37);
         assert_eq!(
             *UNNEST_SQL,
             format!(
@@ -585,13 +588,13 @@ mod tests {
                  unnest($8::text[]), unnest($9::text[]), unnest($10::text[]), \
                  unnest($11::text[]), unnest($12::text[]), unnest($13::text[]), \
                  unnest($14::text[]), unnest($15::text[]), unnest($16::text[]), \
-                 unnest($17::text[]), unnest($26::bigint[]), unnest($27::bigint[]), \
-                 unnest($28::bigint[]), unnest($18::text[]), unnest($19::text[]), \
-                 unnest($29::bigint[]), unnest($30::bigint[]), unnest($20::text[]), \
+                 unnest($17::text[]), unnest($27::bigint[]), unnest($28::bigint[]), \
+                 unnest($29::bigint[]), unnest($18::text[]), unnest($19::text[]), \
+                 unnest($30::bigint[]), unnest($31::bigint[]), unnest($20::text[]), \
                  unnest($21::text[]), unnest($22::text[]), unnest($23::text[]), \
-                 unnest($24::text[]), unnest($31::bigint[]), unnest($32::bigint[]), \
-                 unnest($25::text[]), 4, $33, unnest($34::bigint[]), unnest($35::bytea[]), \
-                 unnest($36::bytea[])"
+                 unnest($24::text[]), unnest($32::bigint[]), unnest($33::bigint[]), \
+                 unnest($25::text[]), unnest($26::text[]), 5, $34, unnest($35::bigint[]), \
+                 unnest($36::bytea[]), unnest($37::bytea[])"
             )
         );
     }

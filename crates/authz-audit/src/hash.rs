@@ -4,7 +4,8 @@
 //! Each chained row stores the version of the encoding its hash was computed with
 //! (`hash_version`, see [`HashVersion`]). Rows written before migration 0006 are version 1;
 //! rows written before migration 0008 are version 1 or 2; rows written before migration 0010
-//! are version 1, 2 or 3; this build writes version 4. Verification recomputes every row with its own version, so a
+//! are version 1, 2 or 3; rows written before migration 0015 are version 1 to 4; this build
+//! writes version 5. Verification recomputes every row with its own version, so a
 //! chain may mix versions (an upgraded writer continues its chain in the new one).
 //!
 //! # Encoding, version 1
@@ -83,6 +84,18 @@
 //!
 //! Version 3 (and so 2 and 1) can only stand for a record whose version-4 field is absent.
 //!
+//! # Encoding, version 5
+//!
+//! The items of version 4, in the same order and with the same encodings, except that the
+//! domain tag is the string `"authz-audit/record/v5"`; then, appended after
+//! `first_round_request_id`:
+//!
+//! | item | encoding |
+//! |---|---|
+//! | `shadow` | optional string |
+//!
+//! Version 4 (and so 3, 2 and 1) can only stand for a record whose version-5 field is absent.
+//!
 //! The version number itself is not an item: the domain tag differs per version, so a row
 //! whose `hash_version` was changed no longer matches its hash.
 //!
@@ -93,7 +106,7 @@
 //! `hash` (bytes) and `time_ms`. The kind is included so an anchor cannot be passed off as a
 //! checkpoint or the other way round. It does not depend on the record encoding version.
 //!
-//! A later change of the record encoding gets a new domain tag (`.../v5`) and a new
+//! A later change of the record encoding gets a new domain tag (`.../v6`) and a new
 //! [`HashVersion`].
 
 use authz_types::{AuditRecord, RecordKind};
@@ -106,6 +119,7 @@ const RECORD_TAG_V1: &str = "authz-audit/record/v1";
 const RECORD_TAG_V2: &str = "authz-audit/record/v2";
 const RECORD_TAG_V3: &str = "authz-audit/record/v3";
 const RECORD_TAG_V4: &str = "authz-audit/record/v4";
+const RECORD_TAG_V5: &str = "authz-audit/record/v5";
 const CHECKPOINT_TAG: &str = "authz-audit/checkpoint/v1";
 
 /// Appends items of the encoding to any sink: a hasher or a byte buffer.
@@ -179,13 +193,16 @@ pub enum HashVersion {
     /// Version 2 plus the client address and the count and window of aggregated refusals;
     /// rows written before migration 0010.
     V3,
-    /// Version 3 plus the first round a multi round-trip retry links to.
+    /// Version 3 plus the first round a multi round-trip retry links to; rows written before
+    /// migration 0015.
     V4,
+    /// Version 4 plus the shadow policy's differing decision.
+    V5,
 }
 
 impl HashVersion {
     /// The version this build writes.
-    pub const CURRENT: HashVersion = HashVersion::V4;
+    pub const CURRENT: HashVersion = HashVersion::V5;
 
     /// Every version, oldest first.
     pub const ALL: &'static [HashVersion] = &[
@@ -193,6 +210,7 @@ impl HashVersion {
         HashVersion::V2,
         HashVersion::V3,
         HashVersion::V4,
+        HashVersion::V5,
     ];
 
     /// The stored number (`hash_version` column).
@@ -202,6 +220,7 @@ impl HashVersion {
             Self::V2 => 2,
             Self::V3 => 3,
             Self::V4 => 4,
+            Self::V5 => 5,
         }
     }
 
@@ -212,6 +231,7 @@ impl HashVersion {
             2 => Some(Self::V2),
             3 => Some(Self::V3),
             4 => Some(Self::V4),
+            5 => Some(Self::V5),
             _ => None,
         }
     }
@@ -223,6 +243,7 @@ impl HashVersion {
             Self::V2 => "2",
             Self::V3 => "3",
             Self::V4 => "4",
+            Self::V5 => "5",
         }
     }
 }
@@ -238,7 +259,7 @@ pub fn record_hash(
     prev_hash: &[u8; 32],
 ) -> [u8; 32] {
     let mut h = Sha256::new();
-    encode_v4(&mut h, record, chain_id, seq, prev_hash);
+    encode_v5(&mut h, record, chain_id, seq, prev_hash);
     h.finalize().into()
 }
 
@@ -275,7 +296,13 @@ pub fn record_hash_with(
             }
             encode_v3_items(&mut h, RECORD_TAG_V3, record, chain_id, seq, prev_hash);
         }
-        HashVersion::V4 => encode_v4(&mut h, record, chain_id, seq, prev_hash),
+        HashVersion::V4 => {
+            if !fits_v4(record) {
+                return None;
+            }
+            encode_v4_items(&mut h, RECORD_TAG_V4, record, chain_id, seq, prev_hash);
+        }
+        HashVersion::V5 => encode_v5(&mut h, record, chain_id, seq, prev_hash),
     }
     Some(h.finalize().into())
 }
@@ -300,7 +327,12 @@ fn fits_v2(r: &AuditRecord) -> bool {
 
 /// Whether every field version 3 does not encode is at its default.
 fn fits_v3(r: &AuditRecord) -> bool {
-    r.first_round_request_id.is_none()
+    fits_v4(r) && r.first_round_request_id.is_none()
+}
+
+/// Whether every field version 4 does not encode is at its default.
+fn fits_v4(r: &AuditRecord) -> bool {
+    r.shadow.is_none()
 }
 
 /// The items of version 1 after `tag`; later versions start the same way with their own tag.
@@ -373,9 +405,22 @@ fn encode_v3_items(
     h.opt_int(r.first_time_ms);
 }
 
-fn encode_v4(h: &mut impl Sink, r: &AuditRecord, chain_id: &str, seq: i64, prev_hash: &[u8; 32]) {
-    encode_v3_items(h, RECORD_TAG_V4, r, chain_id, seq, prev_hash);
+/// The items of version 4 after `tag`; version 5 starts the same way with its own tag.
+fn encode_v4_items(
+    h: &mut impl Sink,
+    tag: &str,
+    r: &AuditRecord,
+    chain_id: &str,
+    seq: i64,
+    prev_hash: &[u8; 32],
+) {
+    encode_v3_items(h, tag, r, chain_id, seq, prev_hash);
     h.opt_str(r.first_round_request_id.as_deref());
+}
+
+fn encode_v5(h: &mut impl Sink, r: &AuditRecord, chain_id: &str, seq: i64, prev_hash: &[u8; 32]) {
+    encode_v4_items(h, RECORD_TAG_V5, r, chain_id, seq, prev_hash);
+    h.opt_str(r.shadow.as_deref());
 }
 
 /// What a checkpoint row is.
@@ -473,6 +518,13 @@ mod tests {
         r
     }
 
+    /// `sample_v4()` with the version-5 field set.
+    fn sample_v5() -> AuditRecord {
+        let mut r = sample_v4();
+        r.shadow = Some("allow policy_allow: p, r, default, tool:t/*, call, allow".into());
+        r
+    }
+
     #[test]
     fn encoding_is_pinned() {
         // Fixed vectors, also computed by an independent implementation of the tables in the
@@ -505,22 +557,41 @@ mod tests {
                 .as_deref(),
             Some("685e04d81a97fde4b1ceb3128a7b8c02ae6a368451db415da2732763e0e2bf18")
         );
-        let v4 = record_hash(&sample(), "gw-1", 1, &GENESIS_HASH);
+        let v4 = |r: &AuditRecord| {
+            record_hash_with(HashVersion::V4, r, "gw-1", 1, &GENESIS_HASH).map(|h| to_hex(&h))
+        };
         assert_eq!(
-            to_hex(&v4),
-            "bc5e681572abd7ebd7289103f5c2b6b7c75341940871ec18b9a1b584c14d819b"
+            v4(&sample()).as_deref(),
+            Some("bc5e681572abd7ebd7289103f5c2b6b7c75341940871ec18b9a1b584c14d819b")
         );
         assert_eq!(
-            record_hash_with(HashVersion::V4, &sample(), "gw-1", 1, &GENESIS_HASH),
-            Some(v4)
+            v4(&sample_v3()).as_deref(),
+            Some("beed2114f8a69fe84035698b3c4581fbfa308e3cab5ae7e110f1d67c6fb7e2f1")
+        );
+        assert_eq!(
+            v4(&sample_v4()).as_deref(),
+            Some("bb62cd1fac8c5c05bc7895cce657003c2a3386057209925cbcb7307e1ac81b2d")
+        );
+        let v5 = record_hash(&sample(), "gw-1", 1, &GENESIS_HASH);
+        assert_eq!(
+            to_hex(&v5),
+            "eb009622c157e1633843637116cd7d9ac847e1b724ca4201f87707a7c2566098"
+        );
+        assert_eq!(
+            record_hash_with(HashVersion::V5, &sample(), "gw-1", 1, &GENESIS_HASH),
+            Some(v5)
         );
         assert_eq!(
             to_hex(&record_hash(&sample_v3(), "gw-1", 1, &GENESIS_HASH)),
-            "beed2114f8a69fe84035698b3c4581fbfa308e3cab5ae7e110f1d67c6fb7e2f1"
+            "297358aab36d1189577b19942c5e2dbb333ff6d8a3cfa4614b0129764aed7e4a"
         );
         assert_eq!(
             to_hex(&record_hash(&sample_v4(), "gw-1", 1, &GENESIS_HASH)),
-            "bb62cd1fac8c5c05bc7895cce657003c2a3386057209925cbcb7307e1ac81b2d"
+            "665315f29f4f3da6c991662f0a3160a66fe40e899a9ce6ec50cbb67fbeb0ea50"
+        );
+        assert_eq!(
+            to_hex(&record_hash(&sample_v5(), "gw-1", 1, &GENESIS_HASH)),
+            "cd8b71f0fa940eec40df0bc641ac8e9b159212f7c54b7e68f8649e0e7b05a0ef"
         );
         let mut buf = Vec::new();
         buf.opt_str(Some("ab"));
@@ -572,6 +643,25 @@ mod tests {
     }
 
     #[test]
+    fn version_4_only_encodes_records_without_the_version_5_field() {
+        let mut r = sample_v4();
+        r.shadow = Some(String::new());
+        for old in [
+            HashVersion::V1,
+            HashVersion::V2,
+            HashVersion::V3,
+            HashVersion::V4,
+        ] {
+            assert_eq!(
+                record_hash_with(old, &r, "gw-1", 1, &GENESIS_HASH),
+                None,
+                "{old:?}"
+            );
+        }
+        assert!(record_hash_with(HashVersion::V5, &r, "gw-1", 1, &GENESIS_HASH).is_some());
+    }
+
+    #[test]
     fn version_1_only_encodes_records_without_the_new_fields() {
         type Change = fn(&mut AuditRecord);
         let changes: [Change; 8] = [
@@ -603,8 +693,8 @@ mod tests {
             assert_eq!(v.sql_literal(), v.number().to_string());
         }
         assert_eq!(HashVersion::from_number(0), None);
-        assert_eq!(HashVersion::from_number(5), None);
-        assert_eq!(HashVersion::CURRENT, HashVersion::V4);
+        assert_eq!(HashVersion::from_number(6), None);
+        assert_eq!(HashVersion::CURRENT, HashVersion::V5);
     }
 
     #[test]
@@ -614,7 +704,7 @@ mod tests {
         assert_ne!(base, record_hash(&sample(), "gw-1", 2, &GENESIS_HASH));
         assert_ne!(base, record_hash(&sample(), "gw-1", 1, &[1; 32]));
         type Change = fn(&mut AuditRecord);
-        let changes: [Change; 22] = [
+        let changes: [Change; 24] = [
             |r| r.time_ms += 1,
             |r| r.session_id = Some(String::new()),
             |r| r.actors.push(String::new()),
@@ -637,6 +727,8 @@ mod tests {
             |r| r.first_time_ms = Some(0),
             |r| r.first_round_request_id = Some(String::new()),
             |r| r.first_round_request_id = Some("req-1".into()),
+            |r| r.shadow = Some(String::new()),
+            |r| r.shadow = Some("deny".into()),
         ];
         for change in changes {
             let mut r = sample();

@@ -139,6 +139,7 @@ fn bind_columns<'a, DB>(
         .push_bind(c.repeat_count)
         .push_bind(c.first_time_ms)
         .push_bind(c.first_round_request_id)
+        .push_bind(c.shadow)
         .push(HASH_VERSION_LITERAL);
 }
 
@@ -159,7 +160,7 @@ mod tests {
         );
         let cols = [Columns::new(&record).expect("encode")];
         let insert = insert::<Sqlite>(&cols, false).into_string();
-        assert!(insert.ends_with(", 4)"), "{insert}");
+        assert!(insert.ends_with(", 5)"), "{insert}");
         assert_eq!(insert.matches('?').count(), COLUMN_COUNT);
         assert_eq!(
             INSERT_COLUMNS.split(',').count(),

@@ -49,7 +49,7 @@
 //! carries its `seq` (gap-free), the previous record's hash and its own hash
 //! ([`record_hash`], a versioned, length-prefixed encoding documented there) with the
 //! encoding's version ([`HashVersion`]; rows chained before the record grew keep their older
-//! version, 1 to 3, and still verify). Checkpoints
+//! version, 1 to 4, and still verify). Checkpoints
 //! signed with an Ed25519 [`SigningKey`] are written every K records or T seconds; [`verify`]
 //! walks the chains and names the first edited, deleted, inserted or reordered record or bad
 //! checkpoint. [`AuditStore::prune_before`] deletes old records behind an anchor so the rest

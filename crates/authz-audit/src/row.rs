@@ -15,11 +15,11 @@ pub(crate) const INSERT_COLUMNS: &str = "time_ms, request_id, session_id, tenant
      client_id, actors, token_id, scopes, roles, upstream, method, target, decision, reason, \
      matched_rule, policy_revision, http_status, jsonrpc_error, kind, trace_id, upstream_status, \
      upstream_latency_ms, outcome, args_digest, arguments, shown, client_addr, repeat_count, \
-     first_time_ms, first_round_request_id, hash_version";
+     first_time_ms, first_round_request_id, shadow, hash_version";
 
 /// How many values one row binds; keep in step with [`INSERT_COLUMNS`] (all but
 /// `hash_version`).
-pub(crate) const COLUMN_COUNT: usize = 32;
+pub(crate) const COLUMN_COUNT: usize = 33;
 
 /// The `hash_version` of every row this build writes, as SQL text.
 pub(crate) const HASH_VERSION_LITERAL: &str = HashVersion::CURRENT.sql_literal();
@@ -47,7 +47,7 @@ pub(crate) const SELECT_COLUMNS: &str = "id, time_ms, request_id, session_id, te
      issuer, client_id, actors, token_id, scopes, roles, upstream, method, target, decision, \
      reason, matched_rule, policy_revision, http_status, jsonrpc_error, kind, trace_id, \
      upstream_status, upstream_latency_ms, outcome, args_digest, arguments, shown, client_addr, \
-     repeat_count, first_time_ms, first_round_request_id";
+     repeat_count, first_time_ms, first_round_request_id, shadow";
 
 /// One record as the values bound into an insert. Borrowed from the record except the lists,
 /// which are encoded as JSON array text.
@@ -85,6 +85,7 @@ pub(crate) struct Columns<'a> {
     pub repeat_count: Option<i64>,
     pub first_time_ms: Option<i64>,
     pub first_round_request_id: Option<&'a str>,
+    pub shadow: Option<&'a str>,
 }
 
 impl<'a> Columns<'a> {
@@ -122,6 +123,7 @@ impl<'a> Columns<'a> {
             repeat_count: r.repeat_count,
             first_time_ms: r.first_time_ms,
             first_round_request_id: r.first_round_request_id.as_deref(),
+            shadow: r.shadow.as_deref(),
         })
     }
 }
@@ -166,6 +168,7 @@ pub(crate) struct RawRow {
     pub repeat_count: Option<i64>,
     pub first_time_ms: Option<i64>,
     pub first_round_request_id: Option<String>,
+    pub shadow: Option<String>,
 }
 
 impl RawRow {
@@ -214,6 +217,7 @@ impl RawRow {
             repeat_count: self.repeat_count,
             first_time_ms: self.first_time_ms,
             first_round_request_id: self.first_round_request_id,
+            shadow: self.shadow,
         };
         Ok(StoredRecord { id, record })
     }
@@ -263,6 +267,7 @@ mod tests {
             repeat_count: Some(i64::MAX),
             first_time_ms: Some(-9),
             first_round_request_id: Some("req-0 \"first\"".into()),
+            shadow: Some("deny no_matching_rule".into()),
         }
     }
 
@@ -303,6 +308,7 @@ mod tests {
             repeat_count: c.repeat_count,
             first_time_ms: c.first_time_ms,
             first_round_request_id: c.first_round_request_id.map(Into::into),
+            shadow: c.shadow.map(Into::into),
         }
     }
 

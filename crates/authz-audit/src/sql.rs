@@ -11,11 +11,11 @@ use sqlx::{Database, Encode, QueryBuilder, Type};
 use crate::AuditQuery;
 use crate::row::{CHAINED_COLUMN_COUNT, COLUMN_COUNT, SELECT_COLUMNS};
 
-/// Rows per multi-row `INSERT`: 900 rows × 32 values (36 for a chained row) = at most 32,400
+/// Rows per multi-row `INSERT`: 885 rows × 33 values (37 for a chained row) = at most 32,745
 /// bound values, under SQLite's 32,766 and Postgres's 65,535 per statement (about the 1000
-/// rows measured fastest on both, before the record had 31 columns). At 37 values per chained
-/// row it must drop to 885.
-pub(crate) const ROWS_PER_INSERT: usize = 900;
+/// rows measured fastest on both, before the record had 31 columns). At 38 values per chained
+/// row it must drop to 862.
+pub(crate) const ROWS_PER_INSERT: usize = 885;
 
 const _: () = assert!(ROWS_PER_INSERT * COLUMN_COUNT <= 32_766);
 const _: () = assert!(ROWS_PER_INSERT * CHAINED_COLUMN_COUNT <= 32_766);

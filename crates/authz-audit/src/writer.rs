@@ -609,6 +609,7 @@ fn nul_field(r: &AuditRecord) -> Option<&'static str> {
         ("shown", list(&r.shown)),
         ("client_addr", opt(&r.client_addr)),
         ("first_round_request_id", opt(&r.first_round_request_id)),
+        ("shadow", opt(&r.shadow)),
     ]
     .into_iter()
     .find_map(|(field, bad)| bad.then_some(field))

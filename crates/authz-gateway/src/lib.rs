@@ -40,6 +40,7 @@ mod reload;
 mod request_state;
 mod scopes;
 mod sessions;
+mod shadow;
 mod shipping;
 mod stdio;
 mod stream;
@@ -112,6 +113,8 @@ pub struct App {
     pub(crate) identity: Option<identity::IdentityIssuer>,
     /// Runs the stdio upstreams (see [`stdio`]), when there are any.
     pub(crate) stdio: Option<Arc<stdio::Bridge>>,
+    /// The candidate policy evaluated beside the live one (see [`shadow`]).
+    pub(crate) shadow: Arc<shadow::Shadow>,
     /// The gateway's own address as actually bound by [`serve`] (the configured one until then).
     own: std::sync::OnceLock<config::OwnAddress>,
     /// Writes each window's aggregate refusal records; stopped when the gateway is dropped.
@@ -226,6 +229,18 @@ impl App {
             .map(identity::IdentityIssuer::load)
             .transpose()
             .context("loading the identity key")?;
+        // So does the shadow candidate.
+        let model = match &config.policy {
+            PolicySource::Files { model, .. } | PolicySource::Database { model, .. } => {
+                model.clone()
+            }
+        };
+        let shadow = shadow::Shadow::start(
+            authz_rbac::ShadowStore::connect(&config.audit_database_url)
+                .await
+                .context("opening the shadow store")?,
+            model,
+        );
         // So do approvals of held calls.
         let approvals = approvals::Approvals::start(
             authz_rbac::ApprovalStore::connect(&config.audit_database_url)
@@ -345,6 +360,7 @@ impl App {
             approvals,
             identity,
             stdio,
+            shadow,
             own: std::sync::OnceLock::new(),
             quotas,
             quota_watch,

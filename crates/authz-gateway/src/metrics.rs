@@ -485,6 +485,28 @@ fn scrape_time(app: &App) -> Registry {
     if let Some(bridge) = &app.stdio {
         stdio(&mut r, bridge);
     }
+    let sh = &app.shadow;
+    r.gauge(
+        "authz_shadow_running",
+        "Whether a candidate policy runs in shadow mode on this replica (1) or not (0)",
+        usize::from(sh.running_id().is_some()),
+    );
+    r.counter(
+        "authz_shadow_evaluated",
+        "Requests decided a second time under the shadow candidate",
+        g(&sh.evaluated),
+    );
+    r.counter(
+        "authz_shadow_differences",
+        "Requests the shadow candidate decided otherwise than the live policy (recorded in the \
+         decision record's shadow field)",
+        g(&sh.differences),
+    );
+    r.counter(
+        "authz_shadow_load_failures",
+        "Shadow candidates that did not load (shadow mode then off)",
+        g(&sh.load_failures),
+    );
     let a = &app.approvals;
     r.counter(
         "authz_approvals_held",

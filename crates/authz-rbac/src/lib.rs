@@ -121,6 +121,7 @@ mod lint;
 mod pins;
 mod rbac;
 mod rule;
+mod shadow;
 mod store;
 mod watch;
 
@@ -140,6 +141,7 @@ pub use rule::{
     ACTIONS, ANY_TENANT, LocatedPolicy, OBJECT_KINDS, Origin, PolicyRule, PolicySet,
     RoleAssignment, SUBJECT_PREFIX, check_object_pattern, check_role_name, subject_name,
 };
+pub use shadow::{ShadowCandidate, ShadowStore};
 pub use store::{
     DeclaredRole, POLICY_NOTIFY_CHANNEL, PolicyChange, PolicyStore, RoleDeletion, UNKNOWN_ACTOR,
 };

@@ -129,6 +129,11 @@ pub struct AuditRecord {
     /// round). `None` for a first round and for every other request.
     #[serde(default)]
     pub first_round_request_id: Option<String>,
+    /// Shadow mode: how the candidate policy under evaluation would have decided this request,
+    /// when it differs from the decision made (`"<allow|deny|held> <reason>[: <rule>]"`). Never
+    /// enforced. `None` when no candidate runs or it agrees.
+    #[serde(default)]
+    pub shadow: Option<String>,
 }
 
 impl AuditRecord {
@@ -173,6 +178,7 @@ impl AuditRecord {
             repeat_count: None,
             first_time_ms: None,
             first_round_request_id: None,
+            shadow: None,
         }
     }
 
@@ -369,6 +375,7 @@ mod tests {
             "repeat_count",
             "first_time_ms",
             "first_round_request_id",
+            "shadow",
         ] {
             assert!(obj.remove(field).is_some(), "{field}");
         }

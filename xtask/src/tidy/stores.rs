@@ -59,6 +59,11 @@ pub(super) const STORES: &[Store] = &[
         tables: &["approval", "approval_history"],
     },
     Store {
+        crate_name: "authz-rbac",
+        folder: "shadow",
+        tables: &["policy_shadow"],
+    },
+    Store {
         crate_name: "authz-token",
         folder: "revocation",
         tables: &["revoked_token", "revoked_subject", "revocation_revision"],

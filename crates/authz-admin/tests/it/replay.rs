@@ -147,3 +147,101 @@ async fn replay_reports_exactly_the_decisions_a_candidate_would_change() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn shadow_start_checks_the_candidate_and_report_counts_what_it_would_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sqlite_url(dir.path(), "audit.db");
+    let model = authz_test_support::policies_dir()
+        .join("model.conf")
+        .display()
+        .to_string();
+    let candidate = dir.path().join("candidate.csv");
+    std::fs::write(&candidate, CANDIDATE).expect("write");
+    let candidate = candidate.display().to_string();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "p, r, default, nowhere, call, allow\n").expect("write");
+    let bad = bad.display().to_string();
+
+    let err = crate::common::fails(&[
+        "policy",
+        "shadow",
+        "start",
+        "--candidate",
+        &bad,
+        "--model",
+        &model,
+        "--database-url",
+        &url,
+    ])
+    .await;
+    assert!(err.to_string().contains("does not load"), "{err}");
+    let started = ok(&[
+        "policy",
+        "shadow",
+        "start",
+        "--candidate",
+        &candidate,
+        "--model",
+        &model,
+        "--actor",
+        "olivia",
+        "--database-url",
+        &url,
+    ])
+    .await;
+    assert!(
+        started.starts_with("shadow candidate 1 started as olivia"),
+        "{started}"
+    );
+    let stored = authz_rbac::ShadowStore::connect(&url)
+        .await
+        .expect("store")
+        .current()
+        .await
+        .expect("current")
+        .expect("running");
+    assert_eq!(stored.candidate, CANDIDATE);
+    let status = json(&["policy", "shadow", "status", "--database-url", &url]).await;
+    assert_eq!(status["candidates"][0]["running"], true, "{status}");
+
+    // Records as gateways write them while it runs.
+    let store = AuditStore::connect(&url).await.expect("audit store");
+    for (i, shadow) in [
+        Some("deny no_matching_rule"),
+        Some("deny no_matching_rule"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = record("bob", Effect::Allow, "get_ticket", 5);
+        r.request_id = format!("s-{i}");
+        r.shadow = shadow.map(str::to_owned);
+        store.append_unchained(&r).await.expect("append");
+    }
+    let report = json(&["policy", "shadow", "report", "--database-url", &url]).await;
+    assert_eq!(report["differences"], 2, "{report}");
+    assert_eq!(report["groups"][0]["count"], 2);
+    assert_eq!(report["groups"][0]["live"], "allow policy_allow");
+    assert_eq!(report["groups"][0]["candidate"], "deny no_matching_rule");
+    let table = ok(&["policy", "shadow", "report", "--database-url", &url]).await;
+    assert!(
+        table.starts_with("2 decisions the shadow candidate would have made otherwise"),
+        "{table}"
+    );
+
+    let stopped = ok(&[
+        "policy",
+        "shadow",
+        "stop",
+        "--actor",
+        "olivia",
+        "--database-url",
+        &url,
+    ])
+    .await;
+    assert_eq!(stopped, "shadow candidate stopped as olivia\n");
+    let again = ok(&["policy", "shadow", "stop", "--database-url", &url]).await;
+    assert_eq!(again, "no shadow candidate was running\n");
+}

@@ -69,6 +69,7 @@ pub(crate) fn full(request_id: &str) -> AuditRecord {
         repeat_count: Some(i64::MAX),
         first_time_ms: Some(i64::MIN),
         first_round_request_id: Some("0198c3a1b2c34d5e8f90a1b2c3d4e5f6".into()),
+        shadow: Some("deny no_matching_rule".into()),
     }
 }
 

@@ -25,6 +25,7 @@ on_both_backends!(
     a_changed_hash_version_is_named_edited,
     a_chain_mixing_v1_and_v2_rows_verifies,
     a_chain_mixing_v3_and_v4_rows_verifies,
+    a_chain_mixing_v4_and_v5_rows_verifies,
 );
 
 const CHAIN: &str = "c1";
@@ -387,7 +388,7 @@ async fn a_changed_hash_version_is_named_edited(db: &TestDb) {
     twenty(db, None).await;
     // Rows are written in the current encoding; neither an unknown version nor an older one
     // reproduces their hash.
-    for (seq, version) in [(12, 5), (10, 3), (8, 2), (4, 1)] {
+    for (seq, version) in [(12, 6), (11, 4), (10, 3), (8, 2), (4, 1)] {
         db.raw(&format!(
             "UPDATE audit_records SET hash_version = {version} WHERE chain_id = '{CHAIN}' \
              AND seq = {seq}"
@@ -564,6 +565,80 @@ async fn a_chain_mixing_v3_and_v4_rows_verifies(db: &TestDb) {
         (8, "first_round_request_id = NULL".to_owned()),
         (7, "hash_version = 3".to_owned()),
         (4, "first_round_request_id = 'r1'".to_owned()),
+    ];
+    for (seq, set) in edits {
+        db.raw(&format!(
+            "UPDATE audit_records SET {set} WHERE chain_id = '{CHAIN}' AND seq = {seq}"
+        ))
+        .await;
+        assert_named(db, None, Tamper::Edited, seq, &format!("r{seq}")).await;
+    }
+}
+
+fn v5_record(i: usize) -> AuditRecord {
+    let mut r = v4_record(i);
+    r.shadow = Some(format!("allow policy_allow: rule {i}"));
+    r
+}
+
+async fn a_chain_mixing_v4_and_v5_rows_verifies(db: &TestDb) {
+    // Records 1..=5 planted as version-4 rows, as a writer before migration 0015 left them.
+    let mut prev = GENESIS_HASH;
+    for i in 1..=5 {
+        let r = v4_record(i);
+        let seq = i64::try_from(i).expect("small");
+        let hash = record_hash_with(HashVersion::V4, &r, CHAIN, seq, &prev).expect("fits v4");
+        let id = db.store.append_unchained(&r).await.expect("append");
+        db.raw(&format!(
+            "UPDATE audit_records SET chain_id = '{CHAIN}', seq = {seq}, prev_hash = {}, \
+             hash = {}, hash_version = 4 WHERE id = {id}",
+            db.blob(&prev),
+            db.blob(&hash)
+        ))
+        .await;
+        prev = hash;
+    }
+    // A current writer continues the chain with shadow decisions on its records.
+    let writer = checkpointing_writer(db, Some(test_key())).await;
+    for i in 6..=10 {
+        writer.append_durable(v5_record(i)).await.expect("append");
+    }
+    assert_eq!(writer.shutdown().await.expect("shutdown").last_seq, 10);
+    let r = report(db, Some(&test_key().public_key())).await;
+    assert!(r.is_intact(), "{r:?}");
+    for i in 6..=10 {
+        prev = record_hash(
+            &v5_record(i),
+            CHAIN,
+            i64::try_from(i).expect("small"),
+            &prev,
+        );
+    }
+    let stored = db
+        .fetch_bytes(&format!(
+            "SELECT hash FROM audit_records WHERE chain_id = '{CHAIN}' AND seq = 10"
+        ))
+        .await;
+    assert_eq!(stored, prev);
+    let got = db
+        .store
+        .query(&AuditFilter {
+            request_id: Some("r8".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("query");
+    assert_eq!(
+        got[0].record.shadow.as_deref(),
+        Some("allow policy_allow: rule 8")
+    );
+    // A shadow decision cannot be changed, removed, given to a version-4 row, nor a version-5
+    // row relabelled as version 4. Each edit is earlier than the one before.
+    let edits = [
+        (9, "shadow = 'deny no_matching_rule'".to_owned()),
+        (8, "shadow = NULL".to_owned()),
+        (7, "hash_version = 4".to_owned()),
+        (4, "shadow = 'deny'".to_owned()),
     ];
     for (seq, set) in edits {
         db.raw(&format!(

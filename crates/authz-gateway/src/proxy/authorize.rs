@@ -156,6 +156,13 @@ pub(super) async fn decide(
     let up = &ctx.upstream;
     let started = std::time::Instant::now();
     let decision = scopes_then_rbac(app, up, principal, &msg.operation)?;
+    // Shadow mode: the candidate's answer goes into the record, never into what happens.
+    if let Some(other) = app
+        .shadow
+        .differs(principal, &up.name, &msg.operation, &decision)
+    {
+        let _ = ctx.shadow.set(other);
+    }
     app.metrics
         .decision_duration
         .observe(crate::metrics::seconds_since(started));

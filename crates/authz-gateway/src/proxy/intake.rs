@@ -43,6 +43,7 @@ impl Ctx {
             trace_id: crate::telemetry::exported_trace_id(&tracing::Span::current())
                 .or_else(|| crate::recording::trace_id(headers)),
             arguments: std::sync::OnceLock::new(),
+            shadow: std::sync::OnceLock::new(),
             first_round: std::sync::OnceLock::new(),
             request_id,
             upstream,

@@ -48,6 +48,8 @@ struct Ctx {
     /// A multi round-trip retry: the gateway request id of the call's first round, once its
     /// `requestState` opened (see [`crate::request_state`]).
     first_round: std::sync::OnceLock<String>,
+    /// Shadow mode: the candidate policy's answer, when it differs from the live decision.
+    shadow: std::sync::OnceLock<String>,
     request_id: String,
     upstream: Arc<Upstream>,
     /// The route's histograms and label.

@@ -27,6 +27,9 @@ fn annotate(ctx: &Ctx, rec: &mut AuditRecord) {
     if let Some(args) = ctx.arguments.get() {
         args.apply(rec);
     }
+    if rec.kind == authz_types::RecordKind::Decision && rec.shadow.is_none() {
+        rec.shadow = ctx.shadow.get().cloned();
+    }
 }
 
 /// Hands an audit record to the writer in the route's mode. Durable: returns once committed.

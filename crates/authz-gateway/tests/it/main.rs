@@ -27,6 +27,7 @@ mod pipeline;
 mod proxy;
 mod quotas;
 mod replicas;
+mod shadow;
 mod shipping;
 mod stdio;
 mod tasks;

@@ -11,5 +11,6 @@ mod history;
 mod lint;
 mod pins;
 mod reload;
+mod shadow;
 mod store;
 mod watch;
