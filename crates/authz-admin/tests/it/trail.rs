@@ -394,7 +394,8 @@ async fn export_writes_every_matching_record_in_each_format() {
         lines[0],
         "id,time,time_ms,request_id,session_id,tenant,subject,issuer,client_id,actors,token_id,\
          scopes,roles,upstream,method,target,decision,reason,matched_rule,policy_revision,\
-         http_status,jsonrpc_error,client_addr,repeat_count,first_time_ms,first_round_request_id"
+         http_status,jsonrpc_error,client_addr,repeat_count,first_time_ms,first_round_request_id,\
+         shadow"
     );
     assert_eq!(lines.len(), 2, "{csv}");
     // The crafted target is quoted and cannot run as a formula.
