@@ -156,6 +156,9 @@ pub(super) async fn decide(
     let up = &ctx.upstream;
     let started = std::time::Instant::now();
     let decision = scopes_then_rbac(app, up, principal, &msg.operation)?;
+    app.metrics
+        .decision_duration
+        .observe(crate::metrics::seconds_since(started));
     // Shadow mode: the candidate's answer goes into the record, never into what happens.
     if let Some(other) = app
         .shadow
@@ -163,9 +166,6 @@ pub(super) async fn decide(
     {
         let _ = ctx.shadow.set(other);
     }
-    app.metrics
-        .decision_duration
-        .observe(crate::metrics::seconds_since(started));
     tracing::Span::current().record("decision", decision.effect.as_str());
     let held = decision.reason == ReasonCode::ApprovalRequired;
     if decision.is_allowed() || held {
