@@ -661,9 +661,8 @@ pub enum ShadowCommand {
     /// Start evaluating the candidate (it is checked first; one that does not load is refused);
     /// a candidate already running is stopped.
     Start {
-        /// The candidate policy's CSV files (repeatable).
-        #[arg(long = "candidate", value_name = "CSV", required = true)]
-        candidates: Vec<PathBuf>,
+        #[command(flatten)]
+        candidate: CandidateArgs,
         /// Casbin model.
         #[arg(
             long,
@@ -702,11 +701,28 @@ pub enum ShadowCommand {
     },
 }
 
+/// The candidate policy of a replay or a shadow run: files, or a revision of the policy store.
+#[derive(Debug, Args)]
+pub struct CandidateArgs {
+    /// The candidate policy's CSV files (repeatable).
+    #[arg(
+        long = "candidate",
+        value_name = "CSV",
+        required_unless_present = "candidate_revision"
+    )]
+    pub candidates: Vec<PathBuf>,
+    /// Or the policy store's policy as it stood at this revision (`policy history` shows them).
+    #[arg(long, value_name = "N", conflicts_with = "candidates")]
+    pub candidate_revision: Option<i64>,
+    /// The policy store holding that revision.
+    #[arg(long, value_name = "URL", env = POLICY_URL_ENV, hide_env_values = true)]
+    pub policy_database_url: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    /// The candidate policy's CSV files (repeatable).
-    #[arg(long = "candidate", value_name = "CSV", required = true)]
-    pub candidates: Vec<PathBuf>,
+    #[command(flatten)]
+    pub candidate: CandidateArgs,
     /// Casbin model.
     #[arg(
         long,

@@ -64,14 +64,78 @@ struct Change {
     rule: String,
 }
 
+/// The candidate's CSV text, a label saying where it came from, and the policy built from it
+/// with `model` (refused, naming why, when it does not load).
+async fn candidate(
+    c: &crate::cli::CandidateArgs,
+    model: &std::path::Path,
+) -> anyhow::Result<(String, String, Rbac)> {
+    let (text, label) = match c.candidate_revision {
+        Some(revision) => {
+            let url = c.policy_database_url.as_deref().ok_or_else(|| {
+                crate::UsageError::new(format!(
+                    "--candidate-revision needs the policy store: --policy-database-url or {}",
+                    crate::cli::POLICY_URL_ENV
+                ))
+            })?;
+            let store = crate::connect_policy_store(url).await?;
+            let set = store.policy_at(revision).await.map_err(|e| match e {
+                authz_rbac::Error::NotFound => anyhow::Error::from(crate::UsageError::new(
+                    format!("the policy store has no revision {revision}"),
+                )),
+                other => other.into(),
+            })?;
+            store.close().await;
+            (set.to_csv(), format!("policy revision {revision}"))
+        }
+        None => {
+            let mut text = String::new();
+            for path in &c.candidates {
+                let part = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                text.push_str(&part);
+                if !part.ends_with('\n') {
+                    text.push('\n');
+                }
+            }
+            let label = c
+                .candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (text, label)
+        }
+    };
+    // Built from the text, as the gateways will build it.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let path = std::env::temp_dir().join(format!(
+        "authzctl-candidate-{}-{nanos}.csv",
+        std::process::id()
+    ));
+    // A new file only (never one someone placed there, nor a link to one).
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        file.write_all(text.as_bytes())?;
+    }
+    let built = Rbac::from_files(model, std::slice::from_ref(&path)).await;
+    let _ = std::fs::remove_file(&path);
+    let rbac = built.map_err(|e| anyhow::anyhow!("the candidate policy does not load: {e}"))?;
+    Ok((text, label, rbac))
+}
+
 pub(crate) async fn replay(
     args: &ReplayArgs,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let rbac = Rbac::from_files(&args.model, &args.candidates)
-        .await
-        .map_err(|e| anyhow::anyhow!("the candidate policy does not load: {e}"))?;
+    let (_, _, rbac) = candidate(&args.candidate, &args.model).await?;
     let now = now_unix_ms();
     let mut base = args.filter.to_query(now);
     base.kind = Some(RecordKind::Decision);
@@ -207,29 +271,13 @@ pub(crate) async fn shadow(
     let now = now_unix_ms();
     match command {
         ShadowCommand::Start {
-            candidates,
+            candidate: c,
             model,
             actor,
             store,
         } => {
             // Checked as the gateways will load it: a candidate that does not load never runs.
-            Rbac::from_files(&model, &candidates)
-                .await
-                .map_err(|e| anyhow::anyhow!("the candidate policy does not load: {e}"))?;
-            let mut text = String::new();
-            for path in &candidates {
-                let part = std::fs::read_to_string(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-                text.push_str(&part);
-                if !part.ends_with('\n') {
-                    text.push('\n');
-                }
-            }
-            let label = candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(" ");
+            let (text, label, _) = candidate(&c, &model).await?;
             let actor = crate::cli::resolve_actor(actor.as_deref());
             let id = open(&store)
                 .await?

@@ -168,7 +168,17 @@ async fn load(model: &std::path::Path, csv: &str) -> anyhow::Result<Rbac> {
         "authz-shadow-{}.csv",
         uuid::Uuid::new_v4().simple()
     ));
-    tokio::fs::write(&path, csv).await?;
+    // A new file only: never one someone placed there, nor a link to one.
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        file.write_all(csv.as_bytes()).await?;
+        file.flush().await?;
+    }
     let built = Rbac::from_files(model, std::slice::from_ref(&path)).await;
     let _ = tokio::fs::remove_file(&path).await;
     Ok(built?)

@@ -308,6 +308,49 @@ impl PolicyStore {
         .map_err(db)
     }
 
+    /// The policy as it stood at `revision`: the current rules and assignments with every
+    /// later change undone, from the history ([`Error::NotFound`] for a revision the store has
+    /// not reached).
+    pub async fn policy_at(&self, revision: i64) -> Result<PolicySet, Error> {
+        let (mut set, current) = self.snapshot().await?;
+        if revision > current || revision < 0 {
+            return Err(Error::NotFound);
+        }
+        // Newest first: each later change is undone in the reverse order it was made.
+        for change in self.history(u32::MAX).await? {
+            if change.to_revision <= revision {
+                continue;
+            }
+            for line in change.lines.iter().rev() {
+                let (undo_add, text) = match line.split_at_checked(2) {
+                    Some(("+ ", t)) => (true, t),
+                    Some(("- ", t)) => (false, t),
+                    _ => continue,
+                };
+                // Role declarations are recorded too; only policy lines change the policy.
+                if !(text.starts_with("p, ") || text.starts_with("g, ")) {
+                    continue;
+                }
+                let parsed = PolicySet::parse_csv(text, "policy history")?;
+                for rule in parsed.rules {
+                    if undo_add {
+                        set.rules.retain(|r| *r != rule);
+                    } else if !set.rules.contains(&rule) {
+                        set.rules.push(rule);
+                    }
+                }
+                for a in parsed.assignments {
+                    if undo_add {
+                        set.assignments.retain(|x| *x != a);
+                    } else if !set.assignments.contains(&a) {
+                        set.assignments.push(a);
+                    }
+                }
+            }
+        }
+        Ok(set)
+    }
+
     /// Every `p` rule, in insertion order.
     pub async fn rules(&self) -> Result<Vec<PolicyRule>, Error> {
         Ok(self.snapshot().await?.0.rules)

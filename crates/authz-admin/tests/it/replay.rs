@@ -15,11 +15,10 @@ p, ticket-admin, default, tool:tickets/*, call, allow
 p, ticket-admin, default, tool:tickets/delete_*, call, deny
 ";
 
-#[tokio::test]
-async fn replay_reports_exactly_the_decisions_a_candidate_would_change() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = sqlite_url(dir.path(), "audit.db");
-    let store = AuditStore::connect(&url).await.expect("audit store");
+/// The recorded window of these tests: five decisions the policy made, one it did not, and one
+/// outside the window.
+async fn seed(url: &str) {
+    let store = AuditStore::connect(url).await.expect("audit store");
     let mut recs = vec![
         record("bob", Effect::Allow, "get_ticket", 30),
         record("bob", Effect::Deny, "delete_ticket", 20),
@@ -42,6 +41,107 @@ async fn replay_reports_exactly_the_decisions_a_candidate_would_change() {
         r.request_id = format!("req-{i}");
         store.append_unchained(&r).await.expect("append");
     }
+}
+
+#[tokio::test]
+async fn replay_against_a_store_revision_sees_the_policy_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sqlite_url(dir.path(), "audit.db");
+    seed(&url).await;
+    let policy_url = sqlite_url(dir.path(), "policy.db");
+    let candidate = dir.path().join("candidate.csv");
+    std::fs::write(&candidate, CANDIDATE).expect("write");
+    let candidate = candidate.display().to_string();
+    ok(&[
+        "policy",
+        "import",
+        &candidate,
+        "--database-url",
+        &policy_url,
+    ])
+    .await;
+    let revision = json(&["policy", "history", "--database-url", &policy_url]).await["changes"][0]
+        ["to_revision"]
+        .as_i64()
+        .expect("revision");
+    // A later change the replay must not see.
+    ok(&[
+        "role",
+        "grant",
+        "ticket-steward",
+        "call",
+        "tool:tickets/delete_ticket",
+        "--database-url",
+        &policy_url,
+    ])
+    .await;
+    let model = authz_test_support::policies_dir()
+        .join("model.conf")
+        .display()
+        .to_string();
+    let rev = revision.to_string();
+    let v = json(&[
+        "policy",
+        "replay",
+        "--candidate-revision",
+        &rev,
+        "--policy-database-url",
+        &policy_url,
+        "--model",
+        &model,
+        "--database-url",
+        &url,
+    ])
+    .await;
+    assert_eq!(
+        (v["redecided"].as_u64(), v["changed"].as_u64()),
+        (Some(5), Some(4)),
+        "{v}"
+    );
+    let later = (revision + 1).to_string();
+    let v = json(&[
+        "policy",
+        "replay",
+        "--candidate-revision",
+        &later,
+        "--policy-database-url",
+        &policy_url,
+        "--model",
+        &model,
+        "--database-url",
+        &url,
+    ])
+    .await;
+    // With the steward's delete allowed, sue's held call now becomes an allow.
+    assert!(
+        v["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .any(|c| c["subject"] == "sue" && c["new"] == "allow"),
+        "{v}"
+    );
+    let err = crate::common::fails(&[
+        "policy",
+        "replay",
+        "--candidate-revision",
+        "99",
+        "--policy-database-url",
+        &policy_url,
+        "--model",
+        &model,
+        "--database-url",
+        &url,
+    ])
+    .await;
+    assert!(err.to_string().contains("no revision 99"), "{err}");
+}
+
+#[tokio::test]
+async fn replay_reports_exactly_the_decisions_a_candidate_would_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sqlite_url(dir.path(), "audit.db");
+    seed(&url).await;
     let candidate = dir.path().join("candidate.csv");
     std::fs::write(&candidate, CANDIDATE).expect("write");
     let candidate = candidate.display().to_string();
