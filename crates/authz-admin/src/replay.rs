@@ -15,7 +15,7 @@ use std::io::Write;
 
 use authz_audit::AuditStore;
 use authz_rbac::Rbac;
-use authz_types::{AuditRecord, Principal, ReasonCode, RecordKind, now_unix_ms};
+use authz_types::{AuditRecord, Principal, RecordKind, now_unix_ms};
 use serde_json::{Value, json};
 
 use crate::cli::ReplayArgs;
@@ -24,16 +24,6 @@ use crate::write_table;
 
 /// The window replayed when `--since` is not given.
 const DEFAULT_WINDOW_MS: i64 = 24 * 3_600_000;
-
-/// What the policy made of a call, as replay compares it.
-fn outcome(reason: ReasonCode) -> Option<&'static str> {
-    Some(match reason {
-        ReasonCode::PolicyAllow => "allow",
-        ReasonCode::ExplicitDeny | ReasonCode::NoMatchingRule => "deny",
-        ReasonCode::ApprovalRequired | ReasonCode::ApprovalGranted => "held",
-        _ => return None,
-    })
-}
 
 fn principal_of(rec: &AuditRecord) -> Option<Principal> {
     Some(Principal {
@@ -148,7 +138,8 @@ pub(crate) async fn replay(
         crate::audit::each_record(store, &base, shown, |r| {
             let rec = &r.record;
             let n = u64::try_from(rec.repeat_count.unwrap_or(1)).unwrap_or(1);
-            let (Some(old), Some(principal)) = (outcome(rec.reason), principal_of(rec)) else {
+            let (Some(old), Some(principal)) = (rec.reason.policy_outcome(), principal_of(rec))
+            else {
                 *skipped.entry(rec.reason.as_str().to_owned()).or_default() += n;
                 return Ok(());
             };
@@ -167,7 +158,7 @@ pub(crate) async fn replay(
                 }
             };
             redecided += n;
-            let new = outcome(decision.reason).unwrap_or("deny");
+            let new = decision.reason.policy_outcome().unwrap_or("deny");
             if new == old {
                 unchanged += n;
                 return Ok(());
@@ -362,7 +353,7 @@ pub(crate) async fn shadow(
                     };
                     let n = u64::try_from(rec.repeat_count.unwrap_or(1)).unwrap_or(1);
                     total += n;
-                    let live = match outcome(rec.reason) {
+                    let live = match rec.reason.policy_outcome() {
                         Some(o) => format!("{o} {}", rec.reason),
                         None => rec.reason.as_str().to_owned(),
                     };

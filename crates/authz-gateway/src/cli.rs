@@ -102,7 +102,7 @@ async fn serve_until_shutdown(config: Config, args: &Args, text: String) -> anyh
     let local = listener.local_addr().context("reading the bound address")?;
     // The admin listener (the approval page) is bound before anything is served, so a port
     // in use fails the start-up rather than leaving approvers without a page.
-    let admin = match &config_admin(&app) {
+    let admin = match &app.config.admin {
         Some(admin) => Some(
             tokio::net::TcpListener::bind(admin.listen)
                 .await
@@ -138,10 +138,6 @@ async fn serve_until_shutdown(config: Config, args: &Args, text: String) -> anyh
         task.abort();
     }
     served
-}
-
-fn config_admin(app: &crate::App) -> Option<crate::config::Admin> {
-    app.config.admin.clone()
 }
 
 /// Reloads on every `SIGHUP` (see [`crate::reload`]); a configuration that does not load is

@@ -59,21 +59,11 @@ impl Arguments {
         let bytes = serde_json::to_vec(args).unwrap_or_default();
         let digest = Some(hex::encode(Sha256::digest(&bytes)));
         let name = msg.operation.mcp_name().unwrap_or("");
-        let recorded = up
-            .record_arguments
-            .iter()
-            .any(|g| g.is_match(name))
-            .then(|| {
-                let mut copy = args.clone();
-                let fields: Vec<&str> = up
-                    .redact_arguments
-                    .iter()
-                    .filter(|(g, _)| g.is_match(name))
-                    .flat_map(|(_, f)| f.iter().map(String::as_str))
-                    .collect();
-                redact(&mut copy, &fields);
-                copy.to_string()
-            });
+        let recorded = if up.record_arguments.iter().any(|g| g.is_match(name)) {
+            redacted_arguments(up, msg)
+        } else {
+            None
+        };
         Arguments { digest, recorded }
     }
 

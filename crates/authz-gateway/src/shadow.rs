@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use authz_rbac::{Rbac, ShadowStore};
-use authz_types::{Decision, Operation, Principal, ReasonCode};
+use authz_types::{Decision, Operation, Principal};
 
 /// How often the candidate is read again.
 const POLL: Duration = Duration::from_secs(1);
@@ -40,17 +40,6 @@ impl std::fmt::Debug for Shadow {
 struct Running {
     id: i64,
     rbac: Rbac,
-}
-
-/// What the policy made of a request, as shadow mode compares it; `None` for a decision the
-/// policy did not make (protocol plumbing, a missing scope, an unknown method).
-fn outcome(reason: ReasonCode) -> Option<&'static str> {
-    Some(match reason {
-        ReasonCode::PolicyAllow => "allow",
-        ReasonCode::ExplicitDeny | ReasonCode::NoMatchingRule => "deny",
-        ReasonCode::ApprovalRequired => "held",
-        _ => return None,
-    })
 }
 
 impl Shadow {
@@ -83,7 +72,7 @@ impl Shadow {
         op: &Operation,
         live: &Decision,
     ) -> Option<String> {
-        let old = outcome(live.reason)?;
+        let old = live.reason.policy_outcome()?;
         let running = self
             .running
             .read()
@@ -97,7 +86,7 @@ impl Shadow {
                 return Some(format!("error {e}"));
             }
         };
-        let new = outcome(candidate.reason).unwrap_or("deny");
+        let new = candidate.reason.policy_outcome().unwrap_or("deny");
         if new == old {
             return None;
         }

@@ -172,6 +172,20 @@ reason_codes! {
     ProcessExited => "process_exited",
 }
 
+impl ReasonCode {
+    /// What the policy made of a request decided for this reason — `allow`, `deny` or `held`
+    /// (for an approver) — or `None` when the policy did not decide it (protocol plumbing, a
+    /// token, a scope, a quota, a pin). Replay and shadow mode compare policies by it.
+    pub fn policy_outcome(self) -> Option<&'static str> {
+        Some(match self {
+            ReasonCode::PolicyAllow => "allow",
+            ReasonCode::ExplicitDeny | ReasonCode::NoMatchingRule => "deny",
+            ReasonCode::ApprovalRequired | ReasonCode::ApprovalGranted => "held",
+            _ => return None,
+        })
+    }
+}
+
 impl std::fmt::Display for ReasonCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

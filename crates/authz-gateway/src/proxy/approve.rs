@@ -26,8 +26,11 @@ pub(super) async fn gate(
     let digest = ctx.arguments.get().and_then(|a| a.digest.as_deref());
     let call = crate::approvals::held_call(principal, &up.name, tool, digest);
     let rule = held.matched_rule.clone().unwrap_or_default();
+    // What the route records for its audit records, or (when it keeps only the digest) the
+    // same redaction made for the approver.
+    let recorded = ctx.arguments.get().and_then(|a| a.recorded.clone());
     let context = CallContext {
-        arguments: crate::recording::redacted_arguments(up, msg),
+        arguments: recorded.or_else(|| crate::recording::redacted_arguments(up, msg)),
         roles: principal.roles.clone(),
         rule: rule.clone(),
         request_id: ctx.request_id.clone(),
