@@ -340,6 +340,28 @@ pub struct Config {
     /// The identity issuer signing assertions for upstreams, if configured.
     pub identity: Option<Identity>,
     pub approvals: Approvals,
+    /// Routes combining several upstreams (see [`VirtualServer`]).
+    pub virtual_servers: Vec<VirtualServer>,
+}
+
+/// A validated [`raw::RawVirtualServer`]: its route name and members, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServer {
+    pub name: String,
+    /// The canonical resource URI of this route (the token audience).
+    pub resource: String,
+    pub members: Vec<Member>,
+}
+
+/// One member of a virtual server: the upstream and the prefixes that route back to it. No
+/// member's prefix is a prefix of another's (checked at load), so routing is unambiguous.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub upstream: String,
+    /// Before each tool and prompt name.
+    pub prefix: String,
+    /// Before each resource URI and URI template.
+    pub uri_prefix: String,
 }
 
 /// The admin listener (`[admin]`).
@@ -404,6 +426,8 @@ impl Config {
         )?;
         let (admin, approvals) = validate::approvals(raw.admin, raw.approvals, server.listen)?;
         let identity = validate::identity(raw.identity, &server.public_url, &upstreams)?;
+        let virtual_servers =
+            validate::virtual_servers(raw.virtual_servers, &server.public_url, &upstreams)?;
         Ok(Config {
             own: OwnAddress::new(server.listen, &server.public_url),
             listen: server.listen,
@@ -435,6 +459,7 @@ impl Config {
             admin,
             approvals,
             identity,
+            virtual_servers,
         })
     }
 }
@@ -475,6 +500,89 @@ scopes = [{ method = "tools/call", target = "delete_*", require = ["tickets:writ
             !format!("{cfg:?}").contains("s3cret"),
             "secrets are redacted in Debug"
         );
+    }
+
+    #[test]
+    fn virtual_servers_are_checked_at_load_prefix_collisions_included() {
+        let two = format!(
+            "{GOOD}\n[[upstreams]]\nname = \"tickets_v2\"\nurl = \"http://127.0.0.1:9101/mcp\"\n"
+        );
+        let load = |virtual_server: &str| {
+            let text = format!("{two}\n[[virtual_servers]]\n{virtual_server}\n");
+            let raw = RawConfig::from_toml(&text).map_err(|e| e.to_string())?;
+            Config::from_raw(raw, &Overrides::default(), &env).map_err(|e| e.to_string())
+        };
+        let cfg = load(
+            "name = \"all\"\nmembers = [\"tickets\", \"tickets_v2\"]\n\
+             prefixes = { tickets_v2 = \"v2.\" }\nuri_prefixes = { tickets_v2 = \"v2+\" }",
+        )
+        .expect("valid");
+        let v = &cfg.virtual_servers[0];
+        assert_eq!(v.resource, "https://gw.example/mcp/all");
+        assert_eq!(
+            v.members
+                .iter()
+                .map(|m| (m.prefix.as_str(), m.uri_prefix.as_str()))
+                .collect::<Vec<_>>(),
+            [("tickets_", "tickets+"), ("v2.", "v2+")]
+        );
+        for (body, key, problem) in [
+            // `tickets_` begins `tickets_v2_`: `tickets_v2_x` would belong to both.
+            (
+                "name = \"all\"\nmembers = [\"tickets\", \"tickets_v2\"]",
+                "virtual_servers[0].prefixes.tickets_v2",
+                "collide",
+            ),
+            (
+                "name = \"all\"\nmembers = [\"tickets\", \"tickets_v2\"]\n\
+                 prefixes = { tickets_v2 = \"v2_\" }\nuri_prefixes = { tickets_v2 = \"tickets+v2+\" }",
+                "virtual_servers[0].uri_prefixes.tickets_v2",
+                "collide",
+            ),
+            (
+                "name = \"tickets\"\nmembers = [\"tickets\"]",
+                "virtual_servers[0].name",
+                "duplicate route",
+            ),
+            (
+                "name = \"all\"\nmembers = [\"nowhere\"]",
+                "virtual_servers[0].members[0]",
+                "not an upstream",
+            ),
+            (
+                "name = \"all\"\nmembers = [\"tickets\", \"tickets\"]",
+                "virtual_servers[0].members[1]",
+                "named twice",
+            ),
+            (
+                "name = \"all\"\nmembers = []",
+                "virtual_servers[0].members",
+                "empty",
+            ),
+            (
+                "name = \"all\"\nmembers = [\"tickets\"]\nprefixes = { tickets = \"a b\" }",
+                "virtual_servers[0].prefixes.tickets",
+                "not a valid name prefix",
+            ),
+            (
+                "name = \"all\"\nmembers = [\"tickets\"]\nuri_prefixes = { tickets = \"1x+\" }",
+                "virtual_servers[0].uri_prefixes.tickets",
+                "not a valid URI prefix",
+            ),
+            (
+                "name = \"all\"\nmembers = [\"tickets\"]\nprefixes = { other = \"o_\" }",
+                "virtual_servers[0].prefixes.other",
+                "not a member",
+            ),
+            (
+                "name = \"all\"\nmembers = [\"tickets\"]\nurl = \"http://x\"",
+                "url",
+                "unknown field",
+            ),
+        ] {
+            let err = load(body).expect_err(body);
+            assert!(err.contains(key) && err.contains(problem), "{body}: {err}");
+        }
     }
 
     #[test]

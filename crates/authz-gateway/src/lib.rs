@@ -96,6 +96,8 @@ pub struct App {
     /// The request body's size and read-time limits in force.
     pub(crate) body_limits: limits::BodyLimits,
     pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
+    /// Virtual servers (see [`proxy::virtual_route`]), by route name.
+    pub(crate) virtuals: HashMap<String, Arc<proxy::virtual_route::VirtualRoute>>,
     pub(crate) metrics: Metrics,
     /// The accept loop's counters (open connections, refusals, head timeouts).
     pub(crate) connections: Arc<connections::ConnectionStats>,
@@ -272,11 +274,27 @@ impl App {
                 ))
             })
             .collect::<anyhow::Result<_>>()?;
-        let upstreams = config
+        let upstreams: HashMap<String, Arc<Upstream>> = config
             .upstreams
             .iter()
             .map(|u| (u.name.clone(), Arc::new(u.clone())))
             .collect();
+        let metrics = Metrics::new(
+            config
+                .upstreams
+                .iter()
+                .map(|u| u.name.as_str())
+                .chain(config.virtual_servers.iter().map(|v| v.name.as_str())),
+        );
+        let virtuals = config
+            .virtual_servers
+            .iter()
+            .map(|v| {
+                let route = proxy::virtual_route::VirtualRoute::new(v, &upstreams, &metrics)
+                    .with_context(|| format!("virtual server `{}`", v.name))?;
+                Ok((v.name.clone(), Arc::new(route)))
+            })
+            .collect::<anyhow::Result<_>>()?;
         // Replicas share quota spending and session/task bindings through the first Postgres
         // among the policy and audit stores; alone (or on SQLite) each gateway keeps its own.
         let shared_url = match &config.policy {
@@ -374,7 +392,8 @@ impl App {
             in_flight: limits::InFlight::new(config.max_in_flight_per_principal),
             body_limits: limits::BodyLimits::new(config.max_body_bytes, config.body_read_timeout),
             upstreams,
-            metrics: Metrics::new(config.upstreams.iter().map(|u| u.name.as_str())),
+            virtuals,
+            metrics,
             connections: Arc::default(),
             verifier,
             revocation_follower,
@@ -585,14 +604,17 @@ fn metadata_for(app: &App, up: &Upstream) -> Response {
 async fn resource_metadata(State(app): State<Arc<App>>, Path(upstream): Path<String>) -> Response {
     match app.upstreams.get(&upstream) {
         Some(up) => metadata_for(&app, up),
-        None => StatusCode::NOT_FOUND.into_response(),
+        None => match app.virtuals.get(&upstream) {
+            Some(v) => metadata_for(&app, &v.front),
+            None => StatusCode::NOT_FOUND.into_response(),
+        },
     }
 }
 
 /// The root form is only unambiguous with a single upstream.
 async fn root_resource_metadata(State(app): State<Arc<App>>) -> Response {
     match app.config.upstreams.as_slice() {
-        [only] => metadata_for(&app, only),
+        [only] if app.virtuals.is_empty() => metadata_for(&app, only),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }

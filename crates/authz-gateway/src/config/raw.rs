@@ -30,6 +30,9 @@ pub struct RawConfig {
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub upstreams: Vec<RawUpstream>,
+    /// Routes that combine several upstreams into one MCP server.
+    #[serde(default)]
+    pub virtual_servers: Vec<RawVirtualServer>,
     #[serde(default)]
     pub telemetry: Telemetry,
     #[serde(default)]
@@ -418,6 +421,24 @@ pub struct RawUpstream {
     /// Send the upstream a short-lived assertion of who is calling, signed by the gateway
     /// (`[identity]`); unset: none.
     pub identity_assertion: Option<RawIdentityAssertion>,
+}
+
+/// A virtual server: one route (`/mcp/<name>`) over several upstreams, their tools and prompts
+/// listed under a per-member name prefix and their resources under a per-member URI prefix
+/// (see `crate::proxy::virtual_route`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVirtualServer {
+    pub name: String,
+    /// The `[[upstreams]]` it combines, by name.
+    pub members: Vec<String>,
+    /// Per member, the prefix of its tool and prompt names; default `<member>_`.
+    #[serde(default)]
+    pub prefixes: BTreeMap<String, String>,
+    /// Per member, the prefix of its resource URIs and templates; default `<member>+` (a URI
+    /// scheme of its own: `files+file:///srv/a.txt`).
+    #[serde(default)]
+    pub uri_prefixes: BTreeMap<String, String>,
 }
 
 /// Limits of a stdio upstream's processes (see [`crate::stdio`]).

@@ -10,11 +10,12 @@ use std::time::Duration;
 use super::raw::{
     AuditMode, DEFAULT_POLICY_FILE, RawAdmin, RawApprovals, RawAudit, RawIdentity,
     RawIdentityAssertion, RawInputRule, RawOAuth, RawPolicy, RawRevocation, RawScopeRule,
-    RawServer, RawSink, RawTokenExchange, RawUpstream, SinkKind, Telemetry,
+    RawServer, RawSink, RawTokenExchange, RawUpstream, RawVirtualServer, SinkKind, Telemetry,
 };
 use super::{
     Admin, Approvals, AuditSink, ConfigError, Credential, Identity, IdentityAssertion, InputRule,
-    OAuthClient, Overrides, PolicySource, ScopeRule, Secret, StdioSpec, TokenExchange, Upstream,
+    Member, OAuthClient, Overrides, PolicySource, ScopeRule, Secret, StdioSpec, TokenExchange,
+    Upstream, VirtualServer,
 };
 use crate::scopes::Glob;
 
@@ -476,6 +477,154 @@ pub(super) fn upstreams(
         upstreams.push(upstream(&key, u, public_url, default_mode, env)?);
     }
     Ok(upstreams)
+}
+
+/// Every `[[virtual_servers]]` entry: a route name of its own, members that are upstreams (each
+/// once), and prefixes that route back unambiguously — no member's name prefix (or URI prefix)
+/// may be a prefix of another's, or a name could belong to two members.
+pub(super) fn virtual_servers(
+    raw: Vec<RawVirtualServer>,
+    public_url: &str,
+    upstreams: &[Upstream],
+) -> Result<Vec<VirtualServer>, ConfigError> {
+    let mut out: Vec<VirtualServer> = Vec::with_capacity(raw.len());
+    for (i, v) in raw.into_iter().enumerate() {
+        let key = format!("virtual_servers[{i}]");
+        let bad = |field: &str, problem: String, hint: &str| {
+            ConfigError::new(format!("{key}.{field}"), problem, hint.to_owned())
+        };
+        if !is_route_name(&v.name) {
+            return Err(bad(
+                "name",
+                format!("`{}` is not a valid route name", v.name),
+                "use letters, digits, '-' and '_'",
+            ));
+        }
+        if upstreams.iter().any(|u| u.name == v.name) || out.iter().any(|x| x.name == v.name) {
+            return Err(bad(
+                "name",
+                format!("duplicate route `{}`", v.name),
+                "a virtual server's name must differ from every upstream's and virtual server's",
+            ));
+        }
+        if v.members.is_empty() {
+            return Err(bad(
+                "members",
+                "is empty".into(),
+                "name the [[upstreams]] it combines",
+            ));
+        }
+        let mut members: Vec<Member> = Vec::with_capacity(v.members.len());
+        for (j, m) in v.members.iter().enumerate() {
+            if !upstreams.iter().any(|u| &u.name == m) {
+                return Err(bad(
+                    &format!("members[{j}]"),
+                    format!("`{m}` is not an upstream"),
+                    "members are [[upstreams]] names (a virtual server cannot be a member)",
+                ));
+            }
+            if members.iter().any(|x| &x.upstream == m) {
+                return Err(bad(
+                    &format!("members[{j}]"),
+                    format!("`{m}` is named twice"),
+                    "list each member once",
+                ));
+            }
+            let prefix = v
+                .prefixes
+                .get(m)
+                .cloned()
+                .unwrap_or_else(|| format!("{m}_"));
+            if !(1..=64).contains(&prefix.len())
+                || !prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            {
+                return Err(bad(
+                    &format!("prefixes.{m}"),
+                    format!("`{prefix}` is not a valid name prefix"),
+                    "1-64 characters of [A-Za-z0-9_.-] (tool names allow nothing else)",
+                ));
+            }
+            let uri_prefix = match v.uri_prefixes.get(m) {
+                Some(p) => p.clone(),
+                None => default_uri_prefix(m),
+            };
+            if !is_scheme_prefix(&uri_prefix) {
+                return Err(bad(
+                    &format!("uri_prefixes.{m}"),
+                    format!("`{uri_prefix}` is not a valid URI prefix"),
+                    "a URI scheme start: a letter, then letters, digits, '+', '-' or '.' \
+                     (e.g. `files+`), so prefixed URIs stay URIs",
+                ));
+            }
+            for other in &members {
+                let clash = |a: &str, b: &str| a.starts_with(b) || b.starts_with(a);
+                if clash(&prefix, &other.prefix) {
+                    return Err(bad(
+                        &format!("prefixes.{m}"),
+                        format!(
+                            "`{prefix}` and `{}` (of `{}`) collide: one is a prefix of the other",
+                            other.prefix, other.upstream
+                        ),
+                        "give the members prefixes none of which begins another",
+                    ));
+                }
+                if clash(&uri_prefix, &other.uri_prefix) {
+                    return Err(bad(
+                        &format!("uri_prefixes.{m}"),
+                        format!(
+                            "`{uri_prefix}` and `{}` (of `{}`) collide: one is a prefix of the other",
+                            other.uri_prefix, other.upstream
+                        ),
+                        "give the members URI prefixes none of which begins another",
+                    ));
+                }
+            }
+            members.push(Member {
+                upstream: m.clone(),
+                prefix,
+                uri_prefix,
+            });
+        }
+        for (field, map) in [("prefixes", &v.prefixes), ("uri_prefixes", &v.uri_prefixes)] {
+            if let Some(k) = map.keys().find(|k| !v.members.contains(k)) {
+                return Err(bad(
+                    &format!("{field}.{k}"),
+                    format!("`{k}` is not a member"),
+                    "prefixes are given for members only",
+                ));
+            }
+        }
+        out.push(VirtualServer {
+            resource: format!("{public_url}/mcp/{}", v.name),
+            name: v.name,
+            members,
+        });
+    }
+    Ok(out)
+}
+
+/// `<member>+` as a URI scheme start: `_` (not allowed in a scheme) becomes `-`, and a name
+/// that does not begin with a letter gets `m-` in front.
+fn default_uri_prefix(member: &str) -> String {
+    let mut p: String = member
+        .chars()
+        .map(|c| if c == '_' { '-' } else { c })
+        .collect();
+    if !p.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        p.insert_str(0, "m-");
+    }
+    p.push('+');
+    p
+}
+
+/// A letter, then letters, digits, `+`, `-`, `.` (RFC 3986 scheme characters), at most 64.
+fn is_scheme_prefix(p: &str) -> bool {
+    p.len() <= 64
+        && p.starts_with(|c: char| c.is_ascii_alphabetic())
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
 }
 
 const MAX_IDLE_TIMEOUT_SECS: u64 = 86_400;

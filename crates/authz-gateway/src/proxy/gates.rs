@@ -100,6 +100,32 @@ pub(super) async fn standard_headers(
     .await)
 }
 
+/// [`standard_headers`] without the `Mcp-Param-*` check, for a virtual route: `Mcp-Method` and
+/// `Mcp-Name` must agree with the body as the client sent it, before the message is routed (the
+/// member's pipeline checks the rest against the member's tool schemas).
+pub(super) async fn routing_headers(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    headers: &HeaderMap,
+    msg: &Message,
+    stateless: bool,
+) -> Result<(), ApiError> {
+    let Err(e) = check_standard_headers(headers, msg, stateless) else {
+        return Ok(());
+    };
+    let err = e.with_id(msg.id.clone());
+    Err(deny(
+        app,
+        ctx,
+        principal,
+        &msg.operation,
+        ReasonCode::MalformedRequest,
+        err,
+    )
+    .await)
+}
+
 /// `resources/subscribe` and `resources/unsubscribe` were removed in 2026-07-28 (replaced by
 /// `subscriptions/listen`): to a client speaking it they are unknown methods (404, -32601, a
 /// recorded refusal), never passed to an upstream that may still implement them.

@@ -54,6 +54,32 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// The context of a message a virtual route hands to one of its members: the member's
+    /// route and session, this request's caller and trace.
+    pub(super) fn member(
+        &self,
+        request_id: String,
+        upstream: Arc<Upstream>,
+        route: Arc<crate::metrics::RouteMetrics>,
+        session_id: Option<String>,
+    ) -> Ctx {
+        Ctx {
+            query_token: self.query_token,
+            authority: self.authority.clone(),
+            trace_id: self.trace_id.clone(),
+            arguments: std::sync::OnceLock::new(),
+            shadow: std::sync::OnceLock::new(),
+            first_round: std::sync::OnceLock::new(),
+            request_id,
+            upstream,
+            route,
+            session_id,
+            client: self.client,
+        }
+    }
+}
+
 /// Oversized header sets are refused before any parsing (431), and recorded.
 pub(super) async fn header_size(
     app: &App,

@@ -19,6 +19,7 @@ mod gates;
 mod intake;
 mod record;
 mod respond;
+pub(crate) mod virtual_route;
 
 use std::sync::Arc;
 
@@ -79,10 +80,21 @@ pub(crate) async fn handle(
     crate::telemetry::adopt_caller(&span, &headers);
     let route = app.metrics.route(&upstream).cloned();
     let result = async {
+        let client = client.map(|axum::Extension(c)| c.0);
+        if let (Some(v), Some(route)) = (app.virtuals.get(&upstream).cloned(), route.clone()) {
+            let ctx = Ctx::new(
+                request_id.clone(),
+                v.front.clone(),
+                route,
+                client,
+                &uri,
+                &headers,
+            );
+            return virtual_route::pipeline(&app, &ctx, &v, method, headers, body).await;
+        }
         let (Some(up), Some(route)) = (app.upstreams.get(&upstream).cloned(), route.clone()) else {
             return Err(Refusal::UnknownRoute.into());
         };
-        let client = client.map(|axum::Extension(c)| c.0);
         let ctx = Ctx::new(request_id.clone(), up, route, client, &uri, &headers);
         pipeline(&app, &ctx, method, headers, body).await
     }

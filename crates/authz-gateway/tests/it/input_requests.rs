@@ -212,7 +212,7 @@ async fn forbidden_input_requests_fail_the_call_and_are_recorded() {
 
 /// A session-based (2025-11-25) upstream whose `tools/call` stream asks the client to sample
 /// before it answers; it records the JSON-RPC responses it is sent.
-async fn session_upstream(answers: Arc<Mutex<Vec<Value>>>) -> std::net::SocketAddr {
+pub(crate) async fn session_upstream(answers: Arc<Mutex<Vec<Value>>>) -> std::net::SocketAddr {
     let app = axum::Router::new().route(
         "/mcp",
         axum::routing::post(move |body: String| {

@@ -34,3 +34,4 @@ mod tasks;
 mod telemetry;
 mod tls;
 mod transport;
+mod virtual_servers;
