@@ -418,16 +418,17 @@ impl Config {
             validate::upstreams(raw.upstreams, &server.public_url, raw.audit.mode, env)?;
         let (revocation_database_url, revocation_poll_interval) =
             validate::revocation(raw.revocation, &audit_database_url)?;
+        let virtual_servers =
+            validate::virtual_servers(raw.virtual_servers, &server.public_url, &upstreams)?;
         let token_exchange = validate::token_exchange(
             raw.token_exchange,
             &server.public_url,
             &mut verifier,
             &upstreams,
+            &virtual_servers,
         )?;
         let (admin, approvals) = validate::approvals(raw.admin, raw.approvals, server.listen)?;
         let identity = validate::identity(raw.identity, &server.public_url, &upstreams)?;
-        let virtual_servers =
-            validate::virtual_servers(raw.virtual_servers, &server.public_url, &upstreams)?;
         Ok(Config {
             own: OwnAddress::new(server.listen, &server.public_url),
             listen: server.listen,

@@ -137,6 +137,7 @@ pub(crate) async fn token(
         .config
         .upstreams
         .iter()
+        .chain(app.virtuals.values().map(|v| &*v.front))
         .find(|u| normalized(&u.resource) == normalized(&target))
     else {
         return bad(

@@ -1109,13 +1109,15 @@ pub(super) fn revocation(
     Ok((url, Duration::from_millis(poll_ms)))
 }
 
-/// The `[token_exchange]` section. The gateway trusts its own tokens, for its own routes only,
+/// The `[token_exchange]` section. The gateway trusts its own tokens, for its own routes
+/// (virtual servers included) only,
 /// and only as access tokens (`typ: at+jwt`): its issuer is added to `auth`.
 pub(super) fn token_exchange(
     raw: Option<RawTokenExchange>,
     public_url: &str,
     auth: &mut authz_token::VerifierConfig,
     upstreams: &[Upstream],
+    virtual_servers: &[VirtualServer],
 ) -> Result<Option<TokenExchange>, ConfigError> {
     let Some(t) = raw else { return Ok(None) };
     let issuer = t.issuer.unwrap_or_else(|| format!("{public_url}/"));
@@ -1134,7 +1136,11 @@ pub(super) fn token_exchange(
         ));
     }
     let mut own = authz_token::IssuerConfig::new(issuer.clone(), t.jwks_file);
-    own.audiences = upstreams.iter().map(|u| u.resource.clone()).collect();
+    own.audiences = upstreams
+        .iter()
+        .map(|u| u.resource.clone())
+        .chain(virtual_servers.iter().map(|v| v.resource.clone()))
+        .collect();
     own.require_typ_at_jwt = true;
     auth.issuers.push(own);
     Ok(Some(TokenExchange {

@@ -40,6 +40,28 @@ fn a_missing_auth_section_exits_2_with_a_hint() {
 }
 
 #[test]
+fn virtual_server_prefixes_that_collide_stop_the_binary_naming_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let k = authz_token::generate_key_pair(authz_token::KeyAlgorithm::Es256, "k").expect("keys");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, k.public_jwks).expect("jwks");
+    let (code, stderr) = run_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[auth]\n[[auth.issuers]]\n\
+         issuer = \"https://idp.test\"\njwks_file = \"{}\"\n\n\
+         [[upstreams]]\nname = \"tickets\"\nurl = \"http://127.0.0.1:9/mcp\"\n\
+         [[upstreams]]\nname = \"tickets_v2\"\nurl = \"http://127.0.0.1:9/v2\"\n\n\
+         [[virtual_servers]]\nname = \"all\"\nmembers = [\"tickets\", \"tickets_v2\"]\n",
+        jwks.display()
+    ));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("virtual_servers[0].prefixes.tickets_v2")
+            && stderr.contains("`tickets_v2_` and `tickets_`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_missing_config_file_exits_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_authz-gateway"))
         .args(["--config", "/nonexistent/gateway.toml"])

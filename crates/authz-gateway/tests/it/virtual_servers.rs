@@ -33,18 +33,28 @@ async fn virtual_gateway(
     sections: &str,
     second_upstream: bool,
 ) -> (harness::Env, tempfile::TempDir) {
+    virtual_gateway_with(sections, second_upstream, Options::default()).await
+}
+
+async fn virtual_gateway_with(
+    sections: &str,
+    second_upstream: bool,
+    opts: Options,
+) -> (harness::Env, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let policy = dir.path().join("policy.csv");
     // Only the rules for routes this gateway has (the policy lint refuses the others).
     let rules: String = POLICY
         .lines()
         .filter(|l| {
-            ["tickets", "billing", "files", "paged", "asker"].iter().any(|r| {
-                l.contains(&format!(":{r}/"))
-                    && (*r == "tickets"
-                        || (*r == "billing" && second_upstream)
-                        || sections.contains(&format!("name = \"{r}\"")))
-            })
+            ["tickets", "billing", "files", "paged", "asker"]
+                .iter()
+                .any(|r| {
+                    l.contains(&format!(":{r}/"))
+                        && (*r == "tickets"
+                            || (*r == "billing" && second_upstream)
+                            || sections.contains(&format!("name = \"{r}\"")))
+                })
         })
         .map(|l| format!("{l}\n"))
         .collect();
@@ -55,7 +65,7 @@ async fn virtual_gateway(
             policy_file: Some(policy),
             second_upstream,
             sections_extra: Some(sections.to_owned()),
-            ..Options::default()
+            ..opts
         },
     )
     .await;
@@ -283,6 +293,49 @@ async fn a_virtual_session_is_its_owners_alone() {
         && r.reason == ReasonCode::SessionMismatch));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_for_the_virtual_route_is_exchanged_for_it_and_for_no_member() {
+    let sections = "[[virtual_servers]]\nname = \"all\"\nmembers = [\"tickets\", \"billing\"]\n";
+    let opts = Options {
+        token_exchange: true,
+        ..Options::default()
+    };
+    let (env, _dir) = virtual_gateway_with(sections, true, opts).await;
+    let alice = env.token("alice", &["ticket-reader"], &["tickets:read"]);
+    let exchange = |resource: String| {
+        let form = [
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("subject_token", alice.clone()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:access_token".to_owned(),
+            ),
+            ("resource", resource),
+            ("scope", "tickets:read".to_owned()),
+        ];
+        let req = env.http.post(format!("{}/token", env.base)).form(&form);
+        async move {
+            let resp = req.send().await.expect("POST /token");
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.expect("json"),
+            )
+        }
+    };
+    let (status, body) = exchange(env.route.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let narrowed = body["access_token"].as_str().expect("a token");
+    let (headers, call) = harness::stateless_call(1, "tickets_get_ticket");
+    let resp = env.post(Some(narrowed), &headers, &call).await;
+    assert_eq!(resp.status(), 200);
+    // A token for the virtual route is not one for a member's own route.
+    let (status, body) = exchange(format!("{}/mcp/tickets", env.base)).await;
+    assert_ne!(status, 200, "{body}");
+}
+
 /// A stand-in MCP server whose `tools/list` comes in two pages (`a`, `b`, then `c`).
 fn paged_upstream() -> axum::Router {
     axum::Router::new().route(
@@ -398,7 +451,10 @@ async fn a_members_server_to_client_request_in_a_session_fails_the_call() {
     assert_eq!(resp.status(), 200);
     let body = resp.text().await.expect("body");
     assert!(body.contains("input_request_forbidden"), "{body}");
-    assert!(!body.contains("sampling/createMessage\",\"params"), "{body}");
+    assert!(
+        !body.contains("sampling/createMessage\",\"params"),
+        "{body}"
+    );
     authz_test_support::eventually_async(
         "the member is told its request was refused",
         Duration::from_secs(5),
