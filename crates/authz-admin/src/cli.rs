@@ -588,6 +588,11 @@ pub struct RuleArgs {
     /// deny overrides approve, approve overrides allow).
     #[arg(long)]
     pub approve: bool,
+    /// A condition (CEL) over the call's `args` and the `principal`: the rule applies only
+    /// when it holds, e.g. 'args.amount <= 500'. A condition that cannot be decided never
+    /// allows (and always denies). To revoke such a rule, give the same condition.
+    #[arg(long, value_name = "EXPR")]
+    pub when: Option<String>,
 }
 
 impl RuleArgs {
@@ -603,14 +608,23 @@ impl RuleArgs {
 
     /// The rule as a policy line, for messages.
     pub(crate) fn line(&self) -> String {
-        format!(
+        let mut line = format!(
             "p, {}, {}, {}, {}, {}",
             self.role,
             self.tenant,
             self.object,
             self.action,
             self.effect().as_str()
-        )
+        );
+        if let Some(c) = self
+            .when
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
+            line.push_str(&format!(", \"{}\"", c.replace('"', "\"\"")));
+        }
+        line
     }
 }
 

@@ -162,6 +162,7 @@ pub(crate) async fn check(
         token_id: None,
         expires_at: 0,
         issued_at: None,
+        claims: serde_json::Map::new(),
     }
     .normalize();
     let decided = decide(&rbac, &principal, &a.upstream, &op, a.explain);

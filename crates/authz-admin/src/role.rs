@@ -114,6 +114,7 @@ pub(crate) async fn role(
                 &rule.action,
                 rule.effect(),
             )
+            .and_then(|r| r.with_condition(rule.when.as_deref()))
             .with_context(|| format!("cannot grant `{line}`"))?;
             with_store(&write.store, async |store: &PolicyStore, _: &str| {
                 let changes = [format!("+ {line}")];
@@ -172,13 +173,7 @@ pub(crate) async fn role(
                 }
                 crate::confirm(confirmation, confirm.yes, &format!("revoke `{line}`"), &[])?;
                 let revision = store
-                    .revoke(
-                        &rule.role,
-                        &rule.tenant,
-                        &rule.action,
-                        &rule.object,
-                        rule.effect(),
-                    )
+                    .revoke_rule(&unchecked_rule(&rule))
                     .await
                     .with_context(|| format!("cannot revoke `{line}`"))?;
                 report(
@@ -292,6 +287,12 @@ fn unchecked_rule(rule: &RuleArgs) -> PolicyRule {
         object: rule.object.clone(),
         action: rule.action.clone(),
         effect: rule.effect(),
+        condition: rule
+            .when
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned),
     }
 }
 

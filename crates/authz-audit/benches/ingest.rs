@@ -48,6 +48,7 @@ static PRINCIPAL: LazyLock<Principal> = LazyLock::new(|| Principal {
     token_id: Some("jti-8c1f0e".into()),
     expires_at: 1_767_229_200,
     issued_at: Some(1_767_225_600),
+    claims: Default::default(),
 });
 
 /// A realistic record: the decision record of an allowed tool call by an authenticated

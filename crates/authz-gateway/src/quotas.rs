@@ -507,6 +507,7 @@ mod tests {
             token_id: None,
             expires_at: i64::MAX,
             issued_at: None,
+            claims: Default::default(),
         }
     }
 

@@ -72,6 +72,7 @@ pub(crate) fn test_principal(subject: &str) -> Principal {
         token_id: None,
         expires_at: 0,
         issued_at: None,
+        claims: Default::default(),
     }
 }
 

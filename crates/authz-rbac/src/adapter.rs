@@ -9,7 +9,7 @@ use crate::{Error, PolicySet};
 
 fn add_set(set: &PolicySet, m: &mut dyn Model) {
     for rule in &set.rules {
-        m.add_policy("p", "p", rule.to_casbin());
+        m.add_policy("p", "p", rule.casbin_key());
     }
     for assignment in &set.assignments {
         m.add_policy("g", "g", assignment.to_casbin());

@@ -6,13 +6,11 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
 use authz_types::RuleEffect;
-use casbin::{
-    Adapter, CoreApi, DefaultModel, EffectKind, Effector, EffectorStream, Enforcer, Model,
-};
+use casbin::{CoreApi, DefaultModel, EffectKind, Effector, EffectorStream, Enforcer, Model};
 
 use crate::adapter::SetAdapter;
+use crate::condition::Condition;
 use crate::index::Index;
-use crate::rule::format_line;
 use crate::{Error, PolicyRule, PolicySet, RoleAssignment};
 
 /// The definitions the crate relies on, whitespace removed and `.` written as Casbin stores it
@@ -88,7 +86,9 @@ fn normalise(value: &str) -> String {
 /// so a match found by index costs no formatting on the hot path.
 pub(crate) struct Engine {
     enforcer: Enforcer,
-    rules: Vec<LoadedRule>,
+    /// By Casbin position: the rules sharing that line (rules differing only in effect or
+    /// condition become one Casbin line, see [`PolicyRule::casbin_key`]), in source order.
+    rules: Vec<Vec<LoadedRule>>,
     /// The same policy partitioned for lookups; `None` only if a rule had a shape the index
     /// cannot serve, in which case every decision goes through Casbin.
     index: Option<Index>,
@@ -99,16 +99,15 @@ pub(crate) struct LoadedRule {
     /// The line as written in a policy file, e.g. `p, reader, default, tool:t/*, call, allow`.
     pub(crate) text: String,
     pub(crate) effect: RuleEffect,
+    /// The rule applies only when this holds (see [`crate::condition`]).
+    pub(crate) condition: Option<std::sync::Arc<Condition>>,
 }
 
 impl Engine {
     /// Builds the engine from a checked model and an adapter. The matcher is first tried on a
     /// tiny known policy (see [`probe`]) so a matcher that cannot run or matches wrongly fails
     /// the load instead of every request.
-    pub(crate) async fn build(
-        model_path: &Path,
-        adapter: impl Adapter + 'static,
-    ) -> Result<Self, Error> {
+    pub(crate) async fn build(model_path: &Path, set: PolicySet) -> Result<Self, Error> {
         let model = load_model(model_path).await?;
         probe(model_path, model.clone()).await?;
         let indexed = indexable(&model);
@@ -119,18 +118,18 @@ impl Engine {
                  decision will run through Casbin (slower, linear in the policy size)"
             );
         }
-        let engine = Self::from_enforcer(
-            Enforcer::new(model, adapter)
-                .await
-                .map_err(crate::adapter::unwrap_adapter_error)?,
-            indexed,
-        );
-        Ok(engine)
+        let enforcer = Enforcer::new(model, SetAdapter::new(set.clone()))
+            .await
+            .map_err(crate::adapter::unwrap_adapter_error)?;
+        Self::from_enforcer(enforcer, &set, indexed)
     }
 
-    fn from_enforcer(mut enforcer: Enforcer, indexed: bool) -> Self {
+    fn from_enforcer(
+        mut enforcer: Enforcer,
+        set: &PolicySet,
+        indexed: bool,
+    ) -> Result<Self, Error> {
         enforcer.set_effector(Box::new(CollectAll));
-        let approvals = hold_approve_rules(&mut enforcer);
         let policy = |section: &str| {
             enforcer
                 .get_model()
@@ -150,39 +149,47 @@ impl Engine {
         if indexed && index.is_none() {
             tracing::warn!("the policy cannot be indexed; every decision will run through Casbin");
         }
-        let rules = policy("p")
-            .map(|policy| {
-                policy
+        // Casbin's policy is a set in insertion order: the position of each distinct line.
+        let positions: std::collections::HashMap<&[String], usize> = policy("p")
+            .map(|lines| {
+                lines
                     .iter()
                     .enumerate()
-                    .map(|(position, values)| match approvals.get(&position) {
-                        // Casbin holds it as `allow` (see `hold_approve_rules`).
-                        Some(text) => LoadedRule {
-                            text: text.clone(),
-                            effect: RuleEffect::Approve,
-                        },
-                        None => {
-                            let fields: Vec<&str> = values.iter().map(String::as_str).collect();
-                            LoadedRule {
-                                text: format_line("p", &fields),
-                                // Adapters only load validated rules, so anything but `deny`
-                                // is `allow` here.
-                                effect: if values.get(4).map(String::as_str) == Some("deny") {
-                                    RuleEffect::Deny
-                                } else {
-                                    RuleEffect::Allow
-                                },
-                            }
-                        }
-                    })
+                    .map(|(i, values)| (values.as_slice(), i))
                     .collect()
             })
             .unwrap_or_default();
-        Self {
+        let mut rules: Vec<Vec<LoadedRule>> = Vec::new();
+        rules.resize_with(positions.len(), Vec::new);
+        for rule in &set.rules {
+            let key = rule.casbin_key();
+            let Some(&position) = positions.get(key.as_slice()) else {
+                continue;
+            };
+            let condition = match &rule.condition {
+                Some(c) => Some(std::sync::Arc::new(Condition::compile(c).map_err(|e| {
+                    Error::InvalidRule {
+                        reason: format!("condition {c:?}: {e}"),
+                    }
+                })?)),
+                None => None,
+            };
+            let text = rule.to_string();
+            let variants = &mut rules[position];
+            // An exact duplicate adds nothing.
+            if !variants.iter().any(|v| v.text == text) {
+                variants.push(LoadedRule {
+                    text,
+                    effect: rule.effect,
+                    condition,
+                });
+            }
+        }
+        Ok(Self {
             enforcer,
             rules,
             index,
-        }
+        })
     }
 
     pub(crate) fn enforcer(&self) -> &Enforcer {
@@ -191,7 +198,7 @@ impl Engine {
 
     /// The number of `p` rules loaded (after Casbin dropped exact duplicates).
     pub(crate) fn rule_count(&self) -> usize {
-        self.rules.len()
+        self.rules.iter().map(Vec::len).sum()
     }
 
     /// Whether decisions use the index (false when the model's matcher is not the known one).
@@ -219,7 +226,7 @@ impl Engine {
         let mut hits = Vec::new();
         index.matches(subject, tenant, object, action, &mut hits);
         for position in hits {
-            if let Some(rule) = self.rules.get(position as usize) {
+            for rule in self.rules.get(position as usize).into_iter().flatten() {
                 on_match(rule);
             }
         }
@@ -255,70 +262,13 @@ impl Engine {
             for &index in matched {
                 // With no `p` line at all Casbin still pushes one effect, for an index that
                 // names no rule; `get` skips it.
-                if let Some(rule) = self.rules.get(index) {
+                for rule in self.rules.get(index).into_iter().flatten() {
                     on_match(rule);
                 }
             }
         });
         Ok(())
     }
-}
-
-/// Rewrites the enforcer's in-memory `approve` lines as `allow` and returns their positions with
-/// their text as written.
-///
-/// Casbin knows only `allow` and `deny`: it reports a matching `approve` line to the effector
-/// exactly like a line that did not match, so the reference path (and `--explain`) could not
-/// see it. As `allow` it is reported, and [`LoadedRule`] at that position says `approve`. When a
-/// policy holds the same rule as `allow` and as `approve`, the two become one line (Casbin's
-/// policy is a set), and that line is the approve rule: approve overrides allow either way.
-/// Nothing is rewritten (and nothing costs) in a policy without approve rules; the copy is
-/// never written back, because stores write rules, not the enforcer's policy.
-fn hold_approve_rules(enforcer: &mut Enforcer) -> std::collections::HashMap<usize, String> {
-    let mut held = std::collections::HashMap::new();
-    let Some(assertion) = enforcer
-        .get_mut_model()
-        .get_mut_model()
-        .get_mut("p")
-        .and_then(|assertions| assertions.get_mut("p"))
-    else {
-        return held;
-    };
-    let policy = assertion.get_mut_policy();
-    if !policy
-        .iter()
-        .any(|values| values.get(4).map(String::as_str) == Some("approve"))
-    {
-        return held;
-    }
-    let lines = std::mem::take(policy);
-    let mut positions: std::collections::HashMap<Vec<String>, usize> =
-        std::collections::HashMap::with_capacity(lines.len());
-    for mut values in lines {
-        let approve = values.get(4).map(String::as_str) == Some("approve");
-        let text = approve.then(|| {
-            let fields: Vec<&str> = values.iter().map(String::as_str).collect();
-            format_line("p", &fields)
-        });
-        if let Some(eft) = values.get_mut(4).filter(|_| approve) {
-            "allow".clone_into(eft);
-        }
-        let position = positions.get(&values).copied();
-        match (position, text) {
-            (Some(existing), Some(text)) => {
-                held.insert(existing, text);
-            }
-            (Some(_), None) => {}
-            (None, text) => {
-                if let Some(text) = text {
-                    held.insert(policy.len(), text);
-                }
-                positions.insert(values.clone(), policy.len());
-                policy.insert(values);
-            }
-        }
-    }
-    held
 }
 
 /// How [`Engine::for_each_match`] finds the rules matching a request.
@@ -357,10 +307,10 @@ async fn probe(model_path: &Path, model: DefaultModel) -> Result<(), Error> {
         path: model_path.to_owned(),
         source: Box::new(source),
     };
-    let enforcer = Enforcer::new(model, SetAdapter::new(set))
+    let enforcer = Enforcer::new(model, SetAdapter::new(set.clone()))
         .await
         .map_err(as_model_error)?;
-    let engine = Engine::from_enforcer(enforcer, false);
+    let engine = Engine::from_enforcer(enforcer, &set, false)?;
     for (tenant, expected) in [("probe-tenant", 1), ("other-tenant", 0)] {
         let mut matched = 0;
         engine

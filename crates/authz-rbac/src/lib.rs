@@ -113,6 +113,7 @@
 mod adapter;
 mod approvals;
 mod bindings;
+pub mod condition;
 mod engine;
 mod index;
 mod inspect;
@@ -132,6 +133,7 @@ pub use approvals::{
     HoldLimits, Standing,
 };
 pub use bindings::{BindingKind, BindingStore};
+pub use condition::{Arguments as ConditionArgs, Condition, Outcome as ConditionOutcome};
 pub use inspect::{Permission, RoleSummary};
 pub use ledger::{Level, QuotaLedger, Spend, tokens};
 pub use lint::{LintCode, LintConfig, LintFinding, LintReport, Severity, lint};

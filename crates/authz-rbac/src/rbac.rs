@@ -12,7 +12,7 @@ use authz_types::{
 use casbin::RbacApi;
 use serde::{Deserialize, Serialize};
 
-use crate::adapter::SetAdapter;
+use crate::condition::{Arguments as ConditionArgs, Outcome};
 use crate::engine::{Engine, LoadedRule, Lookup};
 use crate::{
     Error, LintConfig, LintReport, LocatedPolicy, PolicyStore, check_role_name, lint, subject_name,
@@ -333,13 +333,42 @@ impl Rbac {
     /// Sync, and its cost does not grow with the policy's size: the rules that can match are
     /// found through an index built with the snapshot, and only those are tested
     /// (`benches/decide.rs`). Never panics on any input.
+    ///
+    /// Rules with a condition are judged against no arguments at all: a condition on `args` then
+    /// cannot hold (an allow does not apply, a deny does). Calls are decided with
+    /// [`Rbac::decide_with`].
     pub fn decide(
         &self,
         principal: &Principal,
         upstream: &str,
         op: &Operation,
     ) -> Result<Decision, Error> {
-        self.decide_by(Lookup::Indexed, principal, upstream, op)
+        self.decide_by(Lookup::Indexed, principal, upstream, op, NO_ARGS)
+    }
+
+    /// [`Rbac::decide`] with the call's arguments for the rules' conditions
+    /// ([`ConditionArgs::Known`]), or for a list item ([`ConditionArgs::Unknown`]: a condition
+    /// on `args` may hold, so an allow that depends on it shows the item and a deny that depends
+    /// on it does not hide it; the call itself is decided again with its arguments).
+    pub fn decide_with(
+        &self,
+        principal: &Principal,
+        upstream: &str,
+        op: &Operation,
+        args: ConditionArgs<'_>,
+    ) -> Result<Decision, Error> {
+        self.decide_by(Lookup::Indexed, principal, upstream, op, args)
+    }
+
+    /// [`Rbac::decide_with`] through Casbin's matcher: the reference for conditions.
+    pub fn decide_with_casbin_args(
+        &self,
+        principal: &Principal,
+        upstream: &str,
+        op: &Operation,
+        args: ConditionArgs<'_>,
+    ) -> Result<Decision, Error> {
+        self.decide_by(Lookup::Casbin, principal, upstream, op, args)
     }
 
     /// Decides exactly like [`Rbac::decide`], but asks Casbin's matcher about every policy line
@@ -351,7 +380,7 @@ impl Rbac {
         upstream: &str,
         op: &Operation,
     ) -> Result<Decision, Error> {
-        self.decide_by(Lookup::Casbin, principal, upstream, op)
+        self.decide_by(Lookup::Casbin, principal, upstream, op, NO_ARGS)
     }
 
     fn decide_by(
@@ -360,6 +389,7 @@ impl Rbac {
         principal: &Principal,
         upstream: &str,
         op: &Operation,
+        args: ConditionArgs<'_>,
     ) -> Result<Decision, Error> {
         let candidates = Candidates::of(principal);
         evaluate(
@@ -369,6 +399,7 @@ impl Rbac {
             &candidates,
             upstream,
             op,
+            args,
             None,
         )
     }
@@ -382,6 +413,18 @@ impl Rbac {
         upstream: &str,
         op: &Operation,
     ) -> Result<Explanation, Error> {
+        self.explain_with(principal, upstream, op, NO_ARGS)
+    }
+
+    /// [`Rbac::explain`] with the call's arguments: each conditional rule's match also says what
+    /// its condition saw and how it came out.
+    pub fn explain_with(
+        &self,
+        principal: &Principal,
+        upstream: &str,
+        op: &Operation,
+        args: ConditionArgs<'_>,
+    ) -> Result<Explanation, Error> {
         let snapshot = self.snapshot();
         let tenant = principal.tenant_or_default();
         let mut matches = Vec::new();
@@ -393,6 +436,7 @@ impl Rbac {
             &names,
             upstream,
             op,
+            args,
             Some(&mut matches),
         )?;
         let candidates = names
@@ -460,6 +504,21 @@ pub struct RuleMatch {
     /// The rule, e.g. `p, ticket-reader, default, tool:tickets/get_*, call, allow`.
     pub rule: String,
     pub effect: RuleEffect,
+    /// For a rule with a condition: how it came out (`true`, `false`, `error: …`, or
+    /// `unknown` without the call's arguments) and the argument values it looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<ConditionTrace>,
+}
+
+/// What a rule's condition saw and how it came out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionTrace {
+    pub expression: String,
+    pub outcome: String,
+    /// The argument fields the expression names, with their values in this call.
+    pub seen: serde_json::Value,
+    /// Whether the rule applied (an error applies a deny and not an allow).
+    pub applied: bool,
 }
 
 /// How a decision came about; its `Display` is a short report for humans.
@@ -607,7 +666,7 @@ async fn load(
             "policy lint: more warnings not logged"
         );
     }
-    let engine = match Engine::build(model, SetAdapter::new(located.set)).await {
+    let engine = match Engine::build(model, located.set).await {
         Ok(engine) => engine,
         Err(error) => return (Some(marker), Err(error)),
     };
@@ -747,6 +806,41 @@ impl<'p> Candidates<'p> {
     }
 }
 
+/// The arguments [`Rbac::decide`] judges conditions against: none at all.
+const NO_ARGS: ConditionArgs<'static> = ConditionArgs::Known(&serde_json::Value::Null);
+
+/// Whether `rule` applies to this call: always without a condition; with one, when it holds —
+/// and when it cannot be decided, only if that is the restrictive answer (a deny applies, an
+/// allow does not). Without the call (a list item) a condition on `args` may hold: an allow
+/// applies (the item shows) and a deny does not (the call is decided again with its arguments).
+fn applies(
+    rule: &LoadedRule,
+    args: ConditionArgs<'_>,
+    principal: &Principal,
+) -> (bool, Option<Outcome>) {
+    let Some(condition) = &rule.condition else {
+        return (true, None);
+    };
+    let deny = rule.effect == RuleEffect::Deny;
+    match condition.eval(args, principal) {
+        Some(Outcome::True) => (true, Some(Outcome::True)),
+        Some(Outcome::False) => (false, Some(Outcome::False)),
+        Some(error @ Outcome::Error(_)) => (deny, Some(error)),
+        None => (!deny, None),
+    }
+}
+
+/// A rule's text for a decision record, with its condition's outcome when it has one.
+fn decided_by<'s>(rule: &'s LoadedRule, outcome: Option<&Outcome>) -> std::borrow::Cow<'s, str> {
+    match outcome {
+        Some(o) => std::borrow::Cow::Owned(format!("{} [condition {}]", rule.text, o.describe())),
+        None if rule.condition.is_some() => {
+            std::borrow::Cow::Owned(format!("{} [condition unknown]", rule.text))
+        }
+        None => std::borrow::Cow::Borrowed(&rule.text),
+    }
+}
+
 /// The decision procedure shared by `decide`, `decide_with_casbin` and `explain`, so they can
 /// never disagree in anything but how matching rules are found.
 /// With `trace`, every matching rule is recorded and nothing short-circuits.
@@ -758,8 +852,10 @@ fn evaluate<'s>(
     candidates: &Candidates<'_>,
     upstream: &str,
     op: &Operation,
+    args: ConditionArgs<'_>,
     mut trace: Option<&mut Vec<RuleMatch>>,
 ) -> Result<Decision, Error> {
+    use std::borrow::Cow;
     let revision = snapshot.revision;
     let objects = match objects(op, upstream) {
         Objects::Protocol => {
@@ -776,33 +872,59 @@ fn evaluate<'s>(
     let tenant = principal.tenant_or_default();
     let action = op.method.action();
 
-    // Rule texts are borrowed from the snapshot; only the final decision allocates.
-    let mut first_deny: Option<&'s str> = None;
-    let mut first_approve: Option<&'s str> = None;
+    // Rule texts are borrowed from the snapshot (unless a condition's outcome is added); only
+    // the final decision allocates.
+    let mut first_deny: Option<Cow<'s, str>> = None;
+    let mut first_approve: Option<Cow<'s, str>> = None;
+    // An allow that would have applied but for its condition: named when nothing else allows.
+    let mut first_unmet: Option<Cow<'s, str>> = None;
     let mut unmatched = false;
-    let mut allows: Vec<&'s str> = Vec::new();
+    let mut allows: Vec<Cow<'s, str>> = Vec::new();
     for object in &objects {
-        let mut allow_here: Option<&'s str> = None;
+        let mut allow_here: Option<Cow<'s, str>> = None;
         for (candidate, _) in candidates.iter() {
             let on_match = |rule: &'s LoadedRule| {
+                let (applied, outcome) = applies(rule, args, principal);
                 if let Some(trace) = trace.as_deref_mut() {
+                    let condition = rule.condition.as_ref().map(|c| ConditionTrace {
+                        expression: c.source().to_owned(),
+                        outcome: outcome
+                            .as_ref()
+                            .map_or_else(|| "unknown".to_owned(), Outcome::describe),
+                        seen: match args {
+                            ConditionArgs::Known(a) => c.seen(a),
+                            ConditionArgs::Unknown => serde_json::Value::Null,
+                        },
+                        applied,
+                    });
                     trace.push(RuleMatch {
                         candidate: candidate.to_owned(),
                         object: object.clone(),
                         rule: rule.text.clone(),
                         effect: rule.effect,
+                        condition,
                     });
                 }
+                if !applied {
+                    if rule.effect != RuleEffect::Deny && first_unmet.is_none() {
+                        first_unmet = Some(decided_by(rule, outcome.as_ref()));
+                    }
+                    return;
+                }
                 match rule.effect {
-                    RuleEffect::Deny if first_deny.is_none() => first_deny = Some(&rule.text),
-                    RuleEffect::Allow if allow_here.is_none() => allow_here = Some(&rule.text),
+                    RuleEffect::Deny if first_deny.is_none() => {
+                        first_deny = Some(decided_by(rule, outcome.as_ref()));
+                    }
+                    RuleEffect::Allow if allow_here.is_none() => {
+                        allow_here = Some(decided_by(rule, outcome.as_ref()));
+                    }
                     // An approve rule both makes the object reachable and holds the call.
                     RuleEffect::Approve => {
                         if first_approve.is_none() {
-                            first_approve = Some(&rule.text);
+                            first_approve = Some(decided_by(rule, outcome.as_ref()));
                         }
                         if allow_here.is_none() {
-                            allow_here = Some(&rule.text);
+                            allow_here = Some(decided_by(rule, outcome.as_ref()));
                         }
                     }
                     _ => {}
@@ -811,12 +933,12 @@ fn evaluate<'s>(
             snapshot
                 .engine
                 .for_each_match(lookup, candidate, tenant, object, action, on_match)?;
-            if let Some(rule) = first_deny
+            if let Some(rule) = &first_deny
                 && trace.is_none()
             {
                 return Ok(Decision::deny(
                     ReasonCode::ExplicitDeny,
-                    Some(rule.to_owned()),
+                    Some(rule.clone().into_owned()),
                     revision,
                 ));
             }
@@ -828,14 +950,23 @@ fn evaluate<'s>(
         }
     }
     Ok(if let Some(rule) = first_deny {
-        Decision::deny(ReasonCode::ExplicitDeny, Some(rule.to_owned()), revision)
+        Decision::deny(ReasonCode::ExplicitDeny, Some(rule.into_owned()), revision)
     } else if unmatched {
-        Decision::deny(ReasonCode::NoMatchingRule, None, revision)
+        match first_unmet {
+            // A conditional allow matched but its condition did not hold (or could not be
+            // decided): the record names it and how it came out.
+            Some(rule) => Decision::deny(
+                ReasonCode::ConditionNotMet,
+                Some(rule.into_owned()),
+                revision,
+            ),
+            None => Decision::deny(ReasonCode::NoMatchingRule, None, revision),
+        }
     } else if let Some(rule) = first_approve {
         // Deny overrides approve, approve overrides allow: the call waits for a person.
         Decision::deny(
             ReasonCode::ApprovalRequired,
-            Some(rule.to_owned()),
+            Some(rule.into_owned()),
             revision,
         )
     } else {

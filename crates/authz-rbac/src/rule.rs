@@ -76,6 +76,10 @@ pub struct PolicyRule {
     /// One of [`ACTIONS`].
     pub action: String,
     pub effect: RuleEffect,
+    /// A condition (CEL, see [`crate::condition`]): the rule applies only when it holds. The
+    /// sixth field of a `p` line; `None` for a rule that always applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 impl PolicyRule {
@@ -93,9 +97,21 @@ impl PolicyRule {
             object: object.to_owned(),
             action: action.to_owned(),
             effect,
+            condition: None,
         };
         rule.validate()?;
         Ok(rule)
+    }
+
+    /// The same rule applying only when `condition` holds (validated; an empty condition is
+    /// none).
+    pub fn with_condition(mut self, condition: Option<&str>) -> Result<Self, Error> {
+        self.condition = condition
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
+        self.validate()?;
+        Ok(self)
     }
 
     /// Checks every field: the role is a role name or `user:<subject>`, names are non-empty and
@@ -125,50 +141,85 @@ impl PolicyRule {
                 self.action, self.object
             )));
         }
+        if let Some(c) = &self.condition {
+            crate::condition::Condition::compile(c)
+                .map_err(|e| invalid(format!("condition {c:?}: {e}")))?;
+        }
         Ok(())
     }
 
-    /// The Casbin policy values, in `p = sub, dom, obj, act, eft` order.
+    /// The stored policy values, in `p = sub, dom, obj, act, eft` order, and the condition as a
+    /// sixth when there is one.
     pub fn to_casbin(&self) -> Vec<String> {
-        vec![
+        let mut values = vec![
             self.role.clone(),
             self.tenant.clone(),
             self.object.clone(),
             self.action.clone(),
             self.effect.as_str().to_owned(),
+        ];
+        if let Some(c) = &self.condition {
+            values.push(c.clone());
+        }
+        values
+    }
+
+    /// The line Casbin's matcher sees: the five model fields, an `approve` rule as `allow` (Casbin
+    /// knows only allow and deny) and no condition (the crate evaluates conditions itself). Rules
+    /// that differ only in effect or condition share one such line.
+    pub(crate) fn casbin_key(&self) -> Vec<String> {
+        let effect = match self.effect {
+            RuleEffect::Deny => "deny",
+            RuleEffect::Allow | RuleEffect::Approve => "allow",
+        };
+        vec![
+            self.role.clone(),
+            self.tenant.clone(),
+            self.object.clone(),
+            self.action.clone(),
+            effect.to_owned(),
         ]
     }
 
-    /// Parses Casbin policy values (without the `p` type) into a validated rule.
+    /// Parses Casbin policy values (without the `p` type) into a validated rule: five fields,
+    /// or six with a condition (an empty sixth is none).
     pub fn from_casbin(values: &[String]) -> Result<Self, Error> {
-        let [role, tenant, object, action, effect] = values else {
-            return Err(invalid(format!(
-                "a p rule has 5 fields (role, tenant, object, action, effect), found {}",
-                values.len()
-            )));
+        let (fields, condition) = match values {
+            [a, b, c, d, e] => ([a, b, c, d, e], None),
+            [a, b, c, d, e, cond] => ([a, b, c, d, e], Some(cond.as_str())),
+            _ => {
+                return Err(invalid(format!(
+                    "a p rule has 5 fields (role, tenant, object, action, effect) and an \
+                     optional condition, found {}",
+                    values.len()
+                )));
+            }
         };
+        let [role, tenant, object, action, effect] = fields;
         let effect = RuleEffect::parse(effect).ok_or_else(|| {
             invalid(format!(
                 "unknown effect {effect:?} (allow, deny or approve)"
             ))
         })?;
-        Self::new(role, tenant, object, action, effect)
+        Self::new(role, tenant, object, action, effect)?.with_condition(condition)
     }
 }
 
 impl fmt::Display for PolicyRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_line(
-            f,
-            "p",
-            &[
-                &self.role,
-                &self.tenant,
-                &self.object,
-                &self.action,
-                self.effect.as_str(),
-            ],
-        )
+        let fields = [
+            self.role.as_str(),
+            self.tenant.as_str(),
+            self.object.as_str(),
+            self.action.as_str(),
+            self.effect.as_str(),
+        ];
+        write_line(f, "p", &fields)?;
+        // A condition is always quoted: it reads as one field whatever it contains.
+        match &self.condition {
+            Some(c) => write!(f, ", \"{}\"", c.replace('"', "\"\"")),
+            None => Ok(()),
+        }
     }
 }
 

@@ -179,6 +179,7 @@ impl PolicyStore {
             object: object_pattern.to_owned(),
             action: action.to_owned(),
             effect,
+            condition: None,
         };
         self.revoke_rule(&rule).await
     }
@@ -454,7 +455,7 @@ impl PolicyStore {
                     located
                         .set
                         .rules
-                        .push(PolicyRule::from_casbin(&row[1..6]).map_err(at)?);
+                        .push(PolicyRule::from_casbin(&row[1..7]).map_err(at)?);
                     located.rule_origins.push(origin);
                 }
                 "g" => {
@@ -614,6 +615,15 @@ impl Change<'_> {
 /// A stored row as a policy line: `p, …` with five fields, `g, …` with three.
 fn row_line(row: &Row7) -> String {
     let fields: Vec<&str> = match row[0].as_str() {
+        "p" if !row[6].is_empty() => {
+            // With its condition, printed (quoted) as a policy file writes it.
+            let mut line = format_line(
+                "p",
+                &row[1..6].iter().map(String::as_str).collect::<Vec<_>>(),
+            );
+            line.push_str(&format!(", \"{}\"", row[6].replace('"', "\"\"")));
+            return line;
+        }
         "p" => row[1..6].iter().map(String::as_str).collect(),
         "g" => row[1..4].iter().map(String::as_str).collect(),
         _ => row[1..].iter().map(String::as_str).collect(),
@@ -666,7 +676,7 @@ fn p_row(rule: &PolicyRule) -> Row7 {
         object,
         action,
         effect,
-        String::new(),
+        rule.condition.clone().unwrap_or_default(),
     ]
 }
 

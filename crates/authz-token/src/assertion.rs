@@ -118,6 +118,7 @@ mod tests {
             token_id: Some("t-1".into()),
             expires_at: 1_000,
             issued_at: Some(0),
+            claims: Default::default(),
         }
     }
 

@@ -217,6 +217,7 @@ mod tests {
             token_id: None,
             expires_at: 100,
             issued_at: None,
+            claims: Default::default(),
         })
     }
 

@@ -306,6 +306,7 @@ mod tests {
             token_id: Some("orig".into()),
             expires_at: 1_000,
             issued_at: Some(0),
+            claims: Default::default(),
         }
     }
 

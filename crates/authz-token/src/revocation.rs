@@ -567,6 +567,7 @@ mod tests {
             token_id: jti.map(str::to_owned),
             expires_at: 1000,
             issued_at: iat,
+            claims: Default::default(),
         }
     }
 

@@ -626,6 +626,38 @@ fn split_token(token: &str) -> Result<Segments<'_>, TokenError> {
     })
 }
 
+/// The claims a principal carries besides those it holds in structured form, for policy
+/// conditions (`principal.claims`).
+fn other_claims(
+    claims: &Object<'_>,
+    issuer: &Issuer,
+) -> serde_json::Map<String, serde_json::Value> {
+    const STRUCTURED: &[&str] = &[
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "azp",
+        "client_id",
+        "scope",
+        "scp",
+        "act",
+        "cnf",
+    ];
+    claims
+        .iter()
+        .filter(|(name, _)| {
+            !STRUCTURED.contains(name)
+                && *name != issuer.roles_claim
+                && *name != issuer.tenant_claim
+        })
+        .map(|(name, value)| (name.to_owned(), value.clone().into_value()))
+        .collect()
+}
+
 fn check_claims(
     inner: &Inner,
     issuer: &Issuer,
@@ -683,6 +715,7 @@ fn check_claims(
             token_id,
             expires_at: times.expires_at,
             issued_at: times.issued_at,
+            claims: other_claims(claims, issuer),
         }
         .normalize(),
         valid_from: times.valid_from,

@@ -98,6 +98,9 @@ reason_codes! {
     NoMatchingRule => "no_matching_rule",
     /// A deny rule matched (deny overrides allow).
     ExplicitDeny => "explicit_deny",
+    /// An allow rule matched but its condition did not hold for this call (or could not be
+    /// decided, which never allows): the record names the rule and how its condition came out.
+    ConditionNotMet => "condition_not_met",
     /// The method is unknown to the gateway.
     UnknownMethod => "unknown_method",
     /// The token lacks a scope the operation requires.
@@ -179,7 +182,9 @@ impl ReasonCode {
     pub fn policy_outcome(self) -> Option<&'static str> {
         Some(match self {
             ReasonCode::PolicyAllow => "allow",
-            ReasonCode::ExplicitDeny | ReasonCode::NoMatchingRule => "deny",
+            ReasonCode::ExplicitDeny | ReasonCode::NoMatchingRule | ReasonCode::ConditionNotMet => {
+                "deny"
+            }
             ReasonCode::ApprovalRequired | ReasonCode::ApprovalGranted => "held",
             _ => return None,
         })

@@ -31,6 +31,10 @@ pub struct Principal {
     pub expires_at: i64,
     /// `iat` as Unix seconds, if present.
     pub issued_at: Option<i64>,
+    /// The token's other claims (everything but the registered and structured ones above), for
+    /// policy conditions (`principal.claims.projects`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Principal {
@@ -81,6 +85,7 @@ mod tests {
             token_id: None,
             expires_at: 0,
             issued_at: None,
+            claims: Default::default(),
         }
         .normalize()
     }

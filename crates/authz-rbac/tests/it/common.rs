@@ -26,6 +26,7 @@ pub(crate) fn principal(subject: &str, roles: &[&str], tenant: Option<&str>) -> 
         token_id: None,
         expires_at: 0,
         issued_at: None,
+        claims: Default::default(),
     }
     .normalize()
 }

@@ -220,6 +220,7 @@ pub(crate) fn requests(shape: &Shape, seed: u64, count: usize) -> Vec<Request> {
                 token_id: None,
                 expires_at: 0,
                 issued_at: None,
+                claims: Default::default(),
             }
             .normalize();
             let upstream = if rng.chance(5) {

@@ -39,6 +39,7 @@ fn minted_claims_map_to_the_principal() {
             token_id: Some("t-1".into()),
             expires_at: NOW + 300,
             issued_at: Some(NOW),
+            claims: Default::default(),
         }
     );
     assert_eq!(p.acting_agent(), Some("agent-7"));

@@ -1,0 +1,544 @@
+//! Argument conditions: the `when` expression of a rule, in CEL, over the call's arguments
+//! (`args`) and the caller (`principal`).
+//!
+//! A rule with a condition applies only when its condition holds: an allow (or approve) rule
+//! then allows, a deny rule denies. Whatever goes wrong while evaluating — an argument that is
+//! missing or of another type, arguments too large to look at, a result that is not a boolean —
+//! resolves to the restrictive side: an allow rule does not apply, a deny rule does. Nothing
+//! about a condition can let a call through that its rules without the condition would refuse.
+//!
+//! Conditions are compiled when the policy loads ([`Condition::compile`]): the expression must
+//! parse, name no variables but `args` and `principal` (and those its macros bind), call only
+//! the functions in [`FUNCTIONS`] and nest no comprehension (`all`, `exists`, `map`, `filter`)
+//! inside another. With the input bounded too (at most [`MAX_INPUT_BYTES`] of the arguments a
+//! condition names, [`MAX_DEPTH`] levels deep), an evaluation costs at most the expression's size
+//! times the input's: no condition can spin.
+//!
+//! What a condition sees: `args` is the `tools/call` or `prompts/get` arguments object, or
+//! `{"uri": …}` for a resource (`resources/read`, `subscribe`, `completion/complete` on a
+//! resource); `principal` is `{subject, issuer, tenant, client_id, actors, roles, scopes,
+//! claims}`, where `actors` is the `act` chain (outermost, current actor first) and `claims` the
+//! token's other claims. Only the `args` fields the expression names are converted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use authz_types::Principal;
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::objects::{Key, Map};
+use serde_json::Value as Json;
+
+/// The longest condition accepted, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 1024;
+/// How much of the arguments (string bytes, plus 8 per value) a condition may look at; more
+/// makes the condition fail (restrictively).
+pub const MAX_INPUT_BYTES: usize = 64 * 1024;
+/// How deep the arguments (and claims) a condition looks at may nest.
+pub const MAX_DEPTH: usize = 32;
+
+/// The named functions a condition may call (CEL's standard ones, without regular expressions
+/// or time); operators are always allowed.
+pub const FUNCTIONS: &[&str] = &[
+    "size",
+    "startsWith",
+    "endsWith",
+    "contains",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bool",
+    "has",
+    "all",
+    "exists",
+    "exists_one",
+    "map",
+    "filter",
+];
+
+static ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+
+/// A compiled condition.
+pub struct Condition {
+    source: String,
+    program: cel::Program,
+    /// The top-level `args` fields the expression names, or `None` when it uses `args` as a
+    /// whole (`size(args)`, `args[k]`, `'x' in args`).
+    fields: Option<Vec<String>>,
+    uses_args: bool,
+    uses_principal: bool,
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Condition").field(&self.source).finish()
+    }
+}
+
+/// How a condition came out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    True,
+    False,
+    /// It could not be decided (the reason, for explain and the audit record); treated as the
+    /// restrictive answer.
+    Error(String),
+}
+
+impl Outcome {
+    /// `true`, `false` or `error: …`.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::True => "true".to_owned(),
+            Outcome::False => "false".to_owned(),
+            Outcome::Error(e) => format!("error: {e}"),
+        }
+    }
+}
+
+/// What a condition is evaluated against.
+#[derive(Debug, Clone, Copy)]
+pub enum Arguments<'a> {
+    /// The call's arguments (a JSON object; anything else is seen as no fields).
+    Known(&'a Json),
+    /// No call to look at (deciding whether a list shows an item): a condition that names
+    /// `args` may or may not hold.
+    Unknown,
+}
+
+impl Condition {
+    /// Compiles and checks `source` (see the module documentation).
+    pub fn compile(source: &str) -> Result<Condition, String> {
+        let source = source.trim();
+        if source.is_empty() {
+            return Err("the condition is empty".to_owned());
+        }
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(format!(
+                "the condition is longer than {MAX_SOURCE_BYTES} bytes"
+            ));
+        }
+        if source.chars().any(char::is_control) {
+            return Err("the condition contains a control character (write it on one line)".into());
+        }
+        let program = ENV
+            .compile(source)
+            .map_err(|e| format!("the condition does not parse: {e}"))?;
+        let mut check = Check::default();
+        check.walk(program.expression(), &mut vec![], 0)?;
+        Ok(Condition {
+            source: source.to_owned(),
+            program,
+            fields: (!check.whole_args).then(|| {
+                let mut f: Vec<String> = check.fields.into_iter().collect();
+                f.sort();
+                f
+            }),
+            uses_args: check.uses_args,
+            uses_principal: check.uses_principal,
+        })
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the expression looks at the call's arguments.
+    pub fn uses_args(&self) -> bool {
+        self.uses_args
+    }
+
+    /// Evaluates the condition; with [`Arguments::Unknown`] a condition that names `args` is
+    /// `None` (undecidable without the call).
+    pub fn eval(&self, args: Arguments<'_>, principal: &Principal) -> Option<Outcome> {
+        let args = match args {
+            Arguments::Known(a) => Some(a),
+            Arguments::Unknown if self.uses_args => return None,
+            Arguments::Unknown => None,
+        };
+        let mut ctx = cel::Context::with_env(Arc::clone(&ENV));
+        let mut budget = MAX_INPUT_BYTES;
+        if self.uses_args {
+            let empty = Json::Object(serde_json::Map::new());
+            let args = args.unwrap_or(&empty);
+            let value = match (&self.fields, args) {
+                (Some(fields), Json::Object(obj)) => {
+                    let mut map = HashMap::with_capacity(fields.len());
+                    for f in fields {
+                        if let Some(v) = obj.get(f) {
+                            match convert(v, 1, &mut budget) {
+                                Some(v) => map.insert(Key::from(f.as_str()), v),
+                                None => return Some(too_large()),
+                            };
+                        }
+                    }
+                    cel::Value::Map(Map { map: Arc::new(map) })
+                }
+                (Some(_), _) => cel::Value::Map(Map {
+                    map: Arc::new(HashMap::new()),
+                }),
+                (None, whole) => match convert(whole, 0, &mut budget) {
+                    Some(v) => v,
+                    None => return Some(too_large()),
+                },
+            };
+            ctx.add_variable_from_value("args", value);
+        }
+        if self.uses_principal {
+            match principal_value(principal) {
+                Some(p) => ctx.add_variable_from_value("principal", p),
+                None => return Some(too_large()),
+            }
+        }
+        Some(match self.program.execute(&ctx) {
+            Ok(cel::Value::Bool(true)) => Outcome::True,
+            Ok(cel::Value::Bool(false)) => Outcome::False,
+            Ok(other) => Outcome::Error(format!("not a boolean: {:?}", other.type_of())),
+            Err(e) => Outcome::Error(e.to_string()),
+        })
+    }
+
+    /// The argument values the condition looked at, for explain: the fields it names (all of
+    /// `args` when it uses them as a whole).
+    pub fn seen(&self, args: &Json) -> Json {
+        match (&self.fields, args) {
+            (_, _) if !self.uses_args => Json::Object(serde_json::Map::new()),
+            (Some(fields), Json::Object(obj)) => Json::Object(
+                fields
+                    .iter()
+                    .filter_map(|f| obj.get(f).map(|v| (f.clone(), v.clone())))
+                    .collect(),
+            ),
+            (Some(_), _) => Json::Object(serde_json::Map::new()),
+            (None, whole) => whole.clone(),
+        }
+    }
+}
+
+fn too_large() -> Outcome {
+    Outcome::Error(format!(
+        "the arguments it names are larger than {MAX_INPUT_BYTES} bytes or deeper than {MAX_DEPTH}"
+    ))
+}
+
+/// A JSON value as a CEL value, within `budget` (bytes left) and [`MAX_DEPTH`].
+fn convert(v: &Json, depth: usize, budget: &mut usize) -> Option<cel::Value> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    *budget = budget.checked_sub(8)?;
+    Some(match v {
+        Json::Null => cel::Value::Null,
+        Json::Bool(b) => cel::Value::Bool(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => cel::Value::Int(i),
+            (None, Some(u), _) => cel::Value::UInt(u),
+            (None, None, Some(f)) => cel::Value::Float(f),
+            _ => return None,
+        },
+        Json::String(s) => {
+            *budget = budget.checked_sub(s.len())?;
+            cel::Value::String(Arc::new(s.clone()))
+        }
+        Json::Array(items) => cel::Value::List(Arc::new(
+            items
+                .iter()
+                .map(|i| convert(i, depth + 1, budget))
+                .collect::<Option<Vec<_>>>()?,
+        )),
+        Json::Object(obj) => {
+            let mut map = HashMap::with_capacity(obj.len());
+            for (k, v) in obj {
+                *budget = budget.checked_sub(k.len())?;
+                map.insert(Key::from(k.as_str()), convert(v, depth + 1, budget)?);
+            }
+            cel::Value::Map(Map { map: Arc::new(map) })
+        }
+    })
+}
+
+/// `principal` as a condition sees it.
+fn principal_value(p: &Principal) -> Option<cel::Value> {
+    let s = |v: &str| cel::Value::String(Arc::new(v.to_owned()));
+    let list = |items: &[String]| cel::Value::List(Arc::new(items.iter().map(|i| s(i)).collect()));
+    let opt = |v: &Option<String>| v.as_deref().map_or(cel::Value::Null, s);
+    let mut budget = MAX_INPUT_BYTES;
+    let claims = Json::Object(p.claims.clone());
+    let claims = convert(&claims, 1, &mut budget)?;
+    let mut map: HashMap<Key, cel::Value> = HashMap::with_capacity(8);
+    map.insert(Key::from("subject"), s(&p.subject));
+    map.insert(Key::from("issuer"), s(&p.issuer));
+    map.insert(Key::from("tenant"), s(p.tenant_or_default()));
+    map.insert(Key::from("client_id"), opt(&p.client_id));
+    map.insert(Key::from("actors"), list(&p.actors));
+    map.insert(Key::from("roles"), list(&p.roles));
+    map.insert(Key::from("scopes"), list(&p.scopes));
+    map.insert(Key::from("claims"), claims);
+    Some(cel::Value::Map(Map { map: Arc::new(map) }))
+}
+
+/// The load-time checks over a parsed expression.
+#[derive(Default)]
+struct Check {
+    fields: std::collections::BTreeSet<String>,
+    whole_args: bool,
+    uses_args: bool,
+    uses_principal: bool,
+}
+
+impl Check {
+    /// Walks `e` with `bound` the names macros bind here and `loops` comprehensions around it.
+    fn walk(&mut self, e: &IdedExpr, bound: &mut Vec<String>, loops: usize) -> Result<(), String> {
+        match &e.expr {
+            Expr::Ident(name) => self.ident(name, bound),
+            Expr::Select(sel) => {
+                if let Expr::Ident(name) = &sel.operand.expr
+                    && name == "args"
+                    && !bound.iter().any(|b| b == "args")
+                {
+                    self.uses_args = true;
+                    self.fields.insert(sel.field.clone());
+                    return Ok(());
+                }
+                self.walk(&sel.operand, bound, loops)
+            }
+            Expr::Call(call) => {
+                let name = call.func_name.as_str();
+                let operator =
+                    name.starts_with('_') || name.starts_with('@') || name == "!_" || name == "-_";
+                if !operator && !FUNCTIONS.contains(&name) {
+                    return Err(format!(
+                        "unknown function `{name}` (allowed: {})",
+                        FUNCTIONS.join(", ")
+                    ));
+                }
+                if let Some(t) = &call.target {
+                    self.walk(t, bound, loops)?;
+                }
+                for a in &call.args {
+                    self.walk(a, bound, loops)?;
+                }
+                Ok(())
+            }
+            Expr::Comprehension(c) => {
+                if loops >= 1 {
+                    return Err(
+                        "a comprehension (all, exists, map, filter) inside another is not allowed"
+                            .to_owned(),
+                    );
+                }
+                self.walk(&c.iter_range, bound, loops)?;
+                self.walk(&c.accu_init, bound, loops)?;
+                let before = bound.len();
+                bound.push(c.iter_var.clone());
+                if let Some(v) = &c.iter_var2 {
+                    bound.push(v.clone());
+                }
+                bound.push(c.accu_var.clone());
+                for part in [&c.loop_cond, &c.loop_step, &c.result] {
+                    self.walk(part, bound, loops + 1)?;
+                }
+                bound.truncate(before);
+                Ok(())
+            }
+            Expr::List(list) => list
+                .elements
+                .iter()
+                .try_for_each(|i| self.walk(i, bound, loops)),
+            Expr::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
+                EntryExpr::MapEntry(m) => {
+                    self.walk(&m.key, bound, loops)?;
+                    self.walk(&m.value, bound, loops)
+                }
+                EntryExpr::StructField(_) => Err("struct literals are not allowed".to_owned()),
+            }),
+            Expr::Literal(_) => Ok(()),
+            Expr::Struct(_) => Err("struct literals are not allowed".to_owned()),
+            Expr::Unspecified => Err("the condition is incomplete".to_owned()),
+        }
+    }
+
+    fn ident(&mut self, name: &str, bound: &[String]) -> Result<(), String> {
+        if bound.iter().any(|b| b == name) {
+            return Ok(());
+        }
+        match name {
+            "args" => {
+                self.uses_args = true;
+                self.whole_args = true;
+                Ok(())
+            }
+            "principal" => {
+                self.uses_principal = true;
+                Ok(())
+            }
+            // Type names CEL resolves as identifiers.
+            "int" | "uint" | "double" | "string" | "bool" | "list" | "map" | "null_type" => Ok(()),
+            other => Err(format!(
+                "unknown variable `{other}` (a condition sees `args` and `principal`)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn principal() -> Principal {
+        let mut claims = serde_json::Map::new();
+        claims.insert("projects".into(), json!(["alpha", "beta"]));
+        Principal {
+            subject: "alice".into(),
+            issuer: "https://idp".into(),
+            tenant: Some("acme".into()),
+            client_id: Some("billing-agent".into()),
+            actors: vec!["billing-agent".into()],
+            scopes: vec![],
+            roles: vec!["support".into()],
+            token_id: None,
+            expires_at: 0,
+            issued_at: None,
+            claims,
+        }
+    }
+
+    fn eval(src: &str, args: Json) -> Outcome {
+        Condition::compile(src)
+            .unwrap_or_else(|e| panic!("{src}: {e}"))
+            .eval(Arguments::Known(&args), &principal())
+            .expect("decidable")
+    }
+
+    #[test]
+    fn conditions_see_the_arguments_and_the_principal() {
+        assert_eq!(
+            eval("args.amount <= 500", json!({"amount": 500})),
+            Outcome::True
+        );
+        assert_eq!(
+            eval("args.amount <= 500", json!({"amount": 501})),
+            Outcome::False
+        );
+        assert_eq!(
+            eval(
+                "args.project in principal.claims.projects",
+                json!({"project": "beta"})
+            ),
+            Outcome::True
+        );
+        assert_eq!(
+            eval(
+                "args.ticket_id.startsWith(principal.tenant + '-')",
+                json!({"ticket_id": "acme-7"})
+            ),
+            Outcome::True
+        );
+        assert_eq!(
+            eval(
+                "'support' in principal.roles && size(principal.actors) <= 1",
+                json!({})
+            ),
+            Outcome::True
+        );
+        assert_eq!(
+            eval(
+                "args.items.all(i, i.qty < 10)",
+                json!({"items": [{"qty": 1}, {"qty": 9}]})
+            ),
+            Outcome::True
+        );
+    }
+
+    #[test]
+    fn hostile_or_odd_arguments_never_make_a_condition_true() {
+        for args in [
+            json!({}),
+            json!({"amount": "250"}),
+            json!({"amount": null}),
+            json!({"amount": [1]}),
+            json!({"amount": {"lt": 1}}),
+            json!("not an object"),
+        ] {
+            assert!(
+                matches!(eval("args.amount <= 500", args.clone()), Outcome::Error(_)),
+                "{args}"
+            );
+        }
+        // Huge numbers stay numbers: beyond i64 they are floats, still compared.
+        assert_ne!(
+            eval("args.amount <= 500", json!({"amount": 1e300})),
+            Outcome::True
+        );
+        assert_ne!(
+            eval(
+                "args.amount <= 500",
+                json!({"amount": 18446744073709551615u64})
+            ),
+            Outcome::True
+        );
+        let mut deep = json!(1);
+        for _ in 0..40 {
+            deep = json!({"a": deep});
+        }
+        assert!(matches!(
+            eval("has(args.a)", json!({"a": deep})),
+            Outcome::Error(_)
+        ));
+        let big = "x".repeat(MAX_INPUT_BYTES + 1);
+        assert!(matches!(
+            eval("size(args.note) > 0", json!({"note": big})),
+            Outcome::Error(_)
+        ));
+        // Fields the condition does not name are not converted (nor counted).
+        assert_eq!(
+            eval("args.amount <= 500", json!({"amount": 1, "blob": big})),
+            Outcome::True
+        );
+        // Look-alikes and traversal are just other strings.
+        let under = "args.path.startsWith('/srv/shared/') && !args.path.contains('..')";
+        assert_eq!(
+            eval(under, json!({"path": "/srv/shared/a.txt"})),
+            Outcome::True
+        );
+        assert_eq!(
+            eval(under, json!({"path": "/srv/shared/../etc/passwd"})),
+            Outcome::False
+        );
+        assert_eq!(
+            eval(under, json!({"path": "/srv/ѕhared/a.txt"})),
+            Outcome::False
+        );
+        assert!(matches!(
+            eval("args.amount", json!({"amount": 1})),
+            Outcome::Error(_)
+        ));
+    }
+
+    #[test]
+    fn what_cannot_be_checked_at_load_is_refused() {
+        for bad in [
+            "",
+            "args.amount <=",
+            "amount <= 500",
+            "args.path.matches('^/srv')",
+            "args.a.all(x, args.b.all(y, x == y))",
+            "google.protobuf.Any{}",
+            "args.amount <= 500\n|| true",
+        ] {
+            assert!(Condition::compile(bad).is_err(), "{bad:?}");
+        }
+        assert!(Condition::compile(&"a".repeat(MAX_SOURCE_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn a_condition_on_arguments_is_undecidable_without_the_call() {
+        let p = principal();
+        let c = Condition::compile("args.amount <= 500").expect("compiles");
+        assert_eq!(c.eval(Arguments::Unknown, &p), None);
+        let c = Condition::compile("'support' in principal.roles").expect("compiles");
+        assert_eq!(c.eval(Arguments::Unknown, &p), Some(Outcome::True));
+    }
+}
