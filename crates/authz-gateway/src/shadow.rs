@@ -71,6 +71,7 @@ impl Shadow {
         upstream: &str,
         op: &Operation,
         live: &Decision,
+        args: authz_rbac::ConditionArgs<'_>,
     ) -> Option<String> {
         let old = live.reason.policy_outcome()?;
         let running = self
@@ -79,7 +80,7 @@ impl Shadow {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()?;
         self.evaluated.fetch_add(1, Ordering::Relaxed);
-        let candidate = match running.rbac.decide(principal, upstream, op) {
+        let candidate = match running.rbac.decide_with(principal, upstream, op, args) {
             Ok(d) => d,
             Err(e) => {
                 self.differences.fetch_add(1, Ordering::Relaxed);

@@ -43,6 +43,9 @@ pub struct MintRequest {
     pub not_before: Option<i64>,
     /// `jti`; default a random UUID v4.
     pub token_id: Option<String>,
+    /// More claims (e.g. `projects` for policy conditions); a name the request sets itself
+    /// (`iss`, `sub`, `scope`, the roles claim, …) is refused.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl MintRequest {
@@ -71,6 +74,7 @@ impl MintRequest {
             issued_at: None,
             not_before: None,
             token_id: None,
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -146,6 +150,14 @@ impl MintRequest {
         }
         if let Some(actor) = &self.actor {
             claims.insert("act".into(), json!({ "sub": actor }));
+        }
+        for (name, value) in &self.extra {
+            if claims.contains_key(name) || ["act", "cnf", "nbf", "scp"].contains(&name.as_str()) {
+                return Err(invalid(
+                    "an extra claim names a claim the request sets itself",
+                ));
+            }
+            claims.insert(name.clone(), value.clone());
         }
         Ok(claims)
     }

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use authz_rbac::ConditionArgs;
 use authz_types::{
-    AuditRecord, Decision, Message, Method, Operation, Principal, ReasonCode, Target,
+    AuditRecord, CompletionRef, Decision, Message, Method, Operation, Principal, ReasonCode, Target,
 };
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
@@ -155,17 +156,20 @@ pub(super) async fn decide(
 ) -> Result<Decision, ApiError> {
     let up = &ctx.upstream;
     let started = std::time::Instant::now();
-    let decision = scopes_then_rbac(app, up, principal, &msg.operation)?;
-    app.metrics
-        .decision_duration
-        .observe(crate::metrics::seconds_since(started));
-    // Shadow mode: the candidate's answer goes into the record, never into what happens.
-    if let Some(other) = app
-        .shadow
-        .differs(principal, &up.name, &msg.operation, &decision)
-    {
-        let _ = ctx.shadow.set(other);
-    }
+    let decision = with_condition_args(msg, |args| {
+        let decision = scopes_then_rbac(app, up, principal, &msg.operation, args)?;
+        app.metrics
+            .decision_duration
+            .observe(crate::metrics::seconds_since(started));
+        // Shadow mode: the candidate's answer goes into the record, never into what happens.
+        if let Some(other) =
+            app.shadow
+                .differs(principal, &up.name, &msg.operation, &decision, args)
+        {
+            let _ = ctx.shadow.set(other);
+        }
+        Ok::<_, ApiError>(decision)
+    })?;
     tracing::Span::current().record("decision", decision.effect.as_str());
     let held = decision.reason == ReasonCode::ApprovalRequired;
     if decision.is_allowed() || held {
@@ -248,11 +252,28 @@ pub(super) async fn admit(
 
 /// The authorization decision for one operation: scopes first, then RBAC. An `Err` means no
 /// decision could be made and the caller must fail closed.
+/// Calls `f` with what a rule's condition sees of `msg` (see [`authz_rbac::condition`]): the
+/// arguments of a `tools/call` or `prompts/get`, `{"uri": …}` for a resource; nothing else.
+fn with_condition_args<T>(msg: &Message, f: impl FnOnce(ConditionArgs<'_>) -> T) -> T {
+    static NONE: Value = Value::Null;
+    match (&msg.operation.method, &msg.operation.target) {
+        (Method::ToolsCall | Method::PromptsGet, _) => f(ConditionArgs::Known(
+            msg.value.pointer("/params/arguments").unwrap_or(&NONE),
+        )),
+        (_, Target::Resource(uri) | Target::Completion(CompletionRef::Resource(uri))) => {
+            let args = serde_json::json!({ "uri": uri });
+            f(ConditionArgs::Known(&args))
+        }
+        _ => f(ConditionArgs::Known(&NONE)),
+    }
+}
+
 fn scopes_then_rbac(
     app: &App,
     up: &Upstream,
     principal: &Principal,
     op: &Operation,
+    args: ConditionArgs<'_>,
 ) -> Result<Decision, ApiError> {
     let required = app.scopes.required(&up.scopes, op);
     if !app.scopes.missing(principal, required).is_empty() {
@@ -262,10 +283,12 @@ fn scopes_then_rbac(
             app.rbac.revision(),
         ));
     }
-    app.rbac.decide(principal, &up.name, op).map_err(|e| {
-        tracing::error!(error = %e, "policy evaluation failed; failing closed");
-        ApiError::from(Refusal::PolicyUnavailable)
-    })
+    app.rbac
+        .decide_with(principal, &up.name, op, args)
+        .map_err(|e| {
+            tracing::error!(error = %e, "policy evaluation failed; failing closed");
+            ApiError::from(Refusal::PolicyUnavailable)
+        })
 }
 
 /// A predicate for list filtering: the same decision `tools/call` (etc.) would get.
@@ -276,7 +299,11 @@ pub(super) fn item_filter(app: &App, up: Arc<Upstream>, principal: Principal) ->
         scopes
             .missing(&principal, scopes.required(&up.scopes, op))
             .is_empty()
-            && rbac.decide(&principal, &up.name, op).is_ok_and(|d| {
+            // A rule whose condition names the arguments may hold for some call: the item
+            // shows, and its call is decided with its arguments.
+            && rbac
+                .decide_with(&principal, &up.name, op, ConditionArgs::Unknown)
+                .is_ok_and(|d| {
                 // A tool held for approval is shown: the agent may call it, and a person
                 // decides then.
                 d.is_allowed() || d.reason == ReasonCode::ApprovalRequired

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod binary;
+mod conditions;
 mod conformance;
 mod connections;
 mod crash;

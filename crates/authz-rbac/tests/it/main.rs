@@ -4,6 +4,7 @@ mod approvals;
 mod behaviour;
 mod bindings;
 mod common;
+mod conditions;
 mod decisions;
 mod equivalence;
 mod generate;
