@@ -818,9 +818,23 @@ pub struct CheckArgs {
     /// Roles the token would carry (repeatable).
     #[arg(long = "role")]
     pub roles: Vec<String>,
-    /// Show the rules considered and matched.
+    /// Show the rules considered and matched (and for a rule with a condition, the values it
+    /// saw and how it came out).
     #[arg(long)]
     pub explain: bool,
+    /// The call's arguments (a JSON object) for rules with conditions; a resource's condition
+    /// sees its URI as args.uri. Without it, a condition on args cannot hold.
+    #[arg(long, value_name = "JSON")]
+    pub args: Option<String>,
+    /// More token claims (a JSON object), as a condition sees them in principal.claims.
+    #[arg(long, value_name = "JSON")]
+    pub claims: Option<String>,
+    /// The token's client (azp / client_id), as principal.client_id.
+    #[arg(long, value_name = "ID")]
+    pub client: Option<String>,
+    /// The delegation chain (act), outermost (current) actor first (repeatable).
+    #[arg(long = "actor", value_name = "SUB")]
+    pub actors: Vec<String>,
     /// Casbin model.
     #[arg(
         long,

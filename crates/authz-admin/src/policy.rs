@@ -151,21 +151,48 @@ pub(crate) async fn check(
             (rbac, None)
         }
     };
+    let object = |flag: &str,
+                  text: &Option<String>|
+     -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        match text {
+            None => Ok(serde_json::Map::new()),
+            Some(t) => match authz_types::parse_strict(t.as_bytes()) {
+                Ok(serde_json::Value::Object(map)) => Ok(map),
+                _ => bail!("--{flag} must be a JSON object"),
+            },
+        }
+    };
+    let claims = object("claims", &a.claims);
+    let args = object("args", &a.args);
+    let (claims, args) = match (claims, args) {
+        (Ok(c), Ok(g)) => (c, g),
+        (Err(e), _) | (_, Err(e)) => {
+            if let Some(store) = store {
+                store.close().await;
+            }
+            return Err(e);
+        }
+    };
     let principal = Principal {
         subject: a.subject.clone(),
         issuer: "authzctl".into(),
         tenant: a.tenant.clone(),
-        client_id: None,
-        actors: vec![],
+        client_id: a.client.clone(),
+        actors: a.actors.clone(),
         scopes: vec![],
         roles: a.roles.clone(),
         token_id: None,
         expires_at: 0,
         issued_at: None,
-        claims: serde_json::Map::new(),
+        claims,
     }
     .normalize();
-    let decided = decide(&rbac, &principal, &a.upstream, &op, a.explain);
+    // What the gateway's conditions see: the call's arguments, or a resource's URI.
+    let args = match (&op.target, a.args.is_some()) {
+        (authz_types::Target::Resource(uri), false) => serde_json::json!({ "uri": uri }),
+        _ => serde_json::Value::Object(args),
+    };
+    let decided = decide(&rbac, &principal, &a.upstream, &op, &args, a.explain);
     if let Some(store) = store {
         store.close().await;
     }
@@ -209,16 +236,18 @@ fn decide(
     principal: &Principal,
     upstream: &str,
     op: &Operation,
+    args: &serde_json::Value,
     explain: bool,
 ) -> anyhow::Result<(authz_types::Decision, Option<authz_rbac::Explanation>)> {
+    let args = authz_rbac::ConditionArgs::Known(args);
     if explain {
         let e = rbac
-            .explain(principal, upstream, op)
+            .explain_with(principal, upstream, op, args)
             .context("the policy engine could not decide")?;
         Ok((e.decision.clone(), Some(e)))
     } else {
         let d = rbac
-            .decide(principal, upstream, op)
+            .decide_with(principal, upstream, op, args)
             .context("the policy engine could not decide")?;
         Ok((d, None))
     }

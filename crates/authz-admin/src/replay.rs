@@ -9,12 +9,16 @@
 //! own role assignments apply. Everything else is counted as not re-decided, by reason: what
 //! was decided before the policy was asked (a bad token, a missing scope, a malformed request)
 //! or beside it (a quota, a pin, the in-flight limit), and records without a subject.
+//! Conditions see the arguments the record kept (`record_arguments`, as redacted) or a
+//! resource's URI; a call whose arguments were not kept is counted as `arguments_not_recorded`
+//! when the candidate's answer depends on them (claims are never recorded: a condition on
+//! `principal.claims` sees none).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use authz_audit::AuditStore;
-use authz_rbac::Rbac;
+use authz_rbac::{ConditionArgs, Rbac};
 use authz_types::{AuditRecord, Principal, RecordKind, now_unix_ms};
 use serde_json::{Value, json};
 
@@ -152,7 +156,43 @@ pub(crate) async fn replay(
                     .or_default() += n;
                 return Ok(());
             };
-            let decision = match rbac.decide(&principal, &rec.upstream, &op) {
+            // What the conditions see: the recorded arguments (as the gateway redacted them), a
+            // resource's URI; a call whose arguments were not kept is re-decided only when its
+            // decision does not depend on them.
+            let recorded = rec
+                .arguments
+                .as_deref()
+                .and_then(|a| serde_json::from_str::<Value>(a).ok());
+            let decided = match (&op.target, &recorded) {
+                (authz_types::Target::Resource(uri), _) => {
+                    let args = json!({ "uri": uri });
+                    rbac.decide_with(&principal, &rec.upstream, &op, ConditionArgs::Known(&args))
+                }
+                (_, Some(args)) => {
+                    rbac.decide_with(&principal, &rec.upstream, &op, ConditionArgs::Known(args))
+                }
+                (_, None) => {
+                    let none = Value::Null;
+                    let without = rbac.decide_with(
+                        &principal,
+                        &rec.upstream,
+                        &op,
+                        ConditionArgs::Known(&none),
+                    );
+                    let unknown =
+                        rbac.decide_with(&principal, &rec.upstream, &op, ConditionArgs::Unknown);
+                    match (without, unknown) {
+                        (Ok(a), Ok(b)) if a.effect != b.effect || a.reason != b.reason => {
+                            *skipped
+                                .entry("arguments_not_recorded".to_owned())
+                                .or_default() += n;
+                            return Ok(());
+                        }
+                        (a, _) => a,
+                    }
+                }
+            };
+            let decision = match decided {
                 Ok(d) => d,
                 Err(_) => {
                     failed += n;

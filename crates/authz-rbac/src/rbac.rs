@@ -600,6 +600,16 @@ impl fmt::Display for Explanation {
                     m.candidate,
                     m.object
                 )?;
+                if let Some(c) = &m.condition {
+                    writeln!(
+                        f,
+                        "          condition {} saw {} -> {}{}",
+                        c.expression,
+                        c.seen,
+                        c.outcome,
+                        if c.applied { "" } else { " (rule not applied)" }
+                    )?;
+                }
             }
         }
         Ok(())

@@ -4,6 +4,7 @@
 mod approvals;
 mod audit;
 mod common;
+mod conditions;
 mod errors;
 mod keys;
 mod lifecycle;

@@ -345,3 +345,60 @@ async fn shadow_start_checks_the_candidate_and_report_counts_what_it_would_chang
     let again = ok(&["policy", "shadow", "stop", "--database-url", &url]).await;
     assert_eq!(again, "no shadow candidate was running\n");
 }
+
+#[tokio::test]
+async fn replay_uses_recorded_arguments_for_conditions_and_says_what_it_could_not_redecide() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sqlite_url(dir.path(), "audit.db");
+    let store = AuditStore::connect(&url).await.expect("audit store");
+    let mut over = record("dan", Effect::Allow, "get_ticket", 10);
+    over.arguments = Some(r#"{"id":7}"#.into());
+    let mut within = record("erin", Effect::Allow, "get_ticket", 10);
+    within.arguments = Some(r#"{"id":3}"#.into());
+    // Only the digest was kept: a condition on its arguments cannot be re-decided.
+    let unknown = record("fay", Effect::Allow, "get_ticket", 10);
+    for (i, mut r) in [over, within, unknown].into_iter().enumerate() {
+        r.request_id = format!("req-{i}");
+        store.append_unchained(&r).await.expect("append");
+    }
+    let candidate = dir.path().join("candidate.csv");
+    std::fs::write(
+        &candidate,
+        "p, ticket-reader, default, tool:tickets/get_ticket, call, allow, \"args.id <= 5\"\n",
+    )
+    .expect("write");
+    let candidate = candidate.display().to_string();
+    let model = authz_test_support::policies_dir()
+        .join("model.conf")
+        .display()
+        .to_string();
+    let v = json(&[
+        "policy",
+        "replay",
+        "--candidate",
+        &candidate,
+        "--model",
+        &model,
+        "--since",
+        "24h",
+        "--database-url",
+        &url,
+    ])
+    .await;
+    assert_eq!(v["redecided"], 2, "{v}");
+    assert_eq!(v["unchanged"], 1, "{v}");
+    assert_eq!(v["changed"], 1, "{v}");
+    assert_eq!(
+        v["not_redecided"],
+        serde_json::json!({"arguments_not_recorded": 1}),
+        "{v}"
+    );
+    assert_eq!(v["changes"][0]["subject"], "dan", "{v}");
+    assert_eq!(v["changes"][0]["new"], "deny", "{v}");
+    assert!(
+        v["changes"][0]["rule"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("[condition false]")),
+        "{v}"
+    );
+}
