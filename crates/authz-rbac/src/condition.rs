@@ -25,7 +25,10 @@ use std::sync::{Arc, LazyLock};
 
 use authz_types::Principal;
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::objects::{Key, Map};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
 use serde_json::Value as Json;
 
 /// The longest condition accepted, in bytes.
@@ -150,7 +153,8 @@ impl Condition {
     }
 
     /// Evaluates the condition; with [`Arguments::Unknown`] a condition that names `args` is
-    /// `None` (undecidable without the call).
+    /// `None` (undecidable without the call). The arguments and the principal are lent to the
+    /// evaluator as they are (no copy of their strings).
     pub fn eval(&self, args: Arguments<'_>, principal: &Principal) -> Option<Outcome> {
         let args = match args {
             Arguments::Known(a) => Some(a),
@@ -160,34 +164,30 @@ impl Condition {
         let mut ctx = cel::Context::with_env(Arc::clone(&ENV));
         let mut budget = MAX_INPUT_BYTES;
         if self.uses_args {
-            let empty = Json::Object(serde_json::Map::new());
-            let args = args.unwrap_or(&empty);
-            let value = match (&self.fields, args) {
-                (Some(fields), Json::Object(obj)) => {
+            let value: Box<dyn Val + '_> = match (&self.fields, args) {
+                (Some(fields), Some(Json::Object(obj))) => {
                     let mut map = HashMap::with_capacity(fields.len());
                     for f in fields {
-                        if let Some(v) = obj.get(f) {
-                            match convert(v, 1, &mut budget) {
-                                Some(v) => map.insert(Key::from(f.as_str()), v),
-                                None => return Some(too_large()),
+                        if let Some((k, v)) = obj.get_key_value(f) {
+                            let Some(v) = val(v, 1, &mut budget) else {
+                                return Some(too_large());
                             };
+                            map.insert(CelMapKey::from(k.as_str()), v);
                         }
                     }
-                    cel::Value::Map(Map { map: Arc::new(map) })
+                    Box::new(CelMap::from(map))
                 }
-                (Some(_), _) => cel::Value::Map(Map {
-                    map: Arc::new(HashMap::new()),
-                }),
-                (None, whole) => match convert(whole, 0, &mut budget) {
+                (Some(_), _) | (None, None) => Box::new(CelMap::from(HashMap::new())),
+                (None, Some(whole)) => match val(whole, 0, &mut budget) {
                     Some(v) => v,
                     None => return Some(too_large()),
                 },
             };
-            ctx.add_variable_from_value("args", value);
+            ctx.add_variable_as_val("args", value);
         }
         if self.uses_principal {
-            match principal_value(principal) {
-                Some(p) => ctx.add_variable_from_value("principal", p),
+            match principal_val(principal) {
+                Some(p) => ctx.add_variable_as_val("principal", p),
                 None => return Some(too_large()),
             }
         }
@@ -222,60 +222,75 @@ fn too_large() -> Outcome {
     ))
 }
 
-/// A JSON value as a CEL value, within `budget` (bytes left) and [`MAX_DEPTH`].
-fn convert(v: &Json, depth: usize, budget: &mut usize) -> Option<cel::Value> {
+/// A JSON value as a CEL value borrowing its strings, within `budget` (bytes left) and
+/// [`MAX_DEPTH`].
+fn val<'v>(v: &'v Json, depth: usize, budget: &mut usize) -> Option<Box<dyn Val + 'v>> {
     if depth > MAX_DEPTH {
         return None;
     }
     *budget = budget.checked_sub(8)?;
     Some(match v {
-        Json::Null => cel::Value::Null,
-        Json::Bool(b) => cel::Value::Bool(*b),
+        Json::Null => Box::new(CelNull),
+        Json::Bool(b) => Box::new(CelBool::from(*b)),
         Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => cel::Value::Int(i),
-            (None, Some(u), _) => cel::Value::UInt(u),
-            (None, None, Some(f)) => cel::Value::Float(f),
+            (Some(i), _, _) => Box::new(CelInt::from(i)),
+            (None, Some(u), _) => Box::new(CelUInt::from(u)),
+            (None, None, Some(f)) => Box::new(CelDouble::from(f)),
             _ => return None,
         },
         Json::String(s) => {
             *budget = budget.checked_sub(s.len())?;
-            cel::Value::String(Arc::new(s.clone()))
+            Box::new(CelString::from(s.as_str()))
         }
-        Json::Array(items) => cel::Value::List(Arc::new(
+        Json::Array(items) => Box::new(CelList::from(
             items
                 .iter()
-                .map(|i| convert(i, depth + 1, budget))
+                .map(|i| val(i, depth + 1, budget))
                 .collect::<Option<Vec<_>>>()?,
         )),
-        Json::Object(obj) => {
-            let mut map = HashMap::with_capacity(obj.len());
-            for (k, v) in obj {
-                *budget = budget.checked_sub(k.len())?;
-                map.insert(Key::from(k.as_str()), convert(v, depth + 1, budget)?);
-            }
-            cel::Value::Map(Map { map: Arc::new(map) })
-        }
+        Json::Object(obj) => Box::new(CelMap::from(object(obj, depth, budget)?)),
     })
 }
 
-/// `principal` as a condition sees it.
-fn principal_value(p: &Principal) -> Option<cel::Value> {
-    let s = |v: &str| cel::Value::String(Arc::new(v.to_owned()));
-    let list = |items: &[String]| cel::Value::List(Arc::new(items.iter().map(|i| s(i)).collect()));
-    let opt = |v: &Option<String>| v.as_deref().map_or(cel::Value::Null, s);
+fn object<'v>(
+    obj: &'v serde_json::Map<String, Json>,
+    depth: usize,
+    budget: &mut usize,
+) -> Option<HashMap<CelMapKey<'v>, Box<dyn Val + 'v>>> {
+    let mut map = HashMap::with_capacity(obj.len());
+    for (k, v) in obj {
+        *budget = budget.checked_sub(k.len())?;
+        map.insert(CelMapKey::from(k.as_str()), val(v, depth + 1, budget)?);
+    }
+    Some(map)
+}
+
+/// `principal` as a condition sees it, borrowing its strings.
+fn principal_val(p: &Principal) -> Option<Box<dyn Val + '_>> {
+    fn s(v: &str) -> Box<dyn Val + '_> {
+        Box::new(CelString::from(v))
+    }
+    fn list(items: &[String]) -> Box<dyn Val + '_> {
+        Box::new(CelList::from(
+            items.iter().map(|i| s(i)).collect::<Vec<_>>(),
+        ))
+    }
     let mut budget = MAX_INPUT_BYTES;
-    let claims = Json::Object(p.claims.clone());
-    let claims = convert(&claims, 1, &mut budget)?;
-    let mut map: HashMap<Key, cel::Value> = HashMap::with_capacity(8);
-    map.insert(Key::from("subject"), s(&p.subject));
-    map.insert(Key::from("issuer"), s(&p.issuer));
-    map.insert(Key::from("tenant"), s(p.tenant_or_default()));
-    map.insert(Key::from("client_id"), opt(&p.client_id));
-    map.insert(Key::from("actors"), list(&p.actors));
-    map.insert(Key::from("roles"), list(&p.roles));
-    map.insert(Key::from("scopes"), list(&p.scopes));
-    map.insert(Key::from("claims"), claims);
-    Some(cel::Value::Map(Map { map: Arc::new(map) }))
+    let claims = object(&p.claims, 1, &mut budget)?;
+    let mut map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = HashMap::with_capacity(8);
+    map.insert(CelMapKey::from("subject"), s(&p.subject));
+    map.insert(CelMapKey::from("issuer"), s(&p.issuer));
+    map.insert(CelMapKey::from("tenant"), s(p.tenant_or_default()));
+    let client: Box<dyn Val> = match &p.client_id {
+        Some(c) => s(c),
+        None => Box::new(CelNull),
+    };
+    map.insert(CelMapKey::from("client_id"), client);
+    map.insert(CelMapKey::from("actors"), list(&p.actors));
+    map.insert(CelMapKey::from("roles"), list(&p.roles));
+    map.insert(CelMapKey::from("scopes"), list(&p.scopes));
+    map.insert(CelMapKey::from("claims"), Box::new(CelMap::from(claims)));
+    Some(Box::new(CelMap::from(map)))
 }
 
 /// The load-time checks over a parsed expression.
