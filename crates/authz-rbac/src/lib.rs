@@ -51,6 +51,7 @@
 //!     token_id: None,
 //!     expires_at: 0,
 //!     issued_at: None,
+//!     claims: Default::default(),
 //! };
 //! let get = Operation::new(Method::ToolsCall, Target::Tool("get_ticket".into()));
 //! let decision = rbac.decide(&bob, "tickets", &get)?;
