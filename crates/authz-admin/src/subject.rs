@@ -94,6 +94,7 @@ pub(crate) async fn show(
                     } else {
                         p.via.clone()
                     },
+                    p.rule.condition.clone().unwrap_or_else(|| "-".to_owned()),
                 ]
             })
         })
@@ -103,7 +104,7 @@ pub(crate) async fn show(
     } else {
         write_table(
             out,
-            &["TENANT", "EFFECT", "ACTION", "OBJECT", "VIA"],
+            &["TENANT", "EFFECT", "ACTION", "OBJECT", "VIA", "WHEN"],
             &permission_rows,
         )?;
     }

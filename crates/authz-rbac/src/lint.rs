@@ -174,10 +174,14 @@ pub fn lint(policy: &LocatedPolicy, config: &LintConfig) -> LintReport {
         .collect();
     let mut unheld_reported: HashMap<(&str, &str), usize> = HashMap::new();
 
-    // Each deny's glob is compiled once, however many allows it is compared with.
+    // Each deny's glob is compiled once, however many allows it is compared with. A deny with a
+    // condition overrides only some calls, so it never makes an allow useless.
     let mut denies_by_role: HashMap<&str, Vec<(&PolicyRule, Option<globset::GlobMatcher>)>> =
         HashMap::new();
-    for rule in rules.iter().filter(|r| r.effect == RuleEffect::Deny) {
+    for rule in rules
+        .iter()
+        .filter(|r| r.effect == RuleEffect::Deny && r.condition.is_none())
+    {
         denies_by_role
             .entry(rule.role.as_str())
             .or_default()

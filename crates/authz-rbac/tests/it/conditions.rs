@@ -120,6 +120,33 @@ fn run_table(rbac: &Rbac, backend: &str) {
     );
 }
 
+#[test]
+fn a_conditional_deny_does_not_make_allows_useless_in_lint() {
+    let text = std::fs::read_to_string(policy()).expect("read");
+    let located = authz_rbac::LocatedPolicy::parse_csv(&text, "conditions.csv").expect("parse");
+    let report = authz_rbac::lint(&located, &authz_rbac::LintConfig::default());
+    assert!(
+        !report
+            .findings
+            .iter()
+            .any(|f| f.code == authz_rbac::LintCode::ShadowedByDeny),
+        "{:?}",
+        report.findings
+    );
+    // An unconditional deny still does.
+    let text = "p, r, default, tool:t/x, call, allow, \"args.a == 1\"\np, r, default, tool:t/*, call, deny\n";
+    let located = authz_rbac::LocatedPolicy::parse_csv(text, "inline").expect("parse");
+    let report = authz_rbac::lint(&located, &authz_rbac::LintConfig::default());
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.code == authz_rbac::LintCode::ShadowedByDeny),
+        "{:?}",
+        report.findings
+    );
+}
+
 #[tokio::test]
 async fn conditions_against_policy_files() {
     let rbac = Rbac::from_files(&model_path(), &[policy()])
