@@ -184,7 +184,7 @@ pub(crate) async fn check(
         token_id: None,
         expires_at: 0,
         issued_at: None,
-        claims,
+        claims: std::sync::Arc::new(claims),
     }
     .normalize();
     // What the gateway's conditions see: the call's arguments, or a resource's URI.

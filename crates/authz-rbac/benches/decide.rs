@@ -152,8 +152,7 @@ fn conditional(c: &mut Criterion) {
         .expect("load");
     let mut principal = generate::requests(&shape, 11, 1)[0].principal.clone();
     principal.roles = vec!["refunder".into()];
-    principal
-        .claims
+    std::sync::Arc::make_mut(&mut principal.claims)
         .insert("projects".into(), serde_json::json!(["alpha", "beta"]));
     let op = authz_types::Operation::new(
         authz_types::Method::ToolsCall,

@@ -416,7 +416,7 @@ mod tests {
             token_id: None,
             expires_at: 0,
             issued_at: None,
-            claims,
+            claims: Arc::new(claims),
         }
     }
 

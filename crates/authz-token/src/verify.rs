@@ -715,7 +715,7 @@ fn check_claims(
             token_id,
             expires_at: times.expires_at,
             issued_at: times.issued_at,
-            claims: other_claims(claims, issuer),
+            claims: std::sync::Arc::new(other_claims(claims, issuer)),
         }
         .normalize(),
         valid_from: times.valid_from,

@@ -32,9 +32,14 @@ pub struct Principal {
     /// `iat` as Unix seconds, if present.
     pub issued_at: Option<i64>,
     /// The token's other claims (everything but the registered and structured ones above), for
-    /// policy conditions (`principal.claims.projects`).
-    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
-    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// policy conditions (`principal.claims.projects`). Shared: a principal is cloned per request
+    /// from the token cache, its claims are not.
+    #[serde(default, skip_serializing_if = "claims_empty")]
+    pub claims: std::sync::Arc<serde_json::Map<String, serde_json::Value>>,
+}
+
+fn claims_empty(claims: &std::sync::Arc<serde_json::Map<String, serde_json::Value>>) -> bool {
+    claims.is_empty()
 }
 
 impl Principal {

@@ -65,7 +65,7 @@ fn run_table(rbac: &Rbac, backend: &str) {
             let Value::Object(map) = serde_json::from_str(c).expect("claims JSON") else {
                 panic!("case {i}: claims must be an object");
             };
-            who.claims = map;
+            who.claims = std::sync::Arc::new(map);
         }
         let operation = op(&case.method, &case.target);
         // A resource's condition sees its URI as `args.uri`.

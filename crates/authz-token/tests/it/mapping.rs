@@ -161,3 +161,21 @@ fn fractional_times_are_accepted() {
     .expect("valid");
     assert_eq!((p.issued_at, p.expires_at), (Some(NOW), NOW + 300));
 }
+
+#[test]
+fn other_claims_are_kept_for_conditions_and_structured_ones_are_not_repeated() {
+    let fx = Fixture::new();
+    let p = verify_claims(
+        &fx,
+        json!({"projects": ["alpha", "beta"], "email": "a@example.com", "roles": ["r"],
+               "tenant": "acme", "azp": "agent", "scope": "s"}),
+    )
+    .expect("valid");
+    assert_eq!(p.claims.get("projects"), Some(&json!(["alpha", "beta"])));
+    assert_eq!(p.claims.get("email"), Some(&json!("a@example.com")));
+    for structured in [
+        "iss", "sub", "aud", "exp", "iat", "roles", "tenant", "azp", "scope",
+    ] {
+        assert!(!p.claims.contains_key(structured), "{structured}");
+    }
+}
