@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use raw::*;
+pub use validate::MAX_BODY_LIMIT;
 
 use crate::scopes::Glob;
 

@@ -563,7 +563,8 @@ async fn stdio_bridge(
         .local_addr()
         .context("the stdio bridge's address")?;
     let bridge = stdio::Bridge::new(routes, audit);
-    bridge.serve(listener);
+    tracing::info!(%addr, "stdio bridge listening (loopback, the gateway's own)");
+    bridge.serve(listener, config.connections);
     for u in config.upstreams.iter_mut().filter(|u| u.stdio.is_some()) {
         u.url = reqwest::Url::parse(&format!("http://{addr}/stdio/{}", u.name))
             .context("the stdio bridge's URL")?;

@@ -214,21 +214,34 @@ impl Bridge {
             .collect()
     }
 
-    /// Serves the bridge on `listener` (a loopback port) until the gateway ends.
-    pub(crate) fn serve(self: &Arc<Self>, listener: tokio::net::TcpListener) {
+    /// Serves the bridge on `listener` (a loopback port) until the gateway ends, through the
+    /// gateway's own accept loop: any local process can connect to a loopback port, so the
+    /// request-head and idle deadlines and a connection cap apply here too (every connection
+    /// comes from loopback, the gateway's own included, so the per-client cap is the total).
+    pub(crate) fn serve(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        limits: crate::connections::ConnectionLimits,
+    ) {
         let router = axum::Router::new()
             .route(
                 "/stdio/{route}",
                 axum::routing::post(post).get(get).delete(delete),
             )
             .with_state(Arc::clone(self))
-            // The gateway has already held the body to its own limit.
+            // Bodies are read by `post` once the caller is known to be the gateway.
             .layer(axum::extract::DefaultBodyLimit::disable());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "the stdio bridge stopped");
-            }
-        });
+        let limits = crate::connections::ConnectionLimits {
+            max_connections_per_client: limits.max_connections,
+            ..limits
+        };
+        tokio::spawn(crate::connections::serve(
+            listener,
+            router,
+            limits,
+            Arc::default(),
+            std::future::pending(),
+        ));
     }
 
     /// Stops every process (at shutdown) and waits, at most `deadline`, until each has exited
@@ -303,10 +316,15 @@ async fn post(
     State(bridge): State<Arc<Bridge>>,
     Path(route): Path<String>,
     headers: HeaderMap,
-    body: bytes::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let Some(route) = authorized(&bridge, &route, &headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
+    };
+    // Only the gateway gets this far, with a body it already held to its own limit; the
+    // ceiling is the largest limit the gateway can be configured (or reloaded) to.
+    let Ok(body) = axum::body::to_bytes(body, crate::config::MAX_BODY_LIMIT).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
     let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
         return rpc_error(

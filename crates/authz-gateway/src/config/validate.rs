@@ -39,7 +39,8 @@ pub(super) struct Server {
     pub request_state_ttl: std::time::Duration,
 }
 
-const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// The largest `server.max_body_bytes` accepted.
+pub const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
 const MAX_IN_FLIGHT_LIMIT: usize = 100_000;
 
 pub(super) fn server(raw: RawServer, overrides: &Overrides) -> Result<Server, ConfigError> {

@@ -288,6 +288,7 @@ async fn the_binary_serves_a_stdio_route_across_a_reload() {
     let config = format!(
         r#"[server]
 listen = "127.0.0.1:{port}"
+header_read_timeout_ms = 1000
 
 [auth]
 max_lifetime_secs = 3600
@@ -372,6 +373,64 @@ cwd = "{peers}"
     };
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("via the binary"), "{body}");
+
+    // The bridge is a loopback port any local process can reach: without its secret a request
+    // is refused before its body is read, and a request head that never ends is cut.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let bridge = loop {
+        let text = std::fs::read_to_string(&log).expect("log");
+        let found = text
+            .lines()
+            .find(|l| l.contains("stdio bridge listening"))
+            // The log may be coloured: the port is the digits after the loopback address.
+            .and_then(|l| l.split("127.0.0.1:").nth(1))
+            .map(|rest| {
+                let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                format!("127.0.0.1:{port}")
+            });
+        if let Some(addr) = found {
+            break addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bridge's address in the log:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = tokio::net::TcpStream::connect(&bridge)
+            .await
+            .expect("connect");
+        s.write_all(
+            b"POST /stdio/files HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n\
+              content-length: 1000000000\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut head = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut head))
+            .await
+            .expect("answered before any body was sent")
+            .expect("read");
+        let head = String::from_utf8_lossy(&head[..n]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+        let mut idle = tokio::net::TcpStream::connect(&bridge)
+            .await
+            .expect("connect");
+        idle.write_all(b"POST /stdio/files HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf))
+            .await
+            .expect("a head that never ends is cut at the request-head deadline");
+        assert!(
+            matches!(closed, Ok(0) | Err(_))
+                || String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 408"),
+            "{closed:?}"
+        );
+    }
 
     let hangup = std::process::Command::new("kill")
         .args(["-HUP", &pid])
