@@ -4,8 +4,9 @@
 //! everyone else:
 //!
 //! - **A deadline for the request head** (`server.header_read_timeout_ms`, default 10 s, like
-//!   nginx's `client_header_timeout`): a client that trickles a head (slowloris), or holds an
-//!   HTTP/1.1 keep-alive connection idle, is disconnected when it passes.
+//!   nginx's `client_header_timeout`): a client that trickles a head (slowloris), holds an
+//!   HTTP/1.1 keep-alive connection idle, or connects and never sends a first request (either
+//!   protocol), is disconnected when it passes.
 //! - **An idle deadline** (`server.idle_timeout_ms`, default 60 s): a connection with no request
 //!   in flight for that long is closed (HTTP/2 with a `GOAWAY`), so an HTTP/2 connection cannot be
 //!   held open without sending anything either.
@@ -120,6 +121,9 @@ struct Open {
 #[derive(Debug)]
 struct Activity {
     in_flight: AtomicUsize,
+    /// Requests the connection has started; until its first, it gets only the request-head
+    /// deadline to send one (a connection that never speaks holds a slot no longer than that).
+    requests: AtomicU64,
     /// Milliseconds since the [`Epoch`] at which the last request finished (or the connection
     /// was accepted).
     idle_since_ms: AtomicU64,
@@ -194,6 +198,7 @@ impl ConnectionStats {
         open.next_id += 1;
         let activity = Arc::new(Activity {
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(self.now_ms()),
             shedding: AtomicBool::new(false),
             shed: tokio::sync::Notify::new(),
@@ -225,10 +230,17 @@ struct Slot {
 
 impl Slot {
     /// When the connection will have been idle for `timeout`, if nothing is in flight now.
-    fn idle_deadline(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+    /// When the connection is idle too long: `timeout` after its last request ended, or
+    /// `first` after it was accepted while it has sent no request at all.
+    fn idle_deadline(&self, timeout: Duration, first: Duration) -> Option<tokio::time::Instant> {
         if self.activity.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
+        let timeout = if self.activity.requests.load(Ordering::Relaxed) == 0 {
+            timeout.min(first)
+        } else {
+            timeout
+        };
         let since = self.activity.idle_since_ms.load(Ordering::Acquire);
         let at = self.stats.epoch.0 + Duration::from_millis(since) + timeout;
         Some(tokio::time::Instant::from_std(at))
@@ -264,6 +276,7 @@ struct Busy {
 impl Busy {
     fn new(stats: &Arc<ConnectionStats>, activity: &Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.requests.fetch_add(1, Ordering::Relaxed);
         Self {
             stats: Arc::clone(stats),
             activity: Arc::clone(activity),
@@ -442,7 +455,7 @@ pub(crate) async fn serve(
         let stop = stop_rx.clone();
         tokio::spawn(async move {
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let result = drive(connection, &slot, limits.idle_timeout, &stats, stop).await;
+            let result = drive(connection, &slot, &limits, &stats, stop).await;
             match result {
                 Some(Err(error)) if is_timeout(&*error) => {
                     stats.header_timeouts.fetch_add(1, Ordering::Relaxed);
@@ -488,13 +501,15 @@ async fn drive(
         TokioExecutor,
     >,
     slot: &Slot,
-    idle_timeout: Duration,
+    limits: &ConnectionLimits,
     stats: &ConnectionStats,
     mut stop: tokio::sync::watch::Receiver<Stop>,
 ) -> Option<ConnectionResult> {
+    let (idle_timeout, first) = (limits.idle_timeout, limits.header_read_timeout);
     let mut connection = std::pin::pin!(connection);
     let far = || tokio::time::Instant::now() + idle_timeout;
-    let check = tokio::time::sleep_until(slot.idle_deadline(idle_timeout).unwrap_or_else(far));
+    let check =
+        tokio::time::sleep_until(slot.idle_deadline(idle_timeout, first).unwrap_or_else(far));
     let mut check = std::pin::pin!(check);
     let mut closing = false;
     let mut hard_deadline: Option<tokio::time::Instant> = None;
@@ -512,7 +527,7 @@ async fn drive(
                 connection.as_mut().graceful_shutdown();
                 hard_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
             }
-            () = &mut check, if !closing => match slot.idle_deadline(idle_timeout) {
+            () = &mut check, if !closing => match slot.idle_deadline(idle_timeout, first) {
                 Some(at) if at <= tokio::time::Instant::now() => {
                     closing = true;
                     stats.idle_closed.fetch_add(1, Ordering::Relaxed);

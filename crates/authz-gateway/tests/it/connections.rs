@@ -208,6 +208,28 @@ async fn one_client_cannot_take_every_connection() {
 }
 
 #[tokio::test]
+async fn a_connection_that_never_sends_a_request_is_closed_at_the_head_deadline() {
+    // Not at the idle deadline (60 s): holding a slot costs a silent client as much as a slow
+    // one.
+    let env = gateway().await;
+    let to = addr(&env);
+    let mut silent = connect_from([127, 0, 0, 2], to).await;
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(5)).await,
+        "a connection that never spoke was held past the head deadline"
+    );
+    // One that spoke keeps its connection for the idle deadline between requests as before.
+    let mut spoke = connect_from([127, 0, 0, 3], to).await;
+    spoke
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .expect("a request");
+    let mut buf = [0u8; 512];
+    let n = spoke.read(&mut buf).await.expect("the answer");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_at_the_head_deadline() {
     let env = gateway().await;
     let to = addr(&env);
