@@ -85,6 +85,17 @@ pub(super) async fn standard_headers(
             .map_err(|m| ApiError::from(Refusal::HeaderMismatch(m.message()))),
         other => other,
     };
+    refuse_headers(app, ctx, principal, msg, checked).await
+}
+
+/// A header check's refusal, recorded against the message it refuses.
+async fn refuse_headers(
+    app: &App,
+    ctx: &Ctx,
+    principal: &Principal,
+    msg: &Message,
+    checked: Result<(), ApiError>,
+) -> Result<(), ApiError> {
     let Err(e) = checked else {
         return Ok(());
     };
@@ -111,19 +122,8 @@ pub(super) async fn routing_headers(
     msg: &Message,
     stateless: bool,
 ) -> Result<(), ApiError> {
-    let Err(e) = check_standard_headers(headers, msg, stateless) else {
-        return Ok(());
-    };
-    let err = e.with_id(msg.id.clone());
-    Err(deny(
-        app,
-        ctx,
-        principal,
-        &msg.operation,
-        ReasonCode::MalformedRequest,
-        err,
-    )
-    .await)
+    let checked = check_standard_headers(headers, msg, stateless);
+    refuse_headers(app, ctx, principal, msg, checked).await
 }
 
 /// `resources/subscribe` and `resources/unsubscribe` were removed in 2026-07-28 (replaced by

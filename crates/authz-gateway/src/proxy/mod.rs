@@ -117,6 +117,32 @@ pub(crate) async fn handle(
     resp
 }
 
+/// What every route (virtual ones too) checks first: the origin, the size of the header set,
+/// the bearer token and the transport headers. Returns who is asking, whether the request speaks
+/// the stateless protocol version, and the body still unread.
+async fn entry(
+    app: &App,
+    ctx: &Ctx,
+    method: &HttpMethod,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Principal, bool, Body), ApiError> {
+    // Transport check first: a browser page on another origin must not reach us at all.
+    gates::origin(app, ctx, headers)?;
+    intake::header_size(app, ctx, headers, method).await?;
+    // Authenticate before looking at anything the caller sent.
+    let principal = authorize::authenticate(app, ctx, headers, method.as_str()).await?;
+    tracing::Span::current().record("subject", principal.subject.as_str());
+    match gates::transport(app, ctx, &principal, headers, method).await {
+        Ok(stateless) => Ok((principal, stateless, body)),
+        // The refusal is recorded; a POST's answer still names the request it refuses.
+        Err(e) if method == HttpMethod::POST => {
+            Err(e.with_id(intake::request_id_of(app, body).await))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 async fn pipeline(
     app: &App,
     ctx: &Ctx,
@@ -124,20 +150,7 @@ async fn pipeline(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // Transport check first: a browser page on another origin must not reach us at all.
-    gates::origin(app, ctx, &headers)?;
-    intake::header_size(app, ctx, &headers, &method).await?;
-    // Authenticate before looking at anything the caller sent.
-    let principal = authorize::authenticate(app, ctx, &headers, method.as_str()).await?;
-    tracing::Span::current().record("subject", principal.subject.as_str());
-    let stateless = match gates::transport(app, ctx, &principal, &headers, &method).await {
-        Ok(stateless) => stateless,
-        // The refusal is recorded; a POST's answer still names the request it refuses.
-        Err(e) if method == HttpMethod::POST => {
-            return Err(e.with_id(intake::request_id_of(app, body).await));
-        }
-        Err(e) => return Err(e),
-    };
+    let (principal, stateless, body) = entry(app, ctx, &method, &headers, body).await?;
     match method {
         HttpMethod::POST => post(app, ctx, &principal, &headers, body, stateless).await,
         HttpMethod::GET | HttpMethod::DELETE if stateless => {

@@ -36,7 +36,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
 use super::record::deny;
-use super::{Ctx, authorize, gates, intake};
+use super::{Ctx, gates, intake};
 use crate::App;
 use crate::config::{InputRule, Upstream, VirtualServer};
 use crate::error::{ApiError, Refusal};
@@ -145,17 +145,7 @@ pub(super) async fn pipeline(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    gates::origin(app, ctx, &headers)?;
-    intake::header_size(app, ctx, &headers, &method).await?;
-    let principal = authorize::authenticate(app, ctx, &headers, method.as_str()).await?;
-    tracing::Span::current().record("subject", principal.subject.as_str());
-    let stateless = match gates::transport(app, ctx, &principal, &headers, &method).await {
-        Ok(stateless) => stateless,
-        Err(e) if method == HttpMethod::POST => {
-            return Err(e.with_id(intake::request_id_of(app, body).await));
-        }
-        Err(e) => return Err(e),
-    };
+    let (principal, stateless, body) = super::entry(app, ctx, &method, &headers, body).await?;
     let http_op = || Operation::new(Method::Unknown(method.as_str().to_owned()), Target::None);
     let sessions = match session_ids(v, ctx.session_id.as_deref()) {
         Some(s) => s,
