@@ -43,9 +43,40 @@ pub(crate) async fn run(
     command: ApprovalsCommand,
     json: bool,
     out: &mut dyn Write,
+    confirmation: crate::Confirmation,
 ) -> anyhow::Result<()> {
     let now = authz_types::now_unix_ms();
     match command {
+        ApprovalsCommand::Prune {
+            before,
+            confirm,
+            store,
+        } => {
+            let before_ms = before.to_unix_ms(now);
+            let when = format_time(before_ms);
+            crate::confirm(
+                confirmation,
+                confirm.yes,
+                &format!("delete the approvals that lapsed before {when}"),
+                &[],
+            )?;
+            let store = open(&store).await?;
+            let (approvals, decisions) = store.prune(before_ms).await?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"before": when, "before_ms": before_ms, "approvals": approvals,
+                           "decisions": decisions})
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "deleted {approvals} approval(s) that lapsed before {when} and {decisions} \
+                     decision(s) about them already in an audit chain"
+                )?;
+            }
+        }
         ApprovalsCommand::List {
             state,
             upstream,

@@ -125,6 +125,18 @@ pub enum ApprovalsCommand {
         #[command(flatten)]
         store: ApprovalStoreArgs,
     },
+    /// Delete approvals that lapsed before a time (pending ones nobody decided, approvals used
+    /// or left unused, rejections whose block ended) and the approvers' decisions about them
+    /// that are already in an audit chain.
+    Prune {
+        /// A duration ago (30d) or an RFC 3339 time.
+        #[arg(long, value_name = "TIME|DURATION", value_parser = parse_since)]
+        before: Since,
+        #[command(flatten)]
+        confirm: ConfirmArgs,
+        #[command(flatten)]
+        store: ApprovalStoreArgs,
+    },
     /// Reject a pending call: identical calls are refused for a while.
     Reject {
         id: String,

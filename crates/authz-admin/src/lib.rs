@@ -203,7 +203,7 @@ pub async fn execute_with(
         Command::Tools(ToolsCommand::History { upstream, store }) => {
             tools::history(&store, upstream.as_deref(), json, out).await?;
         }
-        Command::Approvals(command) => approvals::run(command, json, out).await?,
+        Command::Approvals(command) => approvals::run(command, json, out, confirmation).await?,
     }
     Ok(Outcome::Success)
 }

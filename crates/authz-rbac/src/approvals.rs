@@ -571,6 +571,32 @@ impl ApprovalStore {
         Ok(n == 1)
     }
 
+    /// Deletes the approvals that lapsed before `before_ms` — pending ones nobody decided,
+    /// approvals used or left unused, rejections whose block ended: none can affect a call any
+    /// more — and the approvers' decisions about them that are already in an audit chain (one
+    /// not yet written there is kept). Returns how many approvals and decisions went.
+    pub async fn prune(&self, before_ms: i64) -> Result<(u64, u64), Error> {
+        const APPROVALS: &str = "DELETE FROM approval WHERE expires_ms < $1";
+        const HISTORY: &str = "DELETE FROM approval_history WHERE audited_by IS NOT NULL \
+             AND approval_id NOT IN (SELECT id FROM approval)";
+        Ok(on_pool!(&self.pool, pool => {
+            let mut tx = pool.begin().await.map_err(db)?;
+            let approvals = sqlx::query(APPROVALS)
+                .bind(before_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+            let history = sqlx::query(HISTORY)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+            tx.commit().await.map_err(db)?;
+            (approvals, history)
+        }))
+    }
+
     /// Gives a claimed decision back (its audit record could not be written).
     pub async fn release_audit(&self, id: i64, holder: &str) -> Result<(), Error> {
         on_pool!(&self.pool, pool => {

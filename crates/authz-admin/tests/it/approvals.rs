@@ -137,3 +137,71 @@ async fn an_approval_on_the_command_line_lets_the_identical_call_through_once() 
     let v = json(&with_db(&["approvals", "list", "--state", "all"], &url)).await;
     assert_eq!(v["approvals"].as_array().map(Vec::len), Some(3), "{v}");
 }
+
+#[tokio::test]
+async fn prune_deletes_lapsed_approvals_and_only_decisions_already_in_an_audit_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = sqlite_url(dir.path(), "audit.db");
+    let store = ApprovalStore::connect(&url).await.expect("store");
+    let day = 86_400_000;
+    let long_ago = authz_types::now_unix_ms() - 10 * day;
+    // Two calls held ten days ago: one lapsed undecided, one approved then and lapsed unused.
+    let hold = async |digest: &str, rid: &str, at: i64| {
+        let Standing::Created(a) = store
+            .hold_or_use(
+                &format!("apv-{rid}"),
+                &call(digest),
+                &context(rid),
+                LIMITS,
+                at,
+            )
+            .await
+            .expect("hold")
+        else {
+            panic!("not held");
+        };
+        a
+    };
+    hold("old-1", "o1", long_ago).await;
+    let approved = hold("old-2", "o2", long_ago).await;
+    store
+        .approve(&approved.id, "ann", 300_000, long_ago + 1)
+        .await
+        .expect("approve");
+    // A third approved ten days ago whose decision is not yet in an audit chain.
+    let unaudited = hold("old-3", "o3", long_ago).await;
+    store
+        .approve(&unaudited.id, "ann", 300_000, long_ago + 2)
+        .await
+        .expect("approve");
+    // The first decision is written into an audit chain (the gateway claims it).
+    let events = store.unaudited(10).await.expect("events");
+    let first = events
+        .iter()
+        .find(|e| e.approval_id == approved.id)
+        .expect("a decision");
+    assert!(store.claim_audit(first.id, "chain-1").await.expect("claim"));
+    // One pending now: never pruned.
+    let pending = retry(&store, "new", "n1").await;
+    assert!(matches!(pending, Standing::Created(_)));
+
+    let v = json(&with_db(
+        &["approvals", "prune", "--before", "1d", "--yes"],
+        &url,
+    ))
+    .await;
+    assert_eq!(v["approvals"], 3, "{v}");
+    assert_eq!(v["decisions"], 1, "{v}");
+    let left = store.events(None).await.expect("events");
+    assert_eq!(left.len(), 1, "the unaudited decision stays: {left:?}");
+    assert_eq!(left[0].approval_id, unaudited.id);
+    let listed = json(&with_db(&["approvals", "list", "--state", "all"], &url)).await;
+    assert_eq!(
+        listed["approvals"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    // Without --yes and no terminal, nothing is deleted.
+    let e = fails(&with_db(&["approvals", "prune", "--before", "1d"], &url)).await;
+    assert!(format!("{e:#}").contains("--yes"), "{e:#}");
+}

@@ -241,6 +241,19 @@ async fn exercise(store: &ApprovalStore) {
         .await
         .expect("release");
     assert_eq!(store.unaudited(10).await.expect("unaudited").len(), 3);
+
+    // Pruning far in the future takes every approval, and of the decisions only those already
+    // in an audit chain: here none (the claim above was given back), then the one claimed now.
+    let all = store
+        .list(&ApprovalFilter::default(), 0)
+        .await
+        .expect("list")
+        .len() as u64;
+    let (approvals, decisions) = store.prune(i64::MAX).await.expect("prune");
+    assert_eq!((approvals, decisions), (all, 0));
+    assert!(store.claim_audit(first_event, "gw-1").await.expect("claim"));
+    assert_eq!(store.prune(i64::MAX).await.expect("prune"), (0, 1));
+    assert_eq!(store.events(None).await.expect("events").len(), 2);
 }
 
 /// Two replicas racing for one approved approval: exactly one uses it.
