@@ -8,9 +8,13 @@
 //! about a condition can let a call through that its rules without the condition would refuse.
 //!
 //! Conditions are compiled when the policy loads ([`Condition::compile`]): the expression must
-//! parse, name no variables but `args` and `principal` (and those its macros bind), call only
-//! the functions in [`FUNCTIONS`] and nest no comprehension (`all`, `exists`, `map`, `filter`)
-//! inside another. With the input bounded too (at most [`MAX_INPUT_BYTES`] of the arguments a
+//! parse, name no variables but `args` and `principal` (and those its macros bind) and no
+//! field of `principal` it lacks, call only the functions in [`FUNCTIONS`], nest no
+//! comprehension (`all`, `exists`, `map`, `filter`) inside another, and type-check as far as
+//! types are known without the call — literals, the principal's fields, what operators and
+//! functions return (`size(principal.roles) > 'two'` or `1 + 2` as a whole condition are
+//! refused; `args.amount <= 500` is checked when the call comes, as arguments have no schema in
+//! the policy). With the input bounded too (at most [`MAX_INPUT_BYTES`] of the arguments a
 //! condition names, [`MAX_DEPTH`] levels deep), an evaluation costs at most the expression's size
 //! times the input's: no condition can spin.
 //!
@@ -24,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use authz_types::Principal;
-use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
 };
@@ -128,7 +132,7 @@ impl Condition {
             .compile(source)
             .map_err(|e| format!("the condition does not parse: {e}"))?;
         let mut check = Check::default();
-        check.walk(program.expression(), &mut vec![], 0)?;
+        check.root(program.expression())?;
         Ok(Condition {
             source: source.to_owned(),
             program,
@@ -293,7 +297,65 @@ fn principal_val(p: &Principal) -> Option<Box<dyn Val + '_>> {
     Some(Box::new(CelMap::from(map)))
 }
 
-/// The load-time checks over a parsed expression.
+/// What the load-time check knows of a value's type: `Dyn` for whatever depends on the call
+/// (arguments, claims) or on what a macro binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ty {
+    Bool,
+    Int,
+    UInt,
+    Double,
+    String,
+    List,
+    Map,
+    Null,
+    Dyn,
+}
+
+impl Ty {
+    fn name(self) -> &'static str {
+        match self {
+            Ty::Bool => "a boolean",
+            Ty::Int => "an int",
+            Ty::UInt => "a uint",
+            Ty::Double => "a double",
+            Ty::String => "a string",
+            Ty::List => "a list",
+            Ty::Map => "a map",
+            Ty::Null => "null",
+            Ty::Dyn => "a value",
+        }
+    }
+
+    fn numeric(self) -> bool {
+        matches!(self, Ty::Int | Ty::UInt | Ty::Double)
+    }
+
+    /// Whether a value of this type could be `want` (a `Dyn` could be anything).
+    fn can_be(self, want: &[Ty]) -> bool {
+        self == Ty::Dyn || want.contains(&self)
+    }
+}
+
+/// The type of `principal.<field>`.
+fn principal_field(field: &str) -> Result<Ty, String> {
+    Ok(match field {
+        "subject" | "issuer" | "tenant" => Ty::String,
+        "client_id" => Ty::Dyn,
+        "actors" | "roles" | "scopes" => Ty::List,
+        "claims" => Ty::Map,
+        other => {
+            return Err(format!(
+                "principal has no field `{other}` (subject, issuer, tenant, client_id, actors, \
+                 roles, scopes, claims)"
+            ));
+        }
+    })
+}
+
+/// The load-time checks over a parsed expression: names, functions, nesting, and the types
+/// that can be known without the call (literals, the principal's fields, what operators and
+/// functions return). The whole expression must be able to be a boolean.
 #[derive(Default)]
 struct Check {
     fields: std::collections::BTreeSet<String>,
@@ -303,39 +365,42 @@ struct Check {
 }
 
 impl Check {
-    /// Walks `e` with `bound` the names macros bind here and `loops` comprehensions around it.
-    fn walk(&mut self, e: &IdedExpr, bound: &mut Vec<String>, loops: usize) -> Result<(), String> {
+    fn root(&mut self, e: &IdedExpr) -> Result<(), String> {
+        let ty = self.walk(e, &mut vec![], 0)?;
+        if ty.can_be(&[Ty::Bool]) {
+            Ok(())
+        } else {
+            Err(format!("the condition is {}, not a boolean", ty.name()))
+        }
+    }
+
+    /// Walks `e` with `bound` the names macros bind here and `loops` comprehensions around it;
+    /// returns its type as far as it is known.
+    fn walk(&mut self, e: &IdedExpr, bound: &mut Vec<String>, loops: usize) -> Result<Ty, String> {
         match &e.expr {
             Expr::Ident(name) => self.ident(name, bound),
             Expr::Select(sel) => {
                 if let Expr::Ident(name) = &sel.operand.expr
-                    && name == "args"
-                    && !bound.iter().any(|b| b == "args")
+                    && !bound.iter().any(|b| b == name)
                 {
-                    self.uses_args = true;
-                    self.fields.insert(sel.field.clone());
-                    return Ok(());
+                    if name == "args" {
+                        self.uses_args = true;
+                        self.fields.insert(sel.field.clone());
+                        return Ok(if sel.test { Ty::Bool } else { Ty::Dyn });
+                    }
+                    if name == "principal" {
+                        self.uses_principal = true;
+                        let ty = principal_field(&sel.field)?;
+                        return Ok(if sel.test { Ty::Bool } else { ty });
+                    }
                 }
-                self.walk(&sel.operand, bound, loops)
+                let operand = self.walk(&sel.operand, bound, loops)?;
+                if !operand.can_be(&[Ty::Map]) {
+                    return Err(format!("`.{}` on {}", sel.field, operand.name()));
+                }
+                Ok(if sel.test { Ty::Bool } else { Ty::Dyn })
             }
-            Expr::Call(call) => {
-                let name = call.func_name.as_str();
-                let operator =
-                    name.starts_with('_') || name.starts_with('@') || name == "!_" || name == "-_";
-                if !operator && !FUNCTIONS.contains(&name) {
-                    return Err(format!(
-                        "unknown function `{name}` (allowed: {})",
-                        FUNCTIONS.join(", ")
-                    ));
-                }
-                if let Some(t) = &call.target {
-                    self.walk(t, bound, loops)?;
-                }
-                for a in &call.args {
-                    self.walk(a, bound, loops)?;
-                }
-                Ok(())
-            }
+            Expr::Call(call) => self.call(call, bound, loops),
             Expr::Comprehension(c) => {
                 if loops >= 1 {
                     return Err(
@@ -343,7 +408,10 @@ impl Check {
                             .to_owned(),
                     );
                 }
-                self.walk(&c.iter_range, bound, loops)?;
+                let range = self.walk(&c.iter_range, bound, loops)?;
+                if !range.can_be(&[Ty::List, Ty::Map]) {
+                    return Err(format!("a comprehension over {}", range.name()));
+                }
                 self.walk(&c.accu_init, bound, loops)?;
                 let before = bound.len();
                 bound.push(c.iter_var.clone());
@@ -351,49 +419,199 @@ impl Check {
                     bound.push(v.clone());
                 }
                 bound.push(c.accu_var.clone());
-                for part in [&c.loop_cond, &c.loop_step, &c.result] {
-                    self.walk(part, bound, loops + 1)?;
-                }
+                self.walk(&c.loop_cond, bound, loops + 1)?;
+                self.walk(&c.loop_step, bound, loops + 1)?;
+                let result = self.walk(&c.result, bound, loops + 1)?;
                 bound.truncate(before);
-                Ok(())
+                Ok(result)
             }
-            Expr::List(list) => list
-                .elements
-                .iter()
-                .try_for_each(|i| self.walk(i, bound, loops)),
-            Expr::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
-                EntryExpr::MapEntry(m) => {
-                    self.walk(&m.key, bound, loops)?;
-                    self.walk(&m.value, bound, loops)
+            Expr::List(list) => {
+                for i in &list.elements {
+                    self.walk(i, bound, loops)?;
                 }
-                EntryExpr::StructField(_) => Err("struct literals are not allowed".to_owned()),
+                Ok(Ty::List)
+            }
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(m) => {
+                            self.walk(&m.key, bound, loops)?;
+                            self.walk(&m.value, bound, loops)?;
+                        }
+                        EntryExpr::StructField(_) => {
+                            return Err("struct literals are not allowed".to_owned());
+                        }
+                    }
+                }
+                Ok(Ty::Map)
+            }
+            Expr::Literal(lit) => Ok(match lit {
+                LiteralValue::Boolean(_) => Ty::Bool,
+                LiteralValue::Int(_) => Ty::Int,
+                LiteralValue::UInt(_) => Ty::UInt,
+                LiteralValue::Double(_) => Ty::Double,
+                LiteralValue::String(_) => Ty::String,
+                LiteralValue::Null => Ty::Null,
+                LiteralValue::Bytes(_) => Ty::Dyn,
             }),
-            Expr::Literal(_) => Ok(()),
             Expr::Struct(_) => Err("struct literals are not allowed".to_owned()),
             Expr::Unspecified => Err("the condition is incomplete".to_owned()),
         }
     }
 
-    fn ident(&mut self, name: &str, bound: &[String]) -> Result<(), String> {
+    fn call(
+        &mut self,
+        call: &cel::common::ast::CallExpr,
+        bound: &mut Vec<String>,
+        loops: usize,
+    ) -> Result<Ty, String> {
+        let name = call.func_name.as_str();
+        let operator =
+            name.starts_with('_') || name.starts_with('@') || name == "!_" || name == "-_";
+        if !operator && !FUNCTIONS.contains(&name) {
+            return Err(format!(
+                "unknown function `{name}` (allowed: {})",
+                FUNCTIONS.join(", ")
+            ));
+        }
+        let target = match &call.target {
+            Some(t) => Some(self.walk(t, bound, loops)?),
+            None => None,
+        };
+        let mut args = Vec::with_capacity(call.args.len());
+        for a in &call.args {
+            args.push(self.walk(a, bound, loops)?);
+        }
+        let wrong =
+            |what: &str, ty: Ty| Err(format!("`{}` {what}, not {}", shown(name), ty.name()));
+        const NUMBERS: &[Ty] = &[Ty::Int, Ty::UInt, Ty::Double];
+        match (name, target, args.as_slice()) {
+            ("_&&_" | "_||_", None, [a, b]) => {
+                for t in [*a, *b] {
+                    if !t.can_be(&[Ty::Bool]) {
+                        return wrong("needs booleans", t);
+                    }
+                }
+                Ok(Ty::Bool)
+            }
+            ("!_", None, [a]) if !a.can_be(&[Ty::Bool]) => wrong("needs a boolean", *a),
+            ("!_" | "@not_strictly_false", None, _) => Ok(Ty::Bool),
+            ("_==_" | "_!=_", None, [a, b]) => {
+                let comparable = *a == Ty::Dyn
+                    || *b == Ty::Dyn
+                    || a == b
+                    || (a.numeric() && b.numeric())
+                    || *a == Ty::Null
+                    || *b == Ty::Null;
+                if comparable {
+                    Ok(Ty::Bool)
+                } else {
+                    Err(format!("comparing {} with {}", a.name(), b.name()))
+                }
+            }
+            ("_<_" | "_<=_" | "_>_" | "_>=_", None, [a, b]) => {
+                let ok = *a == Ty::Dyn
+                    || *b == Ty::Dyn
+                    || (a.numeric() && b.numeric())
+                    || (a == b && matches!(a, Ty::String | Ty::Bool));
+                if ok {
+                    Ok(Ty::Bool)
+                } else {
+                    Err(format!("ordering {} against {}", a.name(), b.name()))
+                }
+            }
+            ("_+_", None, [a, b]) => match (*a, *b) {
+                (Ty::Dyn, t) | (t, Ty::Dyn)
+                    if t.can_be(&[Ty::Int, Ty::UInt, Ty::Double, Ty::String, Ty::List]) =>
+                {
+                    Ok(Ty::Dyn)
+                }
+                (x, y)
+                    if x == y
+                        && matches!(x, Ty::String | Ty::List | Ty::Int | Ty::UInt | Ty::Double) =>
+                {
+                    Ok(x)
+                }
+                (x, y) => Err(format!("adding {} and {}", x.name(), y.name())),
+            },
+            ("_-_" | "_*_" | "_/_" | "_%_", None, [a, b]) => {
+                for t in [*a, *b] {
+                    if !t.can_be(NUMBERS) {
+                        return wrong("needs numbers", t);
+                    }
+                }
+                Ok(if a == b { *a } else { Ty::Dyn })
+            }
+            ("-_", None, [a]) if a.can_be(NUMBERS) => Ok(*a),
+            ("-_", None, [a]) => wrong("needs a number", *a),
+            ("@in", None, [_, b]) if b.can_be(&[Ty::List, Ty::Map]) => Ok(Ty::Bool),
+            ("@in", None, [_, b]) => Err(format!("`in` needs a list or a map, not {}", b.name())),
+            ("_[_]" | "_[?_]", None, [a, _]) if a.can_be(&[Ty::List, Ty::Map]) => Ok(Ty::Dyn),
+            ("_[_]" | "_[?_]", None, [a, _]) => Err(format!("indexing {}", a.name())),
+            ("_?_:_", None, [c, _, _]) if !c.can_be(&[Ty::Bool]) => {
+                Err(format!("a condition that is {}", c.name()))
+            }
+            ("_?_:_", None, [_, a, b]) => Ok(if a == b { *a } else { Ty::Dyn }),
+            ("size", None, [a]) if !a.can_be(&[Ty::String, Ty::List, Ty::Map]) => {
+                wrong("needs a string, list or map", *a)
+            }
+            ("size", Some(a), []) if !a.can_be(&[Ty::String, Ty::List, Ty::Map]) => {
+                wrong("needs a string, list or map", a)
+            }
+            ("size", _, _) => Ok(Ty::Int),
+            ("startsWith" | "endsWith" | "contains", Some(t), [a]) => {
+                for ty in [t, *a] {
+                    if !ty.can_be(&[Ty::String]) {
+                        return wrong("needs strings", ty);
+                    }
+                }
+                Ok(Ty::Bool)
+            }
+            ("int", None, [_]) => Ok(Ty::Int),
+            ("uint", None, [_]) => Ok(Ty::UInt),
+            ("double", None, [_]) => Ok(Ty::Double),
+            ("string", None, [_]) => Ok(Ty::String),
+            ("bool", None, [_]) => Ok(Ty::Bool),
+            _ => Ok(Ty::Dyn),
+        }
+    }
+
+    fn ident(&mut self, name: &str, bound: &[String]) -> Result<Ty, String> {
         if bound.iter().any(|b| b == name) {
-            return Ok(());
+            return Ok(Ty::Dyn);
         }
         match name {
             "args" => {
                 self.uses_args = true;
                 self.whole_args = true;
-                Ok(())
+                Ok(Ty::Map)
             }
             "principal" => {
                 self.uses_principal = true;
-                Ok(())
+                Ok(Ty::Map)
             }
             // Type names CEL resolves as identifiers.
-            "int" | "uint" | "double" | "string" | "bool" | "list" | "map" | "null_type" => Ok(()),
+            "int" | "uint" | "double" | "string" | "bool" | "list" | "map" | "null_type" => {
+                Ok(Ty::Dyn)
+            }
             other => Err(format!(
                 "unknown variable `{other}` (a condition sees `args` and `principal`)"
             )),
         }
+    }
+}
+
+/// An operator's name as written (`_<=_` is `<=`).
+fn shown(name: &str) -> &str {
+    match name {
+        "_&&_" => "&&",
+        "_||_" => "||",
+        "!_" => "!",
+        "-_" | "_-_" => "-",
+        "_*_" => "*",
+        "_/_" => "/",
+        "_%_" => "%",
+        other => other,
     }
 }
 
@@ -542,6 +760,15 @@ mod tests {
             "args.a.all(x, args.b.all(y, x == y))",
             "google.protobuf.Any{}",
             "args.amount <= 500\n|| true",
+            // Types that are known at load.
+            "1 + 2",
+            "principal.tenant + 1 == 'x'",
+            "size(principal.roles) > 'two'",
+            "principal.subject.startsWith(5)",
+            "principal.nickname == 'x'",
+            "'a' in 'abc'",
+            "args.amount <= 500 && 'yes'",
+            "principal.roles < 3",
         ] {
             assert!(Condition::compile(bad).is_err(), "{bad:?}");
         }
