@@ -499,6 +499,7 @@ async fn shared_child(route: &Arc<Route>, headers: &HeaderMap) -> Result<Arc<Chi
         assertion,
         true,
     )
+    .await
     .map_err(|e| -> Refuse {
         tracing::error!(route = %route.name, error = %e, "cannot start the stdio server");
         Box::new(|id| {
@@ -654,7 +655,9 @@ async fn initialize(route: &Arc<Route>, headers: &HeaderMap, msg: Value, id: Val
         header_text(headers, SUBJECT_HEADER),
         assertion,
         false,
-    ) {
+    )
+    .await
+    {
         Ok(child) => child,
         Err(e) => {
             tracing::error!(route = %route.name, error = %e, "cannot start the stdio server");
@@ -679,8 +682,9 @@ async fn initialize(route: &Arc<Route>, headers: &HeaderMap, msg: Value, id: Val
 }
 
 /// Starts a process for a new session of `owner`, with the tasks that read its stdout and
-/// stderr and supervise its exit.
-fn spawn(
+/// stderr and supervise its exit. Its start record is queued before it is used: a process whose
+/// start cannot be recorded is stopped and the session refused (nothing runs unrecorded).
+async fn spawn(
     route: &Arc<Route>,
     owner: String,
     subject: Option<String>,
@@ -726,9 +730,8 @@ fn spawn(
         last_used_ms: AtomicI64::new(authz_types::now_unix_ms()),
         kill: Mutex::new(Some(kill_tx)),
     });
-    lock(&route.children).insert(session, Arc::clone(&child));
-    route.started.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(route = %route.name, pid = ?child.pid, "stdio server started");
+    // Counted against the limits at once (before the await below), as before any start.
+    lock(&route.children).insert(session.clone(), Arc::clone(&child));
     let started = route.process_record(
         &child,
         "process/start",
@@ -736,12 +739,16 @@ fn spawn(
         ReasonCode::ProcessStarted,
         None,
     );
-    let audit = route.audit.clone();
-    tokio::spawn(async move {
-        if let Err(e) = audit.append_buffered(started).await {
-            tracing::error!(error = %e, "a stdio process record could not be queued");
-        }
-    });
+    if let Err(e) = route.audit.append_buffered(started).await {
+        // Never handed out; killed when `process` is dropped on return (`kill_on_drop`).
+        lock(&route.children).remove(&session);
+        tracing::error!(route = %route.name, error = %e, "a stdio process's start could not be recorded; stopping it");
+        return Err(std::io::Error::other(format!(
+            "the start record could not be queued: {e}"
+        )));
+    }
+    route.started.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(route = %route.name, pid = ?child.pid, "stdio server started");
 
     let name = route.name.clone();
     let pid = child.pid;
@@ -860,8 +867,23 @@ async fn supervise(
         ReasonCode::ProcessExited,
         Some(outcome),
     );
-    if let Err(e) = route.audit.append_buffered(exit).await {
-        tracing::error!(error = %e, "a stdio process record could not be queued");
+    // The process is gone whatever happens here: its exit record is retried for a while (the
+    // writer may be waiting out a database outage) before it is given up, loudly.
+    let mut wait = Duration::from_millis(100);
+    let mut exit = exit;
+    for attempt in 1..=6 {
+        match route.audit.append_buffered(exit.clone()).await {
+            Ok(()) => break,
+            Err(e) if attempt == 6 => {
+                tracing::error!(route = %route.name, error = %e, record = ?exit, "a stdio process's exit could not be recorded");
+            }
+            Err(e) => {
+                tracing::warn!(route = %route.name, error = %e, attempt, "a stdio process's exit record could not be queued yet");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
+        exit.time_ms = authz_types::now_unix_ms().max(exit.time_ms);
     }
     // Counted once its record is queued, so a shutdown waiting for every exit has them all.
     route.exited.fetch_add(1, Ordering::Relaxed);
