@@ -426,7 +426,9 @@ async fn decide(app: &App, id: &str, headers: &HeaderMap, form: Decision, yes: b
             p
         }
         Viewer::NotAnApprover(p) => {
-            refused(app, &p, id, verb, "no approver role").await;
+            if let Some(unavailable) = refused(app, &p, id, verb, "no approver role").await {
+                return unavailable;
+            }
             return not_an_approver(&p);
         }
         Viewer::Anonymous(problem) => {
@@ -454,7 +456,9 @@ async fn decide(app: &App, id: &str, headers: &HeaderMap, form: Decision, yes: b
         }
     };
     if approval.call.tenant != p.tenant_or_default() {
-        refused(app, &p, id, verb, "another tenant's approval").await;
+        if let Some(unavailable) = refused(app, &p, id, verb, "another tenant's approval").await {
+            return unavailable;
+        }
         return page(
             StatusCode::NOT_FOUND,
             "Approval",
@@ -463,7 +467,9 @@ async fn decide(app: &App, id: &str, headers: &HeaderMap, form: Decision, yes: b
         );
     }
     if approval.call.issuer == p.issuer && approval.call.subject == p.subject {
-        refused(app, &p, id, verb, "the approver's own call").await;
+        if let Some(unavailable) = refused(app, &p, id, verb, "the approver's own call").await {
+            return unavailable;
+        }
         return page(
             StatusCode::FORBIDDEN,
             "Approval",
@@ -513,8 +519,10 @@ pub(crate) fn approver_name(p: &Principal) -> String {
     format!("{} ({})", p.subject, p.issuer)
 }
 
-/// Records an attempt to decide that was refused.
-async fn refused(app: &App, p: &Principal, id: &str, verb: &str, why: &str) {
+/// Records an attempt to decide that was refused; `Some(503 page)` when the record cannot be
+/// written (the attempt is refused all the same, and the page says the trail is unavailable
+/// rather than answering as if it had been recorded).
+async fn refused(app: &App, p: &Principal, id: &str, verb: &str, why: &str) -> Option<Response> {
     let mut rec = AuditRecord::unauthenticated(
         format!("approval-page-{}", uuid::Uuid::now_v7().simple()),
         "-",
@@ -528,9 +536,16 @@ async fn refused(app: &App, p: &Principal, id: &str, verb: &str, why: &str) {
     rec.tenant = Some(p.tenant_or_default().to_owned());
     rec.roles.clone_from(&p.roles);
     rec.matched_rule = Some(format!("approval {id}: {why}"));
-    if let Err(e) = app.audit_writer.append_durable(rec).await {
-        tracing::error!(error = %e, "a refused approval attempt could not be audited");
-    }
+    let Err(e) = app.audit_writer.append_durable(rec).await else {
+        return None;
+    };
+    tracing::error!(error = %e, "a refused approval attempt could not be audited");
+    Some(page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Approval",
+        Some(p),
+        "<p class=\"error\">The audit trail is unavailable; nothing was decided.</p>",
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -608,6 +608,20 @@ async fn the_page_lets_only_an_approver_of_the_tenant_decide_others_calls() {
         "bob's, amir's and sue's attempts: {refused:?}"
     );
     assert!(refused.iter().any(|r| r.subject.as_deref() == Some("bob")));
+
+    // When a refused attempt cannot be recorded, the page says the trail is unavailable (503)
+    // instead of answering as if it had been.
+    let _refusing = env
+        .refuse_audit_inserts("WHEN NEW.method = 'approval/approve'")
+        .await;
+    let (status, html) = post(
+        &bob,
+        format!("/approvals/{id}/approve"),
+        vec![("csrf", csrf_for(&bob))],
+    )
+    .await;
+    assert_eq!(status, 503, "{html}");
+    assert!(html.contains("audit trail is unavailable"), "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
