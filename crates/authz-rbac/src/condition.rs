@@ -195,11 +195,16 @@ impl Condition {
                 None => return Some(too_large()),
             }
         }
-        Some(match self.program.execute(&ctx) {
-            Ok(cel::Value::Bool(true)) => Outcome::True,
-            Ok(cel::Value::Bool(false)) => Outcome::False,
-            Ok(other) => Outcome::Error(format!("not a boolean: {:?}", other.type_of())),
-            Err(e) => Outcome::Error(e.to_string()),
+        // A panic in the evaluator (a third-party interpreter) is an undecided condition, not a
+        // failed request: `decide` never panics.
+        let executed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.program.execute(&ctx)));
+        Some(match executed {
+            Ok(Ok(cel::Value::Bool(true))) => Outcome::True,
+            Ok(Ok(cel::Value::Bool(false))) => Outcome::False,
+            Ok(Ok(other)) => Outcome::Error(format!("not a boolean: {:?}", other.type_of())),
+            Ok(Err(e)) => Outcome::Error(e.to_string()),
+            Err(_) => Outcome::Error("the evaluator panicked".to_owned()),
         })
     }
 
@@ -748,6 +753,19 @@ mod tests {
             eval("args.amount", json!({"amount": 1})),
             Outcome::Error(_)
         ));
+        // Arithmetic at the edges is an error, never a panic or a wrapped value.
+        let max = i64::MAX;
+        for src in [
+            "args.a * args.b > 0",
+            "args.a + args.b > 0",
+            "-args.m < 0",
+            "args.a / args.z > 0",
+            "args.a % args.z > 0",
+            "size(args.s) > 0 && args.s[5] == 'x'",
+        ] {
+            let args = json!({"a": max, "b": max, "m": i64::MIN, "z": 0, "s": "abc"});
+            assert_ne!(eval(src, args), Outcome::True, "{src}");
+        }
     }
 
     #[test]
