@@ -250,8 +250,6 @@ pub(super) async fn admit(
     }
 }
 
-/// The authorization decision for one operation: scopes first, then RBAC. An `Err` means no
-/// decision could be made and the caller must fail closed.
 /// Calls `f` with what a rule's condition sees of `msg` (see [`authz_rbac::condition`]): the
 /// arguments of a `tools/call` or `prompts/get`, `{"uri": …}` for a resource; nothing else.
 fn with_condition_args<T>(msg: &Message, f: impl FnOnce(ConditionArgs<'_>) -> T) -> T {
@@ -268,6 +266,9 @@ fn with_condition_args<T>(msg: &Message, f: impl FnOnce(ConditionArgs<'_>) -> T)
     }
 }
 
+/// The authorization decision for one operation: scopes first, then RBAC (with the call's
+/// arguments for conditions). An `Err` means no decision could be made and the caller must fail
+/// closed.
 fn scopes_then_rbac(
     app: &App,
     up: &Upstream,
