@@ -163,8 +163,12 @@ impl Engine {
         rules.resize_with(positions.len(), Vec::new);
         for rule in &set.rules {
             let key = rule.casbin_key();
+            // Every rule was handed to Casbin as exactly this line; one it does not hold would
+            // be a rule silently dropped (a deny among them): the policy is refused instead.
             let Some(&position) = positions.get(key.as_slice()) else {
-                continue;
+                return Err(Error::InvalidRule {
+                    reason: format!("the policy engine did not load `{rule}`"),
+                });
             };
             let condition = match &rule.condition {
                 Some(c) => Some(std::sync::Arc::new(Condition::compile(c).map_err(|e| {
